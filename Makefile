@@ -1,0 +1,28 @@
+# Makefile for pg_async (PGXS)
+
+EXTENSION = pg_async
+MODULE_big = pg_async
+OBJS = \
+	src/pg_async.o \
+	src/shmem.o \
+	src/launcher.o \
+	src/worker.o \
+	src/executor.o \
+	src/enqueue.o \
+	src/sqlfuncs.o
+
+DATA = sql/pg_async--0.1.sql
+PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
+
+# pg_regress: a throwaway instance with the library preloaded.
+REGRESS = setup register enqueue execute retry privileges monitoring
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
+
+# TAP tests (PostgreSQL::Test::Cluster) for restarts, crashes and kills.
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

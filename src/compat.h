@@ -1,0 +1,46 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *	  Differences between the PostgreSQL versions pg_async builds against
+ *	  (13 to 17), in one place.  Every other file includes this one instead
+ *	  of testing PG_VERSION_NUM itself.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_ASYNC_COMPAT_H
+#define PG_ASYNC_COMPAT_H
+
+#include "postgres.h"
+
+#if PG_VERSION_NUM < 130000
+#error "pg_async needs PostgreSQL 13 or later"
+#endif
+
+#include "utils/acl.h"
+
+/* PG 16 folded the per-object ACL helpers into object_aclcheck/ownercheck. */
+#if PG_VERSION_NUM >= 160000
+#define pg_async_proc_aclcheck(proc, role, mode) \
+	object_aclcheck(ProcedureRelationId, (proc), (role), (mode))
+#define pg_async_proc_ownercheck(proc, role) \
+	object_ownercheck(ProcedureRelationId, (proc), (role))
+#else
+#define pg_async_proc_aclcheck(proc, role, mode) \
+	pg_proc_aclcheck((proc), (role), (mode))
+#define pg_async_proc_ownercheck(proc, role) \
+	pg_proc_ownercheck((proc), (role))
+#endif
+
+/* PG 15 reserves a GUC prefix; before, placeholders were only warned about. */
+#if PG_VERSION_NUM >= 150000
+#define pg_async_reserve_guc_prefix(prefix) MarkGUCPrefixReserved(prefix)
+#else
+#define pg_async_reserve_guc_prefix(prefix) EmitWarningsOnPlaceholders(prefix)
+#endif
+
+/* PG 15 moved shared memory requests into shmem_request_hook. */
+#if PG_VERSION_NUM >= 150000
+#define PG_ASYNC_HAS_SHMEM_REQUEST_HOOK 1
+#endif
+
+#endif							/* PG_ASYNC_COMPAT_H */

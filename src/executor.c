@@ -1,0 +1,257 @@
+/*-------------------------------------------------------------------------
+ *
+ * executor.c
+ *	  Running one job's handler: resolve the registration to a function,
+ *	  check it may run, and call it in a subtransaction as the registered
+ *	  role, with a safe search_path and the registered timeout.  An error of
+ *	  any kind becomes data on the job (message, SQLSTATE); the worker goes
+ *	  on with the next job.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_async.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/builtins.h"
+#include "utils/elog.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+/* The search_path every handler starts with. */
+#define ASYNC_HANDLER_SEARCH_PATH	"pg_catalog, pg_temp"
+
+/* A registration resolved to a callable function, valid for one batch. */
+typedef struct ResolvedHandler
+{
+	char	   *function;
+	char	   *handler;
+	Oid			run_as;
+	bool		run_as_superuser;
+	FmgrInfo	flinfo;
+} ResolvedHandler;
+
+/* resolved handlers of the current batch, in its transaction's memory */
+static List *resolved = NIL;
+
+/* pg_async_executor_reset forgets the handlers resolved for the last batch. */
+void
+pg_async_executor_reset(void)
+{
+	resolved = NIL;
+}
+
+/*
+ * pg_async_check_handler raises an error unless fnoid is a function a
+ * handler can be: a plain function (not a procedure, aggregate or window
+ * function) that takes exactly one jsonb and returns no set.
+ */
+void
+pg_async_check_handler(Oid fnoid)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fnoid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", fnoid)));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+
+	if (proc->prokind != PROKIND_FUNCTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s is not a plain function", format_procedure(fnoid)),
+				 errdetail("Procedures, aggregates and window functions cannot be handlers."),
+				 errhint("A handler is a function taking one argument of type jsonb.")));
+	if (proc->proretset)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("handler %s must not return a set", format_procedure(fnoid))));
+	if (proc->pronargs != 1 || proc->proargtypes.values[0] != JSONBOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("handler %s must take exactly one argument of type jsonb",
+						format_procedure(fnoid)),
+				 errhint("Declare it as f(event jsonb).")));
+
+	ReleaseSysCache(tup);
+}
+
+/*
+ * resolve_handler finds the function behind a job's registration and checks
+ * that it can run: still there, still of a handler's signature, and
+ * executable by the role it runs as.  Errors here fail the attempt.
+ */
+static ResolvedHandler *
+resolve_handler(AsyncJob *job)
+{
+	ListCell   *lc;
+	ResolvedHandler *rh;
+	Oid			fnoid;
+
+	if (!job->registered)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function \"%s\" is not registered with pg_async", job->function),
+				 errhint("Register a handler for it with async.register().")));
+
+	foreach(lc, resolved)
+	{
+		rh = (ResolvedHandler *) lfirst(lc);
+		if (rh->run_as == job->run_as &&
+			strcmp(rh->function, job->function) == 0 &&
+			strcmp(rh->handler, job->handler) == 0)
+			return rh;
+	}
+
+	fnoid = DatumGetObjectId(DirectFunctionCall1(to_regprocedure,
+												 CStringGetTextDatum(job->handler)));
+	if (!OidIsValid(fnoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler %s of function \"%s\" does not exist",
+						job->handler, job->function),
+				 errhint("Create the function again, or register another handler with async.register().")));
+	pg_async_check_handler(fnoid);
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(job->run_as)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u that function \"%s\" runs as does not exist",
+						job->run_as, job->function),
+				 errhint("Register the function again with async.register().")));
+
+	if (pg_async_proc_aclcheck(fnoid, job->run_as, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not execute handler %s of function \"%s\"",
+						GetUserNameFromId(job->run_as, false),
+						format_procedure(fnoid), job->function)));
+
+	rh = palloc0(sizeof(ResolvedHandler));
+	rh->function = pstrdup(job->function);
+	rh->handler = pstrdup(job->handler);
+	rh->run_as = job->run_as;
+	rh->run_as_superuser = superuser_arg(job->run_as);
+	fmgr_info(fnoid, &rh->flinfo);
+	resolved = lappend(resolved, rh);
+	return rh;
+}
+
+/*
+ * call_handler runs the handler of one job, inside the caller's
+ * subtransaction: as the registered role (session and current user both),
+ * in a security-restricted operation, with search_path reset, a fresh
+ * snapshot and the registered timeout armed.  Only here can a cancel
+ * request interrupt the worker.
+ */
+static void
+call_handler(AsyncJob *job, Oid worker_user)
+{
+	ResolvedHandler *rh = resolve_handler(job);
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+
+	LOCAL_FCINFO(fcinfo, 1);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetSessionAuthorization(rh->run_as, rh->run_as_superuser);
+	SetUserIdAndSecContext(rh->run_as,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", ASYNC_HANDLER_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	InitFunctionCallInfoData(*fcinfo, &rh->flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = job->payload;
+	fcinfo->args[0].isnull = false;
+
+	QueryCancelPending = false;
+	RESUME_CANCEL_INTERRUPTS();
+	enable_timeout_after(STATEMENT_TIMEOUT, job->timeout_ms);
+
+	(void) FunctionCallInvoke(fcinfo);
+
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	HOLD_CANCEL_INTERRUPTS();
+
+	PopActiveSnapshot();
+
+	/* nothing the handler SET outlives it */
+	AtEOXact_GUC(false, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SetSessionAuthorization(worker_user, true);
+}
+
+/*
+ * pg_async_execute_job runs one job's handler in a subtransaction and records
+ * the outcome on the job: on success the subtransaction is kept, on error it
+ * is rolled back and the error's message and SQLSTATE are kept instead.
+ */
+void
+pg_async_execute_job(AsyncJob *job)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Oid			worker_user = GetSessionUserId();
+
+	job->failed = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+
+	PG_TRY();
+	{
+		call_handler(job, worker_user);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* error recovery zeroed the holdoff counts: only the handler may be cancelled */
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		QueryCancelPending = false;
+		QueryCancelHoldoffCount = 1;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+
+		/* the subtransaction restored the current user, not the session user */
+		SetSessionAuthorization(worker_user, true);
+
+		job->failed = true;
+		job->error_message = edata->message ? pstrdup(edata->message) : pstrdup("unknown error");
+		strlcpy(job->sqlstate, unpack_sql_state(edata->sqlerrcode), sizeof(job->sqlstate));
+		job->failed_at = GetCurrentTimestamp();
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}

@@ -1,0 +1,154 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_async.c
+ *	  Loading pg_async: the settings (pg_async.*), the guards that keep a
+ *	  late or binary-upgrade load harmless, and the registration of the
+ *	  shared memory, the launcher and the commit-time wake-up.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_async.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/postmaster.h"
+#include "utils/memutils.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+char	   *pg_async_database = NULL;
+int			pg_async_workers = 2;
+int			pg_async_retention = 86400;
+int			pg_async_batch_size = 50;
+int			pg_async_max_payload_size = 1024 * 1024;
+
+/* true in processes of a server that has pg_async in shared_preload_libraries */
+bool		pg_async_preloaded = false;
+
+/*
+ * pg_async_define_gucs defines every pg_async.* setting.  Done in every
+ * process that loads the library, so that SHOW and the checks work even
+ * when the library was not preloaded.
+ */
+static void
+pg_async_define_gucs(void)
+{
+	DefineCustomStringVariable("pg_async.database",
+							   "Database the pg_async workers serve.",
+							   "Jobs are run only in this database.",
+							   &pg_async_database,
+							   "postgres",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.workers",
+							"Number of pg_async worker processes.",
+							"Each worker is a background worker; max_worker_processes must leave room for them and the launcher.",
+							&pg_async_workers,
+							2, 0, MAX_BACKENDS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.retention",
+							"How long finished jobs are kept in async.jobs.",
+							"Their event_id stays taken for this long.",
+							&pg_async_retention,
+							86400, 1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.batch_size",
+							"Most jobs a worker claims and runs in one transaction.",
+							"Each job runs in its own subtransaction; keep it below 64 to stay inside the subtransaction cache.",
+							&pg_async_batch_size,
+							50, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.max_payload_size",
+							"Largest payload accepted at enqueue.",
+							NULL,
+							&pg_async_max_payload_size,
+							1024 * 1024, 1, MaxAllocSize,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	pg_async_reserve_guc_prefix("pg_async");
+}
+
+#ifdef PG_ASYNC_HAS_SHMEM_REQUEST_HOOK
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* pg_async_shmem_size is the size of the shared state: one slot per possible worker. */
+static Size
+pg_async_shmem_size(void)
+{
+	return add_size(offsetof(AsyncShared, slots),
+					mul_size(max_worker_processes, sizeof(AsyncWorkerSlot)));
+}
+
+#ifdef PG_ASYNC_HAS_SHMEM_REQUEST_HOOK
+/* pg_async_shmem_request asks for the shared state (PG 15 and later). */
+static void
+pg_async_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(pg_async_shmem_size());
+}
+#endif
+
+/* pg_async_shmem_startup creates or attaches the shared state. */
+static void
+pg_async_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	pg_async_shmem_init();
+}
+
+/*
+ * _PG_init: define the settings and the commit-time wake-up everywhere; the
+ * shared memory and the launcher only when preloaded.
+ */
+void
+_PG_init(void)
+{
+	/* pg_upgrade's server must not start workers or touch queues */
+	if (IsBinaryUpgrade)
+		return;
+
+	pg_async_define_gucs();
+
+	/* registered once per process: the callback wakes workers at commit */
+	RegisterXactCallback(pg_async_xact_callback, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	pg_async_preloaded = true;
+
+#ifdef PG_ASYNC_HAS_SHMEM_REQUEST_HOOK
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pg_async_shmem_request;
+#else
+	RequestAddinShmemSpace(pg_async_shmem_size());
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pg_async_shmem_startup;
+
+	pg_async_register_launcher();
+}

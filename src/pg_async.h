@@ -1,0 +1,122 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_async.h
+ *	  Declarations shared by the files of pg_async: settings, the shared
+ *	  memory layout, and the entry points each file offers the others.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_ASYNC_H
+#define PG_ASYNC_H
+
+#include "compat.h"
+
+#include "access/xact.h"
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+/* Sizes of the fields copied into shared memory for async.workers. */
+#define ASYNC_FUNCTION_LEN		64
+#define ASYNC_EVENT_ID_LEN		128
+
+/* Longest event_id accepted at enqueue. */
+#define ASYNC_MAX_EVENT_ID		255
+
+/* A worker never sleeps longer than this without looking at the queue. */
+#define ASYNC_MAX_SLEEP_MS		5000
+
+/* settings (pg_async.c) */
+extern char *pg_async_database;
+extern int	pg_async_workers;
+extern int	pg_async_retention;
+extern int	pg_async_batch_size;
+extern int	pg_async_max_payload_size;
+extern bool pg_async_preloaded;
+
+/*
+ * One slot per possible worker.  The launcher owns in_use, generation and the
+ * restart bookkeeping; the worker fills in the rest under mutex.  'sleeping'
+ * is the wake-up handshake: a worker sets it to 1 before its last look at the
+ * queue, a committing backend swaps it to 0 and sets the latch.
+ */
+typedef struct AsyncWorkerSlot
+{
+	/* launcher only */
+	bool		in_use;
+	uint32		generation;
+
+	/* worker, under mutex */
+	slock_t		mutex;
+	pid_t		pid;
+	Latch	   *latch;
+	bool		busy;
+	char		function[ASYNC_FUNCTION_LEN];
+	char		event_id[ASYNC_EVENT_ID_LEN];
+	int32		attempt;
+	TimestampTz started_at;
+	uint64		jobs_done;
+
+	pg_atomic_uint32 sleeping;
+} AsyncWorkerSlot;
+
+typedef struct AsyncShared
+{
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	pg_atomic_uint32 wake_cursor;	/* round robin over sleeping workers */
+	pg_atomic_uint32 recovery_epoch;	/* bumped whenever a worker exits */
+	int			nslots;
+	AsyncWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} AsyncShared;
+
+/* shmem.c */
+extern AsyncShared *AsyncShmem;
+extern void pg_async_shmem_init(void);
+extern void pg_async_wake_workers(int njobs);
+extern void pg_async_wake_launcher(void);
+
+/* launcher.c */
+extern PGDLLEXPORT void pg_async_launcher_main(Datum main_arg);
+extern void pg_async_register_launcher(void);
+
+/* worker.c */
+extern PGDLLEXPORT void pg_async_worker_main(Datum main_arg);
+
+/* One claimed job, as the worker keeps it between claim and finish. */
+typedef struct AsyncJob
+{
+	int64		id;
+	char	   *event_id;
+	char	   *function;
+	Datum		payload;		/* detoasted jsonb */
+	int32		attempt;		/* this attempt's number, from 1 */
+	bool		registered;		/* false when no registration was found */
+	char	   *handler;		/* registered signature */
+	Oid			run_as;
+	int32		max_attempts;
+	int32		timeout_ms;
+
+	/* outcome */
+	bool		failed;
+	char	   *error_message;
+	char		sqlstate[6];
+	TimestampTz failed_at;
+} AsyncJob;
+
+/* executor.c */
+extern void pg_async_executor_reset(void);
+extern void pg_async_execute_job(AsyncJob *job);
+extern void pg_async_check_handler(Oid fnoid);
+
+/* enqueue.c */
+extern void pg_async_xact_callback(XactEvent event, void *arg);
+extern void pg_async_note_enqueued(int njobs);
+extern bool pg_async_in_worker;
+
+/* sqlfuncs.c */
+extern Oid	pg_async_extension_owner(void);
+
+#endif							/* PG_ASYNC_H */

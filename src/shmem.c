@@ -1,0 +1,110 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  The shared state of pg_async: the launcher's latch and one slot per
+ *	  worker, and the commit-time wake-up of sleeping workers.
+ *
+ *	  Only plain data and latches of PGPROCs live here: nothing that points
+ *	  into one process's memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_async.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+
+AsyncShared *AsyncShmem = NULL;
+
+/*
+ * pg_async_shmem_init creates the shared state in the postmaster (and again
+ * after a crash restart, when shared memory is new) or attaches to it.
+ */
+void
+pg_async_shmem_init(void)
+{
+	bool		found;
+	int			i;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	AsyncShmem = ShmemInitStruct("pg_async",
+								 add_size(offsetof(AsyncShared, slots),
+										  mul_size(max_worker_processes,
+												   sizeof(AsyncWorkerSlot))),
+								 &found);
+	if (!found)
+	{
+		AsyncShmem->launcher_pid = 0;
+		AsyncShmem->launcher_latch = NULL;
+		pg_atomic_init_u32(&AsyncShmem->wake_cursor, 0);
+		pg_atomic_init_u32(&AsyncShmem->recovery_epoch, 0);
+		AsyncShmem->nslots = max_worker_processes;
+		for (i = 0; i < max_worker_processes; i++)
+		{
+			AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+
+			memset(slot, 0, sizeof(AsyncWorkerSlot));
+			SpinLockInit(&slot->mutex);
+			pg_atomic_init_u32(&slot->sleeping, 0);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * pg_async_wake_workers wakes enough sleeping workers for njobs new jobs:
+ * one per batch, never more than are asleep.  A worker that is awake will
+ * look at the queue again before it sleeps, so it needs no wake-up; the
+ * 'sleeping' flag, swapped from 1 to 0 here, makes sure that two committers
+ * do not both spend their wake-up on the same worker.
+ */
+void
+pg_async_wake_workers(int njobs)
+{
+	int			wanted;
+	int			nslots;
+	uint32		start;
+	int			i;
+
+	if (AsyncShmem == NULL || njobs <= 0)
+		return;
+
+	nslots = Min(AsyncShmem->nslots, pg_async_workers);
+	if (nslots <= 0)
+		return;
+	wanted = (njobs + pg_async_batch_size - 1) / pg_async_batch_size;
+	start = pg_atomic_fetch_add_u32(&AsyncShmem->wake_cursor, 1);
+
+	pg_memory_barrier();
+	for (i = 0; i < nslots && wanted > 0; i++)
+	{
+		AsyncWorkerSlot *slot = &AsyncShmem->slots[(start + i) % nslots];
+		uint32		expected = 1;
+
+		if (pg_atomic_read_u32(&slot->sleeping) != 1)
+			continue;
+		if (pg_atomic_compare_exchange_u32(&slot->sleeping, &expected, 0))
+		{
+			Latch	   *latch = slot->latch;
+
+			if (latch != NULL)
+				SetLatch(latch);
+			wanted--;
+		}
+	}
+}
+
+/* pg_async_wake_launcher sets the launcher's latch, if there is a launcher. */
+void
+pg_async_wake_launcher(void)
+{
+	Latch	   *latch;
+
+	if (AsyncShmem == NULL)
+		return;
+	latch = AsyncShmem->launcher_latch;
+	if (latch != NULL)
+		SetLatch(latch);
+}

@@ -1,0 +1,614 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The pg_async worker: a background worker connected to
+ *	  pg_async.database that claims ready jobs in batches and runs them.
+ *
+ *	  A batch takes two transactions:
+ *
+ *	  1. The claim.  Up to pg_async.batch_size ready jobs are locked with
+ *		 FOR UPDATE SKIP LOCKED and marked 'running', their attempt counted.
+ *		 This commits before any handler runs, so that a handler that kills
+ *		 its worker has still spent an attempt: no endless crash loop.
+ *	  2. The run.  Each handler runs in its own subtransaction; the jobs'
+ *		 outcomes are written afterwards in the parent transaction (never in
+ *		 the handler's subtransaction, which would create a MultiXact per
+ *		 row), and one commit makes every handler's writes and every job's
+ *		 new state durable together.
+ *
+ *	  Between batches the worker recovers jobs left running by dead workers
+ *	  (async._recover), the worker in slot 0 deletes finished jobs older than
+ *	  pg_async.retention, and an idle worker sleeps on its latch until the
+ *	  next scheduled job, a commit that enqueued jobs, or ASYNC_MAX_SLEEP_MS.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_async.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+/* how often a worker looks for jobs of dead workers even if none exited */
+#define ASYNC_RECOVERY_INTERVAL_MS	5000
+/* how often the worker of slot 0 applies pg_async.retention */
+#define ASYNC_RETENTION_INTERVAL_MS	10000
+/* how many finished jobs one retention transaction deletes */
+#define ASYNC_RETENTION_BATCH		5000
+
+static AsyncWorkerSlot *MySlot = NULL;
+static int	MySlotIndex = -1;
+static uint32 MyGeneration = 0;
+static char *MyDatabase = NULL;
+
+static MemoryContext WorkerContext = NULL;	/* the worker's lifetime */
+static MemoryContext BatchContext = NULL;	/* one batch; reset every loop */
+
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr next_run_plan = NULL;
+static SPIPlanPtr success_plan = NULL;
+static SPIPlanPtr fail_plan = NULL;
+
+static uint32 last_recovery_epoch = 0;
+static TimestampTz last_recovery = 0;
+static TimestampTz last_retention = 0;
+
+static const char *claim_sql =
+"WITH candidates AS ("
+"  SELECT j.id, j.function, j.suspect FROM async.jobs j"
+"   WHERE j.state OPERATOR(pg_catalog.=) 'queued'"
+"     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+"   ORDER BY j.run_at LIMIT $1"
+"     FOR UPDATE SKIP LOCKED),"
+" picked AS ("
+"  SELECT c.id, c.function FROM candidates c"
+"   WHERE NOT EXISTS (SELECT FROM candidates s WHERE s.suspect)"
+"  UNION ALL"
+"  (SELECT s.id, s.function FROM candidates s WHERE s.suspect ORDER BY s.id LIMIT 1))"
+" UPDATE async.jobs j"
+"    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1,"
+"        started_at = pg_catalog.now(), worker_pid = $2, suspect = false"
+"   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function"
+"  WHERE j.id OPERATOR(pg_catalog.=) p.id"
+" RETURNING j.id, j.event_id, j.function, j.payload, j.attempts,"
+"           f.handler, f.run_as::pg_catalog.oid, f.max_attempts,"
+"           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8";
+
+static const char *next_run_sql =
+"SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
+" WHERE j.state OPERATOR(pg_catalog.=) 'queued'";
+
+static const char *success_sql =
+"UPDATE async.jobs j SET state = 'succeeded', finished_at = pg_catalog.now()"
+" WHERE j.id OPERATOR(pg_catalog.=) ANY ($1)"
+"   AND j.state OPERATOR(pg_catalog.=) 'running'";
+
+static const char *fail_sql =
+"SELECT async._fail($1, $2, $3, $4)";
+
+/*
+ * worker_detach gives the slot back when the worker exits, however it exits
+ * short of a crash (which resets shared memory anyway).  It runs after the
+ * transaction was aborted, so that other workers can recover its jobs at once.
+ */
+static void
+worker_detach(int code, Datum arg)
+{
+	if (MySlot == NULL)
+		return;
+
+	pg_atomic_write_u32(&MySlot->sleeping, 0);
+	SpinLockAcquire(&MySlot->mutex);
+	if (MySlot->generation == MyGeneration && MySlot->pid == MyProcPid)
+	{
+		MySlot->pid = 0;
+		MySlot->latch = NULL;
+		MySlot->busy = false;
+	}
+	SpinLockRelease(&MySlot->mutex);
+
+	pg_atomic_fetch_add_u32(&AsyncShmem->recovery_epoch, 1);
+	pg_async_wake_launcher();
+	/* a sleeping colleague recovers our jobs now rather than in a few seconds */
+	pg_async_wake_workers(1);
+}
+
+/*
+ * worker_attach claims slot MySlotIndex for this process, unless the launcher
+ * has since given the slot to another worker.
+ */
+static bool
+worker_attach(void)
+{
+	bool		ok = false;
+
+	MySlot = &AsyncShmem->slots[MySlotIndex];
+	SpinLockAcquire(&MySlot->mutex);
+	if (MySlot->generation == MyGeneration && MySlot->pid == 0)
+	{
+		MySlot->pid = MyProcPid;
+		MySlot->latch = &MyProc->procLatch;
+		MySlot->busy = false;
+		MySlot->function[0] = '\0';
+		MySlot->event_id[0] = '\0';
+		MySlot->attempt = 0;
+		MySlot->started_at = 0;
+		MySlot->jobs_done = 0;
+		ok = true;
+	}
+	SpinLockRelease(&MySlot->mutex);
+	if (!ok)
+		MySlot = NULL;
+	return ok;
+}
+
+/*
+ * extension_ready tells, inside a transaction, whether pg_async is installed
+ * in this database and not being dropped: it takes a conditional lock on
+ * async.jobs, which DROP EXTENSION holds exclusively.
+ */
+static bool
+extension_ready(void)
+{
+	Oid			nsp;
+	Oid			relid;
+
+	if (!OidIsValid(get_extension_oid("pg_async", true)))
+		return false;
+	nsp = get_namespace_oid("async", true);
+	if (!OidIsValid(nsp))
+		return false;
+	relid = get_relname_relid("jobs", nsp);
+	if (!OidIsValid(relid))
+		return false;
+	if (!ConditionalLockRelationOid(relid, RowExclusiveLock))
+		return false;
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+	{
+		UnlockRelationOid(relid, RowExclusiveLock);
+		return false;
+	}
+	return true;
+}
+
+/* prepare_plan prepares a statement once for the worker's lifetime. */
+static SPIPlanPtr
+prepare_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "pg_async: SPI_prepare failed: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "pg_async: SPI_keepplan failed");
+	return plan;
+}
+
+/* begin_work opens a transaction with SPI and a snapshot, as worker_spi does. */
+static void
+begin_work(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_async: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/* end_work closes what begin_work opened and commits. */
+static void
+end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * claim_batch is the first transaction of a batch: it marks up to
+ * pg_async.batch_size ready jobs 'running' and commits.  The jobs are copied
+ * into BatchContext.  With no job ready it reports when the next one is due
+ * (0 if none).  *ready is false when pg_async is not installed here.
+ */
+static int
+claim_batch(AsyncJob **jobs_out, TimestampTz *next_run_at, bool *ready)
+{
+	int			n = 0;
+	uint64		i;
+
+	*jobs_out = NULL;
+	*next_run_at = 0;
+
+	begin_work("pg_async: claiming jobs");
+	*ready = extension_ready();
+	if (!*ready)
+	{
+		end_work();
+		return 0;
+	}
+
+	if (claim_plan == NULL)
+	{
+		Oid			claim_types[2] = {INT4OID, INT4OID};
+		Oid			success_types[1] = {INT8ARRAYOID};
+		Oid			fail_types[4] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+
+		claim_plan = prepare_plan(claim_sql, 2, claim_types);
+		next_run_plan = prepare_plan(next_run_sql, 0, NULL);
+		success_plan = prepare_plan(success_sql, 1, success_types);
+		fail_plan = prepare_plan(fail_sql, 4, fail_types);
+	}
+
+	{
+		Datum		args[2];
+		int			rc;
+
+		args[0] = Int32GetDatum(pg_async_batch_size);
+		args[1] = Int32GetDatum(MyProcPid);
+		rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
+		if (rc != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "pg_async: claiming jobs failed: %s",
+				 SPI_result_code_string(rc));
+	}
+
+	n = (int) SPI_processed;
+	if (n > 0)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(BatchContext);
+		AsyncJob   *jobs = palloc0(sizeof(AsyncJob) * n);
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		for (i = 0; i < (uint64) n; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			AsyncJob   *job = &jobs[i];
+			bool		isnull;
+			Datum		d;
+
+			job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			job->event_id = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+			job->function = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+			d = SPI_getbinval(tup, desc, 4, &isnull);
+			job->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+			job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+			d = SPI_getbinval(tup, desc, 6, &isnull);
+			job->registered = !isnull;
+			if (job->registered)
+			{
+				job->handler = TextDatumGetCString(d);
+				job->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+				job->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+				job->timeout_ms = (int32) Min(DatumGetFloat8(SPI_getbinval(tup, desc, 9, &isnull)),
+											  (double) INT_MAX);
+				if (job->timeout_ms < 1)
+					job->timeout_ms = 1;
+			}
+		}
+		*jobs_out = jobs;
+		MemoryContextSwitchTo(oldcxt);
+	}
+	else
+	{
+		int			rc = SPI_execute_plan(next_run_plan, NULL, NULL, true, 1);
+
+		if (rc == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				*next_run_at = DatumGetTimestampTz(d);
+		}
+	}
+
+	end_work();
+	return n;
+}
+
+/* show_job publishes what the worker runs now, for async.workers. */
+static void
+show_job(AsyncJob *job)
+{
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->busy = (job != NULL);
+	if (job != NULL)
+	{
+		strlcpy(MySlot->function, job->function, ASYNC_FUNCTION_LEN);
+		strlcpy(MySlot->event_id, job->event_id, ASYNC_EVENT_ID_LEN);
+		MySlot->attempt = job->attempt;
+		MySlot->started_at = GetCurrentTimestamp();
+	}
+	else
+	{
+		MySlot->function[0] = '\0';
+		MySlot->event_id[0] = '\0';
+		MySlot->attempt = 0;
+		MySlot->started_at = 0;
+	}
+	SpinLockRelease(&MySlot->mutex);
+}
+
+/*
+ * run_batch is the second transaction of a batch: every handler in its own
+ * subtransaction, then the outcomes, then one commit.
+ */
+static void
+run_batch(AsyncJob *jobs, int n)
+{
+	Datum	   *ok_ids;
+	int			nok = 0;
+	int			i;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "pg_async: running handlers");
+	pg_async_executor_reset();
+
+	for (i = 0; i < n; i++)
+	{
+		show_job(&jobs[i]);
+		pg_async_execute_job(&jobs[i]);
+		CommandCounterIncrement();
+	}
+	show_job(NULL);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_async: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	ok_ids = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		if (!jobs[i].failed)
+			ok_ids[nok++] = Int64GetDatum(jobs[i].id);
+
+	if (nok > 0)
+	{
+		Datum		arg = PointerGetDatum(construct_array(ok_ids, nok, INT8OID,
+														  sizeof(int64), FLOAT8PASSBYVAL,
+														  TYPALIGN_DOUBLE));
+		int			rc = SPI_execute_plan(success_plan, &arg, NULL, false, 0);
+
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "pg_async: finishing jobs failed: %s",
+				 SPI_result_code_string(rc));
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		AsyncJob   *job = &jobs[i];
+		Datum		args[4];
+		int			rc;
+
+		if (!job->failed)
+			continue;
+		args[0] = Int64GetDatum(job->id);
+		args[1] = CStringGetTextDatum(job->error_message);
+		args[2] = CStringGetTextDatum(job->sqlstate);
+		args[3] = TimestampTzGetDatum(job->failed_at);
+		rc = SPI_execute_plan(fail_plan, args, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "pg_async: recording a failed attempt failed: %s",
+				 SPI_result_code_string(rc));
+	}
+
+	end_work();
+
+	/* session-level advisory locks taken by a handler end with its batch */
+	LockReleaseSession(USER_LOCKMETHOD);
+
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->jobs_done += n;
+	SpinLockRelease(&MySlot->mutex);
+}
+
+/*
+ * run_maintenance_sql runs one statement of upkeep in a transaction of its
+ * own and returns its integer result (0 when pg_async is not installed).
+ */
+static int
+run_maintenance_sql(const char *activity, const char *sql, int nargs,
+					Oid *argtypes, Datum *args)
+{
+	int			result = 0;
+
+	begin_work(activity);
+	if (extension_ready())
+	{
+		int			rc = SPI_execute_with_args(sql, nargs, argtypes, args, NULL,
+											   false, 1);
+		bool		isnull;
+
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "pg_async: \"%s\" failed: %s", sql,
+				 SPI_result_code_string(rc));
+		result = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+		if (isnull)
+			result = 0;
+	}
+	end_work();
+	return result;
+}
+
+/*
+ * maintenance recovers the jobs of dead workers when a worker exited or
+ * ASYNC_RECOVERY_INTERVAL_MS passed, and in slot 0 applies pg_async.retention.
+ * Returns true when it queued jobs again.
+ */
+static bool
+maintenance(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	uint32		epoch = pg_atomic_read_u32(&AsyncShmem->recovery_epoch);
+	bool		requeued = false;
+
+	if (epoch != last_recovery_epoch || last_recovery == 0 ||
+		TimestampDifferenceExceeds(last_recovery, now, ASYNC_RECOVERY_INTERVAL_MS))
+	{
+		int			n;
+
+		last_recovery_epoch = epoch;
+		last_recovery = now;
+		n = run_maintenance_sql("pg_async: recovering jobs of dead workers",
+								"SELECT async._recover()", 0, NULL, NULL);
+		if (n > 0)
+		{
+			ereport(LOG,
+					(errmsg("pg_async recovered %d job%s left running by a worker that exited",
+							n, n == 1 ? "" : "s")));
+			requeued = true;
+		}
+	}
+
+	if (MySlotIndex == 0 &&
+		(last_retention == 0 ||
+		 TimestampDifferenceExceeds(last_retention, now, ASYNC_RETENTION_INTERVAL_MS)))
+	{
+		Oid			types[2] = {INTERVALOID, INT4OID};
+		Datum		args[2];
+		Interval   *retention = palloc0(sizeof(Interval));
+		int			n;
+
+		last_retention = now;
+		retention->time = (int64) pg_async_retention * USECS_PER_SEC;
+		args[0] = IntervalPGetDatum(retention);
+		args[1] = Int32GetDatum(ASYNC_RETENTION_BATCH);
+		do
+		{
+			CHECK_FOR_INTERRUPTS();
+			n = run_maintenance_sql("pg_async: deleting finished jobs",
+									"SELECT async._purge_finished($1, $2)",
+									2, types, args);
+		} while (n >= ASYNC_RETENTION_BATCH);
+		pfree(retention);
+	}
+
+	return requeued;
+}
+
+/*
+ * sleep_time is how long an idle worker may sleep: until the next scheduled
+ * job, at most ASYNC_MAX_SLEEP_MS.
+ */
+static long
+sleep_time(TimestampTz next_run_at)
+{
+	long		ms = ASYNC_MAX_SLEEP_MS;
+
+	if (next_run_at != 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		/*
+		 * A job that is due but was not claimed is locked by a colleague
+		 * claiming it right now: look again shortly, without spinning.
+		 */
+		if (next_run_at <= now)
+			return 50;
+		ms = Min(ms, (long) ((next_run_at - now + 999) / 1000));
+	}
+	return ms;
+}
+
+/*
+ * pg_async_worker_main is a worker's entry point and loop.
+ */
+void
+pg_async_worker_main(Datum main_arg)
+{
+	MySlotIndex = DatumGetInt32(main_arg);
+	pg_async_in_worker = true;
+	memcpy(&MyGeneration, MyBgworkerEntry->bgw_extra, sizeof(uint32));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (MySlotIndex < 0 || MySlotIndex >= AsyncShmem->nslots || !worker_attach())
+		proc_exit(0);			/* the launcher gave this slot to another */
+	on_shmem_exit(worker_detach, (Datum) 0);
+
+	WorkerContext = AllocSetContextCreate(TopMemoryContext, "pg_async worker",
+										  ALLOCSET_DEFAULT_SIZES);
+	BatchContext = AllocSetContextCreate(WorkerContext, "pg_async batch",
+										 ALLOCSET_DEFAULT_SIZES);
+	MyDatabase = MemoryContextStrdup(WorkerContext, pg_async_database);
+
+	BackgroundWorkerInitializeConnection(MyDatabase, NULL, 0);
+
+	SetConfigOption("application_name", "pg_async worker", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+
+	/* a cancel request only ever cancels a handler (executor.c) */
+	HOLD_CANCEL_INTERRUPTS();
+
+	for (;;)
+	{
+		AsyncJob   *jobs;
+		TimestampTz next_run_at;
+		bool		ready;
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			/* the launcher starts workers for the new database */
+			if (strcmp(MyDatabase, pg_async_database) != 0 ||
+				MySlotIndex >= pg_async_workers)
+				proc_exit(0);
+		}
+
+		MemoryContextReset(BatchContext);
+
+		if (maintenance())
+			continue;
+
+		/* from here, a commit that enqueues jobs must wake us */
+		pg_atomic_write_u32(&MySlot->sleeping, 1);
+		pg_memory_barrier();
+
+		n = claim_batch(&jobs, &next_run_at, &ready);
+		if (n > 0)
+		{
+			pg_atomic_write_u32(&MySlot->sleeping, 0);
+			/* a full batch: there may be more, let a colleague help */
+			if (n == pg_async_batch_size)
+				pg_async_wake_workers(1);
+			run_batch(jobs, n);
+			continue;
+		}
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ready ? sleep_time(next_run_at) : ASYNC_MAX_SLEEP_MS,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
