@@ -470,6 +470,7 @@ COMMENT ON VIEW async.workers IS
 REVOKE ALL ON FUNCTION async._workers() FROM PUBLIC;
 GRANT SELECT ON async.stats TO PUBLIC;
 GRANT SELECT ON async.workers TO pg_monitor;
+GRANT EXECUTE ON FUNCTION async._workers() TO pg_monitor;
 
 CREATE FUNCTION async.wait_idle(timeout interval DEFAULT '30 seconds')
 RETURNS boolean

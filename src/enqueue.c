@@ -130,8 +130,7 @@ check_registration(const char *function)
 				 errmsg("function \"%s\" is not registered with pg_async", function),
 				 errhint("Register a handler for it with async.register().")));
 
-	fnoid = DatumGetObjectId(DirectFunctionCall1(to_regprocedure,
-												 CStringGetTextDatum(handler)));
+	fnoid = pg_async_resolve_handler(handler);
 	if (!OidIsValid(fnoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),

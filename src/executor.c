@@ -92,6 +92,35 @@ pg_async_check_handler(Oid fnoid)
 }
 
 /*
+ * pg_async_resolve_handler turns a registered signature into the function's
+ * OID, or InvalidOid when no such function exists.  The lookup runs as the
+ * bootstrap superuser: who may run or enqueue for a handler is a question of
+ * EXECUTE on it, checked by the callers, not of USAGE on its schema.
+ */
+Oid
+pg_async_resolve_handler(const char *signature)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		result;
+
+	LOCAL_FCINFO(fcinfo, 1);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	/* called directly, not through DirectFunctionCall1: it may return NULL */
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = CStringGetTextDatum(signature);
+	fcinfo->args[0].isnull = false;
+	result = to_regprocedure(fcinfo);
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return fcinfo->isnull ? InvalidOid : DatumGetObjectId(result);
+}
+
+/*
  * resolve_handler finds the function behind a job's registration and checks
  * that it can run: still there, still of a handler's signature, and
  * executable by the role it runs as.  Errors here fail the attempt.
@@ -118,8 +147,7 @@ resolve_handler(AsyncJob *job)
 			return rh;
 	}
 
-	fnoid = DatumGetObjectId(DirectFunctionCall1(to_regprocedure,
-												 CStringGetTextDatum(job->handler)));
+	fnoid = pg_async_resolve_handler(job->handler);
 	if (!OidIsValid(fnoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),

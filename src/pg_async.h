@@ -110,6 +110,7 @@ typedef struct AsyncJob
 extern void pg_async_executor_reset(void);
 extern void pg_async_execute_job(AsyncJob *job);
 extern void pg_async_check_handler(Oid fnoid);
+extern Oid	pg_async_resolve_handler(const char *signature);
 
 /* enqueue.c */
 extern void pg_async_xact_callback(XactEvent event, void *arg);

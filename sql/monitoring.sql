@@ -1,0 +1,32 @@
+-- monitoring: async.stats, async.workers and async.wait_idle
+SELECT async.register('public.note(jsonb)', name => 'mon');
+INSERT INTO async.jobs (function, event_id, payload, run_at)
+VALUES ('mon', 'mon-later', '{}', now() + interval '1 hour');
+INSERT INTO async.jobs (function, event_id, payload) VALUES ('mon', 'mon-now', '{}');
+SELECT async.wait_idle();
+SELECT function, ready, scheduled, running, succeeded, dead, oldest_ready_age
+  FROM async.stats WHERE function = 'mon';
+SELECT function, ready, scheduled, running, succeeded, dead FROM async.stats ORDER BY function;
+
+-- a running job: seen in both views; wait_idle times out until it is done
+SELECT async.invoke('slow_long', '{"s": 2}', 'mon-slow');
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN EXISTS (SELECT FROM async.workers WHERE event_id = 'mon-slow');
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT state, function, event_id, attempt, started_at <= now() AS started FROM async.workers
+ WHERE event_id = 'mon-slow';
+SELECT running FROM async.stats WHERE function = 'slow_long';
+SELECT async.wait_idle('100 milliseconds');
+SELECT async.wait_idle();
+SELECT state FROM async.jobs WHERE event_id = 'mon-slow';
+
+-- idle workers, each with the jobs it has done
+SELECT count(*) AS workers, bool_and(state = 'idle') AS idle, bool_and(function IS NULL) AS no_function,
+       sum(jobs_done) > 10 AS worked
+  FROM async.workers;
+DELETE FROM async.jobs WHERE function = 'mon';
+SELECT async.unregister('mon');
