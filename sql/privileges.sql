@@ -58,7 +58,7 @@ RESET ROLE;
 GRANT EXECUTE ON FUNCTION regress_alice.handle(jsonb) TO regress_bob;
 SET ROLE regress_bob;
 INSERT INTO async.jobs (function, event_id, payload) VALUES ('alice_fn', 'bob-1', '{"by": "bob"}');
-SELECT event_id, state FROM async.jobs ORDER BY event_id;
+SELECT event_id, enqueued_by FROM async.jobs ORDER BY event_id;
 RESET ROLE;
 SELECT async.wait_idle();
 SELECT event, who, session_who, path FROM public.effects WHERE handler = 'alice' ORDER BY event->>'by';

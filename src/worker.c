@@ -54,6 +54,12 @@
 #define ASYNC_RETENTION_INTERVAL_MS	10000
 /* how many finished jobs one retention transaction deletes */
 #define ASYNC_RETENTION_BATCH		5000
+/*
+ * How long a batch should take.  Jobs claimed together wait for each other,
+ * so a worker whose handlers are slow claims fewer at a time and leaves the
+ * rest to its colleagues.
+ */
+#define ASYNC_BATCH_TARGET_US		100000
 
 static AsyncWorkerSlot *MySlot = NULL;
 static int	MySlotIndex = -1;
@@ -67,6 +73,9 @@ static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr next_run_plan = NULL;
 static SPIPlanPtr success_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
+
+/* average run time of one job, in microseconds (exponential moving average) */
+static double avg_job_us = 0;
 
 static uint32 last_recovery_epoch = 0;
 static TimestampTz last_recovery = 0;
@@ -228,6 +237,20 @@ end_work(void)
 }
 
 /*
+ * batch_limit is how many jobs to claim next: pg_async.batch_size, fewer when
+ * recent jobs were slow, so that one batch lasts about ASYNC_BATCH_TARGET_US.
+ */
+static int
+batch_limit(void)
+{
+	int			limit = pg_async_batch_size;
+
+	if (avg_job_us * limit > ASYNC_BATCH_TARGET_US)
+		limit = Max(1, (int) (ASYNC_BATCH_TARGET_US / avg_job_us));
+	return limit;
+}
+
+/*
  * claim_batch is the first transaction of a batch: it marks up to
  * pg_async.batch_size ready jobs 'running' and commits.  The jobs are copied
  * into BatchContext.  With no job ready it reports when the next one is due
@@ -266,7 +289,7 @@ claim_batch(AsyncJob **jobs_out, TimestampTz *next_run_at, bool *ready)
 		Datum		args[2];
 		int			rc;
 
-		args[0] = Int32GetDatum(pg_async_batch_size);
+		args[0] = Int32GetDatum(batch_limit());
 		args[1] = Int32GetDatum(MyProcPid);
 		rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE_RETURNING)
@@ -370,9 +393,12 @@ run_batch(AsyncJob *jobs, int n)
 
 	for (i = 0; i < n; i++)
 	{
+		TimestampTz start = GetCurrentTimestamp();
+
 		show_job(&jobs[i]);
 		pg_async_execute_job(&jobs[i]);
 		CommandCounterIncrement();
+		avg_job_us = 0.8 * avg_job_us + 0.2 * (double) (GetCurrentTimestamp() - start);
 	}
 	show_job(NULL);
 
@@ -548,10 +574,6 @@ pg_async_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	if (MySlotIndex < 0 || MySlotIndex >= AsyncShmem->nslots || !worker_attach())
-		proc_exit(0);			/* the launcher gave this slot to another */
-	on_shmem_exit(worker_detach, (Datum) 0);
-
 	WorkerContext = AllocSetContextCreate(TopMemoryContext, "pg_async worker",
 										  ALLOCSET_DEFAULT_SIZES);
 	BatchContext = AllocSetContextCreate(WorkerContext, "pg_async batch",
@@ -559,6 +581,15 @@ pg_async_worker_main(Datum main_arg)
 	MyDatabase = MemoryContextStrdup(WorkerContext, pg_async_database);
 
 	BackgroundWorkerInitializeConnection(MyDatabase, NULL, 0);
+
+	/*
+	 * Take the slot once connected, so that async.workers lists only workers
+	 * that serve the database.  worker_detach is an on_shmem_exit callback:
+	 * it runs after the transaction was aborted.
+	 */
+	if (MySlotIndex < 0 || MySlotIndex >= AsyncShmem->nslots || !worker_attach())
+		proc_exit(0);			/* the launcher gave this slot to another */
+	on_shmem_exit(worker_detach, (Datum) 0);
 
 	SetConfigOption("application_name", "pg_async worker", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
@@ -599,7 +630,7 @@ pg_async_worker_main(Datum main_arg)
 		{
 			pg_atomic_write_u32(&MySlot->sleeping, 0);
 			/* a full batch: there may be more, let a colleague help */
-			if (n == pg_async_batch_size)
+			if (n == batch_limit())
 				pg_async_wake_workers(1);
 			run_batch(jobs, n);
 			continue;
