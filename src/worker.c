@@ -84,15 +84,16 @@ static TimestampTz last_retention = 0;
 static const char *claim_sql =
 "WITH candidates AS ("
 "  SELECT j.id, j.function, j.suspect FROM async.jobs j"
-"   WHERE j.state OPERATOR(pg_catalog.=) 'queued'"
+"   WHERE j.finished_at IS NULL"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+"     AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "   ORDER BY j.run_at LIMIT $1"
 "     FOR UPDATE SKIP LOCKED),"
 " picked AS ("
 "  SELECT c.id, c.function FROM candidates c"
 "   WHERE NOT EXISTS (SELECT FROM candidates s WHERE s.suspect)"
 "  UNION ALL"
-"  (SELECT s.id, s.function FROM candidates s WHERE s.suspect ORDER BY s.id LIMIT 1))"
+"  (SELECT s.id, s.function FROM candidates s WHERE s.suspect LIMIT 1))"
 " UPDATE async.jobs j"
 "    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1,"
 "        started_at = pg_catalog.now(), worker_pid = $2, suspect = false"
@@ -104,12 +105,11 @@ static const char *claim_sql =
 
 static const char *next_run_sql =
 "SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-" WHERE j.state OPERATOR(pg_catalog.=) 'queued'";
+" WHERE j.finished_at IS NULL AND j.state OPERATOR(pg_catalog.=) 'queued'";
 
 static const char *success_sql =
 "UPDATE async.jobs j SET state = 'succeeded', finished_at = pg_catalog.now()"
-" WHERE j.id OPERATOR(pg_catalog.=) ANY ($1)"
-"   AND j.state OPERATOR(pg_catalog.=) 'running'";
+" WHERE j.id OPERATOR(pg_catalog.=) ANY ($1)";
 
 static const char *fail_sql =
 "SELECT async._fail($1, $2, $3, $4)";
@@ -172,29 +172,33 @@ worker_attach(void)
 
 /*
  * extension_ready tells, inside a transaction, whether pg_async is installed
- * in this database and not being dropped: it takes a conditional lock on
- * async.jobs, which DROP EXTENSION holds exclusively.
+ * in this database and not being dropped.  It takes, without waiting, the
+ * locks the worker's statements need on pg_async's tables: a worker that
+ * waited for one while holding another could deadlock with DROP EXTENSION,
+ * which locks them all exclusively.
  */
 static bool
 extension_ready(void)
 {
+	static const char *const tables[] = {"jobs", "functions", "dead_letters"};
 	Oid			nsp;
-	Oid			relid;
+	int			i;
 
 	if (!OidIsValid(get_extension_oid("pg_async", true)))
 		return false;
 	nsp = get_namespace_oid("async", true);
 	if (!OidIsValid(nsp))
 		return false;
-	relid = get_relname_relid("jobs", nsp);
-	if (!OidIsValid(relid))
-		return false;
-	if (!ConditionalLockRelationOid(relid, RowExclusiveLock))
-		return false;
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+	for (i = 0; i < lengthof(tables); i++)
 	{
-		UnlockRelationOid(relid, RowExclusiveLock);
-		return false;
+		Oid			relid = get_relname_relid(tables[i], nsp);
+
+		if (!OidIsValid(relid) ||
+			!ConditionalLockRelationOid(relid, RowExclusiveLock))
+			return false;
+		/* locked: make sure it was not dropped meanwhile */
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+			return false;
 	}
 	return true;
 }
@@ -203,7 +207,8 @@ extension_ready(void)
 static SPIPlanPtr
 prepare_plan(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	/* generic plans: replanning each batch would cost more than running it */
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "pg_async: SPI_prepare failed: %s",
@@ -251,27 +256,22 @@ batch_limit(void)
 }
 
 /*
- * claim_batch is the first transaction of a batch: it marks up to
- * pg_async.batch_size ready jobs 'running' and commits.  The jobs are copied
- * into BatchContext.  With no job ready it reports when the next one is due
- * (0 if none).  *ready is false when pg_async is not installed here.
+ * claim_jobs marks up to batch_limit() ready jobs 'running' and counts their
+ * attempt, in the caller's transaction, with SPI connected.  The jobs are
+ * copied into cxt.  With no job ready it reports when the next one is due
+ * (0 if none).
  */
 static int
-claim_batch(AsyncJob **jobs_out, TimestampTz *next_run_at, bool *ready)
+claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 {
-	int			n = 0;
+	Datum		args[2];
+	int			rc;
+	int			n;
 	uint64		i;
+	int			save_nestlevel;
 
 	*jobs_out = NULL;
 	*next_run_at = 0;
-
-	begin_work("pg_async: claiming jobs");
-	*ready = extension_ready();
-	if (!*ready)
-	{
-		end_work();
-		return 0;
-	}
 
 	if (claim_plan == NULL)
 	{
@@ -285,22 +285,30 @@ claim_batch(AsyncJob **jobs_out, TimestampTz *next_run_at, bool *ready)
 		fail_plan = prepare_plan(fail_sql, 4, fail_types);
 	}
 
-	{
-		Datum		args[2];
-		int			rc;
+	/*
+	 * The claim must walk jobs_ready_idx in run_at order and stop after a
+	 * batch.  Without statistics (a new or truncated queue) the planner
+	 * prefers to sort every ready job instead, once per claim.
+	 */
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 
-		args[0] = Int32GetDatum(batch_limit());
-		args[1] = Int32GetDatum(MyProcPid);
-		rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
-		if (rc != SPI_OK_UPDATE_RETURNING)
-			elog(ERROR, "pg_async: claiming jobs failed: %s",
-				 SPI_result_code_string(rc));
-	}
+	args[0] = Int32GetDatum(batch_limit());
+	args[1] = Int32GetDatum(MyProcPid);
+	rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "pg_async: claiming jobs failed: %s",
+			 SPI_result_code_string(rc));
 
 	n = (int) SPI_processed;
 	if (n > 0)
 	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(BatchContext);
+		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 		AsyncJob   *jobs = palloc0(sizeof(AsyncJob) * n);
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
@@ -335,8 +343,7 @@ claim_batch(AsyncJob **jobs_out, TimestampTz *next_run_at, bool *ready)
 	}
 	else
 	{
-		int			rc = SPI_execute_plan(next_run_plan, NULL, NULL, true, 1);
-
+		rc = SPI_execute_plan(next_run_plan, NULL, NULL, true, 1);
 		if (rc == SPI_OK_SELECT && SPI_processed == 1)
 		{
 			bool		isnull;
@@ -347,7 +354,27 @@ claim_batch(AsyncJob **jobs_out, TimestampTz *next_run_at, bool *ready)
 				*next_run_at = DatumGetTimestampTz(d);
 		}
 	}
+	AtEOXact_GUC(true, save_nestlevel);
+	return n;
+}
 
+/*
+ * claim_batch claims jobs in a transaction of its own: how an idle worker
+ * starts.  *ready is false when pg_async is not installed here.
+ */
+static int
+claim_batch(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at,
+			bool *ready)
+{
+	int			n = 0;
+
+	*jobs_out = NULL;
+	*next_run_at = 0;
+
+	begin_work("pg_async: claiming jobs");
+	*ready = extension_ready();
+	if (*ready)
+		n = claim_jobs(cxt, jobs_out, next_run_at);
 	end_work();
 	return n;
 }
@@ -376,15 +403,23 @@ show_job(AsyncJob *job)
 }
 
 /*
- * run_batch is the second transaction of a batch: every handler in its own
- * subtransaction, then the outcomes, then one commit.
+ * run_batch runs a claimed batch in one transaction: every handler in its
+ * own subtransaction, then the jobs' outcomes in the parent.  When
+ * next_cxt is given, the same transaction also claims the next batch into
+ * it, so that under load one commit both finishes a batch and durably marks
+ * the next one 'running' before any of its handlers starts.  Returns the
+ * size of the next batch.
  */
-static void
-run_batch(AsyncJob *jobs, int n)
+static int
+run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 {
 	Datum	   *ok_ids;
 	int			nok = 0;
+	int			nnext = 0;
 	int			i;
+	TimestampTz next_run_at;
+
+	*next_jobs = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -441,6 +476,10 @@ run_batch(AsyncJob *jobs, int n)
 				 SPI_result_code_string(rc));
 	}
 
+	/* the extension's lock on async.jobs is still held from the claim */
+	if (next_cxt != NULL)
+		nnext = claim_jobs(next_cxt, next_jobs, &next_run_at);
+
 	end_work();
 
 	/* session-level advisory locks taken by a handler end with its batch */
@@ -449,6 +488,8 @@ run_batch(AsyncJob *jobs, int n)
 	SpinLockAcquire(&MySlot->mutex);
 	MySlot->jobs_done += n;
 	SpinLockRelease(&MySlot->mutex);
+
+	return nnext;
 }
 
 /*
@@ -597,49 +638,76 @@ pg_async_worker_main(Datum main_arg)
 	/* a cancel request only ever cancels a handler (executor.c) */
 	HOLD_CANCEL_INTERRUPTS();
 
-	for (;;)
+	/* two batch contexts: one for the batch running, one for the next */
 	{
-		AsyncJob   *jobs;
-		TimestampTz next_run_at;
-		bool		ready;
-		int			n;
+		MemoryContext batch_cxt[2];
+		int			cur = 0;
+		AsyncJob   *jobs = NULL;
+		int			n = 0;
 
-		CHECK_FOR_INTERRUPTS();
+		batch_cxt[0] = BatchContext;
+		batch_cxt[1] = AllocSetContextCreate(WorkerContext, "pg_async next batch",
+											 ALLOCSET_DEFAULT_SIZES);
 
-		if (ConfigReloadPending)
+		for (;;)
 		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			/* the launcher starts workers for the new database */
+			TimestampTz next_run_at;
+			bool		ready;
+			bool		leaving = false;
+
+			CHECK_FOR_INTERRUPTS();
+
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+			}
+			/* the launcher starts workers for a new database or count */
 			if (strcmp(MyDatabase, pg_async_database) != 0 ||
 				MySlotIndex >= pg_async_workers)
+				leaving = true;
+
+			if (n > 0)
+			{
+				AsyncJob   *next_jobs;
+				MemoryContext next_cxt = batch_cxt[1 - cur];
+
+				/* a full batch: there may be more, let a colleague help */
+				if (n >= pg_async_batch_size)
+					pg_async_wake_workers(1);
+
+				MemoryContextReset(next_cxt);
+				n = run_batch(jobs, n, leaving ? NULL : next_cxt, &next_jobs);
+				jobs = next_jobs;
+				cur = 1 - cur;
+				(void) maintenance();
+				continue;
+			}
+
+			if (leaving)
 				proc_exit(0);
+
+			MemoryContextReset(batch_cxt[cur]);
+
+			if (maintenance())
+				continue;
+
+			/* from here, a commit that enqueues jobs must wake us */
+			pg_atomic_write_u32(&MySlot->sleeping, 1);
+			pg_memory_barrier();
+
+			n = claim_batch(batch_cxt[cur], &jobs, &next_run_at, &ready);
+			if (n > 0)
+			{
+				pg_atomic_write_u32(&MySlot->sleeping, 0);
+				continue;
+			}
+
+			(void) WaitLatch(MyLatch,
+							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 ready ? sleep_time(next_run_at) : ASYNC_MAX_SLEEP_MS,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
 		}
-
-		MemoryContextReset(BatchContext);
-
-		if (maintenance())
-			continue;
-
-		/* from here, a commit that enqueues jobs must wake us */
-		pg_atomic_write_u32(&MySlot->sleeping, 1);
-		pg_memory_barrier();
-
-		n = claim_batch(&jobs, &next_run_at, &ready);
-		if (n > 0)
-		{
-			pg_atomic_write_u32(&MySlot->sleeping, 0);
-			/* a full batch: there may be more, let a colleague help */
-			if (n == batch_limit())
-				pg_async_wake_workers(1);
-			run_batch(jobs, n);
-			continue;
-		}
-
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ready ? sleep_time(next_run_at) : ASYNC_MAX_SLEEP_MS,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
 	}
 }
