@@ -43,4 +43,17 @@
 #define PG_ASYNC_HAS_SHMEM_REQUEST_HOOK 1
 #endif
 
+/*
+ * Subtransaction ids this backend holds in its PGPROC cache, and whether the
+ * cache overflowed (PG 14 moved them from PGXACT into PGPROC).
+ */
+#include "storage/proc.h"
+#if PG_VERSION_NUM >= 140000
+#define pg_async_subxids_cached()		(MyProc->subxidStatus.count)
+#define pg_async_subxids_overflowed()	(MyProc->subxidStatus.overflowed)
+#else
+#define pg_async_subxids_cached()		(MyPgXact->nxids)
+#define pg_async_subxids_overflowed()	(MyPgXact->overflowed)
+#endif
+
 #endif							/* PG_ASYNC_COMPAT_H */

@@ -12,6 +12,7 @@
 #include "pg_async.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_proc.h"
@@ -244,6 +245,7 @@ pg_async_execute_job(AsyncJob *job)
 	Oid			worker_user = GetSessionUserId();
 
 	job->failed = false;
+	job->wrote = false;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
@@ -251,6 +253,7 @@ pg_async_execute_job(AsyncJob *job)
 	PG_TRY();
 	{
 		call_handler(job, worker_user);
+		job->wrote = TransactionIdIsValid(GetCurrentTransactionIdIfAny());
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;

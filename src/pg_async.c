@@ -25,7 +25,7 @@ void		_PG_init(void);
 char	   *pg_async_database = NULL;
 int			pg_async_workers = 2;
 int			pg_async_retention = 86400;
-int			pg_async_batch_size = 50;
+int			pg_async_batch_size = 200;
 int			pg_async_max_payload_size = 1024 * 1024;
 
 /* true in processes of a server that has pg_async in shared_preload_libraries */
@@ -67,10 +67,10 @@ pg_async_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pg_async.batch_size",
-							"Most jobs a worker claims and runs in one transaction.",
-							"Each job runs in its own subtransaction; keep it below 64 to stay inside the subtransaction cache.",
+							"Most jobs a worker claims at once.",
+							"Each job runs in its own subtransaction; a batch commits at least every 63 handlers that wrote, and fewer jobs are claimed while handlers are slow.",
 							&pg_async_batch_size,
-							50, 1, 1000,
+							200, 1, 10000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

@@ -100,6 +100,7 @@ typedef struct AsyncJob
 	int32		timeout_ms;
 
 	/* outcome */
+	bool		wrote;			/* its subtransaction got an xid and committed */
 	bool		failed;
 	char	   *error_message;
 	char		sqlstate[6];

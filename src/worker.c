@@ -60,6 +60,8 @@
  * rest to its colleagues.
  */
 #define ASYNC_BATCH_TARGET_US		100000
+/* most handlers with a subtransaction id in one transaction (PGPROC caches 64) */
+#define ASYNC_MAX_SUBXIDS			(PGPROC_MAX_CACHED_SUBXIDS - 1)
 
 static AsyncWorkerSlot *MySlot = NULL;
 static int	MySlotIndex = -1;
@@ -403,45 +405,22 @@ show_job(AsyncJob *job)
 }
 
 /*
- * run_batch runs a claimed batch in one transaction: every handler in its
- * own subtransaction, then the jobs' outcomes in the parent.  When
- * next_cxt is given, the same transaction also claims the next batch into
- * it, so that under load one commit both finishes a batch and durably marks
- * the next one 'running' before any of its handlers starts.  Returns the
- * size of the next batch.
+ * finish_jobs writes the outcomes of jobs[0..n-1] in the current
+ * transaction: one UPDATE for those that succeeded, async._fail() for each
+ * that failed.  It leaves SPI connected, for end_work().
  */
-static int
-run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
+static void
+finish_jobs(AsyncJob *jobs, int n)
 {
 	Datum	   *ok_ids;
 	int			nok = 0;
-	int			nnext = 0;
 	int			i;
-	TimestampTz next_run_at;
-
-	*next_jobs = NULL;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "pg_async: running handlers");
-	pg_async_executor_reset();
-
-	for (i = 0; i < n; i++)
-	{
-		TimestampTz start = GetCurrentTimestamp();
-
-		show_job(&jobs[i]);
-		pg_async_execute_job(&jobs[i]);
-		CommandCounterIncrement();
-		avg_job_us = 0.8 * avg_job_us + 0.2 * (double) (GetCurrentTimestamp() - start);
-	}
-	show_job(NULL);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	ok_ids = palloc(sizeof(Datum) * n);
+	ok_ids = palloc(sizeof(Datum) * Max(n, 1));
 	for (i = 0; i < n; i++)
 		if (!jobs[i].failed)
 			ok_ids[nok++] = Int64GetDatum(jobs[i].id);
@@ -476,18 +455,71 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 				 SPI_result_code_string(rc));
 	}
 
-	/* the extension's lock on async.jobs is still held from the claim */
-	if (next_cxt != NULL)
+	SpinLockAcquire(&MySlot->mutex);
+	MySlot->jobs_done += n;
+	SpinLockRelease(&MySlot->mutex);
+}
+
+/*
+ * run_batch runs a claimed batch: every handler in its own subtransaction,
+ * then the jobs' outcomes in the parent transaction.  One transaction holds
+ * at most ASYNC_MAX_SUBXIDS handlers that wrote (and so have a subtransaction
+ * id): past that, PGPROC's subxid cache overflows and every snapshot in the
+ * cluster gets slower, so the jobs run so far are committed and the batch
+ * goes on in a new transaction.  When next_cxt is given, the last
+ * transaction also claims the next batch into it, so that under load one
+ * commit both finishes a batch and durably marks the next one 'running'
+ * before any of its handlers starts.  Returns the size of the next batch.
+ */
+static int
+run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
+{
+	int			nnext = 0;
+	int			first = 0;		/* first job of the current transaction */
+	int			i;
+	TimestampTz next_run_at;
+
+	*next_jobs = NULL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "pg_async: running handlers");
+	pg_async_executor_reset();
+
+	for (i = 0; i < n; i++)
+	{
+		TimestampTz start = GetCurrentTimestamp();
+
+		show_job(&jobs[i]);
+		pg_async_execute_job(&jobs[i]);
+		CommandCounterIncrement();
+		avg_job_us = 0.8 * avg_job_us + 0.2 * (double) (GetCurrentTimestamp() - start);
+
+		if (jobs[i].wrote && i + 1 < n &&
+			(pg_async_subxids_cached() >= ASYNC_MAX_SUBXIDS ||
+			 pg_async_subxids_overflowed()))
+		{
+			finish_jobs(jobs + first, i + 1 - first);
+			end_work();
+			first = i + 1;
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			pgstat_report_activity(STATE_RUNNING, "pg_async: running handlers");
+			pg_async_executor_reset();
+		}
+	}
+	show_job(NULL);
+
+	finish_jobs(jobs + first, n - first);
+
+	/* the extension's locks on its tables are still held from the claim */
+	if (next_cxt != NULL && extension_ready())
 		nnext = claim_jobs(next_cxt, next_jobs, &next_run_at);
 
 	end_work();
 
 	/* session-level advisory locks taken by a handler end with its batch */
 	LockReleaseSession(USER_LOCKMETHOD);
-
-	SpinLockAcquire(&MySlot->mutex);
-	MySlot->jobs_done += n;
-	SpinLockRelease(&MySlot->mutex);
 
 	return nnext;
 }
