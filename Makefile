@@ -9,13 +9,14 @@ OBJS = \
 	src/worker.o \
 	src/executor.o \
 	src/enqueue.o \
-	src/sqlfuncs.o
+	src/sqlfuncs.o \
+	src/stats.o
 
 DATA = sql/pg_async--0.1.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 
 # pg_regress: a throwaway instance with the library preloaded.
-REGRESS = setup register enqueue execute retry privileges monitoring
+REGRESS = setup register enqueue execute retry privileges monitoring observability
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
 
 # TAP tests (PostgreSQL::Test::Cluster) for restarts, crashes and kills.
@@ -23,6 +24,20 @@ TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
 PG_CPPFLAGS = -I$(srcdir)/src
+
+# The benchmark program (test/bench), a libpq client.
+BENCH = test/bench/pg_async_bench
+EXTRA_CLEAN = $(BENCH)
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Built by plain "make" too: an extra prerequisite of PGXS's "all".
+all: $(BENCH)
+
+$(BENCH): $(BENCH).c
+	$(CC) $(CFLAGS) -I$(shell $(PG_CONFIG) --includedir) $< -o $@ \
+		-L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
+
+# every object depends on the shared headers
+$(OBJS): src/pg_async.h src/compat.h

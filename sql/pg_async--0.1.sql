@@ -24,7 +24,7 @@ CREATE TABLE async.functions (
 	registered_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	CONSTRAINT functions_name_check
-		CHECK (name OPERATOR(pg_catalog.<>) '' AND pg_catalog.length(name) OPERATOR(pg_catalog.<=) 200),
+		CHECK (name OPERATOR(pg_catalog.<>) '' AND pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 127),
 	CONSTRAINT functions_max_attempts_check
 		CHECK (max_attempts OPERATOR(pg_catalog.>=) 1),
 	CONSTRAINT functions_timeout_check
@@ -125,10 +125,40 @@ COMMENT ON COLUMN async.dead_letters.reason IS 'why the event died: exhausted (e
 COMMENT ON COLUMN async.dead_letters.dead_at IS 'time the last attempt failed';
 
 /* ------------------------------------------------------------------------
+ * History of attempts
+ * ------------------------------------------------------------------------ */
+CREATE TABLE async.attempts (
+	job_id			bigint NOT NULL,
+	event_id		text COLLATE "C" NOT NULL,
+	function		text COLLATE "C" NOT NULL,
+	attempt			integer NOT NULL,
+	worker_pid		integer,
+	started_at		timestamptz NOT NULL,
+	duration		interval,
+	outcome			text NOT NULL,
+	error			text,
+	sqlstate		text,
+	enqueued_by		regrole NOT NULL
+);
+/* appended in time order: a BRIN index finds old rows for retention */
+CREATE INDEX attempts_started_at_idx ON async.attempts USING brin (started_at);
+CREATE INDEX attempts_event_id_idx ON async.attempts (event_id);
+
+COMMENT ON TABLE async.attempts IS
+'pg_async history: one row per attempt (succeeded, failed or crashed), kept for pg_async.attempts_retention';
+COMMENT ON COLUMN async.attempts.attempt IS 'attempt number, from 1';
+COMMENT ON COLUMN async.attempts.worker_pid IS 'process id of the worker that ran it';
+COMMENT ON COLUMN async.attempts.duration IS 'run time of the handler';
+COMMENT ON COLUMN async.attempts.outcome IS 'succeeded, failed, or crashed (the worker died while it ran)';
+COMMENT ON COLUMN async.attempts.error IS 'error message of a failed attempt';
+COMMENT ON COLUMN async.attempts.sqlstate IS 'SQLSTATE of a failed attempt';
+
+/* ------------------------------------------------------------------------
  * Privileges: row-level security keeps each role to its own jobs.
  * ------------------------------------------------------------------------ */
 ALTER TABLE async.jobs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE async.dead_letters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE async.attempts ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY jobs_own ON async.jobs
 	USING (pg_catalog.pg_has_role(enqueued_by, 'USAGE'));
@@ -138,6 +168,11 @@ CREATE POLICY dead_letters_own ON async.dead_letters
 	USING (pg_catalog.pg_has_role(enqueued_by, 'USAGE'));
 CREATE POLICY dead_letters_monitor ON async.dead_letters FOR SELECT
 	USING (pg_catalog.pg_has_role('pg_monitor', 'USAGE'));
+
+CREATE POLICY attempts_own ON async.attempts FOR SELECT
+	USING (pg_catalog.pg_has_role(enqueued_by, 'USAGE')
+		   OR pg_catalog.pg_has_role('pg_monitor', 'USAGE'));
+COMMENT ON POLICY attempts_own ON async.attempts IS 'a role sees the attempts of its own jobs; pg_monitor sees all';
 
 COMMENT ON POLICY jobs_own ON async.jobs IS 'a role sees and changes the jobs it (or a role it inherits) enqueued';
 COMMENT ON POLICY jobs_monitor ON async.jobs IS 'members of pg_monitor see every job';
@@ -149,6 +184,7 @@ GRANT SELECT ON async.functions TO PUBLIC;
 GRANT SELECT, DELETE ON async.jobs TO PUBLIC;
 GRANT INSERT (event_id, function, payload, run_at) ON async.jobs TO PUBLIC;
 GRANT SELECT, DELETE ON async.dead_letters TO PUBLIC;
+GRANT SELECT ON async.attempts TO PUBLIC;
 
 /* pg_dump keeps registrations, jobs and dead letters. */
 SELECT pg_catalog.pg_extension_config_dump('async.functions', '');
@@ -224,6 +260,13 @@ REVOKE ALL ON FUNCTION async._upsert_registration(text, text, regrole, integer, 
 COMMENT ON FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole) IS
 'internal: writes a registration for async.register()';
 
+CREATE FUNCTION async._note_duplicate(function text)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'pg_async_note_duplicate';
+COMMENT ON FUNCTION async._note_duplicate(text) IS
+'internal: counts a duplicate event_id skipped by async.invoke()';
+
 /* ------------------------------------------------------------------------
  * Enqueueing through a function
  * ------------------------------------------------------------------------ */
@@ -241,6 +284,9 @@ BEGIN
 	INSERT INTO async.jobs (function, payload, event_id, run_at)
 	VALUES (invoke.function, invoke.payload, v_event_id, COALESCE(invoke.run_at, pg_catalog.now()))
 	ON CONFLICT ON CONSTRAINT jobs_event_id_key DO NOTHING;
+	IF NOT FOUND THEN
+		PERFORM async._note_duplicate(invoke.function);
+	END IF;
 	RETURN v_event_id;
 END;
 $$;
@@ -258,8 +304,8 @@ COMMENT ON FUNCTION async.invoke(text, jsonb, text, timestamptz) IS
  * 'dead' and a copy moves to async.dead_letters -- all in the caller's
  * transaction.  Returns the job's new state.
  */
-CREATE FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamptz)
-RETURNS text
+CREATE FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamptz,
+							OUT new_state text, OUT retry_at timestamptz)
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -292,7 +338,11 @@ BEGIN
 	RETURNING j.* INTO v_job;
 
 	IF NOT FOUND THEN
-		RETURN NULL;
+		RETURN;
+	END IF;
+	new_state := v_job.state;
+	IF v_job.state OPERATOR(pg_catalog.=) 'queued' THEN
+		retry_at := v_job.run_at;
 	END IF;
 
 	IF v_job.state OPERATOR(pg_catalog.=) 'dead' THEN
@@ -303,7 +353,6 @@ BEGIN
 				v_job.attempts, v_job.errors, 'exhausted', v_job.last_error,
 				v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
 	END IF;
-	RETURN v_job.state;
 END;
 $$;
 REVOKE ALL ON FUNCTION async._fail(bigint, text, text, timestamptz) FROM PUBLIC;
@@ -355,6 +404,15 @@ BEGIN
 				   suspect = true, run_at = pg_catalog.now()
 			 WHERE j.id OPERATOR(pg_catalog.=) r.id;
 		ELSE
+			INSERT INTO async.attempts
+				(job_id, event_id, function, attempt, worker_pid, started_at, duration,
+				 outcome, error, sqlstate, enqueued_by)
+			SELECT j.id, j.event_id, j.function, j.attempts, j.worker_pid, j.started_at,
+				   pg_catalog.now() OPERATOR(pg_catalog.-) j.started_at, 'crashed',
+				   'worker process exited while running the handler', '57P01', j.enqueued_by
+			  FROM async.jobs j
+			 WHERE j.id OPERATOR(pg_catalog.=) r.id
+			   AND pg_catalog.current_setting('pg_async.attempts_retention') OPERATOR(pg_catalog.<>) '0';
 			PERFORM async._fail(r.id,
 				'worker process exited while running the handler', '57P01',
 				pg_catalog.now());
@@ -383,6 +441,20 @@ AS $$
 	SELECT pg_catalog.count(*)::integer FROM gone;
 $$;
 REVOKE ALL ON FUNCTION async._purge_finished(interval, integer) FROM PUBLIC;
+
+CREATE FUNCTION async._purge_attempts(p_older_than interval)
+RETURNS integer
+LANGUAGE sql
+AS $$
+	WITH gone AS (
+		DELETE FROM async.attempts a
+		 WHERE a.started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than)
+		RETURNING 1)
+	SELECT pg_catalog.count(*)::integer FROM gone;
+$$;
+REVOKE ALL ON FUNCTION async._purge_attempts(interval) FROM PUBLIC;
+COMMENT ON FUNCTION async._purge_attempts(interval) IS
+'internal: deletes attempts older than pg_async.attempts_retention';
 COMMENT ON FUNCTION async._purge_finished(interval, integer) IS
 'internal: deletes at most p_limit jobs that finished more than p_older_than ago (pg_async.retention)';
 
@@ -477,6 +549,35 @@ GRANT SELECT ON async.stats TO PUBLIC;
 GRANT SELECT ON async.workers TO pg_monitor;
 GRANT EXECUTE ON FUNCTION async._workers() TO pg_monitor;
 
+CREATE FUNCTION async._function_stats(
+	OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint,
+	OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint,
+	OUT duplicates_skipped bigint,
+	OUT duration_avg_ms float8, OUT duration_p50_ms float8, OUT duration_p95_ms float8,
+	OUT duration_max_ms float8,
+	OUT wait_avg_ms float8, OUT wait_p50_ms float8, OUT wait_p95_ms float8,
+	OUT wait_max_ms float8,
+	OUT stats_reset timestamptz)
+RETURNS SETOF record
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'pg_async_function_stats';
+COMMENT ON FUNCTION async._function_stats() IS 'internal: the shared-memory counters behind async.function_stats';
+
+CREATE VIEW async.function_stats AS
+	SELECT s.* FROM async._function_stats() s;
+COMMENT ON VIEW async.function_stats IS
+'cumulative counters per function since stats_reset: received, started, succeeded, failed attempts, retried, dead-lettered, duplicates skipped (by async.invoke), handler duration and queue wait (from when the job became due to its start), in milliseconds; kept across clean restarts';
+GRANT SELECT ON async.function_stats TO pg_monitor;
+REVOKE ALL ON FUNCTION async._function_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION async._function_stats() TO pg_monitor;
+
+CREATE FUNCTION async.stats_reset()
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'pg_async_stats_reset';
+COMMENT ON FUNCTION async.stats_reset() IS 'resets every counter of async.function_stats; superusers only unless granted';
+REVOKE ALL ON FUNCTION async.stats_reset() FROM PUBLIC;
+
 CREATE FUNCTION async.wait_idle(timeout interval DEFAULT '30 seconds')
 RETURNS boolean
 LANGUAGE plpgsql
@@ -505,6 +606,244 @@ END;
 $$;
 COMMENT ON FUNCTION async.wait_idle(interval) IS
 'waits until no job is ready or running; false when timeout passes first. Meant for tests and scripts; call it outside an explicit REPEATABLE READ transaction.';
+
+/* ------------------------------------------------------------------------
+ * Health and metrics
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION async.health(
+	ready_age_warning interval DEFAULT '1 minute',
+	xmin_age_warning interval DEFAULT '5 minutes')
+RETURNS TABLE ("check" text, status text, detail text, hint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_workers integer;
+	v_launcher integer;
+	v_age interval;
+	v_n bigint;
+	v_prev bigint;
+	v_names text;
+	v_pid integer;
+	v_dead bigint;
+	v_live bigint;
+BEGIN
+	/* the launcher and the workers, serving this database */
+	SELECT count(*) INTO v_launcher FROM pg_stat_activity WHERE backend_type = 'pg_async launcher';
+	SELECT count(*) INTO v_workers FROM pg_stat_activity
+	 WHERE backend_type = 'pg_async worker' AND datname = current_database();
+	"check" := 'workers';
+	IF v_launcher = 0 THEN
+		status := 'critical';
+		detail := 'no pg_async launcher is running';
+		hint := 'Add pg_async to shared_preload_libraries and restart the server.';
+	ELSIF current_setting('pg_async.database') <> current_database() THEN
+		status := 'critical';
+		detail := format('the workers serve database %s, not this one', current_setting('pg_async.database'));
+		hint := format('Set pg_async.database = %L and reload the configuration.', current_database());
+	ELSIF v_workers < current_setting('pg_async.workers')::integer THEN
+		status := CASE WHEN v_workers = 0 THEN 'critical' ELSE 'warning' END;
+		detail := format('%s of %s workers running', v_workers, current_setting('pg_async.workers'));
+		hint := 'See the server log for why workers do not start; max_worker_processes must leave room for them.';
+	ELSE
+		status := 'ok';
+		detail := format('launcher and %s workers running', v_workers);
+		hint := NULL;
+	END IF;
+	RETURN NEXT;
+
+	/* the oldest job that is due and not yet running */
+	SELECT now() - min(j.run_at) INTO v_age FROM async.jobs j
+	 WHERE j.finished_at IS NULL AND j.state = 'queued' AND j.run_at <= now();
+	"check" := 'oldest_ready_job';
+	IF v_age IS NULL OR v_age <= ready_age_warning THEN
+		status := 'ok';
+		detail := CASE WHEN v_age IS NULL THEN 'no job is waiting'
+				  ELSE format('the oldest ready job has waited %s', date_trunc('second', v_age)) END;
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_age > ready_age_warning * 10 THEN 'critical' ELSE 'warning' END;
+		detail := format('the oldest ready job has waited %s', date_trunc('second', v_age));
+		hint := 'The workers are not keeping up: see async.stats, async.workers and raise pg_async.workers.';
+	END IF;
+	RETURN NEXT;
+
+	/* dead letters of the last hour, against the hour before */
+	SELECT count(*) FILTER (WHERE d.dead_at > now() - interval '1 hour'),
+		   count(*) FILTER (WHERE d.dead_at > now() - interval '2 hours'
+							  AND d.dead_at <= now() - interval '1 hour')
+	  INTO v_n, v_prev FROM async.dead_letters d;
+	"check" := 'dead_letters';
+	IF v_n = 0 THEN
+		status := 'ok';
+		detail := 'no event was dead-lettered in the last hour';
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_n > v_prev AND v_prev > 0 THEN 'critical' ELSE 'warning' END;
+		detail := format('%s events dead-lettered in the last hour (%s in the hour before)', v_n, v_prev);
+		hint := 'Look at async.dead_letters and async.attempts; fix the handler, then async.redrive().';
+	END IF;
+	RETURN NEXT;
+
+	/* a transaction holding back the xmin horizon keeps dead queue rows */
+	SELECT a.pid, now() - a.xact_start INTO v_pid, v_age FROM pg_stat_activity a
+	 WHERE a.backend_xmin IS NOT NULL AND a.xact_start IS NOT NULL
+	   AND a.pid <> pg_backend_pid()
+	 ORDER BY a.xact_start LIMIT 1;
+	"check" := 'xmin_horizon';
+	IF v_age IS NULL OR v_age <= xmin_age_warning THEN
+		status := 'ok';
+		detail := 'no long transaction holds back vacuum';
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_age > xmin_age_warning * 12 THEN 'critical' ELSE 'warning' END;
+		detail := format('process %s has held a snapshot for %s', v_pid, date_trunc('second', v_age));
+		hint := 'Dead rows of async.jobs cannot be vacuumed meanwhile and claims slow down; end that transaction.';
+	END IF;
+	RETURN NEXT;
+
+	/* dead rows in the queue table */
+	SELECT t.n_dead_tup, t.n_live_tup INTO v_dead, v_live
+	  FROM pg_stat_user_tables t WHERE t.relid = 'async.jobs'::regclass;
+	"check" := 'queue_bloat';
+	IF COALESCE(v_dead, 0) < 100000 OR v_dead < COALESCE(v_live, 0) THEN
+		status := 'ok';
+		detail := format('%s dead and %s live rows in async.jobs (%s)', COALESCE(v_dead, 0), COALESCE(v_live, 0),
+						 pg_size_pretty(pg_total_relation_size('async.jobs')));
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_dead > 10 * v_live THEN 'critical' ELSE 'warning' END;
+		detail := format('%s dead and %s live rows in async.jobs (%s)', v_dead, v_live,
+						 pg_size_pretty(pg_total_relation_size('async.jobs')));
+		hint := 'Check autovacuum on async.jobs and the xmin_horizon check; VACUUM async.jobs.';
+	END IF;
+	RETURN NEXT;
+
+	/* registrations whose handler is gone or no longer a handler */
+	SELECT string_agg(f.name, ', ' ORDER BY f.name) INTO v_names
+	  FROM async.functions f
+	  LEFT JOIN pg_proc p ON p.oid = to_regprocedure(f.handler)
+	 WHERE p.oid IS NULL OR p.prokind <> 'f' OR p.proretset
+		OR p.pronargs <> 1 OR p.proargtypes[0] <> 'jsonb'::regtype;
+	"check" := 'handlers';
+	IF v_names IS NULL THEN
+		status := 'ok';
+		detail := format('%s registered handlers exist', (SELECT count(*) FROM async.functions));
+		hint := NULL;
+	ELSE
+		status := 'critical';
+		detail := format('handler missing or changed for: %s', v_names);
+		hint := 'Create the function again, or register another handler with async.register().';
+	END IF;
+	RETURN NEXT;
+END;
+$$;
+COMMENT ON FUNCTION async.health(interval, interval) IS
+'one row per check of pg_async (workers, oldest_ready_job, dead_letters, xmin_horizon, queue_bloat, handlers) with status ok, warning or critical, a detail and a hint';
+REVOKE ALL ON FUNCTION async.health(interval, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION async.health(interval, interval) TO pg_monitor;
+
+CREATE FUNCTION async._prometheus_label(value text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+	SELECT pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(value, E'\\', E'\\\\'),
+												 '"', E'\\"'), E'\n', E'\\n')
+$$;
+COMMENT ON FUNCTION async._prometheus_label(text) IS 'internal: escapes a Prometheus label value';
+
+CREATE FUNCTION async.metrics()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_out text := '';
+	r record;
+BEGIN
+	v_out := v_out || E'# HELP pg_async_jobs Jobs in async.jobs by function and state (ready, scheduled, running, succeeded, dead).\n# TYPE pg_async_jobs gauge\n';
+	FOR r IN SELECT * FROM async.stats ORDER BY function LOOP
+		v_out := v_out
+			|| format(E'pg_async_jobs{function="%s",state="ready"} %s\n', async._prometheus_label(r.function), r.ready)
+			|| format(E'pg_async_jobs{function="%s",state="scheduled"} %s\n', async._prometheus_label(r.function), r.scheduled)
+			|| format(E'pg_async_jobs{function="%s",state="running"} %s\n', async._prometheus_label(r.function), r.running)
+			|| format(E'pg_async_jobs{function="%s",state="succeeded"} %s\n', async._prometheus_label(r.function), r.succeeded)
+			|| format(E'pg_async_jobs{function="%s",state="dead"} %s\n', async._prometheus_label(r.function), r.dead);
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_oldest_ready_age_seconds Age of the oldest job that is due and waits.\n# TYPE pg_async_oldest_ready_age_seconds gauge\n';
+	FOR r IN SELECT function, COALESCE(extract(epoch FROM oldest_ready_age), 0) AS age FROM async.stats ORDER BY function LOOP
+		v_out := v_out || format(E'pg_async_oldest_ready_age_seconds{function="%s"} %s\n',
+								 async._prometheus_label(r.function), r.age);
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_dead_letters Events in async.dead_letters.\n# TYPE pg_async_dead_letters gauge\n';
+	FOR r IN SELECT d.function, count(*) AS n FROM async.dead_letters d GROUP BY d.function ORDER BY 1 LOOP
+		v_out := v_out || format(E'pg_async_dead_letters{function="%s"} %s\n', async._prometheus_label(r.function), r.n);
+	END LOOP;
+
+	/* one family per counter, each with all its samples together */
+	FOR r IN SELECT * FROM (VALUES
+			('received', 'Events enqueued.'),
+			('started', 'Attempts started.'),
+			('succeeded', 'Attempts that succeeded.'),
+			('failed', 'Attempts that failed.'),
+			('retried', 'Failed attempts queued again.'),
+			('dead_lettered', 'Events moved to the dead letters.'),
+			('duplicates_skipped', 'Events skipped by async.invoke() for a taken event_id.')) m(name, help) LOOP
+		v_out := v_out || format(E'# HELP pg_async_%1$s_total %2$s\n# TYPE pg_async_%1$s_total counter\n',
+								 r.name, r.help);
+		v_out := v_out || COALESCE((
+			SELECT string_agg(format(E'pg_async_%s_total{function="%s"} %s\n', r.name,
+									 async._prometheus_label(f.function),
+									 to_jsonb(f) ->> r.name), '' ORDER BY f.function)
+			  FROM async.function_stats f), '');
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_handler_duration_seconds Run time of handlers.\n# TYPE pg_async_handler_duration_seconds summary\n';
+	FOR r IN SELECT * FROM async.function_stats ORDER BY function LOOP
+		v_out := v_out
+			|| format(E'pg_async_handler_duration_seconds{function="%1$s",quantile="0.5"} %2$s\n'
+					  'pg_async_handler_duration_seconds{function="%1$s",quantile="0.95"} %3$s\n'
+					  'pg_async_handler_duration_seconds{function="%1$s",quantile="1"} %4$s\n'
+					  'pg_async_handler_duration_seconds_sum{function="%1$s"} %5$s\n'
+					  'pg_async_handler_duration_seconds_count{function="%1$s"} %6$s\n',
+					  async._prometheus_label(r.function), r.duration_p50_ms / 1000, r.duration_p95_ms / 1000,
+					  r.duration_max_ms / 1000, r.duration_avg_ms * r.started / 1000, r.started);
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_queue_wait_seconds Time from when a job is due to the start of its attempt.\n# TYPE pg_async_queue_wait_seconds summary\n';
+	FOR r IN SELECT * FROM async.function_stats ORDER BY function LOOP
+		v_out := v_out
+			|| format(E'pg_async_queue_wait_seconds{function="%1$s",quantile="0.5"} %2$s\n'
+					  'pg_async_queue_wait_seconds{function="%1$s",quantile="0.95"} %3$s\n'
+					  'pg_async_queue_wait_seconds{function="%1$s",quantile="1"} %4$s\n'
+					  'pg_async_queue_wait_seconds_sum{function="%1$s"} %5$s\n'
+					  'pg_async_queue_wait_seconds_count{function="%1$s"} %6$s\n',
+					  async._prometheus_label(r.function), r.wait_p50_ms / 1000, r.wait_p95_ms / 1000,
+					  r.wait_max_ms / 1000, r.wait_avg_ms * r.started / 1000, r.started);
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_workers Worker processes by state.\n# TYPE pg_async_workers gauge\n';
+	FOR r IN SELECT s.state, count(w.pid) AS n
+			   FROM (VALUES ('idle'), ('running')) s(state)
+			   LEFT JOIN async.workers w ON w.state = s.state
+			  GROUP BY s.state ORDER BY s.state LOOP
+		v_out := v_out || format(E'pg_async_workers{state="%s"} %s\n', r.state, r.n);
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_health Health checks: 0 ok, 1 warning, 2 critical.\n# TYPE pg_async_health gauge\n';
+	FOR r IN SELECT h."check", h.status FROM async.health() h LOOP
+		v_out := v_out || format(E'pg_async_health{check="%s"} %s\n', r."check",
+								 CASE r.status WHEN 'ok' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END);
+	END LOOP;
+	RETURN v_out;
+END;
+$$;
+COMMENT ON FUNCTION async.metrics() IS
+'everything pg_async counts, in the Prometheus text exposition format, one metric family per figure with function labels';
+REVOKE ALL ON FUNCTION async.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION async.metrics() TO pg_monitor;
 
 /* ------------------------------------------------------------------------
  * Set-up check: warn when the workers will not serve this database

@@ -65,6 +65,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 				pg_async_wake_workers(pending_wakeups);
 			pending_wakeups = 0;
 			checked_valid = false;
+			pg_async_stats_flush(true);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -72,6 +73,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			/* a prepared transaction's jobs are found by the workers' next look */
 			pending_wakeups = 0;
 			checked_valid = false;
+			pg_async_stats_flush(false);
 			break;
 		default:
 			break;
@@ -255,5 +257,6 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	check_registration(function);
 
 	pg_async_note_enqueued(1);
+	pg_async_pending(function)->received++;
 	return PointerGetDatum(tuple);
 }

@@ -27,6 +27,23 @@ int			pg_async_workers = 2;
 int			pg_async_retention = 86400;
 int			pg_async_batch_size = 200;
 int			pg_async_max_payload_size = 1024 * 1024;
+int			pg_async_log_failures = LOG;
+int			pg_async_attempts_retention = 86400;
+bool		pg_async_track_stats = true;
+
+static const struct config_enum_entry log_level_options[] = {
+	{"debug5", DEBUG5, false},
+	{"debug4", DEBUG4, false},
+	{"debug3", DEBUG3, false},
+	{"debug2", DEBUG2, false},
+	{"debug1", DEBUG1, false},
+	{"debug", DEBUG2, true},
+	{"info", INFO, false},
+	{"notice", NOTICE, false},
+	{"warning", WARNING, false},
+	{"log", LOG, false},
+	{NULL, 0, false}
+};
 
 /* true in processes of a server that has pg_async in shared_preload_libraries */
 bool		pg_async_preloaded = false;
@@ -84,6 +101,33 @@ pg_async_define_gucs(void)
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
+	DefineCustomEnumVariable("pg_async.log_failures",
+							 "Level of the server log line written for each failed attempt.",
+							 "The line names the function, event_id, attempt, error, SQLSTATE and what happens next.",
+							 &pg_async_log_failures,
+							 LOG, log_level_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.attempts_retention",
+							"How long async.attempts keeps the history of attempts; 0 keeps none.",
+							NULL,
+							&pg_async_attempts_retention,
+							86400, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pg_async.track_stats",
+							 "Keeps the counters of async.function_stats.",
+							 NULL,
+							 &pg_async_track_stats,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	pg_async_reserve_guc_prefix("pg_async");
 }
 
@@ -96,8 +140,9 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static Size
 pg_async_shmem_size(void)
 {
-	return add_size(offsetof(AsyncShared, slots),
-					mul_size(max_worker_processes, sizeof(AsyncWorkerSlot)));
+	return add_size(add_size(offsetof(AsyncShared, slots),
+							 mul_size(max_worker_processes, sizeof(AsyncWorkerSlot))),
+					pg_async_stats_shmem_size());
 }
 
 #ifdef PG_ASYNC_HAS_SHMEM_REQUEST_HOOK
@@ -108,6 +153,7 @@ pg_async_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(pg_async_shmem_size());
+	pg_async_stats_request();
 }
 #endif
 
@@ -146,6 +192,7 @@ _PG_init(void)
 	shmem_request_hook = pg_async_shmem_request;
 #else
 	RequestAddinShmemSpace(pg_async_shmem_size());
+	pg_async_stats_request();
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = pg_async_shmem_startup;

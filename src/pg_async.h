@@ -25,6 +25,13 @@
 /* Longest event_id accepted at enqueue. */
 #define ASYNC_MAX_EVENT_ID		255
 
+/* A registered name has fewer bytes than this. */
+#define ASYNC_NAME_SIZE			128
+
+/* Functions the shared counters can track, and histogram resolution. */
+#define ASYNC_STATS_MAX_FUNCTIONS	1024
+#define ASYNC_HIST_BUCKETS		128
+
 /* A worker never sleeps longer than this without looking at the queue. */
 #define ASYNC_MAX_SLEEP_MS		5000
 
@@ -34,6 +41,9 @@ extern int	pg_async_workers;
 extern int	pg_async_retention;
 extern int	pg_async_batch_size;
 extern int	pg_async_max_payload_size;
+extern int	pg_async_log_failures;
+extern int	pg_async_attempts_retention;
+extern bool pg_async_track_stats;
 extern bool pg_async_preloaded;
 
 /*
@@ -78,6 +88,35 @@ extern void pg_async_shmem_init(void);
 extern void pg_async_wake_workers(int njobs);
 extern void pg_async_wake_launcher(void);
 
+/* stats.c: cumulative counters per function */
+typedef struct AsyncDuration
+{
+	int64		count;
+	double		sum_us;
+	int64		max_us;
+	uint64		hist[ASYNC_HIST_BUCKETS];
+} AsyncDuration;
+
+typedef struct AsyncCounters
+{
+	int64		received;
+	int64		started;
+	int64		succeeded;
+	int64		failed;			/* failed attempts */
+	int64		retried;		/* failed attempts queued again */
+	int64		dead;			/* events moved to the dead letters */
+	int64		duplicates;		/* async.invoke() with a taken event_id */
+	AsyncDuration duration;		/* handler run time */
+	AsyncDuration wait;			/* from due (enqueue or run_at) to start */
+} AsyncCounters;
+
+extern Size pg_async_stats_shmem_size(void);
+extern void pg_async_stats_request(void);
+extern void pg_async_stats_shmem_init(void);
+extern AsyncCounters *pg_async_pending(const char *function);
+extern void pg_async_count_duration(AsyncDuration *d, int64 us);
+extern void pg_async_stats_flush(bool commit);
+
 /* launcher.c */
 extern PGDLLEXPORT void pg_async_launcher_main(Datum main_arg);
 extern void pg_async_register_launcher(void);
@@ -93,6 +132,9 @@ typedef struct AsyncJob
 	char	   *function;
 	Datum		payload;		/* detoasted jsonb */
 	int32		attempt;		/* this attempt's number, from 1 */
+	TimestampTz due_at;			/* run_at when claimed: when it became due */
+	TimestampTz enqueued_at;
+	Oid			enqueued_by;
 	bool		registered;		/* false when no registration was found */
 	char	   *handler;		/* registered signature */
 	Oid			run_as;
@@ -104,7 +146,9 @@ typedef struct AsyncJob
 	bool		failed;
 	char	   *error_message;
 	char		sqlstate[6];
+	TimestampTz started_at;
 	TimestampTz failed_at;
+	int64		duration_us;
 } AsyncJob;
 
 /* executor.c */

@@ -50,6 +50,7 @@ pg_async_shmem_init(void)
 			pg_atomic_init_u32(&slot->sleeping, 0);
 		}
 	}
+	pg_async_stats_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

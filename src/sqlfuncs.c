@@ -42,7 +42,7 @@ PG_FUNCTION_INFO_V1(pg_async_live_worker_pids);
 PG_FUNCTION_INFO_V1(pg_async_check_setup);
 
 /* Longest registered name. */
-#define ASYNC_MAX_NAME_LEN	200
+#define ASYNC_MAX_NAME_LEN	(ASYNC_NAME_SIZE - 1)
 
 /*
  * pg_async_extension_owner returns the owner of pg_async's tables, the role

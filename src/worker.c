@@ -75,6 +75,7 @@ static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr next_run_plan = NULL;
 static SPIPlanPtr success_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
+static SPIPlanPtr attempts_plan = NULL;
 
 /* average run time of one job, in microseconds (exponential moving average) */
 static double avg_job_us = 0;
@@ -103,7 +104,8 @@ static const char *claim_sql =
 "  WHERE j.id OPERATOR(pg_catalog.=) p.id"
 " RETURNING j.id, j.event_id, j.function, j.payload, j.attempts,"
 "           f.handler, f.run_as::pg_catalog.oid, f.max_attempts,"
-"           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8";
+"           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8,"
+"           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid";
 
 static const char *next_run_sql =
 "SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
@@ -114,7 +116,22 @@ static const char *success_sql =
 " WHERE j.id OPERATOR(pg_catalog.=) ANY ($1)";
 
 static const char *fail_sql =
-"SELECT async._fail($1, $2, $3, $4)";
+"SELECT f.new_state, f.retry_at FROM async._fail($1, $2, $3, $4) f";
+
+static const char *attempts_sql =
+"INSERT INTO async.attempts"
+"  (job_id, event_id, function, attempt, worker_pid, started_at, duration,"
+"   outcome, error, sqlstate, enqueued_by)"
+" SELECT a.job_id, a.event_id, a.function, a.attempt, $9, a.started_at,"
+"        pg_catalog.make_interval(secs => a.duration_us OPERATOR(pg_catalog./) 1000000.0),"
+"        a.outcome, a.error, a.sqlstate, a.enqueued_by::pg_catalog.regrole"
+"   FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[]),"
+"                   pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.int4[]),"
+"                   pg_catalog.unnest($5::pg_catalog.timestamptz[]), pg_catalog.unnest($6::pg_catalog.int8[]),"
+"                   pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]),"
+"                   pg_catalog.unnest($10::pg_catalog.text[]), pg_catalog.unnest($11::pg_catalog.oid[]))"
+"     AS a(job_id, event_id, function, attempt, started_at, duration_us,"
+"          outcome, error, sqlstate, enqueued_by)";
 
 /*
  * worker_detach gives the slot back when the worker exits, however it exits
@@ -285,6 +302,13 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 		next_run_plan = prepare_plan(next_run_sql, 0, NULL);
 		success_plan = prepare_plan(success_sql, 1, success_types);
 		fail_plan = prepare_plan(fail_sql, 4, fail_types);
+		{
+			Oid			attempt_types[11] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+				INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+			TEXTARRAYOID, INT4OID, TEXTARRAYOID, OIDARRAYOID};
+
+			attempts_plan = prepare_plan(attempts_sql, 11, attempt_types);
+		}
 	}
 
 	/*
@@ -339,6 +363,9 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 				if (job->timeout_ms < 1)
 					job->timeout_ms = 1;
 			}
+			job->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
+			job->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
+			job->enqueued_by = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
 		}
 		*jobs_out = jobs;
 		MemoryContextSwitchTo(oldcxt);
@@ -404,15 +431,139 @@ show_job(AsyncJob *job)
 	SpinLockRelease(&MySlot->mutex);
 }
 
+/* text_array builds a text[] from C strings, NULL pointers becoming NULLs. */
+static Datum
+text_array(char **strings, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		nulls[i] = (strings[i] == NULL);
+		elems[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(strings[i]);
+	}
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* int8_array builds an int8[] (or, with typid TIMESTAMPTZOID, a timestamptz[]). */
+static Datum
+int8_array(int64 *values, int n, Oid typid)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(values[i]);
+	return PointerGetDatum(construct_array(elems, n, typid, sizeof(int64),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* int4_array builds an int4[] (or, with typid OIDOID, an oid[]). */
+static Datum
+int4_array(int32 *values, int n, Oid typid)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int32GetDatum(values[i]);
+	return PointerGetDatum(construct_array(elems, n, typid, sizeof(int32),
+										   true, TYPALIGN_INT));
+}
+
+/*
+ * record_attempts appends one row per job to async.attempts, in one
+ * statement, unless pg_async.attempts_retention is 0.
+ */
+static void
+record_attempts(AsyncJob *jobs, int n)
+{
+	int64	   *ids = palloc(sizeof(int64) * n);
+	int64	   *starts = palloc(sizeof(int64) * n);
+	int64	   *durations = palloc(sizeof(int64) * n);
+	int32	   *attempts = palloc(sizeof(int32) * n);
+	int32	   *owners = palloc(sizeof(int32) * n);
+	char	  **event_ids = palloc(sizeof(char *) * n);
+	char	  **functions = palloc(sizeof(char *) * n);
+	char	  **outcomes = palloc(sizeof(char *) * n);
+	char	  **errors = palloc(sizeof(char *) * n);
+	char	  **sqlstates = palloc(sizeof(char *) * n);
+	Datum		args[11];
+	int			rc;
+	int			i;
+
+	if (pg_async_attempts_retention <= 0 || n == 0)
+		return;
+
+	for (i = 0; i < n; i++)
+	{
+		AsyncJob   *job = &jobs[i];
+
+		ids[i] = job->id;
+		starts[i] = job->started_at;
+		durations[i] = job->duration_us;
+		attempts[i] = job->attempt;
+		owners[i] = (int32) job->enqueued_by;
+		event_ids[i] = job->event_id;
+		functions[i] = job->function;
+		outcomes[i] = job->failed ? "failed" : "succeeded";
+		errors[i] = job->failed ? job->error_message : NULL;
+		sqlstates[i] = job->failed ? job->sqlstate : NULL;
+	}
+	args[0] = int8_array(ids, n, INT8OID);
+	args[1] = text_array(event_ids, n);
+	args[2] = text_array(functions, n);
+	args[3] = int4_array(attempts, n, INT4OID);
+	args[4] = int8_array(starts, n, TIMESTAMPTZOID);
+	args[5] = int8_array(durations, n, INT8OID);
+	args[6] = text_array(outcomes, n);
+	args[7] = text_array(errors, n);
+	args[8] = Int32GetDatum(MyProcPid);
+	args[9] = text_array(sqlstates, n);
+	args[10] = int4_array(owners, n, OIDOID);
+	rc = SPI_execute_plan(attempts_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "pg_async: recording attempts failed: %s",
+			 SPI_result_code_string(rc));
+}
+
+/*
+ * log_failure writes the server log line of a failed attempt, at
+ * pg_async.log_failures: what failed, why, and what happens next.
+ */
+static void
+log_failure(AsyncJob *job, bool dead, TimestampTz retry_at)
+{
+	if (dead)
+		ereport(pg_async_log_failures,
+				(errmsg("pg_async: function \"%s\" event \"%s\" attempt %d of %d failed: %s (SQLSTATE %s); dead-lettered",
+						job->function, job->event_id, job->attempt,
+						job->registered ? job->max_attempts : 3,
+						job->error_message, job->sqlstate)));
+	else
+		ereport(pg_async_log_failures,
+				(errmsg("pg_async: function \"%s\" event \"%s\" attempt %d of %d failed: %s (SQLSTATE %s); retry at %s",
+						job->function, job->event_id, job->attempt,
+						job->registered ? job->max_attempts : 3,
+						job->error_message, job->sqlstate,
+						timestamptz_to_str(retry_at))));
+}
+
 /*
  * finish_jobs writes the outcomes of jobs[0..n-1] in the current
  * transaction: one UPDATE for those that succeeded, async._fail() for each
- * that failed.  It leaves SPI connected, for end_work().
+ * that failed, their history in async.attempts, and their counts.  It
+ * leaves SPI connected, for end_work().
  */
 static void
 finish_jobs(AsyncJob *jobs, int n)
 {
-	Datum	   *ok_ids;
+	int64	   *ok_ids;
 	int			nok = 0;
 	int			i;
 
@@ -420,16 +571,17 @@ finish_jobs(AsyncJob *jobs, int n)
 		elog(ERROR, "pg_async: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	ok_ids = palloc(sizeof(Datum) * Max(n, 1));
+	ok_ids = palloc(sizeof(int64) * Max(n, 1));
 	for (i = 0; i < n; i++)
 		if (!jobs[i].failed)
-			ok_ids[nok++] = Int64GetDatum(jobs[i].id);
+		{
+			ok_ids[nok++] = jobs[i].id;
+			pg_async_pending(jobs[i].function)->succeeded++;
+		}
 
 	if (nok > 0)
 	{
-		Datum		arg = PointerGetDatum(construct_array(ok_ids, nok, INT8OID,
-														  sizeof(int64), FLOAT8PASSBYVAL,
-														  TYPALIGN_DOUBLE));
+		Datum		arg = int8_array(ok_ids, nok, INT8OID);
 		int			rc = SPI_execute_plan(success_plan, &arg, NULL, false, 0);
 
 		if (rc != SPI_OK_UPDATE)
@@ -440,7 +592,11 @@ finish_jobs(AsyncJob *jobs, int n)
 	for (i = 0; i < n; i++)
 	{
 		AsyncJob   *job = &jobs[i];
+		AsyncCounters *c;
 		Datum		args[4];
+		bool		isnull;
+		bool		dead;
+		TimestampTz retry_at = 0;
 		int			rc;
 
 		if (!job->failed)
@@ -450,10 +606,29 @@ finish_jobs(AsyncJob *jobs, int n)
 		args[2] = CStringGetTextDatum(job->sqlstate);
 		args[3] = TimestampTzGetDatum(job->failed_at);
 		rc = SPI_execute_plan(fail_plan, args, NULL, false, 0);
-		if (rc != SPI_OK_SELECT)
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "pg_async: recording a failed attempt failed: %s",
 				 SPI_result_code_string(rc));
+		dead = false;
+		{
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				dead = (strcmp(TextDatumGetCString(d), "dead") == 0);
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			if (!isnull)
+				retry_at = DatumGetTimestampTz(d);
+		}
+		c = pg_async_pending(job->function);
+		c->failed++;
+		if (dead)
+			c->dead++;
+		else
+			c->retried++;
+		log_failure(job, dead, retry_at);
 	}
+
+	record_attempts(jobs, n);
 
 	SpinLockAcquire(&MySlot->mutex);
 	MySlot->jobs_done += n;
@@ -488,12 +663,19 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 
 	for (i = 0; i < n; i++)
 	{
-		TimestampTz start = GetCurrentTimestamp();
+		AsyncJob   *job = &jobs[i];
+		AsyncCounters *c = pg_async_pending(job->function);
 
-		show_job(&jobs[i]);
-		pg_async_execute_job(&jobs[i]);
+		job->started_at = GetCurrentTimestamp();
+		show_job(job);
+		pg_async_execute_job(job);
 		CommandCounterIncrement();
-		avg_job_us = 0.8 * avg_job_us + 0.2 * (double) (GetCurrentTimestamp() - start);
+		job->duration_us = GetCurrentTimestamp() - job->started_at;
+		avg_job_us = 0.8 * avg_job_us + 0.2 * (double) job->duration_us;
+
+		c->started++;
+		pg_async_count_duration(&c->duration, job->duration_us);
+		pg_async_count_duration(&c->wait, job->started_at - job->due_at);
 
 		if (jobs[i].wrote && i + 1 < n &&
 			(pg_async_subxids_cached() >= ASYNC_MAX_SUBXIDS ||
@@ -603,6 +785,14 @@ maintenance(void)
 									"SELECT async._purge_finished($1, $2)",
 									2, types, args);
 		} while (n >= ASYNC_RETENTION_BATCH);
+
+		if (pg_async_attempts_retention > 0)
+		{
+			retention->time = (int64) pg_async_attempts_retention * USECS_PER_SEC;
+			(void) run_maintenance_sql("pg_async: deleting old attempts",
+									   "SELECT async._purge_attempts($1)",
+									   1, types, args);
+		}
 		pfree(retention);
 	}
 
