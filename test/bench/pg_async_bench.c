@@ -1,0 +1,1916 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_async_bench.c
+ *	  Benchmark of pg_async, on libpq.
+ *
+ * Scenarios (--scenario NAME, repeatable or comma-separated; default all):
+ *
+ *	drain	 N no-op jobs queued in one transaction; time from its commit until
+ *			 every job has succeeded -> jobs/s.
+ *	enqueue  K connections commit single-row INSERTs for D seconds, into
+ *			 async.jobs, into a plain table with the same columns, and into
+ *			 one that also has the same indexes -> inserts/s and ratios.
+ *	latency  single-row enqueues at a fixed offered rate; the handler logs
+ *			 clock_timestamp() at its start -> handler start minus the
+ *			 enqueue's commit return, p50/p95/p99/max.
+ *	mixed	 producers at 80% of the drain rate (or --rate) for D seconds
+ *			 while the workers run -> sustained jobs/s, latency, backlog.
+ *	backlog  N jobs, 10% scheduled an hour ahead, 5% failing -> drain rate
+ *			 of the ready ones, against the drain rate.
+ *	soak	 a fixed rate for D seconds; every interval the sizes of
+ *			 async.jobs and its indexes, dead tuples, WAL bytes per job.
+ *
+ * The program creates the handlers and tables it needs (bench_noop,
+ * bench_latency, bench_fail, bench_latency_log, bench_plain, bench_plain_idx
+ * in schema public), truncates async.jobs before each run, and must connect
+ * as a superuser of the database that pg_async.database names.  The server
+ * must run on the same machine: latency compares the client's
+ * CLOCK_REALTIME with the server's clock_timestamp().
+ *
+ * While the workers drain, the program never holds a transaction or a
+ * long statement open (a held snapshot would keep dead index entries alive
+ * and slow the queue): it polls async.workers.jobs_done, a shared-memory
+ * counter, with short autocommit statements.
+ *
+ * Progress goes to stderr; the results go to stdout, as a table or, with
+ * --json, as one JSON object.
+ *
+ * test/bench/pg_async_bench.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libpq-fe.h"
+
+#define MAX_FIGURES		256
+#define MAX_SETTINGS	24
+#define MAX_INDEXES		8
+#define MAX_SAMPLES		1024
+#define POLL_US			5000	/* how often jobs_done is read */
+#define STALL_US		60000000	/* give up when no job finishes for this long */
+#define SIZE_FLOOR		(1024 * 1024)	/* soak: smaller sizes count as 1 MB */
+#define DEAD_FLOOR		1000	/* soak: fewer dead tuples count as 1000 */
+
+/* scenarios, in the order they run */
+enum
+{
+	SC_DRAIN,
+	SC_ENQUEUE,
+	SC_LATENCY,
+	SC_MIXED,
+	SC_BACKLOG,
+	SC_SOAK,
+	SC_COUNT
+};
+
+static const char *const scenario_names[SC_COUNT] = {
+	"drain", "enqueue", "latency", "mixed", "backlog", "soak"
+};
+
+/* command-line options; -1 (or a negative rate) means "not given" */
+typedef struct Options
+{
+	const char *conninfo;
+	bool		scenarios[SC_COUNT];
+	bool		json;
+	bool		quick;
+	int64_t		n;				/* -n: drain, latency and backlog */
+	double		duration;		/* --duration: enqueue, mixed and soak */
+	double		rate;			/* --rate: latency, mixed and soak */
+	int64_t		drain_jobs;
+	int64_t		latency_events;
+	int64_t		backlog_jobs;
+	double		enqueue_duration;
+	double		mixed_duration;
+	double		soak_duration;
+	double		latency_rate;
+	double		mixed_rate;
+	double		soak_rate;
+	int			connections;
+	int			producers;
+	double		soak_interval;
+	int			soak_retention;
+	double		timeout;
+} Options;
+
+/* one figure of the results: a number, a flag or a text */
+typedef enum FigureKind
+{
+	FIG_NUM,
+	FIG_INT,
+	FIG_BOOL,
+	FIG_TEXT
+} FigureKind;
+
+typedef struct Figure
+{
+	int			scenario;
+	char		key[48];		/* JSON key */
+	char		label[48];		/* label in the table */
+	FigureKind	kind;
+	double		value;
+	char		text[64];
+	char		target[32];		/* "" when there is no target */
+	int			pass;			/* -1: no target, 0: missed, 1: met */
+} Figure;
+
+/* one soak sample */
+typedef struct SoakSample
+{
+	double		elapsed;		/* seconds since the soak started */
+	int64_t		enqueued;		/* jobs committed by producers in the interval */
+	int64_t		done;			/* jobs run by the workers in the interval */
+	int64_t		total_size;		/* pg_total_relation_size(async.jobs) */
+	int64_t		heap_size;		/* pg_relation_size(async.jobs) */
+	int64_t		index_size[MAX_INDEXES];
+	int64_t		live_tup;
+	int64_t		dead_tup;
+	int64_t		autovacuums;
+	int64_t		wal_bytes;		/* WAL written in the interval */
+	int64_t		ready;			/* ready jobs at the sample */
+} SoakSample;
+
+/* one producer thread of latency, mixed and soak */
+typedef struct Producer
+{
+	pthread_t	thread;
+	PGconn	   *conn;
+	int			index;			/* this producer's number */
+	int			nproducers;
+	const char *function;		/* the registered name to enqueue */
+	double		rate;			/* offered rate of all producers, jobs/s */
+	int64_t		nevents;		/* events of all producers */
+	int64_t		t0;				/* start, CLOCK_MONOTONIC microseconds */
+	int64_t		deadline;		/* stop then (monotonic us); 0: never */
+	int			max_batch;		/* most events per INSERT */
+	int64_t    *commit_us;		/* by seq: CLOCK_REALTIME of COMMIT return */
+	int64_t		sent;			/* events committed (read while running) */
+	int64_t		inserts;		/* INSERT statements */
+	int64_t		max_late_us;	/* worst lag behind the schedule */
+	int64_t		end;			/* when it stopped (monotonic us) */
+} Producer;
+
+/* one inserting thread of enqueue */
+typedef struct Inserter
+{
+	pthread_t	thread;
+	PGconn	   *conn;
+	const char *stmt;			/* prepared statement to run */
+	int			index;
+	int64_t		deadline;		/* monotonic us */
+	int64_t		count;			/* committed INSERTs */
+	int64_t		end;			/* monotonic us */
+} Inserter;
+
+/* latency percentiles, in milliseconds */
+typedef struct Latency
+{
+	int64_t		count;
+	double		min;
+	double		mean;
+	double		p50;
+	double		p95;
+	double		p99;
+	double		max;
+} Latency;
+
+static Options opts;
+static Figure figures[MAX_FIGURES];
+static int	nfigures = 0;
+static char setting_names[MAX_SETTINGS][64];
+static char setting_values[MAX_SETTINGS][128];
+static int	nsettings = 0;
+static SoakSample *soak_samples;
+static int	nsoak_samples = 0;
+static char soak_index_names[MAX_INDEXES][64];
+static int	nsoak_indexes = 0;
+static double drain_rate = 0;	/* jobs/s measured by drain in this run */
+
+static void die(const char *fmt,...)
+			__attribute__((format(printf, 1, 2), noreturn));
+static void progress(const char *fmt,...)
+			__attribute__((format(printf, 1, 2)));
+
+/*
+ * die prints an error message and exits.
+ */
+static void
+die(const char *fmt,...)
+{
+	va_list		ap;
+
+	fprintf(stderr, "pg_async_bench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	exit(1);
+}
+
+/*
+ * progress prints a progress line on stderr.
+ */
+static void
+progress(const char *fmt,...)
+{
+	va_list		ap;
+
+	fprintf(stderr, "pg_async_bench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	fflush(stderr);
+}
+
+/*
+ * mono_us returns CLOCK_MONOTONIC in microseconds, for durations.
+ */
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * real_us returns CLOCK_REALTIME in microseconds since the Unix epoch, the
+ * clock that the server's clock_timestamp() reads.
+ */
+static int64_t
+real_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * sleep_until sleeps until the monotonic time t (microseconds).
+ */
+static void
+sleep_until(int64_t t)
+{
+	struct timespec ts;
+
+	ts.tv_sec = t / 1000000;
+	ts.tv_nsec = (t % 1000000) * 1000;
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+/*
+ * sleep_us sleeps for us microseconds.
+ */
+static void
+sleep_us(int64_t us)
+{
+	sleep_until(mono_us() + us);
+}
+
+/*
+ * connect_db opens a connection with the conninfo of -d (or the PG*
+ * environment variables) and exits on failure.
+ */
+static PGconn *
+connect_db(void)
+{
+	const char *keywords[] = {"dbname", "fallback_application_name", NULL};
+	const char *values[] = {opts.conninfo, "pg_async_bench", NULL};
+	PGconn	   *conn;
+
+	conn = PQconnectdbParams(keywords, values, 1);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+		die("could not connect: %s", conn ? PQerrorMessage(conn) : "out of memory");
+	return conn;
+}
+
+/*
+ * check_result exits with the server's message unless res succeeded.
+ */
+static void
+check_result(PGconn *conn, PGresult *res, const char *what)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		die("%s failed: %s", what, PQerrorMessage(conn));
+}
+
+/*
+ * exec_command runs one statement and exits on error.
+ */
+static void
+exec_command(PGconn *conn, const char *sql)
+{
+	PGresult   *res = PQexec(conn, sql);
+
+	check_result(conn, res, sql);
+	PQclear(res);
+}
+
+/*
+ * query_int64 runs a query and returns its first value as an integer (0
+ * when it is NULL).
+ */
+static int64_t
+query_int64(PGconn *conn, const char *sql)
+{
+	PGresult   *res = PQexec(conn, sql);
+	int64_t		v = 0;
+
+	check_result(conn, res, sql);
+	if (PQntuples(res) < 1 || PQnfields(res) < 1)
+		die("query returned no value: %s", sql);
+	if (!PQgetisnull(res, 0, 0))
+		v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return v;
+}
+
+/*
+ * query_text runs a query and copies its first value into buf.
+ */
+static void
+query_text(PGconn *conn, const char *sql, char *buf, size_t len)
+{
+	PGresult   *res = PQexec(conn, sql);
+
+	check_result(conn, res, sql);
+	if (PQntuples(res) < 1 || PQnfields(res) < 1)
+		die("query returned no value: %s", sql);
+	snprintf(buf, len, "%s", PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+	PQclear(res);
+}
+
+/*
+ * prepare_stmt prepares a named statement on conn.
+ */
+static void
+prepare_stmt(PGconn *conn, const char *name, const char *sql, int nparams)
+{
+	PGresult   *res = PQprepare(conn, name, sql, nparams, NULL);
+
+	check_result(conn, res, sql);
+	PQclear(res);
+}
+
+/*
+ * exec_prepared runs a prepared statement with text parameters; exits on
+ * error.
+ */
+static void
+exec_prepared(PGconn *conn, const char *name, int nparams,
+			  const char *const *values)
+{
+	PGresult   *res = PQexecPrepared(conn, name, nparams, values, NULL, NULL, 0);
+
+	check_result(conn, res, name);
+	PQclear(res);
+}
+
+/*
+ * add_figure records one figure of the results.  target is "" when the
+ * figure has none; pass is then -1.
+ */
+static Figure *
+add_figure(int scenario, const char *key, const char *label, FigureKind kind,
+		   double value, const char *target, int pass)
+{
+	Figure	   *f;
+
+	if (nfigures >= MAX_FIGURES)
+		die("too many figures");
+	f = &figures[nfigures++];
+	f->scenario = scenario;
+	snprintf(f->key, sizeof(f->key), "%s", key);
+	snprintf(f->label, sizeof(f->label), "%s", label);
+	f->kind = kind;
+	f->value = value;
+	f->text[0] = '\0';
+	snprintf(f->target, sizeof(f->target), "%s", target ? target : "");
+	f->pass = pass;
+	return f;
+}
+
+/*
+ * add_text records a figure whose value is a text.
+ */
+static void
+add_text(int scenario, const char *key, const char *label, const char *text)
+{
+	Figure	   *f = add_figure(scenario, key, label, FIG_TEXT, 0, "", -1);
+
+	snprintf(f->text, sizeof(f->text), "%s", text);
+}
+
+/*
+ * add_latency records the percentiles of a latency distribution, with the
+ * targets of issue 3 when with_targets is set.
+ */
+static void
+add_latency(int scenario, const Latency *lat, bool with_targets)
+{
+	add_figure(scenario, "latency_events", "latency events", FIG_INT,
+			   (double) lat->count, "", -1);
+	add_figure(scenario, "latency_min_ms", "latency min ms", FIG_NUM, lat->min, "", -1);
+	add_figure(scenario, "latency_mean_ms", "latency mean ms", FIG_NUM, lat->mean, "", -1);
+	add_figure(scenario, "latency_p50_ms", "latency p50 ms", FIG_NUM, lat->p50,
+			   with_targets ? "<= 1 ms" : "",
+			   with_targets ? (lat->count > 0 && lat->p50 <= 1.0) : -1);
+	add_figure(scenario, "latency_p95_ms", "latency p95 ms", FIG_NUM, lat->p95, "", -1);
+	add_figure(scenario, "latency_p99_ms", "latency p99 ms", FIG_NUM, lat->p99,
+			   with_targets ? "<= 5 ms" : "",
+			   with_targets ? (lat->count > 0 && lat->p99 <= 5.0) : -1);
+	add_figure(scenario, "latency_max_ms", "latency max ms", FIG_NUM, lat->max, "", -1);
+}
+
+/*
+ * jobs_done returns the number of jobs the workers have run since they
+ * started, failed attempts included: a shared-memory counter, cheap to read.
+ */
+static int64_t
+jobs_done(PGconn *conn)
+{
+	return query_int64(conn, "SELECT coalesce(sum(jobs_done), 0)::bigint FROM async.workers");
+}
+
+/*
+ * any_ready returns whether a job is ready or running (unfinished, with
+ * run_at passed).  The ORDER BY makes it an index scan of jobs_ready_idx.
+ */
+static bool
+any_ready(PGconn *conn)
+{
+	return query_int64(conn,
+					   "SELECT count(*) FROM (SELECT 1 FROM async.jobs"
+					   " WHERE finished_at IS NULL AND run_at <= now()"
+					   " ORDER BY run_at LIMIT 1) s") > 0;
+}
+
+/*
+ * count_ready counts the queued jobs that are ready to run.
+ */
+static int64_t
+count_ready(PGconn *conn)
+{
+	return query_int64(conn,
+					   "SELECT count(*) FROM async.jobs WHERE finished_at IS NULL"
+					   " AND run_at <= now() AND state = 'queued'");
+}
+
+/*
+ * wait_for_jobs waits until the workers have run target jobs since the
+ * jobs_done reading base, and then until no job is ready or running (the
+ * counter moves before the batch commits).  Every second it also checks the
+ * queue itself, in case a worker restarted and its counter with it.  Only
+ * short autocommit statements are used.  Returns the monotonic time at
+ * which the queue was found empty.
+ */
+static int64_t
+wait_for_jobs(PGconn *conn, int64_t base, int64_t target)
+{
+	int64_t		start = mono_us();
+	int64_t		last_check = start;
+	int64_t		last_progress = start;
+	int64_t		last_done = base;
+	int64_t		done;
+	int64_t		now;
+
+	for (;;)
+	{
+		now = mono_us();
+		done = jobs_done(conn);
+		if (done - base >= target)
+			break;
+		if (done != last_done)
+		{
+			last_done = done;
+			last_progress = now;
+		}
+		if (now - last_check >= 1000000)
+		{
+			last_check = now;
+			if (!any_ready(conn))
+				return mono_us();
+		}
+		if (now - last_progress > STALL_US)
+			die("no job finished for %d s (%" PRId64 " of %" PRId64 " done);"
+				" are the workers running? see the server log",
+				STALL_US / 1000000, done - base, target);
+		if (now - start > (int64_t) (opts.timeout * 1e6))
+			die("timed out after %.0f s waiting for %" PRId64 " jobs (%" PRId64 " done)",
+				opts.timeout, target, done - base);
+		sleep_us(POLL_US);
+	}
+	for (;;)
+	{
+		if (!any_ready(conn))
+			return mono_us();
+		if (mono_us() - start > (int64_t) (opts.timeout * 1e6))
+			die("timed out after %.0f s waiting for the last batch", opts.timeout);
+		sleep_us(1000);
+	}
+}
+
+/*
+ * setup_objects creates (or replaces) the handlers and tables the scenarios
+ * use, and registers the handlers.  Handlers run with search_path =
+ * pg_catalog, pg_temp, hence the schema-qualified table.
+ */
+static void
+setup_objects(PGconn *conn)
+{
+	exec_command(conn, "SET client_min_messages = warning");
+	exec_command(conn,
+				 "CREATE OR REPLACE FUNCTION public.bench_noop(e jsonb) RETURNS void"
+				 " LANGUAGE sql AS 'SELECT'");
+	exec_command(conn,
+				 "CREATE TABLE IF NOT EXISTS public.bench_latency_log"
+				 " (seq bigint NOT NULL, started_at timestamptz NOT NULL)");
+	exec_command(conn,
+				 "CREATE OR REPLACE FUNCTION public.bench_latency(e jsonb) RETURNS void"
+				 " LANGUAGE sql AS $$INSERT INTO public.bench_latency_log (seq, started_at)"
+				 " VALUES ((e->>'seq')::bigint, clock_timestamp())$$");
+	exec_command(conn,
+				 "CREATE OR REPLACE FUNCTION public.bench_fail(e jsonb) RETURNS void"
+				 " LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'bench_fail fails on purpose';"
+				 " END$$");
+	exec_command(conn, "SELECT async.register('public.bench_noop(jsonb)')");
+	exec_command(conn, "SELECT async.register('public.bench_latency(jsonb)')");
+	exec_command(conn,
+				 "SELECT async.register('public.bench_fail(jsonb)', max_attempts => 3,"
+				 " retry_delays => '{1 hour}')");
+}
+
+/*
+ * reset_queue empties the queue, the dead letters and the latency log, and
+ * checkpoints, so that each run starts from the same state.
+ */
+static void
+reset_queue(PGconn *conn)
+{
+	exec_command(conn, "TRUNCATE async.jobs, async.dead_letters, public.bench_latency_log");
+	exec_command(conn, "CHECKPOINT");
+}
+
+/*
+ * read_settings records the server settings that shape the figures.
+ */
+static void
+read_settings(PGconn *conn)
+{
+	static const char *const names[] = {
+		"server_version", "pg_async.workers", "pg_async.batch_size",
+		"pg_async.retention", "synchronous_commit", "fsync",
+		"shared_buffers", "max_wal_size", "checkpoint_timeout",
+		"max_connections", "max_worker_processes", "autovacuum", "wal_level",
+		"full_page_writes", NULL
+	};
+	char		sql[128];
+	int			i;
+
+	for (i = 0; names[i] != NULL && nsettings < MAX_SETTINGS - 1; i++)
+	{
+		snprintf(sql, sizeof(sql), "SHOW %s", names[i]);
+		snprintf(setting_names[nsettings], sizeof(setting_names[0]), "%s", names[i]);
+		query_text(conn, sql, setting_values[nsettings], sizeof(setting_values[0]));
+		nsettings++;
+	}
+	snprintf(setting_names[nsettings], sizeof(setting_names[0]), "client_cpus");
+	snprintf(setting_values[nsettings], sizeof(setting_values[0]), "%ld",
+			 sysconf(_SC_NPROCESSORS_ONLN));
+	nsettings++;
+}
+
+/*
+ * run_drain queues n no-op jobs in one transaction and times them from the
+ * COMMIT until every one has succeeded.  Returns jobs/s.
+ */
+static double
+run_drain(PGconn *conn, int64_t n)
+{
+	char		sql[256];
+	int64_t		base;
+	int64_t		t0;
+	int64_t		t1;
+	int64_t		t2;
+	int64_t		succeeded;
+	double		secs;
+	double		rate;
+
+	progress("drain: %" PRId64 " no-op jobs in one transaction", n);
+	reset_queue(conn);
+	base = jobs_done(conn);
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO async.jobs (function, payload)"
+			 " SELECT 'bench_noop', '{}' FROM generate_series(1, %" PRId64 ")", n);
+	t0 = mono_us();
+	exec_command(conn, sql);
+	t1 = mono_us();
+	t2 = wait_for_jobs(conn, base, n);
+	succeeded = query_int64(conn, "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'");
+	if (succeeded != n)
+		die("drain: %" PRId64 " jobs succeeded, expected %" PRId64, succeeded, n);
+	secs = (t2 - t1) / 1e6;
+	rate = n / secs;
+	progress("drain: %.1f jobs/s (%.2f s)", rate, secs);
+
+	add_figure(SC_DRAIN, "jobs", "jobs", FIG_INT, (double) n, "", -1);
+	add_figure(SC_DRAIN, "enqueue_seconds", "INSERT seconds", FIG_NUM, (t1 - t0) / 1e6, "", -1);
+	add_figure(SC_DRAIN, "drain_seconds", "drain seconds", FIG_NUM, secs, "", -1);
+	add_figure(SC_DRAIN, "succeeded", "succeeded", FIG_INT, (double) succeeded, "", -1);
+	add_figure(SC_DRAIN, "jobs_per_second", "jobs/s", FIG_NUM, rate,
+			   ">= 50000", rate >= 50000);
+	drain_rate = rate;
+	return rate;
+}
+
+/*
+ * measured_drain_rate returns the drain rate of this run, measuring it
+ * first when the drain scenario has not run.
+ */
+static double
+measured_drain_rate(PGconn *conn)
+{
+	if (drain_rate <= 0)
+	{
+		progress("measuring the drain rate first");
+		run_drain(conn, opts.drain_jobs);
+	}
+	return drain_rate;
+}
+
+/*
+ * inserter_main commits single-row INSERTs on its connection until the
+ * deadline.
+ */
+static void *
+inserter_main(void *arg)
+{
+	Inserter   *ins = (Inserter *) arg;
+	char		payload[64];
+	const char *values[1];
+
+	values[0] = payload;
+	ins->count = 0;
+	while (mono_us() < ins->deadline)
+	{
+		snprintf(payload, sizeof(payload), "{\"i\": %" PRId64 "}",
+				 (int64_t) ins->index * 1000000000 + ins->count);
+		exec_prepared(ins->conn, ins->stmt, 1, values);
+		ins->count++;
+	}
+	ins->end = mono_us();
+	return NULL;
+}
+
+/*
+ * enqueue_phase runs k inserting threads on statement stmt for secs
+ * seconds and returns the inserts per second.
+ */
+static double
+enqueue_phase(Inserter *ins, int k, const char *stmt, double secs, int64_t *total)
+{
+	int64_t		start;
+	int64_t		end = 0;
+	int64_t		sum = 0;
+	int			i;
+
+	start = mono_us();
+	for (i = 0; i < k; i++)
+	{
+		ins[i].stmt = stmt;
+		ins[i].deadline = start + (int64_t) (secs * 1e6);
+		if (pthread_create(&ins[i].thread, NULL, inserter_main, &ins[i]) != 0)
+			die("could not start a thread");
+	}
+	for (i = 0; i < k; i++)
+	{
+		pthread_join(ins[i].thread, NULL);
+		sum += ins[i].count;
+		if (ins[i].end > end)
+			end = ins[i].end;
+	}
+	*total = sum;
+	return sum / ((end - start) / 1e6);
+}
+
+/*
+ * run_enqueue measures single-row INSERT commits from k connections into a
+ * plain table with the columns of async.jobs, into one with its indexes
+ * too, and into async.jobs while the workers run, secs seconds each.
+ */
+static void
+run_enqueue(PGconn *conn, int k, double secs)
+{
+	Inserter   *ins;
+	int64_t		n_plain;
+	int64_t		n_idx;
+	int64_t		n_jobs;
+	int64_t		base;
+	double		r_plain;
+	double		r_idx;
+	double		r_jobs;
+	int			i;
+
+	progress("enqueue: %d connections, %.0f s per table", k, secs);
+	reset_queue(conn);
+	exec_command(conn, "DROP TABLE IF EXISTS public.bench_plain, public.bench_plain_idx");
+	exec_command(conn,
+				 "CREATE TABLE public.bench_plain (LIKE async.jobs"
+				 " INCLUDING DEFAULTS INCLUDING IDENTITY)");
+	exec_command(conn,
+				 "CREATE TABLE public.bench_plain_idx (LIKE async.jobs"
+				 " INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS"
+				 " INCLUDING INDEXES)");
+
+	ins = calloc(k, sizeof(Inserter));
+	if (ins == NULL)
+		die("out of memory");
+	for (i = 0; i < k; i++)
+	{
+		ins[i].index = i;
+		ins[i].conn = connect_db();
+		prepare_stmt(ins[i].conn, "plain",
+					 "INSERT INTO public.bench_plain (function, payload)"
+					 " VALUES ('bench_noop', $1::jsonb)", 1);
+		prepare_stmt(ins[i].conn, "plain_idx",
+					 "INSERT INTO public.bench_plain_idx (function, payload)"
+					 " VALUES ('bench_noop', $1::jsonb)", 1);
+		prepare_stmt(ins[i].conn, "jobs",
+					 "INSERT INTO async.jobs (function, payload)"
+					 " VALUES ('bench_noop', $1::jsonb)", 1);
+	}
+
+	exec_command(conn, "CHECKPOINT");
+	r_plain = enqueue_phase(ins, k, "plain", secs, &n_plain);
+	progress("enqueue: plain table %.1f inserts/s", r_plain);
+
+	exec_command(conn, "CHECKPOINT");
+	r_idx = enqueue_phase(ins, k, "plain_idx", secs, &n_idx);
+	progress("enqueue: plain table with indexes %.1f inserts/s", r_idx);
+
+	exec_command(conn, "CHECKPOINT");
+	base = jobs_done(conn);
+	r_jobs = enqueue_phase(ins, k, "jobs", secs, &n_jobs);
+	progress("enqueue: async.jobs %.1f inserts/s; waiting for the workers", r_jobs);
+	wait_for_jobs(conn, base, n_jobs);
+
+	for (i = 0; i < k; i++)
+		PQfinish(ins[i].conn);
+	free(ins);
+
+	add_figure(SC_ENQUEUE, "connections", "connections", FIG_INT, k, "", -1);
+	add_figure(SC_ENQUEUE, "seconds_per_table", "seconds per table", FIG_NUM, secs, "", -1);
+	add_figure(SC_ENQUEUE, "plain_inserts", "plain inserts", FIG_INT, (double) n_plain, "", -1);
+	add_figure(SC_ENQUEUE, "plain_inserts_per_second", "plain inserts/s", FIG_NUM, r_plain, "", -1);
+	add_figure(SC_ENQUEUE, "plain_idx_inserts", "plain+indexes inserts", FIG_INT,
+			   (double) n_idx, "", -1);
+	add_figure(SC_ENQUEUE, "plain_idx_inserts_per_second", "plain+indexes inserts/s",
+			   FIG_NUM, r_idx, "", -1);
+	add_figure(SC_ENQUEUE, "async_inserts", "async.jobs inserts", FIG_INT, (double) n_jobs, "", -1);
+	add_figure(SC_ENQUEUE, "async_inserts_per_second", "async.jobs inserts/s", FIG_NUM,
+			   r_jobs, "", -1);
+	add_figure(SC_ENQUEUE, "ratio_to_plain", "ratio to plain", FIG_NUM, r_jobs / r_plain,
+			   ">= 0.85", r_jobs / r_plain >= 0.85);
+	add_figure(SC_ENQUEUE, "ratio_to_plain_idx", "ratio to plain+indexes", FIG_NUM,
+			   r_jobs / r_idx, "", -1);
+}
+
+/*
+ * producer_main enqueues this producer's share of the events on schedule:
+ * event seq (producer index + nproducers * k) is due at t0 + seq / rate.
+ * Each INSERT carries every event due by then, at most max_batch of them,
+ * and the time its COMMIT returned is recorded for each.
+ */
+static void *
+producer_main(void *arg)
+{
+	Producer   *p = (Producer *) arg;
+	int64_t		k = 0;
+	int64_t		kmax;
+	char		lo[32];
+	char		hi[32];
+	char		step[32];
+	const char *values[4];
+
+	kmax = (p->nevents - p->index + p->nproducers - 1) / p->nproducers;
+	if (kmax < 0)
+		kmax = 0;
+	snprintf(step, sizeof(step), "%d", p->nproducers);
+	values[0] = p->function;
+	values[1] = lo;
+	values[2] = hi;
+	values[3] = step;
+
+	while (k < kmax)
+	{
+		int64_t		seq = p->index + (int64_t) p->nproducers * k;
+		int64_t		due = p->t0 + (int64_t) (seq * 1e6 / p->rate);
+		int64_t		now = mono_us();
+		int64_t		kend = k;
+		int64_t		t;
+		int64_t		j;
+
+		if (p->deadline != 0 && now >= p->deadline)
+			break;
+		if (now < due)
+		{
+			sleep_until(due);
+			now = mono_us();
+		}
+		else if (now - due > p->max_late_us)
+			p->max_late_us = now - due;
+
+		/* every event due by now, up to max_batch */
+		while (kend < kmax && kend - k < p->max_batch &&
+			   p->t0 + (int64_t) ((p->index + (int64_t) p->nproducers * kend) * 1e6 / p->rate) <= now)
+			kend++;
+		if (kend == k)
+			kend = k + 1;
+
+		snprintf(lo, sizeof(lo), "%" PRId64, seq);
+		snprintf(hi, sizeof(hi), "%" PRId64, p->index + (int64_t) p->nproducers * (kend - 1));
+		if (kend - k == 1)
+			exec_prepared(p->conn, "one", 2, values);
+		else
+			exec_prepared(p->conn, "many", 4, values);
+		t = real_us();
+		for (j = k; j < kend; j++)
+			p->commit_us[p->index + (int64_t) p->nproducers * j] = t;
+		p->inserts++;
+		k = kend;
+		__atomic_store_n(&p->sent, k, __ATOMIC_RELAXED);
+	}
+	p->end = mono_us();
+	return NULL;
+}
+
+/*
+ * start_producers connects np producers and starts them on nevents events
+ * of function at rate jobs/s, stopping at the deadline secs seconds from
+ * now when secs > 0.  commit_us must hold nevents entries, zeroed.
+ */
+static Producer *
+start_producers(int np, const char *function, double rate, int64_t nevents,
+				double secs, int max_batch, int64_t *commit_us)
+{
+	Producer   *p = calloc(np, sizeof(Producer));
+	int64_t		t0;
+	int			i;
+
+	if (p == NULL)
+		die("out of memory");
+	for (i = 0; i < np; i++)
+	{
+		p[i].conn = connect_db();
+		prepare_stmt(p[i].conn, "one",
+					 "INSERT INTO async.jobs (function, payload)"
+					 " VALUES ($1, jsonb_build_object('seq', $2::bigint))", 2);
+		prepare_stmt(p[i].conn, "many",
+					 "INSERT INTO async.jobs (function, payload)"
+					 " SELECT $1, jsonb_build_object('seq', g)"
+					 " FROM generate_series($2::bigint, $3::bigint, $4::bigint) g", 4);
+	}
+	t0 = mono_us() + 10000;
+	for (i = 0; i < np; i++)
+	{
+		p[i].index = i;
+		p[i].nproducers = np;
+		p[i].function = function;
+		p[i].rate = rate;
+		p[i].nevents = nevents;
+		p[i].t0 = t0;
+		p[i].deadline = secs > 0 ? t0 + (int64_t) (secs * 1e6) : 0;
+		p[i].max_batch = max_batch;
+		p[i].commit_us = commit_us;
+		if (pthread_create(&p[i].thread, NULL, producer_main, &p[i]) != 0)
+			die("could not start a thread");
+	}
+	return p;
+}
+
+/*
+ * producers_sent returns how many events the producers have committed so
+ * far.
+ */
+static int64_t
+producers_sent(Producer *p, int np)
+{
+	int64_t		sum = 0;
+	int			i;
+
+	for (i = 0; i < np; i++)
+		sum += __atomic_load_n(&p[i].sent, __ATOMIC_RELAXED);
+	return sum;
+}
+
+/*
+ * join_producers waits for the producers and closes their connections.
+ * Returns the events sent; *elapsed gets the seconds from the schedule's
+ * start to the last producer's end, *inserts the INSERT statements and
+ * *max_late the worst lag behind the schedule in ms.
+ */
+static int64_t
+join_producers(Producer *p, int np, double *elapsed, int64_t *inserts,
+			   double *max_late)
+{
+	int64_t		sent = 0;
+	int64_t		end = p[0].t0;
+	int64_t		late = 0;
+	int			i;
+
+	*inserts = 0;
+	for (i = 0; i < np; i++)
+	{
+		pthread_join(p[i].thread, NULL);
+		PQfinish(p[i].conn);
+		sent += p[i].sent;
+		*inserts += p[i].inserts;
+		if (p[i].end > end)
+			end = p[i].end;
+		if (p[i].max_late_us > late)
+			late = p[i].max_late_us;
+	}
+	*elapsed = (end - p[0].t0) / 1e6;
+	*max_late = late / 1000.0;
+	return sent;
+}
+
+/*
+ * cmp_int64 orders int64_t values, for qsort.
+ */
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64_t		x = *(const int64_t *) a;
+	int64_t		y = *(const int64_t *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * percentile returns the nearest-rank percentile pct of the n sorted
+ * values, in ms.
+ */
+static double
+percentile(const int64_t *sorted, int64_t n, double pct)
+{
+	int64_t		rank = (int64_t) ceil(pct / 100.0 * n);
+
+	if (n == 0)
+		return 0;
+	if (rank < 1)
+		rank = 1;
+	if (rank > n)
+		rank = n;
+	return sorted[rank - 1] / 1000.0;
+}
+
+/*
+ * collect_latency reads bench_latency_log, once every job has run, and
+ * computes handler start minus COMMIT return for every event the
+ * producers committed.  A handler that ran twice counts with its first
+ * start.
+ */
+static void
+collect_latency(PGconn *conn, const int64_t *commit_us, int64_t nevents,
+				Latency *lat)
+{
+	PGresult   *res;
+	int64_t    *v;
+	int64_t		n = 0;
+	int64_t		missing = 0;
+	double		sum = 0;
+	int			rows;
+	int			i;
+
+	res = PQexec(conn,
+				 "SELECT seq, (extract(epoch FROM min(started_at)) * 1000000)::bigint"
+				 " FROM public.bench_latency_log GROUP BY seq");
+	check_result(conn, res, "reading bench_latency_log");
+	rows = PQntuples(res);
+	v = malloc(sizeof(int64_t) * (rows > 0 ? rows : 1));
+	if (v == NULL)
+		die("out of memory");
+	for (i = 0; i < rows; i++)
+	{
+		int64_t		seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		int64_t		start = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+
+		if (seq < 0 || seq >= nevents || commit_us[seq] == 0)
+			continue;
+		v[n] = start - commit_us[seq];
+		sum += v[n];
+		n++;
+	}
+	PQclear(res);
+	for (i = 0; i < nevents; i++)
+		if (commit_us[i] != 0)
+			missing++;
+	missing -= n;
+	if (missing > 0)
+		die("%" PRId64 " committed events have no row in bench_latency_log", missing);
+
+	qsort(v, n, sizeof(int64_t), cmp_int64);
+	lat->count = n;
+	lat->min = n > 0 ? v[0] / 1000.0 : 0;
+	lat->mean = n > 0 ? sum / n / 1000.0 : 0;
+	lat->p50 = percentile(v, n, 50);
+	lat->p95 = percentile(v, n, 95);
+	lat->p99 = percentile(v, n, 99);
+	lat->max = n > 0 ? v[n - 1] / 1000.0 : 0;
+	free(v);
+}
+
+/*
+ * run_latency enqueues nevents single-row jobs at rate per second from np
+ * connections, and measures each from its COMMIT's return to its handler's
+ * start.
+ */
+static void
+run_latency(PGconn *conn, double rate, int64_t nevents, int np)
+{
+	int64_t    *commit_us;
+	Producer   *p;
+	int64_t		base;
+	int64_t		sent;
+	int64_t		inserts;
+	double		elapsed;
+	double		max_late;
+	Latency		lat;
+
+	progress("latency: %" PRId64 " events at %.0f/s from %d connections", nevents, rate, np);
+	reset_queue(conn);
+	commit_us = calloc(nevents, sizeof(int64_t));
+	if (commit_us == NULL)
+		die("out of memory");
+	base = jobs_done(conn);
+	p = start_producers(np, "bench_latency", rate, nevents, 0, 1, commit_us);
+	sent = join_producers(p, np, &elapsed, &inserts, &max_late);
+	free(p);
+	wait_for_jobs(conn, base, sent);
+	collect_latency(conn, commit_us, nevents, &lat);
+	free(commit_us);
+	progress("latency: p50 %.3f ms, p99 %.3f ms, max %.3f ms", lat.p50, lat.p99, lat.max);
+
+	add_figure(SC_LATENCY, "producers", "connections", FIG_INT, np, "", -1);
+	add_figure(SC_LATENCY, "offered_rate", "offered jobs/s", FIG_NUM, rate, "", -1);
+	add_figure(SC_LATENCY, "achieved_rate", "achieved jobs/s", FIG_NUM, sent / elapsed, "", -1);
+	add_figure(SC_LATENCY, "max_schedule_lag_ms", "max schedule lag ms", FIG_NUM, max_late, "", -1);
+	add_latency(SC_LATENCY, &lat, true);
+}
+
+/*
+ * run_mixed runs producers at rate (by default 80% of the drain rate) for
+ * secs seconds while the workers run: sustained jobs/s, latency, backlog.
+ */
+static void
+run_mixed(PGconn *conn, double rate, double secs, int np)
+{
+	int64_t    *commit_us;
+	int64_t		nevents;
+	Producer   *p;
+	int64_t		base;
+	int64_t		done;
+	int64_t		backlog;
+	int64_t		sent;
+	int64_t		inserts;
+	int64_t		t_end;
+	int64_t		t_drained;
+	double		elapsed;
+	double		max_late;
+	const char *source = "--rate";
+	Latency		lat;
+
+	if (rate <= 0)
+	{
+		rate = 0.8 * measured_drain_rate(conn);
+		source = "80% of drain";
+	}
+	nevents = (int64_t) (rate * secs) + 1;
+	progress("mixed: %.0f jobs/s (%s) for %.0f s from %d connections", rate, source, secs, np);
+	reset_queue(conn);
+	commit_us = calloc(nevents, sizeof(int64_t));
+	if (commit_us == NULL)
+		die("out of memory");
+	base = jobs_done(conn);
+	p = start_producers(np, "bench_latency", rate, nevents, secs, 1000, commit_us);
+	sleep_until(p[0].deadline);
+	done = jobs_done(conn) - base;
+	backlog = count_ready(conn);
+	sent = join_producers(p, np, &elapsed, &inserts, &max_late);
+	free(p);
+	t_end = mono_us();
+	progress("mixed: %" PRId64 " enqueued, %" PRId64 " run, %" PRId64 " ready at the end;"
+			 " waiting for the rest", sent, done, backlog);
+	t_drained = wait_for_jobs(conn, base, sent);
+	collect_latency(conn, commit_us, nevents, &lat);
+	free(commit_us);
+	progress("mixed: %.1f jobs/s run, p50 %.3f ms, p99 %.3f ms", done / secs, lat.p50, lat.p99);
+
+	add_text(SC_MIXED, "rate_source", "rate from", source);
+	add_figure(SC_MIXED, "producers", "connections", FIG_INT, np, "", -1);
+	add_figure(SC_MIXED, "seconds", "seconds", FIG_NUM, secs, "", -1);
+	add_figure(SC_MIXED, "offered_rate", "offered jobs/s", FIG_NUM, rate, "", -1);
+	add_figure(SC_MIXED, "enqueued", "enqueued", FIG_INT, (double) sent, "", -1);
+	add_figure(SC_MIXED, "enqueued_per_second", "enqueued jobs/s", FIG_NUM, sent / elapsed, "", -1);
+	add_figure(SC_MIXED, "rows_per_insert", "rows per INSERT", FIG_NUM,
+			   inserts > 0 ? (double) sent / inserts : 0, "", -1);
+	add_figure(SC_MIXED, "jobs_per_second", "sustained jobs/s", FIG_NUM, done / secs, "", -1);
+	add_figure(SC_MIXED, "backlog_at_end", "backlog at end", FIG_INT, (double) backlog, "", -1);
+	add_figure(SC_MIXED, "drain_after_seconds", "drain after end s", FIG_NUM,
+			   (t_drained - t_end) / 1e6, "", -1);
+	add_latency(SC_MIXED, &lat, false);
+}
+
+/*
+ * run_backlog queues n jobs in one transaction: every tenth scheduled an
+ * hour ahead, every twentieth failing (bench_fail retries after an hour),
+ * the rest no-ops.  Times from the COMMIT until no job is ready, and
+ * compares the rate with the drain rate.
+ */
+static void
+run_backlog(PGconn *conn, int64_t n)
+{
+	char		sql[512];
+	int64_t		scheduled = (n + 9) / 10;	/* g % 10 = 1 */
+	int64_t		failing = n / 20;	/* g % 20 = 0 */
+	int64_t		ready = n - scheduled;
+	int64_t		base;
+	int64_t		t0;
+	int64_t		t1;
+	int64_t		t2;
+	double		secs;
+	double		rate;
+	double		drain;
+	PGresult   *res;
+	int64_t		succeeded;
+	int64_t		retrying;
+	int64_t		waiting;
+
+	drain = measured_drain_rate(conn);
+	progress("backlog: %" PRId64 " jobs, %" PRId64 " scheduled in an hour, %" PRId64
+			 " failing", n, scheduled, failing);
+	reset_queue(conn);
+	base = jobs_done(conn);
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO async.jobs (function, payload, run_at)"
+			 " SELECT CASE WHEN g %% 20 = 0 THEN 'bench_fail' ELSE 'bench_noop' END, '{}',"
+			 " CASE WHEN g %% 10 = 1 THEN now() + interval '1 hour' ELSE now() END"
+			 " FROM generate_series(1, %" PRId64 ") g", n);
+	t0 = mono_us();
+	exec_command(conn, sql);
+	t1 = mono_us();
+	t2 = wait_for_jobs(conn, base, ready);
+	secs = (t2 - t1) / 1e6;
+	rate = ready / secs;
+
+	res = PQexec(conn,
+				 "SELECT count(*) FILTER (WHERE state = 'succeeded'),"
+				 " count(*) FILTER (WHERE state = 'queued' AND attempts = 1),"
+				 " count(*) FILTER (WHERE state = 'queued' AND attempts = 0"
+				 " AND run_at > now())"
+				 " FROM async.jobs");
+	check_result(conn, res, "counting the backlog's jobs");
+	succeeded = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	retrying = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	waiting = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	PQclear(res);
+	if (succeeded != ready - failing || retrying != failing || waiting != scheduled)
+		die("backlog: %" PRId64 " succeeded, %" PRId64 " awaiting retry, %" PRId64
+			" scheduled; expected %" PRId64 ", %" PRId64 ", %" PRId64,
+			succeeded, retrying, waiting, ready - failing, failing, scheduled);
+	progress("backlog: %.1f jobs/s (%.2f s), %.2f of drain", rate, secs, rate / drain);
+
+	add_figure(SC_BACKLOG, "jobs", "jobs", FIG_INT, (double) n, "", -1);
+	add_figure(SC_BACKLOG, "ready", "ready", FIG_INT, (double) ready, "", -1);
+	add_figure(SC_BACKLOG, "scheduled", "scheduled (1 hour)", FIG_INT, (double) scheduled, "", -1);
+	add_figure(SC_BACKLOG, "failing", "failing", FIG_INT, (double) failing, "", -1);
+	add_figure(SC_BACKLOG, "enqueue_seconds", "INSERT seconds", FIG_NUM, (t1 - t0) / 1e6, "", -1);
+	add_figure(SC_BACKLOG, "drain_seconds", "drain seconds", FIG_NUM, secs, "", -1);
+	add_figure(SC_BACKLOG, "jobs_per_second", "ready jobs/s", FIG_NUM, rate, "", -1);
+	add_figure(SC_BACKLOG, "drain_jobs_per_second", "drain jobs/s", FIG_NUM, drain, "", -1);
+	add_figure(SC_BACKLOG, "ratio_to_drain", "ratio to drain", FIG_NUM, rate / drain,
+			   ">= 0.80", rate / drain >= 0.80);
+}
+
+/*
+ * set_retention sets pg_async.retention with ALTER SYSTEM (value NULL:
+ * RESET) and waits until the reload has reached this session.
+ */
+static void
+set_retention(PGconn *conn, const char *value)
+{
+	char		sql[128];
+	char		before[64];
+	char		now[64];
+	int			i;
+
+	query_text(conn, "SHOW pg_async.retention", before, sizeof(before));
+	if (value)
+		snprintf(sql, sizeof(sql), "ALTER SYSTEM SET pg_async.retention = '%s'", value);
+	else
+		snprintf(sql, sizeof(sql), "ALTER SYSTEM RESET pg_async.retention");
+	exec_command(conn, sql);
+	exec_command(conn, "SELECT pg_reload_conf()");
+	for (i = 0; i < 100; i++)
+	{
+		sleep_us(50000);
+		query_text(conn, "SHOW pg_async.retention", now, sizeof(now));
+		if (strcmp(now, before) != 0)
+			break;
+	}
+	/* let the workers take the reload too */
+	sleep_us(200000);
+}
+
+/*
+ * soak_sample reads the sizes, dead tuples and WAL position into s; the
+ * interval figures are differences with the previous sample.
+ */
+static void
+soak_sample(PGconn *conn, SoakSample *s, int64_t *wal_pos)
+{
+	PGresult   *res;
+	int64_t		wal;
+	int			i;
+
+	res = PQexec(conn,
+				 "SELECT pg_total_relation_size('async.jobs'), pg_relation_size('async.jobs'),"
+				 " s.n_live_tup, s.n_dead_tup, s.autovacuum_count,"
+				 " pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+				 " FROM pg_stat_user_tables s WHERE s.relid = 'async.jobs'::regclass");
+	check_result(conn, res, "reading the sizes of async.jobs");
+	s->total_size = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	s->heap_size = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	s->live_tup = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	s->dead_tup = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+	s->autovacuums = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+	wal = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+	PQclear(res);
+	s->wal_bytes = wal - *wal_pos;
+	*wal_pos = wal;
+
+	res = PQexec(conn,
+				 "SELECT c.relname, pg_relation_size(c.oid) FROM pg_index i"
+				 " JOIN pg_class c ON c.oid = i.indexrelid"
+				 " WHERE i.indrelid = 'async.jobs'::regclass ORDER BY c.relname");
+	check_result(conn, res, "reading the index sizes of async.jobs");
+	if (nsoak_indexes == 0)
+	{
+		nsoak_indexes = PQntuples(res) < MAX_INDEXES ? PQntuples(res) : MAX_INDEXES;
+		for (i = 0; i < nsoak_indexes; i++)
+			snprintf(soak_index_names[i], sizeof(soak_index_names[0]), "%s",
+					 PQgetvalue(res, i, 0));
+	}
+	for (i = 0; i < nsoak_indexes && i < PQntuples(res); i++)
+		s->index_size[i] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+	PQclear(res);
+	s->ready = count_ready(conn);
+}
+
+/*
+ * within_growth tells whether last is at most 1.5 times first, both raised
+ * to floor first.
+ */
+static bool
+within_growth(int64_t first, int64_t last, int64_t floor)
+{
+	if (first < floor)
+		first = floor;
+	if (last < floor)
+		last = floor;
+	return last <= 1.5 * first;
+}
+
+/*
+ * run_soak enqueues no-op jobs at rate per second for secs seconds, and
+ * every interval seconds samples the size of async.jobs and its indexes,
+ * the dead tuples and the WAL written per job.  Finished jobs are kept for
+ * retention seconds (set with ALTER SYSTEM for the run, then reset) unless
+ * retention is 0.
+ */
+static void
+run_soak(PGconn *conn, double rate, double secs, double interval, int retention, int np)
+{
+	int64_t		nevents = (int64_t) (rate * secs) + 1;
+	int64_t    *commit_us;
+	Producer   *p;
+	int64_t		base;
+	int64_t		prev_done;
+	int64_t		prev_sent = 0;
+	int64_t		wal_pos = 0;
+	int64_t		sent;
+	int64_t		inserts;
+	double		elapsed;
+	double		max_late;
+	int			nint;
+	int			i;
+	char		buf[64];
+	bool		sizes_ok = true;
+	bool		dead_ok;
+	int			grew = 0;
+	SoakSample *first;
+	SoakSample *last;
+
+	if (retention > 0)
+	{
+		snprintf(buf, sizeof(buf), "%ds", retention);
+		set_retention(conn, buf);
+	}
+	query_text(conn, "SHOW pg_async.retention", buf, sizeof(buf));
+	progress("soak: %.0f jobs/s for %.0f s, a sample every %.0f s, retention %s",
+			 rate, secs, interval, buf);
+	reset_queue(conn);
+	commit_us = calloc(nevents, sizeof(int64_t));
+	soak_samples = calloc(MAX_SAMPLES, sizeof(SoakSample));
+	if (commit_us == NULL || soak_samples == NULL)
+		die("out of memory");
+	base = prev_done = jobs_done(conn);
+	{
+		SoakSample	dummy;
+
+		soak_sample(conn, &dummy, &wal_pos);
+	}
+	p = start_producers(np, "bench_noop", rate, nevents, secs, 1000, commit_us);
+	nint = (int) ceil(secs / interval - 1e-9);
+	if (nint > MAX_SAMPLES)
+		nint = MAX_SAMPLES;
+	for (i = 0; i < nint; i++)
+	{
+		SoakSample *s = &soak_samples[nsoak_samples];
+		double		at = (i + 1) * interval < secs ? (i + 1) * interval : secs;
+		int64_t		done;
+		int64_t		now_sent;
+
+		sleep_until(p[0].t0 + (int64_t) (at * 1e6));
+		done = jobs_done(conn);
+		now_sent = producers_sent(p, np);
+		soak_sample(conn, s, &wal_pos);
+		s->elapsed = (mono_us() - p[0].t0) / 1e6;
+		s->done = done - prev_done;
+		s->enqueued = now_sent - prev_sent;
+		prev_done = done;
+		prev_sent = now_sent;
+		nsoak_samples++;
+		progress("soak: %5.0f s: %" PRId64 " enqueued, %" PRId64 " run, total %.1f MB,"
+				 " heap %.1f MB, live %" PRId64 ", dead %" PRId64 ", %.0f WAL bytes/job,"
+				 " %" PRId64 " ready",
+				 s->elapsed, s->enqueued, s->done, s->total_size / 1048576.0,
+				 s->heap_size / 1048576.0, s->live_tup, s->dead_tup,
+				 s->done > 0 ? (double) s->wal_bytes / s->done : 0.0, s->ready);
+	}
+	sent = join_producers(p, np, &elapsed, &inserts, &max_late);
+	free(p);
+	wait_for_jobs(conn, base, sent);
+	free(commit_us);
+	if (retention > 0)
+		set_retention(conn, NULL);
+
+	if (nsoak_samples == 0)
+		die("soak: no sample taken");
+	first = &soak_samples[0];
+	last = &soak_samples[nsoak_samples - 1];
+	sizes_ok = within_growth(first->total_size, last->total_size, SIZE_FLOOR) &&
+		within_growth(first->heap_size, last->heap_size, SIZE_FLOOR);
+	for (i = 0; i < nsoak_indexes; i++)
+		sizes_ok = sizes_ok &&
+			within_growth(first->index_size[i], last->index_size[i], SIZE_FLOOR);
+	dead_ok = within_growth(first->dead_tup, last->dead_tup, DEAD_FLOOR);
+	for (i = 1; i < nsoak_samples; i++)
+		if (soak_samples[i].dead_tup > soak_samples[i - 1].dead_tup)
+			grew++;
+
+	add_text(SC_SOAK, "retention", "pg_async.retention", buf);
+	add_figure(SC_SOAK, "producers", "connections", FIG_INT, np, "", -1);
+	add_figure(SC_SOAK, "seconds", "seconds", FIG_NUM, secs, "", -1);
+	add_figure(SC_SOAK, "offered_rate", "offered jobs/s", FIG_NUM, rate, "", -1);
+	add_figure(SC_SOAK, "enqueued_per_second", "enqueued jobs/s", FIG_NUM, sent / elapsed, "", -1);
+	add_figure(SC_SOAK, "sample_seconds", "sample every s", FIG_NUM, interval, "", -1);
+	add_figure(SC_SOAK, "samples", "samples", FIG_INT, nsoak_samples, "", -1);
+	add_figure(SC_SOAK, "total_size_growth", "total size last/first", FIG_NUM,
+			   first->total_size > 0 ? (double) last->total_size / first->total_size : 0,
+			   "", -1);
+	add_figure(SC_SOAK, "sizes_within_1_5x", "sizes within 1.5x", FIG_BOOL, sizes_ok,
+			   "all <= 1.5x", sizes_ok);
+	add_figure(SC_SOAK, "dead_tuples_growth", "dead tuples last/first", FIG_NUM,
+			   first->dead_tup > 0 ? (double) last->dead_tup / first->dead_tup : 0, "", -1);
+	add_figure(SC_SOAK, "dead_tuples_grew_intervals", "intervals dead tuples grew",
+			   FIG_INT, grew, "", -1);
+	add_figure(SC_SOAK, "dead_tuples_not_growing", "dead tuples not growing", FIG_BOOL,
+			   dead_ok, "last <= 1.5x", dead_ok);
+}
+
+/*
+ * json_string prints s as a JSON string.
+ */
+static void
+json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+/*
+ * json_number prints v as a JSON number (null when not finite).
+ */
+static void
+json_number(double v)
+{
+	if (!isfinite(v))
+		printf("null");
+	else if (v == floor(v) && fabs(v) < 1e15)
+		printf("%.0f", v);
+	else
+		printf("%.6g", v);
+}
+
+/*
+ * print_json prints every setting and figure as one JSON object.
+ */
+static void
+print_json(void)
+{
+	int			i;
+	int			sc;
+	bool		first;
+
+	printf("{\n  \"settings\": {");
+	for (i = 0; i < nsettings; i++)
+	{
+		printf("%s\n    ", i > 0 ? "," : "");
+		json_string(setting_names[i]);
+		printf(": ");
+		json_string(setting_values[i]);
+	}
+	printf("\n  }");
+	for (sc = 0; sc < SC_COUNT; sc++)
+	{
+		bool		any = false;
+
+		for (i = 0; i < nfigures; i++)
+			if (figures[i].scenario == sc)
+				any = true;
+		if (!any)
+			continue;
+		printf(",\n  ");
+		json_string(scenario_names[sc]);
+		printf(": {");
+		first = true;
+		for (i = 0; i < nfigures; i++)
+		{
+			Figure	   *f = &figures[i];
+
+			if (f->scenario != sc)
+				continue;
+			printf("%s\n    ", first ? "" : ",");
+			first = false;
+			json_string(f->key);
+			printf(": ");
+			if (f->kind == FIG_TEXT)
+				json_string(f->text);
+			else if (f->kind == FIG_BOOL)
+				printf("%s", f->value != 0 ? "true" : "false");
+			else
+				json_number(f->value);
+		}
+		printf(",\n    \"targets\": {");
+		first = true;
+		for (i = 0; i < nfigures; i++)
+		{
+			Figure	   *f = &figures[i];
+
+			if (f->scenario != sc || f->pass < 0)
+				continue;
+			printf("%s\n      ", first ? "" : ",");
+			first = false;
+			json_string(f->key);
+			printf(": {\"target\": ");
+			json_string(f->target);
+			printf(", \"pass\": %s}", f->pass ? "true" : "false");
+		}
+		printf("%s}", first ? "" : "\n    ");
+		if (sc == SC_SOAK)
+		{
+			int			j;
+			int			k;
+
+			printf(",\n    \"samples\": [");
+			for (j = 0; j < nsoak_samples; j++)
+			{
+				SoakSample *s = &soak_samples[j];
+
+				printf("%s\n      {\"elapsed_seconds\": ", j > 0 ? "," : "");
+				json_number(s->elapsed);
+				printf(", \"enqueued\": %" PRId64 ", \"jobs_done\": %" PRId64
+					   ", \"total_size\": %" PRId64 ", \"heap_size\": %" PRId64
+					   ", \"index_sizes\": {",
+					   s->enqueued, s->done, s->total_size, s->heap_size);
+				for (k = 0; k < nsoak_indexes; k++)
+				{
+					printf("%s", k > 0 ? ", " : "");
+					json_string(soak_index_names[k]);
+					printf(": %" PRId64, s->index_size[k]);
+				}
+				printf("}, \"n_live_tup\": %" PRId64 ", \"n_dead_tup\": %" PRId64
+					   ", \"autovacuum_count\": %" PRId64 ", \"wal_bytes\": %" PRId64
+					   ", \"wal_bytes_per_job\": ",
+					   s->live_tup, s->dead_tup, s->autovacuums, s->wal_bytes);
+				json_number(s->done > 0 ? (double) s->wal_bytes / s->done : 0);
+				printf(", \"ready\": %" PRId64 "}", s->ready);
+			}
+			printf("%s]", nsoak_samples > 0 ? "\n    " : "");
+		}
+		printf("\n  }");
+	}
+	printf("\n}\n");
+}
+
+/*
+ * print_table prints the settings, the figures and the soak samples for
+ * people.
+ */
+static void
+print_table(void)
+{
+	int			i;
+
+	printf("pg_async benchmark\n\nsettings:\n");
+	for (i = 0; i < nsettings; i++)
+		printf("  %-22s %s\n", setting_names[i], setting_values[i]);
+
+	printf("\n%-8s  %-28s  %14s  %-12s  %s\n", "scenario", "figure", "value", "target", "result");
+	printf("%-8s  %-28s  %14s  %-12s  %s\n", "--------", "----------------------------",
+		   "--------------", "------------", "------");
+	for (i = 0; i < nfigures; i++)
+	{
+		Figure	   *f = &figures[i];
+		char		val[64];
+
+		if (f->kind == FIG_TEXT)
+			snprintf(val, sizeof(val), "%s", f->text);
+		else if (f->kind == FIG_BOOL)
+			snprintf(val, sizeof(val), "%s", f->value != 0 ? "yes" : "no");
+		else if (f->kind == FIG_INT)
+			snprintf(val, sizeof(val), "%.0f", f->value);
+		else if (fabs(f->value) >= 100)
+			snprintf(val, sizeof(val), "%.1f", f->value);
+		else
+			snprintf(val, sizeof(val), "%.3f", f->value);
+		printf("%-8s  %-28s  %14s  %-12s  %s\n", scenario_names[f->scenario], f->label, val,
+			   f->target, f->pass < 0 ? "" : (f->pass ? "PASS" : "FAIL"));
+	}
+
+	if (nsoak_samples > 0)
+	{
+		printf("\nsoak samples (sizes in kB; WAL per job run in the interval):\n");
+		printf("%8s %9s %9s %9s %9s", "seconds", "enqueued", "run", "total", "heap");
+		for (i = 0; i < nsoak_indexes; i++)
+			printf(" %*s", (int) (strlen(soak_index_names[i]) > 9 ? strlen(soak_index_names[i]) : 9),
+				   soak_index_names[i]);
+		printf(" %9s %9s %5s %9s %9s\n", "live", "dead", "avac", "WAL/job", "ready");
+		for (i = 0; i < nsoak_samples; i++)
+		{
+			SoakSample *s = &soak_samples[i];
+			int			k;
+
+			printf("%8.0f %9" PRId64 " %9" PRId64 " %9" PRId64 " %9" PRId64,
+				   s->elapsed, s->enqueued, s->done, s->total_size / 1024, s->heap_size / 1024);
+			for (k = 0; k < nsoak_indexes; k++)
+				printf(" %*" PRId64,
+					   (int) (strlen(soak_index_names[k]) > 9 ? strlen(soak_index_names[k]) : 9),
+					   s->index_size[k] / 1024);
+			printf(" %9" PRId64 " %9" PRId64 " %5" PRId64 " %9.0f %9" PRId64 "\n",
+				   s->live_tup, s->dead_tup, s->autovacuums,
+				   s->done > 0 ? (double) s->wal_bytes / s->done : 0.0, s->ready);
+		}
+	}
+}
+
+/*
+ * usage prints the options.
+ */
+static void
+usage(void)
+{
+	printf("pg_async_bench: benchmark of pg_async\n\n"
+		   "Usage: pg_async_bench [OPTION]...\n\n"
+		   "  -d, --dbname=CONNINFO     libpq connection string or database name (default: PG* variables)\n"
+		   "  -s, --scenario=NAME       drain, enqueue, latency, mixed, backlog, soak or all\n"
+		   "                            (repeatable or comma-separated; default all)\n"
+		   "  -n, --jobs=N              jobs of drain (200000) and backlog (1000000), events of latency (10000)\n"
+		   "      --duration=SECONDS    enqueue per table (20), mixed (60), soak (600)\n"
+		   "      --rate=JOBS_PER_S     latency (1000), mixed (80%% of drain), soak (2000)\n"
+		   "  -c, --connections=K       enqueue connections (8)\n"
+		   "  -p, --producers=P         producer connections of latency, mixed, soak (4)\n"
+		   "      --drain-jobs=N, --latency-events=N, --backlog-jobs=N\n"
+		   "      --enqueue-duration=S, --mixed-duration=S, --soak-duration=S\n"
+		   "      --latency-rate=R, --mixed-rate=R, --soak-rate=R\n"
+		   "                            the same, for one scenario\n"
+		   "      --soak-interval=S     seconds between soak samples (60)\n"
+		   "      --soak-retention=S    pg_async.retention during soak, set with ALTER SYSTEM\n"
+		   "                            and reset afterwards; 0 leaves it alone (30; quick 10)\n"
+		   "      --timeout=S           longest wait for the workers (1800)\n"
+		   "      --quick               scaled down: drain 20000, enqueue 3 s, latency 2000,\n"
+		   "                            mixed 10 s, backlog 50000, soak 60 s at 500/s every 15 s\n"
+		   "                            (a smoke test: too short for the soak targets)\n"
+		   "      --json                print the results as JSON\n"
+		   "  -h, --help                show this help\n");
+}
+
+/*
+ * parse_scenarios marks the scenarios named in a comma-separated list.
+ */
+static void
+parse_scenarios(const char *list)
+{
+	char	   *copy = strdup(list);
+	char	   *tok;
+	char	   *save = NULL;
+	int			i;
+
+	if (copy == NULL)
+		die("out of memory");
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+	{
+		bool		found = false;
+
+		for (i = 0; i < SC_COUNT; i++)
+		{
+			if (strcmp(tok, "all") == 0 || strcmp(tok, scenario_names[i]) == 0)
+			{
+				opts.scenarios[i] = true;
+				found = true;
+			}
+		}
+		if (!found)
+			die("unknown scenario \"%s\"", tok);
+	}
+	free(copy);
+}
+
+/*
+ * parse_number parses a positive number option.
+ */
+static double
+parse_number(const char *name, const char *arg)
+{
+	char	   *end;
+	double		v = strtod(arg, &end);
+
+	if (end == arg || *end != '\0' || v < 0)
+		die("invalid value for %s: \"%s\"", name, arg);
+	return v;
+}
+
+/*
+ * pick returns the first of the values that was given (not negative).
+ */
+static double
+pick(double specific, double general, double quick, double dflt)
+{
+	if (specific >= 0)
+		return specific;
+	if (general >= 0)
+		return general;
+	if (opts.quick)
+		return quick;
+	return dflt;
+}
+
+/*
+ * parse_options reads the command line into opts.
+ */
+static void
+parse_options(int argc, char **argv)
+{
+	static const struct option long_options[] = {
+		{"dbname", required_argument, NULL, 'd'},
+		{"scenario", required_argument, NULL, 's'},
+		{"jobs", required_argument, NULL, 'n'},
+		{"connections", required_argument, NULL, 'c'},
+		{"producers", required_argument, NULL, 'p'},
+		{"help", no_argument, NULL, 'h'},
+		{"duration", required_argument, NULL, 1},
+		{"rate", required_argument, NULL, 2},
+		{"drain-jobs", required_argument, NULL, 3},
+		{"latency-events", required_argument, NULL, 4},
+		{"backlog-jobs", required_argument, NULL, 5},
+		{"enqueue-duration", required_argument, NULL, 6},
+		{"mixed-duration", required_argument, NULL, 7},
+		{"soak-duration", required_argument, NULL, 8},
+		{"latency-rate", required_argument, NULL, 9},
+		{"mixed-rate", required_argument, NULL, 10},
+		{"soak-rate", required_argument, NULL, 11},
+		{"soak-interval", required_argument, NULL, 12},
+		{"soak-retention", required_argument, NULL, 13},
+		{"timeout", required_argument, NULL, 14},
+		{"quick", no_argument, NULL, 15},
+		{"json", no_argument, NULL, 16},
+		{NULL, 0, NULL, 0}
+	};
+	double		n = -1;
+	double		duration = -1;
+	double		rate = -1;
+	double		drain_jobs = -1;
+	double		latency_events = -1;
+	double		backlog_jobs = -1;
+	double		enqueue_duration = -1;
+	double		mixed_duration = -1;
+	double		soak_duration = -1;
+	double		latency_rate = -1;
+	double		mixed_rate = -1;
+	double		soak_rate = -1;
+	double		connections = -1;
+	double		producers = -1;
+	double		soak_interval = -1;
+	double		soak_retention = -1;
+	double		timeout = -1;
+	bool		any_scenario = false;
+	int			c;
+	int			i;
+
+	opts.conninfo = "";
+	while ((c = getopt_long(argc, argv, "d:s:n:c:p:h", long_options, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'd':
+				opts.conninfo = optarg;
+				break;
+			case 's':
+				parse_scenarios(optarg);
+				any_scenario = true;
+				break;
+			case 'n':
+				n = parse_number("-n", optarg);
+				break;
+			case 'c':
+				connections = parse_number("-c", optarg);
+				break;
+			case 'p':
+				producers = parse_number("-p", optarg);
+				break;
+			case 'h':
+				usage();
+				exit(0);
+			case 1:
+				duration = parse_number("--duration", optarg);
+				break;
+			case 2:
+				rate = parse_number("--rate", optarg);
+				break;
+			case 3:
+				drain_jobs = parse_number("--drain-jobs", optarg);
+				break;
+			case 4:
+				latency_events = parse_number("--latency-events", optarg);
+				break;
+			case 5:
+				backlog_jobs = parse_number("--backlog-jobs", optarg);
+				break;
+			case 6:
+				enqueue_duration = parse_number("--enqueue-duration", optarg);
+				break;
+			case 7:
+				mixed_duration = parse_number("--mixed-duration", optarg);
+				break;
+			case 8:
+				soak_duration = parse_number("--soak-duration", optarg);
+				break;
+			case 9:
+				latency_rate = parse_number("--latency-rate", optarg);
+				break;
+			case 10:
+				mixed_rate = parse_number("--mixed-rate", optarg);
+				break;
+			case 11:
+				soak_rate = parse_number("--soak-rate", optarg);
+				break;
+			case 12:
+				soak_interval = parse_number("--soak-interval", optarg);
+				break;
+			case 13:
+				soak_retention = parse_number("--soak-retention", optarg);
+				break;
+			case 14:
+				timeout = parse_number("--timeout", optarg);
+				break;
+			case 15:
+				opts.quick = true;
+				break;
+			case 16:
+				opts.json = true;
+				break;
+			default:
+				fprintf(stderr, "Try \"pg_async_bench --help\".\n");
+				exit(2);
+		}
+	}
+	if (optind < argc)
+		die("unexpected argument \"%s\"", argv[optind]);
+	if (!any_scenario)
+		for (i = 0; i < SC_COUNT; i++)
+			opts.scenarios[i] = true;
+
+	opts.drain_jobs = (int64_t) pick(drain_jobs, n, 20000, 200000);
+	opts.latency_events = (int64_t) pick(latency_events, n, 2000, 10000);
+	opts.backlog_jobs = (int64_t) pick(backlog_jobs, n, 50000, 1000000);
+	opts.enqueue_duration = pick(enqueue_duration, duration, 3, 20);
+	opts.mixed_duration = pick(mixed_duration, duration, 10, 60);
+	opts.soak_duration = pick(soak_duration, duration, 60, 600);
+	opts.latency_rate = pick(latency_rate, rate, 1000, 1000);
+	opts.mixed_rate = pick(mixed_rate, rate, -1, -1);	/* -1: 80% of drain */
+	opts.soak_rate = pick(soak_rate, rate, 500, 2000);
+	opts.connections = (int) pick(connections, -1, 8, 8);
+	opts.producers = (int) pick(producers, -1, 4, 4);
+	opts.soak_interval = pick(soak_interval, -1, 15, 60);
+	opts.soak_retention = (int) pick(soak_retention, -1, 10, 30);
+	opts.timeout = pick(timeout, -1, 1800, 1800);
+	opts.n = (int64_t) n;
+	opts.duration = duration;
+	opts.rate = rate;
+
+	if (opts.drain_jobs < 1 || opts.latency_events < 1 || opts.backlog_jobs < 1)
+		die("job counts must be at least 1");
+	if (opts.connections < 1 || opts.producers < 1)
+		die("-c and -p must be at least 1");
+	if (opts.enqueue_duration <= 0 || opts.mixed_duration <= 0 || opts.soak_duration <= 0 ||
+		opts.soak_interval <= 0)
+		die("durations must be positive");
+	if (opts.latency_rate <= 0 || opts.soak_rate <= 0 || opts.mixed_rate == 0)
+		die("rates must be positive");
+}
+
+/*
+ * main parses the options, prepares the database and runs the chosen
+ * scenarios in order.
+ */
+int
+main(int argc, char **argv)
+{
+	PGconn	   *conn;
+
+	parse_options(argc, argv);
+	conn = connect_db();
+	if (query_int64(conn, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_async'") != 1)
+		die("pg_async is not installed in this database");
+	if (query_int64(conn, "SELECT count(*) FROM async.workers") == 0)
+		die("no pg_async worker serves this database (check pg_async.database and"
+			" shared_preload_libraries)");
+	setup_objects(conn);
+	read_settings(conn);
+
+	if (opts.scenarios[SC_DRAIN])
+		run_drain(conn, opts.drain_jobs);
+	if (opts.scenarios[SC_ENQUEUE])
+		run_enqueue(conn, opts.connections, opts.enqueue_duration);
+	if (opts.scenarios[SC_LATENCY])
+		run_latency(conn, opts.latency_rate, opts.latency_events, opts.producers);
+	if (opts.scenarios[SC_MIXED])
+		run_mixed(conn, opts.mixed_rate, opts.mixed_duration, opts.producers);
+	if (opts.scenarios[SC_BACKLOG])
+		run_backlog(conn, opts.backlog_jobs);
+	if (opts.scenarios[SC_SOAK])
+		run_soak(conn, opts.soak_rate, opts.soak_duration, opts.soak_interval,
+				 opts.soak_retention, opts.producers);
+
+	/* leave the queue empty behind us */
+	exec_command(conn, "TRUNCATE async.jobs, async.dead_letters, public.bench_latency_log");
+	PQfinish(conn);
+
+	if (opts.json)
+		print_json();
+	else
+		print_table();
+	return 0;
+}
