@@ -20,6 +20,9 @@ CREATE TABLE async.functions (
 	max_attempts	integer NOT NULL DEFAULT 3,
 	retry_delays	interval[] NOT NULL DEFAULT '{1 minute,2 minutes}',
 	timeout			interval NOT NULL DEFAULT '1 minute',
+	max_event_age	interval NOT NULL DEFAULT '6 hours',
+	concurrency		integer,
+	paused			boolean NOT NULL DEFAULT false,
 	registered_by	regrole NOT NULL,
 	registered_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -28,7 +31,11 @@ CREATE TABLE async.functions (
 	CONSTRAINT functions_max_attempts_check
 		CHECK (max_attempts OPERATOR(pg_catalog.>=) 1),
 	CONSTRAINT functions_timeout_check
-		CHECK (timeout OPERATOR(pg_catalog.>) '0'::interval)
+		CHECK (timeout OPERATOR(pg_catalog.>) '0'::interval),
+	CONSTRAINT functions_max_event_age_check
+		CHECK (max_event_age OPERATOR(pg_catalog.>=) '1 second'::interval),
+	CONSTRAINT functions_concurrency_check
+		CHECK (concurrency OPERATOR(pg_catalog.>=) 0)
 );
 
 COMMENT ON TABLE async.functions IS
@@ -39,6 +46,9 @@ COMMENT ON COLUMN async.functions.run_as IS 'role the handler runs as';
 COMMENT ON COLUMN async.functions.max_attempts IS 'attempts in total before the event moves to async.dead_letters';
 COMMENT ON COLUMN async.functions.retry_delays IS 'wait after failure k is retry_delays[k]; the last element repeats';
 COMMENT ON COLUMN async.functions.timeout IS 'an attempt running longer than this is cancelled and counts as failed';
+COMMENT ON COLUMN async.functions.max_event_age IS 'an event older than this when a worker claims it is not run: it moves to async.dead_letters with reason expired';
+COMMENT ON COLUMN async.functions.concurrency IS 'most jobs of the function running at once across all workers; NULL: no limit; 0: hold its jobs';
+COMMENT ON COLUMN async.functions.paused IS 'true: its jobs wait, without spending attempts, until async.resume()';
 COMMENT ON COLUMN async.functions.registered_by IS 'role that last called async.register() for this name';
 
 /* ------------------------------------------------------------------------
@@ -121,8 +131,19 @@ COMMENT ON TABLE async.dead_letters IS
 'pg_async dead-letter table: events that failed every attempt. async.redrive() puts one back in the queue.';
 COMMENT ON COLUMN async.dead_letters.job_id IS 'async.jobs.id of the job';
 COMMENT ON COLUMN async.dead_letters.errors IS 'every attempt''s failure: attempt, at, message, sqlstate';
-COMMENT ON COLUMN async.dead_letters.reason IS 'why the event died: exhausted (every attempt failed)';
+COMMENT ON COLUMN async.dead_letters.reason IS 'why the event died: exhausted (every attempt failed) or expired (older than max_event_age when claimed)';
 COMMENT ON COLUMN async.dead_letters.dead_at IS 'time the last attempt failed';
+
+/* ------------------------------------------------------------------------
+ * Jobs in flight of functions with a concurrency limit
+ * ------------------------------------------------------------------------ */
+CREATE TABLE async.running (
+	job_id			bigint PRIMARY KEY,
+	function		text COLLATE "C" NOT NULL
+);
+CREATE INDEX running_function_idx ON async.running (function);
+COMMENT ON TABLE async.running IS
+'internal: the claimed, unfinished jobs of functions with a concurrency limit; claims count them under one lock';
 
 /* ------------------------------------------------------------------------
  * History of attempts
@@ -220,13 +241,66 @@ CREATE FUNCTION async.register(
 	max_attempts integer DEFAULT 3,
 	retry_delays interval[] DEFAULT '{1 minute,2 minutes}',
 	timeout interval DEFAULT '1 minute',
-	run_as regrole DEFAULT NULL)
+	run_as regrole DEFAULT NULL,
+	max_event_age interval DEFAULT '6 hours',
+	concurrency integer DEFAULT NULL)
 RETURNS text
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'pg_async_register';
 
-COMMENT ON FUNCTION async.register(regprocedure, text, integer, interval[], interval, regrole) IS
+COMMENT ON FUNCTION async.register(regprocedure, text, integer, interval[], interval, regrole, interval, integer) IS
 'registers handler (a function taking one jsonb) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner.';
+
+CREATE FUNCTION async.configure(
+	name text,
+	max_attempts integer DEFAULT NULL,
+	retry_delays interval[] DEFAULT NULL,
+	timeout interval DEFAULT NULL,
+	max_event_age interval DEFAULT NULL,
+	concurrency integer DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	f async.functions;
+BEGIN
+	SELECT * INTO f FROM async.functions x WHERE x.name OPERATOR(pg_catalog.=) configure.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function "%" is not registered with pg_async', configure.name
+			USING ERRCODE = 'undefined_function',
+				  HINT = 'Register it with async.register().';
+	END IF;
+	IF configure.concurrency OPERATOR(pg_catalog.<) -1 THEN
+		RAISE EXCEPTION 'concurrency must be -1 (no limit), 0 (hold) or more'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN async.register(
+		f.handler::pg_catalog.regprocedure, f.name,
+		COALESCE(configure.max_attempts, f.max_attempts),
+		COALESCE(configure.retry_delays, f.retry_delays),
+		COALESCE(configure.timeout, f.timeout),
+		f.run_as,
+		COALESCE(configure.max_event_age, f.max_event_age),
+		CASE WHEN configure.concurrency IS NULL THEN f.concurrency
+			 WHEN configure.concurrency OPERATOR(pg_catalog.=) -1 THEN NULL
+			 ELSE configure.concurrency END);
+END;
+$$;
+COMMENT ON FUNCTION async.configure(text, integer, interval[], interval, interval, integer) IS
+'changes some settings of a registration and keeps the others; concurrency -1 removes the limit. Needs the same rights as async.register().';
+
+CREATE FUNCTION async.pause(name text)
+RETURNS boolean
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'pg_async_pause';
+COMMENT ON FUNCTION async.pause(text) IS
+'holds the jobs of a function: they wait, without spending attempts and without blocking other functions, until async.resume()';
+
+CREATE FUNCTION async.resume(name text)
+RETURNS boolean
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'pg_async_resume';
+COMMENT ON FUNCTION async.resume(text) IS 'lets the jobs of a paused function run again';
 
 CREATE FUNCTION async.unregister(name text)
 RETURNS boolean
@@ -240,25 +314,43 @@ COMMENT ON FUNCTION async.unregister(text) IS
  * once the C function has checked the caller. */
 CREATE FUNCTION async._upsert_registration(
 	p_name text, p_handler text, p_run_as regrole, p_max_attempts integer,
-	p_retry_delays interval[], p_timeout interval, p_registered_by regrole)
+	p_retry_delays interval[], p_timeout interval, p_registered_by regrole,
+	p_max_event_age interval, p_concurrency integer)
 RETURNS void
 LANGUAGE sql
 AS $$
 	INSERT INTO async.functions AS f
-		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by)
-	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by)
+		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
+		 max_event_age, concurrency)
+	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
+			p_max_event_age, p_concurrency)
 	ON CONFLICT (name) DO UPDATE SET
 		handler = excluded.handler,
 		run_as = excluded.run_as,
 		max_attempts = excluded.max_attempts,
 		retry_delays = excluded.retry_delays,
 		timeout = excluded.timeout,
+		max_event_age = excluded.max_event_age,
+		concurrency = excluded.concurrency,
 		registered_by = excluded.registered_by,
 		updated_at = pg_catalog.now();
 $$;
-REVOKE ALL ON FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole) FROM PUBLIC;
-COMMENT ON FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole) IS
+REVOKE ALL ON FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole, interval, integer) FROM PUBLIC;
+COMMENT ON FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole, interval, integer) IS
 'internal: writes a registration for async.register()';
+
+CREATE FUNCTION async._set_paused(p_name text, p_paused boolean)
+RETURNS boolean
+LANGUAGE sql
+AS $$
+	WITH u AS (
+		UPDATE async.functions f SET paused = p_paused, updated_at = pg_catalog.now()
+		 WHERE f.name OPERATOR(pg_catalog.=) p_name
+		RETURNING 1)
+	SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM u;
+$$;
+REVOKE ALL ON FUNCTION async._set_paused(text, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION async._set_paused(text, boolean) IS 'internal: the write behind async.pause() and async.resume()';
 
 CREATE FUNCTION async._note_duplicate(function text)
 RETURNS void
@@ -294,6 +386,120 @@ $$;
 COMMENT ON FUNCTION async.invoke(text, jsonb, text, timestamptz) IS
 'enqueues one event for a registered function and returns its event_id; with an event_id already taken it enqueues nothing and returns that id';
 
+CREATE FUNCTION async.invoke_many(function text, payloads jsonb[])
+RETURNS text[]
+LANGUAGE sql
+AS $$
+	WITH enqueued AS (
+		INSERT INTO async.jobs (function, payload)
+		SELECT invoke_many.function, p.payload
+		  FROM pg_catalog.unnest(invoke_many.payloads) WITH ORDINALITY AS p(payload, n)
+		 ORDER BY p.n
+		RETURNING event_id)
+	SELECT COALESCE(pg_catalog.array_agg(e.event_id), '{}') FROM enqueued e;
+$$;
+COMMENT ON FUNCTION async.invoke_many(text, jsonb[]) IS
+'enqueues one event per payload for a registered function, in one statement; returns their event_ids';
+
+/* ------------------------------------------------------------------------
+ * Event sources: row changes of a table enqueue events
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION async._source_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	PERFORM async.invoke(TG_ARGV[0], pg_catalog.jsonb_build_object(
+		'operation', TG_OP,
+		'schema', TG_TABLE_SCHEMA,
+		'table', TG_TABLE_NAME,
+		'old', CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN pg_catalog.to_jsonb(OLD) END,
+		'new', CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN pg_catalog.to_jsonb(NEW) END,
+		'time', pg_catalog.clock_timestamp()));
+	RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION async._source_trigger() IS
+'internal: the row trigger async.attach() installs; enqueues the change as an event for the function named by its argument';
+
+CREATE FUNCTION async._source_function(tgargs bytea)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+	SELECT pg_catalog.convert_from(pg_catalog.substr(tgargs, 1,
+		pg_catalog.position(tgargs, '\x00'::bytea) OPERATOR(pg_catalog.-) 1), 'UTF8')
+$$;
+COMMENT ON FUNCTION async._source_function(bytea) IS 'internal: the function name stored as the first argument of a source trigger';
+
+CREATE FUNCTION async.attach(
+	source regclass,
+	function text,
+	events text[] DEFAULT '{INSERT,UPDATE,DELETE}',
+	condition text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_trigger text := 'async_' || pg_catalog.left(attach.function, 48) || '_'
+					  || pg_catalog.left(pg_catalog.md5(attach.function), 8);
+	v_events text[];
+BEGIN
+	IF NOT EXISTS (SELECT FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) attach.function) THEN
+		RAISE EXCEPTION 'function "%" is not registered with pg_async', attach.function
+			USING ERRCODE = 'undefined_function', HINT = 'Register it with async.register() first.';
+	END IF;
+	SELECT pg_catalog.array_agg(DISTINCT pg_catalog.upper(e)) INTO v_events
+	  FROM pg_catalog.unnest(attach.events) e;
+	IF v_events IS NULL OR NOT v_events OPERATOR(pg_catalog.<@) '{INSERT,UPDATE,DELETE}'::text[] THEN
+		RAISE EXCEPTION 'events must be a non-empty list of INSERT, UPDATE and DELETE'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	/* run as the caller: creating the trigger needs the TRIGGER privilege on the table */
+	EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION async._source_trigger(%L)',
+		v_trigger, pg_catalog.array_to_string(v_events, ' OR '), attach.source,
+		CASE WHEN attach.condition IS NOT NULL THEN 'WHEN (' || attach.condition || ')' ELSE '' END,
+		attach.function);
+	RETURN v_trigger;
+END;
+$$;
+COMMENT ON FUNCTION async.attach(regclass, text, text[], text) IS
+'makes each matching row change of source enqueue one event for function (operation, schema, table, old and new row as jsonb, time), in the changing transaction; needs the TRIGGER privilege on source. Returns the trigger name.';
+
+CREATE FUNCTION async.detach(source regclass, function text)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_trigger name;
+BEGIN
+	SELECT t.tgname INTO v_trigger FROM pg_catalog.pg_trigger t
+	 WHERE t.tgrelid OPERATOR(pg_catalog.=) detach.source
+	   AND t.tgfoid OPERATOR(pg_catalog.=) 'async._source_trigger()'::pg_catalog.regprocedure
+	   AND async._source_function(t.tgargs)
+		   OPERATOR(pg_catalog.=) detach.function;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', v_trigger, detach.source);
+	RETURN true;
+END;
+$$;
+COMMENT ON FUNCTION async.detach(regclass, text) IS
+'removes what async.attach() installed on source for function; false when there is none';
+
+CREATE VIEW async.sources AS
+	SELECT t.tgrelid::pg_catalog.regclass AS source,
+		   async._source_function(t.tgargs) AS function,
+		   ARRAY(SELECT e FROM (VALUES (4, 'INSERT'), (16, 'UPDATE'), (8, 'DELETE')) v(bit, e)
+				  WHERE (t.tgtype::integer OPERATOR(pg_catalog.&) v.bit) OPERATOR(pg_catalog.<>) 0) AS events,
+		   pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid), 'WHEN \((.*)\) EXECUTE') AS condition,
+		   t.tgname AS trigger,
+		   t.tgenabled OPERATOR(pg_catalog.<>) 'D' AS enabled
+	  FROM pg_catalog.pg_trigger t
+	 WHERE t.tgfoid OPERATOR(pg_catalog.=) 'async._source_trigger()'::pg_catalog.regprocedure;
+COMMENT ON VIEW async.sources IS 'tables attached with async.attach(): source, function, events, condition, trigger';
+GRANT SELECT ON async.sources TO PUBLIC;
+
 /* ------------------------------------------------------------------------
  * Failure, recovery and retention: internal, called by the workers
  * ------------------------------------------------------------------------ */
@@ -305,6 +511,7 @@ COMMENT ON FUNCTION async.invoke(text, jsonb, text, timestamptz) IS
  * transaction.  Returns the job's new state.
  */
 CREATE FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamptz,
+							p_reason text DEFAULT NULL,
 							OUT new_state text, OUT retry_at timestamptz)
 LANGUAGE plpgsql
 AS $$
@@ -314,6 +521,28 @@ DECLARE
 	v_delays interval[];
 	v_dead boolean;
 BEGIN
+	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) p_job_id;
+
+	/* an event that expired before it ran is dead at once, its claim not an attempt */
+	IF p_reason IS NOT NULL THEN
+		UPDATE async.jobs j SET
+			state = 'dead', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
+			finished_at = p_failed_at, last_error = p_message
+		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id
+		   AND j.state OPERATOR(pg_catalog.=) 'running'
+		RETURNING j.* INTO v_job;
+		IF FOUND THEN
+			new_state := 'dead';
+			INSERT INTO async.dead_letters
+				(job_id, event_id, function, payload, attempts, errors, reason,
+				 last_error, enqueued_at, enqueued_by, dead_at)
+			VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
+					v_job.attempts, COALESCE(v_job.errors, '[]'::jsonb), p_reason, p_message,
+					v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
+		END IF;
+		RETURN;
+	END IF;
+
 	SELECT f.max_attempts, f.retry_delays INTO v_max, v_delays
 	  FROM async.jobs j JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) j.function
 	 WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
@@ -355,8 +584,8 @@ BEGIN
 	END IF;
 END;
 $$;
-REVOKE ALL ON FUNCTION async._fail(bigint, text, text, timestamptz) FROM PUBLIC;
-COMMENT ON FUNCTION async._fail(bigint, text, text, timestamptz) IS
+REVOKE ALL ON FUNCTION async._fail(bigint, text, text, timestamptz, text) FROM PUBLIC;
+COMMENT ON FUNCTION async._fail(bigint, text, text, timestamptz, text) IS
 'internal: records a failed attempt; retries the job after its delay or moves it to async.dead_letters';
 
 CREATE FUNCTION async._live_worker_pids()
@@ -403,6 +632,7 @@ BEGIN
 			   SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
 				   suspect = true, run_at = pg_catalog.now()
 			 WHERE j.id OPERATOR(pg_catalog.=) r.id;
+			DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) r.id;
 		ELSE
 			INSERT INTO async.attempts
 				(job_id, event_id, function, attempt, worker_pid, started_at, duration,
@@ -467,6 +697,55 @@ LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'pg_async_redrive';
 COMMENT ON FUNCTION async.redrive(text) IS
 'puts a dead-lettered event back in the queue with its attempts reset; returns false when the caller has no dead letter with that event_id';
+
+CREATE FUNCTION async.redrive_many(
+	function text DEFAULT NULL,
+	reason text DEFAULT NULL,
+	dead_after timestamptz DEFAULT NULL,
+	dead_before timestamptz DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_event_id text;
+	n integer := 0;
+BEGIN
+	FOR v_event_id IN
+		SELECT DISTINCT d.event_id FROM async.dead_letters d
+		 WHERE (redrive_many.function IS NULL OR d.function OPERATOR(pg_catalog.=) redrive_many.function)
+		   AND (redrive_many.reason IS NULL OR d.reason OPERATOR(pg_catalog.=) redrive_many.reason)
+		   AND (redrive_many.dead_after IS NULL OR d.dead_at OPERATOR(pg_catalog.>=) redrive_many.dead_after)
+		   AND (redrive_many.dead_before IS NULL OR d.dead_at OPERATOR(pg_catalog.<) redrive_many.dead_before)
+		   AND pg_catalog.pg_has_role(d.enqueued_by, 'USAGE')
+	LOOP
+		IF async.redrive(v_event_id) THEN
+			n := n OPERATOR(pg_catalog.+) 1;
+		END IF;
+	END LOOP;
+	RETURN n;
+END;
+$$;
+COMMENT ON FUNCTION async.redrive_many(text, text, timestamptz, timestamptz) IS
+'redrives every dead letter of the caller that matches function, reason and dead_at range (NULL matches all); returns how many';
+
+CREATE FUNCTION async.purge_dead_letters(
+	function text DEFAULT NULL,
+	reason text DEFAULT NULL,
+	older_than interval DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql
+AS $$
+	WITH gone AS (
+		DELETE FROM async.dead_letters d
+		 WHERE (purge_dead_letters.function IS NULL OR d.function OPERATOR(pg_catalog.=) purge_dead_letters.function)
+		   AND (purge_dead_letters.reason IS NULL OR d.reason OPERATOR(pg_catalog.=) purge_dead_letters.reason)
+		   AND (purge_dead_letters.older_than IS NULL
+				OR d.dead_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) purge_dead_letters.older_than))
+		RETURNING 1)
+	SELECT pg_catalog.count(*)::integer FROM gone;
+$$;
+COMMENT ON FUNCTION async.purge_dead_letters(text, text, interval) IS
+'deletes the caller''s dead letters that match function, reason and age (NULL matches all); returns how many';
 
 CREATE FUNCTION async._redrive(p_event_id text)
 RETURNS boolean

@@ -141,6 +141,8 @@ typedef struct AsyncJob
 	int32		max_attempts;
 	int32		timeout_ms;
 
+	bool		expired;		/* older than max_event_age when claimed: not run */
+
 	/* outcome */
 	bool		wrote;			/* its subtransaction got an xid and committed */
 	bool		failed;

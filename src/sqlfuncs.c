@@ -36,6 +36,8 @@
 
 PG_FUNCTION_INFO_V1(pg_async_register);
 PG_FUNCTION_INFO_V1(pg_async_unregister);
+PG_FUNCTION_INFO_V1(pg_async_pause);
+PG_FUNCTION_INFO_V1(pg_async_resume);
 PG_FUNCTION_INFO_V1(pg_async_redrive);
 PG_FUNCTION_INFO_V1(pg_async_workers_view);
 PG_FUNCTION_INFO_V1(pg_async_live_worker_pids);
@@ -204,9 +206,11 @@ pg_async_register(PG_FUNCTION_ARGS)
 	Oid			old_run_as;
 	Oid			old_registered_by;
 	char	   *signature;
-	Oid			argtypes[7] = {TEXTOID, TEXTOID, REGROLEOID, INT4OID,
-	INTERVALARRAYOID, INTERVALOID, REGROLEOID};
-	Datum		args[7];
+	Oid			argtypes[9] = {TEXTOID, TEXTOID, REGROLEOID, INT4OID,
+		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID};
+	Datum		args[9];
+	char		nulls[9] = "         ";
+	Interval   *max_event_age;
 	bool		isnull;
 	int			i;
 
@@ -261,6 +265,23 @@ pg_async_register(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not have negative parts")));
 
+	if (PG_ARGISNULL(6))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_event_age must not be null")));
+	max_event_age = PG_GETARG_INTERVAL_P(6);
+	if (max_event_age->month < 0 || max_event_age->day < 0 || max_event_age->time < 0 ||
+		(max_event_age->month == 0 && max_event_age->day == 0 &&
+		 max_event_age->time < USECS_PER_SEC))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_event_age must be at least 1 second")));
+	if (!PG_ARGISNULL(7) && PG_GETARG_INT32(7) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("concurrency must be NULL (no limit), 0 (hold the jobs) or more"),
+				 errdetail("It was %d.", PG_GETARG_INT32(7))));
+
 	run_as = PG_ARGISNULL(5) ? proowner : PG_GETARG_OID(5);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run_as)))
 		ereport(ERROR,
@@ -305,10 +326,74 @@ pg_async_register(PG_FUNCTION_ARGS)
 	args[4] = PointerGetDatum(retry_delays);
 	args[5] = IntervalPGetDatum(timeout);
 	args[6] = ObjectIdGetDatum(GetUserId());
-	(void) run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7)",
-						7, argtypes, args, NULL, &isnull);
+	args[7] = IntervalPGetDatum(max_event_age);
+	args[8] = PG_ARGISNULL(7) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(7));
+	if (PG_ARGISNULL(7))
+		nulls[8] = 'n';
+	(void) run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+						9, argtypes, args, nulls, &isnull);
+
+	/* a lifted limit may have made held jobs ready: wake the workers at commit */
+	pg_async_note_enqueued(pg_async_batch_size);
 
 	PG_RETURN_TEXT_P(name);
+}
+
+/*
+ * check_may_change raises an error unless the caller may change the
+ * registration 'name' (the privileges of its run_as or registered_by role,
+ * or superuser).  Returns false when there is no such registration.
+ */
+static bool
+check_may_change(text *name, const char *action)
+{
+	Oid			run_as;
+	Oid			registered_by;
+
+	if (!registration_owner(name, &run_as, &registered_by))
+		return false;
+	if (!may_act_as(run_as) && !may_act_as(registered_by))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s function \"%s\"",
+						action, text_to_cstring(name)),
+				 errdetail("It was registered by role \"%s\".",
+						   GetUserNameFromId(registered_by, true) ?
+						   GetUserNameFromId(registered_by, true) : "?")));
+	return true;
+}
+
+/* set_paused is async.pause() and async.resume(). */
+static Datum
+set_paused(text *name, bool paused)
+{
+	Oid			argtypes[2] = {TEXTOID, BOOLOID};
+	Datum		args[2];
+	bool		isnull;
+
+	if (!check_may_change(name, paused ? "pause" : "resume"))
+		return BoolGetDatum(false);
+	args[0] = PointerGetDatum(name);
+	args[1] = BoolGetDatum(paused);
+	(void) run_as_owner("SELECT async._set_paused($1, $2)", 2, argtypes, args, NULL, &isnull);
+	/* resumed jobs are ready now: wake the workers at commit */
+	if (!paused)
+		pg_async_note_enqueued(pg_async_batch_size);
+	return BoolGetDatum(true);
+}
+
+/* async.pause(name): holds the jobs of a function. */
+Datum
+pg_async_pause(PG_FUNCTION_ARGS)
+{
+	return set_paused(PG_GETARG_TEXT_PP(0), true);
+}
+
+/* async.resume(name): lets the jobs of a paused function run again. */
+Datum
+pg_async_resume(PG_FUNCTION_ARGS)
+{
+	return set_paused(PG_GETARG_TEXT_PP(0), false);
 }
 
 /*
@@ -319,22 +404,12 @@ Datum
 pg_async_unregister(PG_FUNCTION_ARGS)
 {
 	text	   *name = PG_GETARG_TEXT_PP(0);
-	Oid			run_as;
-	Oid			registered_by;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 	bool		isnull;
 
-	if (!registration_owner(name, &run_as, &registered_by))
+	if (!check_may_change(name, "unregister"))
 		PG_RETURN_BOOL(false);
-	if (!may_act_as(run_as) && !may_act_as(registered_by))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to unregister function \"%s\"",
-						text_to_cstring(name)),
-				 errdetail("It was registered by role \"%s\".",
-						   GetUserNameFromId(registered_by, true) ?
-						   GetUserNameFromId(registered_by, true) : "?")));
 
 	args[0] = PointerGetDatum(name);
 	(void) run_as_owner("DELETE FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",

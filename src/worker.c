@@ -72,6 +72,7 @@ static MemoryContext WorkerContext = NULL;	/* the worker's lifetime */
 static MemoryContext BatchContext = NULL;	/* one batch; reset every loop */
 
 static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr claim_lock_plan = NULL;
 static SPIPlanPtr next_run_plan = NULL;
 static SPIPlanPtr success_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
@@ -84,19 +85,42 @@ static uint32 last_recovery_epoch = 0;
 static TimestampTz last_recovery = 0;
 static TimestampTz last_retention = 0;
 
+/*
+ * The claim.  Functions that are paused, or whose concurrency limit is
+ * reached, are left out of the scan itself, so that their jobs wait without
+ * spending attempts and without blocking other functions' jobs behind them.
+ * A limited function gets at most its remaining allowance, and its claimed
+ * jobs are recorded in async.running, which the next claim counts.
+ */
 static const char *claim_sql =
-"WITH candidates AS ("
+"WITH limits AS MATERIALIZED ("
+"  SELECT f.name, f.paused, f.concurrency,"
+"         f.concurrency OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*)::pg_catalog.int4"
+"            FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name) AS allowance"
+"    FROM async.functions f WHERE f.paused OR f.concurrency IS NOT NULL),"
+" candidates AS ("
 "  SELECT j.id, j.function, j.suspect FROM async.jobs j"
 "   WHERE j.finished_at IS NULL"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"     AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
+"            WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))"
 "   ORDER BY j.run_at LIMIT $1"
 "     FOR UPDATE SKIP LOCKED),"
+" allowed AS ("
+"  SELECT c.id, c.function, c.suspect, l.concurrency FROM candidates c"
+"    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
+"   WHERE l.allowance IS NULL OR c.id OPERATOR(pg_catalog.=) ANY (ARRAY("
+"         SELECT c2.id FROM candidates c2 WHERE c2.function OPERATOR(pg_catalog.=) c.function"
+"          ORDER BY c2.id LIMIT l.allowance))),"
 " picked AS ("
-"  SELECT c.id, c.function FROM candidates c"
-"   WHERE NOT EXISTS (SELECT FROM candidates s WHERE s.suspect)"
+"  SELECT a.id, a.function, a.concurrency FROM allowed a"
+"   WHERE NOT EXISTS (SELECT FROM allowed s WHERE s.suspect)"
 "  UNION ALL"
-"  (SELECT s.id, s.function FROM candidates s WHERE s.suspect LIMIT 1))"
+"  (SELECT s.id, s.function, s.concurrency FROM allowed s WHERE s.suspect LIMIT 1)),"
+" reserved AS ("
+"  INSERT INTO async.running (job_id, function)"
+"  SELECT p.id, p.function FROM picked p WHERE p.concurrency IS NOT NULL)"
 " UPDATE async.jobs j"
 "    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1,"
 "        started_at = pg_catalog.now(), worker_pid = $2, suspect = false"
@@ -105,18 +129,30 @@ static const char *claim_sql =
 " RETURNING j.id, j.event_id, j.function, j.payload, j.attempts,"
 "           f.handler, f.run_as::pg_catalog.oid, f.max_attempts,"
 "           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8,"
-"           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid";
+"           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid,"
+"           pg_catalog.now() OPERATOR(pg_catalog.-) j.enqueued_at OPERATOR(pg_catalog.>) f.max_event_age,"
+"           f.max_event_age::pg_catalog.text";
+
+/*
+ * Claims that count running jobs of limited functions are serialized, so
+ * that each sees the jobs the previous one reserved: the lock is taken in a
+ * statement of its own, before the claim takes its snapshot.
+ */
+static const char *claim_lock_sql =
+"SELECT pg_catalog.pg_advisory_xact_lock(7370716173796564)"
+"  FROM async.functions f WHERE f.concurrency IS NOT NULL LIMIT 1";
 
 static const char *next_run_sql =
 "SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
 " WHERE j.finished_at IS NULL AND j.state OPERATOR(pg_catalog.=) 'queued'";
 
 static const char *success_sql =
-"UPDATE async.jobs j SET state = 'succeeded', finished_at = pg_catalog.now()"
+"WITH released AS (DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1))"
+" UPDATE async.jobs j SET state = 'succeeded', finished_at = pg_catalog.now()"
 " WHERE j.id OPERATOR(pg_catalog.=) ANY ($1)";
 
 static const char *fail_sql =
-"SELECT f.new_state, f.retry_at FROM async._fail($1, $2, $3, $4) f";
+"SELECT f.new_state, f.retry_at FROM async._fail($1, $2, $3, $4, $5) f";
 
 static const char *attempts_sql =
 "INSERT INTO async.attempts"
@@ -296,12 +332,13 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	{
 		Oid			claim_types[2] = {INT4OID, INT4OID};
 		Oid			success_types[1] = {INT8ARRAYOID};
-		Oid			fail_types[4] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+		Oid			fail_types[5] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
 
 		claim_plan = prepare_plan(claim_sql, 2, claim_types);
+		claim_lock_plan = prepare_plan(claim_lock_sql, 0, NULL);
 		next_run_plan = prepare_plan(next_run_sql, 0, NULL);
 		success_plan = prepare_plan(success_sql, 1, success_types);
-		fail_plan = prepare_plan(fail_sql, 4, fail_types);
+		fail_plan = prepare_plan(fail_sql, 5, fail_types);
 		{
 			Oid			attempt_types[11] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 				INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
@@ -323,6 +360,11 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+
+	rc = SPI_execute_plan(claim_lock_plan, NULL, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: locking the claim failed: %s",
+			 SPI_result_code_string(rc));
 
 	args[0] = Int32GetDatum(batch_limit());
 	args[1] = Int32GetDatum(MyProcPid);
@@ -366,6 +408,13 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 			job->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
 			job->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
 			job->enqueued_by = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
+			d = SPI_getbinval(tup, desc, 13, &isnull);
+			if (!isnull && DatumGetBool(d))
+			{
+				job->expired = true;
+				job->error_message = psprintf("event is older than max_event_age (%s)",
+											  TextDatumGetCString(SPI_getbinval(tup, desc, 14, &isnull)));
+			}
 		}
 		*jobs_out = jobs;
 		MemoryContextSwitchTo(oldcxt);
@@ -511,9 +560,9 @@ record_attempts(AsyncJob *jobs, int n)
 		owners[i] = (int32) job->enqueued_by;
 		event_ids[i] = job->event_id;
 		functions[i] = job->function;
-		outcomes[i] = job->failed ? "failed" : "succeeded";
+		outcomes[i] = job->expired ? "expired" : job->failed ? "failed" : "succeeded";
 		errors[i] = job->failed ? job->error_message : NULL;
-		sqlstates[i] = job->failed ? job->sqlstate : NULL;
+		sqlstates[i] = job->failed && job->sqlstate[0] ? job->sqlstate : NULL;
 	}
 	args[0] = int8_array(ids, n, INT8OID);
 	args[1] = text_array(event_ids, n);
@@ -593,7 +642,7 @@ finish_jobs(AsyncJob *jobs, int n)
 	{
 		AsyncJob   *job = &jobs[i];
 		AsyncCounters *c;
-		Datum		args[4];
+		Datum		args[5];
 		bool		isnull;
 		bool		dead;
 		TimestampTz retry_at = 0;
@@ -605,7 +654,8 @@ finish_jobs(AsyncJob *jobs, int n)
 		args[1] = CStringGetTextDatum(job->error_message);
 		args[2] = CStringGetTextDatum(job->sqlstate);
 		args[3] = TimestampTzGetDatum(job->failed_at);
-		rc = SPI_execute_plan(fail_plan, args, NULL, false, 0);
+		args[4] = CStringGetTextDatum("expired");
+		rc = SPI_execute_plan(fail_plan, args, job->expired ? NULL : "    n", false, 0);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "pg_async: recording a failed attempt failed: %s",
 				 SPI_result_code_string(rc));
@@ -620,7 +670,8 @@ finish_jobs(AsyncJob *jobs, int n)
 				retry_at = DatumGetTimestampTz(d);
 		}
 		c = pg_async_pending(job->function);
-		c->failed++;
+		if (!job->expired)
+			c->failed++;
 		if (dead)
 			c->dead++;
 		else
@@ -667,6 +718,14 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		AsyncCounters *c = pg_async_pending(job->function);
 
 		job->started_at = GetCurrentTimestamp();
+		if (job->expired)
+		{
+			/* not run: it goes to the dead letters as expired */
+			job->failed = true;
+			job->failed_at = job->started_at;
+			job->duration_us = 0;
+			continue;
+		}
 		show_job(job);
 		pg_async_execute_job(job);
 		CommandCounterIncrement();

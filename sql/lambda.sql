@@ -1,0 +1,120 @@
+-- lambda: per-function settings from Lambda's asynchronous invocation:
+-- configure, pause and resume, concurrency, max_event_age
+CREATE TABLE public.spans (function text, event text, started timestamptz, ended timestamptz);
+CREATE FUNCTION public.span(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+	PERFORM pg_sleep((e->>'s')::float8);
+	INSERT INTO public.spans VALUES (e->>'f', e->>'id', t0, clock_timestamp());
+END $$;
+
+-- configure changes some settings and keeps the others
+SELECT async.register('public.span(jsonb)', name => 'span_one', max_attempts => 4, concurrency => 1);
+SELECT async.configure('span_one', timeout => '10 seconds');
+SELECT name, max_attempts, timeout, max_event_age, concurrency, paused FROM async.functions WHERE name = 'span_one';
+SELECT async.configure('span_one', concurrency => -1);
+SELECT concurrency FROM async.functions WHERE name = 'span_one';
+SELECT async.configure('span_one', concurrency => 1);
+SELECT async.configure('no_such_function', timeout => '1 second');
+SELECT async.configure('span_one', concurrency => -5);
+SELECT async.register('public.span(jsonb)', name => 'bad', concurrency => -1);
+SELECT async.register('public.span(jsonb)', name => 'bad', max_event_age => '0.5 seconds');
+
+-- concurrency 1: six jobs, never two at once, none charged for waiting
+INSERT INTO async.jobs (function, event_id, payload)
+SELECT 'span_one', 'one-' || i, jsonb_build_object('f', 'span_one', 'id', 'one-' || i, 's', 0.1)
+  FROM generate_series(1, 6) i;
+SELECT async.wait_idle();
+SELECT count(*) AS ran, max(attempts) AS max_attempts FROM async.jobs WHERE function = 'span_one' AND state = 'succeeded';
+SELECT count(*) AS overlaps
+  FROM public.spans a JOIN public.spans b ON a.event < b.event AND a.function = b.function
+ WHERE a.function = 'span_one' AND a.started < b.ended AND b.started < a.ended;
+SELECT count(*) FROM async.running;
+
+-- concurrency 0 holds the jobs; other functions' jobs run meanwhile
+SELECT async.register('public.span(jsonb)', name => 'span_held', concurrency => 0);
+INSERT INTO async.jobs (function, event_id, payload)
+VALUES ('span_held', 'held-1', '{"f": "span_held", "id": "held-1", "s": 0}');
+INSERT INTO async.jobs (function, event_id, payload)
+VALUES ('note', 'not-held-1', '{"n": 100}');
+SELECT async.wait_idle('1 second');
+SELECT event_id, state, attempts FROM async.jobs WHERE event_id IN ('held-1', 'not-held-1') ORDER BY 1;
+SELECT async.configure('span_held', concurrency => -1);
+SELECT async.wait_idle();
+SELECT state, attempts FROM async.jobs WHERE event_id = 'held-1';
+
+-- pause and resume
+SELECT async.pause('span_held');
+INSERT INTO async.jobs (function, event_id, payload)
+VALUES ('span_held', 'held-2', '{"f": "span_held", "id": "held-2", "s": 0}');
+SELECT async.wait_idle('1 second');
+SELECT paused FROM async.functions WHERE name = 'span_held';
+SELECT state, attempts FROM async.jobs WHERE event_id = 'held-2';
+SELECT async.resume('span_held');
+SELECT async.wait_idle();
+SELECT state, attempts FROM async.jobs WHERE event_id = 'held-2';
+SELECT async.pause('no_such_function');
+SET ROLE regress_bob;
+SELECT async.pause('span_held');
+RESET ROLE;
+
+-- max_event_age: an event older than that when claimed is not run
+SELECT async.configure('span_held', max_event_age => '1 hour');
+INSERT INTO async.jobs (function, event_id, payload, enqueued_at)
+VALUES ('span_held', 'old-1', '{"f": "span_held", "id": "old-1", "s": 0}', now() - interval '2 hours');
+SELECT async.wait_idle();
+SELECT state, attempts, last_error FROM async.jobs WHERE event_id = 'old-1';
+SELECT reason, attempts, last_error FROM async.dead_letters WHERE event_id = 'old-1';
+SELECT count(*) FROM public.spans WHERE event = 'old-1';
+SELECT outcome FROM async.attempts WHERE event_id = 'old-1';
+
+SELECT async.unregister('span_one');
+SELECT async.unregister('span_held');
+
+-- bulk operations
+SELECT async.register('public.obs_fail(jsonb)', name => 'bulk_fail', max_attempts => 1);
+SELECT cardinality(async.invoke_many('bulk_fail', ARRAY['{"n": 1}', '{"n": 2}', '{"n": 3}']::jsonb[]));
+SELECT async.invoke_many('bulk_fail', '{}');
+SELECT async.invoke_many('no_such_function', ARRAY['{}']::jsonb[]);
+SELECT async.wait_idle();
+SELECT count(*) FROM async.dead_letters WHERE function = 'bulk_fail';
+SELECT async.redrive_many(function => 'bulk_fail', reason => 'exhausted', dead_after => now() - interval '1 hour');
+SELECT async.redrive_many(function => 'bulk_fail', reason => 'expired');
+SELECT async.wait_idle();
+SELECT count(*) FROM async.dead_letters WHERE function = 'bulk_fail';
+SELECT async.purge_dead_letters(function => 'bulk_fail', older_than => '1 hour');
+SELECT async.purge_dead_letters(function => 'bulk_fail');
+SELECT count(*) FROM async.dead_letters WHERE function = 'bulk_fail';
+SELECT async.unregister('bulk_fail');
+
+-- event sources: row changes enqueue events in the changing transaction
+CREATE TABLE public.orders (id int PRIMARY KEY, cents int, status text);
+CREATE TABLE public.seen (event jsonb);
+CREATE FUNCTION public.on_order(e jsonb) RETURNS void LANGUAGE sql
+AS $$ INSERT INTO public.seen VALUES (e - 'time') $$;
+SELECT async.register('public.on_order(jsonb)');
+SELECT async.attach('public.orders', 'on_order', '{INSERT,UPDATE}', 'NEW.cents > 0');
+SELECT async.attach('public.orders', 'on_order_missing');
+SELECT async.attach('public.orders', 'on_order', '{TRUNCATE}');
+SELECT source, function, events, condition FROM async.sources;
+INSERT INTO public.orders VALUES (1, 990, 'new'), (2, 0, 'free');
+BEGIN;
+INSERT INTO public.orders VALUES (3, 500, 'rolled back');
+ROLLBACK;
+UPDATE public.orders SET status = 'paid' WHERE id = 1;
+DELETE FROM public.orders WHERE id = 1;
+SELECT async.wait_idle();
+SELECT event->>'operation' AS op, event->>'table' AS tbl, event->'old'->>'status' AS old_status,
+       event->'new'->>'status' AS new_status
+  FROM public.seen ORDER BY event->>'operation' DESC;
+SET ROLE regress_bob;
+SELECT async.attach('public.orders', 'on_order');
+RESET ROLE;
+SELECT async.detach('public.orders', 'on_order');
+SELECT async.detach('public.orders', 'on_order');
+SELECT count(*) FROM async.sources;
+-- a dropped source table takes its attachment with it
+SELECT async.attach('public.orders', 'on_order');
+DROP TABLE public.orders;
+SELECT count(*) FROM async.sources;
+SELECT async.unregister('on_order');
