@@ -118,3 +118,56 @@ SELECT async.attach('public.orders', 'on_order');
 DROP TABLE public.orders;
 SELECT count(*) FROM async.sources;
 SELECT async.unregister('on_order');
+
+-- a handler may take async.context, like Lambda's context; its return value is kept
+CREATE FUNCTION public.ctx_handler(e jsonb, ctx async.context) RETURNS jsonb LANGUAGE sql
+AS $$ SELECT jsonb_build_object('event_id', ctx.event_id, 'function', ctx.function,
+                                'attempt', ctx.attempt, 'max_attempts', ctx.max_attempts,
+                                'enqueued_ok', ctx.enqueued_at <= now(),
+                                'deadline_ok', ctx.deadline > now() AND ctx.deadline <= now() + interval '31 seconds',
+                                'doubled', (e->>'n')::int * 2) $$;
+SELECT async.register('public.ctx_handler(jsonb, async.context)', name => 'ctx', max_attempts => 2, timeout => '30 seconds');
+CREATE FUNCTION public.answer(e jsonb) RETURNS int LANGUAGE sql AS 'SELECT 42';
+SELECT async.register('public.answer(jsonb)');
+CREATE FUNCTION public.wrong_ctx(e jsonb, ctx text) RETURNS void LANGUAGE sql AS 'SELECT';
+SELECT async.register('public.wrong_ctx(jsonb, text)');
+SELECT async.invoke('ctx', '{"n": 21}', 'ctx-1');
+SELECT async.invoke('answer', '{}', 'answer-1');
+SELECT async.wait_idle();
+SELECT state, result FROM async.jobs WHERE event_id IN ('ctx-1', 'answer-1') ORDER BY event_id;
+
+-- destinations: an invocation record per finished job, in the same transaction
+CREATE TABLE public.records (record jsonb);
+CREATE FUNCTION public.record(e jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO public.records VALUES (e) $$;
+SELECT async.register('public.record(jsonb)');
+SELECT async.configure('ctx', on_success => 'record', on_failure => 'record');
+SELECT async.configure('ctx', on_failure => 'no_such_destination');
+SELECT on_success, on_failure FROM async.functions WHERE name = 'ctx';
+SELECT async.invoke('ctx', '{"n": 5}', 'ctx-2');
+SELECT async.invoke('ctx', '{"n": "not a number"}', 'ctx-3');
+SELECT async.wait_idle();
+UPDATE async.jobs SET run_at = now() WHERE event_id = 'ctx-3';
+SELECT async.wait_idle();
+SELECT record->'requestContext'->>'requestId' AS request, record->'requestContext'->>'condition' AS condition,
+       record->'requestContext'->>'approximateInvokeCount' AS invokes, record->'requestPayload' AS payload,
+       record->'responseContext'->>'statusCode' AS status,
+       record->'responsePayload'->>'doubled' AS doubled, record->'responsePayload'->>'errorType' AS error_type
+  FROM public.records ORDER BY 1;
+-- an expired event goes to on_failure as EventAgeExceeded
+INSERT INTO async.jobs (function, event_id, payload, enqueued_at)
+VALUES ('ctx', 'ctx-old', '{"n": 1}', now() - interval '7 hours');
+SELECT async.wait_idle();
+SELECT record->'requestContext'->>'condition' FROM public.records
+ WHERE record->'requestContext'->>'requestId' = 'ctx-old';
+-- a destination that fails is retried and dead-lettered on its own
+SELECT async.register('public.obs_fail(jsonb)', name => 'bad_destination', max_attempts => 1);
+SELECT async.configure('answer', on_success => 'bad_destination');
+SELECT async.invoke('answer', '{}', 'answer-2');
+SELECT async.wait_idle();
+SELECT state FROM async.jobs WHERE event_id = 'answer-2';
+SELECT function, reason, payload->'requestContext'->>'requestId' AS request FROM async.dead_letters
+ WHERE function = 'bad_destination';
+SELECT async.unregister('answer');
+SELECT async.unregister('bad_destination');
+SELECT async.unregister('ctx');
+SELECT async.unregister('record');

@@ -11,6 +11,20 @@
  */
 
 /* ------------------------------------------------------------------------
+ * What a handler may take as its second argument, like Lambda's context
+ * ------------------------------------------------------------------------ */
+CREATE TYPE async.context AS (
+	event_id		text,
+	function		text,
+	attempt			integer,
+	max_attempts	integer,
+	enqueued_at		timestamptz,
+	deadline		timestamptz
+);
+COMMENT ON TYPE async.context IS
+'second argument of a handler declared f(event jsonb, ctx async.context): event_id, function, attempt (from 1), max_attempts, enqueued_at, and the deadline of this attempt';
+
+/* ------------------------------------------------------------------------
  * Registrations
  * ------------------------------------------------------------------------ */
 CREATE TABLE async.functions (
@@ -23,6 +37,8 @@ CREATE TABLE async.functions (
 	max_event_age	interval NOT NULL DEFAULT '6 hours',
 	concurrency		integer,
 	paused			boolean NOT NULL DEFAULT false,
+	on_success		text COLLATE "C",
+	on_failure		text COLLATE "C",
 	registered_by	regrole NOT NULL,
 	registered_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -49,6 +65,8 @@ COMMENT ON COLUMN async.functions.timeout IS 'an attempt running longer than thi
 COMMENT ON COLUMN async.functions.max_event_age IS 'an event older than this when a worker claims it is not run: it moves to async.dead_letters with reason expired';
 COMMENT ON COLUMN async.functions.concurrency IS 'most jobs of the function running at once across all workers; NULL: no limit; 0: hold its jobs';
 COMMENT ON COLUMN async.functions.paused IS 'true: its jobs wait, without spending attempts, until async.resume()';
+COMMENT ON COLUMN async.functions.on_success IS 'registered function that gets an invocation record (condition Success) when a job succeeds';
+COMMENT ON COLUMN async.functions.on_failure IS 'registered function that gets an invocation record (condition RetriesExhausted or EventAgeExceeded) when an event is dead-lettered';
 COMMENT ON COLUMN async.functions.registered_by IS 'role that last called async.register() for this name';
 
 /* ------------------------------------------------------------------------
@@ -70,6 +88,7 @@ CREATE TABLE async.jobs (
 	finished_at		timestamptz,
 	worker_pid		integer,
 	suspect			boolean NOT NULL DEFAULT false,
+	result			jsonb,
 	CONSTRAINT jobs_event_id_key UNIQUE (event_id),
 	CONSTRAINT jobs_state_check
 		CHECK (state OPERATOR(pg_catalog.=) ANY ('{queued,running,succeeded,dead}'::text[]))
@@ -105,6 +124,7 @@ COMMENT ON COLUMN async.jobs.enqueued_by IS 'role that enqueued the job; it alon
 COMMENT ON COLUMN async.jobs.started_at IS 'start of the current or last attempt';
 COMMENT ON COLUMN async.jobs.finished_at IS 'time the job succeeded or died';
 COMMENT ON COLUMN async.jobs.worker_pid IS 'process id of the worker running or that last ran the job';
+COMMENT ON COLUMN async.jobs.result IS 'what the handler returned, as jsonb (a value of another type becomes a JSON string); passed to on_success';
 COMMENT ON COLUMN async.jobs.suspect IS 'true when the job was in a batch whose worker died: it then runs alone so that a crash is charged to the job that caused it';
 
 /* ------------------------------------------------------------------------
@@ -243,13 +263,15 @@ CREATE FUNCTION async.register(
 	timeout interval DEFAULT '1 minute',
 	run_as regrole DEFAULT NULL,
 	max_event_age interval DEFAULT '6 hours',
-	concurrency integer DEFAULT NULL)
+	concurrency integer DEFAULT NULL,
+	on_success text DEFAULT NULL,
+	on_failure text DEFAULT NULL)
 RETURNS text
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'pg_async_register';
 
-COMMENT ON FUNCTION async.register(regprocedure, text, integer, interval[], interval, regrole, interval, integer) IS
-'registers handler (a function taking one jsonb) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner.';
+COMMENT ON FUNCTION async.register(regprocedure, text, integer, interval[], interval, regrole, interval, integer, text, text) IS
+'registers handler (a function taking jsonb, or jsonb and async.context) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner.';
 
 CREATE FUNCTION async.configure(
 	name text,
@@ -257,7 +279,9 @@ CREATE FUNCTION async.configure(
 	retry_delays interval[] DEFAULT NULL,
 	timeout interval DEFAULT NULL,
 	max_event_age interval DEFAULT NULL,
-	concurrency integer DEFAULT NULL)
+	concurrency integer DEFAULT NULL,
+	on_success text DEFAULT NULL,
+	on_failure text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 AS $$
@@ -283,11 +307,13 @@ BEGIN
 		COALESCE(configure.max_event_age, f.max_event_age),
 		CASE WHEN configure.concurrency IS NULL THEN f.concurrency
 			 WHEN configure.concurrency OPERATOR(pg_catalog.=) -1 THEN NULL
-			 ELSE configure.concurrency END);
+			 ELSE configure.concurrency END,
+		NULLIF(COALESCE(configure.on_success, f.on_success), ''),
+		NULLIF(COALESCE(configure.on_failure, f.on_failure), ''));
 END;
 $$;
-COMMENT ON FUNCTION async.configure(text, integer, interval[], interval, interval, integer) IS
-'changes some settings of a registration and keeps the others; concurrency -1 removes the limit. Needs the same rights as async.register().';
+COMMENT ON FUNCTION async.configure(text, integer, interval[], interval, interval, integer, text, text) IS
+'changes some settings of a registration and keeps the others; concurrency -1 removes the limit, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
 
 CREATE FUNCTION async.pause(name text)
 RETURNS boolean
@@ -315,16 +341,18 @@ COMMENT ON FUNCTION async.unregister(text) IS
 CREATE FUNCTION async._upsert_registration(
 	p_name text, p_handler text, p_run_as regrole, p_max_attempts integer,
 	p_retry_delays interval[], p_timeout interval, p_registered_by regrole,
-	p_max_event_age interval, p_concurrency integer)
+	p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text)
 RETURNS void
 LANGUAGE sql
 AS $$
 	INSERT INTO async.functions AS f
 		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
-		 max_event_age, concurrency)
+		 max_event_age, concurrency, on_success, on_failure)
 	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
-			p_max_event_age, p_concurrency)
+			p_max_event_age, p_concurrency, p_on_success, p_on_failure)
 	ON CONFLICT (name) DO UPDATE SET
+		on_success = excluded.on_success,
+		on_failure = excluded.on_failure,
 		handler = excluded.handler,
 		run_as = excluded.run_as,
 		max_attempts = excluded.max_attempts,
@@ -335,8 +363,8 @@ AS $$
 		registered_by = excluded.registered_by,
 		updated_at = pg_catalog.now();
 $$;
-REVOKE ALL ON FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole, interval, integer) FROM PUBLIC;
-COMMENT ON FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole, interval, integer) IS
+REVOKE ALL ON FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole, interval, integer, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole, interval, integer, text, text) IS
 'internal: writes a registration for async.register()';
 
 CREATE FUNCTION async._set_paused(p_name text, p_paused boolean)
@@ -510,6 +538,43 @@ GRANT SELECT ON async.sources TO PUBLIC;
  * 'dead' and a copy moves to async.dead_letters -- all in the caller's
  * transaction.  Returns the job's new state.
  */
+/*
+ * _destination enqueues the invocation record of a finished job for its
+ * function's on_success or on_failure destination, in the caller's
+ * transaction, modelled on Lambda's destination record.
+ */
+CREATE FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_target text;
+BEGIN
+	SELECT CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN f.on_success ELSE f.on_failure END
+	  INTO v_target
+	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_job.function;
+	IF v_target IS NULL THEN
+		RETURN;
+	END IF;
+	INSERT INTO async.jobs (function, payload, enqueued_by)
+	VALUES (v_target, pg_catalog.jsonb_build_object(
+		'version', '1.0',
+		'timestamp', pg_catalog.now(),
+		'requestContext', pg_catalog.jsonb_build_object(
+			'requestId', p_job.event_id,
+			'function', p_job.function,
+			'condition', p_condition,
+			'approximateInvokeCount', p_job.attempts),
+		'requestPayload', p_job.payload,
+		'responseContext', pg_catalog.jsonb_build_object(
+			'statusCode', CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN 200 ELSE 500 END),
+		'responsePayload', p_response), p_job.enqueued_by);
+END;
+$$;
+REVOKE ALL ON FUNCTION async._destination(async.jobs, text, jsonb) FROM PUBLIC;
+COMMENT ON FUNCTION async._destination(async.jobs, text, jsonb) IS
+'internal: enqueues the invocation record of a finished job for its on_success or on_failure destination';
+
 CREATE FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamptz,
 							p_reason text DEFAULT NULL,
 							OUT new_state text, OUT retry_at timestamptz)
@@ -539,6 +604,8 @@ BEGIN
 			VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
 					v_job.attempts, COALESCE(v_job.errors, '[]'::jsonb), p_reason, p_message,
 					v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
+			PERFORM async._destination(v_job, 'EventAgeExceeded',
+				pg_catalog.jsonb_build_object('errorMessage', p_message));
 		END IF;
 		RETURN;
 	END IF;
@@ -581,12 +648,42 @@ BEGIN
 		VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
 				v_job.attempts, v_job.errors, 'exhausted', v_job.last_error,
 				v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
+		PERFORM async._destination(v_job, 'RetriesExhausted',
+			pg_catalog.jsonb_build_object('errorMessage', p_message, 'errorType', p_sqlstate));
 	END IF;
 END;
 $$;
 REVOKE ALL ON FUNCTION async._fail(bigint, text, text, timestamptz, text) FROM PUBLIC;
 COMMENT ON FUNCTION async._fail(bigint, text, text, timestamptz, text) IS
 'internal: records a failed attempt; retries the job after its delay or moves it to async.dead_letters';
+
+/*
+ * _succeed marks jobs succeeded with what their handlers returned, and
+ * enqueues the invocation records of those whose function has on_success.
+ */
+CREATE FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations boolean)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_job async.jobs;
+BEGIN
+	DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) ANY (p_ids);
+	FOR v_job IN
+		UPDATE async.jobs j SET state = 'succeeded', finished_at = pg_catalog.now(), result = r.result
+		  FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_results)) AS r(id, result)
+		 WHERE j.id OPERATOR(pg_catalog.=) r.id
+		RETURNING j.*
+	LOOP
+		IF p_destinations THEN
+			PERFORM async._destination(v_job, 'Success', v_job.result);
+		END IF;
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION async._succeed(bigint[], jsonb[], boolean) FROM PUBLIC;
+COMMENT ON FUNCTION async._succeed(bigint[], jsonb[], boolean) IS
+'internal: marks jobs succeeded with their handlers'' results, and enqueues on_success records';
 
 CREATE FUNCTION async._live_worker_pids()
 RETURNS integer[]
@@ -1003,7 +1100,8 @@ BEGIN
 	  FROM async.functions f
 	  LEFT JOIN pg_proc p ON p.oid = to_regprocedure(f.handler)
 	 WHERE p.oid IS NULL OR p.prokind <> 'f' OR p.proretset
-		OR p.pronargs <> 1 OR p.proargtypes[0] <> 'jsonb'::regtype;
+		OR p.proargtypes[0] <> 'jsonb'::regtype
+		OR NOT (p.pronargs = 1 OR (p.pronargs = 2 AND p.proargtypes[1] = 'async.context'::regtype));
 	"check" := 'handlers';
 	IF v_names IS NULL THEN
 		status := 'ok';

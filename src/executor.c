@@ -13,13 +13,19 @@
 
 #include "access/htup_details.h"
 #include "access/transam.h"
+#include "funcapi.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
 #include "utils/elog.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -41,8 +47,25 @@ typedef struct ResolvedHandler
 	char	   *handler;
 	Oid			run_as;
 	bool		run_as_superuser;
+	int			nargs;			/* 1: (jsonb); 2: (jsonb, async.context) */
+	Oid			rettype;
 	FmgrInfo	flinfo;
 } ResolvedHandler;
+
+/*
+ * context_type_oid is the OID of the composite type async.context, or
+ * InvalidOid when the extension is not installed.
+ */
+static Oid
+context_type_oid(void)
+{
+	Oid			nsp = get_namespace_oid("async", true);
+
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	return GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+						   CStringGetDatum("context"), ObjectIdGetDatum(nsp));
+}
 
 /* resolved handlers of the current batch, in its transaction's memory */
 static List *resolved = NIL;
@@ -82,12 +105,14 @@ pg_async_check_handler(Oid fnoid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
 				 errmsg("handler %s must not return a set", format_procedure(fnoid))));
-	if (proc->pronargs != 1 || proc->proargtypes.values[0] != JSONBOID)
+	if (proc->pronargs < 1 || proc->pronargs > 2 ||
+		proc->proargtypes.values[0] != JSONBOID ||
+		(proc->pronargs == 2 && proc->proargtypes.values[1] != context_type_oid()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("handler %s must take exactly one argument of type jsonb",
+				 errmsg("handler %s must take (jsonb) or (jsonb, async.context)",
 						format_procedure(fnoid)),
-				 errhint("Declare it as f(event jsonb).")));
+				 errhint("Declare it as f(event jsonb) or f(event jsonb, ctx async.context).")));
 
 	ReleaseSysCache(tup);
 }
@@ -176,9 +201,61 @@ resolve_handler(AsyncJob *job)
 	rh->handler = pstrdup(job->handler);
 	rh->run_as = job->run_as;
 	rh->run_as_superuser = superuser_arg(job->run_as);
+	rh->nargs = get_func_nargs(fnoid);
+	rh->rettype = get_func_rettype(fnoid);
 	fmgr_info(fnoid, &rh->flinfo);
 	resolved = lappend(resolved, rh);
 	return rh;
+}
+
+/*
+ * make_context builds the async.context value of a job's attempt: what the
+ * handler may know about it, like Lambda's context object.
+ */
+static Datum
+make_context(AsyncJob *job)
+{
+	Oid			typid = context_type_oid();
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {false};
+	HeapTuple	tuple;
+
+	if (!OidIsValid(typid))
+		elog(ERROR, "pg_async: type async.context does not exist");
+	values[0] = CStringGetTextDatum(job->event_id);
+	values[1] = CStringGetTextDatum(job->function);
+	values[2] = Int32GetDatum(job->attempt);
+	values[3] = Int32GetDatum(job->max_attempts);
+	values[4] = TimestampTzGetDatum(job->enqueued_at);
+	values[5] = TimestampTzGetDatum(GetCurrentTimestamp() + (int64) job->timeout_ms * 1000);
+	tupdesc = lookup_rowtype_tupdesc(typid, -1);
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	ReleaseTupleDesc(tupdesc);
+	return HeapTupleGetDatum(tuple);
+}
+
+/*
+ * result_to_jsonb keeps what a handler returned as jsonb: jsonb as it is,
+ * json parsed, any other type as a JSON string of its text form.
+ */
+static Datum
+result_to_jsonb(Datum value, Oid rettype)
+{
+	Oid			typoutput;
+	bool		isvarlena;
+	char	   *text;
+	StringInfoData buf;
+
+	if (rettype == JSONBOID)
+		return PointerGetDatum(PG_DETOAST_DATUM_COPY(value));
+	getTypeOutputInfo(rettype, &typoutput, &isvarlena);
+	text = OidOutputFunctionCall(typoutput, value);
+	if (rettype == JSONOID)
+		return DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+	initStringInfo(&buf);
+	escape_json(&buf, text);
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 }
 
 /*
@@ -196,7 +273,13 @@ call_handler(AsyncJob *job, Oid worker_user)
 	int			save_sec_context;
 	int			save_nestlevel;
 
-	LOCAL_FCINFO(fcinfo, 1);
+	Datum		context = (Datum) 0;
+	Datum		result;
+
+	LOCAL_FCINFO(fcinfo, 2);
+
+	if (rh->nargs == 2)
+		context = make_context(job);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetSessionAuthorization(rh->run_as, rh->run_as_superuser);
@@ -211,18 +294,23 @@ call_handler(AsyncJob *job, Oid worker_user)
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	InitFunctionCallInfoData(*fcinfo, &rh->flinfo, 1, InvalidOid, NULL, NULL);
+	InitFunctionCallInfoData(*fcinfo, &rh->flinfo, rh->nargs, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = job->payload;
 	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = context;
+	fcinfo->args[1].isnull = false;
 
 	QueryCancelPending = false;
 	RESUME_CANCEL_INTERRUPTS();
 	enable_timeout_after(STATEMENT_TIMEOUT, job->timeout_ms);
 
-	(void) FunctionCallInvoke(fcinfo);
+	result = FunctionCallInvoke(fcinfo);
 
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	HOLD_CANCEL_INTERRUPTS();
+
+	if (!fcinfo->isnull && rh->rettype != VOIDOID)
+		job->result = result_to_jsonb(result, rh->rettype);
 
 	PopActiveSnapshot();
 
@@ -246,6 +334,7 @@ pg_async_execute_job(AsyncJob *job)
 
 	job->failed = false;
 	job->wrote = false;
+	job->result = (Datum) 0;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);

@@ -142,6 +142,8 @@ typedef struct AsyncJob
 	int32		timeout_ms;
 
 	bool		expired;		/* older than max_event_age when claimed: not run */
+	bool		has_destination;	/* its function has an on_success destination */
+	Datum		result;			/* what the handler returned, as jsonb, or 0 */
 
 	/* outcome */
 	bool		wrote;			/* its subtransaction got an xid and committed */

@@ -206,10 +206,10 @@ pg_async_register(PG_FUNCTION_ARGS)
 	Oid			old_run_as;
 	Oid			old_registered_by;
 	char	   *signature;
-	Oid			argtypes[9] = {TEXTOID, TEXTOID, REGROLEOID, INT4OID,
-		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID};
-	Datum		args[9];
-	char		nulls[9] = "         ";
+	Oid			argtypes[11] = {TEXTOID, TEXTOID, REGROLEOID, INT4OID,
+		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID};
+	Datum		args[11];
+	char		nulls[12] = "           ";
 	Interval   *max_event_age;
 	bool		isnull;
 	int			i;
@@ -330,8 +330,28 @@ pg_async_register(PG_FUNCTION_ARGS)
 	args[8] = PG_ARGISNULL(7) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(7));
 	if (PG_ARGISNULL(7))
 		nulls[8] = 'n';
-	(void) run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-						9, argtypes, args, nulls, &isnull);
+	for (i = 8; i <= 9; i++)
+	{
+		if (PG_ARGISNULL(i))
+		{
+			nulls[i + 1] = 'n';
+			args[i + 1] = (Datum) 0;
+			continue;
+		}
+		args[i + 1] = PointerGetDatum(PG_GETARG_TEXT_PP(i));
+		if (!registration_owner(PG_GETARG_TEXT_PP(i), &old_run_as, &old_registered_by) &&
+			!(VARSIZE_ANY_EXHDR(name) == VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(i)) &&
+			  memcmp(VARDATA_ANY(name), VARDATA_ANY(PG_GETARG_TEXT_PP(i)),
+					 VARSIZE_ANY_EXHDR(name)) == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("%s destination \"%s\" is not registered with pg_async",
+							i == 8 ? "on_success" : "on_failure",
+							text_to_cstring(PG_GETARG_TEXT_PP(i))),
+					 errhint("Register the destination function first.")));
+	}
+	(void) run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+						11, argtypes, args, nulls, &isnull);
 
 	/* a lifted limit may have made held jobs ready: wake the workers at commit */
 	pg_async_note_enqueued(pg_async_batch_size);

@@ -77,6 +77,7 @@ static SPIPlanPtr next_run_plan = NULL;
 static SPIPlanPtr success_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 static SPIPlanPtr attempts_plan = NULL;
+static SPIPlanPtr succeed_plan = NULL;
 
 /* average run time of one job, in microseconds (exponential moving average) */
 static double avg_job_us = 0;
@@ -131,7 +132,7 @@ static const char *claim_sql =
 "           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8,"
 "           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid,"
 "           pg_catalog.now() OPERATOR(pg_catalog.-) j.enqueued_at OPERATOR(pg_catalog.>) f.max_event_age,"
-"           f.max_event_age::pg_catalog.text";
+"           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL";
 
 /*
  * Claims that count running jobs of limited functions are serialized, so
@@ -346,6 +347,11 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 
 			attempts_plan = prepare_plan(attempts_sql, 11, attempt_types);
 		}
+		{
+			Oid			succeed_types[3] = {INT8ARRAYOID, JSONBARRAYOID, BOOLOID};
+
+			succeed_plan = prepare_plan("SELECT async._succeed($1, $2, $3)", 3, succeed_types);
+		}
 	}
 
 	/*
@@ -408,6 +414,8 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 			job->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
 			job->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
 			job->enqueued_by = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
+			d = SPI_getbinval(tup, desc, 15, &isnull);
+			job->has_destination = !isnull && DatumGetBool(d);
 			d = SPI_getbinval(tup, desc, 13, &isnull);
 			if (!isnull && DatumGetBool(d))
 			{
@@ -613,6 +621,10 @@ static void
 finish_jobs(AsyncJob *jobs, int n)
 {
 	int64	   *ok_ids;
+	Datum	   *results;
+	bool	   *result_nulls;
+	bool		with_results = false;
+	bool		with_destinations = false;
 	int			nok = 0;
 	int			i;
 
@@ -621,19 +633,44 @@ finish_jobs(AsyncJob *jobs, int n)
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	ok_ids = palloc(sizeof(int64) * Max(n, 1));
+	results = palloc(sizeof(Datum) * Max(n, 1));
+	result_nulls = palloc(sizeof(bool) * Max(n, 1));
 	for (i = 0; i < n; i++)
 		if (!jobs[i].failed)
 		{
+			results[nok] = jobs[i].result;
+			result_nulls[nok] = (jobs[i].result == (Datum) 0);
+			if (!result_nulls[nok])
+				with_results = true;
+			if (jobs[i].has_destination)
+				with_destinations = true;
 			ok_ids[nok++] = jobs[i].id;
 			pg_async_pending(jobs[i].function)->succeeded++;
 		}
 
-	if (nok > 0)
+	if (nok > 0 && !with_results && !with_destinations)
 	{
+		/* the common case: one UPDATE, nothing else to keep */
 		Datum		arg = int8_array(ok_ids, nok, INT8OID);
 		int			rc = SPI_execute_plan(success_plan, &arg, NULL, false, 0);
 
 		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "pg_async: finishing jobs failed: %s",
+				 SPI_result_code_string(rc));
+	}
+	else if (nok > 0)
+	{
+		Datum		args[3];
+		int			dims[1] = {nok};
+		int			lbs[1] = {1};
+		int			rc;
+
+		args[0] = int8_array(ok_ids, nok, INT8OID);
+		args[1] = PointerGetDatum(construct_md_array(results, result_nulls, 1, dims, lbs,
+													 JSONBOID, -1, false, TYPALIGN_INT));
+		args[2] = BoolGetDatum(with_destinations);
+		rc = SPI_execute_plan(succeed_plan, args, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "pg_async: finishing jobs failed: %s",
 				 SPI_result_code_string(rc));
 	}
