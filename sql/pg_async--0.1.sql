@@ -245,6 +245,17 @@ AS 'MODULE_PATHNAME', 'pg_async_jobs_trigger';
 COMMENT ON FUNCTION async._jobs_trigger() IS
 'internal: checks a job at INSERT (registered function, EXECUTE on its handler, event_id and payload) and wakes an idle worker when the transaction commits';
 
+CREATE FUNCTION async._functions_changed()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'pg_async_functions_changed';
+COMMENT ON FUNCTION async._functions_changed() IS
+'internal: after a write to async.functions, makes every backend forget the registrations it cached';
+
+CREATE TRIGGER functions_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON async.functions
+	FOR EACH STATEMENT EXECUTE FUNCTION async._functions_changed();
+
 CREATE TRIGGER jobs_enqueue
 	BEFORE INSERT ON async.jobs
 	FOR EACH ROW EXECUTE FUNCTION async._jobs_trigger();

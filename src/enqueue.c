@@ -21,9 +21,15 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "catalog/namespace.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/inval.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(pg_async_jobs_trigger);
+PG_FUNCTION_INFO_V1(pg_async_functions_changed);
 
 /* jobs this transaction enqueued so far; workers are woken at commit */
 static int	pending_wakeups = 0;
@@ -32,13 +38,33 @@ static int	pending_wakeups = 0;
 bool		pg_async_in_worker = false;
 
 /*
- * The last registration this transaction checked, so that enqueueing many
- * jobs of one function looks the registration up once.  Cleared at the end
- * of every transaction.
+ * Registrations this backend looked up, by function name: the handler's
+ * OID.  Any write to async.functions sends a relcache invalidation of that
+ * table (its statement trigger), which empties the cache; so does DROP
+ * EXTENSION.  A handler dropped since is noticed by its missing OID.
  */
-static char checked_function[NAMEDATALEN * 4];
-static Oid	checked_user = InvalidOid;
-static bool checked_valid = false;
+typedef struct RegistrationEntry
+{
+	char		name[ASYNC_NAME_SIZE];	/* hash key */
+	Oid			handler;
+	char		signature[NAMEDATALEN * 4];
+} RegistrationEntry;
+
+static HTAB *registrations = NULL;
+static bool registration_callback_set = false;
+static Oid	functions_relid = InvalidOid;
+
+/* registration_invalidate empties the cache when async.functions changes. */
+static void
+registration_invalidate(Datum arg, Oid relid)
+{
+	if (registrations != NULL &&
+		(relid == InvalidOid || relid == functions_relid))
+	{
+		hash_destroy(registrations);
+		registrations = NULL;
+	}
+}
 
 static SPIPlanPtr lookup_plan = NULL;
 
@@ -64,7 +90,6 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			if (pending_wakeups > 0)
 				pg_async_wake_workers(pending_wakeups);
 			pending_wakeups = 0;
-			checked_valid = false;
 			pg_async_stats_flush(true);
 			break;
 		case XACT_EVENT_ABORT:
@@ -72,7 +97,6 @@ pg_async_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			/* a prepared transaction's jobs are found by the workers' next look */
 			pending_wakeups = 0;
-			checked_valid = false;
 			pg_async_stats_flush(false);
 			break;
 		default:
@@ -81,21 +105,49 @@ pg_async_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * check_registration raises an error unless 'function' is registered and
- * the current user may EXECUTE its handler.
+ * lookup_registration returns the cache entry of 'function', looking the
+ * registration up in async.functions when the cache has none, or NULL
+ * when the function is not registered.
  */
-static void
-check_registration(const char *function)
+static RegistrationEntry *
+lookup_registration(const char *function)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
+	char		key[ASYNC_NAME_SIZE];
 	char	   *handler = NULL;
-	Oid			fnoid;
+	RegistrationEntry *entry;
+	bool		found;
 	int			rc;
 
-	if (checked_valid && checked_user == GetUserId() &&
-		strcmp(checked_function, function) == 0)
-		return;
+	if (strlen(function) >= ASYNC_NAME_SIZE)
+		return NULL;			/* longer than any registered name */
+
+	if (!registration_callback_set)
+	{
+		CacheRegisterRelcacheCallback(registration_invalidate, (Datum) 0);
+		registration_callback_set = true;
+	}
+	if (registrations == NULL)
+	{
+		HASHCTL		info;
+
+		functions_relid = get_relname_relid("functions", get_namespace_oid("async", false));
+
+		memset(&info, 0, sizeof(info));
+		info.keysize = ASYNC_NAME_SIZE;
+		info.entrysize = sizeof(RegistrationEntry);
+		info.hcxt = TopMemoryContext;
+		registrations = hash_create("pg_async registrations", 64, &info,
+									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+
+	memset(key, 0, sizeof(key));
+	strlcpy(key, function, sizeof(key));
+	entry = hash_search(registrations, key, HASH_FIND, NULL);
+	if (entry != NULL &&
+		SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(entry->handler)))
+		return entry;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
@@ -127,27 +179,61 @@ check_registration(const char *function)
 	SPI_finish();
 
 	if (handler == NULL)
+	{
+		if (entry != NULL)
+			(void) hash_search(registrations, key, HASH_REMOVE, NULL);
+		return NULL;
+	}
+
+	entry = hash_search(registrations, key, HASH_ENTER, &found);
+	strlcpy(entry->signature, handler, sizeof(entry->signature));
+	entry->handler = pg_async_resolve_handler(handler);
+	if (!OidIsValid(entry->handler))
+	{
+		(void) hash_search(registrations, key, HASH_REMOVE, NULL);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler %s of function \"%s\" does not exist", handler, function),
+				 errhint("Create the function again, or register another handler with async.register().")));
+	}
+	return entry;
+}
+
+/*
+ * check_registration raises an error unless 'function' is registered and
+ * the current user may EXECUTE its handler.
+ */
+static void
+check_registration(const char *function)
+{
+	RegistrationEntry *entry = lookup_registration(function);
+
+	if (entry == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function \"%s\" is not registered with pg_async", function),
 				 errhint("Register a handler for it with async.register().")));
 
-	fnoid = pg_async_resolve_handler(handler);
-	if (!OidIsValid(fnoid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler %s of function \"%s\" does not exist", handler, function),
-				 errhint("Create the function again, or register another handler with async.register().")));
-
-	if (pg_async_proc_aclcheck(fnoid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	if (pg_async_proc_aclcheck(entry->handler, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to enqueue for function \"%s\"", function),
-				 errdetail("Enqueueing needs EXECUTE on its handler %s.", handler)));
+				 errdetail("Enqueueing needs EXECUTE on its handler %s.", entry->signature)));
+}
 
-	strlcpy(checked_function, function, sizeof(checked_function));
-	checked_user = GetUserId();
-	checked_valid = strlen(function) < sizeof(checked_function);
+/*
+ * pg_async_functions_changed is the statement trigger on async.functions:
+ * it makes every backend forget the registrations it cached.
+ */
+Datum
+pg_async_functions_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "pg_async_functions_changed: not called as a trigger");
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
 }
 
 /* column_value fetches a column of a job row by name. */
