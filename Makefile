@@ -27,7 +27,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 
 # The benchmark program (test/bench), a libpq client.
 BENCH = test/bench/pg_async_bench
-EXTRA_CLEAN = $(BENCH)
+EXTRA_CLEAN = $(BENCH) $(TOP)
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -41,3 +41,26 @@ $(BENCH): $(BENCH).c
 
 # every object depends on the shared headers
 $(OBJS): src/pg_async.h src/compat.h
+
+# pg_async_top (src/pg_async_top.c), the live monitor: a libpq client,
+# not part of the module (it is not in OBJS), installed into bindir.
+TOP = src/pg_async_top
+
+all: $(TOP)
+
+$(TOP): $(TOP).c
+	$(CC) $(CFLAGS) -I$(shell $(PG_CONFIG) --includedir) $< -o $@ \
+		-L$(shell $(PG_CONFIG) --libdir) -lpq -lm
+
+install: install-top
+
+install-top: $(TOP)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(TOP) '$(DESTDIR)$(bindir)/'
+
+uninstall: uninstall-top
+
+uninstall-top:
+	rm -f '$(DESTDIR)$(bindir)/pg_async_top'
+
+.PHONY: install-top uninstall-top
