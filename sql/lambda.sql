@@ -60,10 +60,16 @@ RESET ROLE;
 
 -- max_event_age: an event older than that when claimed is not run
 SELECT async.configure('span_held', max_event_age => '1 hour');
-INSERT INTO async.jobs (function, event_id, payload, enqueued_at)
-VALUES ('span_held', 'old-1', '{"f": "span_held", "id": "old-1", "s": 0}', now() - interval '2 hours');
+INSERT INTO async.jobs (function, event_id, payload, enqueued_at, run_at)
+VALUES ('span_held', 'old-1', '{"f": "span_held", "id": "old-1", "s": 0}',
+        now() - interval '2 hours', now() - interval '2 hours');
+-- the age counts from when an event became due: one scheduled far ahead is young when it is due
+INSERT INTO async.jobs (function, event_id, payload, enqueued_at, run_at)
+VALUES ('span_held', 'old-but-scheduled', '{"f": "span_held", "id": "old-but-scheduled", "s": 0}',
+        now() - interval '2 hours', now());
 SELECT async.wait_idle();
 SELECT state, attempts, last_error FROM async.jobs WHERE event_id = 'old-1';
+SELECT state FROM async.jobs WHERE event_id = 'old-but-scheduled';
 SELECT reason, attempts, last_error FROM async.dead_letters WHERE event_id = 'old-1';
 SELECT count(*) FROM public.spans WHERE event = 'old-1';
 SELECT outcome FROM async.attempts WHERE event_id = 'old-1';
@@ -142,6 +148,16 @@ CREATE FUNCTION public.record(e jsonb) RETURNS void LANGUAGE sql AS $$ INSERT IN
 SELECT async.register('public.record(jsonb)');
 SELECT async.configure('ctx', on_success => 'record', on_failure => 'record');
 SELECT async.configure('ctx', on_failure => 'no_such_destination');
+SELECT async.configure('ctx', on_success => 'ctx');
+-- a destination needs EXECUTE on its handler: no routing events into another role's function
+SET ROLE regress_bob;
+CREATE FUNCTION regress_bob.src(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION public.record(jsonb) FROM PUBLIC;
+SET ROLE regress_bob;
+SELECT async.register('regress_bob.src(jsonb)', name => 'bob_src', on_success => 'record');
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION public.record(jsonb) TO PUBLIC;
 SELECT on_success, on_failure FROM async.functions WHERE name = 'ctx';
 SELECT async.invoke('ctx', '{"n": 5}', 'ctx-2');
 SELECT async.invoke('ctx', '{"n": "not a number"}', 'ctx-3');
@@ -154,8 +170,8 @@ SELECT record->'requestContext'->>'requestId' AS request, record->'requestContex
        record->'responsePayload'->>'doubled' AS doubled, record->'responsePayload'->>'errorType' AS error_type
   FROM public.records ORDER BY 1;
 -- an expired event goes to on_failure as EventAgeExceeded
-INSERT INTO async.jobs (function, event_id, payload, enqueued_at)
-VALUES ('ctx', 'ctx-old', '{"n": 1}', now() - interval '7 hours');
+INSERT INTO async.jobs (function, event_id, payload, enqueued_at, run_at)
+VALUES ('ctx', 'ctx-old', '{"n": 1}', now() - interval '7 hours', now() - interval '7 hours');
 SELECT async.wait_idle();
 SELECT record->'requestContext'->>'condition' FROM public.records
  WHERE record->'requestContext'->>'requestId' = 'ctx-old';

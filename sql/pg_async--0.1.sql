@@ -261,7 +261,8 @@ CREATE TRIGGER jobs_enqueue
 	FOR EACH ROW EXECUTE FUNCTION async._jobs_trigger();
 CREATE TRIGGER jobs_reschedule
 	AFTER UPDATE OF run_at, state ON async.jobs
-	FOR EACH ROW EXECUTE FUNCTION async._jobs_trigger();
+	FOR EACH ROW WHEN (NEW.state OPERATOR(pg_catalog.=) 'queued')
+	EXECUTE FUNCTION async._jobs_trigger();
 
 /* ------------------------------------------------------------------------
  * Registration
@@ -567,6 +568,7 @@ BEGIN
 	IF v_target IS NULL THEN
 		RETURN;
 	END IF;
+	BEGIN
 	INSERT INTO async.jobs (function, payload, enqueued_by)
 	VALUES (v_target, pg_catalog.jsonb_build_object(
 		'version', '1.0',
@@ -580,6 +582,11 @@ BEGIN
 		'responseContext', pg_catalog.jsonb_build_object(
 			'statusCode', CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN 200 ELSE 500 END),
 		'responsePayload', p_response), p_job.enqueued_by);
+	EXCEPTION WHEN OTHERS THEN
+		/* a broken destination must not stop the job from finishing */
+		RAISE WARNING 'pg_async: could not enqueue the % record of event "%" for destination "%": %',
+			p_condition, p_job.event_id, v_target, SQLERRM;
+	END;
 END;
 $$;
 REVOKE ALL ON FUNCTION async._destination(async.jobs, text, jsonb) FROM PUBLIC;
@@ -1188,28 +1195,25 @@ BEGIN
 			  FROM async.function_stats f), '');
 	END LOOP;
 
-	v_out := v_out || E'# HELP pg_async_handler_duration_seconds Run time of handlers.\n# TYPE pg_async_handler_duration_seconds summary\n';
-	FOR r IN SELECT * FROM async.function_stats ORDER BY function LOOP
-		v_out := v_out
-			|| format(E'pg_async_handler_duration_seconds{function="%1$s",quantile="0.5"} %2$s\n'
-					  'pg_async_handler_duration_seconds{function="%1$s",quantile="0.95"} %3$s\n'
-					  'pg_async_handler_duration_seconds{function="%1$s",quantile="1"} %4$s\n'
-					  'pg_async_handler_duration_seconds_sum{function="%1$s"} %5$s\n'
-					  'pg_async_handler_duration_seconds_count{function="%1$s"} %6$s\n',
-					  async._prometheus_label(r.function), r.duration_p50_ms / 1000, r.duration_p95_ms / 1000,
-					  r.duration_max_ms / 1000, r.duration_avg_ms * r.started / 1000, r.started);
-	END LOOP;
-
-	v_out := v_out || E'# HELP pg_async_queue_wait_seconds Time from when a job is due to the start of its attempt.\n# TYPE pg_async_queue_wait_seconds summary\n';
-	FOR r IN SELECT * FROM async.function_stats ORDER BY function LOOP
-		v_out := v_out
-			|| format(E'pg_async_queue_wait_seconds{function="%1$s",quantile="0.5"} %2$s\n'
-					  'pg_async_queue_wait_seconds{function="%1$s",quantile="0.95"} %3$s\n'
-					  'pg_async_queue_wait_seconds{function="%1$s",quantile="1"} %4$s\n'
-					  'pg_async_queue_wait_seconds_sum{function="%1$s"} %5$s\n'
-					  'pg_async_queue_wait_seconds_count{function="%1$s"} %6$s\n',
-					  async._prometheus_label(r.function), r.wait_p50_ms / 1000, r.wait_p95_ms / 1000,
-					  r.wait_max_ms / 1000, r.wait_avg_ms * r.started / 1000, r.started);
+	/* two summaries from the histograms: handler duration and queue wait */
+	FOR r IN SELECT * FROM (VALUES
+			('handler_duration', 'duration', 'Run time of handlers.'),
+			('queue_wait', 'wait', 'Time from when a job is due to the start of its attempt.')) m(metric, col, help) LOOP
+		v_out := v_out || format(E'# HELP pg_async_%1$s_seconds %2$s\n# TYPE pg_async_%1$s_seconds summary\n',
+								 r.metric, r.help);
+		v_out := v_out || COALESCE((
+			SELECT string_agg(format(E'pg_async_%1$s_seconds{function="%2$s",quantile="0.5"} %3$s\n'
+									  'pg_async_%1$s_seconds{function="%2$s",quantile="0.95"} %4$s\n'
+									  'pg_async_%1$s_seconds{function="%2$s",quantile="1"} %5$s\n'
+									  'pg_async_%1$s_seconds_sum{function="%2$s"} %6$s\n'
+									  'pg_async_%1$s_seconds_count{function="%2$s"} %7$s\n',
+									  r.metric, async._prometheus_label(f.function),
+									  (j ->> (r.col || '_p50_ms'))::float8 / 1000,
+									  (j ->> (r.col || '_p95_ms'))::float8 / 1000,
+									  (j ->> (r.col || '_max_ms'))::float8 / 1000,
+									  (j ->> (r.col || '_avg_ms'))::float8 * f.started / 1000,
+									  f.started), '' ORDER BY f.function)
+			  FROM async.function_stats f, LATERAL to_jsonb(f) j), '');
 	END LOOP;
 
 	v_out := v_out || E'# HELP pg_async_workers Worker processes by state.\n# TYPE pg_async_workers gauge\n';

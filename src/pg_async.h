@@ -168,5 +168,7 @@ extern bool pg_async_in_worker;
 
 /* sqlfuncs.c */
 extern Oid	pg_async_extension_owner(void);
+extern struct Tuplestorestate *pg_async_materialize(FunctionCallInfo fcinfo,
+													struct TupleDescData **tupdesc);
 
 #endif							/* PG_ASYNC_H */

@@ -183,6 +183,57 @@ check_retry_delays(ArrayType *delays)
 }
 
 /*
+ * check_destination refuses an on_success or on_failure destination that is
+ * the function itself (an endless chain), is not registered, or whose
+ * handler the caller may not EXECUTE: the worker enqueues the records, so
+ * the caller must be allowed to enqueue for the destination.
+ */
+static void
+check_destination(text *name, text *destination, const char *what)
+{
+	char	   *dest = text_to_cstring(destination);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	char	   *handler = NULL;
+	Oid			fnoid;
+
+	if (strcmp(dest, text_to_cstring(name)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s destination of function \"%s\" must be another function", what, dest)));
+
+	/* registrations are readable by everyone */
+	args[0] = PointerGetDatum(destination);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_async: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT f.handler FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: reading async.functions failed");
+	if (SPI_processed == 1)
+	{
+		char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (value != NULL)
+			handler = MemoryContextStrdup(caller_cxt, value);
+	}
+	SPI_finish();
+
+	if (handler == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("%s destination \"%s\" is not registered with pg_async", what, dest),
+				 errhint("Register the destination function first.")));
+	fnoid = pg_async_resolve_handler(handler);
+	if (!OidIsValid(fnoid) ||
+		pg_async_proc_aclcheck(fnoid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to use function \"%s\" as %s destination", dest, what),
+				 errdetail("A destination needs EXECUTE on its handler.")));
+}
+
+/*
  * async.register(handler, name, max_attempts, retry_delays, timeout, run_as)
  *
  * Registers handler under name, or updates the registration.  A caller who
@@ -339,16 +390,7 @@ pg_async_register(PG_FUNCTION_ARGS)
 			continue;
 		}
 		args[i + 1] = PointerGetDatum(PG_GETARG_TEXT_PP(i));
-		if (!registration_owner(PG_GETARG_TEXT_PP(i), &old_run_as, &old_registered_by) &&
-			!(VARSIZE_ANY_EXHDR(name) == VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(i)) &&
-			  memcmp(VARDATA_ANY(name), VARDATA_ANY(PG_GETARG_TEXT_PP(i)),
-					 VARSIZE_ANY_EXHDR(name)) == 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("%s destination \"%s\" is not registered with pg_async",
-							i == 8 ? "on_success" : "on_failure",
-							text_to_cstring(PG_GETARG_TEXT_PP(i))),
-					 errhint("Register the destination function first.")));
+		check_destination(name, PG_GETARG_TEXT_PP(i), i == 8 ? "on_success" : "on_failure");
 	}
 	(void) run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 						11, argtypes, args, nulls, &isnull);
@@ -467,32 +509,46 @@ pg_async_redrive(PG_FUNCTION_ARGS)
 }
 
 /*
- * async._workers(): one row per live worker slot, copied under its spinlock.
+ * pg_async_materialize sets up a set-returning function to return its rows
+ * in a tuplestore, the way the SQL-callable readers of shared memory do.
  */
-Datum
-pg_async_workers_view(PG_FUNCTION_ARGS)
+Tuplestorestate *
+pg_async_materialize(FunctionCallInfo fcinfo, TupleDesc *tupdesc)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TupleDesc	tupdesc;
 	Tuplestorestate *tupstore;
 	MemoryContext oldcxt;
-	int			i;
+	TupleDesc	desc;
 
 	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
 		(rsinfo->allowedModes & SFRM_Materialize) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
 	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupdesc = CreateTupleDescCopy(tupdesc);
+	desc = CreateTupleDescCopy(desc);
 	tupstore = tuplestore_begin_heap(true, false, work_mem);
 	rsinfo->returnMode = SFRM_Materialize;
 	rsinfo->setResult = tupstore;
-	rsinfo->setDesc = tupdesc;
+	rsinfo->setDesc = desc;
 	MemoryContextSwitchTo(oldcxt);
+
+	*tupdesc = desc;
+	return tupstore;
+}
+
+/*
+ * async._workers(): one row per live worker slot, copied under its spinlock.
+ */
+Datum
+pg_async_workers_view(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Tuplestorestate *tupstore = pg_async_materialize(fcinfo, &tupdesc);
+	int			i;
 
 	for (i = 0; AsyncShmem != NULL && i < AsyncShmem->nslots; i++)
 	{

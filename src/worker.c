@@ -4,17 +4,21 @@
  *	  The pg_async worker: a background worker connected to
  *	  pg_async.database that claims ready jobs in batches and runs them.
  *
- *	  A batch takes two transactions:
+ *	  A batch goes through two steps:
  *
  *	  1. The claim.  Up to pg_async.batch_size ready jobs are locked with
- *		 FOR UPDATE SKIP LOCKED and marked 'running', their attempt counted.
- *		 This commits before any handler runs, so that a handler that kills
- *		 its worker has still spent an attempt: no endless crash loop.
+ *		 FOR UPDATE SKIP LOCKED and marked 'running' (a HOT update), their
+ *		 attempt counted.  This commits before any handler runs, so that a
+ *		 handler that kills its worker has still spent an attempt: no endless
+ *		 crash loop.  An idle worker claims in a transaction of its own; under
+ *		 load the claim is the end of the transaction that ran the previous
+ *		 batch, so one commit finishes a batch and claims the next.
  *	  2. The run.  Each handler runs in its own subtransaction; the jobs'
  *		 outcomes are written afterwards in the parent transaction (never in
  *		 the handler's subtransaction, which would create a MultiXact per
  *		 row), and one commit makes every handler's writes and every job's
- *		 new state durable together.
+ *		 new state durable together.  The transaction commits early when 63
+ *		 handlers have written, before PGPROC's subxid cache overflows.
  *
  *	  Between batches the worker recovers jobs left running by dead workers
  *	  (async._recover), the worker in slot 0 deletes finished jobs older than
@@ -131,7 +135,10 @@ static const char *claim_sql =
 "           f.handler, f.run_as::pg_catalog.oid, f.max_attempts,"
 "           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8,"
 "           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid,"
-"           pg_catalog.now() OPERATOR(pg_catalog.-) j.enqueued_at OPERATOR(pg_catalog.>) f.max_event_age,"
+"           pg_catalog.now() OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at,"
+"               CASE WHEN j.errors IS NULL THEN j.run_at"
+"                    ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)"
+"             OPERATOR(pg_catalog.>) f.max_event_age,"
 "           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL";
 
 /*
@@ -143,9 +150,14 @@ static const char *claim_lock_sql =
 "SELECT pg_catalog.pg_advisory_xact_lock(7370716173796564)"
 "  FROM async.functions f WHERE f.concurrency IS NOT NULL LIMIT 1";
 
+/* when the next job is due, leaving out those of paused or saturated functions */
 static const char *next_run_sql =
 "SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-" WHERE j.finished_at IS NULL AND j.state OPERATOR(pg_catalog.=) 'queued'";
+" WHERE j.finished_at IS NULL AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"   AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY("
+"       SELECT f.name FROM async.functions f"
+"        WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.<=) (SELECT pg_catalog.count(*)::pg_catalog.int4"
+"              FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name)))";
 
 static const char *success_sql =
 "WITH released AS (DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1))"
@@ -236,7 +248,8 @@ worker_attach(void)
 static bool
 extension_ready(void)
 {
-	static const char *const tables[] = {"jobs", "functions", "dead_letters"};
+	static const char *const tables[] = {"jobs", "functions", "dead_letters",
+	"attempts", "running"};
 	Oid			nsp;
 	int			i;
 
@@ -564,7 +577,7 @@ record_attempts(AsyncJob *jobs, int n)
 		ids[i] = job->id;
 		starts[i] = job->started_at;
 		durations[i] = job->duration_us;
-		attempts[i] = job->attempt;
+		attempts[i] = job->expired ? job->attempt - 1 : job->attempt;
 		owners[i] = (int32) job->enqueued_by;
 		event_ids[i] = job->event_id;
 		functions[i] = job->function;
@@ -596,7 +609,11 @@ record_attempts(AsyncJob *jobs, int n)
 static void
 log_failure(AsyncJob *job, bool dead, TimestampTz retry_at)
 {
-	if (dead)
+	if (job->expired)
+		ereport(pg_async_log_failures,
+				(errmsg("pg_async: function \"%s\" event \"%s\" expired: %s; dead-lettered",
+						job->function, job->event_id, job->error_message)));
+	else if (dead)
 		ereport(pg_async_log_failures,
 				(errmsg("pg_async: function \"%s\" event \"%s\" attempt %d of %d failed: %s (SQLSTATE %s); dead-lettered",
 						job->function, job->event_id, job->attempt,

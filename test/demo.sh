@@ -16,45 +16,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 ensure_packages
 build_and_install "$src"
 
-# A port that no local server answers on; the socket lives in the temporary
-# directory and the cluster listens on no TCP address, so this only keeps the
-# demo clear of servers that share the default socket directories.
-port=
-for try in $(seq 0 99); do
-	p=$((54321 + ($$ + try) % 1000))
-	answered=0
-	for host in /var/run/postgresql /tmp localhost; do
-		rc=0
-		"$PG_BIN/pg_isready" -q -h "$host" -p "$p" -t 2 || rc=$?
-		# 2 means no response; 0, 1 and 3 mean something is there or odd
-		[ "$rc" -eq 2 ] || { answered=1; break; }
-	done
-	if [ "$answered" -eq 0 ]; then
-		port=$p
-		break
-	fi
-done
-[ -n "$port" ] || { echo "demo: no free port found" >&2; exit 1; }
-
-tmp=$(mktemp -d /tmp/pg_async_demo.XXXXXX)
-chmod 700 "$tmp"
-[ "$(id -un)" = "$RUN_USER" ] || chown "$RUN_USER" "$tmp"
-data=$tmp/data
-log=$tmp/server.log
-
-cleanup() {
-	local rc=$?
-	if [ -f "$data/postmaster.pid" ]; then
-		as_user "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
-	fi
-	if [ "$rc" -ne 0 ] && [ -f "$log" ]; then
-		echo "== demo failed; end of the server log:"
-		tail -n 40 "$log"
-	fi
-	rm -rf "$tmp"
-	exit "$rc"
-}
-trap cleanup EXIT
+throwaway_cluster demo 54321
 
 echo "== creating a throwaway cluster in $tmp (port $port)"
 as_user "$PG_BIN/initdb" -D "$data" -A trust -E UTF8 --locale=C >/dev/null

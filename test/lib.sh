@@ -57,3 +57,55 @@ scratch_copy() {
 	[ "$(id -un)" = "$RUN_USER" ] || chown -R "$RUN_USER" "$dir"
 	echo "$dir"
 }
+
+# free_port BASE prints a port near BASE that no local server answers on.
+# The clusters listen on no TCP address and keep their socket in their own
+# directory; this only keeps them clear of servers in the default socket
+# directories.
+free_port() {
+	local base=$1 try p host rc answered
+	for try in $(seq 0 99); do
+		p=$((base + ($$ + try) % 1000))
+		answered=0
+		for host in /var/run/postgresql /tmp localhost; do
+			rc=0
+			"$PG_BIN/pg_isready" -q -h "$host" -p "$p" -t 2 || rc=$?
+			# 2 means no response; 0, 1 and 3 mean something is there or odd
+			[ "$rc" -eq 2 ] || { answered=1; break; }
+		done
+		if [ "$answered" -eq 0 ]; then
+			echo "$p"
+			return 0
+		fi
+	done
+	echo "no free port found near $base" >&2
+	return 1
+}
+
+# throwaway_cluster NAME BASE sets port, tmp, data and log for a cluster in a
+# new directory that the cluster user owns, and arranges for the cluster to
+# be stopped and the directory removed on exit, showing the end of the
+# server log if the script failed.
+throwaway_cluster() {
+	port=$(free_port "$2")
+	tmp=$(mktemp -d "/tmp/pg_async_$1.XXXXXX")
+	chmod 700 "$tmp"
+	[ "$(id -un)" = "$RUN_USER" ] || chown "$RUN_USER" "$tmp"
+	data=$tmp/data
+	log=$tmp/server.log
+	cluster_name=$1
+	trap throwaway_cluster_cleanup EXIT
+}
+
+throwaway_cluster_cleanup() {
+	local rc=$?
+	if [ -f "$data/postmaster.pid" ]; then
+		as_user "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+	fi
+	if [ "$rc" -ne 0 ] && [ -f "$log" ]; then
+		echo "== $cluster_name failed; end of the server log:" >&2
+		tail -n 40 "$log" >&2
+	fi
+	rm -rf "$tmp"
+	exit "$rc"
+}

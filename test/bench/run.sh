@@ -14,7 +14,7 @@
 #   --scenario NAME    drain, enqueue, latency, mixed, backlog, soak or all
 #                      (repeatable or comma-separated; default all)
 #   --workers N        pg_async.workers (default 2)
-#   --batch-size N     pg_async.batch_size (default 50)
+#   --batch-size N     pg_async.batch_size (default 200, the server default)
 #   --no-install       do not build and install pg_async: use the one
 #                      installed already (the program is still built)
 #   --pg-bin DIR       run the cluster with the PostgreSQL binaries in DIR
@@ -34,7 +34,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/test/lib.sh"
 
 workers=2
-batch_size=50
+batch_size=200
 install=1
 pg_bin=
 bench_args=()
@@ -68,45 +68,7 @@ max_worker_processes=$((workers + 6 > 8 ? workers + 6 : 8))
 bench=$src/test/bench/pg_async_bench
 [ -z "$pg_bin" ] || PG_BIN=$pg_bin
 
-# A port that no local server answers on (the cluster listens on no TCP
-# address; this only keeps it clear of servers in the default socket
-# directories).
-port=
-for try in $(seq 0 99); do
-	p=$((55432 + ($$ + try) % 1000))
-	answered=0
-	for host in /var/run/postgresql /tmp localhost; do
-		rc=0
-		"$PG_BIN/pg_isready" -q -h "$host" -p "$p" -t 2 || rc=$?
-		# 2 means no response; 0, 1 and 3 mean something is there or odd
-		[ "$rc" -eq 2 ] || { answered=1; break; }
-	done
-	if [ "$answered" -eq 0 ]; then
-		port=$p
-		break
-	fi
-done
-[ -n "$port" ] || { echo "run.sh: no free port found" >&2; exit 1; }
-
-tmp=$(mktemp -d /tmp/pg_async_bench.XXXXXX)
-chmod 700 "$tmp"
-[ "$(id -un)" = "$RUN_USER" ] || chown "$RUN_USER" "$tmp"
-data=$tmp/data
-log=$tmp/server.log
-
-cleanup() {
-	local rc=$?
-	if [ -f "$data/postmaster.pid" ]; then
-		as_user "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
-	fi
-	if [ "$rc" -ne 0 ] && [ -f "$log" ]; then
-		echo "== benchmark failed; end of the server log:" >&2
-		tail -n 40 "$log" >&2
-	fi
-	rm -rf "$tmp"
-	exit "$rc"
-}
-trap cleanup EXIT
+throwaway_cluster bench 55432
 
 echo "== creating a throwaway cluster in $tmp (port $port)" >&2
 as_user "$PG_BIN/initdb" -D "$data" -A trust -E UTF8 --locale=C >/dev/null
