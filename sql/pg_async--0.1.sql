@@ -92,7 +92,13 @@ CREATE TABLE async.jobs (
 	CONSTRAINT jobs_event_id_key UNIQUE (event_id),
 	CONSTRAINT jobs_state_check
 		CHECK (state OPERATOR(pg_catalog.=) ANY ('{queued,running,succeeded,dead}'::text[]))
-) WITH (fillfactor = 50);
+) WITH (fillfactor = 50,
+		/* a queue is all churn: vacuum early and without pauses */
+		autovacuum_vacuum_scale_factor = 0.02,
+		autovacuum_vacuum_threshold = 1000,
+		autovacuum_vacuum_insert_scale_factor = 0.05,
+		autovacuum_analyze_scale_factor = 0.05,
+		autovacuum_vacuum_cost_delay = 0);
 
 /*
  * The indexes leave 'state' out, as key and as predicate: marking a claimed
