@@ -553,22 +553,33 @@ int4_array(int32 *values, int n, Oid typid)
 static void
 record_attempts(AsyncJob *jobs, int n)
 {
-	int64	   *ids = palloc(sizeof(int64) * n);
-	int64	   *starts = palloc(sizeof(int64) * n);
-	int64	   *durations = palloc(sizeof(int64) * n);
-	int32	   *attempts = palloc(sizeof(int32) * n);
-	int32	   *owners = palloc(sizeof(int32) * n);
-	char	  **event_ids = palloc(sizeof(char *) * n);
-	char	  **functions = palloc(sizeof(char *) * n);
-	char	  **outcomes = palloc(sizeof(char *) * n);
-	char	  **errors = palloc(sizeof(char *) * n);
-	char	  **sqlstates = palloc(sizeof(char *) * n);
+	int64	   *ids;
+	int64	   *starts;
+	int64	   *durations;
+	int32	   *attempts;
+	int32	   *owners;
+	char	  **event_ids;
+	char	  **functions;
+	char	  **outcomes;
+	char	  **errors;
+	char	  **sqlstates;
 	Datum		args[11];
 	int			rc;
 	int			i;
 
 	if (pg_async_attempts_retention <= 0 || n == 0)
 		return;
+
+	ids = palloc(sizeof(int64) * n);
+	starts = palloc(sizeof(int64) * n);
+	durations = palloc(sizeof(int64) * n);
+	attempts = palloc(sizeof(int32) * n);
+	owners = palloc(sizeof(int32) * n);
+	event_ids = palloc(sizeof(char *) * n);
+	functions = palloc(sizeof(char *) * n);
+	outcomes = palloc(sizeof(char *) * n);
+	errors = palloc(sizeof(char *) * n);
+	sqlstates = palloc(sizeof(char *) * n);
 
 	for (i = 0; i < n; i++)
 	{
