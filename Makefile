@@ -16,7 +16,7 @@ DATA = sql/pg_async--0.1.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 
 # pg_regress: a throwaway instance with the library preloaded.
-REGRESS = setup register enqueue execute retry privileges monitoring observability lambda
+REGRESS = setup register enqueue execute retry privileges monitoring observability lambda faults
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
 
 # TAP tests (PostgreSQL::Test::Cluster) for restarts, crashes and kills.
