@@ -709,6 +709,14 @@ REVOKE ALL ON FUNCTION async._succeed(bigint[], jsonb[], boolean) FROM PUBLIC;
 COMMENT ON FUNCTION async._succeed(bigint[], jsonb[], boolean) IS
 'internal: marks jobs succeeded with their handlers'' results, and enqueues on_success records';
 
+CREATE FUNCTION async._worker_started_at(pid integer)
+RETURNS timestamptz
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'pg_async_worker_started_at';
+REVOKE ALL ON FUNCTION async._worker_started_at(integer) FROM PUBLIC;
+COMMENT ON FUNCTION async._worker_started_at(integer) IS
+'internal: when the live pg_async worker with this pid started, NULL if none has it';
+
 CREATE FUNCTION async._live_worker_pids()
 RETURNS integer[]
 LANGUAGE C STRICT VOLATILE
@@ -743,7 +751,9 @@ BEGIN
 			 WHERE j.finished_at IS NULL
 			   AND j.state OPERATOR(pg_catalog.=) 'running'
 			   AND (j.worker_pid IS NULL OR
-					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids()))
+					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
+					/* the pid was reused by a worker that started after the claim */
+					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
 			   FOR UPDATE SKIP LOCKED)
 		SELECT o.id, pg_catalog.count(*) OVER (PARTITION BY o.worker_pid, o.started_at) AS batch
 		  FROM orphans o

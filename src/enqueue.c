@@ -51,19 +51,21 @@ typedef struct RegistrationEntry
 } RegistrationEntry;
 
 static HTAB *registrations = NULL;
+static bool registrations_stale = false;
 static bool registration_callback_set = false;
 static Oid	functions_relid = InvalidOid;
 
-/* registration_invalidate empties the cache when async.functions changes. */
+/*
+ * registration_invalidate marks the cache stale when async.functions
+ * changes.  It only sets a flag: invalidations are processed in the middle
+ * of catalog and SPI calls, while lookup_registration may hold an entry, so
+ * the cache is emptied at the start of the next look-up instead.
+ */
 static void
 registration_invalidate(Datum arg, Oid relid)
 {
-	if (registrations != NULL &&
-		(relid == InvalidOid || relid == functions_relid))
-	{
-		hash_destroy(registrations);
-		registrations = NULL;
-	}
+	if (relid == InvalidOid || relid == functions_relid)
+		registrations_stale = true;
 }
 
 static SPIPlanPtr lookup_plan = NULL;
@@ -128,6 +130,12 @@ lookup_registration(const char *function)
 		CacheRegisterRelcacheCallback(registration_invalidate, (Datum) 0);
 		registration_callback_set = true;
 	}
+	if (registrations_stale && registrations != NULL)
+	{
+		hash_destroy(registrations);
+		registrations = NULL;
+	}
+	registrations_stale = false;
 	if (registrations == NULL)
 	{
 		HASHCTL		info;
@@ -284,13 +292,24 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	tuple = trigdata->tg_trigtuple;
 	desc = RelationGetDescr(trigdata->tg_relation);
 
-	/* rows that are not new jobs come from a restore: take them as they are */
+	/*
+	 * Rows that are not new jobs come from a restore: take them as they are.
+	 * So do a superuser's rows enqueued before this transaction began (a
+	 * parallel pg_restore may load jobs before their registrations).
+	 */
 	d = column_value(tuple, desc, "state", &isnull);
 	state = isnull ? NULL : TextDatumGetCString(d);
 	d = column_value(tuple, desc, "attempts", &isnull);
 	if (state == NULL || strcmp(state, "queued") != 0 ||
 		isnull || DatumGetInt32(d) != 0)
 		return PointerGetDatum(tuple);
+	d = column_value(tuple, desc, "enqueued_at", &isnull);
+	if (!isnull && DatumGetTimestampTz(d) < GetCurrentTransactionStartTimestamp() &&
+		superuser())
+	{
+		pg_async_note_enqueued(1);
+		return PointerGetDatum(tuple);
+	}
 
 	d = column_value(tuple, desc, "function", &isnull);
 	if (isnull)

@@ -325,6 +325,17 @@ pg_async_launcher_main(Datum main_arg)
 				}
 				if (ls->last_start == 0 || since >= ASYNC_RESTART_DELAY_MS)
 				{
+					/*
+					 * A worker that exited may have found its database gone
+					 * (DROP DATABASE ... WITH (FORCE)): look again before
+					 * starting another, rather than restart it in a loop.
+					 */
+					if (ls->last_start != 0 && !database_exists(served_db))
+					{
+						db_ok = false;
+						last_db_check = now;
+						break;
+					}
 					if (!start_worker(i, &last_slot_warning))
 						timeout = Min(timeout, ASYNC_RESTART_DELAY_MS);
 				}

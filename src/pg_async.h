@@ -61,6 +61,7 @@ typedef struct AsyncWorkerSlot
 	/* worker, under mutex */
 	slock_t		mutex;
 	pid_t		pid;
+	TimestampTz proc_start;		/* when the worker process started */
 	Latch	   *latch;
 	bool		busy;
 	char		function[ASYNC_FUNCTION_LEN];

@@ -41,6 +41,7 @@ PG_FUNCTION_INFO_V1(pg_async_resume);
 PG_FUNCTION_INFO_V1(pg_async_redrive);
 PG_FUNCTION_INFO_V1(pg_async_workers_view);
 PG_FUNCTION_INFO_V1(pg_async_live_worker_pids);
+PG_FUNCTION_INFO_V1(pg_async_worker_started_at);
 PG_FUNCTION_INFO_V1(pg_async_check_setup);
 
 /* Longest registered name. */
@@ -586,6 +587,34 @@ pg_async_workers_view(PG_FUNCTION_ARGS)
 	}
 
 	return (Datum) 0;
+}
+
+/*
+ * async._worker_started_at(pid): when the live worker with this pid started,
+ * or NULL when no worker has it.  A job claimed before that moment was
+ * claimed by an earlier process that had the same pid.
+ */
+Datum
+pg_async_worker_started_at(PG_FUNCTION_ARGS)
+{
+	int32		pid = PG_GETARG_INT32(0);
+	int			i;
+
+	for (i = 0; AsyncShmem != NULL && i < AsyncShmem->nslots; i++)
+	{
+		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+		TimestampTz started = 0;
+		bool		match;
+
+		SpinLockAcquire(&slot->mutex);
+		match = (slot->pid != 0 && slot->pid == pid);
+		if (match)
+			started = slot->proc_start;
+		SpinLockRelease(&slot->mutex);
+		if (match)
+			PG_RETURN_TIMESTAMPTZ(started);
+	}
+	PG_RETURN_NULL();
 }
 
 /*

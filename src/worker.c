@@ -223,6 +223,7 @@ worker_attach(void)
 	if (MySlot->generation == MyGeneration && MySlot->pid == 0)
 	{
 		MySlot->pid = MyProcPid;
+		MySlot->proc_start = MyStartTimestamp;
 		MySlot->latch = &MyProc->procLatch;
 		MySlot->busy = false;
 		MySlot->function[0] = '\0';
@@ -752,6 +753,37 @@ finish_jobs(AsyncJob *jobs, int n)
 }
 
 /*
+ * begin_run_transaction starts a transaction that runs handlers.  It first
+ * takes, without waiting, the worker's locks on pg_async's tables, so that
+ * the statements that finish the jobs never wait for DROP EXTENSION while
+ * the worker holds locks that DROP EXTENSION waits for.  If it cannot (the
+ * extension is being dropped), the worker exits: the claimed jobs go with
+ * the extension, or are recovered uncharged by the next worker.
+ */
+static void
+begin_run_transaction(void)
+{
+	int			tries;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	for (tries = 0; !extension_ready(); tries++)
+	{
+		if (tries >= 20)
+		{
+			AbortCurrentTransaction();
+			ereport(LOG,
+					(errmsg("pg_async worker exits: pg_async's tables are locked or gone")));
+			proc_exit(0);
+		}
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(50000L);
+	}
+	pgstat_report_activity(STATE_RUNNING, "pg_async: running handlers");
+	pg_async_executor_reset();
+}
+
+/*
  * run_batch runs a claimed batch: every handler in its own subtransaction,
  * then the jobs' outcomes in the parent transaction.  One transaction holds
  * at most ASYNC_MAX_SUBXIDS handlers that wrote (and so have a subtransaction
@@ -772,10 +804,7 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 
 	*next_jobs = NULL;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "pg_async: running handlers");
-	pg_async_executor_reset();
+	begin_run_transaction();
 
 	for (i = 0; i < n; i++)
 	{
@@ -808,10 +837,7 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 			finish_jobs(jobs + first, i + 1 - first);
 			end_work();
 			first = i + 1;
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			pgstat_report_activity(STATE_RUNNING, "pg_async: running handlers");
-			pg_async_executor_reset();
+			begin_run_transaction();
 		}
 	}
 	show_job(NULL);
