@@ -15,7 +15,25 @@ ensure_packages
 build_and_install "$src"
 
 work=$(scratch_copy "$src")
-trap 'rm -rf "$work"' EXIT
+small=
+cleanup() {
+	[ -z "$small" ] || umount "$small" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The disk-full case of test/t/006_faults.pl needs a small file system that
+# the cluster user can write; as root we mount a 24 MB tmpfs for it.  Where
+# mounting is not allowed, that case is skipped (and says so).
+if [ "$(id -u)" = 0 ]; then
+	d="$work/small_fs"
+	mkdir -p "$d"
+	if mount -t tmpfs -o size=24m tmpfs "$d" 2>/dev/null; then
+		chown "$RUN_USER" "$d"
+		small=$d
+		export PG_ASYNC_TEST_TMPFS="$d"
+	fi
+fi
 
 status=0
 echo "== pg_regress and TAP tests (in $work)"
