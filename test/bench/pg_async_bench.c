@@ -203,6 +203,20 @@ static void die(const char *fmt,...)
 			__attribute__((format(printf, 1, 2), noreturn));
 static void progress(const char *fmt,...)
 			__attribute__((format(printf, 1, 2)));
+static void vmessage(const char *fmt, va_list ap)
+			__attribute__((format(printf, 1, 0)));
+
+/*
+ * vmessage prints one "pg_async_bench: " line on stderr.
+ */
+static void
+vmessage(const char *fmt, va_list ap)
+{
+	fprintf(stderr, "pg_async_bench: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	fflush(stderr);
+}
 
 /*
  * die prints an error message and exits.
@@ -212,11 +226,9 @@ die(const char *fmt,...)
 {
 	va_list		ap;
 
-	fprintf(stderr, "pg_async_bench: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmessage(fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n");
 	exit(1);
 }
 
@@ -228,12 +240,9 @@ progress(const char *fmt,...)
 {
 	va_list		ap;
 
-	fprintf(stderr, "pg_async_bench: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmessage(fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n");
-	fflush(stderr);
 }
 
 /*
