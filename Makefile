@@ -12,11 +12,11 @@ OBJS = \
 	src/sqlfuncs.o \
 	src/stats.o
 
-DATA = sql/pg_async--0.1.sql
+DATA = sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 
 # pg_regress: a throwaway instance with the library preloaded.
-REGRESS = setup register enqueue execute retry privileges monitoring observability lambda faults
+REGRESS = setup register enqueue execute retry privileges monitoring observability lambda faults upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
 
 # TAP tests (PostgreSQL::Test::Cluster) for restarts, crashes and kills.

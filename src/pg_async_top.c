@@ -58,7 +58,7 @@
 
 #include "libpq-fe.h"
 
-#define TOP_VERSION		"0.1"
+#define TOP_VERSION		"0.2"
 #define HISTORY			20		/* rate samples kept for the sparkline */
 #define LINE_MAX_BYTES	2048	/* longest line formatted */
 #define NAME_WIDTH_MIN	8		/* the function column is at least this wide */

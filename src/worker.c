@@ -31,6 +31,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -45,6 +46,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -76,6 +78,8 @@ static MemoryContext WorkerContext = NULL;	/* the worker's lifetime */
 static MemoryContext BatchContext = NULL;	/* one batch; reset every loop */
 
 static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr claim_fast_plan = NULL;
+static SPIPlanPtr limits_plan = NULL;
 static SPIPlanPtr claim_lock_plan = NULL;
 static SPIPlanPtr next_run_plan = NULL;
 static SPIPlanPtr success_plan = NULL;
@@ -83,12 +87,41 @@ static SPIPlanPtr fail_plan = NULL;
 static SPIPlanPtr attempts_plan = NULL;
 static SPIPlanPtr succeed_plan = NULL;
 
+/*
+ * Whether some function is paused or has a concurrency limit, as last read
+ * from async.functions; limits_known turns false when async.functions
+ * changes (every write to it sends a relcache invalidation).
+ */
+static Oid	functions_relid = InvalidOid;
+static bool limits_known = false;
+static bool limits_exist = true;
+
 /* average run time of one job, in microseconds (exponential moving average) */
 static double avg_job_us = 0;
 
 static uint32 last_recovery_epoch = 0;
 static TimestampTz last_recovery = 0;
 static TimestampTz last_retention = 0;
+
+/*
+ * The end of both claims: mark the picked jobs 'running', count the attempt,
+ * and return what the worker needs to run them.
+ */
+#define CLAIM_UPDATE \
+" UPDATE async.jobs j" \
+"    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1," \
+"        started_at = pg_catalog.now(), worker_pid = $2, suspect = false" \
+"   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function" \
+"  WHERE j.id OPERATOR(pg_catalog.=) p.id" \
+" RETURNING j.id, j.event_id, j.function, j.payload, j.attempts," \
+"           f.handler, f.run_as::pg_catalog.oid, f.max_attempts," \
+"           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8," \
+"           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid," \
+"           pg_catalog.now() OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at," \
+"               CASE WHEN j.errors IS NULL THEN j.run_at" \
+"                    ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)" \
+"             OPERATOR(pg_catalog.>) f.max_event_age," \
+"           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL"
 
 /*
  * The claim.  Functions that are paused, or whose concurrency limit is
@@ -126,20 +159,31 @@ static const char *claim_sql =
 " reserved AS ("
 "  INSERT INTO async.running (job_id, function)"
 "  SELECT p.id, p.function FROM picked p WHERE p.concurrency IS NOT NULL)"
-" UPDATE async.jobs j"
-"    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1,"
-"        started_at = pg_catalog.now(), worker_pid = $2, suspect = false"
-"   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function"
-"  WHERE j.id OPERATOR(pg_catalog.=) p.id"
-" RETURNING j.id, j.event_id, j.function, j.payload, j.attempts,"
-"           f.handler, f.run_as::pg_catalog.oid, f.max_attempts,"
-"           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8,"
-"           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid,"
-"           pg_catalog.now() OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at,"
-"               CASE WHEN j.errors IS NULL THEN j.run_at"
-"                    ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)"
-"             OPERATOR(pg_catalog.>) f.max_event_age,"
-"           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL";
+CLAIM_UPDATE;
+
+/*
+ * The claim while no function is paused or limited (the common case): the
+ * same, without looking at async.functions and async.running first.
+ */
+static const char *claim_fast_sql =
+"WITH candidates AS ("
+"  SELECT j.id, j.function, j.suspect FROM async.jobs j"
+"   WHERE j.finished_at IS NULL"
+"     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+"     AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"   ORDER BY j.run_at LIMIT $1"
+"     FOR UPDATE SKIP LOCKED),"
+" picked AS ("
+"  SELECT c.id, c.function FROM candidates c"
+"   WHERE NOT EXISTS (SELECT FROM candidates s WHERE s.suspect)"
+"  UNION ALL"
+"  (SELECT s.id, s.function FROM candidates s WHERE s.suspect LIMIT 1))"
+CLAIM_UPDATE;
+
+/* whether the full claim is needed: some function is paused or limited */
+static const char *limits_sql =
+"SELECT EXISTS (SELECT FROM async.functions f"
+"                WHERE f.paused OR f.concurrency IS NOT NULL)";
 
 /*
  * Claims that count running jobs of limited functions are serialized, so
@@ -159,16 +203,24 @@ static const char *next_run_sql =
 "        WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.<=) (SELECT pg_catalog.count(*)::pg_catalog.int4"
 "              FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name)))";
 
+/*
+ * Successful jobs keep their handler's end and run time: async.attempts
+ * shows their attempt from there, so success writes no history row.
+ */
 static const char *success_sql =
 "WITH released AS (DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1))"
-" UPDATE async.jobs j SET state = 'succeeded', finished_at = pg_catalog.now()"
-" WHERE j.id OPERATOR(pg_catalog.=) ANY ($1)";
+" UPDATE async.jobs j SET state = 'succeeded', finished_at = d.finished_at,"
+"        duration = d.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::pg_catalog.interval"
+"   FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+"                   pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
+"                   pg_catalog.unnest($3::pg_catalog.int8[])) AS d(id, finished_at, duration_us)"
+"  WHERE j.id OPERATOR(pg_catalog.=) d.id";
 
 static const char *fail_sql =
 "SELECT f.new_state, f.retry_at FROM async._fail($1, $2, $3, $4, $5) f";
 
 static const char *attempts_sql =
-"INSERT INTO async.attempts"
+"INSERT INTO async.attempt_log"
 "  (job_id, event_id, function, attempt, worker_pid, started_at, duration,"
 "   outcome, error, sqlstate, enqueued_by)"
 " SELECT a.job_id, a.event_id, a.function, a.attempt, $9, a.started_at,"
@@ -250,7 +302,8 @@ static bool
 extension_ready(void)
 {
 	static const char *const tables[] = {"jobs", "functions", "dead_letters",
-	"attempts", "running"};
+	"attempt_log", "running"};
+	static bool warned_old = false;
 	Oid			nsp;
 	int			i;
 
@@ -263,12 +316,31 @@ extension_ready(void)
 	{
 		Oid			relid = get_relname_relid(tables[i], nsp);
 
-		if (!OidIsValid(relid) ||
-			!ConditionalLockRelationOid(relid, RowExclusiveLock))
+		if (!OidIsValid(relid))
+		{
+			/* 0.1 has no async.attempt_log: this library needs 0.2 */
+			if (!warned_old && OidIsValid(get_relname_relid("attempts", nsp)) &&
+				get_rel_relkind(get_relname_relid("attempts", nsp)) == RELKIND_RELATION)
+			{
+				ereport(WARNING,
+						(errmsg("pg_async workers wait: the extension installed in database \"%s\" is older than its library",
+								MyDatabase),
+						 errhint("Run ALTER EXTENSION pg_async UPDATE in that database.")));
+				warned_old = true;
+			}
+			return false;
+		}
+		if (!ConditionalLockRelationOid(relid, RowExclusiveLock))
 			return false;
 		/* locked: make sure it was not dropped meanwhile */
 		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 			return false;
+		if (i == 1 && relid != functions_relid)
+		{
+			/* a new async.functions (the extension was created again) */
+			functions_relid = relid;
+			limits_known = false;
+		}
 	}
 	return true;
 }
@@ -326,6 +398,102 @@ batch_limit(void)
 }
 
 /*
+ * prepare_plans prepares the worker's statements, once.
+ */
+static void
+prepare_plans(void)
+{
+	Oid			claim_types[2] = {INT4OID, INT4OID};
+	Oid			success_types[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
+	Oid			fail_types[5] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Oid			attempt_types[11] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, INT4OID, TEXTARRAYOID, OIDARRAYOID};
+	Oid			succeed_types[5] = {INT8ARRAYOID, JSONBARRAYOID, BOOLOID,
+	TIMESTAMPTZARRAYOID, INT8ARRAYOID};
+
+	if (claim_plan != NULL)
+		return;
+	claim_plan = prepare_plan(claim_sql, 2, claim_types);
+	claim_fast_plan = prepare_plan(claim_fast_sql, 2, claim_types);
+	limits_plan = prepare_plan(limits_sql, 0, NULL);
+	claim_lock_plan = prepare_plan(claim_lock_sql, 0, NULL);
+	next_run_plan = prepare_plan(next_run_sql, 0, NULL);
+	success_plan = prepare_plan(success_sql, 3, success_types);
+	fail_plan = prepare_plan(fail_sql, 5, fail_types);
+	attempts_plan = prepare_plan(attempts_sql, 11, attempt_types);
+	succeed_plan = prepare_plan("SELECT async._succeed($1, $2, $3, $4, $5)", 5,
+								succeed_types);
+}
+
+/*
+ * push_planner_settings keeps the planner on the worker's intended plans,
+ * until pop_planner_settings: the claim must walk jobs_ready_idx in run_at
+ * order and stop after a batch, and the finishing statements must look jobs
+ * up one by one by their primary key.  Without statistics (a new or
+ * truncated queue) the planner would rather sort every ready job, or hash
+ * the batch and scan the whole table: cheap for the empty table it planned
+ * for, and then kept as the generic plan while the queue fills up.
+ * These are session settings of the worker for the duration of its own
+ * statements only: handlers run with the defaults.
+ */
+static int
+push_planner_settings(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+static void
+pop_planner_settings(int nestlevel)
+{
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/* functions_changed forgets limits_exist when async.functions changes. */
+static void
+functions_changed(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == functions_relid)
+		limits_known = false;
+}
+
+/*
+ * any_limits tells whether some function is paused or has a concurrency
+ * limit, reading async.functions only after it changed.  The flag is set
+ * before the query, so that an invalidation that arrives while it runs
+ * makes the next claim ask again.
+ */
+static bool
+any_limits(void)
+{
+	int			rc;
+	bool		isnull;
+
+	if (limits_known)
+		return limits_exist;
+	limits_known = true;
+	rc = SPI_execute_plan(limits_plan, NULL, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_async: reading the limits failed: %s",
+			 SPI_result_code_string(rc));
+	limits_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	return limits_exist;
+}
+
+/*
  * claim_jobs marks up to batch_limit() ready jobs 'running' and counts their
  * attempt, in the caller's transaction, with SPI connected.  The jobs are
  * copied into cxt.  With no job ready it reports when the next one is due
@@ -339,56 +507,26 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	int			n;
 	uint64		i;
 	int			save_nestlevel;
+	bool		limited;
 
 	*jobs_out = NULL;
 	*next_run_at = 0;
 
-	if (claim_plan == NULL)
+	prepare_plans();
+	save_nestlevel = push_planner_settings();
+
+	limited = any_limits();
+	if (limited)
 	{
-		Oid			claim_types[2] = {INT4OID, INT4OID};
-		Oid			success_types[1] = {INT8ARRAYOID};
-		Oid			fail_types[5] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
-
-		claim_plan = prepare_plan(claim_sql, 2, claim_types);
-		claim_lock_plan = prepare_plan(claim_lock_sql, 0, NULL);
-		next_run_plan = prepare_plan(next_run_sql, 0, NULL);
-		success_plan = prepare_plan(success_sql, 1, success_types);
-		fail_plan = prepare_plan(fail_sql, 5, fail_types);
-		{
-			Oid			attempt_types[11] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-				INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-			TEXTARRAYOID, INT4OID, TEXTARRAYOID, OIDARRAYOID};
-
-			attempts_plan = prepare_plan(attempts_sql, 11, attempt_types);
-		}
-		{
-			Oid			succeed_types[3] = {INT8ARRAYOID, JSONBARRAYOID, BOOLOID};
-
-			succeed_plan = prepare_plan("SELECT async._succeed($1, $2, $3)", 3, succeed_types);
-		}
+		rc = SPI_execute_plan(claim_lock_plan, NULL, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "pg_async: locking the claim failed: %s",
+				 SPI_result_code_string(rc));
 	}
-
-	/*
-	 * The claim must walk jobs_ready_idx in run_at order and stop after a
-	 * batch.  Without statistics (a new or truncated queue) the planner
-	 * prefers to sort every ready job instead, once per claim.
-	 */
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-
-	rc = SPI_execute_plan(claim_lock_plan, NULL, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pg_async: locking the claim failed: %s",
-			 SPI_result_code_string(rc));
 
 	args[0] = Int32GetDatum(batch_limit());
 	args[1] = Int32GetDatum(MyProcPid);
-	rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
+	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "pg_async: claiming jobs failed: %s",
 			 SPI_result_code_string(rc));
@@ -454,7 +592,7 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 				*next_run_at = DatumGetTimestampTz(d);
 		}
 	}
-	AtEOXact_GUC(true, save_nestlevel);
+	pop_planner_settings(save_nestlevel);
 	return n;
 }
 
@@ -548,8 +686,10 @@ int4_array(int32 *values, int n, Oid typid)
 }
 
 /*
- * record_attempts appends one row per job to async.attempts, in one
- * statement, unless pg_async.attempts_retention is 0.
+ * record_attempts appends a row to async.attempt_log for each job of
+ * jobs[0..n-1] that failed or expired, in one statement, unless
+ * pg_async.attempts_retention is 0.  A successful attempt needs no row: its
+ * job keeps its end and run time, and async.attempts shows it from there.
  */
 static void
 record_attempts(AsyncJob *jobs, int n)
@@ -567,6 +707,7 @@ record_attempts(AsyncJob *jobs, int n)
 	Datum		args[11];
 	int			rc;
 	int			i;
+	int			nfailed = 0;
 
 	if (pg_async_attempts_retention <= 0 || n == 0)
 		return;
@@ -585,29 +726,35 @@ record_attempts(AsyncJob *jobs, int n)
 	for (i = 0; i < n; i++)
 	{
 		AsyncJob   *job = &jobs[i];
+		int			k = nfailed;
 
-		ids[i] = job->id;
-		starts[i] = job->started_at;
-		durations[i] = job->duration_us;
-		attempts[i] = job->expired ? job->attempt - 1 : job->attempt;
-		owners[i] = (int32) job->enqueued_by;
-		event_ids[i] = job->event_id;
-		functions[i] = job->function;
-		outcomes[i] = job->expired ? "expired" : job->failed ? "failed" : "succeeded";
-		errors[i] = job->failed ? job->error_message : NULL;
-		sqlstates[i] = job->failed && job->sqlstate[0] ? job->sqlstate : NULL;
+		if (!job->failed)
+			continue;
+		ids[k] = job->id;
+		starts[k] = job->started_at;
+		durations[k] = job->duration_us;
+		attempts[k] = job->expired ? job->attempt - 1 : job->attempt;
+		owners[k] = (int32) job->enqueued_by;
+		event_ids[k] = job->event_id;
+		functions[k] = job->function;
+		outcomes[k] = job->expired ? "expired" : "failed";
+		errors[k] = job->error_message;
+		sqlstates[k] = job->sqlstate[0] ? job->sqlstate : NULL;
+		nfailed++;
 	}
-	args[0] = int8_array(ids, n, INT8OID);
-	args[1] = text_array(event_ids, n);
-	args[2] = text_array(functions, n);
-	args[3] = int4_array(attempts, n, INT4OID);
-	args[4] = int8_array(starts, n, TIMESTAMPTZOID);
-	args[5] = int8_array(durations, n, INT8OID);
-	args[6] = text_array(outcomes, n);
-	args[7] = text_array(errors, n);
+	if (nfailed == 0)
+		return;
+	args[0] = int8_array(ids, nfailed, INT8OID);
+	args[1] = text_array(event_ids, nfailed);
+	args[2] = text_array(functions, nfailed);
+	args[3] = int4_array(attempts, nfailed, INT4OID);
+	args[4] = int8_array(starts, nfailed, TIMESTAMPTZOID);
+	args[5] = int8_array(durations, nfailed, INT8OID);
+	args[6] = text_array(outcomes, nfailed);
+	args[7] = text_array(errors, nfailed);
 	args[8] = Int32GetDatum(MyProcPid);
-	args[9] = text_array(sqlstates, n);
-	args[10] = int4_array(owners, n, OIDOID);
+	args[9] = text_array(sqlstates, nfailed);
+	args[10] = int4_array(owners, nfailed, OIDOID);
 	rc = SPI_execute_plan(attempts_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "pg_async: recording attempts failed: %s",
@@ -643,30 +790,39 @@ log_failure(AsyncJob *job, bool dead, TimestampTz retry_at)
 /*
  * finish_jobs writes the outcomes of jobs[0..n-1] in the current
  * transaction: one UPDATE for those that succeeded, async._fail() for each
- * that failed, their history in async.attempts, and their counts.  It
+ * that failed, their history in async.attempt_log, and their counts.  It
  * leaves SPI connected, for end_work().
  */
 static void
 finish_jobs(AsyncJob *jobs, int n)
 {
 	int64	   *ok_ids;
+	int64	   *ok_finished;
+	int64	   *ok_durations;
 	Datum	   *results;
 	bool	   *result_nulls;
 	bool		with_results = false;
 	bool		with_destinations = false;
 	int			nok = 0;
 	int			i;
+	int			save_nestlevel;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
+	prepare_plans();
+	save_nestlevel = push_planner_settings();
 
 	ok_ids = palloc(sizeof(int64) * Max(n, 1));
+	ok_finished = palloc(sizeof(int64) * Max(n, 1));
+	ok_durations = palloc(sizeof(int64) * Max(n, 1));
 	results = palloc(sizeof(Datum) * Max(n, 1));
 	result_nulls = palloc(sizeof(bool) * Max(n, 1));
 	for (i = 0; i < n; i++)
 		if (!jobs[i].failed)
 		{
+			ok_finished[nok] = jobs[i].started_at + jobs[i].duration_us;
+			ok_durations[nok] = jobs[i].duration_us;
 			results[nok] = jobs[i].result;
 			result_nulls[nok] = (jobs[i].result == (Datum) 0);
 			if (!result_nulls[nok])
@@ -680,8 +836,13 @@ finish_jobs(AsyncJob *jobs, int n)
 	if (nok > 0 && !with_results && !with_destinations)
 	{
 		/* the common case: one UPDATE, nothing else to keep */
-		Datum		arg = int8_array(ok_ids, nok, INT8OID);
-		int			rc = SPI_execute_plan(success_plan, &arg, NULL, false, 0);
+		Datum		args[3];
+		int			rc;
+
+		args[0] = int8_array(ok_ids, nok, INT8OID);
+		args[1] = int8_array(ok_finished, nok, TIMESTAMPTZOID);
+		args[2] = int8_array(ok_durations, nok, INT8OID);
+		rc = SPI_execute_plan(success_plan, args, NULL, false, 0);
 
 		if (rc != SPI_OK_UPDATE)
 			elog(ERROR, "pg_async: finishing jobs failed: %s",
@@ -689,7 +850,7 @@ finish_jobs(AsyncJob *jobs, int n)
 	}
 	else if (nok > 0)
 	{
-		Datum		args[3];
+		Datum		args[5];
 		int			dims[1] = {nok};
 		int			lbs[1] = {1};
 		int			rc;
@@ -698,6 +859,8 @@ finish_jobs(AsyncJob *jobs, int n)
 		args[1] = PointerGetDatum(construct_md_array(results, result_nulls, 1, dims, lbs,
 													 JSONBOID, -1, false, TYPALIGN_INT));
 		args[2] = BoolGetDatum(with_destinations);
+		args[3] = int8_array(ok_finished, nok, TIMESTAMPTZOID);
+		args[4] = int8_array(ok_durations, nok, INT8OID);
 		rc = SPI_execute_plan(succeed_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "pg_async: finishing jobs failed: %s",
@@ -746,6 +909,7 @@ finish_jobs(AsyncJob *jobs, int n)
 	}
 
 	record_attempts(jobs, n);
+	pop_planner_settings(save_nestlevel);
 
 	SpinLockAcquire(&MySlot->mutex);
 	MySlot->jobs_done += n;
@@ -919,30 +1083,33 @@ maintenance(void)
 		(last_retention == 0 ||
 		 TimestampDifferenceExceeds(last_retention, now, ASYNC_RETENTION_INTERVAL_MS)))
 	{
-		Oid			types[2] = {INTERVALOID, INT4OID};
-		Datum		args[2];
+		Oid			types[3] = {INTERVALOID, INT4OID, INTERVALOID};
+		Datum		args[3];
 		Interval   *retention = palloc0(sizeof(Interval));
+		Interval   *attempts_retention = palloc0(sizeof(Interval));
 		int			n;
 
 		last_retention = now;
 		retention->time = (int64) pg_async_retention * USECS_PER_SEC;
+		attempts_retention->time = (int64) Max(pg_async_attempts_retention, 0) * USECS_PER_SEC;
 		args[0] = IntervalPGetDatum(retention);
 		args[1] = Int32GetDatum(ASYNC_RETENTION_BATCH);
+		args[2] = IntervalPGetDatum(attempts_retention);
 		do
 		{
 			CHECK_FOR_INTERRUPTS();
 			n = run_maintenance_sql("pg_async: deleting finished jobs",
-									"SELECT async._purge_finished($1, $2)",
-									2, types, args);
+									"SELECT async._purge_finished($1, $2, $3)",
+									3, types, args);
 		} while (n >= ASYNC_RETENTION_BATCH);
 
 		if (pg_async_attempts_retention > 0)
 		{
-			retention->time = (int64) pg_async_attempts_retention * USECS_PER_SEC;
 			(void) run_maintenance_sql("pg_async: deleting old attempts",
 									   "SELECT async._purge_attempts($1)",
-									   1, types, args);
+									   1, types + 2, args + 2);
 		}
+		pfree(attempts_retention);
 		pfree(retention);
 	}
 
@@ -1003,6 +1170,8 @@ pg_async_worker_main(Datum main_arg)
 	if (MySlotIndex < 0 || MySlotIndex >= AsyncShmem->nslots || !worker_attach())
 		proc_exit(0);			/* the launcher gave this slot to another */
 	on_shmem_exit(worker_detach, (Datum) 0);
+
+	CacheRegisterRelcacheCallback(functions_changed, (Datum) 0);
 
 	SetConfigOption("application_name", "pg_async worker", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);

@@ -1,0 +1,61 @@
+-- upgrade: ALTER EXTENSION pg_async UPDATE from 0.1 keeps jobs, dead
+-- letters and the history, and ends with what CREATE EXTENSION installs.
+-- It runs in a database of its own, which no worker serves.
+CREATE DATABASE regress_upgrade;
+\c regress_upgrade
+SET client_min_messages = error;
+CREATE EXTENSION pg_async VERSION '0.1';
+RESET client_min_messages;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_async';
+
+CREATE FUNCTION public.up_noop(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
+SELECT async.register('public.up_noop(jsonb)');
+INSERT INTO async.jobs (event_id, function, payload) VALUES ('up-1', 'up_noop', '{"n": 1}');
+-- what 0.1 wrote when a job succeeded: a finished job and a history row
+INSERT INTO async.jobs (event_id, function, payload, state, attempts, started_at, finished_at)
+VALUES ('up-2', 'up_noop', '{"n": 2}', 'succeeded', 1, now() - interval '1 minute', now());
+INSERT INTO async.attempts (job_id, event_id, function, attempt, started_at, duration,
+                            outcome, enqueued_by)
+SELECT id, event_id, function, 1, started_at, '5 ms', 'succeeded', enqueued_by
+  FROM async.jobs WHERE event_id = 'up-2';
+-- a random UUID as default event_id
+WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING event_id)
+SELECT substr(event_id, 15, 1) AS uuid_version FROM i;
+
+ALTER EXTENSION pg_async UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_async';
+
+-- the data is still there
+SELECT event_id, state, payload FROM async.jobs WHERE event_id LIKE 'up-%' ORDER BY event_id;
+SELECT name, handler FROM async.functions;
+-- the 0.1 history is read through the view
+SELECT event_id, attempt, duration, outcome FROM async.attempts ORDER BY event_id;
+-- new default event ids are time-ordered UUIDs (version 7)
+WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING event_id)
+SELECT substr(event_id, 15, 1) AS uuid_version, event_id::uuid IS NOT NULL AS is_uuid FROM i;
+-- ids made one after another sort one after another
+SELECT bool_and(a < b) AS ordered
+  FROM (SELECT async.new_event_id() AS a, pg_sleep(0.002), async.new_event_id() AS b
+          FROM generate_series(1, 5)) s;
+
+-- the updated extension has the objects of a new installation, each commented
+SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS object
+  FROM pg_depend d
+ WHERE d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_async')
+   AND d.deptype = 'e'
+   AND d.classid IN ('pg_class'::regclass, 'pg_proc'::regclass)
+   AND obj_description(d.objid, d.classid::regclass::name) IS NULL
+   AND NOT EXISTS (SELECT FROM pg_class c WHERE d.classid = 'pg_class'::regclass
+                   AND c.oid = d.objid AND c.relkind IN ('S', 'i'));
+SELECT count(*) AS objects FROM pg_depend d
+ WHERE d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_async')
+   AND d.deptype = 'e';
+
+\c contrib_regression
+SELECT count(*) AS objects FROM pg_depend d
+ WHERE d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_async')
+   AND d.deptype = 'e';
+DROP DATABASE regress_upgrade;
