@@ -34,6 +34,8 @@
 
 /* A worker never sleeps longer than this without looking at the queue. */
 #define ASYNC_MAX_SLEEP_MS		5000
+/* how soon an awake worker must be about to claim to take a new job itself */
+#define ASYNC_WAKE_SLACK_US		1000
 
 /* settings (pg_async.c) */
 extern char *pg_async_database;
@@ -71,6 +73,14 @@ typedef struct AsyncWorkerSlot
 	uint64		jobs_done;
 
 	pg_atomic_uint32 sleeping;
+
+	/*
+	 * While awake: the time (TimestampTz) by which the worker will look at
+	 * the queue again, as it estimates; PG_INT64_MAX when it cannot tell
+	 * (upkeep, exiting).  A committer need not wake a colleague for a job
+	 * that an awake worker will claim within ASYNC_WAKE_SLACK_US anyway.
+	 */
+	pg_atomic_uint64 next_look_at;
 } AsyncWorkerSlot;
 
 typedef struct AsyncShared

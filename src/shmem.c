@@ -15,6 +15,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/timestamp.h"
 
 AsyncShared *AsyncShmem = NULL;
 
@@ -48,6 +49,7 @@ pg_async_shmem_init(void)
 			memset(slot, 0, sizeof(AsyncWorkerSlot));
 			SpinLockInit(&slot->mutex);
 			pg_atomic_init_u32(&slot->sleeping, 0);
+			pg_atomic_init_u64(&slot->next_look_at, PG_INT64_MAX);
 		}
 	}
 	pg_async_stats_shmem_init();
@@ -60,6 +62,11 @@ pg_async_shmem_init(void)
  * look at the queue again before it sleeps, so it needs no wake-up; the
  * 'sleeping' flag, swapped from 1 to 0 here, makes sure that two committers
  * do not both spend their wake-up on the same worker.
+ *
+ * Fewer jobs than a batch wake nobody while an awake worker is about to
+ * claim again (within ASYNC_WAKE_SLACK_US): it takes them with its next
+ * claim, in the commit that finishes its batch, where a woken colleague
+ * would spend a transaction and a WAL flush of its own on them.
  */
 void
 pg_async_wake_workers(int njobs)
@@ -76,9 +83,24 @@ pg_async_wake_workers(int njobs)
 	if (nslots <= 0)
 		return;
 	wanted = (njobs + pg_async_batch_size - 1) / pg_async_batch_size;
-	start = pg_atomic_fetch_add_u32(&AsyncShmem->wake_cursor, 1);
 
 	pg_memory_barrier();
+	if (njobs < pg_async_batch_size)
+	{
+		TimestampTz soon = GetCurrentTimestamp() + ASYNC_WAKE_SLACK_US;
+
+		for (i = 0; i < nslots; i++)
+		{
+			AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+
+			if (slot->latch != NULL &&
+				pg_atomic_read_u32(&slot->sleeping) == 0 &&
+				(TimestampTz) pg_atomic_read_u64(&slot->next_look_at) <= soon)
+				return;
+		}
+	}
+
+	start = pg_atomic_fetch_add_u32(&AsyncShmem->wake_cursor, 1);
 	for (i = 0; i < nslots && wanted > 0; i++)
 	{
 		AsyncWorkerSlot *slot = &AsyncShmem->slots[(start + i) % nslots];

@@ -246,6 +246,7 @@ worker_detach(int code, Datum arg)
 		return;
 
 	pg_atomic_write_u32(&MySlot->sleeping, 0);
+	pg_atomic_write_u64(&MySlot->next_look_at, (uint64) PG_INT64_MAX);
 	SpinLockAcquire(&MySlot->mutex);
 	if (MySlot->generation == MyGeneration && MySlot->pid == MyProcPid)
 	{
@@ -283,12 +284,24 @@ worker_attach(void)
 		MySlot->attempt = 0;
 		MySlot->started_at = 0;
 		MySlot->jobs_done = 0;
+		pg_atomic_write_u64(&MySlot->next_look_at, (uint64) PG_INT64_MAX);
 		ok = true;
 	}
 	SpinLockRelease(&MySlot->mutex);
 	if (!ok)
 		MySlot = NULL;
 	return ok;
+}
+
+/*
+ * announce_next_look publishes when this worker will look at the queue
+ * again (PG_INT64_MAX: it cannot tell), so that committers leave new jobs
+ * to it rather than wake a colleague (pg_async_wake_workers).
+ */
+static void
+announce_next_look(TimestampTz when)
+{
+	pg_atomic_write_u64(&MySlot->next_look_at, (uint64) when);
 }
 
 /*
@@ -968,6 +981,8 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 
 	*next_jobs = NULL;
 
+	/* the next claim comes after these handlers, as long as they usually take */
+	announce_next_look(GetCurrentTimestamp() + (TimestampTz) (n * avg_job_us));
 	begin_run_transaction();
 
 	for (i = 0; i < n; i++)
@@ -1030,6 +1045,7 @@ run_maintenance_sql(const char *activity, const char *sql, int nargs,
 {
 	int			result = 0;
 
+	announce_next_look(PG_INT64_MAX);
 	begin_work(activity);
 	if (extension_ready())
 	{
@@ -1215,7 +1231,7 @@ pg_async_worker_main(Datum main_arg)
 
 				/* a full batch: there may be more, let a colleague help */
 				if (n >= pg_async_batch_size)
-					pg_async_wake_workers(1);
+					pg_async_wake_workers(pg_async_batch_size);
 
 				MemoryContextReset(next_cxt);
 				n = run_batch(jobs, n, leaving ? NULL : next_cxt, &next_jobs);
@@ -1234,6 +1250,7 @@ pg_async_worker_main(Datum main_arg)
 				continue;
 
 			/* from here, a commit that enqueues jobs must wake us */
+			announce_next_look(GetCurrentTimestamp());
 			pg_atomic_write_u32(&MySlot->sleeping, 1);
 			pg_memory_barrier();
 
