@@ -10,7 +10,8 @@ OBJS = \
 	src/executor.o \
 	src/enqueue.o \
 	src/sqlfuncs.o \
-	src/stats.o
+	src/stats.o \
+	src/inflight.o
 
 DATA = sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"

@@ -89,6 +89,8 @@ typedef struct AsyncShared
 	Latch	   *launcher_latch;
 	pg_atomic_uint32 wake_cursor;	/* round robin over sleeping workers */
 	pg_atomic_uint32 recovery_epoch;	/* bumped whenever a worker exits */
+	/* markers of the last server lifetime: 0 unread, 1 being read, 2 done */
+	pg_atomic_uint32 inflight_state;
 	int			nslots;
 	AsyncWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } AsyncShared;
@@ -98,6 +100,14 @@ extern AsyncShared *AsyncShmem;
 extern void pg_async_shmem_init(void);
 extern void pg_async_wake_workers(int njobs);
 extern void pg_async_wake_launcher(void);
+
+/* inflight.c: which job each worker runs, surviving a crash restart */
+extern void pg_async_inflight_open(int slot);
+extern bool pg_async_inflight_available(void);
+extern bool pg_async_inflight_mark(int64 job_id, int32 attempt);
+extern void pg_async_inflight_clear(void);
+extern int	pg_async_inflight_read(int64 **job_ids, int32 **attempts);
+extern void pg_async_inflight_reset(void);
 
 /* stats.c: cumulative counters per function */
 typedef struct AsyncDuration

@@ -41,6 +41,7 @@ pg_async_shmem_init(void)
 		AsyncShmem->launcher_latch = NULL;
 		pg_atomic_init_u32(&AsyncShmem->wake_cursor, 0);
 		pg_atomic_init_u32(&AsyncShmem->recovery_epoch, 0);
+		pg_atomic_init_u32(&AsyncShmem->inflight_state, 0);
 		AsyncShmem->nslots = max_worker_processes;
 		for (i = 0; i < max_worker_processes; i++)
 		{

@@ -30,6 +30,7 @@
 #include "pg_async.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -98,6 +99,13 @@ static bool limits_exist = true;
 
 /* average run time of one job, in microseconds (exponential moving average) */
 static double avg_job_us = 0;
+
+/*
+ * The commit of the idle claim whose batch runs now, when that commit did
+ * not wait for the WAL flush (in-flight markers stand in for it); invalid
+ * once a synchronous commit of the batch made it durable.
+ */
+static XLogRecPtr unflushed_claim = InvalidXLogRecPtr;
 
 static uint32 last_recovery_epoch = 0;
 static TimestampTz last_recovery = 0;
@@ -525,6 +533,13 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	*jobs_out = NULL;
 	*next_run_at = 0;
 
+	/* no claim until the markers of a crash have been acted on */
+	if (pg_atomic_read_u32(&AsyncShmem->inflight_state) != 2)
+	{
+		*next_run_at = GetCurrentTimestamp();
+		return 0;
+	}
+
 	prepare_plans();
 	save_nestlevel = push_planner_settings();
 
@@ -626,8 +641,38 @@ claim_batch(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at,
 	*ready = extension_ready();
 	if (*ready)
 		n = claim_jobs(cxt, jobs_out, next_run_at);
+
+	/*
+	 * The handlers need not wait for this commit to reach the disk: each
+	 * writes its in-flight marker first, which tells after a crash restart
+	 * which job ran even if the claim was lost (inflight.c).  The batch's
+	 * own commit, synchronous, makes the claim durable.
+	 */
+	if (n > 0 && pg_async_inflight_available())
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	end_work();
+	unflushed_claim = InvalidXLogRecPtr;
+	if (n > 0 && pg_async_inflight_available())
+		unflushed_claim = XactLastCommitEnd;
 	return n;
+}
+
+/*
+ * mark_inflight records that job's handler starts, while the claim of its
+ * batch may not be on disk yet; if the marker cannot be written, it flushes
+ * the claim instead.
+ */
+static void
+mark_inflight(AsyncJob *job)
+{
+	if (XLogRecPtrIsInvalid(unflushed_claim))
+		return;
+	if (!pg_async_inflight_mark(job->id, job->attempt))
+	{
+		XLogFlush(unflushed_claim);
+		unflushed_claim = InvalidXLogRecPtr;
+	}
 }
 
 /* show_job publishes what the worker runs now, for async.workers. */
@@ -1000,6 +1045,7 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 			continue;
 		}
 		show_job(job);
+		mark_inflight(job);
 		pg_async_execute_job(job);
 		CommandCounterIncrement();
 		job->duration_us = GetCurrentTimestamp() - job->started_at;
@@ -1015,6 +1061,8 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		{
 			finish_jobs(jobs + first, i + 1 - first);
 			end_work();
+			/* synchronous: the claim is on disk too */
+			unflushed_claim = InvalidXLogRecPtr;
 			first = i + 1;
 			begin_run_transaction();
 		}
@@ -1028,6 +1076,8 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		nnext = claim_jobs(next_cxt, next_jobs, &next_run_at);
 
 	end_work();
+	unflushed_claim = InvalidXLogRecPtr;
+	pg_async_inflight_clear();
 
 	/* session-level advisory locks taken by a handler end with its batch */
 	LockReleaseSession(USER_LOCKMETHOD);
@@ -1066,6 +1116,114 @@ run_maintenance_sql(const char *activity, const char *sql, int nargs,
 }
 
 /*
+ * charge_lost_claim charges job_id the attempt 'attempt' that its in-flight
+ * marker says was running when the server went down, if the claim of that
+ * attempt did not survive (the job is queued again with one attempt fewer):
+ * the crashed attempt is recorded and the job retried or dead-lettered, as
+ * async._recover() does when the claim survived.  Returns 1 if it did.
+ */
+static int
+charge_lost_claim(int64 job_id, int32 attempt)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		args[2];
+	int			rc;
+
+	args[0] = Int64GetDatum(job_id);
+	args[1] = Int32GetDatum(attempt);
+	rc = SPI_execute_with_args("UPDATE async.jobs j"
+							   "   SET state = 'running', attempts = $2,"
+							   "       started_at = pg_catalog.now(), worker_pid = NULL"
+							   " WHERE j.id OPERATOR(pg_catalog.=) $1"
+							   "   AND j.state OPERATOR(pg_catalog.=) 'queued'"
+							   "   AND j.finished_at IS NULL"
+							   "   AND j.attempts OPERATOR(pg_catalog.=) ($2 OPERATOR(pg_catalog.-) 1)",
+							   2, types, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "pg_async: charging a lost claim failed: %s",
+			 SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		return 0;
+
+	if (pg_async_attempts_retention > 0)
+	{
+		rc = SPI_execute_with_args("INSERT INTO async.attempt_log"
+								   "  (job_id, event_id, function, attempt, started_at,"
+								   "   outcome, error, sqlstate, enqueued_by)"
+								   " SELECT j.id, j.event_id, j.function, j.attempts, j.started_at,"
+								   "        'crashed', 'worker process exited while running the handler',"
+								   "        '57P01', j.enqueued_by"
+								   "   FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) $1",
+								   1, types, args, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "pg_async: recording a crashed attempt failed: %s",
+				 SPI_result_code_string(rc));
+	}
+	rc = SPI_execute_with_args("SELECT async._fail($1, 'worker process exited while running the handler',"
+							   " '57P01', pg_catalog.now())",
+							   1, types, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: charging a lost claim failed: %s",
+			 SPI_result_code_string(rc));
+	return 1;
+}
+
+/*
+ * recover_lost_claims acts on the in-flight markers the workers of the last
+ * server lifetime left (inflight.c), once per lifetime and before any
+ * worker claims: one worker does it while the others wait.  If that fails,
+ * the queue must not stop: the error is logged and the markers dropped, and
+ * the jobs they name run again without being charged.
+ */
+static void
+recover_lost_claims(void)
+{
+	uint32		expected = 0;
+	int			charged = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (pg_atomic_read_u32(&AsyncShmem->inflight_state) == 2 ||
+		!pg_atomic_compare_exchange_u32(&AsyncShmem->inflight_state, &expected, 1))
+		return;
+
+	announce_next_look(PG_INT64_MAX);
+	PG_TRY();
+	{
+		begin_work("pg_async: charging the jobs a crash interrupted");
+		if (extension_ready())
+		{
+			int64	   *job_ids;
+			int32	   *attempts;
+			int			n = pg_async_inflight_read(&job_ids, &attempts);
+			int			i;
+
+			for (i = 0; i < n; i++)
+				charged += charge_lost_claim(job_ids[i], attempts[i]);
+		}
+		end_work();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(WARNING,
+				(errmsg("pg_async could not charge the jobs a crash interrupted"),
+				 errdetail("Their in-flight markers are dropped: those jobs run again without spending an attempt.")));
+		charged = 0;
+	}
+	PG_END_TRY();
+	pg_async_inflight_reset();
+	pg_atomic_write_u32(&AsyncShmem->inflight_state, 2);
+
+	if (charged > 0)
+		ereport(LOG,
+				(errmsg("pg_async charged %d job%s an attempt: %s running when the server went down",
+						charged, charged == 1 ? "" : "s", charged == 1 ? "it was" : "they were")));
+}
+
+/*
  * maintenance recovers the jobs of dead workers when a worker exited or
  * ASYNC_RECOVERY_INTERVAL_MS passed, and in slot 0 applies pg_async.retention.
  * Returns true when it queued jobs again.
@@ -1076,6 +1234,8 @@ maintenance(void)
 	TimestampTz now = GetCurrentTimestamp();
 	uint32		epoch = pg_atomic_read_u32(&AsyncShmem->recovery_epoch);
 	bool		requeued = false;
+
+	recover_lost_claims();
 
 	if (epoch != last_recovery_epoch || last_recovery == 0 ||
 		TimestampDifferenceExceeds(last_recovery, now, ASYNC_RECOVERY_INTERVAL_MS))
@@ -1188,6 +1348,7 @@ pg_async_worker_main(Datum main_arg)
 	on_shmem_exit(worker_detach, (Datum) 0);
 
 	CacheRegisterRelcacheCallback(functions_changed, (Datum) 0);
+	pg_async_inflight_open(MySlotIndex);
 
 	SetConfigOption("application_name", "pg_async worker", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);

@@ -1,0 +1,222 @@
+/*-------------------------------------------------------------------------
+ *
+ * inflight.c
+ *	  In-flight markers: which job each worker's handler is running, in a
+ *	  small file (pg_async/inflight in the data directory, one record per
+ *	  worker slot), written without fsync.
+ *
+ *	  A claim must outlive a crash of the handler it starts: a handler that
+ *	  kills its worker (and so restarts the server) must spend an attempt,
+ *	  or it would run, and crash, for ever.  Flushing the claim's commit to
+ *	  disk before the handler starts guarantees that, but costs one WAL
+ *	  flush (a quarter to half a millisecond here) between the enqueue and
+ *	  the handler.  An idle worker's claim therefore commits without waiting
+ *	  for the flush, and the worker writes the job's id and attempt here
+ *	  before its handler starts.  A crash of a process leaves the operating
+ *	  system's page cache alone, so after the restart the marker tells which
+ *	  job ran even when the claim's commit did not reach the disk; that job
+ *	  is then charged its attempt before any worker claims again.  What a
+ *	  power loss takes with the claim it takes with the marker too, but no
+ *	  handler caused that, and the jobs simply run again.
+ *
+ *	  The batch's own commit is synchronous and makes its claim durable, so
+ *	  a marker only matters between an idle claim and the end of its batch.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_async.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "storage/fd.h"
+
+#define INFLIGHT_DIR		"pg_async"
+#define INFLIGHT_FILE		"pg_async/inflight"
+#define INFLIGHT_MAGIC		0x70676173	/* "pgas" */
+
+/* one record per worker slot, at offset slot * sizeof(InflightRecord) */
+typedef struct InflightRecord
+{
+	uint32		magic;			/* INFLIGHT_MAGIC, or 0: no job */
+	int32		attempt;
+	int64		job_id;
+	Oid			database;		/* the job is in this database */
+	uint32		unused;
+} InflightRecord;
+
+static int	inflight_fd = -1;
+static int	inflight_slot = -1;
+static bool inflight_set = false;
+
+/*
+ * open_file opens (creating it and its directory if needed) the marker
+ * file, or returns -1 with a WARNING.
+ */
+static int
+open_file(void)
+{
+	int			fd;
+
+	if (MakePGDirectory(INFLIGHT_DIR) < 0 && errno != EEXIST)
+	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", INFLIGHT_DIR)));
+		return -1;
+	}
+	fd = BasicOpenFile(INFLIGHT_FILE, O_RDWR | O_CREAT | PG_BINARY);
+	if (fd < 0)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", INFLIGHT_FILE)));
+	return fd;
+}
+
+/*
+ * pg_async_inflight_open prepares this worker's marker, in slot 'slot'.
+ * Without one (the file cannot be opened) the worker flushes its claims
+ * instead, as pg_async_inflight_available() tells.
+ */
+void
+pg_async_inflight_open(int slot)
+{
+	inflight_slot = slot;
+	inflight_fd = open_file();
+}
+
+/* pg_async_inflight_available tells whether this worker can write markers. */
+bool
+pg_async_inflight_available(void)
+{
+	return inflight_fd >= 0;
+}
+
+/*
+ * pg_async_inflight_mark records that the handler of job_id, attempt
+ * 'attempt', starts now.  Returns false if it could not: the caller must
+ * then make the claim durable itself.
+ */
+bool
+pg_async_inflight_mark(int64 job_id, int32 attempt)
+{
+	InflightRecord rec;
+
+	if (inflight_fd < 0)
+		return false;
+	memset(&rec, 0, sizeof(rec));
+	rec.magic = INFLIGHT_MAGIC;
+	rec.attempt = attempt;
+	rec.job_id = job_id;
+	rec.database = MyDatabaseId;
+	if (pwrite(inflight_fd, &rec, sizeof(rec),
+			   (off_t) inflight_slot * sizeof(rec)) != sizeof(rec))
+	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", INFLIGHT_FILE),
+				 errdetail("pg_async workers flush their claims to disk instead.")));
+		close(inflight_fd);
+		inflight_fd = -1;
+		return false;
+	}
+	inflight_set = true;
+	return true;
+}
+
+/*
+ * pg_async_inflight_clear forgets this worker's marker once its batch has
+ * committed: the claim is durable from there.
+ */
+void
+pg_async_inflight_clear(void)
+{
+	InflightRecord rec;
+
+	if (!inflight_set || inflight_fd < 0)
+		return;
+	memset(&rec, 0, sizeof(rec));
+	if (pwrite(inflight_fd, &rec, sizeof(rec),
+			   (off_t) inflight_slot * sizeof(rec)) == sizeof(rec))
+		inflight_set = false;
+}
+
+/*
+ * pg_async_inflight_read returns the markers left by the workers of the
+ * previous server lifetime (before a crash, restart or shutdown) for jobs of
+ * this database, as palloc'd pairs of job id and attempt, and how many
+ * there are.
+ */
+int
+pg_async_inflight_read(int64 **job_ids, int32 **attempts)
+{
+	int			fd;
+	struct stat st;
+	int			n = 0;
+	int			max;
+	InflightRecord *recs;
+	int			i;
+
+	*job_ids = NULL;
+	*attempts = NULL;
+	fd = BasicOpenFile(INFLIGHT_FILE, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+	{
+		if (errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not open file \"%s\": %m", INFLIGHT_FILE)));
+		return 0;
+	}
+	if (fstat(fd, &st) < 0 || st.st_size < (off_t) sizeof(InflightRecord))
+	{
+		close(fd);
+		return 0;
+	}
+	max = (int) Min(st.st_size / sizeof(InflightRecord), 100000);
+	recs = palloc(sizeof(InflightRecord) * max);
+	if (pread(fd, recs, sizeof(InflightRecord) * max, 0) !=
+		(ssize_t) (sizeof(InflightRecord) * max))
+	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not read file \"%s\": %m", INFLIGHT_FILE)));
+		close(fd);
+		return 0;
+	}
+	close(fd);
+
+	*job_ids = palloc(sizeof(int64) * max);
+	*attempts = palloc(sizeof(int32) * max);
+	for (i = 0; i < max; i++)
+	{
+		if (recs[i].magic != INFLIGHT_MAGIC || recs[i].job_id <= 0 ||
+			recs[i].database != MyDatabaseId)
+			continue;
+		(*job_ids)[n] = recs[i].job_id;
+		(*attempts)[n] = recs[i].attempt;
+		n++;
+	}
+	pfree(recs);
+	return n;
+}
+
+/*
+ * pg_async_inflight_reset empties the marker file, once its markers have
+ * been acted on.  No worker writes one before that (none claims).
+ */
+void
+pg_async_inflight_reset(void)
+{
+	int			fd = BasicOpenFile(INFLIGHT_FILE, O_RDWR | PG_BINARY);
+
+	if (fd < 0)
+		return;
+	if (ftruncate(fd, 0) < 0)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not truncate file \"%s\": %m", INFLIGHT_FILE)));
+	close(fd);
+}

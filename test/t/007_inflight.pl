@@ -1,0 +1,122 @@
+# In-flight markers (src/inflight.c).  An idle worker's claim commits
+# without waiting for the WAL flush; the job's marker, written before its
+# handler starts, is what charges the attempt if the server goes down before
+# the claim reached the disk.  A real crash within that window cannot be
+# timed from a test, so this test leaves the markers such a crash leaves,
+# with the jobs in the state the lost claim leaves them in, and restarts.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('inflight');
+$node->init;
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'pg_async'
+pg_async.database = 'postgres'
+pg_async.workers = 2
+});
+$node->start;
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_async;
+CREATE TABLE public.effects (event_id text);
+CREATE FUNCTION public.work(e jsonb) RETURNS void LANGUAGE sql
+AS $$INSERT INTO public.effects VALUES (e->>'id')$$;
+SELECT async.register('public.work(jsonb)', max_attempts => 2, retry_delays => '{0}');
+});
+ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'), 'workers start');
+
+# 1. Jobs run through the idle claim write markers, and clear them when
+# their batch commits.
+$node->safe_psql('postgres', q{SELECT async.invoke('work', '{"id": "warm"}', 'warm')});
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM public.effects"), 'a job runs');
+my $file = $node->data_dir . '/pg_async/inflight';
+ok(-e $file, 'the marker file exists');
+ok( $node->poll_query_until('postgres', "SELECT state = 'succeeded' FROM async.jobs WHERE event_id = 'warm'"),
+	'the job succeeded');
+my $marked = 1;
+foreach my $try (1 .. 100)
+{
+	my $data = slurp_file($file);
+	$marked = ($data =~ /[^\0]/) ? 1 : 0;
+	last unless $marked;
+	usleep(100_000);
+}
+is($marked, 0, 'the marker is cleared once the batch commits');
+
+# 2. Leave what a crash leaves: three jobs, each with a marker.
+#  lost-1: its claim did not reach the disk (queued, attempts 0), marker says attempt 1
+#  lost-2: the same on its last attempt (attempts 1 of 2), marker says attempt 2
+#  kept-1: its claim survived (running, attempts 1, worker gone), marker says attempt 1
+#  done-1: finished long ago, a stale marker says attempt 1
+$node->safe_psql('postgres', q{
+SELECT async.pause('work');
+INSERT INTO async.jobs (event_id, function, payload) VALUES
+	('lost-1', 'work', '{"id": "lost-1"}'), ('lost-2', 'work', '{"id": "lost-2"}'),
+	('kept-1', 'work', '{"id": "kept-1"}');
+});
+$node->stop('immediate');
+$node->start;
+$node->safe_psql('postgres', q{
+UPDATE async.jobs SET attempts = 1, errors = '[{"attempt": 1, "message": "earlier"}]'
+ WHERE event_id = 'lost-2';
+UPDATE async.jobs SET state = 'running', attempts = 1, worker_pid = 999999, started_at = now()
+ WHERE event_id = 'kept-1';
+});
+my %id = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
+	"SELECT event_id || '|' || id FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'warm')");
+
+# records: magic "pgas", attempt, job id, database, padding; one per worker slot
+my $db = $node->safe_psql('postgres', "SELECT oid FROM pg_database WHERE datname = 'postgres'");
+my $other_db = $node->safe_psql('postgres', "SELECT oid FROM pg_database WHERE datname = 'template1'");
+sub marker { my ($attempt, $job, $dboid) = @_; return pack('V l< q< V V', 0x70676173, $attempt, $job, $dboid, 0); }
+$node->stop('immediate');
+my $records = marker(1, $id{'lost-1'}, $db)
+  . marker(2, $id{'lost-2'}, $db)
+  . marker(1, $id{'kept-1'}, $db)
+  . marker(1, $id{'warm'}, $db)
+  # the same job id in another database is none of this database's business
+  . marker(2, $id{'lost-1'}, $other_db);
+open(my $fh, '>', $file) or die "could not write $file: $!";
+binmode $fh;
+print $fh $records;
+close $fh;
+
+my $log_offset = -s $node->logfile;
+$node->start;
+ok( $node->wait_for_log(
+		qr/pg_async charged 2 jobs an attempt: they were running when the server went down/,
+		$log_offset),
+	'the jobs whose claims were lost are charged');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM async.attempt_log WHERE event_id = 'kept-1' AND outcome = 'crashed'"),
+	'the job whose claim survived is recovered as before');
+
+is( $node->safe_psql('postgres', q{
+SELECT string_agg(event_id || ' ' || state || ' ' || attempts, ', ' ORDER BY event_id)
+  FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'warm')}),
+	'kept-1 queued 1, lost-1 queued 1, lost-2 dead 2, warm succeeded 1',
+	'each interrupted attempt is charged once; the finished job is left alone');
+is( $node->safe_psql('postgres', q{
+SELECT string_agg(event_id || ' ' || attempt || ' ' || outcome || ' ' || sqlstate, ', ' ORDER BY event_id)
+  FROM async.attempts WHERE outcome = 'crashed'}),
+	'kept-1 1 crashed 57P01, lost-1 1 crashed 57P01, lost-2 2 crashed 57P01',
+	'the crashed attempts are in the history');
+is( $node->safe_psql('postgres', "SELECT reason FROM async.dead_letters WHERE event_id = 'lost-2'"),
+	'exhausted', 'a lost claim on the last attempt dead-letters the event');
+is(-s $file, 0, 'the markers are emptied once acted on');
+
+# 3. After that the jobs run normally, once each.
+$node->safe_psql('postgres', q{SELECT async.resume('work');
+UPDATE async.jobs SET run_at = now() WHERE state = 'queued'});
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 2 FROM async.jobs WHERE event_id IN ('lost-1', 'kept-1') AND state = 'succeeded'"),
+	'the charged jobs run again');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(event_id, ',' ORDER BY event_id) FROM public.effects WHERE event_id <> 'warm'"),
+	'kept-1,lost-1', 'one effect each');
+
+$node->stop;
+done_testing();
