@@ -259,6 +259,22 @@ column_value(HeapTuple tuple, TupleDesc desc, const char *column, bool *isnull)
 }
 
 /*
+ * due_soon tells whether a job due at run_at needs a worker woken for it: a
+ * sleeping worker looks at the queue at least every ASYNC_MAX_SLEEP_MS, and
+ * then sees a job due later than that in time.  Jobs scheduled further
+ * ahead thus wake nobody, rather than a worker that would find nothing due.
+ */
+static bool
+due_soon(HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d = column_value(tuple, desc, "run_at", &isnull);
+
+	return isnull ||
+		DatumGetTimestampTz(d) <= GetCurrentTimestamp() + (TimestampTz) ASYNC_MAX_SLEEP_MS * 1000;
+}
+
+/*
  * pg_async_jobs_trigger is the row trigger on async.jobs.  Before INSERT it
  * checks a new job; after an UPDATE of run_at or state it notes that a job
  * may have become ready.  Either way the committing transaction wakes
@@ -284,7 +300,8 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
-		if (!pg_async_in_worker)
+		if (!pg_async_in_worker &&
+			due_soon(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation)))
 			pg_async_note_enqueued(1);
 		return PointerGetDatum(trigdata->tg_newtuple);
 	}
@@ -310,7 +327,8 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	if (!isnull && DatumGetTimestampTz(d) < GetCurrentTransactionStartTimestamp() &&
 		superuser())
 	{
-		pg_async_note_enqueued(1);
+		if (due_soon(tuple, desc))
+			pg_async_note_enqueued(1);
 		return PointerGetDatum(tuple);
 	}
 
@@ -364,7 +382,8 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 
 	check_registration(function);
 
-	pg_async_note_enqueued(1);
+	if (due_soon(tuple, desc))
+		pg_async_note_enqueued(1);
 	pg_async_pending(function)->received++;
 	return PointerGetDatum(tuple);
 }

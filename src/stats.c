@@ -109,6 +109,9 @@ add_duration(AsyncDuration *to, const AsyncDuration *from)
 {
 	int			i;
 
+	/* an enqueueing session's counts have no durations: skip the buckets */
+	if (from->count == 0)
+		return;
 	to->count += from->count;
 	to->sum_us += from->sum_us;
 	to->max_us = Max(to->max_us, from->max_us);
