@@ -102,6 +102,7 @@ typedef struct Options
 	int			connections;
 	int			producers;
 	double		soak_interval;
+	double		soak_warmup;
 	int			soak_retention;
 	double		timeout;
 } Options;
@@ -724,7 +725,8 @@ enqueue_phase(Inserter *ins, int k, const char *stmt, double secs, int64_t *tota
 /*
  * run_enqueue measures single-row INSERT commits from k connections into a
  * plain table with the columns of async.jobs, into one with its indexes
- * too, and into async.jobs while the workers run, secs seconds each.
+ * too, into async.jobs due in a day (the enqueue alone, nothing run), and
+ * into async.jobs while the workers run, secs seconds each.
  */
 static void
 run_enqueue(PGconn *conn, int k, double secs)
@@ -733,10 +735,12 @@ run_enqueue(PGconn *conn, int k, double secs)
 	int64_t		n_plain;
 	int64_t		n_idx;
 	int64_t		n_jobs;
+	int64_t		n_later;
 	int64_t		base;
 	double		r_plain;
 	double		r_idx;
 	double		r_jobs;
+	double		r_later;
 	int			i;
 
 	progress("enqueue: %d connections, %.0f s per table", k, secs);
@@ -766,6 +770,9 @@ run_enqueue(PGconn *conn, int k, double secs)
 		prepare_stmt(ins[i].conn, "jobs",
 					 "INSERT INTO async.jobs (function, payload)"
 					 " VALUES ('bench_noop', $1::jsonb)", 1);
+		prepare_stmt(ins[i].conn, "jobs_later",
+					 "INSERT INTO async.jobs (function, payload, run_at)"
+					 " VALUES ('bench_noop', $1::jsonb, now() + interval '1 day')", 1);
 	}
 
 	exec_command(conn, "CHECKPOINT");
@@ -775,6 +782,16 @@ run_enqueue(PGconn *conn, int k, double secs)
 	exec_command(conn, "CHECKPOINT");
 	r_idx = enqueue_phase(ins, k, "plain_idx", secs, &n_idx);
 	progress("enqueue: plain table with indexes %.1f inserts/s", r_idx);
+
+	/*
+	 * async.jobs, the jobs due in a day: the cost of the enqueue alone
+	 * (trigger, indexes, wake-up), without the workers running the jobs on
+	 * the same CPUs.  Not the target's figure; it tells the two costs apart.
+	 */
+	exec_command(conn, "CHECKPOINT");
+	r_later = enqueue_phase(ins, k, "jobs_later", secs, &n_later);
+	progress("enqueue: async.jobs, due tomorrow, %.1f inserts/s", r_later);
+	reset_queue(conn);
 
 	exec_command(conn, "CHECKPOINT");
 	base = jobs_done(conn);
@@ -794,6 +811,10 @@ run_enqueue(PGconn *conn, int k, double secs)
 			   (double) n_idx, "", -1);
 	add_figure(SC_ENQUEUE, "plain_idx_inserts_per_second", "plain+indexes inserts/s",
 			   FIG_NUM, r_idx, "", -1);
+	add_figure(SC_ENQUEUE, "later_inserts_per_second", "not run (due in a day) inserts/s",
+			   FIG_NUM, r_later, "", -1);
+	add_figure(SC_ENQUEUE, "later_ratio_to_plain", "not run: ratio to plain", FIG_NUM,
+			   r_later / r_plain, "", -1);
 	add_figure(SC_ENQUEUE, "async_inserts", "async.jobs inserts", FIG_INT, (double) n_jobs, "", -1);
 	add_figure(SC_ENQUEUE, "async_inserts_per_second", "async.jobs inserts/s", FIG_NUM,
 			   r_jobs, "", -1);
@@ -1312,12 +1333,10 @@ within_growth(int64_t first, int64_t last, int64_t floor)
 
 /*
  * dead_trend compares the dead tuples of the later half of the samples with
- * those of the earlier half, leaving out the first sample (the warm-up: the
- * queue reaches the size retention keeps it at, and autovacuum its rhythm,
- * during the first interval).  Autovacuum makes the count a sawtooth, so
- * one interval against the next says little; halves of the run say whether
- * it grows.  Returns later mean / earlier mean, both raised to DEAD_FLOOR,
- * or 1 with fewer than three samples.
+ * those of the earlier half.  Autovacuum makes the count a sawtooth, so one
+ * interval against the next says little; halves of the run say whether it
+ * grows.  Returns later mean / earlier mean, both raised to DEAD_FLOOR, or 1
+ * with fewer than two samples.
  */
 static double
 dead_trend(const SoakSample *samples, int n)
@@ -1327,10 +1346,10 @@ dead_trend(const SoakSample *samples, int n)
 	int			half;
 	int			i;
 
-	if (n < 3)
+	if (n < 2)
 		return 1;
-	half = (n - 1) / 2;
-	for (i = 1; i <= half; i++)
+	half = n / 2;
+	for (i = 0; i < half; i++)
 		early += samples[i].dead_tup;
 	for (i = n - half; i < n; i++)
 		late += samples[i].dead_tup;
@@ -1340,16 +1359,19 @@ dead_trend(const SoakSample *samples, int n)
 }
 
 /*
- * run_soak enqueues no-op jobs at rate per second for secs seconds, and
- * every interval seconds samples the size of async.jobs and its indexes,
- * the dead tuples and the WAL written per job.  Finished jobs are kept for
- * retention seconds (set with ALTER SYSTEM for the run, then reset) unless
- * retention is 0.
+ * run_soak enqueues no-op jobs at rate per second for warmup + secs seconds,
+ * and, after the warm-up, every interval seconds samples the size of
+ * async.jobs and its indexes, the dead tuples and the WAL written per job.
+ * Finished jobs are kept for retention seconds (set with ALTER SYSTEM for
+ * the run, then reset) unless retention is 0.  The warm-up lets the queue
+ * fill up to what retention keeps: without it the first sample, to which
+ * the last is compared, would catch a table still growing to its size.
  */
 static void
-run_soak(PGconn *conn, double rate, double secs, double interval, int retention, int np)
+run_soak(PGconn *conn, double rate, double secs, double warmup, double interval,
+		 int retention, int np)
 {
-	int64_t		nevents = (int64_t) (rate * secs) + 1;
+	int64_t		nevents = (int64_t) (rate * (warmup + secs)) + 1;
 	int64_t    *commit_us;
 	Producer   *p;
 	int64_t		base;
@@ -1376,20 +1398,24 @@ run_soak(PGconn *conn, double rate, double secs, double interval, int retention,
 		set_retention(conn, buf);
 	}
 	query_text(conn, "SHOW pg_async.retention", buf, sizeof(buf));
-	progress("soak: %.0f jobs/s for %.0f s, a sample every %.0f s, retention %s",
-			 rate, secs, interval, buf);
+	progress("soak: %.0f jobs/s for %.0f s after a warm-up of %.0f s, a sample every %.0f s,"
+			 " retention %s", rate, secs, warmup, interval, buf);
 	reset_queue(conn);
 	commit_us = calloc(nevents, sizeof(int64_t));
 	soak_samples = calloc(MAX_SAMPLES, sizeof(SoakSample));
 	if (commit_us == NULL || soak_samples == NULL)
 		die("out of memory");
-	base = prev_done = jobs_done(conn);
+	base = jobs_done(conn);
+	p = start_producers(np, "bench_noop", rate, nevents, warmup + secs, 1000, commit_us);
 	{
 		SoakSample	dummy;
 
+		/* the intervals count from the end of the warm-up */
+		sleep_until(p[0].t0 + (int64_t) (warmup * 1e6));
+		prev_done = jobs_done(conn);
+		prev_sent = producers_sent(p, np);
 		soak_sample(conn, &dummy, &wal_pos);
 	}
-	p = start_producers(np, "bench_noop", rate, nevents, secs, 1000, commit_us);
 	nint = (int) ceil(secs / interval - 1e-9);
 	if (nint > MAX_SAMPLES)
 		nint = MAX_SAMPLES;
@@ -1400,11 +1426,11 @@ run_soak(PGconn *conn, double rate, double secs, double interval, int retention,
 		int64_t		done;
 		int64_t		now_sent;
 
-		sleep_until(p[0].t0 + (int64_t) (at * 1e6));
+		sleep_until(p[0].t0 + (int64_t) ((warmup + at) * 1e6));
 		done = jobs_done(conn);
 		now_sent = producers_sent(p, np);
 		soak_sample(conn, s, &wal_pos);
-		s->elapsed = (mono_us() - p[0].t0) / 1e6;
+		s->elapsed = (mono_us() - p[0].t0) / 1e6 - warmup;
 		s->done = done - prev_done;
 		s->enqueued = now_sent - prev_sent;
 		prev_done = done;
@@ -1441,6 +1467,7 @@ run_soak(PGconn *conn, double rate, double secs, double interval, int retention,
 
 	add_text(SC_SOAK, "retention", "pg_async.retention", buf);
 	add_figure(SC_SOAK, "producers", "connections", FIG_INT, np, "", -1);
+	add_figure(SC_SOAK, "warmup_seconds", "warm-up seconds", FIG_NUM, warmup, "", -1);
 	add_figure(SC_SOAK, "seconds", "seconds", FIG_NUM, secs, "", -1);
 	add_figure(SC_SOAK, "offered_rate", "offered jobs/s", FIG_NUM, rate, "", -1);
 	add_figure(SC_SOAK, "enqueued_per_second", "enqueued jobs/s", FIG_NUM, sent / elapsed, "", -1);
@@ -1679,6 +1706,9 @@ usage(void)
 		   "      --latency-rate=R, --mixed-rate=R, --soak-rate=R\n"
 		   "                            the same, for one scenario\n"
 		   "      --soak-interval=S     seconds between soak samples (60)\n"
+		   "      --soak-warmup=S       seconds at the soak rate before the first interval (60;\n"
+		   "                            quick 15): the queue reaches the size retention keeps\n"
+		   "                            it at before the sizes are compared\n"
 		   "      --soak-retention=S    pg_async.retention during soak, set with ALTER SYSTEM\n"
 		   "                            and reset afterwards; 0 leaves it alone (30; quick 10)\n"
 		   "      --timeout=S           longest wait for the workers (1800)\n"
@@ -1778,6 +1808,7 @@ parse_options(int argc, char **argv)
 		{"timeout", required_argument, NULL, 14},
 		{"quick", no_argument, NULL, 15},
 		{"json", no_argument, NULL, 16},
+		{"soak-warmup", required_argument, NULL, 17},
 		{NULL, 0, NULL, 0}
 	};
 	double		n = -1;
@@ -1795,6 +1826,7 @@ parse_options(int argc, char **argv)
 	double		connections = -1;
 	double		producers = -1;
 	double		soak_interval = -1;
+	double		soak_warmup = -1;
 	double		soak_retention = -1;
 	double		timeout = -1;
 	bool		any_scenario = false;
@@ -1864,6 +1896,9 @@ parse_options(int argc, char **argv)
 			case 13:
 				soak_retention = parse_number("--soak-retention", optarg);
 				break;
+			case 17:
+				soak_warmup = parse_number("--soak-warmup", optarg);
+				break;
 			case 14:
 				timeout = parse_number("--timeout", optarg);
 				break;
@@ -1896,6 +1931,7 @@ parse_options(int argc, char **argv)
 	opts.connections = (int) pick(connections, -1, 8, 8);
 	opts.producers = (int) pick(producers, -1, 4, 4);
 	opts.soak_interval = pick(soak_interval, -1, 15, 60);
+	opts.soak_warmup = pick(soak_warmup, -1, 15, 60);
 	opts.soak_retention = (int) pick(soak_retention, -1, 10, 30);
 	opts.timeout = pick(timeout, -1, 1800, 1800);
 	opts.n = (int64_t) n;
@@ -1907,7 +1943,7 @@ parse_options(int argc, char **argv)
 	if (opts.connections < 1 || opts.producers < 1)
 		die("-c and -p must be at least 1");
 	if (opts.enqueue_duration <= 0 || opts.mixed_duration <= 0 || opts.soak_duration <= 0 ||
-		opts.soak_interval <= 0)
+		opts.soak_interval <= 0 || opts.soak_warmup < 0)
 		die("durations must be positive");
 	if (opts.latency_rate <= 0 || opts.soak_rate <= 0 || opts.mixed_rate == 0)
 		die("rates must be positive");
@@ -1943,8 +1979,8 @@ main(int argc, char **argv)
 	if (opts.scenarios[SC_BACKLOG])
 		run_backlog(conn, opts.backlog_jobs);
 	if (opts.scenarios[SC_SOAK])
-		run_soak(conn, opts.soak_rate, opts.soak_duration, opts.soak_interval,
-				 opts.soak_retention, opts.producers);
+		run_soak(conn, opts.soak_rate, opts.soak_duration, opts.soak_warmup,
+				 opts.soak_interval, opts.soak_retention, opts.producers);
 
 	/* leave the queue empty behind us */
 	exec_command(conn, "TRUNCATE async.jobs, async.dead_letters, public.bench_latency_log");
