@@ -56,4 +56,12 @@
 #define pg_async_subxids_overflowed()	(MyPgXact->overflowed)
 #endif
 
+/* The timeline WAL is written on (PG 15 replaced the ThisTimeLineID global). */
+#include "access/xlog.h"
+#if PG_VERSION_NUM >= 150000
+#define pg_async_current_timeline()		GetWALInsertionTimeLine()
+#else
+#define pg_async_current_timeline()		ThisTimeLineID
+#endif
+
 #endif							/* PG_ASYNC_COMPAT_H */

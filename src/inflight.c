@@ -44,7 +44,7 @@ typedef struct InflightRecord
 	int32		attempt;
 	int64		job_id;
 	Oid			database;		/* the job is in this database */
-	uint32		unused;
+	uint32		timeline;		/* written on this timeline */
 } InflightRecord;
 
 static int	inflight_fd = -1;
@@ -111,6 +111,7 @@ pg_async_inflight_mark(int64 job_id, int32 attempt)
 	rec.attempt = attempt;
 	rec.job_id = job_id;
 	rec.database = MyDatabaseId;
+	rec.timeline = pg_async_current_timeline();
 	if (pwrite(inflight_fd, &rec, sizeof(rec),
 			   (off_t) inflight_slot * sizeof(rec)) != sizeof(rec))
 	{
@@ -147,7 +148,9 @@ pg_async_inflight_clear(void)
  * pg_async_inflight_read returns the markers left by the workers of the
  * previous server lifetime (before a crash, restart or shutdown) for jobs of
  * this database, as palloc'd pairs of job id and attempt, and how many
- * there are.
+ * there are.  Markers written on another timeline are left out: a standby
+ * made from a base backup copies the file, and its promotion starts a new
+ * timeline; crash recovery keeps the timeline.
  */
 int
 pg_async_inflight_read(int64 **job_ids, int32 **attempts)
@@ -157,6 +160,7 @@ pg_async_inflight_read(int64 **job_ids, int32 **attempts)
 	int			n = 0;
 	int			max;
 	InflightRecord *recs;
+	TimeLineID	timeline = pg_async_current_timeline();
 	int			i;
 
 	*job_ids = NULL;
@@ -193,7 +197,7 @@ pg_async_inflight_read(int64 **job_ids, int32 **attempts)
 	for (i = 0; i < max; i++)
 	{
 		if (recs[i].magic != INFLIGHT_MAGIC || recs[i].job_id <= 0 ||
-			recs[i].database != MyDatabaseId)
+			recs[i].database != MyDatabaseId || recs[i].timeline != timeline)
 			continue;
 		(*job_ids)[n] = recs[i].job_id;
 		(*attempts)[n] = recs[i].attempt;

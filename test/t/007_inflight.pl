@@ -68,17 +68,23 @@ UPDATE async.jobs SET state = 'running', attempts = 1, worker_pid = 999999, star
 my %id = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
 	"SELECT event_id || '|' || id FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'warm')");
 
-# records: magic "pgas", attempt, job id, database, padding; one per worker slot
+# records: magic "pgas", attempt, job id, database, timeline; one per worker slot
 my $db = $node->safe_psql('postgres', "SELECT oid FROM pg_database WHERE datname = 'postgres'");
 my $other_db = $node->safe_psql('postgres', "SELECT oid FROM pg_database WHERE datname = 'template1'");
-sub marker { my ($attempt, $job, $dboid) = @_; return pack('V l< q< V V', 0x70676173, $attempt, $job, $dboid, 0); }
+sub marker
+{
+	my ($attempt, $job, $dboid, $tli) = @_;
+	return pack('V l< q< V V', 0x70676173, $attempt, $job, $dboid, $tli // 1);
+}
 $node->stop('immediate');
 my $records = marker(1, $id{'lost-1'}, $db)
   . marker(2, $id{'lost-2'}, $db)
   . marker(1, $id{'kept-1'}, $db)
   . marker(1, $id{'warm'}, $db)
   # the same job id in another database is none of this database's business
-  . marker(2, $id{'lost-1'}, $other_db);
+  . marker(2, $id{'lost-1'}, $other_db)
+  # nor is a marker of another timeline (a promoted copy of this server)
+  . marker(2, $id{'lost-1'}, $db, 2);
 open(my $fh, '>', $file) or die "could not write $file: $!";
 binmode $fh;
 print $fh $records;
