@@ -287,10 +287,17 @@ call_handler(AsyncJob *job, Oid worker_user)
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 
+	/*
+	 * The worker's session already has this search_path, and the nest level
+	 * undoes whatever a handler SETs; setting it again for every job would
+	 * only make the next name lookup recompute the path.
+	 */
 	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", ASYNC_HANDLER_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	if (namespace_search_path == NULL ||
+		strcmp(namespace_search_path, ASYNC_HANDLER_SEARCH_PATH) != 0)
+		(void) set_config_option("search_path", ASYNC_HANDLER_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 

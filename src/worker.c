@@ -476,6 +476,7 @@ push_planner_settings(void)
 	return nestlevel;
 }
 
+/* pop_planner_settings undoes push_planner_settings. */
 static void
 pop_planner_settings(int nestlevel)
 {
@@ -1071,8 +1072,11 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 
 	finish_jobs(jobs + first, n - first);
 
-	/* the extension's locks on its tables are still held from the claim */
-	if (next_cxt != NULL && extension_ready())
+	/*
+	 * begin_run_transaction() took the locks on pg_async's tables in this
+	 * transaction: the extension cannot have gone since.
+	 */
+	if (next_cxt != NULL)
 		nnext = claim_jobs(next_cxt, next_jobs, &next_run_at);
 
 	end_work();
