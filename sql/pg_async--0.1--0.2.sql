@@ -111,7 +111,37 @@ REVOKE ALL ON FUNCTION async._succeed(bigint[], jsonb[], boolean, timestamptz[],
 COMMENT ON FUNCTION async._succeed(bigint[], jsonb[], boolean, timestamptz[], bigint[]) IS
 'internal: marks jobs succeeded with their handlers'' results and run times, and enqueues on_success records';
 
-/* _recover writes its crashed attempts to the log */
+/*
+ * _charge_crash charges a job that was running when its worker died the
+ * attempt it was on: the crashed attempt goes to the log, and the job is
+ * retried after its delay or dead-lettered.  Used by _recover, and by the
+ * workers for the jobs their in-flight markers name after a crash restart.
+ */
+CREATE FUNCTION async._charge_crash(p_job_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF pg_catalog.current_setting('pg_async.attempts_retention') OPERATOR(pg_catalog.<>) '0' THEN
+		INSERT INTO async.attempt_log
+			(job_id, event_id, function, attempt, worker_pid, started_at, duration,
+			 outcome, error, sqlstate, enqueued_by)
+		SELECT j.id, j.event_id, j.function, j.attempts, j.worker_pid, j.started_at,
+			   pg_catalog.now() OPERATOR(pg_catalog.-) j.started_at, 'crashed',
+			   'worker process exited while running the handler', '57P01', j.enqueued_by
+		  FROM async.jobs j
+		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
+	END IF;
+	PERFORM async._fail(p_job_id,
+		'worker process exited while running the handler', '57P01',
+		pg_catalog.now());
+END;
+$$;
+REVOKE ALL ON FUNCTION async._charge_crash(bigint) FROM PUBLIC;
+COMMENT ON FUNCTION async._charge_crash(bigint) IS
+'internal: records the crashed attempt of a job whose worker died running it, then retries or dead-letters the job';
+
+/* _recover charges its crashed attempts through _charge_crash */
 CREATE OR REPLACE FUNCTION async._recover()
 RETURNS integer
 LANGUAGE plpgsql
@@ -145,18 +175,7 @@ BEGIN
 			 WHERE j.id OPERATOR(pg_catalog.=) r.id;
 			DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) r.id;
 		ELSE
-			INSERT INTO async.attempt_log
-				(job_id, event_id, function, attempt, worker_pid, started_at, duration,
-				 outcome, error, sqlstate, enqueued_by)
-			SELECT j.id, j.event_id, j.function, j.attempts, j.worker_pid, j.started_at,
-				   pg_catalog.now() OPERATOR(pg_catalog.-) j.started_at, 'crashed',
-				   'worker process exited while running the handler', '57P01', j.enqueued_by
-			  FROM async.jobs j
-			 WHERE j.id OPERATOR(pg_catalog.=) r.id
-			   AND pg_catalog.current_setting('pg_async.attempts_retention') OPERATOR(pg_catalog.<>) '0';
-			PERFORM async._fail(r.id,
-				'worker process exited while running the handler', '57P01',
-				pg_catalog.now());
+			PERFORM async._charge_crash(r.id);
 		END IF;
 		n := n OPERATOR(pg_catalog.+) 1;
 	END LOOP;

@@ -1079,6 +1079,11 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 	if (next_cxt != NULL)
 		nnext = claim_jobs(next_cxt, next_jobs, &next_run_at);
 
+	/*
+	 * A job committed from here on is not seen until the next claim, after
+	 * this commit and its WAL flush: not soon enough to leave it to us.
+	 */
+	announce_next_look(PG_INT64_MAX);
 	end_work();
 	unflushed_claim = InvalidXLogRecPtr;
 	pg_async_inflight_clear();
@@ -1123,7 +1128,8 @@ run_maintenance_sql(const char *activity, const char *sql, int nargs,
  * charge_lost_claim charges job_id the attempt 'attempt' that its in-flight
  * marker says was running when the server went down, if the claim of that
  * attempt did not survive (the job is queued again with one attempt fewer):
- * the crashed attempt is recorded and the job retried or dead-lettered, as
+ * it marks the job running on that attempt again, and async._charge_crash()
+ * records the crashed attempt and retries or dead-letters the job, as
  * async._recover() does when the claim survived.  Returns 1 if it did.
  */
 static int
@@ -1149,22 +1155,7 @@ charge_lost_claim(int64 job_id, int32 attempt)
 	if (SPI_processed != 1)
 		return 0;
 
-	if (pg_async_attempts_retention > 0)
-	{
-		rc = SPI_execute_with_args("INSERT INTO async.attempt_log"
-								   "  (job_id, event_id, function, attempt, started_at,"
-								   "   outcome, error, sqlstate, enqueued_by)"
-								   " SELECT j.id, j.event_id, j.function, j.attempts, j.started_at,"
-								   "        'crashed', 'worker process exited while running the handler',"
-								   "        '57P01', j.enqueued_by"
-								   "   FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) $1",
-								   1, types, args, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "pg_async: recording a crashed attempt failed: %s",
-				 SPI_result_code_string(rc));
-	}
-	rc = SPI_execute_with_args("SELECT async._fail($1, 'worker process exited while running the handler',"
-							   " '57P01', pg_catalog.now())",
+	rc = SPI_execute_with_args("SELECT async._charge_crash($1)",
 							   1, types, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: charging a lost claim failed: %s",
