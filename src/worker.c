@@ -1166,15 +1166,18 @@ charge_lost_claim(int64 job_id, int32 attempt)
 /*
  * recover_lost_claims acts on the in-flight markers the workers of the last
  * server lifetime left (inflight.c), once per lifetime and before any
- * worker claims: one worker does it while the others wait.  If that fails,
- * the queue must not stop: the error is logged and the markers dropped, and
- * the jobs they name run again without being charged.
+ * worker claims: one worker does it while the others wait.  While pg_async
+ * is installed but its tables are locked (or it still is 0.1), it tries
+ * again at the next upkeep.  If it fails, the queue must not stop: the
+ * error is logged and the markers dropped, and the jobs they name run again
+ * without being charged.
  */
 static void
 recover_lost_claims(void)
 {
 	uint32		expected = 0;
 	int			charged = 0;
+	bool		busy = false;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (pg_atomic_read_u32(&AsyncShmem->inflight_state) == 2 ||
@@ -1195,6 +1198,11 @@ recover_lost_claims(void)
 			for (i = 0; i < n; i++)
 				charged += charge_lost_claim(job_ids[i], attempts[i]);
 		}
+		else if (OidIsValid(get_extension_oid("pg_async", true)))
+		{
+			/* installed but locked (or an older version): try again later */
+			busy = true;
+		}
 		end_work();
 	}
 	PG_CATCH();
@@ -1209,6 +1217,12 @@ recover_lost_claims(void)
 		charged = 0;
 	}
 	PG_END_TRY();
+	if (busy)
+	{
+		/* claims keep waiting (inflight_state) until the markers are done */
+		pg_atomic_write_u32(&AsyncShmem->inflight_state, 0);
+		return;
+	}
 	pg_async_inflight_reset();
 	pg_atomic_write_u32(&AsyncShmem->inflight_state, 2);
 
