@@ -259,7 +259,9 @@ for my $h (@producers)
 	my $deadline = time + 180;
 	while ($h->pumpable && time < $deadline)
 	{
-		$h->pump_nb;
+		# the producer may exit between pumpable and pump_nb: IPC::Run
+		# then dies with "process ended prematurely", which means done
+		last unless eval { $h->pump_nb; 1 };
 		usleep(100_000);
 	}
 	if ($h->pumpable)
