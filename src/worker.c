@@ -339,8 +339,8 @@ extension_ready(void)
 
 		if (!OidIsValid(relid))
 		{
-			/* 0.1 has no async.attempt_log: this library needs 0.2 */
-			if (!warned_old && OidIsValid(get_relname_relid("attempts", nsp)) &&
+			/* 0.1 has no async.attempt_log, but a table async.attempts */
+			if (!warned_old &&
 				get_rel_relkind(get_relname_relid("attempts", nsp)) == RELKIND_RELATION)
 			{
 				ereport(WARNING,
