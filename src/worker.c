@@ -29,6 +29,7 @@
  */
 #include "pg_async.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
@@ -40,6 +41,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -51,6 +53,8 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -96,6 +100,13 @@ static SPIPlanPtr succeed_plan = NULL;
 static Oid	functions_relid = InvalidOid;
 static bool limits_known = false;
 static bool limits_exist = true;
+
+/*
+ * async.jobs, and its size in blocks when the worker last made its cached
+ * plans start over (replan_if_grown).
+ */
+static Oid	jobs_relid = InvalidOid;
+static BlockNumber planned_blocks = InvalidBlockNumber;
 
 /* average run time of one job, in microseconds (exponential moving average) */
 static double avg_job_us = 0;
@@ -356,6 +367,8 @@ extension_ready(void)
 		/* locked: make sure it was not dropped meanwhile */
 		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 			return false;
+		if (i == 0)
+			jobs_relid = relid;
 		if (i == 1 && relid != functions_relid)
 		{
 			/* a new async.functions (the extension was created again) */
@@ -516,6 +529,45 @@ any_limits(void)
 }
 
 /*
+ * replan_if_grown makes every plan cached in this worker start over when
+ * async.jobs has more than doubled since they were made.  The worker's
+ * plans are made once and kept until an invalidation (ANALYZE, TRUNCATE,
+ * DDL), and a plan made while the table was nearly empty, after a TRUNCATE
+ * or an ANALYZE of an empty queue, may walk the whole table for each job
+ * of a batch (a full index scan of async.jobs joined to the batch): cheap
+ * at 10 rows, quadratic at 100,000; a claim then took seconds and the
+ * workers drained a few hundred jobs a second on both CPUs.  The table's
+ * size in blocks is what the planner reads; checking it costs one lseek.
+ * ResetPlanCache also reaches the plans of the PL/pgSQL functions the
+ * worker calls (async._succeed, async._fail).
+ */
+static void
+replan_if_grown(void)
+{
+	Relation	rel;
+	BlockNumber nblocks;
+
+	if (!OidIsValid(jobs_relid))
+		return;
+	rel = table_open(jobs_relid, AccessShareLock);
+	nblocks = RelationGetNumberOfBlocks(rel);
+	table_close(rel, AccessShareLock);
+
+	if (planned_blocks == InvalidBlockNumber || nblocks < planned_blocks)
+	{
+		/* a new or truncated table: its invalidation started the plans over */
+		planned_blocks = nblocks;
+	}
+	else if (nblocks > 2 * planned_blocks + 8)
+	{
+		elog(DEBUG1, "pg_async: async.jobs grew from %u to %u blocks: planning again",
+			 planned_blocks, nblocks);
+		ResetPlanCache();
+		planned_blocks = nblocks;
+	}
+}
+
+/*
  * claim_jobs marks up to batch_limit() ready jobs 'running' and counts their
  * attempt, in the caller's transaction, with SPI connected.  The jobs are
  * copied into cxt.  With no job ready it reports when the next one is due
@@ -542,6 +594,7 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	}
 
 	prepare_plans();
+	replan_if_grown();
 	save_nestlevel = push_planner_settings();
 
 	limited = any_limits();
