@@ -25,7 +25,8 @@ void		_PG_init(void);
 char	   *pg_async_database = NULL;
 int			pg_async_workers = 2;
 int			pg_async_retention = 86400;
-int			pg_async_batch_size = 200;
+int			pg_async_batch_size = 1000;
+int			pg_async_batch_max_bytes = 16 * 1024;	/* kB */
 int			pg_async_max_payload_size = 1024 * 1024;
 int			pg_async_log_failures = LOG;
 int			pg_async_attempts_retention = 86400;
@@ -87,9 +88,18 @@ pg_async_define_gucs(void)
 							"Most jobs a worker claims at once.",
 							"Each job runs in its own subtransaction; a batch commits at least every 63 handlers that wrote, and fewer jobs are claimed while handlers are slow.",
 							&pg_async_batch_size,
-							200, 1, 10000,
+							1000, 1, 10000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.batch_max_bytes",
+							"Most payload bytes a worker claims at once.",
+							"A batch holds its payloads in the worker's memory until it ends; the first job of a batch is claimed whatever its size.",
+							&pg_async_batch_max_bytes,
+							16 * 1024, 64, 1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pg_async.max_payload_size",

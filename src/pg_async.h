@@ -42,6 +42,7 @@ extern char *pg_async_database;
 extern int	pg_async_workers;
 extern int	pg_async_retention;
 extern int	pg_async_batch_size;
+extern int	pg_async_batch_max_bytes;
 extern int	pg_async_max_payload_size;
 extern int	pg_async_log_failures;
 extern int	pg_async_attempts_retention;

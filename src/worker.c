@@ -91,6 +91,7 @@ static SPIPlanPtr success_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 static SPIPlanPtr attempts_plan = NULL;
 static SPIPlanPtr succeed_plan = NULL;
+static SPIPlanPtr release_plan = NULL;
 
 /*
  * Whether some function is paused or has a concurrency limit, as last read
@@ -110,6 +111,9 @@ static BlockNumber planned_blocks = InvalidBlockNumber;
 
 /* average run time of one job, in microseconds (exponential moving average) */
 static double avg_job_us = 0;
+
+/* the most jobs the last claim could take (batch_limit() then) */
+static int	last_claim_limit = 1;
 
 /*
  * The commit of the idle claim whose batch runs now, when that commit did
@@ -143,6 +147,22 @@ static TimestampTz last_retention = 0;
 "           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL"
 
 /*
+ * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
+ * counting the payloads before each in the order src was written (the
+ * order of the ready index: a CTE is read back in the order its rows were
+ * stored); the first job always fits.  A batch's payloads stay in the worker's memory
+ * until it ends, so pg_async.batch_max_bytes bounds them whatever
+ * pg_async.batch_size is.  The other jobs stay locked, not claimed, until
+ * the claim commits.
+ */
+#define CLAIM_WITHIN_BYTES(src) \
+" within_bytes AS (" \
+"  SELECT w.* FROM (SELECT s.*, pg_catalog.sum(s.bytes) OVER (ROWS UNBOUNDED PRECEDING)" \
+"                              OPERATOR(pg_catalog.-) s.bytes AS before" \
+"                     FROM " src " s) w" \
+"   WHERE w.before OPERATOR(pg_catalog.<) $3),"
+
+/*
  * The claim.  Functions that are paused, or whose concurrency limit is
  * reached, are left out of the scan itself, so that their jobs wait without
  * spending attempts and without blocking other functions' jobs behind them.
@@ -156,7 +176,8 @@ static const char *claim_sql =
 "            FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name) AS allowance"
 "    FROM async.functions f WHERE f.paused OR f.concurrency IS NOT NULL),"
 " candidates AS ("
-"  SELECT j.id, j.function, j.suspect FROM async.jobs j"
+"  SELECT j.id, j.function, j.suspect, j.run_at,"
+"         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
 "   WHERE j.finished_at IS NULL"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
@@ -165,13 +186,15 @@ static const char *claim_sql =
 "   ORDER BY j.run_at LIMIT $1"
 "     FOR UPDATE SKIP LOCKED),"
 " allowed AS ("
-"  SELECT c.id, c.function, c.suspect, l.concurrency FROM candidates c"
+"  SELECT c.id, c.function, c.suspect, c.bytes, l.concurrency FROM ("
+"         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function ORDER BY c.id) AS nth"
+"           FROM candidates c) c"
 "    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
-"   WHERE l.allowance IS NULL OR c.id OPERATOR(pg_catalog.=) ANY (ARRAY("
-"         SELECT c2.id FROM candidates c2 WHERE c2.function OPERATOR(pg_catalog.=) c.function"
-"          ORDER BY c2.id LIMIT l.allowance))),"
+"   WHERE l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance"
+"   ORDER BY c.run_at, c.id),"
+CLAIM_WITHIN_BYTES("allowed")
 " picked AS ("
-"  SELECT a.id, a.function, a.concurrency FROM allowed a"
+"  SELECT a.id, a.function, a.concurrency FROM within_bytes a"
 "   WHERE NOT EXISTS (SELECT FROM allowed s WHERE s.suspect)"
 "  UNION ALL"
 "  (SELECT s.id, s.function, s.concurrency FROM allowed s WHERE s.suspect LIMIT 1)),"
@@ -186,14 +209,16 @@ CLAIM_UPDATE;
  */
 static const char *claim_fast_sql =
 "WITH candidates AS ("
-"  SELECT j.id, j.function, j.suspect FROM async.jobs j"
+"  SELECT j.id, j.function, j.suspect,"
+"         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
 "   WHERE j.finished_at IS NULL"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "   ORDER BY j.run_at LIMIT $1"
 "     FOR UPDATE SKIP LOCKED),"
+CLAIM_WITHIN_BYTES("candidates")
 " picked AS ("
-"  SELECT c.id, c.function FROM candidates c"
+"  SELECT c.id, c.function FROM within_bytes c"
 "   WHERE NOT EXISTS (SELECT FROM candidates s WHERE s.suspect)"
 "  UNION ALL"
 "  (SELECT s.id, s.function FROM candidates s WHERE s.suspect LIMIT 1))"
@@ -234,6 +259,15 @@ static const char *success_sql =
 "                   pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
 "                   pg_catalog.unnest($3::pg_catalog.int8[])) AS d(id, finished_at, duration_us)"
 "  WHERE j.id OPERATOR(pg_catalog.=) d.id";
+
+/*
+ * Jobs claimed but not run, given back: queued again with the attempt the
+ * claim counted taken back, at the head of the queue as before.
+ */
+static const char *release_sql =
+"WITH released AS (DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1))"
+" UPDATE async.jobs j SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1"
+"  WHERE j.id OPERATOR(pg_catalog.=) ANY ($1) AND j.state OPERATOR(pg_catalog.=) 'running'";
 
 static const char *fail_sql =
 "SELECT f.new_state, f.retry_at FROM async._fail($1, $2, $3, $4, $5) f";
@@ -437,7 +471,8 @@ batch_limit(void)
 static void
 prepare_plans(void)
 {
-	Oid			claim_types[2] = {INT4OID, INT4OID};
+	Oid			claim_types[3] = {INT4OID, INT4OID, INT8OID};
+	Oid			release_types[1] = {INT8ARRAYOID};
 	Oid			success_types[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
 	Oid			fail_types[5] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
 	Oid			attempt_types[11] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
@@ -448,8 +483,8 @@ prepare_plans(void)
 
 	if (claim_plan != NULL)
 		return;
-	claim_plan = prepare_plan(claim_sql, 2, claim_types);
-	claim_fast_plan = prepare_plan(claim_fast_sql, 2, claim_types);
+	claim_plan = prepare_plan(claim_sql, 3, claim_types);
+	claim_fast_plan = prepare_plan(claim_fast_sql, 3, claim_types);
 	limits_plan = prepare_plan(limits_sql, 0, NULL);
 	claim_lock_plan = prepare_plan(claim_lock_sql, 0, NULL);
 	next_run_plan = prepare_plan(next_run_sql, 0, NULL);
@@ -458,6 +493,7 @@ prepare_plans(void)
 	attempts_plan = prepare_plan(attempts_sql, 11, attempt_types);
 	succeed_plan = prepare_plan("SELECT async._succeed($1, $2, $3, $4, $5)", 5,
 								succeed_types);
+	release_plan = prepare_plan(release_sql, 1, release_types);
 }
 
 /*
@@ -576,7 +612,7 @@ replan_if_grown(void)
 static int
 claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 {
-	Datum		args[2];
+	Datum		args[3];
 	int			rc;
 	int			n;
 	uint64		i;
@@ -606,8 +642,10 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 				 SPI_result_code_string(rc));
 	}
 
-	args[0] = Int32GetDatum(batch_limit());
+	last_claim_limit = batch_limit();
+	args[0] = Int32GetDatum(last_claim_limit);
 	args[1] = Int32GetDatum(MyProcPid);
+	args[2] = Int64GetDatum((int64) pg_async_batch_max_bytes * 1024);
 	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "pg_async: claiming jobs failed: %s",
@@ -1029,6 +1067,31 @@ finish_jobs(AsyncJob *jobs, int n)
 }
 
 /*
+ * release_jobs gives back n claimed jobs that were not run, in the current
+ * transaction: see run_batch.
+ */
+static void
+release_jobs(AsyncJob *jobs, int n)
+{
+	int64	   *ids = palloc(sizeof(int64) * n);
+	Datum		args[1];
+	int			save_nestlevel;
+	int			rc;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		ids[i] = jobs[i].id;
+	args[0] = int8_array(ids, n, INT8OID);
+	save_nestlevel = push_planner_settings();
+	rc = SPI_execute_plan(release_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "pg_async: giving back claimed jobs failed: %s",
+			 SPI_result_code_string(rc));
+	pop_planner_settings(save_nestlevel);
+	elog(DEBUG1, "pg_async: gave back %d claimed jobs after a batch overran", n);
+}
+
+/*
  * begin_run_transaction starts a transaction that runs handlers.  It first
  * takes, without waiting, the worker's locks on pg_async's tables, so that
  * the statements that finish the jobs never wait for DROP EXTENSION while
@@ -1075,13 +1138,15 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 {
 	int			nnext = 0;
 	int			first = 0;		/* first job of the current transaction */
+	int			nrelease = 0;	/* jobs at the end given back, not run */
 	int			i;
 	TimestampTz next_run_at;
+	TimestampTz batch_start = GetCurrentTimestamp();
 
 	*next_jobs = NULL;
 
 	/* the next claim comes after these handlers, as long as they usually take */
-	announce_next_look(GetCurrentTimestamp() + (TimestampTz) (n * avg_job_us));
+	announce_next_look(batch_start + (TimestampTz) (n * avg_job_us));
 	begin_run_transaction();
 
 	for (i = 0; i < n; i++)
@@ -1109,6 +1174,24 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		pg_async_count_duration(&c->duration, job->duration_us);
 		pg_async_count_duration(&c->wait, job->started_at - job->due_at);
 
+		/*
+		 * The batch was sized by the run time of recent jobs, which says
+		 * little when slow jobs follow fast ones: a worker fresh from
+		 * no-op jobs claims a full batch of one-second jobs and runs them
+		 * one after the other while its colleagues sleep.  Once the batch
+		 * has taken twice as long as it should, the rest is given back
+		 * (release_jobs), in the transaction that finishes the jobs run so
+		 * far; the next claim is sized by the slow jobs, and wakes a
+		 * colleague when it is full.
+		 */
+		if (i + 1 < n &&
+			job->started_at + job->duration_us - batch_start > 2 * ASYNC_BATCH_TARGET_US)
+		{
+			nrelease = n - i - 1;
+			n = i + 1;
+			break;
+		}
+
 		if (jobs[i].wrote && i + 1 < n &&
 			(pg_async_subxids_cached() >= ASYNC_MAX_SUBXIDS ||
 			 pg_async_subxids_overflowed()))
@@ -1124,6 +1207,8 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 	show_job(NULL);
 
 	finish_jobs(jobs + first, n - first);
+	if (nrelease > 0)
+		release_jobs(jobs + n, nrelease);
 
 	/*
 	 * begin_run_transaction() took the locks on pg_async's tables in this
@@ -1452,8 +1537,13 @@ pg_async_worker_main(Datum main_arg)
 				AsyncJob   *next_jobs;
 				MemoryContext next_cxt = batch_cxt[1 - cur];
 
-				/* a full batch: there may be more, let a colleague help */
-				if (n >= pg_async_batch_size)
+				/*
+				 * A full batch: there may be more, let a colleague help.
+				 * Full by the limit of this claim, which is smaller than
+				 * pg_async.batch_size while handlers are slow: that is when
+				 * help matters most.
+				 */
+				if (n >= last_claim_limit)
 					pg_async_wake_workers(pg_async_batch_size);
 
 				MemoryContextReset(next_cxt);

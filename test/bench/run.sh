@@ -14,7 +14,7 @@
 #   --scenario NAME    drain, enqueue, latency, mixed, backlog, soak or all
 #                      (repeatable or comma-separated; default all)
 #   --workers N        pg_async.workers (default 2)
-#   --batch-size N     pg_async.batch_size (default 200, the server default)
+#   --batch-size N     pg_async.batch_size (default 1000, the server default)
 #   --no-install       do not build and install pg_async: use the one
 #                      installed already (the program is still built)
 #   --pg-bin DIR       run the cluster with the PostgreSQL binaries in DIR
@@ -34,7 +34,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/test/lib.sh"
 
 workers=2
-batch_size=200
+batch_size=1000
 install=1
 pg_bin=
 bench_args=()

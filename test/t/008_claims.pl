@@ -1,0 +1,165 @@
+# What a claim takes.
+#
+# 1. The workers' cached plans as the queue grows.  A worker plans its
+# statements once and keeps the plans until an invalidation; planned while
+# async.jobs was empty (after a TRUNCATE, or an ANALYZE of an empty queue),
+# the claim joined the batch to a full scan of async.jobs, which costs
+# nothing at ten rows and made every claim walk the whole table at tens of
+# thousands: the drain below then took minutes instead of a second or two.
+# Autovacuum is off, so that no ANALYZE comes to the rescue; auto_explain
+# logs the plans the worker runs.
+#
+# 2. pg_async.batch_max_bytes: a batch holds its payloads in the worker's
+# memory, so a claim stops at that many bytes of payload.
+#
+# 3. A batch sized by fast jobs that meets slow ones gives the rest back
+# once it has run 200 ms, so that colleagues take them.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $node = PostgreSQL::Test::Cluster->new('plans');
+$node->init;
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'pg_async, auto_explain'
+pg_async.database = 'postgres'
+pg_async.workers = 1
+autovacuum = off
+auto_explain.log_min_duration = 0
+auto_explain.log_nested_statements = on
+});
+$node->start;
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_async;
+CREATE FUNCTION public.noop(e jsonb) RETURNS void LANGUAGE plpgsql AS $$BEGIN NULL; END$$;
+SELECT async.register('public.noop(jsonb)');
+});
+ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM async.workers'), 'the worker starts');
+
+# The worker claims one job at a time often enough to settle on a generic
+# plan (the plan cache plans the first five executions for their
+# parameters, and after an invalidation plans the generic one at once).
+my $small = 0;
+foreach my $i (1 .. 10)
+{
+	$node->safe_psql('postgres', q{SELECT async.invoke('noop', '{}')});
+	$small++
+	  if $node->poll_query_until('postgres',
+		"SELECT count(*) = $i FROM async.jobs WHERE state = 'succeeded'");
+}
+is($small, 10, 'ten jobs run one by one');
+
+# Then the queue is emptied and analyzed, and the worker plans its claim
+# again on its next look at the empty queue (every few seconds).
+my $log_from = -s $node->logfile;
+$node->safe_psql('postgres', q{
+TRUNCATE async.jobs;
+ANALYZE async.jobs;
+});
+my $looked = 0;
+foreach my $try (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+{
+	$looked = 1 if slurp_file($node->logfile, $log_from) =~ /FOR UPDATE SKIP LOCKED/;
+	last if $looked;
+	usleep(100_000);
+}
+ok($looked, 'the worker claims on the empty queue');
+
+# Then 30,000 jobs at once.
+$log_from = -s $node->logfile;
+$node->safe_psql('postgres',
+	q{INSERT INTO async.jobs (function, payload) SELECT 'noop', '{}' FROM generate_series(1, 30000)});
+my $started = time;
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 30000 FROM async.jobs WHERE state = 'succeeded'"),
+	'30,000 jobs drain in time');
+note(sprintf('drained in %d s', time - $started));
+
+# The claims made after the queue grew look each job of the batch up by its
+# key: the scan of async.jobs in the claim's UPDATE has an index condition.
+my $log = slurp_file($node->logfile, $log_from);
+my @claims = grep { /FOR UPDATE SKIP LOCKED/ } split /(?=^\S.*LOG:  duration: )/m, $log;
+cmp_ok(scalar(@claims), '>', 10, 'the worker claimed in many batches');
+my $last = $claims[-1] // '';
+like($last, qr/Index Scan using jobs_pkey on jobs j\s+\([^\n]*\n\s+Index Cond: \(id = /,
+	'the last claim looks jobs up by id');
+my @walks = grep { /Index Scan using jobs_pkey on jobs j\s+\([^\n]*\n(?!\s+Index Cond)/ } @claims;
+cmp_ok(scalar(@walks), '<=', 5, 'few claims walk async.jobs (' . scalar(@walks) . ')');
+
+# 2. With batch_max_bytes at 64kB, jobs of about 40kB of stored payload are
+# claimed two at a time at most (the second starts under the limit).
+$node->append_conf('postgresql.conf', "pg_async.batch_max_bytes = '64kB'\nauto_explain.log_min_duration = -1");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT current_setting('pg_async.batch_max_bytes') = '64kB'"),
+	'the limit is set');
+# The claim that leaves out paused and limited functions (while one is)
+# and the plain one (while none is) both stop there.
+my $blob = q{jsonb_build_object('blob', (SELECT string_agg(md5((g * 10000 + i)::text), '')
+                                          FROM generate_series(1, 1250) i))};
+$node->safe_psql('postgres', qq{
+SELECT async.register('public.noop(jsonb)', name => 'held');
+SELECT async.pause('held');
+SELECT async.pause('noop');
+TRUNCATE async.jobs;
+INSERT INTO async.jobs (function, payload, event_id)
+SELECT 'noop', $blob, 'big-' || g FROM generate_series(1, 20) g;
+INSERT INTO async.jobs (function, payload, run_at) VALUES ('held', '{}', now() + interval '1 day');
+});
+my $stored = $node->safe_psql('postgres',
+	"SELECT min(pg_column_size(payload)) FROM async.jobs WHERE function = 'noop'");
+cmp_ok($stored, '>', 33 * 1024, "each payload is stored in more than 33kB ($stored)");
+my %path = (
+	full => q{SELECT async.resume('noop')},
+	plain => q{SELECT async.unregister('held'); SELECT async.resume('noop')});
+foreach my $claim ('full', 'plain')
+{
+	$node->safe_psql('postgres', $path{$claim});
+	ok( $node->poll_query_until('postgres',
+			"SELECT count(*) = 20 FROM async.jobs WHERE event_id LIKE 'big-%' AND state = 'succeeded'"),
+		"$claim claim: the large jobs run");
+	# the jobs of one claim share its start time
+	my ($batches, $largest) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT count(*), max(n) FROM (SELECT count(*) AS n FROM async.jobs
+	 WHERE event_id LIKE 'big-%' GROUP BY worker_pid, started_at) b});
+	is($largest, 2, "$claim claim: no batch holds more than two of them");
+	cmp_ok($batches, '>=', 10, "$claim claim: they ran in at least ten batches ($batches)");
+	$node->safe_psql('postgres', qq{
+	SELECT async.pause('noop');
+	DELETE FROM async.jobs WHERE event_id LIKE 'big-%';
+	INSERT INTO async.jobs (function, payload, event_id)
+	SELECT 'noop', $blob, 'big-' || g FROM generate_series(1, 20) g;
+	}) if $claim eq 'full';
+}
+
+# 3. Two workers; each has just run fast jobs, so its next claim takes a
+# whole batch.  Ten jobs of 300 ms each then come at once.
+$node->append_conf('postgresql.conf', "pg_async.workers = 2");
+$node->reload;
+ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'), 'two workers');
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.slow(e jsonb) RETURNS void LANGUAGE sql AS $$SELECT pg_sleep(0.3)$$;
+SELECT async.register('public.slow(jsonb)');
+TRUNCATE async.jobs;
+INSERT INTO async.jobs (function, payload) SELECT 'noop', '{}' FROM generate_series(1, 5000);
+});
+ok($node->poll_query_until('postgres', "SELECT count(*) = 5000 FROM async.jobs WHERE state = 'succeeded'"),
+	'fast jobs run');
+$node->safe_psql('postgres',
+	q{INSERT INTO async.jobs (function, payload) SELECT 'slow', '{}' FROM generate_series(1, 10)});
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 10 FROM async.jobs WHERE function = 'slow' AND state = 'succeeded'"),
+	'slow jobs run');
+is( $node->safe_psql('postgres',
+		"SELECT count(DISTINCT worker_pid) || ' workers, attempts ' || min(attempts) || '-' || max(attempts)"
+		  . " FROM async.jobs WHERE function = 'slow'"),
+	'2 workers, attempts 1-1',
+	'both workers ran slow jobs, each job once, the jobs given back not charged');
+is($node->safe_psql('postgres', "SELECT count(*) FROM async.attempts WHERE function = 'slow'"),
+	'10', 'ten attempts recorded');
+
+$node->stop;
+done_testing();
