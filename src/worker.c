@@ -150,10 +150,10 @@ static TimestampTz last_retention = 0;
  * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
  * counting the payloads before each in the order src was written (the
  * order of the ready index: a CTE is read back in the order its rows were
- * stored); the first job always fits.  A batch's payloads stay in the worker's memory
- * until it ends, so pg_async.batch_max_bytes bounds them whatever
- * pg_async.batch_size is.  The other jobs stay locked, not claimed, until
- * the claim commits.
+ * stored); the first job always fits.  A batch's payloads stay in the
+ * worker's memory until it ends, so pg_async.batch_max_bytes bounds them
+ * whatever pg_async.batch_size is.  The other jobs stay locked, not
+ * claimed, until the claim commits.
  */
 #define CLAIM_WITHIN_BYTES(src) \
 " within_bytes AS (" \
