@@ -43,16 +43,39 @@ SELECT async.configure('span_held', concurrency => -1);
 SELECT async.wait_idle();
 SELECT state, attempts FROM async.jobs WHERE event_id = 'held-1';
 
--- pause and resume
+-- pause and resume; a paused function's queued jobs are marked paused (out
+-- of the claim's index), those queued before the pause and those enqueued
+-- during it
 SELECT async.pause('span_held');
 INSERT INTO async.jobs (function, event_id, payload)
 VALUES ('span_held', 'held-2', '{"f": "span_held", "id": "held-2", "s": 0}');
+-- what the INSERT says about paused does not count
+INSERT INTO async.jobs (function, event_id, payload, paused)
+VALUES ('note', 'not-held-2', '{"n": 101}', true);
 SELECT async.wait_idle('1 second');
 SELECT paused FROM async.functions WHERE name = 'span_held';
-SELECT state, attempts FROM async.jobs WHERE event_id = 'held-2';
+SELECT event_id, state, attempts, paused FROM async.jobs
+ WHERE event_id IN ('held-2', 'not-held-2') ORDER BY 1;
 SELECT async.resume('span_held');
 SELECT async.wait_idle();
-SELECT state, attempts FROM async.jobs WHERE event_id = 'held-2';
+SELECT state, attempts, paused FROM async.jobs WHERE event_id = 'held-2';
+BEGIN;
+INSERT INTO async.jobs (function, event_id, payload, run_at)
+VALUES ('span_held', 'held-3', '{"f": "span_held", "id": "held-3", "s": 0}', now() + interval '1 hour');
+SELECT async.pause('span_held');
+SELECT paused FROM async.jobs WHERE event_id = 'held-3';
+SELECT async.resume('span_held');
+SELECT paused FROM async.jobs WHERE event_id = 'held-3';
+ROLLBACK;
+-- a job marked paused whose function is not (an enqueue that raced a
+-- resume) is released by async._unpause_jobs(), which the workers call
+BEGIN;
+INSERT INTO async.jobs (function, event_id, payload, run_at)
+VALUES ('span_held', 'held-4', '{"f": "span_held", "id": "held-4", "s": 0}', now() + interval '1 hour');
+UPDATE async.jobs SET paused = true WHERE event_id = 'held-4';
+SELECT async._unpause_jobs() AS released;
+SELECT paused FROM async.jobs WHERE event_id = 'held-4';
+ROLLBACK;
 SELECT async.pause('no_such_function');
 SET ROLE regress_bob;
 SELECT async.pause('span_held');

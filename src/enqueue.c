@@ -50,6 +50,7 @@ typedef struct RegistrationEntry
 {
 	char		name[ASYNC_NAME_SIZE];	/* hash key */
 	Oid			handler;
+	bool		paused;			/* its new jobs are marked paused (async.pause) */
 	char		signature[NAMEDATALEN * 4];
 } RegistrationEntry;
 
@@ -121,6 +122,7 @@ lookup_registration(const char *function)
 	Datum		args[1];
 	char		key[ASYNC_NAME_SIZE];
 	char	   *handler = NULL;
+	bool		paused = false;
 	RegistrationEntry *entry;
 	bool		found;
 	int			rc;
@@ -164,7 +166,7 @@ lookup_registration(const char *function)
 		elog(ERROR, "pg_async: SPI_connect failed");
 	if (lookup_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT f.handler FROM async.functions f"
+		SPIPlanPtr	plan = SPI_prepare("SELECT f.handler, f.paused FROM async.functions f"
 									   " WHERE f.name OPERATOR(pg_catalog.=) $1",
 									   1, argtypes);
 
@@ -186,6 +188,8 @@ lookup_registration(const char *function)
 		if (!isnull)
 			handler = MemoryContextStrdup(CurTransactionContext,
 										  TextDatumGetCString(d));
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		paused = !isnull && DatumGetBool(d);
 	}
 	SPI_finish();
 
@@ -198,6 +202,7 @@ lookup_registration(const char *function)
 
 	entry = hash_search(registrations, key, HASH_ENTER, &found);
 	strlcpy(entry->signature, handler, sizeof(entry->signature));
+	entry->paused = paused;
 	entry->handler = pg_async_resolve_handler(handler);
 	if (!OidIsValid(entry->handler))
 	{
@@ -212,9 +217,9 @@ lookup_registration(const char *function)
 
 /*
  * check_registration raises an error unless 'function' is registered and
- * the current user may EXECUTE its handler.
+ * the current user may EXECUTE its handler, and returns its registration.
  */
-static void
+static RegistrationEntry *
 check_registration(const char *function)
 {
 	RegistrationEntry *entry = lookup_registration(function);
@@ -230,6 +235,7 @@ check_registration(const char *function)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to enqueue for function \"%s\"", function),
 				 errdetail("Enqueueing needs EXECUTE on its handler %s.", entry->signature)));
+	return entry;
 }
 
 /*
@@ -259,6 +265,33 @@ column_value(HeapTuple tuple, TupleDesc desc, const char *column, bool *isnull)
 }
 
 /*
+ * paused_attnum is the number of the column async.jobs.paused, or
+ * InvalidAttrNumber in a schema older than 0.2 (before ALTER EXTENSION
+ * UPDATE, enqueues go on as they did).
+ */
+static AttrNumber
+paused_attnum(TupleDesc desc)
+{
+	int			attnum = SPI_fnumber(desc, "paused");
+
+	return attnum > 0 ? (AttrNumber) attnum : InvalidAttrNumber;
+}
+
+/* is_paused tells whether a job row is marked paused (async.jobs.paused). */
+static bool
+is_paused(HeapTuple tuple, TupleDesc desc)
+{
+	AttrNumber	attnum = paused_attnum(desc);
+	bool		isnull;
+	Datum		d;
+
+	if (attnum == InvalidAttrNumber)
+		return false;
+	d = heap_getattr(tuple, attnum, desc, &isnull);
+	return !isnull && DatumGetBool(d);
+}
+
+/*
  * due_soon tells whether a job due at run_at needs a worker woken for it: a
  * sleeping worker looks at the queue at least every ASYNC_MAX_SLEEP_MS, and
  * then sees a job due later than that in time.  Jobs scheduled further
@@ -268,8 +301,12 @@ static bool
 due_soon(HeapTuple tuple, TupleDesc desc)
 {
 	bool		isnull;
-	Datum		d = column_value(tuple, desc, "run_at", &isnull);
+	Datum		d;
 
+	/* a paused job waits for async.resume(), which wakes the workers itself */
+	if (is_paused(tuple, desc))
+		return false;
+	d = column_value(tuple, desc, "run_at", &isnull);
 	return isnull ||
 		DatumGetTimestampTz(d) <= GetCurrentTimestamp() + (TimestampTz) ASYNC_MAX_SLEEP_MS * 1000;
 }
@@ -291,6 +328,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	char	   *state;
 	char	   *function;
 	char	   *event_id;
+	RegistrationEntry *entry;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "pg_async_jobs_trigger: not called as a trigger");
@@ -380,7 +418,21 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 				 errmsg("run_at of a job must not be null"),
 				 errhint("Leave run_at out to run the job as soon as possible.")));
 
-	check_registration(function);
+	entry = check_registration(function);
+
+	/*
+	 * A paused function's new job is marked paused: left out of the index
+	 * the workers claim from, so that its backlog does not lie in every
+	 * claim's path.  That is decided here, whatever the INSERT said.
+	 */
+	if (paused_attnum(desc) != InvalidAttrNumber && is_paused(tuple, desc) != entry->paused)
+	{
+		int			attnum = paused_attnum(desc);
+		Datum		value = BoolGetDatum(entry->paused);
+		bool		null = false;
+
+		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, &attnum, &value, &null);
+	}
 
 	if (due_soon(tuple, desc))
 		pg_async_note_enqueued(1);

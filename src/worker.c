@@ -178,7 +178,7 @@ static const char *claim_sql =
 " candidates AS ("
 "  SELECT j.id, j.function, j.suspect, j.run_at,"
 "         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
-"   WHERE j.finished_at IS NULL"
+"   WHERE j.finished_at IS NULL AND NOT j.paused"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "     AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
@@ -211,7 +211,7 @@ static const char *claim_fast_sql =
 "WITH candidates AS ("
 "  SELECT j.id, j.function, j.suspect,"
 "         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
-"   WHERE j.finished_at IS NULL"
+"   WHERE j.finished_at IS NULL AND NOT j.paused"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "   ORDER BY j.run_at LIMIT $1"
@@ -241,7 +241,7 @@ static const char *claim_lock_sql =
 /* when the next job is due, leaving out those of paused or saturated functions */
 static const char *next_run_sql =
 "SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-" WHERE j.finished_at IS NULL AND j.state OPERATOR(pg_catalog.=) 'queued'"
+" WHERE j.finished_at IS NULL AND NOT j.paused AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "   AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY("
 "       SELECT f.name FROM async.functions f"
 "        WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.<=) (SELECT pg_catalog.count(*)::pg_catalog.int4"
@@ -1393,6 +1393,11 @@ maintenance(void)
 		last_recovery = now;
 		n = run_maintenance_sql("pg_async: recovering jobs of dead workers",
 								"SELECT async._recover()", 0, NULL, NULL);
+		/* paused jobs whose function was resumed while they were enqueued */
+		if (MySlotIndex == 0 &&
+			run_maintenance_sql("pg_async: releasing paused jobs",
+								"SELECT async._unpause_jobs()", 0, NULL, NULL) > 0)
+			requeued = true;
 		if (n > 0)
 		{
 			ereport(LOG,

@@ -14,6 +14,10 @@
 #
 # 3. A batch sized by fast jobs that meets slow ones gives the rest back
 # once it has run 200 ms, so that colleagues take them.
+#
+# 4. A paused function's jobs are marked paused, out of the index the
+# workers claim from: a large paused backlog ahead of other jobs is not
+# walked by every claim.
 use strict;
 use warnings;
 
@@ -160,6 +164,40 @@ is( $node->safe_psql('postgres',
 	'both workers ran slow jobs, each job once, the jobs given back not charged');
 is($node->safe_psql('postgres', "SELECT count(*) FROM async.attempts WHERE function = 'slow'"),
 	'10', 'ten attempts recorded');
+
+# 4. 20,000 jobs of a paused function, due an hour ago, ahead of 50 others.
+$node->append_conf('postgresql.conf',
+	"auto_explain.log_min_duration = 0\nauto_explain.log_analyze = on");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT current_setting('auto_explain.log_analyze') = 'on'"),
+	'auto_explain analyzes');
+$node->safe_psql('postgres', q{
+SELECT async.register('public.noop(jsonb)', name => 'parked');
+SELECT async.pause('parked');
+INSERT INTO async.jobs (function, payload, run_at)
+SELECT 'parked', '{}', now() - interval '1 hour' FROM generate_series(1, 20000);
+});
+is($node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE function = 'parked' AND paused"),
+	'20000', "a paused function's new jobs are marked paused");
+$log_from = -s $node->logfile;
+$node->safe_psql('postgres',
+	q{INSERT INTO async.jobs (function, payload, event_id) SELECT 'noop', '{}', 'after-' || g FROM generate_series(1, 50) g});
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 50 FROM async.jobs WHERE event_id LIKE 'after-%' AND state = 'succeeded'"),
+	'the other jobs run');
+$log = slurp_file($node->logfile, $log_from);
+my @scans = ($log =~ /Index Scan using jobs_ready_idx on jobs j_1 .*\n(?:\s+(?:Index Cond|Filter|Rows Removed by Filter).*\n)*/g);
+my @removed = map { /Rows Removed by Filter: (\d+)/ ? $1 : 0 } @scans;
+my $walked = 0;
+foreach (@removed) { $walked = $_ if $_ > $walked; }
+cmp_ok(scalar(@scans), '>', 0, 'claims were logged (' . scalar(@scans) . ')');
+cmp_ok($walked, '<', 100, "no claim walked the paused backlog (most rows passed over: $walked)");
+$node->safe_psql('postgres', q{SELECT async.resume('parked')});
+is($node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE paused"), '0',
+	'async.resume releases them');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 20000 FROM async.jobs WHERE function = 'parked' AND state = 'succeeded'"),
+	'and they run');
 
 $node->stop;
 done_testing();
