@@ -158,6 +158,7 @@ BEGIN
 		WITH orphans AS (
 			SELECT j.id, j.worker_pid, j.started_at
 			  FROM async.jobs j
+			 /* a running job is never marked paused: this walks jobs_ready_idx */
 			 WHERE j.finished_at IS NULL AND NOT j.paused
 			   AND j.state OPERATOR(pg_catalog.=) 'running'
 			   AND (j.worker_pid IS NULL OR

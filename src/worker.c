@@ -1269,6 +1269,9 @@ run_maintenance_sql(const char *activity, const char *sql, int nargs,
  * it marks the job running on that attempt again, and async._charge_crash()
  * records the crashed attempt and retries or dead-letters the job, as
  * async._recover() does when the claim survived.  Returns 1 if it did.
+ * A running job is never marked paused (claims take no paused job), which
+ * async._recover() relies on to find running jobs in jobs_ready_idx: the
+ * mark goes, should the function have been paused since the crash.
  */
 static int
 charge_lost_claim(int64 job_id, int32 attempt)
@@ -1280,7 +1283,7 @@ charge_lost_claim(int64 job_id, int32 attempt)
 	args[0] = Int64GetDatum(job_id);
 	args[1] = Int32GetDatum(attempt);
 	rc = SPI_execute_with_args("UPDATE async.jobs j"
-							   "   SET state = 'running', attempts = $2,"
+							   "   SET state = 'running', attempts = $2, paused = false,"
 							   "       started_at = pg_catalog.now(), worker_pid = NULL"
 							   " WHERE j.id OPERATOR(pg_catalog.=) $1"
 							   "   AND j.state OPERATOR(pg_catalog.=) 'queued'"

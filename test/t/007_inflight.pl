@@ -63,7 +63,9 @@ $node->start;
 $node->safe_psql('postgres', q{
 UPDATE async.jobs SET attempts = 1, errors = '[{"attempt": 1, "message": "earlier"}]'
  WHERE event_id = 'lost-2';
-UPDATE async.jobs SET state = 'running', attempts = 1, worker_pid = 999999, started_at = now()
+-- as a claim leaves it: claims take only jobs not marked paused (pause() above marked them)
+UPDATE async.jobs SET state = 'running', attempts = 1, worker_pid = 999999, started_at = now(),
+       paused = false
  WHERE event_id = 'kept-1';
 });
 my %id = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
