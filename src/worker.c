@@ -38,6 +38,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "optimizer/plancat.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -61,6 +62,7 @@
 
 /* how often a worker looks for jobs of dead workers even if none exited */
 #define ASYNC_RECOVERY_INTERVAL_MS	5000
+#define ASYNC_RECOVERY_MAX_INTERVAL_MS	600000
 /* how often the worker of slot 0 applies pg_async.retention */
 #define ASYNC_RETENTION_INTERVAL_MS	10000
 /* how many finished jobs one retention transaction deletes */
@@ -124,6 +126,7 @@ static XLogRecPtr unflushed_claim = InvalidXLogRecPtr;
 
 static uint32 last_recovery_epoch = 0;
 static TimestampTz last_recovery = 0;
+static int	recovery_interval_ms = ASYNC_RECOVERY_INTERVAL_MS;
 static TimestampTz last_retention = 0;
 
 /*
@@ -600,6 +603,50 @@ replan_if_grown(void)
 			 planned_blocks, nblocks);
 		ResetPlanCache();
 		planned_blocks = nblocks;
+	}
+}
+
+/*
+ * ASYNC_JOBS_MIN_ROWS is the fewest rows the worker's planner believes
+ * async.jobs holds (jobs_rows_floor).
+ */
+#define ASYNC_JOBS_MIN_ROWS		100000
+
+static get_relation_info_hook_type prev_get_relation_info_hook = NULL;
+
+/*
+ * jobs_rows_floor, the worker's get_relation_info_hook, makes the worker's
+ * planner believe async.jobs holds at least ASYNC_JOBS_MIN_ROWS rows.  Its
+ * statements are built for index plans: the claim walks jobs_ready_idx and
+ * looks each claimed job up by its key, the finishing statements look jobs
+ * up one by one.  Believing the table nearly empty, the planner would
+ * rather scan all of it once and join the batch to it, which is ruinous at
+ * a million rows (one claim took 364 s).  Statistics say "nearly empty"
+ * more often than one would think: an ANALYZE (autovacuum's too) that runs
+ * while a large INSERT is in progress sees no live row and records 0 rows
+ * in however many pages, and from then on every plan, old or new, counts 0
+ * rows per page, until the next ANALYZE.  Only the worker's own planning
+ * is touched (the hook is set in the worker process), and only the size of
+ * async.jobs and of its full indexes.
+ */
+static void
+jobs_rows_floor(PlannerInfo *root, Oid relid, bool inhparent, RelOptInfo *rel)
+{
+	if (prev_get_relation_info_hook)
+		prev_get_relation_info_hook(root, relid, inhparent, rel);
+
+	if (relid == jobs_relid && OidIsValid(relid) && rel->tuples < ASYNC_JOBS_MIN_ROWS)
+	{
+		ListCell   *lc;
+
+		rel->tuples = ASYNC_JOBS_MIN_ROWS;
+		foreach(lc, rel->indexlist)
+		{
+			IndexOptInfo *index = (IndexOptInfo *) lfirst(lc);
+
+			if (index->indpred == NIL)
+				index->tuples = rel->tuples;
+		}
 	}
 }
 
@@ -1374,9 +1421,18 @@ recover_lost_claims(void)
 }
 
 /*
- * maintenance recovers the jobs of dead workers when a worker exited or
- * ASYNC_RECOVERY_INTERVAL_MS passed, and in slot 0 applies pg_async.retention.
- * Returns true when it queued jobs again.
+ * maintenance recovers the jobs of dead workers when a worker exited, after
+ * a start, and every recovery_interval_ms in case a worker's exit went
+ * unnoticed (a pid reused after a restart), and in slot 0 applies
+ * pg_async.retention.  Returns true when it queued jobs again.
+ *
+ * The periodic look for jobs left running reads every unfinished job (no
+ * index leads to the running ones alone: marking a job running must stay a
+ * HOT update): 0.2 to 0.8 s with a backlog of a million jobs, which every
+ * 5 s took a quarter of each worker's time while it drained that backlog.
+ * So the interval grows with what the look costs: at least
+ * ASYNC_RECOVERY_INTERVAL_MS, and 100 times the last look's duration,
+ * keeping it to about 1% of a worker.
  */
 static bool
 maintenance(void)
@@ -1388,14 +1444,18 @@ maintenance(void)
 	recover_lost_claims();
 
 	if (epoch != last_recovery_epoch || last_recovery == 0 ||
-		TimestampDifferenceExceeds(last_recovery, now, ASYNC_RECOVERY_INTERVAL_MS))
+		TimestampDifferenceExceeds(last_recovery, now, recovery_interval_ms))
 	{
 		int			n;
+		int64		took_ms;
 
 		last_recovery_epoch = epoch;
 		last_recovery = now;
 		n = run_maintenance_sql("pg_async: recovering jobs of dead workers",
 								"SELECT async._recover()", 0, NULL, NULL);
+		took_ms = (GetCurrentTimestamp() - now) / 1000;
+		recovery_interval_ms = (int) Min(Max(100 * took_ms, ASYNC_RECOVERY_INTERVAL_MS),
+										 ASYNC_RECOVERY_MAX_INTERVAL_MS);
 		/* paused jobs whose function was resumed while they were enqueued */
 		if (MySlotIndex == 0 &&
 			run_maintenance_sql("pg_async: releasing paused jobs",
@@ -1503,6 +1563,8 @@ pg_async_worker_main(Datum main_arg)
 	on_shmem_exit(worker_detach, (Datum) 0);
 
 	CacheRegisterRelcacheCallback(functions_changed, (Datum) 0);
+	prev_get_relation_info_hook = get_relation_info_hook;
+	get_relation_info_hook = jobs_rows_floor;
 	pg_async_inflight_open(MySlotIndex);
 
 	SetConfigOption("application_name", "pg_async worker", PGC_USERSET, PGC_S_SESSION);

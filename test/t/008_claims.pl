@@ -9,6 +9,10 @@
 # Autovacuum is off, so that no ANALYZE comes to the rescue; auto_explain
 # logs the plans the worker runs.
 #
+# 1b. The same with statistics that count 0 rows in many pages, as an
+# ANALYZE run during a large INSERT leaves them: no new plan helps there,
+# the worker's planner is told async.jobs holds at least 100,000 rows.
+#
 # 2. pg_async.batch_max_bytes: a batch holds its payloads in the worker's
 # memory, so a claim stops at that many bytes of payload.
 #
@@ -93,6 +97,31 @@ like($last, qr/Index Scan using jobs_pkey on jobs j\s+\([^\n]*\n\s+Index Cond: \
 	'the last claim looks jobs up by id');
 my @walks = grep { /Index Scan using jobs_pkey on jobs j\s+\([^\n]*\n(?!\s+Index Cond)/ } @claims;
 cmp_ok(scalar(@walks), '<=', 5, 'few claims walk async.jobs (' . scalar(@walks) . ')');
+
+# 1b. Statistics that say the table is empty while it is not: what an
+# ANALYZE records when it runs during a large INSERT (0 live rows in many
+# pages).  Every plan made from them, however recent, thinks the queue
+# empty; the worker's planner is told otherwise.
+$node->safe_psql('postgres', q{
+TRUNCATE async.jobs;
+INSERT INTO async.jobs (function, payload, run_at)
+SELECT 'noop', '{}', now() + interval '1 hour' FROM generate_series(1, 30000);
+ANALYZE async.jobs;
+UPDATE pg_class SET reltuples = 0 WHERE oid = 'async.jobs'::regclass;
+});
+is($node->safe_psql('postgres', "SELECT relpages > 100 AND reltuples = 0 FROM pg_class WHERE oid = 'async.jobs'::regclass"),
+	't', 'the statistics say 0 rows in many pages');
+$log_from = -s $node->logfile;
+$node->safe_psql('postgres', q{UPDATE async.jobs SET run_at = now()});
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 30000 FROM async.jobs WHERE state = 'succeeded'"),
+	'30,000 jobs drain in time despite them');
+$log = slurp_file($node->logfile, $log_from);
+@claims = grep { /FOR UPDATE SKIP LOCKED/ } split /(?=^\S.*LOG:  duration: )/m, $log;
+like($claims[-1] // '', qr/Index Scan using jobs_pkey on jobs j\s+\([^\n]*\n\s+Index Cond: \(id = /,
+	'the claims look jobs up by id');
+@walks = grep { /Index Scan using jobs_pkey on jobs j\s+\([^\n]*\n(?!\s+Index Cond)/ } @claims;
+is(scalar(@walks), 0, 'no claim walks async.jobs');
 
 # 2. With batch_max_bytes at 64kB, jobs of about 40kB of stored payload are
 # claimed two at a time at most (the second starts under the limit).
