@@ -413,6 +413,18 @@ extension_ready(void)
 			limits_known = false;
 		}
 	}
+	/* a development build of 0.2 had no async.jobs.paused */
+	if (get_attnum(jobs_relid, "paused") == InvalidAttrNumber)
+	{
+		if (!warned_old)
+			ereport(WARNING,
+					(errmsg("pg_async workers wait: async.jobs in database \"%s\" has no column \"paused\"",
+							MyDatabase),
+					 errdetail("The extension was created from an unreleased build of version 0.2."),
+					 errhint("Drop and create the extension again.")));
+		warned_old = true;
+		return false;
+	}
 	return true;
 }
 
