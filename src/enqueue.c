@@ -298,13 +298,13 @@ is_paused(HeapTuple tuple, TupleDesc desc)
  * ahead thus wake nobody, rather than a worker that would find nothing due.
  */
 static bool
-due_soon(HeapTuple tuple, TupleDesc desc)
+due_soon(HeapTuple tuple, TupleDesc desc, bool paused)
 {
 	bool		isnull;
 	Datum		d;
 
 	/* a paused job waits for async.resume(), which wakes the workers itself */
-	if (is_paused(tuple, desc))
+	if (paused)
 		return false;
 	d = column_value(tuple, desc, "run_at", &isnull);
 	return isnull ||
@@ -329,6 +329,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	char	   *function;
 	char	   *event_id;
 	RegistrationEntry *entry;
+	AttrNumber	attnum;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "pg_async_jobs_trigger: not called as a trigger");
@@ -339,7 +340,8 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		if (!pg_async_in_worker &&
-			due_soon(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation)))
+			due_soon(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation),
+					 is_paused(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation))))
 			pg_async_note_enqueued(1);
 		return PointerGetDatum(trigdata->tg_newtuple);
 	}
@@ -365,7 +367,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	if (!isnull && DatumGetTimestampTz(d) < GetCurrentTransactionStartTimestamp() &&
 		superuser())
 	{
-		if (due_soon(tuple, desc))
+		if (due_soon(tuple, desc, is_paused(tuple, desc)))
 			pg_async_note_enqueued(1);
 		return PointerGetDatum(tuple);
 	}
@@ -425,16 +427,21 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	 * the workers claim from, so that its backlog does not lie in every
 	 * claim's path.  That is decided here, whatever the INSERT said.
 	 */
-	if (paused_attnum(desc) != InvalidAttrNumber && is_paused(tuple, desc) != entry->paused)
+	attnum = paused_attnum(desc);
+	if (attnum != InvalidAttrNumber)
 	{
-		int			attnum = paused_attnum(desc);
-		Datum		value = BoolGetDatum(entry->paused);
-		bool		null = false;
+		d = heap_getattr(tuple, attnum, desc, &isnull);
+		if (isnull || DatumGetBool(d) != entry->paused)
+		{
+			int			cols[1] = {attnum};
+			Datum		value = BoolGetDatum(entry->paused);
+			bool		null = false;
 
-		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, &attnum, &value, &null);
+			tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &value, &null);
+		}
 	}
 
-	if (due_soon(tuple, desc))
+	if (due_soon(tuple, desc, entry->paused))
 		pg_async_note_enqueued(1);
 	pg_async_pending(function)->received++;
 	return PointerGetDatum(tuple);

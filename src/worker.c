@@ -29,7 +29,6 @@
  */
 #include "pg_async.h"
 
-#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
@@ -42,7 +41,6 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -54,8 +52,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/plancache.h"
-#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -104,12 +100,8 @@ static Oid	functions_relid = InvalidOid;
 static bool limits_known = false;
 static bool limits_exist = true;
 
-/*
- * async.jobs, and its size in blocks when the worker last made its cached
- * plans start over (replan_if_grown).
- */
+/* async.jobs, as extension_ready last found it (and checked its columns) */
 static Oid	jobs_relid = InvalidOid;
-static BlockNumber planned_blocks = InvalidBlockNumber;
 
 /* average run time of one job, in microseconds (exponential moving average) */
 static double avg_job_us = 0;
@@ -374,6 +366,7 @@ extension_ready(void)
 	"attempt_log", "running"};
 	static bool warned_old = false;
 	Oid			nsp;
+	Oid			jobs = InvalidOid;
 	int			i;
 
 	if (!OidIsValid(get_extension_oid("pg_async", true)))
@@ -405,7 +398,7 @@ extension_ready(void)
 		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 			return false;
 		if (i == 0)
-			jobs_relid = relid;
+			jobs = relid;
 		if (i == 1 && relid != functions_relid)
 		{
 			/* a new async.functions (the extension was created again) */
@@ -414,16 +407,20 @@ extension_ready(void)
 		}
 	}
 	/* a development build of 0.2 had no async.jobs.paused */
-	if (get_attnum(jobs_relid, "paused") == InvalidAttrNumber)
+	if (jobs != jobs_relid)
 	{
-		if (!warned_old)
-			ereport(WARNING,
-					(errmsg("pg_async workers wait: async.jobs in database \"%s\" has no column \"paused\"",
-							MyDatabase),
-					 errdetail("The extension was created from an unreleased build of version 0.2."),
-					 errhint("Drop and create the extension again.")));
-		warned_old = true;
-		return false;
+		if (get_attnum(jobs, "paused") == InvalidAttrNumber)
+		{
+			if (!warned_old)
+				ereport(WARNING,
+						(errmsg("pg_async workers wait: async.jobs in database \"%s\" has no column \"paused\"",
+								MyDatabase),
+						 errdetail("The extension was created from an unreleased build of version 0.2."),
+						 errhint("Drop and create the extension again.")));
+			warned_old = true;
+			return false;
+		}
+		jobs_relid = jobs;
 	}
 	return true;
 }
@@ -580,45 +577,6 @@ any_limits(void)
 }
 
 /*
- * replan_if_grown makes every plan cached in this worker start over when
- * async.jobs has more than doubled since they were made.  The worker's
- * plans are made once and kept until an invalidation (ANALYZE, TRUNCATE,
- * DDL), and a plan made while the table was nearly empty, after a TRUNCATE
- * or an ANALYZE of an empty queue, may walk the whole table for each job
- * of a batch (a full index scan of async.jobs joined to the batch): cheap
- * at 10 rows, quadratic at 100,000; a claim then took seconds and the
- * workers drained a few hundred jobs a second on both CPUs.  The table's
- * size in blocks is what the planner reads; checking it costs one lseek.
- * ResetPlanCache also reaches the plans of the PL/pgSQL functions the
- * worker calls (async._succeed, async._fail).
- */
-static void
-replan_if_grown(void)
-{
-	Relation	rel;
-	BlockNumber nblocks;
-
-	if (!OidIsValid(jobs_relid))
-		return;
-	rel = table_open(jobs_relid, AccessShareLock);
-	nblocks = RelationGetNumberOfBlocks(rel);
-	table_close(rel, AccessShareLock);
-
-	if (planned_blocks == InvalidBlockNumber || nblocks < planned_blocks)
-	{
-		/* a new or truncated table: its invalidation started the plans over */
-		planned_blocks = nblocks;
-	}
-	else if (nblocks > 2 * planned_blocks + 8)
-	{
-		elog(DEBUG1, "pg_async: async.jobs grew from %u to %u blocks: planning again",
-			 planned_blocks, nblocks);
-		ResetPlanCache();
-		planned_blocks = nblocks;
-	}
-}
-
-/*
  * ASYNC_JOBS_MIN_ROWS is the fewest rows the worker's planner believes
  * async.jobs holds (jobs_rows_floor).
  */
@@ -689,7 +647,6 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	}
 
 	prepare_plans();
-	replan_if_grown();
 	save_nestlevel = push_planner_settings();
 
 	limited = any_limits();

@@ -10,8 +10,8 @@
 # logs the plans the worker runs.
 #
 # 1b. The same with statistics that count 0 rows in many pages, as an
-# ANALYZE run during a large INSERT leaves them: no new plan helps there,
-# the worker's planner is told async.jobs holds at least 100,000 rows.
+# ANALYZE run during a large INSERT leaves them.  In both cases the
+# worker's planner is told async.jobs holds at least 100,000 rows.
 #
 # 2. pg_async.batch_max_bytes: a batch holds its payloads in the worker's
 # memory, so a claim stops at that many bytes of payload.
