@@ -466,27 +466,30 @@ jobs_done(PGconn *conn)
 }
 
 /*
- * any_ready returns whether a job is ready or running (unfinished, with
- * run_at passed).  The ORDER BY makes it an index scan of jobs_ready_idx.
+ * any_ready returns whether a job is ready or running (unfinished, not
+ * paused, with run_at passed).  The predicate is jobs_ready_idx's and the
+ * ORDER BY its key, so this is a short index scan; without NOT paused it
+ * would read the whole table every second of a run.
  */
 static bool
 any_ready(PGconn *conn)
 {
 	return query_int64(conn,
 					   "SELECT count(*) FROM (SELECT 1 FROM async.jobs"
-					   " WHERE finished_at IS NULL AND run_at <= now()"
+					   " WHERE finished_at IS NULL AND NOT paused AND run_at <= now()"
 					   " ORDER BY run_at LIMIT 1) s") > 0;
 }
 
 /*
- * count_ready counts the queued jobs that are ready to run.
+ * count_ready counts the queued jobs that are ready to run (through
+ * jobs_ready_idx, as any_ready).
  */
 static int64_t
 count_ready(PGconn *conn)
 {
 	return query_int64(conn,
 					   "SELECT count(*) FROM async.jobs WHERE finished_at IS NULL"
-					   " AND run_at <= now() AND state = 'queued'");
+					   " AND NOT paused AND run_at <= now() AND state = 'queued'");
 }
 
 /*
