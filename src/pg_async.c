@@ -27,6 +27,7 @@ int			pg_async_workers = 2;
 int			pg_async_retention = 86400;
 int			pg_async_batch_size = 1000;
 int			pg_async_batch_max_bytes = 16 * 1024;	/* kB */
+double		pg_async_batch_wait = 5.0;	/* ms */
 int			pg_async_max_payload_size = 1024 * 1024;
 int			pg_async_log_failures = LOG;
 int			pg_async_attempts_retention = 86400;
@@ -101,6 +102,15 @@ pg_async_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("pg_async.batch_wait",
+							 "How long a worker fed by a stream of enqueues waits between claims.",
+							 "A stream is 2000 jobs a second or more, as single-job transactions; its jobs are then claimed in batches, at most this late. 0 claims each job as it comes.",
+							 &pg_async_batch_wait,
+							 5.0, 0.0, 1000.0,
+							 PGC_SIGHUP,
+							 GUC_UNIT_MS,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pg_async.max_payload_size",
 							"Largest payload accepted at enqueue.",

@@ -43,6 +43,7 @@ extern int	pg_async_workers;
 extern int	pg_async_retention;
 extern int	pg_async_batch_size;
 extern int	pg_async_batch_max_bytes;
+extern double pg_async_batch_wait;
 extern int	pg_async_max_payload_size;
 extern int	pg_async_log_failures;
 extern int	pg_async_attempts_retention;
@@ -52,9 +53,14 @@ extern bool pg_async_preloaded;
 /*
  * One slot per possible worker.  The launcher owns in_use, generation and the
  * restart bookkeeping; the worker fills in the rest under mutex.  'sleeping'
- * is the wake-up handshake: a worker sets it to 1 before its last look at the
- * queue, a committing backend swaps it to 0 and sets the latch.
+ * is the wake-up handshake: a worker sets it to ASYNC_SLOT_CLAIMING before
+ * its last look at the queue, and to ASYNC_SLOT_ASLEEP if that found nothing;
+ * a committing backend swaps either to ASYNC_SLOT_AWAKE and sets the latch.
  */
+#define ASYNC_SLOT_AWAKE		0
+#define ASYNC_SLOT_ASLEEP		1
+#define ASYNC_SLOT_CLAIMING		2
+
 typedef struct AsyncWorkerSlot
 {
 	/* launcher only */
@@ -100,6 +106,7 @@ typedef struct AsyncShared
 extern AsyncShared *AsyncShmem;
 extern void pg_async_shmem_init(void);
 extern void pg_async_wake_workers(int njobs);
+extern TimestampTz pg_async_wake_slack(void);
 extern void pg_async_wake_launcher(void);
 
 /* inflight.c: which job each worker runs, surviving a crash restart */

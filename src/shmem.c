@@ -49,7 +49,7 @@ pg_async_shmem_init(void)
 
 			memset(slot, 0, sizeof(AsyncWorkerSlot));
 			SpinLockInit(&slot->mutex);
-			pg_atomic_init_u32(&slot->sleeping, 0);
+			pg_atomic_init_u32(&slot->sleeping, ASYNC_SLOT_AWAKE);
 			pg_atomic_init_u64(&slot->next_look_at, PG_INT64_MAX);
 		}
 	}
@@ -58,16 +58,49 @@ pg_async_shmem_init(void)
 }
 
 /*
+ * pg_async_wake_slack is how much later than at once a job may be claimed
+ * by an awake worker, rather than wake another for it: ASYNC_WAKE_SLACK_US,
+ * or pg_async.batch_wait if longer.
+ */
+TimestampTz
+pg_async_wake_slack(void)
+{
+	return Max(ASYNC_WAKE_SLACK_US, (TimestampTz) (pg_async_batch_wait * 1000.0));
+}
+
+/*
+ * wake_slot wakes the worker of slot if its handshake is in state 'from',
+ * and tells whether it did.
+ */
+static bool
+wake_slot(AsyncWorkerSlot *slot, uint32 from)
+{
+	uint32		expected = from;
+	Latch	   *latch;
+
+	if (pg_atomic_read_u32(&slot->sleeping) != from ||
+		!pg_atomic_compare_exchange_u32(&slot->sleeping, &expected, ASYNC_SLOT_AWAKE))
+		return false;
+	latch = slot->latch;
+	if (latch != NULL)
+		SetLatch(latch);
+	return true;
+}
+
+/*
  * pg_async_wake_workers wakes enough sleeping workers for njobs new jobs:
  * one per batch, never more than are asleep.  A worker that is awake will
  * look at the queue again before it sleeps, so it needs no wake-up; the
- * 'sleeping' flag, swapped from 1 to 0 here, makes sure that two committers
- * do not both spend their wake-up on the same worker.
+ * 'sleeping' handshake, swapped to ASYNC_SLOT_AWAKE here, makes sure that two
+ * committers do not both spend their wake-up on the same worker.
  *
  * Fewer jobs than a batch wake nobody while an awake worker is about to
- * claim again (within ASYNC_WAKE_SLACK_US): it takes them with its next
- * claim, in the commit that finishes its batch, where a woken colleague
- * would spend a transaction and a WAL flush of its own on them.
+ * claim again (within ASYNC_WAKE_SLACK_US, or pg_async.batch_wait if that is
+ * longer: the wait it announces when it holds back a claim): it takes them
+ * with its next claim, where a woken colleague would spend a transaction and
+ * a WAL flush of its own on them.  Nor do they wake a sleeping worker while
+ * another is taking its last look before it sleeps: that one is told to look
+ * again instead.  A stream of jobs thus stays with one worker, in batches.
  */
 void
 pg_async_wake_workers(int njobs)
@@ -88,15 +121,20 @@ pg_async_wake_workers(int njobs)
 	pg_memory_barrier();
 	if (njobs < pg_async_batch_size)
 	{
-		TimestampTz soon = GetCurrentTimestamp() + ASYNC_WAKE_SLACK_US;
+		TimestampTz soon = GetCurrentTimestamp() + pg_async_wake_slack();
 
 		for (i = 0; i < nslots; i++)
 		{
 			AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
 
 			if (slot->latch != NULL &&
-				pg_atomic_read_u32(&slot->sleeping) == 0 &&
+				pg_atomic_read_u32(&slot->sleeping) == ASYNC_SLOT_AWAKE &&
 				(TimestampTz) pg_atomic_read_u64(&slot->next_look_at) <= soon)
+				return;
+		}
+		for (i = 0; i < nslots; i++)
+		{
+			if (wake_slot(&AsyncShmem->slots[i], ASYNC_SLOT_CLAIMING))
 				return;
 		}
 	}
@@ -105,18 +143,9 @@ pg_async_wake_workers(int njobs)
 	for (i = 0; i < nslots && wanted > 0; i++)
 	{
 		AsyncWorkerSlot *slot = &AsyncShmem->slots[(start + i) % nslots];
-		uint32		expected = 1;
 
-		if (pg_atomic_read_u32(&slot->sleeping) != 1)
-			continue;
-		if (pg_atomic_compare_exchange_u32(&slot->sleeping, &expected, 0))
-		{
-			Latch	   *latch = slot->latch;
-
-			if (latch != NULL)
-				SetLatch(latch);
+		if (wake_slot(slot, ASYNC_SLOT_ASLEEP) || wake_slot(slot, ASYNC_SLOT_CLAIMING))
 			wanted--;
-		}
 	}
 }
 

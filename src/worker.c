@@ -69,6 +69,17 @@
  * rest to its colleagues.
  */
 #define ASYNC_BATCH_TARGET_US		100000
+/*
+ * A claim that finds ASYNC_STREAM_JOBS jobs or more, but fewer than it may
+ * take, while jobs have been coming at ASYNC_STREAM_RATE a second or faster
+ * (over the last few claims, so that one burst is no stream), was fed by a
+ * stream of enqueues: the next claim waits for pg_async.batch_wait.  Slower
+ * streams are claimed as each job comes, with a worker's transaction or two
+ * per job, which two cores pay for without trouble at such rates, and
+ * without a wait in the latency of their jobs.
+ */
+#define ASYNC_STREAM_JOBS			4
+#define ASYNC_STREAM_RATE			2000
 /* most handlers with a subtransaction id in one transaction (PGPROC caches 64) */
 #define ASYNC_MAX_SUBXIDS			(PGPROC_MAX_CACHED_SUBXIDS - 1)
 
@@ -106,8 +117,22 @@ static Oid	jobs_relid = InvalidOid;
 /* average run time of one job, in microseconds (exponential moving average) */
 static double avg_job_us = 0;
 
+/* average time a batch's finishing commit takes, WAL flush included (same) */
+static double avg_commit_us = 0;
+
 /* the most jobs the last claim could take (batch_limit() then) */
 static int	last_claim_limit = 1;
+
+/*
+ * When the last claim that got jobs started, and whether the next waits for
+ * pg_async.batch_wait after it (claim_due).
+ */
+static TimestampTz last_claim_at = 0;
+static bool last_claim_streaming = false;
+static bool last_claim_full = false;
+
+/* jobs a second claimed from a stream (exponential moving average over claims) */
+static double stream_rate = 0;
 
 /*
  * The commit of the idle claim whose batch runs now, when that commit did
@@ -293,7 +318,7 @@ worker_detach(int code, Datum arg)
 	if (MySlot == NULL)
 		return;
 
-	pg_atomic_write_u32(&MySlot->sleeping, 0);
+	pg_atomic_write_u32(&MySlot->sleeping, ASYNC_SLOT_AWAKE);
 	pg_atomic_write_u64(&MySlot->next_look_at, (uint64) PG_INT64_MAX);
 	SpinLockAcquire(&MySlot->mutex);
 	if (MySlot->generation == MyGeneration && MySlot->pid == MyProcPid)
@@ -621,6 +646,80 @@ jobs_rows_floor(PlannerInfo *root, Oid relid, bool inhparent, RelOptInfo *rel)
 }
 
 /*
+ * claim_due returns when the next claim may start.  Jobs enqueued in a
+ * stream, one transaction each, would otherwise be claimed a few at a time,
+ * as they commit: every batch costs transactions of the worker's, which on a
+ * small machine take the processor from the very sessions enqueueing.  So
+ * after a claim fed by a stream (ASYNC_STREAM_RATE), the next waits until
+ * pg_async.batch_wait after it, and takes what came meanwhile together.
+ * Without a stream jobs are claimed as soon as they come; after a full claim
+ * more are waiting, and the next claim is due at once.
+ */
+static TimestampTz
+claim_due(void)
+{
+	if (!last_claim_streaming || pg_async_batch_wait <= 0)
+		return 0;
+	return last_claim_at + (TimestampTz) (pg_async_batch_wait * 1000.0);
+}
+
+/*
+ * colleague_claims_first tells whether a worker in a lower slot is awake
+ * and will claim by 'when'.  Only lower slots count, so that two workers
+ * never both leave the jobs to the other.  An awake worker claims again
+ * before it sleeps, so jobs committed meanwhile are not left behind.
+ */
+static bool
+colleague_claims_first(TimestampTz when)
+{
+	int			i;
+
+	for (i = 0; i < MySlotIndex; i++)
+	{
+		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+		uint32		state = pg_atomic_read_u32(&slot->sleeping);
+
+		if (slot->latch == NULL)
+			continue;
+		if (state == ASYNC_SLOT_CLAIMING ||
+			(state == ASYNC_SLOT_AWAKE &&
+			 (TimestampTz) pg_atomic_read_u64(&slot->next_look_at) <= when))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * wait_for_claim waits until claim_due(), publishing that as the worker's
+ * next look, so that committers leave new jobs to it.
+ */
+static void
+wait_for_claim(void)
+{
+	TimestampTz due = claim_due();
+
+	if (due <= GetCurrentTimestamp())
+		return;
+	announce_next_look(due);
+	for (;;)
+	{
+		long		remaining = (long) (due - GetCurrentTimestamp());
+
+		if (remaining <= 0 || ConfigReloadPending)
+			break;
+		if (remaining < 1000)
+			pg_usleep(remaining);
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 remaining / 1000, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
  * claim_jobs marks up to batch_limit() ready jobs 'running' and counts their
  * attempt, in the caller's transaction, with SPI connected.  The jobs are
  * copied into cxt.  With no job ready it reports when the next one is due
@@ -635,6 +734,7 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	uint64		i;
 	int			save_nestlevel;
 	bool		limited;
+	TimestampTz claim_start;
 
 	*jobs_out = NULL;
 	*next_run_at = 0;
@@ -659,6 +759,7 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	}
 
 	last_claim_limit = batch_limit();
+	claim_start = GetCurrentTimestamp();
 	args[0] = Int32GetDatum(last_claim_limit);
 	args[1] = Int32GetDatum(MyProcPid);
 	args[2] = Int64GetDatum((int64) pg_async_batch_max_bytes * 1024);
@@ -668,6 +769,23 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 			 SPI_result_code_string(rc));
 
 	n = (int) SPI_processed;
+	if (n > 0)
+	{
+		bool		full = (n >= last_claim_limit);
+
+		/*
+		 * The rate the claimed jobs came at, smoothed over claims.  A full
+		 * claim found a backlog, not a stream: the claim after it, which
+		 * takes the rest of the backlog, does not count as one either.
+		 */
+		if (claim_start > last_claim_at)
+			stream_rate = 0.8 * stream_rate +
+				0.2 * (double) n * USECS_PER_SEC / (double) (claim_start - last_claim_at);
+		last_claim_streaming = (n >= ASYNC_STREAM_JOBS && !full && !last_claim_full &&
+								stream_rate >= ASYNC_STREAM_RATE);
+		last_claim_full = full;
+		last_claim_at = claim_start;
+	}
 	if (n > 0)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
@@ -1230,15 +1348,26 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 	 * begin_run_transaction() took the locks on pg_async's tables in this
 	 * transaction: the extension cannot have gone since.
 	 */
-	if (next_cxt != NULL)
+	if (next_cxt != NULL && GetCurrentTimestamp() >= claim_due())
 		nnext = claim_jobs(next_cxt, next_jobs, &next_run_at);
 
 	/*
-	 * A job committed from here on is not seen until the next claim, after
-	 * this commit and its WAL flush: not soon enough to leave it to us.
+	 * A job committed from here on is not seen until the next claim: after
+	 * this commit and its WAL flush, and after the batch just claimed, if
+	 * any, or the wait for batch_wait.  Committers leave their jobs to us if
+	 * that is soon enough (pg_async_wake_slack), rather than wake a colleague
+	 * to claim them in a transaction of its own.
 	 */
-	announce_next_look(PG_INT64_MAX);
-	end_work();
+	{
+		TimestampTz commit_start = GetCurrentTimestamp();
+
+		announce_next_look(Max(commit_start +
+							   (TimestampTz) (avg_commit_us + nnext * avg_job_us),
+							   claim_due()));
+		end_work();
+		avg_commit_us = 0.8 * avg_commit_us +
+			0.2 * (double) (GetCurrentTimestamp() - commit_start);
+	}
 	unflushed_claim = InvalidXLogRecPtr;
 	pg_async_inflight_clear();
 
@@ -1601,16 +1730,47 @@ pg_async_worker_main(Datum main_arg)
 			if (maintenance())
 				continue;
 
+			/*
+			 * A stream of jobs is one worker's to batch: rather than wait to
+			 * claim its share of it, a worker sleeps while a colleague in a
+			 * lower slot is awake and claims first.  That one wakes it when
+			 * its claims come back full.
+			 */
+			if (claim_due() > GetCurrentTimestamp() &&
+				colleague_claims_first(claim_due() + pg_async_wake_slack()))
+			{
+				pg_atomic_write_u32(&MySlot->sleeping, ASYNC_SLOT_ASLEEP);
+				pg_memory_barrier();
+				last_claim_streaming = false;	/* once woken, claim at once */
+				(void) WaitLatch(MyLatch,
+								 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 ASYNC_MAX_SLEEP_MS, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				continue;
+			}
+			wait_for_claim();
+
 			/* from here, a commit that enqueues jobs must wake us */
 			announce_next_look(GetCurrentTimestamp());
-			pg_atomic_write_u32(&MySlot->sleeping, 1);
+			pg_atomic_write_u32(&MySlot->sleeping, ASYNC_SLOT_CLAIMING);
 			pg_memory_barrier();
 
 			n = claim_batch(batch_cxt[cur], &jobs, &next_run_at, &ready);
 			if (n > 0)
 			{
-				pg_atomic_write_u32(&MySlot->sleeping, 0);
+				pg_atomic_write_u32(&MySlot->sleeping, ASYNC_SLOT_AWAKE);
 				continue;
+			}
+
+			/*
+			 * Asleep from here, unless a committer has already swapped the
+			 * handshake and set the latch: then we look again at once.
+			 */
+			{
+				uint32		expected = ASYNC_SLOT_CLAIMING;
+
+				(void) pg_atomic_compare_exchange_u32(&MySlot->sleeping, &expected,
+													  ASYNC_SLOT_ASLEEP);
 			}
 
 			(void) WaitLatch(MyLatch,

@@ -22,6 +22,9 @@
 # 4. A paused function's jobs are marked paused, out of the index the
 # workers claim from: a large paused backlog ahead of other jobs is not
 # walked by every claim.
+#
+# 5. pg_async.batch_wait: a stream of single-job transactions is claimed in
+# batches, which jobs that come one at a time are not made to wait for.
 use strict;
 use warnings;
 
@@ -227,6 +230,60 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE paused"),
 ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 20000 FROM async.jobs WHERE function = 'parked' AND state = 'succeeded'"),
 	'and they run');
+
+# 5. Jobs that come one at a time are claimed at once, however long
+# batch_wait is.
+$node->append_conf('postgresql.conf',
+	"auto_explain.log_min_duration = -1\npg_async.batch_wait = '1s'");
+$node->reload;
+ok( $node->poll_query_until('postgres',
+		"SELECT setting::float8 = 1000 FROM pg_settings WHERE name = 'pg_async.batch_wait'"),
+	'batch_wait set to 1 s, its most');
+foreach my $i (1 .. 5)
+{
+	$node->safe_psql('postgres',
+		"INSERT INTO async.jobs (function, payload, event_id) VALUES ('noop', '{}', 'lone-$i')");
+	$node->poll_query_until('postgres',
+		"SELECT state = 'succeeded' FROM async.jobs WHERE event_id = 'lone-$i'");
+}
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM async.jobs WHERE event_id LIKE 'lone-%'"
+		  . " AND state = 'succeeded' AND finished_at - enqueued_at < interval '500 ms'"),
+	'5', 'jobs enqueued one at a time do not wait for batch_wait');
+
+# A stream: 2,000 single-row transactions, committed as fast as they go
+# (synchronous_commit off), far above the 2,000 jobs a second that make a
+# stream.  Jobs finished by one transaction of a worker share the xmin of
+# their row; without batch_wait, workers claim what each commit brings.
+$node->safe_psql('postgres', q{
+CREATE PROCEDURE public.stream(p_prefix text, p_n int) LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1 .. p_n LOOP
+		INSERT INTO async.jobs (function, payload, event_id) VALUES ('noop', '{}', p_prefix || i);
+		COMMIT;
+	END LOOP;
+END$$;
+});
+my %txns;
+foreach my $wait ('0', '50ms')
+{
+	$node->append_conf('postgresql.conf', "pg_async.batch_wait = '$wait'");
+	$node->reload;
+	$node->poll_query_until('postgres',
+		"SELECT setting::float8 = " . ($wait eq '0' ? 0 : 50) . " FROM pg_settings WHERE name = 'pg_async.batch_wait'")
+	  or die "batch_wait not set to $wait";
+	$node->safe_psql('postgres',
+		"SET synchronous_commit = off; CALL public.stream('stream-$wait-', 2000)");
+	ok( $node->poll_query_until('postgres',
+			"SELECT count(*) = 2000 FROM async.jobs WHERE event_id LIKE 'stream-$wait-%' AND state = 'succeeded'"),
+		"the stream runs with batch_wait $wait");
+	$txns{$wait} = $node->safe_psql('postgres',
+		"SELECT count(DISTINCT xmin::text) FROM async.jobs WHERE event_id LIKE 'stream-$wait-%'");
+}
+note("worker transactions for 2,000 streamed jobs: $txns{'0'} without batch_wait, $txns{'50ms'} with 50ms");
+cmp_ok($txns{'50ms'}, '<', 100, "a stream is run in few transactions with batch_wait ($txns{'50ms'})");
+cmp_ok($txns{'0'}, '>', 2 * $txns{'50ms'},
+	"more than twice as many without it ($txns{'0'}): batch_wait is what batched them");
 
 $node->stop;
 done_testing();
