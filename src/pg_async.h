@@ -107,6 +107,8 @@ extern AsyncShared *AsyncShmem;
 extern void pg_async_shmem_init(void);
 extern void pg_async_wake_workers(int njobs);
 extern TimestampTz pg_async_wake_slack(void);
+extern bool pg_async_slot_looks_by(AsyncWorkerSlot *slot, TimestampTz by,
+								   TimestampTz now);
 extern void pg_async_wake_launcher(void);
 
 /* inflight.c: which job each worker runs, surviving a crash restart */

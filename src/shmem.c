@@ -69,6 +69,25 @@ pg_async_wake_slack(void)
 }
 
 /*
+ * pg_async_slot_looks_by tells whether the worker of slot is awake and will
+ * look at the queue by 'by', as it announced (next_look_at).  An
+ * announcement overdue by more than the slack is stale: its worker is
+ * held up (a handler slower than the batch's estimate) and will not take
+ * new jobs soon.
+ */
+bool
+pg_async_slot_looks_by(AsyncWorkerSlot *slot, TimestampTz by, TimestampTz now)
+{
+	TimestampTz look;
+
+	if (slot->latch == NULL ||
+		pg_atomic_read_u32(&slot->sleeping) != ASYNC_SLOT_AWAKE)
+		return false;
+	look = (TimestampTz) pg_atomic_read_u64(&slot->next_look_at);
+	return look <= by && look >= now - pg_async_wake_slack();
+}
+
+/*
  * wake_slot wakes the worker of slot if its handshake is in state 'from',
  * and tells whether it did.
  */
@@ -96,7 +115,8 @@ wake_slot(AsyncWorkerSlot *slot, uint32 from)
  *
  * Fewer jobs than a batch wake nobody while an awake worker is about to
  * claim again (within ASYNC_WAKE_SLACK_US, or pg_async.batch_wait if that is
- * longer: the wait it announces when it holds back a claim): it takes them
+ * longer: the wait it announces when it holds back a claim; and not
+ * overdue, pg_async_slot_looks_by): it takes them
  * with its next claim, where a woken colleague would spend a transaction and
  * a WAL flush of its own on them.  Nor do they wake a sleeping worker while
  * another is taking its last look before it sleeps: that one is told to look
@@ -121,15 +141,12 @@ pg_async_wake_workers(int njobs)
 	pg_memory_barrier();
 	if (njobs < pg_async_batch_size)
 	{
-		TimestampTz soon = GetCurrentTimestamp() + pg_async_wake_slack();
+		TimestampTz now = GetCurrentTimestamp();
 
 		for (i = 0; i < nslots; i++)
 		{
-			AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
-
-			if (slot->latch != NULL &&
-				pg_atomic_read_u32(&slot->sleeping) == ASYNC_SLOT_AWAKE &&
-				(TimestampTz) pg_atomic_read_u64(&slot->next_look_at) <= soon)
+			if (pg_async_slot_looks_by(&AsyncShmem->slots[i],
+									   now + pg_async_wake_slack(), now))
 				return;
 		}
 		for (i = 0; i < nslots; i++)

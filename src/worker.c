@@ -672,18 +672,16 @@ claim_due(void)
 static bool
 colleague_claims_first(TimestampTz when)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
 	for (i = 0; i < MySlotIndex; i++)
 	{
 		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
-		uint32		state = pg_atomic_read_u32(&slot->sleeping);
 
-		if (slot->latch == NULL)
-			continue;
-		if (state == ASYNC_SLOT_CLAIMING ||
-			(state == ASYNC_SLOT_AWAKE &&
-			 (TimestampTz) pg_atomic_read_u64(&slot->next_look_at) <= when))
+		if ((slot->latch != NULL &&
+			 pg_atomic_read_u32(&slot->sleeping) == ASYNC_SLOT_CLAIMING) ||
+			pg_async_slot_looks_by(slot, when, now))
 			return true;
 	}
 	return false;

@@ -25,6 +25,9 @@
 #
 # 5. pg_async.batch_wait: a stream of single-job transactions is claimed in
 # batches, which jobs that come one at a time are not made to wait for.
+#
+# 6. A worker held up by a handler slower than its batch's estimate does
+# not keep new jobs from its sleeping colleague.
 use strict;
 use warnings;
 
@@ -284,6 +287,32 @@ note("worker transactions for 2,000 streamed jobs: $txns{'0'} without batch_wait
 cmp_ok($txns{'50ms'}, '<', 100, "a stream is run in few transactions with batch_wait ($txns{'50ms'})");
 cmp_ok($txns{'0'}, '>', 2 * $txns{'50ms'},
 	"more than twice as many without it ($txns{'0'}): batch_wait is what batched them");
+
+# 6. The worker running 'nap' announced its next look for after its
+# batch's handlers at their average run time (that of no-op jobs): long
+# overdue, that no longer keeps a committer from waking the other worker.
+$node->append_conf('postgresql.conf', "pg_async.batch_wait = 0");
+$node->reload;
+$node->poll_query_until('postgres',
+	"SELECT setting::float8 = 0 FROM pg_settings WHERE name = 'pg_async.batch_wait'")
+  or die "batch_wait not set to 0";
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.nap(e jsonb) RETURNS void LANGUAGE sql AS $$SELECT pg_sleep(8)$$;
+SELECT async.register('public.nap(jsonb)');
+INSERT INTO async.jobs (function, payload, event_id) VALUES ('nap', '{}', 'nap');
+});
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM async.workers WHERE function = 'nap'"),
+	'a worker naps');
+usleep(100_000);
+$node->safe_psql('postgres',
+	"INSERT INTO async.jobs (function, payload, event_id) VALUES ('noop', '{}', 'beside-nap')");
+ok( $node->poll_query_until('postgres',
+		"SELECT state = 'succeeded' FROM async.jobs WHERE event_id = 'beside-nap'"),
+	'the job enqueued meanwhile runs');
+is( $node->safe_psql('postgres',
+		"SELECT (b.finished_at - b.enqueued_at < interval '1 second') || ' ' || n.state"
+		  . " FROM async.jobs b, async.jobs n WHERE b.event_id = 'beside-nap' AND n.event_id = 'nap'"),
+	'true running', 'at once, by the other worker, while the nap goes on');
 
 $node->stop;
 done_testing();
