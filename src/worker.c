@@ -666,8 +666,11 @@ claim_due(void)
 /*
  * colleague_claims_first tells whether a worker in a lower slot is awake
  * and will claim by 'when'.  Only lower slots count, so that two workers
- * never both leave the jobs to the other.  An awake worker claims again
- * before it sleeps, so jobs committed meanwhile are not left behind.
+ * never both leave the jobs to the other.  An awake worker takes a new
+ * snapshot for a claim before it sleeps, so jobs committed before we sleep
+ * are not left behind, even those whose committer left them to us.  A
+ * colleague taking its last look (ASYNC_SLOT_CLAIMING) does not count: its
+ * snapshot may be older than such a job.
  */
 static bool
 colleague_claims_first(TimestampTz when)
@@ -677,11 +680,7 @@ colleague_claims_first(TimestampTz when)
 
 	for (i = 0; i < MySlotIndex; i++)
 	{
-		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
-
-		if ((slot->latch != NULL &&
-			 pg_atomic_read_u32(&slot->sleeping) == ASYNC_SLOT_CLAIMING) ||
-			pg_async_slot_looks_by(slot, when, now))
+		if (pg_async_slot_looks_by(&AsyncShmem->slots[i], when, now))
 			return true;
 	}
 	return false;
