@@ -595,6 +595,7 @@ read_settings(PGconn *conn)
 {
 	static const char *const names[] = {
 		"server_version", "pg_async.workers", "pg_async.batch_size",
+		"pg_async.batch_max_bytes", "pg_async.batch_wait",
 		"pg_async.retention", "synchronous_commit", "fsync",
 		"shared_buffers", "max_wal_size", "checkpoint_timeout",
 		"max_connections", "max_worker_processes", "autovacuum", "wal_level",
@@ -1728,7 +1729,7 @@ print_table(void)
 
 	printf("pg_async benchmark\n\nsettings:\n");
 	for (i = 0; i < nsettings; i++)
-		printf("  %-22s %s\n", setting_names[i], setting_values[i]);
+		printf("  %-24s %s\n", setting_names[i], setting_values[i]);
 
 	printf("\n%-8s  %-28s  %14s  %-12s  %s\n", "scenario", "figure", "value", "target", "result");
 	printf("%-8s  %-28s  %14s  %-12s  %s\n", "--------", "----------------------------",
