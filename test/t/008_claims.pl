@@ -301,9 +301,11 @@ CREATE FUNCTION public.nap(e jsonb) RETURNS void LANGUAGE sql AS $$SELECT pg_sle
 SELECT async.register('public.nap(jsonb)');
 INSERT INTO async.jobs (function, payload, event_id) VALUES ('nap', '{}', 'nap');
 });
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM async.workers WHERE function = 'nap'"),
+# its announcement overdue by far more than the 1 ms slack
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM async.workers"
+		  . " WHERE function = 'nap' AND clock_timestamp() - started_at > interval '100 ms'"),
 	'a worker naps');
-usleep(100_000);
 $node->safe_psql('postgres',
 	"INSERT INTO async.jobs (function, payload, event_id) VALUES ('noop', '{}', 'beside-nap')");
 ok( $node->poll_query_until('postgres',
