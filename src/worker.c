@@ -131,8 +131,9 @@ static TimestampTz last_claim_at = 0;
 static bool last_claim_streaming = false;
 static bool last_claim_full = false;
 
-/* jobs a second claimed from a stream (exponential moving average over claims) */
-static double stream_rate = 0;
+/* jobs per claim, and microseconds between claims (moving averages) */
+static double stream_jobs = 0;
+static double stream_gap_us = USECS_PER_SEC;
 
 /*
  * The commit of the idle claim whose batch runs now, when that commit did
@@ -771,15 +772,19 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 		bool		full = (n >= last_claim_limit);
 
 		/*
-		 * The rate the claimed jobs came at, smoothed over claims.  A full
-		 * claim found a backlog, not a stream: the claim after it, which
-		 * takes the rest of the backlog, does not count as one either.
+		 * The rate the claimed jobs came at, over the last few claims: the
+		 * ratio of the moving averages of jobs per claim and of time between
+		 * claims (an average of each claim's own rate would make a stream of
+		 * close pairs out of jobs that come at random).  A full claim found
+		 * a backlog, not a stream: the claim after it, which takes the rest
+		 * of the backlog, does not count as one either.
 		 */
-		if (claim_start > last_claim_at)
-			stream_rate = 0.8 * stream_rate +
-				0.2 * (double) n * USECS_PER_SEC / (double) (claim_start - last_claim_at);
+		stream_jobs = 0.8 * stream_jobs + 0.2 * (double) n;
+		stream_gap_us = 0.8 * stream_gap_us +
+			0.2 * (double) Min(claim_start - last_claim_at, USECS_PER_SEC);
 		last_claim_streaming = (n >= ASYNC_STREAM_JOBS && !full && !last_claim_full &&
-								stream_rate >= ASYNC_STREAM_RATE);
+								stream_jobs * USECS_PER_SEC >=
+								ASYNC_STREAM_RATE * stream_gap_us);
 		last_claim_full = full;
 		last_claim_at = claim_start;
 	}
