@@ -665,6 +665,30 @@ claim_due(void)
 }
 
 /*
+ * record_claim notes a claim that got n jobs, started at claim_start, for
+ * claim_due: whether it was fed by a stream.  The rate the jobs came at is
+ * taken over the last few claims, as the ratio of the moving averages of
+ * jobs per claim and of time between claims (an average of each claim's own
+ * rate would make a stream of close pairs out of jobs that come at random).
+ * A full claim found a backlog, not a stream: the claim after it, which
+ * takes the rest of the backlog, does not count as one either.
+ */
+static void
+record_claim(int n, TimestampTz claim_start)
+{
+	bool		full = (n >= last_claim_limit);
+
+	stream_jobs = 0.8 * stream_jobs + 0.2 * (double) n;
+	stream_gap_us = 0.8 * stream_gap_us +
+		0.2 * (double) Min(claim_start - last_claim_at, USECS_PER_SEC);
+	last_claim_streaming = (n >= ASYNC_STREAM_JOBS && !full && !last_claim_full &&
+							stream_jobs * USECS_PER_SEC >=
+							ASYNC_STREAM_RATE * stream_gap_us);
+	last_claim_full = full;
+	last_claim_at = claim_start;
+}
+
+/*
  * colleague_claims_first tells whether a worker in a lower slot is awake
  * and will claim by 'when'.  Only lower slots count, so that two workers
  * never both leave the jobs to the other.  An awake worker takes a new
@@ -769,30 +793,11 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	n = (int) SPI_processed;
 	if (n > 0)
 	{
-		bool		full = (n >= last_claim_limit);
-
-		/*
-		 * The rate the claimed jobs came at, over the last few claims: the
-		 * ratio of the moving averages of jobs per claim and of time between
-		 * claims (an average of each claim's own rate would make a stream of
-		 * close pairs out of jobs that come at random).  A full claim found
-		 * a backlog, not a stream: the claim after it, which takes the rest
-		 * of the backlog, does not count as one either.
-		 */
-		stream_jobs = 0.8 * stream_jobs + 0.2 * (double) n;
-		stream_gap_us = 0.8 * stream_gap_us +
-			0.2 * (double) Min(claim_start - last_claim_at, USECS_PER_SEC);
-		last_claim_streaming = (n >= ASYNC_STREAM_JOBS && !full && !last_claim_full &&
-								stream_jobs * USECS_PER_SEC >=
-								ASYNC_STREAM_RATE * stream_gap_us);
-		last_claim_full = full;
-		last_claim_at = claim_start;
-	}
-	if (n > 0)
-	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 		AsyncJob   *jobs = palloc0(sizeof(AsyncJob) * n);
 		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		record_claim(n, claim_start);
 
 		for (i = 0; i < (uint64) n; i++)
 		{
