@@ -9,9 +9,10 @@
  *			 every job has succeeded -> jobs/s, the median of three rounds.
  *	enqueue  K connections commit single-row INSERTs for D seconds, into
  *			 async.jobs, into a plain table with the same columns, into one
- *			 that also has the same indexes, and into async.jobs with the jobs
- *			 due in a day (the enqueue alone), interleaved in four rounds
- *			 -> inserts/s and ratios, the median of the rounds' ratios.
+ *			 that also has the same indexes (alone, and while a bare consumer
+ *			 deletes its rows or marks them done), and into async.jobs with
+ *			 the jobs due in a day (the enqueue alone), interleaved in four
+ *			 rounds -> inserts/s and ratios, the median of the rounds' ratios.
  *	latency  single-row enqueues at a fixed offered rate; the handler logs
  *			 clock_timestamp() at its start -> handler start minus the
  *			 enqueue's commit return, p50/p95/p99/max.
@@ -179,6 +180,17 @@ typedef struct Inserter
 	int64_t		count;			/* committed INSERTs */
 	int64_t		end;			/* monotonic us */
 } Inserter;
+
+/* the consumer of a bare queue in enqueue (see bare_consumer_main) */
+typedef struct BareConsumer
+{
+	pthread_t	thread;
+	PGconn	   *conn;
+	const char *stmt;			/* prepared statement: take up to 100 rows */
+	volatile bool producing;	/* cleared when the inserters have stopped */
+	int64_t		taken;			/* rows taken */
+	int64_t		transactions;	/* statements that took rows */
+} BareConsumer;
 
 /* latency percentiles, in milliseconds */
 typedef struct Latency
@@ -740,6 +752,40 @@ inserter_main(void *arg)
 }
 
 /*
+ * bare_consumer_main takes rows from public.bench_plain_idx the way the
+ * leanest queue consumer would, running nothing: up to 100 ready rows per
+ * transaction, FOR UPDATE SKIP LOCKED, in the order of the ready index,
+ * pausing 5 ms (pg_async.batch_wait's default) whenever a take is not full.
+ * It stops once the producers have stopped and no ready row is left.
+ */
+static void *
+bare_consumer_main(void *arg)
+{
+	BareConsumer *c = (BareConsumer *) arg;
+
+	c->taken = 0;
+	c->transactions = 0;
+	for (;;)
+	{
+		bool		producing = c->producing;
+		PGresult   *res = PQexecPrepared(c->conn, c->stmt, 0, NULL, NULL, NULL, 0);
+		int64_t		n;
+
+		check_result(c->conn, res, c->stmt);
+		n = strtoll(PQcmdTuples(res), NULL, 10);
+		PQclear(res);
+		c->taken += n;
+		if (n > 0)
+			c->transactions++;
+		if (n == 0 && !producing)
+			break;
+		if (n < 100)
+			sleep_us(5000);
+	}
+	return NULL;
+}
+
+/*
  * enqueue_phase runs k inserting threads on statement stmt for secs
  * seconds and returns the inserts per second.
  */
@@ -775,6 +821,8 @@ enum
 {
 	EQ_PLAIN,					/* plain table, same columns */
 	EQ_PLAIN_IDX,				/* plain table, same columns and indexes */
+	EQ_BARE_DELETE,				/* that, consumed by deleting rows */
+	EQ_BARE_DONE,				/* that, consumed by marking rows done */
 	EQ_LATER,					/* async.jobs, due in a day: nothing run */
 	EQ_JOBS,					/* async.jobs, run by the workers */
 	EQ_NTABLES
@@ -783,8 +831,14 @@ enum
 /*
  * run_enqueue measures single-row INSERT commits from k connections into a
  * plain table with the columns of async.jobs, into one with its indexes
- * too, into async.jobs due in a day (the enqueue alone, nothing run), and
- * into async.jobs while the workers run, secs seconds each in all.  The
+ * too, into that one again while a bare consumer takes its rows (two ways,
+ * see below), into async.jobs due in a day (the enqueue alone, nothing
+ * run), and into async.jobs while the workers run, secs seconds each in
+ * all.  The bare consumers are the floor of any queue that runs its jobs
+ * on the same machine as its producers: one connection taking up to 100
+ * ready rows per transaction, in one statement, running nothing; one
+ * deletes them (a queue that keeps nothing), the other marks them done as
+ * pg_async's finish does (state and finished_at: a non-HOT update).  The
  * phases are interleaved in ENQUEUE_ROUNDS rounds, in reverse order every
  * other round: the insert rate of this machine drifts by a quarter within
  * minutes, and phases run one after the other for 20 s each compared the
@@ -794,15 +848,25 @@ enum
 static void
 run_enqueue(PGconn *conn, int k, double secs)
 {
-	static const char *const stmts[EQ_NTABLES] = {"plain", "plain_idx", "jobs_later", "jobs"};
+	static const char *const stmts[EQ_NTABLES] = {
+		"plain", "plain_idx", "plain_idx", "plain_idx", "jobs_later", "jobs"
+	};
 	static const char *const labels[EQ_NTABLES] = {
-		"plain table", "plain table with indexes", "async.jobs, due tomorrow", "async.jobs"
+		"plain table", "plain table with indexes",
+		"plain table with indexes, rows deleted by a bare consumer",
+		"plain table with indexes, rows marked done by a bare consumer",
+		"async.jobs, due tomorrow", "async.jobs"
 	};
 	Inserter   *ins;
+	BareConsumer consumer;
 	int64_t		n[EQ_NTABLES] = {0};
 	double		busy[EQ_NTABLES] = {0};	/* seconds inserting */
 	double		ratios[ENQUEUE_ROUNDS];
 	double		later_ratios[ENQUEUE_ROUNDS];
+	double		delete_ratios[ENQUEUE_ROUNDS];
+	double		done_ratios[ENQUEUE_ROUNDS];
+	int64_t		bare_taken = 0;
+	int64_t		bare_transactions = 0;
 	double		phase_secs = secs / ENQUEUE_ROUNDS;
 	double		r[EQ_NTABLES];
 	double		ratio;
@@ -819,6 +883,19 @@ run_enqueue(PGconn *conn, int k, double secs)
 				 "CREATE TABLE public.bench_plain_idx (LIKE async.jobs"
 				 " INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS"
 				 " INCLUDING INDEXES)");
+
+	memset(&consumer, 0, sizeof(consumer));
+	consumer.conn = connect_db();
+	prepare_stmt(consumer.conn, "bare_delete",
+				 "DELETE FROM public.bench_plain_idx WHERE id IN"
+				 " (SELECT id FROM public.bench_plain_idx"
+				 "   WHERE finished_at IS NULL AND NOT paused AND run_at <= now()"
+				 "   ORDER BY run_at LIMIT 100 FOR UPDATE SKIP LOCKED)", 0);
+	prepare_stmt(consumer.conn, "bare_done",
+				 "UPDATE public.bench_plain_idx SET state = 'succeeded', finished_at = now()"
+				 " WHERE id IN (SELECT id FROM public.bench_plain_idx"
+				 "   WHERE finished_at IS NULL AND NOT paused AND run_at <= now()"
+				 "   ORDER BY run_at LIMIT 100 FOR UPDATE SKIP LOCKED)", 0);
 
 	ins = calloc(k, sizeof(Inserter));
 	if (ins == NULL)
@@ -852,27 +929,54 @@ run_enqueue(PGconn *conn, int k, double secs)
 			int64_t		count;
 			int64_t		base = 0;
 
-			/* async.jobs starts empty; every phase starts after a checkpoint */
+			bool		bare = (t == EQ_BARE_DELETE || t == EQ_BARE_DONE);
+
+			/* the queues start empty; every phase starts after a checkpoint */
 			if (t == EQ_JOBS || t == EQ_LATER)
 				reset_queue(conn);
 			else
+			{
+				if (t != EQ_PLAIN)
+					exec_command(conn, "TRUNCATE public.bench_plain_idx");
 				exec_command(conn, "CHECKPOINT");
+			}
 			if (t == EQ_JOBS)
 				base = jobs_done(conn);
+			if (bare)
+			{
+				consumer.stmt = (t == EQ_BARE_DELETE) ? "bare_delete" : "bare_done";
+				consumer.producing = true;
+				if (pthread_create(&consumer.thread, NULL, bare_consumer_main, &consumer) != 0)
+					die("could not start a thread");
+			}
 			rate[t] = enqueue_phase(ins, k, stmts[t], phase_secs, &count);
 			n[t] += count;
 			busy[t] += count / rate[t];
 			if (t == EQ_JOBS)
 				wait_for_jobs(conn, base, count);
+			if (bare)
+			{
+				consumer.producing = false;
+				pthread_join(consumer.thread, NULL);
+				if (consumer.taken != count)
+					die("the bare consumer took %" PRId64 " of %" PRId64 " rows",
+						consumer.taken, count);
+				bare_taken += consumer.taken;
+				bare_transactions += consumer.transactions;
+			}
 		}
 		ratios[round] = rate[EQ_JOBS] / rate[EQ_PLAIN];
 		later_ratios[round] = rate[EQ_LATER] / rate[EQ_PLAIN];
-		progress("enqueue: round %d: plain %.0f, plain+indexes %.0f, due tomorrow %.0f,"
-				 " async.jobs %.0f inserts/s; ratio %.3f",
-				 round + 1, rate[EQ_PLAIN], rate[EQ_PLAIN_IDX], rate[EQ_LATER],
-				 rate[EQ_JOBS], ratios[round]);
+		delete_ratios[round] = rate[EQ_BARE_DELETE] / rate[EQ_PLAIN];
+		done_ratios[round] = rate[EQ_BARE_DONE] / rate[EQ_PLAIN];
+		progress("enqueue: round %d: plain %.0f, plain+indexes %.0f, bare queue deleting %.0f,"
+				 " marking done %.0f, due tomorrow %.0f, async.jobs %.0f inserts/s; ratio %.3f",
+				 round + 1, rate[EQ_PLAIN], rate[EQ_PLAIN_IDX], rate[EQ_BARE_DELETE],
+				 rate[EQ_BARE_DONE], rate[EQ_LATER], rate[EQ_JOBS], ratios[round]);
 	}
 	reset_queue(conn);
+	exec_command(conn, "TRUNCATE public.bench_plain, public.bench_plain_idx");
+	PQfinish(consumer.conn);
 
 	for (i = 0; i < k; i++)
 		PQfinish(ins[i].conn);
@@ -885,6 +989,8 @@ run_enqueue(PGconn *conn, int k, double secs)
 	}
 	qsort(ratios, ENQUEUE_ROUNDS, sizeof(double), compare_double);
 	qsort(later_ratios, ENQUEUE_ROUNDS, sizeof(double), compare_double);
+	qsort(delete_ratios, ENQUEUE_ROUNDS, sizeof(double), compare_double);
+	qsort(done_ratios, ENQUEUE_ROUNDS, sizeof(double), compare_double);
 	ratio = median_of_sorted(ratios, ENQUEUE_ROUNDS);
 
 	add_figure(SC_ENQUEUE, "connections", "connections", FIG_INT, k, "", -1);
@@ -897,6 +1003,19 @@ run_enqueue(PGconn *conn, int k, double secs)
 			   (double) n[EQ_PLAIN_IDX], "", -1);
 	add_figure(SC_ENQUEUE, "plain_idx_inserts_per_second", "plain+indexes inserts/s",
 			   FIG_NUM, r[EQ_PLAIN_IDX], "", -1);
+	add_figure(SC_ENQUEUE, "bare_delete_inserts_per_second",
+			   "bare delete: inserts/s", FIG_NUM, r[EQ_BARE_DELETE], "", -1);
+	add_figure(SC_ENQUEUE, "bare_delete_ratio_to_plain",
+			   "bare delete: ratio (median)", FIG_NUM,
+			   median_of_sorted(delete_ratios, ENQUEUE_ROUNDS), "", -1);
+	add_figure(SC_ENQUEUE, "bare_done_inserts_per_second",
+			   "bare done: inserts/s", FIG_NUM, r[EQ_BARE_DONE], "", -1);
+	add_figure(SC_ENQUEUE, "bare_done_ratio_to_plain",
+			   "bare done: ratio (median)", FIG_NUM,
+			   median_of_sorted(done_ratios, ENQUEUE_ROUNDS), "", -1);
+	add_figure(SC_ENQUEUE, "bare_rows_per_transaction", "bare: rows per transaction",
+			   FIG_NUM, bare_transactions > 0 ? (double) bare_taken / bare_transactions : 0,
+			   "", -1);
 	add_figure(SC_ENQUEUE, "later_inserts_per_second", "not run (due in a day) inserts/s",
 			   FIG_NUM, r[EQ_LATER], "", -1);
 	add_figure(SC_ENQUEUE, "later_ratio_to_plain", "not run: ratio to plain (median)", FIG_NUM,
