@@ -80,6 +80,12 @@
  */
 #define ASYNC_STREAM_JOBS			4
 #define ASYNC_STREAM_RATE			2000
+/*
+ * A worker whose claims get fewer jobs than this on average (the same moving
+ * average) is fed one job at a time: jobs that come while it commits are
+ * better started by an idle colleague than left to its next claim.
+ */
+#define ASYNC_SINGLE_JOBS			2.0
 /* most handlers with a subtransaction id in one transaction (PGPROC caches 64) */
 #define ASYNC_MAX_SUBXIDS			(PGPROC_MAX_CACHED_SUBXIDS - 1)
 
@@ -1361,16 +1367,23 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 	/*
 	 * A job committed from here on is not seen until the next claim: after
 	 * this commit and its WAL flush, and after the batch just claimed, if
-	 * any, or the wait for batch_wait.  Committers leave their jobs to us if
-	 * that is soon enough (pg_async_wake_slack), rather than wake a colleague
-	 * to claim them in a transaction of its own.
+	 * any, or the wait for batch_wait.  While our claims get several jobs
+	 * each (a stream, or one building up), committers leave their jobs to
+	 * us if that is soon enough (pg_async_wake_slack), rather than wake a
+	 * colleague to claim them in a transaction of its own: so a stream stays
+	 * with one worker, which then batches it.  While jobs come one at a
+	 * time, a job that comes now goes to a sleeping colleague instead, who
+	 * starts it at once rather than after our flush.
 	 */
 	{
 		TimestampTz commit_start = GetCurrentTimestamp();
 
-		announce_next_look(Max(commit_start +
-							   (TimestampTz) (avg_commit_us + nnext * avg_job_us),
-							   claim_due()));
+		if (claim_due() > 0 || stream_jobs >= ASYNC_SINGLE_JOBS)
+			announce_next_look(Max(commit_start +
+								   (TimestampTz) (avg_commit_us + nnext * avg_job_us),
+								   claim_due()));
+		else
+			announce_next_look(PG_INT64_MAX);
 		end_work();
 		avg_commit_us = 0.8 * avg_commit_us +
 			0.2 * (double) (GetCurrentTimestamp() - commit_start);
