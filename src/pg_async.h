@@ -96,6 +96,7 @@ typedef struct AsyncShared
 	Latch	   *launcher_latch;
 	pg_atomic_uint32 wake_cursor;	/* round robin over sleeping workers */
 	pg_atomic_uint32 recovery_epoch;	/* bumped whenever a worker exits */
+	pg_atomic_uint64 jobs_committed;	/* jobs committed ready, ever (wake-ups) */
 	/* markers of the last server lifetime: 0 unread, 1 being read, 2 done */
 	pg_atomic_uint32 inflight_state;
 	int			nslots;

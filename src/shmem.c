@@ -41,6 +41,7 @@ pg_async_shmem_init(void)
 		AsyncShmem->launcher_latch = NULL;
 		pg_atomic_init_u32(&AsyncShmem->wake_cursor, 0);
 		pg_atomic_init_u32(&AsyncShmem->recovery_epoch, 0);
+		pg_atomic_init_u64(&AsyncShmem->jobs_committed, 0);
 		pg_atomic_init_u32(&AsyncShmem->inflight_state, 0);
 		AsyncShmem->nslots = max_worker_processes;
 		for (i = 0; i < max_worker_processes; i++)
@@ -132,6 +133,7 @@ pg_async_wake_workers(int njobs)
 
 	if (AsyncShmem == NULL || njobs <= 0)
 		return;
+	pg_atomic_fetch_add_u64(&AsyncShmem->jobs_committed, njobs);
 
 	nslots = Min(AsyncShmem->nslots, pg_async_workers);
 	if (nslots <= 0)

@@ -83,9 +83,15 @@
 /*
  * A worker whose claims get fewer jobs than this on average (the same moving
  * average) is fed one job at a time: jobs that come while it commits are
- * better started by an idle colleague than left to its next claim.
+ * better started by an idle colleague than left to its next claim, unless
+ * jobs are committed at ASYNC_HANDOFF_RATE a second or faster in all (two
+ * workers that share such a flow each see fewer jobs per claim, and their
+ * overlapping transactions leave more dead index entries standing).  The
+ * rate is taken over ASYNC_RATE_INTERVAL_US or more.
  */
 #define ASYNC_SINGLE_JOBS			2.0
+#define ASYNC_HANDOFF_RATE			1500
+#define ASYNC_RATE_INTERVAL_US		10000
 /* most handlers with a subtransaction id in one transaction (PGPROC caches 64) */
 #define ASYNC_MAX_SUBXIDS			(PGPROC_MAX_CACHED_SUBXIDS - 1)
 
@@ -139,6 +145,10 @@ static bool last_claim_full = false;
 
 /* jobs per claim, and microseconds between claims (moving averages) */
 static double stream_jobs = 0;
+/* jobs committed ready a second, by all sessions (see ASYNC_HANDOFF_RATE) */
+static double commit_rate = 0;
+static uint64 rate_jobs = 0;
+static TimestampTz rate_since = 0;
 static double stream_gap_us = USECS_PER_SEC;
 
 /*
@@ -1372,13 +1382,24 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 	 * us if that is soon enough (pg_async_wake_slack), rather than wake a
 	 * colleague to claim them in a transaction of its own: so a stream stays
 	 * with one worker, which then batches it.  While jobs come one at a
-	 * time, a job that comes now goes to a sleeping colleague instead, who
-	 * starts it at once rather than after our flush.
+	 * time, and not fast in all (ASYNC_HANDOFF_RATE), a job that comes now
+	 * goes to a sleeping colleague instead, who starts it at once rather
+	 * than after our flush.
 	 */
 	{
 		TimestampTz commit_start = GetCurrentTimestamp();
+		uint64		committed = pg_atomic_read_u64(&AsyncShmem->jobs_committed);
 
-		if (claim_due() > 0 || stream_jobs >= ASYNC_SINGLE_JOBS)
+		if (commit_start - rate_since >= ASYNC_RATE_INTERVAL_US)
+		{
+			if (rate_since > 0)
+				commit_rate = (double) (committed - rate_jobs) * USECS_PER_SEC /
+					(double) (commit_start - rate_since);
+			rate_jobs = committed;
+			rate_since = commit_start;
+		}
+		if (claim_due() > 0 || stream_jobs >= ASYNC_SINGLE_JOBS ||
+			commit_rate >= ASYNC_HANDOFF_RATE)
 			announce_next_look(Max(commit_start +
 								   (TimestampTz) (avg_commit_us + nnext * avg_job_us),
 								   claim_due()));

@@ -1,0 +1,80 @@
+# The benchmark program (test/bench/pg_async_bench) runs every scenario,
+# scaled down, against a live server and reports each figure: a smoke test,
+# so that the program the README's performance figures come from keeps
+# working.  The figures themselves are not judged here; the full run is
+# test/bench/run.sh.
+use strict;
+use warnings;
+
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $bench = 'test/bench/pg_async_bench';
+# "make" builds it (the Makefile's all); without it this test fails, not skips.
+BAIL_OUT("$bench is not built: run make first") unless -x $bench;
+
+my $node = PostgreSQL::Test::Cluster->new('bench');
+$node->init;
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'pg_async'
+pg_async.database = 'postgres'
+pg_async.workers = 2
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_async');
+ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'), 'workers start');
+
+my ($stdout, $stderr);
+my $ok = IPC::Run::run(
+	[
+		$bench, '-d', $node->connstr('postgres'), '--json',
+		'--drain-jobs', '3000', '--enqueue-duration', '2', '--connections', '4',
+		'--latency-events', '300', '--latency-rate', '300',
+		'--mixed-duration', '2', '--mixed-rate', '2000',
+		'--backlog-jobs', '4000',
+		'--soak-duration', '4', '--soak-interval', '2', '--soak-warmup', '1',
+		'--soak-rate', '300', '--soak-retention', '2',
+		'--timeout', '120'
+	],
+	'>', \$stdout, '2>', \$stderr);
+ok($ok, 'the benchmark runs every scenario') or diag($stderr);
+
+my $r = eval { decode_json($stdout) };
+ok(defined $r, 'its --json output is one JSON object') or diag($@, $stdout);
+$r //= {};
+
+# Every scenario reports its main figures, and they are real measurements.
+my %figures = (
+	drain => [qw(jobs_per_second)],
+	enqueue => [
+		qw(plain_inserts_per_second async_inserts_per_second ratio_to_plain
+		  bare_delete_ratio_to_plain bare_done_ratio_to_plain later_ratio_to_plain)
+	],
+	latency => [qw(latency_events achieved_rate)],
+	mixed => [qw(jobs_per_second enqueued)],
+	backlog => [qw(jobs_per_second ratio_to_drain)],
+	soak => [qw(samples enqueued_per_second)]);
+foreach my $scenario (sort keys %figures)
+{
+	foreach my $key (@{ $figures{$scenario} })
+	{
+		my $v = $r->{$scenario}{$key};
+		ok(defined $v && $v > 0, "$scenario reports $key")
+		  or diag("$scenario.$key: " . ($v // 'missing'));
+	}
+}
+is($r->{latency}{latency_events}, 300, 'latency timed every event');
+ok(($r->{enqueue}{bare_rows_per_transaction} // 0) >= 1,
+	'the bare consumer took rows');
+
+# The benchmark leaves no job behind, and the workers are still there.
+is($node->safe_psql('postgres',
+		'SELECT count(*) FROM async.jobs WHERE finished_at IS NULL'),
+	'0', 'no unfinished job is left');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM async.workers'),
+	'2', 'both workers still run');
+
+$node->stop;
+done_testing();
