@@ -94,7 +94,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (pending_wakeups > 0)
-				pg_async_wake_workers(pending_wakeups);
+				pg_async_jobs_committed(pending_wakeups);
 			pending_wakeups = 0;
 			pg_async_stats_flush(true);
 			break;

@@ -96,7 +96,7 @@ typedef struct AsyncShared
 	Latch	   *launcher_latch;
 	pg_atomic_uint32 wake_cursor;	/* round robin over sleeping workers */
 	pg_atomic_uint32 recovery_epoch;	/* bumped whenever a worker exits */
-	pg_atomic_uint64 jobs_committed;	/* jobs committed ready, ever (wake-ups) */
+	pg_atomic_uint64 jobs_committed;	/* jobs made ready by commits, ever */
 	/* markers of the last server lifetime: 0 unread, 1 being read, 2 done */
 	pg_atomic_uint32 inflight_state;
 	int			nslots;
@@ -107,6 +107,7 @@ typedef struct AsyncShared
 extern AsyncShared *AsyncShmem;
 extern void pg_async_shmem_init(void);
 extern void pg_async_wake_workers(int njobs);
+extern void pg_async_jobs_committed(int njobs);
 extern TimestampTz pg_async_wake_slack(void);
 extern bool pg_async_slot_looks_by(AsyncWorkerSlot *slot, TimestampTz by,
 								   TimestampTz now);

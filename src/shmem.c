@@ -133,7 +133,6 @@ pg_async_wake_workers(int njobs)
 
 	if (AsyncShmem == NULL || njobs <= 0)
 		return;
-	pg_atomic_fetch_add_u64(&AsyncShmem->jobs_committed, njobs);
 
 	nslots = Min(AsyncShmem->nslots, pg_async_workers);
 	if (nslots <= 0)
@@ -166,6 +165,20 @@ pg_async_wake_workers(int njobs)
 		if (wake_slot(slot, ASYNC_SLOT_ASLEEP) || wake_slot(slot, ASYNC_SLOT_CLAIMING))
 			wanted--;
 	}
+}
+
+/*
+ * pg_async_jobs_committed counts njobs jobs made ready by a commit, then
+ * wakes workers for them.  Workers read the count to tell how fast jobs come
+ * in all, whichever worker claims them.
+ */
+void
+pg_async_jobs_committed(int njobs)
+{
+	if (AsyncShmem == NULL || njobs <= 0)
+		return;
+	pg_atomic_fetch_add_u64(&AsyncShmem->jobs_committed, njobs);
+	pg_async_wake_workers(njobs);
 }
 
 /* pg_async_wake_launcher sets the launcher's latch, if there is a launcher. */
