@@ -706,6 +706,29 @@ record_claim(int n, TimestampTz claim_start)
 }
 
 /*
+ * keeps_new_jobs tells, at now, whether jobs committed while this worker
+ * finishes its batch should be left to its next claim rather than to an
+ * idle colleague (see ASYNC_SINGLE_JOBS): while it batches a stream, while
+ * its claims get several jobs each, or while jobs come fast in all.
+ */
+static bool
+keeps_new_jobs(TimestampTz now)
+{
+	if (now - rate_since >= ASYNC_RATE_INTERVAL_US)
+	{
+		uint64		committed = pg_atomic_read_u64(&AsyncShmem->jobs_committed);
+
+		if (rate_since > 0)
+			commit_rate = (double) (committed - rate_jobs) * USECS_PER_SEC /
+				(double) (now - rate_since);
+		rate_jobs = committed;
+		rate_since = now;
+	}
+	return claim_due() > 0 || stream_jobs >= ASYNC_SINGLE_JOBS ||
+		commit_rate >= ASYNC_HANDOFF_RATE;
+}
+
+/*
  * colleague_claims_first tells whether a worker in a lower slot is awake
  * and will claim by 'when'.  Only lower slots count, so that two workers
  * never both leave the jobs to the other.  An awake worker takes a new
@@ -1389,18 +1412,8 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 	 */
 	{
 		TimestampTz commit_start = GetCurrentTimestamp();
-		uint64		committed = pg_atomic_read_u64(&AsyncShmem->jobs_committed);
 
-		if (commit_start - rate_since >= ASYNC_RATE_INTERVAL_US)
-		{
-			if (rate_since > 0)
-				commit_rate = (double) (committed - rate_jobs) * USECS_PER_SEC /
-					(double) (commit_start - rate_since);
-			rate_jobs = committed;
-			rate_since = commit_start;
-		}
-		if (claim_due() > 0 || stream_jobs >= ASYNC_SINGLE_JOBS ||
-			commit_rate >= ASYNC_HANDOFF_RATE)
+		if (keeps_new_jobs(commit_start))
 			announce_next_look(Max(commit_start +
 								   (TimestampTz) (avg_commit_us + nnext * avg_job_us),
 								   claim_due()));
