@@ -32,6 +32,7 @@ int			pg_async_max_payload_size = 1024 * 1024;
 int			pg_async_log_failures = LOG;
 int			pg_async_attempts_retention = 86400;
 bool		pg_async_track_stats = true;
+bool		pg_async_synchronous_commit = true;
 
 static const struct config_enum_entry log_level_options[] = {
 	{"debug5", DEBUG5, false},
@@ -145,6 +146,15 @@ pg_async_define_gucs(void)
 							 &pg_async_track_stats,
 							 true,
 							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pg_async.synchronous_commit",
+							 "Whether the workers' commits wait for their WAL to reach disk.",
+							 "on: the workers commit as the server's synchronous_commit says. off: the commits that finish jobs return before their WAL is flushed; a crash of the server or of the operating system can then lose the outcomes of the last jobs run, and those jobs run again.",
+							 &pg_async_synchronous_commit,
+							 true,
+							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
 

@@ -48,6 +48,7 @@ extern int	pg_async_max_payload_size;
 extern int	pg_async_log_failures;
 extern int	pg_async_attempts_retention;
 extern bool pg_async_track_stats;
+extern bool pg_async_synchronous_commit;
 extern bool pg_async_preloaded;
 
 /*

@@ -153,9 +153,9 @@ static uint64 rate_jobs = 0;		/* AsyncShmem->jobs_committed at rate_since */
 static TimestampTz rate_since = 0;
 
 /*
- * The commit of the idle claim whose batch runs now, when that commit did
- * not wait for the WAL flush (in-flight markers stand in for it); invalid
- * once a synchronous commit of the batch made it durable.
+ * The commit that claimed the batch running now, or a later one of the
+ * same batch, when it did not wait for its WAL flush (in-flight markers
+ * stand in for that); invalid once a flushed commit made the claim durable.
  */
 static XLogRecPtr unflushed_claim = InvalidXLogRecPtr;
 
@@ -898,6 +898,34 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 }
 
 /*
+ * commit_without_flush makes the current transaction's commit return
+ * before its WAL is flushed.
+ */
+static void
+commit_without_flush(void)
+{
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
+ * note_claim_commit follows a commit that claimed a batch or ran part of
+ * one.  If that commit did not wait for its WAL flush (an idle claim,
+ * pg_async.synchronous_commit = off, or the server's own synchronous_commit),
+ * the claim may be lost in a crash: the handlers to come write in-flight
+ * markers until a flushed commit makes it durable.
+ */
+static void
+note_claim_commit(void)
+{
+	if (!XLogRecPtrIsInvalid(XactLastCommitEnd) &&
+		XactLastCommitEnd > GetFlushRecPtr(NULL))
+		unflushed_claim = XactLastCommitEnd;
+	else
+		unflushed_claim = InvalidXLogRecPtr;
+}
+
+/*
  * claim_batch claims jobs in a transaction of its own: how an idle worker
  * starts.  *ready is false when pg_async is not installed here.
  */
@@ -919,15 +947,12 @@ claim_batch(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at,
 	 * The handlers need not wait for this commit to reach the disk: each
 	 * writes its in-flight marker first, which tells after a crash restart
 	 * which job ran even if the claim was lost (inflight.c).  The batch's
-	 * own commit, synchronous, makes the claim durable.
+	 * own commit, when synchronous, makes the claim durable.
 	 */
 	if (n > 0 && pg_async_inflight_available())
-		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+		commit_without_flush();
 	end_work();
-	unflushed_claim = InvalidXLogRecPtr;
-	if (n > 0 && pg_async_inflight_available())
-		unflushed_claim = XactLastCommitEnd;
+	note_claim_commit();
 	return n;
 }
 
@@ -1301,6 +1326,8 @@ begin_run_transaction(void)
 	}
 	pgstat_report_activity(STATE_RUNNING, "pg_async: running handlers");
 	pg_async_executor_reset();
+	if (!pg_async_synchronous_commit)
+		commit_without_flush();
 }
 
 /*
@@ -1379,8 +1406,7 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		{
 			finish_jobs(jobs + first, i + 1 - first);
 			end_work();
-			/* synchronous: the claim is on disk too */
-			unflushed_claim = InvalidXLogRecPtr;
+			note_claim_commit();
 			first = i + 1;
 			begin_run_transaction();
 		}
@@ -1423,7 +1449,7 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		avg_commit_us = 0.8 * avg_commit_us +
 			0.2 * (double) (GetCurrentTimestamp() - commit_start);
 	}
-	unflushed_claim = InvalidXLogRecPtr;
+	note_claim_commit();
 	pg_async_inflight_clear();
 
 	/* session-level advisory locks taken by a handler end with its batch */

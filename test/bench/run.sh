@@ -15,6 +15,9 @@
 #                      (repeatable or comma-separated; default all)
 #   --workers N        pg_async.workers (default 2)
 #   --batch-size N     pg_async.batch_size (default 1000, the server default)
+#   --synchronous-commit on|off
+#                      pg_async.synchronous_commit, the workers' own (default
+#                      on: they commit as synchronous_commit = on says)
 #   --no-install       do not build and install pg_async: use the one
 #                      installed already (the program is still built)
 #   --pg-bin DIR       run the cluster with the PostgreSQL binaries in DIR
@@ -35,6 +38,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 
 workers=2
 batch_size=1000
+worker_sync=on
 install=1
 pg_bin=
 bench_args=()
@@ -44,6 +48,8 @@ while [ $# -gt 0 ]; do
 		--workers=*) workers=${1#*=}; shift ;;
 		--batch-size) batch_size=$2; shift 2 ;;
 		--batch-size=*) batch_size=${1#*=}; shift ;;
+		--synchronous-commit) worker_sync=$2; shift 2 ;;
+		--synchronous-commit=*) worker_sync=${1#*=}; shift ;;
 		--no-install) install=0; shift ;;
 		--pg-bin) pg_bin=$2; shift 2 ;;
 		--pg-bin=*) pg_bin=${1#*=}; shift ;;
@@ -53,6 +59,10 @@ while [ $# -gt 0 ]; do
 done
 case "$workers$batch_size" in
 	*[!0-9]*) echo "run.sh: --workers and --batch-size take numbers" >&2; exit 2 ;;
+esac
+case "$worker_sync" in
+	on|off) ;;
+	*) echo "run.sh: --synchronous-commit takes on or off" >&2; exit 2 ;;
 esac
 # room for the launcher, the workers and PostgreSQL's own background workers
 max_worker_processes=$((workers + 6 > 8 ? workers + 6 : 8))
@@ -82,6 +92,7 @@ shared_preload_libraries = 'pg_async'
 pg_async.database = 'postgres'
 pg_async.workers = $workers
 pg_async.batch_size = $batch_size
+pg_async.synchronous_commit = $worker_sync
 pg_async.retention = '1d'
 pg_async.max_payload_size = '1MB'
 max_worker_processes = $max_worker_processes

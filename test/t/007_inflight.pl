@@ -127,5 +127,102 @@ is( $node->safe_psql('postgres',
 		"SELECT string_agg(event_id, ',' ORDER BY event_id) FROM public.effects WHERE event_id <> 'warm'"),
 	'kept-1,lost-1', 'one effect each');
 
+# 4. pg_async.synchronous_commit = off: the commits that finish a batch, and
+# so claim the next one, return before their WAL is flushed too.  A job
+# claimed by such a commit gets its marker as an idle claim's job does
+# (wal_writer_delay keeps the WAL writer from flushing the claim meanwhile),
+# and a handler that kills its worker, and so restarts the server and loses
+# the WAL not yet written, is charged an attempt for every crash.
+$node->append_conf('postgresql.conf', q{
+pg_async.synchronous_commit = off
+pg_async.workers = 1
+wal_writer_delay = 10s
+restart_after_crash = on
+});
+$node->reload;
+ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM async.workers'),
+	'synchronous_commit off: one worker left');
+$node->safe_psql('postgres', q{
+CREATE TABLE public.gate (event_id text PRIMARY KEY, open boolean NOT NULL DEFAULT false);
+CREATE FUNCTION public.hold(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.effects VALUES (e->>'id');
+	WHILE NOT (SELECT g.open FROM public.gate g WHERE g.event_id = e->>'id') LOOP
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END $$;
+SELECT async.register('public.hold(jsonb)', retry_delays => '{0}');
+CREATE FUNCTION public.crash(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', 'kill -9 ' || pg_backend_pid());
+END $$;
+SELECT async.register('public.crash(jsonb)', max_attempts => 2, retry_delays => '{0}');
+INSERT INTO public.gate VALUES ('hold-1'), ('hold-2'), ('hold-3');
+SELECT async.invoke('hold', '{"id": "hold-1"}', 'hold-1');
+});
+
+# wait until the worker runs event_id
+sub wait_running
+{
+	my ($event_id) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM async.workers WHERE event_id = '$event_id'");
+}
+
+# the jobs named by the marker file's records, as "id/attempt"
+sub markers
+{
+	my $data = -e $file ? slurp_file($file) : '';
+	my @found;
+	for (my $off = 0; $off + 24 <= length($data); $off += 24)
+	{
+		my ($magic, $attempt, $job) = unpack('V l< q<', substr($data, $off, 24));
+		push @found, "$job/$attempt" if $magic == 0x70676173;
+	}
+	return join(',', @found);
+}
+
+ok(wait_running('hold-1'), 'synchronous_commit off: the first job runs');
+# due before hold-1's run transaction began, so that its finishing commit,
+# which claims what was due when that transaction began, takes it
+$node->safe_psql('postgres', q{
+SELECT async.invoke('hold', '{"id": "hold-2"}', 'hold-2', now() - interval '1 hour');
+UPDATE public.gate SET open = true WHERE event_id = 'hold-1';
+});
+ok(wait_running('hold-2'), 'synchronous_commit off: the job queued behind it runs next');
+my $hold2 = $node->safe_psql('postgres', "SELECT id FROM async.jobs WHERE event_id = 'hold-2'");
+is(markers(), "$hold2/1",
+	'synchronous_commit off: a job claimed by a finishing commit has its marker');
+
+# the crashing job comes behind hold-3, so the commit that finishes hold-3
+# claims it without a flush
+$node->safe_psql('postgres', q{
+SELECT async.invoke('hold', '{"id": "hold-3"}', 'hold-3');
+UPDATE public.gate SET open = true WHERE event_id = 'hold-2';
+});
+ok(wait_running('hold-3'), 'synchronous_commit off: the third job runs');
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{
+SELECT async.invoke('crash', '{}', 'crash-1', now() - interval '1 hour');
+UPDATE public.gate SET open = true WHERE event_id = 'hold-3';
+});
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM async.dead_letters WHERE event_id = 'crash-1'"),
+	'synchronous_commit off: the crashing handler is dead-lettered');
+is( $node->safe_psql('postgres', q{
+SELECT d.attempts || ' ' || jsonb_array_length(d.errors) || ' ' || d.reason
+  FROM async.dead_letters d WHERE event_id = 'crash-1'}),
+	'2 2 exhausted', 'synchronous_commit off: each crash charged one attempt');
+my $crashes = () = slurp_file($node->logfile, $log_offset) =~ /terminated by signal 9/g;
+is($crashes, 2, 'synchronous_commit off: two attempts, two crashes, not more');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 3 FROM async.jobs WHERE event_id LIKE 'hold-%' AND state = 'succeeded'"),
+	'synchronous_commit off: the held jobs succeed');
+is( $node->safe_psql('postgres', q{
+SELECT string_agg(event_id || ' ' || n, ', ' ORDER BY event_id)
+  FROM (SELECT event_id, count(*) n FROM public.effects WHERE event_id LIKE 'hold-%' GROUP BY 1) e}),
+	'hold-1 1, hold-2 1, hold-3 1',
+	'synchronous_commit off: one effect each, whatever the crashes took');
+
 $node->stop;
 done_testing();
