@@ -6,7 +6,10 @@
 use strict;
 use warnings;
 
+use FindBin;
 use JSON::PP;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -15,16 +18,9 @@ my $bench = 'test/bench/pg_async_bench';
 # "make" builds it (the Makefile's all); without it this test fails, not skips.
 BAIL_OUT("$bench is not built: run make first") unless -x $bench;
 
-my $node = PostgreSQL::Test::Cluster->new('bench');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'pg_async'
-pg_async.database = 'postgres'
-pg_async.workers = 2
-});
-$node->start;
+my $node = pg_async_node('bench');
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_async');
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'), 'workers start');
+ok(wait_for_workers($node, 2), 'workers start');
 
 my ($stdout, $stderr);
 my $ok = IPC::Run::run(
@@ -54,7 +50,7 @@ my %figures = (
 	],
 	latency => [qw(latency_events achieved_rate)],
 	mixed => [qw(jobs_per_second enqueued)],
-	backlog => [qw(jobs_per_second ratio_to_drain)],
+	backlog => [qw(jobs_per_second ratio_to_drain ratio_to_adjacent_drain)],
 	soak => [qw(samples enqueued_per_second)]);
 foreach my $scenario (sort keys %figures)
 {
