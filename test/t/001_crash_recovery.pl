@@ -5,20 +5,17 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'pg_async'
-pg_async.database = 'postgres'
-pg_async.workers = 2
+my $node = pg_async_node('crash', conf => q{
 max_worker_processes = 16
 restart_after_crash = on
 });
-$node->start;
 
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
@@ -40,7 +37,7 @@ AS $$ BEGIN RAISE EXCEPTION 'no luck' USING ERRCODE = '22023'; END $$;
 SELECT async.register('public.always_fail(jsonb)', retry_delays => '{1 second,2 seconds}');
 });
 
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2),
 	'two workers start');
 
 # enqueue n jobs of 'work' with ids prefix-1..n sleeping s seconds
@@ -102,7 +99,7 @@ SELECT attempts || ' ' || (errors->0->>'message')
   FROM async.jobs WHERE event_id = 'k9-1'}),
 	'2 worker process exited while running the handler',
 	'kill -9 of a worker: the killed attempt counts, the retry succeeds');
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2),
 	'kill -9 of a worker: the workers are back');
 
 # 3. pg_terminate_backend of a worker mid-handler: only that worker restarts.
@@ -164,7 +161,7 @@ kill 'KILL', $launcher;
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_async launcher' AND pid <> $launcher")
   or die 'launcher did not come back';
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2),
 	'kill -9 of the launcher: workers are back');
 enqueue_work('after', 5, 0);
 check_exactly_once('after', 5, 'after the launcher crash');

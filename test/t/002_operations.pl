@@ -5,20 +5,17 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('ops');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'pg_async'
-pg_async.database = 'jobsdb'
-pg_async.workers = 2
+my $node = pg_async_node('ops', database => 'jobsdb', conf => q{
 pg_async.retention = '2s'
 max_worker_processes = 16
 });
-$node->start;
 
 # 1. pg_async.database names a database that does not exist yet: a warning,
 # no worker, no crash loop; creating it starts the workers.
@@ -41,7 +38,7 @@ CREATE FUNCTION public.work(e jsonb) RETURNS void LANGUAGE sql
 AS $$ INSERT INTO public.effects (event_id) VALUES (e->>'id') $$;
 SELECT async.register('public.work(jsonb)');
 });
-ok($node->poll_query_until('jobsdb', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2, 'jobsdb'),
 	'created database: the workers start');
 
 # 2. A job scheduled two seconds ahead starts within a second of its run_at,
@@ -86,7 +83,7 @@ pg_async.workers = 3
 $node->restart;
 ok( $node->wait_for_log(qr/pg_async launcher could not start worker/),
 	'too few worker slots: the launcher warns');
-ok($node->poll_query_until('jobsdb', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2, 'jobsdb'),
 	'too few worker slots: the workers that fit run');
 $node->safe_psql('jobsdb',
 	"INSERT INTO async.jobs (function, event_id, payload) VALUES ('work', 'slots-1', '{\"id\": \"slots-1\"}')");
@@ -100,7 +97,7 @@ max_worker_processes = 16
 pg_async.workers = 2
 });
 $node->restart;
-ok($node->poll_query_until('jobsdb', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2, 'jobsdb'),
 	'restart: workers serve jobsdb');
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_async');
 $node->append_conf('postgresql.conf', "pg_async.database = 'postgres'\n");

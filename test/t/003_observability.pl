@@ -4,19 +4,16 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('obs');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'pg_async'
-pg_async.database = 'postgres'
-pg_async.workers = 2
+my $node = pg_async_node('obs', conf => q{
 restart_after_crash = on
 });
-$node->start;
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 CREATE FUNCTION public.boom(e jsonb) RETURNS void LANGUAGE plpgsql
@@ -27,7 +24,7 @@ SELECT async.register('public.ok(jsonb)');
 CREATE FUNCTION public.hang(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT pg_sleep(600)';
 SELECT async.register('public.hang(jsonb)', retry_delays => '{1 hour}');
 });
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'), 'workers start');
+ok(wait_for_workers($node, 2), 'workers start');
 
 # 1. One log line per failed attempt, telling what happens next.
 $node->safe_psql('postgres', q{SELECT async.invoke('boom', '{"n": 7}', 'boom-7')});
@@ -62,7 +59,7 @@ ok( $node->poll_query_until('postgres',
 	'a handler runs');
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM async.workers WHERE event_id = 'hang-1'");
 kill 'KILL', $pid;
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2),
 	'the server restarts after the crash');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM async.function_stats WHERE function = \'ok\''),
 	'0', 'a crash resets the counters');

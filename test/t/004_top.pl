@@ -8,6 +8,8 @@ use warnings;
 use FindBin;
 use IPC::Run;
 use Time::HiRes;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -28,14 +30,7 @@ $top //= "$FindBin::Bin/../../src/pg_async_top";
 die "pg_async_top is neither on PATH nor built at $top (run make)\n" unless -x $top;
 note "using $top";
 
-my $node = PostgreSQL::Test::Cluster->new('top');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'pg_async'
-pg_async.database = 'postgres'
-pg_async.workers = 2
-});
-$node->start;
+my $node = pg_async_node('top');
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 CREATE FUNCTION public.top_ok(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
@@ -46,7 +41,7 @@ SELECT async.register('public.top_fail(jsonb)', max_attempts => 1);
 CREATE FUNCTION public.top_slow(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT pg_sleep(600)';
 SELECT async.register('public.top_slow(jsonb)', timeout => '1 hour');
 });
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'), 'workers start');
+ok(wait_for_workers($node, 2), 'workers start');
 
 # Finished jobs: 5 succeeded, 2 failed once and dead-lettered.
 $node->safe_psql('postgres', q{

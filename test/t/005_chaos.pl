@@ -12,6 +12,9 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -23,17 +26,11 @@ my $max_attempts = 3;
 my $batch_events = 10;    # events per producer transaction
 my $nproducers = 2;
 
-my $node = PostgreSQL::Test::Cluster->new('chaos');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'pg_async'
-pg_async.database = 'postgres'
-pg_async.workers = 2
+my $node = pg_async_node('chaos', conf => q{
 max_worker_processes = 16
 restart_after_crash = on
 log_statement = none
 });
-$node->start;
 
 # effects has no unique constraint: a duplicate would show as a second row
 $node->safe_psql('postgres', qq{
@@ -56,7 +53,7 @@ END \$\$;
 SELECT async.register('public.chaos(jsonb)', max_attempts => $max_attempts,
                       retry_delays => '{0.2 seconds}', timeout => '200 milliseconds');
 });
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2),
 	'two workers start');
 
 # ---------------------------------------------------------------------------
@@ -276,7 +273,7 @@ for my $h (@producers)
 	}
 }
 
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2),
 	'the workers are back after the chaos');
 
 # first until nothing is ready or running, then (a little longer) until

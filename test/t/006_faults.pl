@@ -17,22 +17,19 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('faults');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'pg_async'
-pg_async.database = 'app'
-pg_async.workers = 2
+my $node = pg_async_node('faults', database => 'app', conf => q{
 max_worker_processes = 16
 restart_after_crash = on
 log_statement = none
 });
-$node->start;
 $node->safe_psql('postgres', 'CREATE DATABASE app');
 
 # the extension, an effects table and the handlers of these tests
@@ -54,7 +51,7 @@ SELECT async.register('public.slow(jsonb)', retry_delays => '{1 second}');
 });
 }
 install();
-ok($node->poll_query_until('app', 'SELECT count(*) = 2 FROM async.workers'), 'two workers start');
+ok(wait_for_workers($node, 2, 'app'), 'two workers start');
 
 sub log_offset { return -s $node->logfile; }
 
@@ -146,7 +143,7 @@ is($later, 0, 'DROP DATABASE: the workers do not restart in a loop');
 unlike($log, qr/terminated by signal|reinitializing/, 'DROP DATABASE: no crash');
 $node->safe_psql('postgres', 'CREATE DATABASE app');
 install();
-ok($node->poll_query_until('app', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2, 'app'),
 	'DROP DATABASE: the workers serve the new database');
 ok(served('after-dropdb'), 'DROP DATABASE: jobs of the new database run');
 
@@ -214,7 +211,7 @@ is($after, $before, 'restore: the same registrations, jobs, dead letters and job
 is($node->safe_psql('app', 'SELECT count(*) FROM async.jobs'), $jobs_before,
 	"restore: $jobs_before jobs");
 
-ok($node->poll_query_until('app', 'SELECT count(*) = 2 FROM async.workers'),
+ok(wait_for_workers($node, 2, 'app'),
 	'restore: the workers serve the restored database');
 $node->safe_psql('app', q{SELECT async.resume('keep')});
 ok( $node->poll_query_until('app', q{
@@ -293,7 +290,7 @@ for my $r (@racers)
 $log = log_since($offset);
 unlike($log, qr/terminated by signal|reinitializing/,
 	'registration race: no backend crashed');
-ok($node->poll_query_until('app', 'SELECT count(*) = 2 FROM async.workers'), 'registration race: workers up');
+ok(wait_for_workers($node, 2, 'app'), 'registration race: workers up');
 note('registration race: '
 	  . $node->safe_psql('app', "SELECT count(*) FROM async.jobs WHERE payload->>'id' = 'race'")
 	  . ' jobs enqueued');

@@ -7,19 +7,15 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('inflight');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'pg_async'
-pg_async.database = 'postgres'
-pg_async.workers = 2
-});
-$node->start;
+my $node = pg_async_node('inflight');
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 CREATE TABLE public.effects (event_id text);
@@ -27,7 +23,7 @@ CREATE FUNCTION public.work(e jsonb) RETURNS void LANGUAGE sql
 AS $$INSERT INTO public.effects VALUES (e->>'id')$$;
 SELECT async.register('public.work(jsonb)', max_attempts => 2, retry_delays => '{0}');
 });
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'), 'workers start');
+ok(wait_for_workers($node, 2), 'workers start');
 
 # 1. Jobs run through the idle claim write markers, and clear them when
 # their batch commits.
@@ -140,7 +136,7 @@ wal_writer_delay = 10s
 restart_after_crash = on
 });
 $node->reload;
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM async.workers'),
+ok(wait_for_workers($node, 1),
 	'synchronous_commit off: one worker left');
 $node->safe_psql('postgres', q{
 CREATE TABLE public.gate (event_id text PRIMARY KEY, open boolean NOT NULL DEFAULT false);

@@ -31,28 +31,25 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('plans');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'pg_async, auto_explain'
-pg_async.database = 'postgres'
-pg_async.workers = 1
+my $node = pg_async_node('plans', workers => 1, preload => 'pg_async, auto_explain', conf => q{
 autovacuum = off
 auto_explain.log_min_duration = 0
 auto_explain.log_nested_statements = on
 });
-$node->start;
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 CREATE FUNCTION public.noop(e jsonb) RETURNS void LANGUAGE plpgsql AS $$BEGIN NULL; END$$;
 SELECT async.register('public.noop(jsonb)');
 });
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM async.workers'), 'the worker starts');
+ok(wait_for_workers($node, 1), 'the worker starts');
 
 # The worker claims one job at a time often enough to settle on a generic
 # plan (the plan cache plans the first five executions for their
@@ -178,7 +175,7 @@ foreach my $claim ('full', 'plain')
 # whole batch.  Ten jobs of 300 ms each then come at once.
 $node->append_conf('postgresql.conf', "pg_async.workers = 2");
 $node->reload;
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 2 FROM async.workers'), 'two workers');
+ok(wait_for_workers($node, 2), 'two workers');
 $node->safe_psql('postgres', q{
 CREATE FUNCTION public.slow(e jsonb) RETURNS void LANGUAGE sql AS $$SELECT pg_sleep(0.3)$$;
 SELECT async.register('public.slow(jsonb)');

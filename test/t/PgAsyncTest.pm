@@ -1,0 +1,51 @@
+# PgAsyncTest: what the TAP tests of pg_async share.
+#
+#   use FindBin;
+#   use lib $FindBin::RealBin;
+#   use PgAsyncTest;
+#
+#   my $node = pg_async_node('name', workers => 2, conf => 'restart_after_crash = on');
+#   ok(wait_for_workers($node, 2), 'workers start');
+package PgAsyncTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+
+our @EXPORT = qw(pg_async_node wait_for_workers);
+
+# pg_async_node returns a new cluster, started, with pg_async preloaded.
+#   database  pg_async.database (default 'postgres')
+#   workers   pg_async.workers (default 2)
+#   preload   shared_preload_libraries (default 'pg_async')
+#   conf      more lines for postgresql.conf
+# The extension itself is left to the test to create.
+sub pg_async_node
+{
+	my ($name, %opt) = @_;
+	my $database = $opt{database} // 'postgres';
+	my $workers = $opt{workers} // 2;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init;
+	$node->append_conf('postgresql.conf',
+		"shared_preload_libraries = '" . ($opt{preload} // 'pg_async') . "'\n"
+		  . "pg_async.database = '$database'\n"
+		  . "pg_async.workers = $workers\n"
+		  . ($opt{conf} // ''));
+	$node->start;
+	return $node;
+}
+
+# wait_for_workers waits until n workers serve database (default 'postgres');
+# false if they never do.
+sub wait_for_workers
+{
+	my ($node, $n, $database) = @_;
+	return $node->poll_query_until($database // 'postgres',
+		"SELECT count(*) = $n FROM async.workers");
+}
+
+1;
