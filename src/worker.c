@@ -918,8 +918,7 @@ commit_without_flush(void)
 static void
 note_claim_commit(void)
 {
-	if (!XLogRecPtrIsInvalid(XactLastCommitEnd) &&
-		XactLastCommitEnd > GetFlushRecPtr(NULL))
+	if (XactLastCommitEnd > GetFlushRecPtr(NULL))
 		unflushed_claim = XactLastCommitEnd;
 	else
 		unflushed_claim = InvalidXLogRecPtr;

@@ -71,9 +71,7 @@ SELECT count(DISTINCT event_id) FROM public.effects WHERE event_id LIKE '$prefix
 sub running_pid
 {
 	my ($event_id) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM async.workers WHERE event_id = '$event_id'")
-	  or die "event $event_id never ran";
+	wait_for_running($node, $event_id) or die "event $event_id never ran";
 	return $node->safe_psql('postgres',
 		"SELECT pid FROM async.workers WHERE event_id = '$event_id'");
 }

@@ -54,9 +54,7 @@ is( $node->safe_psql('postgres',
 # 3. A crash (a worker killed with SIGKILL) resets them; the attempt it
 # interrupted is in the history.
 $node->safe_psql('postgres', q{SELECT async.invoke('hang', '{}', 'hang-1')});
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM async.workers WHERE event_id = 'hang-1'"),
-	'a handler runs');
+ok(wait_for_running($node, 'hang-1'), 'a handler runs');
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM async.workers WHERE event_id = 'hang-1'");
 kill 'KILL', $pid;
 ok(wait_for_workers($node, 2),

@@ -59,13 +59,9 @@ ok( $node->poll_query_until('postgres',
 # Both workers busy with the slow handler, one event each, so that the
 # ready jobs enqueued next stay in the backlog.
 $node->safe_psql('postgres', q{SELECT async.invoke('top_slow', '{}', 'slow-1')});
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM async.workers WHERE event_id = 'slow-1'"),
-	'a worker runs slow-1');
+ok(wait_for_running($node, 'slow-1'), 'a worker runs slow-1');
 $node->safe_psql('postgres', q{SELECT async.invoke('top_slow', '{}', 'slow-2')});
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM async.workers WHERE event_id = 'slow-2'"),
-	'the other worker runs slow-2');
+ok(wait_for_running($node, 'slow-2'), 'the other worker runs slow-2');
 $node->safe_psql('postgres', q{
 INSERT INTO async.jobs (function, run_at)
 SELECT 'top_ok', now() + interval '1 hour' FROM generate_series(1, 3);

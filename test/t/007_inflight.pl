@@ -157,14 +157,6 @@ INSERT INTO public.gate VALUES ('hold-1'), ('hold-2'), ('hold-3');
 SELECT async.invoke('hold', '{"id": "hold-1"}', 'hold-1');
 });
 
-# wait until the worker runs event_id
-sub wait_running
-{
-	my ($event_id) = @_;
-	return $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM async.workers WHERE event_id = '$event_id'");
-}
-
 # the jobs named by the marker file's records, as "id/attempt"
 sub markers
 {
@@ -178,14 +170,14 @@ sub markers
 	return join(',', @found);
 }
 
-ok(wait_running('hold-1'), 'synchronous_commit off: the first job runs');
+ok(wait_for_running($node, 'hold-1'), 'synchronous_commit off: the first job runs');
 # due before hold-1's run transaction began, so that its finishing commit,
 # which claims what was due when that transaction began, takes it
 $node->safe_psql('postgres', q{
 SELECT async.invoke('hold', '{"id": "hold-2"}', 'hold-2', now() - interval '1 hour');
 UPDATE public.gate SET open = true WHERE event_id = 'hold-1';
 });
-ok(wait_running('hold-2'), 'synchronous_commit off: the job queued behind it runs next');
+ok(wait_for_running($node, 'hold-2'), 'synchronous_commit off: the job queued behind it runs next');
 my $hold2 = $node->safe_psql('postgres', "SELECT id FROM async.jobs WHERE event_id = 'hold-2'");
 is(markers(), "$hold2/1",
 	'synchronous_commit off: a job claimed by a finishing commit has its marker');
@@ -196,7 +188,7 @@ $node->safe_psql('postgres', q{
 SELECT async.invoke('hold', '{"id": "hold-3"}', 'hold-3');
 UPDATE public.gate SET open = true WHERE event_id = 'hold-2';
 });
-ok(wait_running('hold-3'), 'synchronous_commit off: the third job runs');
+ok(wait_for_running($node, 'hold-3'), 'synchronous_commit off: the third job runs');
 $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', q{
 SELECT async.invoke('crash', '{}', 'crash-1', now() - interval '1 hour');

@@ -6,6 +6,7 @@
 #
 #   my $node = pg_async_node('name', workers => 2, conf => 'restart_after_crash = on');
 #   ok(wait_for_workers($node, 2), 'workers start');
+#   ok(wait_for_running($node, 'event-1'), 'its handler runs');
 package PgAsyncTest;
 
 use strict;
@@ -14,7 +15,7 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 
-our @EXPORT = qw(pg_async_node wait_for_workers);
+our @EXPORT = qw(pg_async_node wait_for_workers wait_for_running);
 
 # pg_async_node returns a new cluster, started, with pg_async preloaded.
 #   database  pg_async.database (default 'postgres')
@@ -46,6 +47,15 @@ sub wait_for_workers
 	my ($node, $n, $database) = @_;
 	return $node->poll_query_until($database // 'postgres',
 		"SELECT count(*) = $n FROM async.workers");
+}
+
+# wait_for_running waits until a worker runs the handler of event_id in
+# database (default 'postgres'); false if none does.
+sub wait_for_running
+{
+	my ($node, $event_id, $database) = @_;
+	return $node->poll_query_until($database // 'postgres',
+		"SELECT count(*) = 1 FROM async.workers WHERE event_id = '$event_id'");
 }
 
 1;
