@@ -243,7 +243,14 @@ CLAIM_UPDATE;
 
 /*
  * The claim while no function is paused or limited (the common case): the
- * same, without looking at async.functions and async.running first.
+ * same, without counting async.running.  Whether some function is limited
+ * is cached (any_limits), and the cache can be stale: the invalidation that
+ * clears it is processed at the next lock this worker takes, which may come
+ * after the claim's snapshot already sees the change, for instance when the
+ * claim runs in the transaction of a batch that began before it.  So the
+ * claim checks, in its own snapshot, that no function is paused or limited
+ * (an InitPlan, run once), and claims nothing otherwise; an empty fast claim
+ * then makes the next claim read the limits again.
  */
 static const char *claim_fast_sql =
 "WITH candidates AS ("
@@ -252,6 +259,8 @@ static const char *claim_fast_sql =
 "   WHERE j.finished_at IS NULL AND NOT j.paused"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"     AND NOT EXISTS (SELECT FROM async.functions f"
+"                      WHERE f.paused OR f.concurrency IS NOT NULL)"
 "   ORDER BY j.run_at LIMIT $1"
 "     FOR UPDATE SKIP LOCKED),"
 CLAIM_WITHIN_BYTES("candidates")
@@ -270,11 +279,13 @@ static const char *limits_sql =
 /*
  * Claims that count running jobs of limited functions are serialized, so
  * that each sees the jobs the previous one reserved: the lock is taken in a
- * statement of its own, before the claim takes its snapshot.
+ * statement of its own, before the claim takes its snapshot.  It is taken
+ * whenever the full claim runs, even if only some function is paused: a
+ * function given a limit between this statement's snapshot and the claim's
+ * would otherwise be claimed unserialized.
  */
 static const char *claim_lock_sql =
-"SELECT pg_catalog.pg_advisory_xact_lock(7370716173796564)"
-"  FROM async.functions f WHERE f.concurrency IS NOT NULL LIMIT 1";
+"SELECT pg_catalog.pg_advisory_xact_lock(7370716173796564)";
 
 /* when the next job is due, leaving out those of paused or saturated functions */
 static const char *next_run_sql =
@@ -831,6 +842,11 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 			 SPI_result_code_string(rc));
 
 	n = (int) SPI_processed;
+
+	/* perhaps a limit the cache has not heard of yet (see claim_fast_sql) */
+	if (n == 0 && !limited)
+		limits_known = false;
+
 	if (n > 0)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
