@@ -81,6 +81,61 @@ SET ROLE regress_bob;
 SELECT async.pause('span_held');
 RESET ROLE;
 
+-- a limited function's queued jobs are marked limited: they wait in an index
+-- of their own (jobs_limited_idx), out of the one every claim walks
+SELECT async.register('public.span(jsonb)', name => 'span_lim', concurrency => 0);
+INSERT INTO async.jobs (function, event_id, payload)
+SELECT 'span_lim', 'lim-' || i, jsonb_build_object('f', 'span_lim', 'id', 'lim-' || i, 's', 0)
+  FROM generate_series(1, 3) i;
+-- what the INSERT says about limited does not count
+INSERT INTO async.jobs (function, event_id, payload, limited)
+VALUES ('note', 'not-lim-1', '{"n": 102}', true);
+SELECT async.wait_idle('1 second');
+SELECT event_id, state, attempts, limited FROM async.jobs
+ WHERE event_id IN ('lim-1', 'lim-2', 'lim-3', 'not-lim-1') ORDER BY 1;
+-- lifting the limit releases them, and they run
+SELECT async.configure('span_lim', concurrency => -1);
+SELECT count(*) AS still_limited FROM async.jobs WHERE function = 'span_lim' AND limited;
+SELECT async.wait_idle();
+SELECT state, count(*), bool_or(limited) AS limited FROM async.jobs
+ WHERE function = 'span_lim' GROUP BY state;
+-- a limit given to a function marks its queued jobs, paused ones too;
+-- resuming keeps the mark
+SELECT async.pause('span_lim');
+INSERT INTO async.jobs (function, event_id, payload)
+SELECT 'span_lim', 'lim-' || i, jsonb_build_object('f', 'span_lim', 'id', 'lim-' || i, 's', 0)
+  FROM generate_series(4, 5) i;
+SELECT async.configure('span_lim', concurrency => 0);
+SELECT event_id, paused, limited FROM async.jobs WHERE event_id IN ('lim-4', 'lim-5') ORDER BY 1;
+SELECT async.resume('span_lim');
+SELECT event_id, paused, limited FROM async.jobs WHERE event_id IN ('lim-4', 'lim-5') ORDER BY 1;
+-- unregistering releases them: the workers take them, and they fail as not
+-- registered
+SELECT async.unregister('span_lim');
+SELECT async.wait_idle();
+SELECT event_id, state, attempts, limited, last_error FROM async.jobs
+ WHERE event_id IN ('lim-4', 'lim-5') ORDER BY 1;
+DELETE FROM async.jobs WHERE event_id IN ('lim-4', 'lim-5');
+-- a failed job of a limited function goes back to the queue marked again
+SELECT async.register('public.obs_fail(jsonb)', name => 'lim_fail', concurrency => 1,
+                      max_attempts => 2, retry_delays => '{1 hour}');
+INSERT INTO async.jobs (function, event_id, payload) VALUES ('lim_fail', 'lim-fail-1', '{}');
+SELECT async.wait_idle();
+SELECT state, attempts, limited, run_at > now() + interval '50 minutes' AS retry_later
+  FROM async.jobs WHERE event_id = 'lim-fail-1';
+SELECT async.unregister('lim_fail');
+SELECT limited FROM async.jobs WHERE event_id = 'lim-fail-1';
+DELETE FROM async.jobs WHERE event_id = 'lim-fail-1';
+-- a job marked limited whose function has no limit (an enqueue that raced
+-- the lifting of the limit) is released by async._unpause_jobs() too
+BEGIN;
+INSERT INTO async.jobs (function, event_id, payload, run_at)
+VALUES ('note', 'not-lim-2', '{"n": 103}', now() + interval '1 hour');
+UPDATE async.jobs SET limited = true WHERE event_id = 'not-lim-2';
+SELECT async._unpause_jobs() AS released;
+SELECT limited FROM async.jobs WHERE event_id = 'not-lim-2';
+ROLLBACK;
+
 -- max_event_age: an event older than that when claimed is not run
 SELECT async.configure('span_held', max_event_age => '1 hour');
 INSERT INTO async.jobs (function, event_id, payload, enqueued_at, run_at)

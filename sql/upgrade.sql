@@ -18,6 +18,9 @@ INSERT INTO async.attempts (job_id, event_id, function, attempt, started_at, dur
                             outcome, enqueued_by)
 SELECT id, event_id, function, 1, started_at, '5 ms', 'succeeded', enqueued_by
   FROM async.jobs WHERE event_id = 'up-2';
+-- a function with a concurrency limit, and a job waiting for it
+SELECT async.register('public.up_noop(jsonb)', name => 'up_limited', concurrency => 2);
+INSERT INTO async.jobs (event_id, function, payload) VALUES ('up-3', 'up_limited', '{"n": 3}');
 -- a random UUID as default event_id
 WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING event_id)
 SELECT substr(event_id, 15, 1) AS uuid_version FROM i;
@@ -27,7 +30,9 @@ SELECT extversion FROM pg_extension WHERE extname = 'pg_async';
 
 -- the data is still there
 SELECT event_id, state, payload FROM async.jobs WHERE event_id LIKE 'up-%' ORDER BY event_id;
-SELECT name, handler FROM async.functions;
+SELECT name, handler FROM async.functions ORDER BY name;
+-- 0.3: the queued job of the limited function is marked limited, the others not
+SELECT event_id, limited FROM async.jobs WHERE event_id LIKE 'up-%' ORDER BY event_id;
 -- the 0.1 history is read through the view
 SELECT event_id, attempt, duration, outcome FROM async.attempts ORDER BY event_id;
 -- new default event ids are time-ordered UUIDs (version 7)

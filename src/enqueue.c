@@ -51,6 +51,7 @@ typedef struct RegistrationEntry
 	char		name[ASYNC_NAME_SIZE];	/* hash key */
 	Oid			handler;
 	bool		paused;			/* its new jobs are marked paused (async.pause) */
+	bool		limited;		/* and limited (it has a concurrency limit) */
 	char		signature[NAMEDATALEN * 4];
 } RegistrationEntry;
 
@@ -123,6 +124,7 @@ lookup_registration(const char *function)
 	char		key[ASYNC_NAME_SIZE];
 	char	   *handler = NULL;
 	bool		paused = false;
+	bool		limited = false;
 	RegistrationEntry *entry;
 	bool		found;
 	int			rc;
@@ -166,7 +168,8 @@ lookup_registration(const char *function)
 		elog(ERROR, "pg_async: SPI_connect failed");
 	if (lookup_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT f.handler, f.paused FROM async.functions f"
+		SPIPlanPtr	plan = SPI_prepare("SELECT f.handler, f.paused, f.concurrency IS NOT NULL"
+									   "  FROM async.functions f"
 									   " WHERE f.name OPERATOR(pg_catalog.=) $1",
 									   1, argtypes);
 
@@ -190,6 +193,8 @@ lookup_registration(const char *function)
 										  TextDatumGetCString(d));
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		paused = !isnull && DatumGetBool(d);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		limited = !isnull && DatumGetBool(d);
 	}
 	SPI_finish();
 
@@ -203,6 +208,7 @@ lookup_registration(const char *function)
 	entry = hash_search(registrations, key, HASH_ENTER, &found);
 	strlcpy(entry->signature, handler, sizeof(entry->signature));
 	entry->paused = paused;
+	entry->limited = limited;
 	entry->handler = pg_async_resolve_handler(handler);
 	if (!OidIsValid(entry->handler))
 	{
@@ -265,14 +271,14 @@ column_value(HeapTuple tuple, TupleDesc desc, const char *column, bool *isnull)
 }
 
 /*
- * paused_attnum is the number of the column async.jobs.paused, or
- * InvalidAttrNumber in a schema older than 0.2 (before ALTER EXTENSION
- * UPDATE, enqueues go on as they did).
+ * mark_attnum is the number of the column async.jobs.paused or .limited,
+ * or InvalidAttrNumber in a schema older than 0.2 or 0.3 (before ALTER
+ * EXTENSION UPDATE, enqueues go on as they did).
  */
 static AttrNumber
-paused_attnum(TupleDesc desc)
+mark_attnum(TupleDesc desc, const char *column)
 {
-	int			attnum = SPI_fnumber(desc, "paused");
+	int			attnum = SPI_fnumber(desc, column);
 
 	return attnum > 0 ? (AttrNumber) attnum : InvalidAttrNumber;
 }
@@ -281,7 +287,7 @@ paused_attnum(TupleDesc desc)
 static bool
 is_paused(HeapTuple tuple, TupleDesc desc)
 {
-	AttrNumber	attnum = paused_attnum(desc);
+	AttrNumber	attnum = mark_attnum(desc, "paused");
 	bool		isnull;
 	Datum		d;
 
@@ -289,6 +295,31 @@ is_paused(HeapTuple tuple, TupleDesc desc)
 		return false;
 	d = heap_getattr(tuple, attnum, desc, &isnull);
 	return !isnull && DatumGetBool(d);
+}
+
+/*
+ * set_mark sets the mark 'column' (paused or limited) of a new job to
+ * value, whatever the INSERT said.
+ */
+static HeapTuple
+set_mark(HeapTuple tuple, TupleDesc desc, const char *column, bool value)
+{
+	AttrNumber	attnum = mark_attnum(desc, column);
+	bool		isnull;
+	Datum		d;
+
+	if (attnum == InvalidAttrNumber)
+		return tuple;
+	d = heap_getattr(tuple, attnum, desc, &isnull);
+	if (isnull || DatumGetBool(d) != value)
+	{
+		int			cols[1] = {attnum};
+		Datum		newval = BoolGetDatum(value);
+		bool		null = false;
+
+		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &newval, &null);
+	}
+	return tuple;
 }
 
 /*
@@ -329,7 +360,6 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	char	   *function;
 	char	   *event_id;
 	RegistrationEntry *entry;
-	AttrNumber	attnum;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "pg_async_jobs_trigger: not called as a trigger");
@@ -423,23 +453,13 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	entry = check_registration(function);
 
 	/*
-	 * A paused function's new job is marked paused: left out of the index
-	 * the workers claim from, so that its backlog does not lie in every
-	 * claim's path.  That is decided here, whatever the INSERT said.
+	 * A paused function's new job is marked paused, and a limited
+	 * function's limited: left out of the index every claim walks, so that
+	 * a backlog they hold does not lie in every claim's path.  That is
+	 * decided here, whatever the INSERT said.
 	 */
-	attnum = paused_attnum(desc);
-	if (attnum != InvalidAttrNumber)
-	{
-		d = heap_getattr(tuple, attnum, desc, &isnull);
-		if (isnull || DatumGetBool(d) != entry->paused)
-		{
-			int			cols[1] = {attnum};
-			Datum		value = BoolGetDatum(entry->paused);
-			bool		null = false;
-
-			tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &value, &null);
-		}
-	}
+	tuple = set_mark(tuple, desc, "paused", entry->paused);
+	tuple = set_mark(tuple, desc, "limited", entry->limited);
 
 	if (due_soon(tuple, desc, entry->paused))
 		pg_async_note_enqueued(1);

@@ -171,7 +171,7 @@ static TimestampTz last_retention = 0;
 #define CLAIM_UPDATE \
 " UPDATE async.jobs j" \
 "    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1," \
-"        started_at = pg_catalog.now(), worker_pid = $2, suspect = false" \
+"        started_at = pg_catalog.now(), worker_pid = $2, suspect = false, limited = false" \
 "   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function" \
 "  WHERE j.id OPERATOR(pg_catalog.=) p.id" \
 " RETURNING j.id, j.event_id, j.function, j.payload, j.attempts," \
@@ -204,8 +204,14 @@ static TimestampTz last_retention = 0;
  * The claim.  Functions that are paused, or whose concurrency limit is
  * reached, are left out of the scan itself, so that their jobs wait without
  * spending attempts and without blocking other functions' jobs behind them.
- * A limited function gets at most its remaining allowance, and its claimed
- * jobs are recorded in async.running, which the next claim counts.
+ * The queued jobs of limited functions are not in jobs_ready_idx at all
+ * (they are marked limited): each limited function with room left gets at
+ * most its remaining allowance from its own range of jobs_limited_idx, so
+ * that a large backlog held by a limit is not walked by every claim.  A
+ * job of a limited function may still be found in jobs_ready_idx (enqueued
+ * by a session that had not yet seen the limit): the allowance counts it
+ * too.  Claimed jobs of limited functions are recorded in async.running,
+ * which the next claim counts.
  */
 static const char *claim_sql =
 "WITH limits AS MATERIALIZED ("
@@ -216,20 +222,31 @@ static const char *claim_sql =
 " candidates AS ("
 "  SELECT j.id, j.function, j.suspect, j.run_at,"
 "         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
-"   WHERE j.finished_at IS NULL AND NOT j.paused"
+"   WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "     AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
 "            WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))"
 "   ORDER BY j.run_at LIMIT $1"
 "     FOR UPDATE SKIP LOCKED),"
+" lanes AS ("
+"  SELECT c.* FROM limits l CROSS JOIN LATERAL ("
+"    SELECT j.id, j.function, j.suspect, j.run_at,"
+"           pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
+"     WHERE j.function OPERATOR(pg_catalog.=) l.name"
+"       AND j.limited AND NOT j.paused AND j.finished_at IS NULL"
+"       AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+"       AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"     ORDER BY j.run_at LIMIT LEAST(l.allowance, $1)"
+"       FOR UPDATE SKIP LOCKED) c"
+"   WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
 " allowed AS ("
 "  SELECT c.id, c.function, c.suspect, c.bytes, l.concurrency FROM ("
-"         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function ORDER BY c.id) AS nth"
-"           FROM candidates c) c"
+"         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function ORDER BY c.run_at, c.id) AS nth"
+"           FROM (SELECT * FROM candidates UNION ALL SELECT * FROM lanes) c) c"
 "    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
 "   WHERE l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance"
-"   ORDER BY c.run_at, c.id),"
+"   ORDER BY c.run_at, c.id LIMIT $1),"
 CLAIM_WITHIN_BYTES("allowed")
 " picked AS ("
 "  SELECT a.id, a.function, a.concurrency FROM within_bytes a"
@@ -256,7 +273,7 @@ static const char *claim_fast_sql =
 "WITH candidates AS ("
 "  SELECT j.id, j.function, j.suspect,"
 "         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
-"   WHERE j.finished_at IS NULL AND NOT j.paused"
+"   WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "     AND NOT EXISTS (SELECT FROM async.functions f"
@@ -287,14 +304,28 @@ static const char *limits_sql =
 static const char *claim_lock_sql =
 "SELECT pg_catalog.pg_advisory_xact_lock(7370716173796564)";
 
-/* when the next job is due, leaving out those of paused or saturated functions */
+/*
+ * When the next job is due, leaving out those of paused or saturated
+ * functions: the first of jobs_ready_idx, and the first of each limited
+ * function with room left in jobs_limited_idx.
+ */
 static const char *next_run_sql =
-"SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-" WHERE j.finished_at IS NULL AND NOT j.paused AND j.state OPERATOR(pg_catalog.=) 'queued'"
-"   AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY("
-"       SELECT f.name FROM async.functions f"
-"        WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.<=) (SELECT pg_catalog.count(*)::pg_catalog.int4"
-"              FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name)))";
+"WITH open_limits AS MATERIALIZED ("
+"  SELECT f.name, f.paused OR f.concurrency OPERATOR(pg_catalog.<=) (SELECT pg_catalog.count(*)::pg_catalog.int4"
+"            FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name) AS closed"
+"    FROM async.functions f WHERE f.paused OR f.concurrency IS NOT NULL)"
+"SELECT LEAST("
+"  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
+"    WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
+"      AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"      AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM open_limits l WHERE l.closed))),"
+"  (SELECT pg_catalog.min(x.run_at) FROM open_limits l CROSS JOIN LATERAL ("
+"     SELECT j.run_at FROM async.jobs j"
+"      WHERE j.function OPERATOR(pg_catalog.=) l.name"
+"        AND j.limited AND NOT j.paused AND j.finished_at IS NULL"
+"        AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"      ORDER BY j.run_at LIMIT 1) x"
+"    WHERE NOT l.closed))";
 
 /*
  * Successful jobs keep their handler's end and run time: async.attempts
@@ -311,11 +342,13 @@ static const char *success_sql =
 
 /*
  * Jobs claimed but not run, given back: queued again with the attempt the
- * claim counted taken back, at the head of the queue as before.
+ * claim counted taken back, at the head of the queue as before, and marked
+ * limited again if their function has a concurrency limit.
  */
 static const char *release_sql =
 "WITH released AS (DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1))"
-" UPDATE async.jobs j SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1"
+" UPDATE async.jobs j SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1,"
+"        limited = async._is_limited(j.function)"
 "  WHERE j.id OPERATOR(pg_catalog.=) ANY ($1) AND j.state OPERATOR(pg_catalog.=) 'running'";
 
 static const char *fail_sql =
@@ -407,6 +440,22 @@ announce_next_look(TimestampTz when)
 }
 
 /*
+ * warn_older_extension says, once per worker, why the workers wait: the
+ * extension in MyDatabase is an older version than the library.
+ */
+static void
+warn_older_extension(bool *warned)
+{
+	if (*warned)
+		return;
+	ereport(WARNING,
+			(errmsg("pg_async workers wait: the extension installed in database \"%s\" is older than its library",
+					MyDatabase),
+			 errhint("Run ALTER EXTENSION pg_async UPDATE in that database.")));
+	*warned = true;
+}
+
+/*
  * extension_ready tells, inside a transaction, whether pg_async is installed
  * in this database and not being dropped.  It takes, without waiting, the
  * locks the worker's statements need on pg_async's tables: a worker that
@@ -435,15 +484,8 @@ extension_ready(void)
 		if (!OidIsValid(relid))
 		{
 			/* 0.1 has no async.attempt_log, but a table async.attempts */
-			if (!warned_old &&
-				get_rel_relkind(get_relname_relid("attempts", nsp)) == RELKIND_RELATION)
-			{
-				ereport(WARNING,
-						(errmsg("pg_async workers wait: the extension installed in database \"%s\" is older than its library",
-								MyDatabase),
-						 errhint("Run ALTER EXTENSION pg_async UPDATE in that database.")));
-				warned_old = true;
-			}
+			if (get_rel_relkind(get_relname_relid("attempts", nsp)) == RELKIND_RELATION)
+				warn_older_extension(&warned_old);
 			return false;
 		}
 		if (!ConditionalLockRelationOid(relid, RowExclusiveLock))
@@ -460,9 +502,15 @@ extension_ready(void)
 			limits_known = false;
 		}
 	}
-	/* a development build of 0.2 had no async.jobs.paused */
+	/* 0.2 has no async.jobs.limited, a development build of 0.2 no paused */
 	if (jobs != jobs_relid)
 	{
+		if (get_attnum(jobs, "limited") == InvalidAttrNumber &&
+			get_attnum(jobs, "paused") != InvalidAttrNumber)
+		{
+			warn_older_extension(&warned_old);
+			return false;
+		}
 		if (get_attnum(jobs, "paused") == InvalidAttrNumber)
 		{
 			if (!warned_old)
@@ -1510,9 +1558,10 @@ run_maintenance_sql(const char *activity, const char *sql, int nargs,
  * it marks the job running on that attempt again, and async._charge_crash()
  * records the crashed attempt and retries or dead-letters the job, as
  * async._recover() does when the claim survived.  Returns 1 if it did.
- * A running job is never marked paused (claims take no paused job), which
- * async._recover() relies on to find running jobs in jobs_ready_idx: the
- * mark goes, should the function have been paused since the crash.
+ * A running job is never marked paused or limited (a claim clears the
+ * marks), which async._recover() relies on to find running jobs in
+ * jobs_ready_idx: the marks go, should the function have been paused or
+ * limited since the crash.
  */
 static int
 charge_lost_claim(int64 job_id, int32 attempt)
@@ -1524,7 +1573,7 @@ charge_lost_claim(int64 job_id, int32 attempt)
 	args[0] = Int64GetDatum(job_id);
 	args[1] = Int32GetDatum(attempt);
 	rc = SPI_execute_with_args("UPDATE async.jobs j"
-							   "   SET state = 'running', attempts = $2, paused = false,"
+							   "   SET state = 'running', attempts = $2, paused = false, limited = false,"
 							   "       started_at = pg_catalog.now(), worker_pid = NULL"
 							   " WHERE j.id OPERATOR(pg_catalog.=) $1"
 							   "   AND j.state OPERATOR(pg_catalog.=) 'queued'"

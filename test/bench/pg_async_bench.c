@@ -22,6 +22,9 @@
  *			 of the ready ones, against the drain rate.
  *	soak	 a fixed rate for D seconds; every interval the sizes of
  *			 async.jobs and its indexes, dead tuples, WAL bytes per job.
+ *	held	 N jobs of a function with concurrency 0, then the drain's number
+ *			 of no-op jobs behind them -> their drain rate, against drains
+ *			 of the same size just before and after, without the held jobs.
  *
  * The program creates the handlers and tables it needs (bench_noop,
  * bench_latency, bench_fail, bench_latency_log, bench_plain, bench_plain_idx
@@ -78,11 +81,12 @@ enum
 	SC_MIXED,
 	SC_BACKLOG,
 	SC_SOAK,
+	SC_HELD,
 	SC_COUNT
 };
 
 static const char *const scenario_names[SC_COUNT] = {
-	"drain", "enqueue", "latency", "mixed", "backlog", "soak"
+	"drain", "enqueue", "latency", "mixed", "backlog", "soak", "held"
 };
 
 /* command-line options; -1 (or a negative rate) means "not given" */
@@ -98,6 +102,7 @@ typedef struct Options
 	int64_t		drain_jobs;
 	int64_t		latency_events;
 	int64_t		backlog_jobs;
+	int64_t		held_jobs;
 	double		enqueue_duration;
 	double		mixed_duration;
 	double		soak_duration;
@@ -478,18 +483,42 @@ jobs_done(PGconn *conn)
 }
 
 /*
+ * ready_predicate is the predicate of jobs_ready_idx, with which queries
+ * for ready jobs use that index: without it they would read the whole table
+ * every second of a run.  pg_async 0.3 added NOT limited; set_ready_predicate
+ * leaves it out for an older installation, so that the program can measure
+ * one as well.  The benchmark's own functions (but bench_held) have no
+ * concurrency limit, so no job of theirs is limited.
+ */
+static char ready_predicate[128] = "finished_at IS NULL AND NOT paused AND NOT limited";
+
+static void
+set_ready_predicate(PGconn *conn)
+{
+	if (query_int64(conn,
+					"SELECT count(*) FROM pg_attribute WHERE attrelid = 'async.jobs'::regclass"
+					" AND attname = 'limited' AND NOT attisdropped") == 0)
+		snprintf(ready_predicate, sizeof(ready_predicate),
+				 "finished_at IS NULL AND NOT paused");
+}
+
+/*
  * any_ready returns whether a job is ready or running (unfinished, not
- * paused, with run_at passed).  The predicate is jobs_ready_idx's and the
- * ORDER BY its key, so this is a short index scan; without NOT paused it
- * would read the whole table every second of a run.
+ * paused or limited, with run_at passed): a short scan of jobs_ready_idx.
+ * With function, only that function's jobs count (before 0.3, the scan
+ * walks past those of other functions that are held by a limit).
  */
 static bool
-any_ready(PGconn *conn)
+any_ready(PGconn *conn, const char *function)
 {
-	return query_int64(conn,
-					   "SELECT count(*) FROM (SELECT 1 FROM async.jobs"
-					   " WHERE finished_at IS NULL AND NOT paused AND run_at <= now()"
-					   " ORDER BY run_at LIMIT 1) s") > 0;
+	char		sql[384];
+
+	snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM (SELECT 1 FROM async.jobs"
+			 " WHERE %s AND run_at <= now()%s%s%s ORDER BY run_at LIMIT 1) s",
+			 ready_predicate, function ? " AND function = '" : "",
+			 function ? function : "", function ? "'" : "");
+	return query_int64(conn, sql) > 0;
 }
 
 /*
@@ -499,21 +528,24 @@ any_ready(PGconn *conn)
 static int64_t
 count_ready(PGconn *conn)
 {
-	return query_int64(conn,
-					   "SELECT count(*) FROM async.jobs WHERE finished_at IS NULL"
-					   " AND NOT paused AND run_at <= now() AND state = 'queued'");
+	char		sql[256];
+
+	snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM async.jobs WHERE %s"
+			 " AND run_at <= now() AND state = 'queued'", ready_predicate);
+	return query_int64(conn, sql);
 }
 
 /*
- * wait_for_jobs waits until the workers have run target jobs since the
+ * wait_for_jobs_of waits until the workers have run target jobs since the
  * jobs_done reading base, and then until no job is ready or running (the
- * counter moves before the batch commits).  Every second it also checks the
- * queue itself, in case a worker restarted and its counter with it.  Only
- * short autocommit statements are used.  Returns the monotonic time at
- * which the queue was found empty.
+ * counter moves before the batch commits); with function, no job of that
+ * function.  Every second it also checks the queue itself, in case a worker
+ * restarted and its counter with it.  Only short autocommit statements are
+ * used.  Returns the monotonic time at which the queue was found empty.
  */
 static int64_t
-wait_for_jobs(PGconn *conn, int64_t base, int64_t target)
+wait_for_jobs_of(PGconn *conn, int64_t base, int64_t target, const char *function)
 {
 	int64_t		start = mono_us();
 	int64_t		last_check = start;
@@ -536,7 +568,7 @@ wait_for_jobs(PGconn *conn, int64_t base, int64_t target)
 		if (now - last_check >= 1000000)
 		{
 			last_check = now;
-			if (!any_ready(conn))
+			if (!any_ready(conn, function))
 				return mono_us();
 		}
 		if (now - last_progress > STALL_US)
@@ -550,12 +582,19 @@ wait_for_jobs(PGconn *conn, int64_t base, int64_t target)
 	}
 	for (;;)
 	{
-		if (!any_ready(conn))
+		if (!any_ready(conn, function))
 			return mono_us();
 		if (mono_us() - start > (int64_t) (opts.timeout * 1e6))
 			die("timed out after %.0f s waiting for the last batch", opts.timeout);
 		sleep_us(1000);
 	}
+}
+
+/* wait_for_jobs is wait_for_jobs_of for the jobs of every function. */
+static int64_t
+wait_for_jobs(PGconn *conn, int64_t base, int64_t target)
+{
+	return wait_for_jobs_of(conn, base, target, NULL);
 }
 
 /*
@@ -859,6 +898,7 @@ run_enqueue(PGconn *conn, int k, double secs)
 	};
 	Inserter   *ins;
 	BareConsumer consumer;
+	char		sql[512];
 	int64_t		n[EQ_NTABLES] = {0};
 	double		busy[EQ_NTABLES] = {0};	/* seconds inserting */
 	double		ratios[ENQUEUE_ROUNDS];
@@ -886,16 +926,18 @@ run_enqueue(PGconn *conn, int k, double secs)
 
 	memset(&consumer, 0, sizeof(consumer));
 	consumer.conn = connect_db();
-	prepare_stmt(consumer.conn, "bare_delete",
-				 "DELETE FROM public.bench_plain_idx WHERE id IN"
-				 " (SELECT id FROM public.bench_plain_idx"
-				 "   WHERE finished_at IS NULL AND NOT paused AND run_at <= now()"
-				 "   ORDER BY run_at LIMIT 100 FOR UPDATE SKIP LOCKED)", 0);
-	prepare_stmt(consumer.conn, "bare_done",
-				 "UPDATE public.bench_plain_idx SET state = 'succeeded', finished_at = now()"
-				 " WHERE id IN (SELECT id FROM public.bench_plain_idx"
-				 "   WHERE finished_at IS NULL AND NOT paused AND run_at <= now()"
-				 "   ORDER BY run_at LIMIT 100 FOR UPDATE SKIP LOCKED)", 0);
+	snprintf(sql, sizeof(sql),
+			 "DELETE FROM public.bench_plain_idx WHERE id IN"
+			 " (SELECT id FROM public.bench_plain_idx"
+			 "   WHERE %s AND run_at <= now()"
+			 "   ORDER BY run_at LIMIT 100 FOR UPDATE SKIP LOCKED)", ready_predicate);
+	prepare_stmt(consumer.conn, "bare_delete", sql, 0);
+	snprintf(sql, sizeof(sql),
+			 "UPDATE public.bench_plain_idx SET state = 'succeeded', finished_at = now()"
+			 " WHERE id IN (SELECT id FROM public.bench_plain_idx"
+			 "   WHERE %s AND run_at <= now()"
+			 "   ORDER BY run_at LIMIT 100 FOR UPDATE SKIP LOCKED)", ready_predicate);
+	prepare_stmt(consumer.conn, "bare_done", sql, 0);
 
 	ins = calloc(k, sizeof(Inserter));
 	if (ins == NULL)
@@ -1478,6 +1520,86 @@ run_backlog(PGconn *conn, int64_t n)
 }
 
 /*
+ * run_held queues n jobs of bench_held, a function registered with
+ * concurrency 0 so that none of them runs, and then drains the drain
+ * scenario's number of no-op jobs behind them (their run_at is later):
+ * what a backlog held by a concurrency limit costs the other functions.
+ * The drain is compared with drains of the same size run just before and
+ * just after, without the held jobs.
+ */
+static void
+run_held(PGconn *conn, int64_t n)
+{
+	char		sql[256];
+	int64_t		base;
+	int64_t		t0;
+	int64_t		t1;
+	int64_t		t2;
+	int64_t		held;
+	double		rate;
+	double		before;
+	double		after;
+	double		adjacent;
+	double		insert_secs;
+
+	progress("held: a drain of %" PRId64 " jobs before it", opts.drain_jobs);
+	before = drain_once(conn, opts.drain_jobs, &insert_secs);
+	progress("held: %" PRId64 " jobs of a function with concurrency 0, then %" PRId64
+			 " no-op jobs", n, opts.drain_jobs);
+	reset_queue(conn);
+	exec_command(conn,
+				 "SELECT async.register('public.bench_noop(jsonb)', name => 'bench_held',"
+				 " concurrency => 0)");
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO async.jobs (function, payload)"
+			 " SELECT 'bench_held', '{}' FROM generate_series(1, %" PRId64 ")", n);
+	t0 = mono_us();
+	exec_command(conn, sql);
+	insert_secs = (mono_us() - t0) / 1e6;
+
+	base = jobs_done(conn);
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO async.jobs (function, payload)"
+			 " SELECT 'bench_noop', '{}' FROM generate_series(1, %" PRId64 ")",
+			 opts.drain_jobs);
+	exec_command(conn, sql);
+	t1 = mono_us();
+	t2 = wait_for_jobs_of(conn, base, opts.drain_jobs, "bench_noop");
+	rate = opts.drain_jobs / ((t2 - t1) / 1e6);
+
+	held = query_int64(conn,
+					   "SELECT count(*) FROM async.jobs WHERE function = 'bench_held'"
+					   " AND state = 'queued' AND attempts = 0");
+	if (held != n)
+		die("held: %" PRId64 " of %" PRId64 " held jobs still queued", held, n);
+	if (query_int64(conn,
+					"SELECT count(*) FROM async.jobs WHERE function = 'bench_noop'"
+					" AND state = 'succeeded'") != opts.drain_jobs)
+		die("held: not every no-op job succeeded");
+	exec_command(conn, "SELECT async.unregister('bench_held')");
+	reset_queue(conn);
+
+	progress("held: %.1f jobs/s (%.2f s)", rate, (t2 - t1) / 1e6);
+	progress("held: a drain of %" PRId64 " jobs after it", opts.drain_jobs);
+	after = drain_once(conn, opts.drain_jobs, &insert_secs);
+	adjacent = (before + after) / 2;
+	progress("held: %.2f of the drains around it (%.1f and %.1f jobs/s)",
+			 rate / adjacent, before, after);
+
+	add_figure(SC_HELD, "held_jobs", "held jobs", FIG_INT, (double) n, "", -1);
+	add_figure(SC_HELD, "held_insert_seconds", "held INSERT seconds", FIG_NUM,
+			   insert_secs, "", -1);
+	add_figure(SC_HELD, "jobs", "jobs drained", FIG_INT, (double) opts.drain_jobs, "", -1);
+	add_figure(SC_HELD, "jobs_per_second", "jobs/s behind the held jobs", FIG_NUM, rate, "", -1);
+	add_figure(SC_HELD, "drain_before_jobs_per_second", "drain just before jobs/s",
+			   FIG_NUM, before, "", -1);
+	add_figure(SC_HELD, "drain_after_jobs_per_second", "drain just after jobs/s",
+			   FIG_NUM, after, "", -1);
+	add_figure(SC_HELD, "ratio_to_adjacent_drain", "ratio to the drains around it",
+			   FIG_NUM, rate / adjacent, "", -1);
+}
+
+/*
  * set_retention sets pg_async.retention with ALTER SYSTEM (value NULL:
  * RESET) and waits until the reload has reached this session.
  */
@@ -1931,14 +2053,14 @@ usage(void)
 	printf("pg_async_bench: benchmark of pg_async\n\n"
 		   "Usage: pg_async_bench [OPTION]...\n\n"
 		   "  -d, --dbname=CONNINFO     libpq connection string or database name (default: PG* variables)\n"
-		   "  -s, --scenario=NAME       drain, enqueue, latency, mixed, backlog, soak or all\n"
+		   "  -s, --scenario=NAME       drain, enqueue, latency, mixed, backlog, soak, held or all\n"
 		   "                            (repeatable or comma-separated; default all)\n"
 		   "  -n, --jobs=N              jobs of drain (200000) and backlog (1000000), events of latency (10000)\n"
 		   "      --duration=SECONDS    enqueue per table (20), mixed (60), soak (600)\n"
 		   "      --rate=JOBS_PER_S     latency (1000), mixed (80%% of drain), soak (2000)\n"
 		   "  -c, --connections=K       enqueue connections (8)\n"
 		   "  -p, --producers=P         producer connections of latency, mixed, soak (4)\n"
-		   "      --drain-jobs=N, --latency-events=N, --backlog-jobs=N\n"
+		   "      --drain-jobs=N, --latency-events=N, --backlog-jobs=N, --held-jobs=N\n"
 		   "      --enqueue-duration=S, --mixed-duration=S, --soak-duration=S\n"
 		   "      --latency-rate=R, --mixed-rate=R, --soak-rate=R\n"
 		   "                            the same, for one scenario\n"
@@ -1950,7 +2072,8 @@ usage(void)
 		   "                            and reset afterwards; 0 leaves it alone (30; quick 10)\n"
 		   "      --timeout=S           longest wait for the workers (1800)\n"
 		   "      --quick               scaled down: drain 20000, enqueue 3 s, latency 2000,\n"
-		   "                            mixed 10 s, backlog 50000, soak 60 s at 500/s every 15 s\n"
+		   "                            mixed 10 s, backlog 50000, soak 60 s at 500/s every 15 s,\n"
+		   "                            held 50000\n"
 		   "                            (a smoke test: too short for the soak targets)\n"
 		   "      --json                print the results as JSON\n"
 		   "  -h, --help                show this help\n");
@@ -2046,6 +2169,7 @@ parse_options(int argc, char **argv)
 		{"quick", no_argument, NULL, 15},
 		{"json", no_argument, NULL, 16},
 		{"soak-warmup", required_argument, NULL, 17},
+		{"held-jobs", required_argument, NULL, 18},
 		{NULL, 0, NULL, 0}
 	};
 	double		n = -1;
@@ -2054,6 +2178,7 @@ parse_options(int argc, char **argv)
 	double		drain_jobs = -1;
 	double		latency_events = -1;
 	double		backlog_jobs = -1;
+	double		held_jobs = -1;
 	double		enqueue_duration = -1;
 	double		mixed_duration = -1;
 	double		soak_duration = -1;
@@ -2136,6 +2261,9 @@ parse_options(int argc, char **argv)
 			case 17:
 				soak_warmup = parse_number("--soak-warmup", optarg);
 				break;
+			case 18:
+				held_jobs = parse_number("--held-jobs", optarg);
+				break;
 			case 14:
 				timeout = parse_number("--timeout", optarg);
 				break;
@@ -2159,6 +2287,7 @@ parse_options(int argc, char **argv)
 	opts.drain_jobs = (int64_t) pick(drain_jobs, n, 20000, 200000);
 	opts.latency_events = (int64_t) pick(latency_events, n, 2000, 10000);
 	opts.backlog_jobs = (int64_t) pick(backlog_jobs, n, 50000, 1000000);
+	opts.held_jobs = (int64_t) pick(held_jobs, -1, 50000, 1000000);
 	opts.enqueue_duration = pick(enqueue_duration, duration, 3, 20);
 	opts.mixed_duration = pick(mixed_duration, duration, 10, 60);
 	opts.soak_duration = pick(soak_duration, duration, 60, 600);
@@ -2175,7 +2304,8 @@ parse_options(int argc, char **argv)
 	opts.duration = duration;
 	opts.rate = rate;
 
-	if (opts.drain_jobs < 1 || opts.latency_events < 1 || opts.backlog_jobs < 1)
+	if (opts.drain_jobs < 1 || opts.latency_events < 1 || opts.backlog_jobs < 1 ||
+		opts.held_jobs < 1)
 		die("job counts must be at least 1");
 	if (opts.connections < 1 || opts.producers < 1)
 		die("-c and -p must be at least 1");
@@ -2203,6 +2333,7 @@ main(int argc, char **argv)
 		die("no pg_async worker serves this database (check pg_async.database and"
 			" shared_preload_libraries)");
 	setup_objects(conn);
+	set_ready_predicate(conn);
 	read_settings(conn);
 
 	if (opts.scenarios[SC_DRAIN])
@@ -2218,6 +2349,8 @@ main(int argc, char **argv)
 	if (opts.scenarios[SC_SOAK])
 		run_soak(conn, opts.soak_rate, opts.soak_duration, opts.soak_warmup,
 				 opts.soak_interval, opts.soak_retention, opts.producers);
+	if (opts.scenarios[SC_HELD])
+		run_held(conn, opts.held_jobs);
 
 	/* leave the queue empty behind us */
 	exec_command(conn, "TRUNCATE async.jobs, async.dead_letters, public.bench_latency_log");

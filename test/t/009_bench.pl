@@ -29,7 +29,7 @@ my $ok = IPC::Run::run(
 		'--drain-jobs', '3000', '--enqueue-duration', '2', '--connections', '4',
 		'--latency-events', '300', '--latency-rate', '300',
 		'--mixed-duration', '2', '--mixed-rate', '2000',
-		'--backlog-jobs', '4000',
+		'--backlog-jobs', '4000', '--held-jobs', '4000',
 		'--soak-duration', '4', '--soak-interval', '2', '--soak-warmup', '1',
 		'--soak-rate', '300', '--soak-retention', '2',
 		'--timeout', '120'
@@ -51,7 +51,8 @@ my %figures = (
 	latency => [qw(latency_events achieved_rate)],
 	mixed => [qw(jobs_per_second enqueued)],
 	backlog => [qw(jobs_per_second ratio_to_drain ratio_to_adjacent_drain)],
-	soak => [qw(samples enqueued_per_second)]);
+	soak => [qw(samples enqueued_per_second)],
+	held => [qw(held_jobs jobs_per_second ratio_to_adjacent_drain)]);
 foreach my $scenario (sort keys %figures)
 {
 	foreach my $key (@{ $figures{$scenario} })
