@@ -126,6 +126,35 @@ SELECT state, attempts, limited, run_at > now() + interval '50 minutes' AS retry
 SELECT async.unregister('lim_fail');
 SELECT limited FROM async.jobs WHERE event_id = 'lim-fail-1';
 DELETE FROM async.jobs WHERE event_id = 'lim-fail-1';
+-- the oldest_ready_job health check counts the jobs that wait for a
+-- concurrency limit, not those held with concurrency 0
+CREATE TABLE public.lim_gate (open bool);
+CREATE FUNCTION public.lim_gated(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	WHILE NOT EXISTS (SELECT FROM public.lim_gate) LOOP
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END $$;
+SELECT async.register('public.lim_gated(jsonb)', name => 'lim_gated', concurrency => 0);
+INSERT INTO async.jobs (function, event_id, payload, run_at)
+SELECT 'lim_gated', 'lim-gated-' || i, '{}', now() - interval '1 hour' FROM generate_series(1, 3) i;
+SELECT status FROM async.health(ready_age_warning => '30 minutes') WHERE "check" = 'oldest_ready_job';
+SELECT async.configure('lim_gated', concurrency => 1);
+DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '30 seconds';
+BEGIN
+	WHILE NOT EXISTS (SELECT FROM async.jobs WHERE function = 'lim_gated' AND state = 'running') LOOP
+		IF clock_timestamp() > deadline THEN
+			RAISE EXCEPTION 'no lim_gated job started';
+		END IF;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END $$;
+SELECT status, hint FROM async.health(ready_age_warning => '30 minutes') WHERE "check" = 'oldest_ready_job';
+INSERT INTO public.lim_gate VALUES (true);
+SELECT async.wait_idle();
+SELECT state, count(*) FROM async.jobs WHERE function = 'lim_gated' GROUP BY state;
+SELECT async.unregister('lim_gated');
 -- a job marked limited whose function has no limit (an enqueue that raced
 -- the lifting of the limit) is released by async._unpause_jobs() too
 BEGIN;

@@ -379,12 +379,22 @@ BEGIN
 	RETURN NEXT;
 
 	/*
-	 * the oldest job that is due and not yet running, but for paused
-	 * functions' and those waiting for a concurrency limit
+	 * the oldest job that is due and not yet running, but for the jobs of
+	 * paused functions and of those held with concurrency 0: the first of
+	 * jobs_ready_idx, and the first of each other limited function in
+	 * jobs_limited_idx
 	 */
-	SELECT now() - min(j.run_at) INTO v_age FROM async.jobs j
-	 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-	   AND j.state = 'queued' AND j.run_at <= now();
+	SELECT now() - LEAST(
+		(SELECT min(j.run_at) FROM async.jobs j
+		  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+			AND j.state = 'queued' AND j.run_at <= now()),
+		(SELECT min(x.run_at) FROM async.functions f CROSS JOIN LATERAL (
+			SELECT j.run_at FROM async.jobs j
+			 WHERE j.function = f.name AND j.limited AND NOT j.paused
+			   AND j.finished_at IS NULL AND j.state = 'queued' AND j.run_at <= now()
+			 ORDER BY j.run_at LIMIT 1) x
+		  WHERE f.concurrency > 0 AND NOT f.paused))
+	  INTO v_age;
 	"check" := 'oldest_ready_job';
 	IF v_age IS NULL OR v_age <= ready_age_warning THEN
 		status := 'ok';
@@ -394,7 +404,7 @@ BEGIN
 	ELSE
 		status := CASE WHEN v_age > ready_age_warning * 10 THEN 'critical' ELSE 'warning' END;
 		detail := format('the oldest ready job has waited %s', date_trunc('second', v_age));
-		hint := 'The workers are not keeping up: see async.stats, async.workers and raise pg_async.workers.';
+		hint := 'The workers, or a function''s concurrency limit, are not keeping up: see async.stats and async.workers, and raise pg_async.workers or the limit.';
 	END IF;
 	RETURN NEXT;
 
