@@ -1425,6 +1425,40 @@ run_mixed(PGconn *conn, double rate, double secs, int np)
 }
 
 /*
+ * compare_with_drains ends a scenario measured at rate jobs/s that a drain
+ * of the drain scenario's size preceded (at before jobs/s): it runs the
+ * same drain after it and records both drains and the ratio of rate to
+ * their mean, with the target min_ratio unless that is negative.  This
+ * machine's drain rate drifts by a fifth from one minute to the next, so a
+ * scenario is judged against drains run in the same minutes.
+ */
+static void
+compare_with_drains(PGconn *conn, int scenario, double before, double rate,
+					double min_ratio)
+{
+	double		insert_secs;
+	double		after;
+	double		ratio;
+	char		target[32] = "";
+
+	progress("%s: a drain of %" PRId64 " jobs after it", scenario_names[scenario],
+			 opts.drain_jobs);
+	after = drain_once(conn, opts.drain_jobs, &insert_secs);
+	ratio = rate / ((before + after) / 2);
+	progress("%s: %.2f of the drains around it (%.1f and %.1f jobs/s)",
+			 scenario_names[scenario], ratio, before, after);
+
+	add_figure(scenario, "drain_before_jobs_per_second", "drain just before jobs/s",
+			   FIG_NUM, before, "", -1);
+	add_figure(scenario, "drain_after_jobs_per_second", "drain just after jobs/s",
+			   FIG_NUM, after, "", -1);
+	if (min_ratio >= 0)
+		snprintf(target, sizeof(target), ">= %.2f", min_ratio);
+	add_figure(scenario, "ratio_to_adjacent_drain", "ratio to the drains around it",
+			   FIG_NUM, ratio, target, min_ratio >= 0 ? ratio >= min_ratio : -1);
+}
+
+/*
  * run_backlog queues n jobs in one transaction: every tenth scheduled an
  * hour ahead, every twentieth failing (bench_fail retries after an hour),
  * the rest no-ops.  Times from the COMMIT until no job is ready, and
@@ -1450,8 +1484,6 @@ run_backlog(PGconn *conn, int64_t n)
 	int64_t		retrying;
 	int64_t		waiting;
 	double		before;
-	double		after;
-	double		adjacent;
 	double		insert_secs;
 
 	drain = measured_drain_rate(conn);
@@ -1496,11 +1528,7 @@ run_backlog(PGconn *conn, int64_t n)
 			" scheduled; expected %" PRId64 ", %" PRId64 ", %" PRId64,
 			succeeded, retrying, waiting, ready - failing, failing, scheduled);
 	progress("backlog: %.1f jobs/s (%.2f s), %.2f of drain", rate, secs, rate / drain);
-	progress("backlog: a drain of %" PRId64 " jobs after it", opts.drain_jobs);
-	after = drain_once(conn, opts.drain_jobs, &insert_secs);
-	adjacent = (before + after) / 2;
-	progress("backlog: %.2f of the drains around it (%.1f and %.1f jobs/s)",
-			 rate / adjacent, before, after);
+	compare_with_drains(conn, SC_BACKLOG, before, rate, 0.80);
 
 	add_figure(SC_BACKLOG, "jobs", "jobs", FIG_INT, (double) n, "", -1);
 	add_figure(SC_BACKLOG, "ready", "ready", FIG_INT, (double) ready, "", -1);
@@ -1511,12 +1539,6 @@ run_backlog(PGconn *conn, int64_t n)
 	add_figure(SC_BACKLOG, "jobs_per_second", "ready jobs/s", FIG_NUM, rate, "", -1);
 	add_figure(SC_BACKLOG, "drain_jobs_per_second", "drain jobs/s", FIG_NUM, drain, "", -1);
 	add_figure(SC_BACKLOG, "ratio_to_drain", "ratio to drain", FIG_NUM, rate / drain, "", -1);
-	add_figure(SC_BACKLOG, "drain_before_jobs_per_second", "drain just before jobs/s",
-			   FIG_NUM, before, "", -1);
-	add_figure(SC_BACKLOG, "drain_after_jobs_per_second", "drain just after jobs/s",
-			   FIG_NUM, after, "", -1);
-	add_figure(SC_BACKLOG, "ratio_to_adjacent_drain", "ratio to the drains around it",
-			   FIG_NUM, rate / adjacent, ">= 0.80", rate / adjacent >= 0.80);
 }
 
 /*
@@ -1538,8 +1560,6 @@ run_held(PGconn *conn, int64_t n)
 	int64_t		held;
 	double		rate;
 	double		before;
-	double		after;
-	double		adjacent;
 	double		insert_secs;
 
 	progress("held: a drain of %" PRId64 " jobs before it", opts.drain_jobs);
@@ -1580,23 +1600,12 @@ run_held(PGconn *conn, int64_t n)
 	reset_queue(conn);
 
 	progress("held: %.1f jobs/s (%.2f s)", rate, (t2 - t1) / 1e6);
-	progress("held: a drain of %" PRId64 " jobs after it", opts.drain_jobs);
-	after = drain_once(conn, opts.drain_jobs, &insert_secs);
-	adjacent = (before + after) / 2;
-	progress("held: %.2f of the drains around it (%.1f and %.1f jobs/s)",
-			 rate / adjacent, before, after);
-
 	add_figure(SC_HELD, "held_jobs", "held jobs", FIG_INT, (double) n, "", -1);
 	add_figure(SC_HELD, "held_insert_seconds", "held INSERT seconds", FIG_NUM,
 			   insert_secs, "", -1);
 	add_figure(SC_HELD, "jobs", "jobs drained", FIG_INT, (double) opts.drain_jobs, "", -1);
 	add_figure(SC_HELD, "jobs_per_second", "jobs/s behind the held jobs", FIG_NUM, rate, "", -1);
-	add_figure(SC_HELD, "drain_before_jobs_per_second", "drain just before jobs/s",
-			   FIG_NUM, before, "", -1);
-	add_figure(SC_HELD, "drain_after_jobs_per_second", "drain just after jobs/s",
-			   FIG_NUM, after, "", -1);
-	add_figure(SC_HELD, "ratio_to_adjacent_drain", "ratio to the drains around it",
-			   FIG_NUM, rate / adjacent, "", -1);
+	compare_with_drains(conn, SC_HELD, before, rate, -1);
 }
 
 /*
