@@ -126,6 +126,34 @@ SELECT state, attempts, limited, run_at > now() + interval '50 minutes' AS retry
 SELECT async.unregister('lim_fail');
 SELECT limited FROM async.jobs WHERE event_id = 'lim-fail-1';
 DELETE FROM async.jobs WHERE event_id = 'lim-fail-1';
+-- a dead-lettered event of a limited function redriven after retention
+-- deleted its job is enqueued marked, as the INSERT trigger would have
+SELECT async.register('public.obs_fail(jsonb)', name => 'lim_dead', concurrency => 1,
+                      max_attempts => 1);
+INSERT INTO async.jobs (function, event_id, payload) VALUES ('lim_dead', 'lim-dead-1', '{}');
+SELECT async.wait_idle();
+SELECT state FROM async.jobs WHERE event_id = 'lim-dead-1';
+DELETE FROM async.jobs WHERE event_id = 'lim-dead-1';
+SELECT async.configure('lim_dead', concurrency => 0, max_attempts => 2);
+SELECT async.redrive('lim-dead-1');
+SELECT state, attempts, paused, limited FROM async.jobs WHERE event_id = 'lim-dead-1';
+-- a job left running and still marked limited (claimed by a 0.2 library
+-- after the update) is found by async._recover() through its reservation;
+-- the advisory lock is _recover's own, so that no worker's recovery runs
+-- meanwhile
+BEGIN;
+SELECT pg_advisory_xact_lock(7370716173796563);
+UPDATE async.jobs SET state = 'running', attempts = 1, worker_pid = 999999, started_at = now()
+ WHERE event_id = 'lim-dead-1';
+INSERT INTO async.running (job_id, function)
+SELECT id, function FROM async.jobs WHERE event_id = 'lim-dead-1';
+SELECT async._recover() AS recovered;
+SELECT state, attempts, limited, last_error FROM async.jobs WHERE event_id = 'lim-dead-1';
+SELECT count(*) AS reserved FROM async.running;
+ROLLBACK;
+SELECT async.unregister('lim_dead');
+DELETE FROM async.jobs WHERE event_id = 'lim-dead-1';
+DELETE FROM async.dead_letters WHERE event_id = 'lim-dead-1';
 -- the oldest_ready_job health check counts the jobs that wait for a
 -- concurrency limit, not those held with concurrency 0
 CREATE TABLE public.lim_gate (open bool);

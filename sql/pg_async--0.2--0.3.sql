@@ -56,8 +56,13 @@ BEGIN
 			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
 		END IF;
 	ELSIF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND NEW.concurrency IS NOT NULL THEN
+		/* the same two indexes: jobs_ready_idx, jobs_paused_idx */
 		UPDATE async.jobs j SET limited = true
-		 WHERE NOT j.limited AND j.finished_at IS NULL
+		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
+		UPDATE async.jobs j SET limited = true
+		 WHERE j.paused AND NOT j.limited AND j.finished_at IS NULL
 		   AND j.state OPERATOR(pg_catalog.=) 'queued'
 		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
 	END IF;
@@ -195,9 +200,24 @@ BEGIN
 					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
 					/* the pid was reused by a worker that started after the claim */
 					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
+			   FOR UPDATE SKIP LOCKED),
+		/*
+		 * but a 0.2 library, still running after ALTER EXTENSION UPDATE,
+		 * claims limited jobs without clearing the mark: those are found
+		 * through their reservations in async.running, a short table
+		 */
+		marked_orphans AS (
+			SELECT j.id, j.worker_pid, j.started_at
+			  FROM async.jobs j
+			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.job_id FROM async.running x))
+			   AND j.limited AND j.finished_at IS NULL
+			   AND j.state OPERATOR(pg_catalog.=) 'running'
+			   AND (j.worker_pid IS NULL OR
+					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
+					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
 			   FOR UPDATE SKIP LOCKED)
 		SELECT o.id, pg_catalog.count(*) OVER (PARTITION BY o.worker_pid, o.started_at) AS batch
-		  FROM orphans o
+		  FROM (SELECT * FROM orphans UNION ALL SELECT * FROM marked_orphans) o
 	LOOP
 		IF r.batch OPERATOR(pg_catalog.>) 1 THEN
 			UPDATE async.jobs j
@@ -238,9 +258,17 @@ BEGIN
 	 WHERE j.event_id OPERATOR(pg_catalog.=) p_event_id
 	   AND j.state OPERATOR(pg_catalog.=) 'dead';
 	IF NOT FOUND THEN
-		/* the job row went with pg_async.retention: enqueue the event anew */
-		INSERT INTO async.jobs (event_id, function, payload, enqueued_at, enqueued_by)
-		VALUES (v_dl.event_id, v_dl.function, v_dl.payload, v_dl.enqueued_at, v_dl.enqueued_by);
+		/*
+		 * the job row went with pg_async.retention: enqueue the event anew.
+		 * The INSERT trigger takes a row with an earlier enqueued_at as a
+		 * restore, as it is: so the marks are set here.
+		 */
+		INSERT INTO async.jobs (event_id, function, payload, enqueued_at, enqueued_by,
+								paused, limited)
+		VALUES (v_dl.event_id, v_dl.function, v_dl.payload, v_dl.enqueued_at, v_dl.enqueued_by,
+				EXISTS (SELECT FROM async.functions f
+						 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function AND f.paused),
+				async._is_limited(v_dl.function));
 	END IF;
 	RETURN true;
 END;
@@ -301,6 +329,34 @@ COMMENT ON FUNCTION async._unpause_jobs() IS
 /* ------------------------------------------------------------------------
  * Readers of jobs_ready_idx name its new predicate, so as to use it
  * ------------------------------------------------------------------------ */
+CREATE OR REPLACE FUNCTION async._set_paused(p_name text, p_paused boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	UPDATE async.functions f SET paused = p_paused, updated_at = pg_catalog.now()
+	 WHERE f.name OPERATOR(pg_catalog.=) p_name;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	IF p_paused THEN
+		/* the queued jobs in jobs_ready_idx, then those in jobs_limited_idx */
+		UPDATE async.jobs j SET paused = true
+		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.function OPERATOR(pg_catalog.=) p_name;
+		UPDATE async.jobs j SET paused = true
+		 WHERE j.function OPERATOR(pg_catalog.=) p_name
+		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.state OPERATOR(pg_catalog.=) 'queued';
+	ELSE
+		UPDATE async.jobs j SET paused = false
+		 WHERE j.paused AND j.function OPERATOR(pg_catalog.=) p_name;
+	END IF;
+	RETURN true;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION async.wait_idle(timeout interval DEFAULT '30 seconds')
 RETURNS boolean
 LANGUAGE plpgsql
@@ -319,9 +375,14 @@ BEGIN
 			 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
 			   AND j.run_at OPERATOR(pg_catalog.<=) v_now)
 		   AND NOT EXISTS (
-			SELECT FROM async.jobs j
-			 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
-			   AND j.run_at OPERATOR(pg_catalog.<=) v_now)
+			/* the first due job of each limited function, in jobs_limited_idx */
+			SELECT FROM async.functions f CROSS JOIN LATERAL (
+				SELECT FROM async.jobs j
+				 WHERE j.function OPERATOR(pg_catalog.=) f.name
+				   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+				   AND j.run_at OPERATOR(pg_catalog.<=) v_now
+				 LIMIT 1) x
+			 WHERE f.concurrency IS NOT NULL)
 		   AND NOT EXISTS (
 			SELECT FROM async.jobs j
 			 WHERE j.paused AND j.finished_at IS NULL

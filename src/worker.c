@@ -56,7 +56,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-/* how often a worker looks for jobs of dead workers even if none exited */
+/*
+ * how often a worker looks for jobs of dead workers even if none exited, and
+ * how often the worker of slot 0 releases stale paused or limited marks
+ */
 #define ASYNC_RECOVERY_INTERVAL_MS	5000
 #define ASYNC_RECOVERY_MAX_INTERVAL_MS	600000
 /* how often the worker of slot 0 applies pg_async.retention */
@@ -163,6 +166,7 @@ static uint32 last_recovery_epoch = 0;
 static TimestampTz last_recovery = 0;
 static int	recovery_interval_ms = ASYNC_RECOVERY_INTERVAL_MS;
 static TimestampTz last_retention = 0;
+static TimestampTz last_release = 0;
 
 /*
  * The end of both claims: mark the picked jobs 'running', count the attempt,
@@ -1699,11 +1703,6 @@ maintenance(void)
 		took_ms = (GetCurrentTimestamp() - now) / 1000;
 		recovery_interval_ms = (int) Min(Max(100 * took_ms, ASYNC_RECOVERY_INTERVAL_MS),
 										 ASYNC_RECOVERY_MAX_INTERVAL_MS);
-		/* paused jobs whose function was resumed while they were enqueued */
-		if (MySlotIndex == 0 &&
-			run_maintenance_sql("pg_async: releasing paused jobs",
-								"SELECT async._unpause_jobs()", 0, NULL, NULL) > 0)
-			requeued = true;
 		if (n > 0)
 		{
 			ereport(LOG,
@@ -1711,6 +1710,22 @@ maintenance(void)
 							n, n == 1 ? "" : "s")));
 			requeued = true;
 		}
+	}
+
+	/*
+	 * Jobs marked paused or limited for what no longer holds (an enqueue, a
+	 * retry or a release that raced async.resume, async.configure or
+	 * async.unregister): released on a timer of their own, however the
+	 * recovery look above is paced, since nothing else would release them.
+	 */
+	if (MySlotIndex == 0 &&
+		(last_release == 0 ||
+		 TimestampDifferenceExceeds(last_release, now, ASYNC_RECOVERY_INTERVAL_MS)))
+	{
+		last_release = now;
+		if (run_maintenance_sql("pg_async: releasing paused or limited jobs",
+								"SELECT async._unpause_jobs()", 0, NULL, NULL) > 0)
+			requeued = true;
 	}
 
 	if (MySlotIndex == 0 &&

@@ -1596,8 +1596,9 @@ run_held(PGconn *conn, int64_t n)
 					"SELECT count(*) FROM async.jobs WHERE function = 'bench_noop'"
 					" AND state = 'succeeded'") != opts.drain_jobs)
 		die("held: not every no-op job succeeded");
-	exec_command(conn, "SELECT async.unregister('bench_held')");
+	/* emptied first: unregistering would release every held job */
 	reset_queue(conn);
+	exec_command(conn, "SELECT async.unregister('bench_held')");
 
 	progress("held: %.1f jobs/s (%.2f s)", rate, (t2 - t1) / 1e6);
 	add_figure(SC_HELD, "held_jobs", "held jobs", FIG_INT, (double) n, "", -1);
