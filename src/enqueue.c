@@ -52,6 +52,7 @@ typedef struct RegistrationEntry
 	Oid			handler;
 	bool		paused;			/* its new jobs are marked paused (async.pause) */
 	bool		limited;		/* and limited (it has a concurrency limit) */
+	bool		held;			/* the limit is 0: its jobs wake no worker */
 	char		signature[NAMEDATALEN * 4];
 } RegistrationEntry;
 
@@ -125,6 +126,7 @@ lookup_registration(const char *function)
 	char	   *handler = NULL;
 	bool		paused = false;
 	bool		limited = false;
+	bool		held = false;
 	RegistrationEntry *entry;
 	bool		found;
 	int			rc;
@@ -168,7 +170,7 @@ lookup_registration(const char *function)
 		elog(ERROR, "pg_async: SPI_connect failed");
 	if (lookup_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT f.handler, f.paused, f.concurrency IS NOT NULL"
+		SPIPlanPtr	plan = SPI_prepare("SELECT f.handler, f.paused, f.concurrency"
 									   "  FROM async.functions f"
 									   " WHERE f.name OPERATOR(pg_catalog.=) $1",
 									   1, argtypes);
@@ -194,7 +196,8 @@ lookup_registration(const char *function)
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		paused = !isnull && DatumGetBool(d);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-		limited = !isnull && DatumGetBool(d);
+		limited = !isnull;
+		held = !isnull && DatumGetInt32(d) == 0;
 	}
 	SPI_finish();
 
@@ -209,6 +212,7 @@ lookup_registration(const char *function)
 	strlcpy(entry->signature, handler, sizeof(entry->signature));
 	entry->paused = paused;
 	entry->limited = limited;
+	entry->held = held;
 	entry->handler = pg_async_resolve_handler(handler);
 	if (!OidIsValid(entry->handler))
 	{
@@ -329,13 +333,16 @@ set_mark(HeapTuple tuple, TupleDesc desc, const char *column, bool value)
  * ahead thus wake nobody, rather than a worker that would find nothing due.
  */
 static bool
-due_soon(HeapTuple tuple, TupleDesc desc, bool paused)
+due_soon(HeapTuple tuple, TupleDesc desc, bool held)
 {
 	bool		isnull;
 	Datum		d;
 
-	/* a paused job waits for async.resume(), which wakes the workers itself */
-	if (paused)
+	/*
+	 * a job held by a pause or by concurrency 0 waits for async.resume() or
+	 * a raised limit, which wake the workers themselves
+	 */
+	if (held)
 		return false;
 	d = column_value(tuple, desc, "run_at", &isnull);
 	return isnull ||
@@ -461,7 +468,11 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	tuple = set_mark(tuple, desc, "paused", entry->paused);
 	tuple = set_mark(tuple, desc, "limited", entry->limited);
 
-	if (due_soon(tuple, desc, entry->paused))
+	/*
+	 * A job held with concurrency 0, like a paused one, would wake a worker
+	 * for nothing: async.configure wakes them when the limit is raised.
+	 */
+	if (due_soon(tuple, desc, entry->paused || entry->held))
 		pg_async_note_enqueued(1);
 	pg_async_pending(function)->received++;
 	return PointerGetDatum(tuple);
