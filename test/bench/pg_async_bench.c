@@ -898,6 +898,7 @@ run_enqueue(PGconn *conn, int k, double secs)
 	};
 	Inserter   *ins;
 	BareConsumer consumer;
+	char		take[256];
 	char		sql[512];
 	int64_t		n[EQ_NTABLES] = {0};
 	double		busy[EQ_NTABLES] = {0};	/* seconds inserting */
@@ -926,17 +927,16 @@ run_enqueue(PGconn *conn, int k, double secs)
 
 	memset(&consumer, 0, sizeof(consumer));
 	consumer.conn = connect_db();
+	/* the bare consumer's take: up to 100 ready rows, through the ready index */
+	snprintf(take, sizeof(take),
+			 "SELECT id FROM public.bench_plain_idx WHERE %s AND run_at <= now()"
+			 " ORDER BY run_at LIMIT 100 FOR UPDATE SKIP LOCKED", ready_predicate);
 	snprintf(sql, sizeof(sql),
-			 "DELETE FROM public.bench_plain_idx WHERE id IN"
-			 " (SELECT id FROM public.bench_plain_idx"
-			 "   WHERE %s AND run_at <= now()"
-			 "   ORDER BY run_at LIMIT 100 FOR UPDATE SKIP LOCKED)", ready_predicate);
+			 "DELETE FROM public.bench_plain_idx WHERE id IN (%s)", take);
 	prepare_stmt(consumer.conn, "bare_delete", sql, 0);
 	snprintf(sql, sizeof(sql),
 			 "UPDATE public.bench_plain_idx SET state = 'succeeded', finished_at = now()"
-			 " WHERE id IN (SELECT id FROM public.bench_plain_idx"
-			 "   WHERE %s AND run_at <= now()"
-			 "   ORDER BY run_at LIMIT 100 FOR UPDATE SKIP LOCKED)", ready_predicate);
+			 " WHERE id IN (%s)", take);
 	prepare_stmt(consumer.conn, "bare_done", sql, 0);
 
 	ins = calloc(k, sizeof(Inserter));
