@@ -205,6 +205,25 @@ static TimestampTz last_release = 0;
 "   WHERE w.before OPERATOR(pg_catalog.<) $3),"
 
 /*
+ * The functions that are paused or have a concurrency limit: whether there
+ * is any decides between the two claims.
+ */
+#define LIMITED_FUNCTIONS \
+" async.functions f WHERE f.paused OR f.concurrency IS NOT NULL"
+
+/*
+ * The CTE limits: each such function, and how many more of its jobs may
+ * run (allowance, NULL without a limit), counting its reservations in
+ * async.running.
+ */
+#define LIMITS_CTE \
+" limits AS MATERIALIZED (" \
+"  SELECT f.name, f.paused, f.concurrency," \
+"         f.concurrency OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*)::pg_catalog.int4" \
+"            FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name) AS allowance" \
+"    FROM" LIMITED_FUNCTIONS ")"
+
+/*
  * The claim.  Functions that are paused, or whose concurrency limit is
  * reached, are left out of the scan itself, so that their jobs wait without
  * spending attempts and without blocking other functions' jobs behind them.
@@ -218,11 +237,7 @@ static TimestampTz last_release = 0;
  * which the next claim counts.
  */
 static const char *claim_sql =
-"WITH limits AS MATERIALIZED ("
-"  SELECT f.name, f.paused, f.concurrency,"
-"         f.concurrency OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*)::pg_catalog.int4"
-"            FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name) AS allowance"
-"    FROM async.functions f WHERE f.paused OR f.concurrency IS NOT NULL),"
+"WITH" LIMITS_CTE ","
 " candidates AS ("
 "  SELECT j.id, j.function, j.suspect, j.run_at,"
 "         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
@@ -280,8 +295,7 @@ static const char *claim_fast_sql =
 "   WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
-"     AND NOT EXISTS (SELECT FROM async.functions f"
-"                      WHERE f.paused OR f.concurrency IS NOT NULL)"
+"     AND NOT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")"
 "   ORDER BY j.run_at LIMIT $1"
 "     FOR UPDATE SKIP LOCKED),"
 CLAIM_WITHIN_BYTES("candidates")
@@ -294,8 +308,7 @@ CLAIM_UPDATE;
 
 /* whether the full claim is needed: some function is paused or limited */
 static const char *limits_sql =
-"SELECT EXISTS (SELECT FROM async.functions f"
-"                WHERE f.paused OR f.concurrency IS NOT NULL)";
+"SELECT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")";
 
 /*
  * Claims that count running jobs of limited functions are serialized, so
@@ -314,22 +327,20 @@ static const char *claim_lock_sql =
  * function with room left in jobs_limited_idx.
  */
 static const char *next_run_sql =
-"WITH open_limits AS MATERIALIZED ("
-"  SELECT f.name, f.paused OR f.concurrency OPERATOR(pg_catalog.<=) (SELECT pg_catalog.count(*)::pg_catalog.int4"
-"            FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name) AS closed"
-"    FROM async.functions f WHERE f.paused OR f.concurrency IS NOT NULL)"
-"SELECT LEAST("
+"WITH" LIMITS_CTE
+" SELECT LEAST("
 "  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
 "    WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
 "      AND j.state OPERATOR(pg_catalog.=) 'queued'"
-"      AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM open_limits l WHERE l.closed))),"
-"  (SELECT pg_catalog.min(x.run_at) FROM open_limits l CROSS JOIN LATERAL ("
+"      AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
+"            WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))),"
+"  (SELECT pg_catalog.min(x.run_at) FROM limits l CROSS JOIN LATERAL ("
 "     SELECT j.run_at FROM async.jobs j"
 "      WHERE j.function OPERATOR(pg_catalog.=) l.name"
 "        AND j.limited AND NOT j.paused AND j.finished_at IS NULL"
 "        AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "      ORDER BY j.run_at LIMIT 1) x"
-"    WHERE NOT l.closed))";
+"    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0))";
 
 /*
  * Successful jobs keep their handler's end and run time: async.attempts
