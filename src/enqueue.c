@@ -37,6 +37,24 @@ PG_FUNCTION_INFO_V1(pg_async_new_event_id);
 /* jobs this transaction enqueued so far; workers are woken at commit */
 static int	pending_wakeups = 0;
 
+/*
+ * Jobs of functions with a concurrency limit are counted apart, by
+ * function: at commit, those whose limit a worker found reached wake nobody
+ * (pg_async_limit_saturated).  Past ASYNC_PENDING_LIMITED functions in one
+ * transaction, jobs are counted as any others.
+ */
+#define ASYNC_PENDING_LIMITED	4
+typedef struct PendingLimited
+{
+	char		function[ASYNC_NAME_SIZE];
+	int			njobs;
+} PendingLimited;
+static PendingLimited pending_limited[ASYNC_PENDING_LIMITED];
+static int	npending_limited = 0;
+
+/* this transaction changed async.functions: a limit may have room now */
+static bool limits_changed = false;
+
 /* true in pg_async workers: their own retries and recoveries need no wake-up */
 bool		pg_async_in_worker = false;
 
@@ -84,6 +102,51 @@ pg_async_note_enqueued(int njobs)
 }
 
 /*
+ * note_enqueued_limited counts a job of a function with a concurrency
+ * limit above 0, to wake workers for at commit unless that limit is found
+ * reached then.
+ */
+static void
+note_enqueued_limited(const char *function)
+{
+	int			i;
+
+	for (i = 0; i < npending_limited; i++)
+	{
+		if (strcmp(pending_limited[i].function, function) == 0)
+		{
+			pending_limited[i].njobs++;
+			return;
+		}
+	}
+	if (npending_limited == ASYNC_PENDING_LIMITED)
+	{
+		pg_async_note_enqueued(1);
+		return;
+	}
+	strlcpy(pending_limited[npending_limited].function, function, ASYNC_NAME_SIZE);
+	pending_limited[npending_limited].njobs = 1;
+	npending_limited++;
+}
+
+/*
+ * wakeups_at_commit is how many jobs the committed transaction needs
+ * workers woken for.  It runs after the commit made the jobs visible, as
+ * pg_async_limit_saturated requires.
+ */
+static int
+wakeups_at_commit(void)
+{
+	int			njobs = pending_wakeups;
+	int			i;
+
+	for (i = 0; i < npending_limited; i++)
+		if (!pg_async_limit_saturated(pending_limited[i].function))
+			njobs += pending_limited[i].njobs;
+	return njobs;
+}
+
+/*
  * pg_async_xact_callback wakes workers after a commit that enqueued jobs.
  * At XACT_EVENT_COMMIT the transaction is already visible to others, so a
  * woken worker finds its jobs.
@@ -95,9 +158,19 @@ pg_async_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (pending_wakeups > 0)
-				pg_async_jobs_committed(pending_wakeups);
+			{
+				int			njobs;
+
+				/* before the jobs' own test of the lists, which it voids */
+				if (limits_changed)
+					pg_async_limits_released();
+				njobs = wakeups_at_commit();
+				if (njobs > 0)
+					pg_async_jobs_committed(njobs);
+			}
 			pending_wakeups = 0;
+			npending_limited = 0;
+			limits_changed = false;
 			pg_async_stats_flush(true);
 			break;
 		case XACT_EVENT_ABORT:
@@ -105,6 +178,8 @@ pg_async_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			/* a prepared transaction's jobs are found by the workers' next look */
 			pending_wakeups = 0;
+			npending_limited = 0;
+			limits_changed = false;
 			pg_async_stats_flush(false);
 			break;
 		default:
@@ -250,7 +325,8 @@ check_registration(const char *function)
 
 /*
  * pg_async_functions_changed is the statement trigger on async.functions:
- * it makes every backend forget the registrations it cached.
+ * it makes every backend forget the registrations it cached, and at commit
+ * voids the lists of limits found reached (a limit raised or lifted).
  */
 Datum
 pg_async_functions_changed(PG_FUNCTION_ARGS)
@@ -260,6 +336,7 @@ pg_async_functions_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "pg_async_functions_changed: not called as a trigger");
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	limits_changed = true;
 	return PointerGetDatum(NULL);
 }
 
@@ -470,10 +547,16 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 
 	/*
 	 * A job held with concurrency 0, like a paused one, would wake a worker
-	 * for nothing: async.configure wakes them when the limit is raised.
+	 * for nothing: async.configure wakes them when the limit is raised.  So
+	 * would one whose limit is reached, which the commit finds out.
 	 */
 	if (due_soon(tuple, desc, entry->paused || entry->held))
-		pg_async_note_enqueued(1);
+	{
+		if (entry->limited)
+			note_enqueued_limited(function);
+		else
+			pg_async_note_enqueued(1);
+	}
 	pg_async_pending(function)->received++;
 	return PointerGetDatum(tuple);
 }

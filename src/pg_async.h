@@ -32,6 +32,9 @@
 #define ASYNC_STATS_MAX_FUNCTIONS	1024
 #define ASYNC_HIST_BUCKETS		128
 
+/* Saturated concurrency limits shared memory remembers (see shmem.c). */
+#define ASYNC_MAX_SATURATED		16
+
 /* A worker never sleeps longer than this without looking at the queue. */
 #define ASYNC_MAX_SLEEP_MS		5000
 /* how soon an awake worker must be about to claim to take a new job itself */
@@ -100,6 +103,20 @@ typedef struct AsyncShared
 	pg_atomic_uint64 jobs_committed;	/* jobs made ready by commits, ever */
 	/* markers of the last server lifetime: 0 unread, 1 being read, 2 done */
 	pg_atomic_uint32 inflight_state;
+
+	/*
+	 * Functions whose concurrency limit a claim found reached, so that an
+	 * enqueue of their jobs wakes nobody (shmem.c).  limits_epoch is bumped
+	 * after every commit that may have given a limit room again; the list
+	 * holds only while it is still the epoch read before the claim that
+	 * made it.
+	 */
+	pg_atomic_uint64 limits_epoch;
+	slock_t		saturated_mutex;
+	uint64		saturated_epoch;
+	int			nsaturated;
+	char		saturated[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
+
 	int			nslots;
 	AsyncWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } AsyncShared;
@@ -113,6 +130,10 @@ extern TimestampTz pg_async_wake_slack(void);
 extern bool pg_async_slot_looks_by(AsyncWorkerSlot *slot, TimestampTz by,
 								   TimestampTz now);
 extern void pg_async_wake_launcher(void);
+extern uint64 pg_async_limits_epoch(void);
+extern uint64 pg_async_limits_released(void);
+extern void pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n);
+extern bool pg_async_limit_saturated(const char *function);
 
 /* inflight.c: which job each worker runs, surviving a crash restart */
 extern void pg_async_inflight_open(int slot);
@@ -177,6 +198,7 @@ typedef struct AsyncJob
 
 	bool		expired;		/* older than max_event_age when claimed: not run */
 	bool		has_destination;	/* its function has an on_success destination */
+	bool		reserved;		/* its claim reserved a place in async.running */
 	Datum		result;			/* what the handler returned, as jsonb, or 0 */
 
 	/* outcome */

@@ -2,7 +2,8 @@
  *
  * shmem.c
  *	  The shared state of pg_async: the launcher's latch and one slot per
- *	  worker, and the commit-time wake-up of sleeping workers.
+ *	  worker, the commit-time wake-up of sleeping workers, and the
+ *	  concurrency limits found reached, whose jobs need no wake-up.
  *
  *	  Only plain data and latches of PGPROCs live here: nothing that points
  *	  into one process's memory.
@@ -43,6 +44,10 @@ pg_async_shmem_init(void)
 		pg_atomic_init_u32(&AsyncShmem->recovery_epoch, 0);
 		pg_atomic_init_u64(&AsyncShmem->jobs_committed, 0);
 		pg_atomic_init_u32(&AsyncShmem->inflight_state, 0);
+		pg_atomic_init_u64(&AsyncShmem->limits_epoch, 1);
+		SpinLockInit(&AsyncShmem->saturated_mutex);
+		AsyncShmem->saturated_epoch = 0;
+		AsyncShmem->nsaturated = 0;
 		AsyncShmem->nslots = max_worker_processes;
 		for (i = 0; i < max_worker_processes; i++)
 		{
@@ -192,4 +197,93 @@ pg_async_wake_launcher(void)
 	latch = AsyncShmem->launcher_latch;
 	if (latch != NULL)
 		SetLatch(latch);
+}
+
+/*
+ * Saturated limits.  A job of a function whose concurrency limit is reached
+ * cannot run until one of its running jobs ends; waking a worker for it
+ * only buys a claim that finds nothing.  So a worker's claim that counts
+ * the reservations of limited functions (the full claim) publishes the
+ * functions it found at their limit, and a committing enqueue of such a
+ * function's job wakes nobody.
+ *
+ * What makes that safe is limits_epoch.  Every commit that may give a limit
+ * room again (a job of a limited function finished, failed or given back,
+ * the jobs of a dead worker recovered, a registration changed) bumps it,
+ * after the commit, and the worker that bumped it claims again before it
+ * sleeps.  A published list holds only while limits_epoch is still the
+ * value read before the snapshot of the claim that found it.  So if an
+ * enqueue, after its commit, finds its function in a list that holds, the
+ * room that will run its job comes from a commit whose bump is still to
+ * come, and the claim after that bump sees the job.  Getting it wrong
+ * would delay a job until a worker's next look (ASYNC_MAX_SLEEP_MS), never
+ * lose it.
+ */
+
+/* pg_async_limits_epoch reads limits_epoch, before a claim's snapshot. */
+uint64
+pg_async_limits_epoch(void)
+{
+	pg_memory_barrier();
+	return pg_atomic_read_u64(&AsyncShmem->limits_epoch);
+}
+
+/*
+ * pg_async_limits_released tells, after a commit, that a concurrency limit
+ * may have room again: every published list of saturated limits is void.
+ * Returns limits_epoch as it was before.
+ */
+uint64
+pg_async_limits_released(void)
+{
+	if (AsyncShmem == NULL)
+		return 0;
+	return pg_atomic_fetch_add_u64(&AsyncShmem->limits_epoch, 1);
+}
+
+/*
+ * pg_async_publish_saturated publishes the functions names[0..n-1] as at
+ * their limit, as found by a claim whose snapshot followed the read of
+ * limits_epoch 'epoch'.  A list made at a later epoch is kept: this one
+ * would be void anyway.  Names beyond ASYNC_MAX_SATURATED are left out,
+ * which only costs their enqueues a wake-up.
+ */
+void
+pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n)
+{
+	int			i;
+
+	n = Min(n, ASYNC_MAX_SATURATED);
+	SpinLockAcquire(&AsyncShmem->saturated_mutex);
+	if (epoch >= AsyncShmem->saturated_epoch)
+	{
+		AsyncShmem->saturated_epoch = epoch;
+		for (i = 0; i < n; i++)
+			strlcpy(AsyncShmem->saturated[i], names[i], ASYNC_NAME_SIZE);
+		AsyncShmem->nsaturated = n;
+	}
+	SpinLockRelease(&AsyncShmem->saturated_mutex);
+}
+
+/*
+ * pg_async_limit_saturated tells whether function is at its concurrency
+ * limit by a list that still holds.  Call it after the commit that made its
+ * jobs visible.
+ */
+bool
+pg_async_limit_saturated(const char *function)
+{
+	bool		saturated = false;
+	int			i;
+
+	if (AsyncShmem == NULL)
+		return false;
+	SpinLockAcquire(&AsyncShmem->saturated_mutex);
+	if (AsyncShmem->saturated_epoch == pg_atomic_read_u64(&AsyncShmem->limits_epoch))
+	{
+		for (i = 0; i < AsyncShmem->nsaturated && !saturated; i++)
+			saturated = (strcmp(AsyncShmem->saturated[i], function) == 0);
+	}
+	SpinLockRelease(&AsyncShmem->saturated_mutex);
+	return saturated;
 }

@@ -111,6 +111,7 @@ static SPIPlanPtr claim_fast_plan = NULL;
 static SPIPlanPtr limits_plan = NULL;
 static SPIPlanPtr claim_lock_plan = NULL;
 static SPIPlanPtr next_run_plan = NULL;
+static SPIPlanPtr saturated_plan = NULL;
 static SPIPlanPtr success_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 static SPIPlanPtr attempts_plan = NULL;
@@ -169,6 +170,20 @@ static TimestampTz last_retention = 0;
 static TimestampTz last_release = 0;
 
 /*
+ * Saturated limits (shmem.c).  A transaction of this worker that finished or
+ * gave back jobs with reservations sets reservations_released, and its
+ * commit bumps limits_epoch.  A full claim lists the functions it found at
+ * their limit, with the epoch read before it, and the commit publishes the
+ * list.  The statements that release reservations come before the claim in
+ * a transaction (run_batch), so the list reflects this transaction's own
+ * releases, and its bump need not void it.
+ */
+static bool reservations_released = false;
+static int	nsaturated = -1;		/* -1: this transaction made no list */
+static uint64 saturated_epoch;
+static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
+
+/*
  * The end of both claims: mark the picked jobs 'running', count the attempt,
  * and return what the worker needs to run them.
  */
@@ -186,7 +201,8 @@ static TimestampTz last_release = 0;
 "               CASE WHEN j.errors IS NULL THEN j.run_at" \
 "                    ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)" \
 "             OPERATOR(pg_catalog.>) f.max_event_age," \
-"           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL"
+"           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL," \
+"           f.concurrency IS NOT NULL"
 
 /*
  * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
@@ -305,6 +321,18 @@ CLAIM_WITHIN_BYTES("candidates")
 "  UNION ALL"
 "  (SELECT s.id, s.function FROM candidates s WHERE s.suspect LIMIT 1))"
 CLAIM_UPDATE;
+
+/*
+ * The functions at their concurrency limit, after a full claim: their
+ * reservations, this claim's among them, fill it.  Paused ones and those held
+ * at 0 are left out: their enqueues wake nobody anyway.
+ */
+static const char *saturated_sql =
+"SELECT f.name FROM async.functions f"
+" WHERE f.concurrency OPERATOR(pg_catalog.>) 0 AND NOT f.paused"
+"   AND f.concurrency OPERATOR(pg_catalog.<=) (SELECT pg_catalog.count(*)"
+"         FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name)"
+" LIMIT " CppAsString2(ASYNC_MAX_SATURATED);
 
 /* whether the full claim is needed: some function is paused or limited */
 static const char *limits_sql =
@@ -569,13 +597,29 @@ begin_work(const char *activity)
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
-/* end_work closes what begin_work opened and commits. */
+/*
+ * end_work closes what begin_work opened and commits; then it tells other
+ * processes what the commit did to the concurrency limits (see
+ * reservations_released).
+ */
 static void
 end_work(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (reservations_released)
+	{
+		uint64		before = pg_async_limits_released();
+
+		/* a list made after our releases holds, if no one else released */
+		if (nsaturated >= 0 && before == saturated_epoch)
+			saturated_epoch = before + 1;
+		reservations_released = false;
+	}
+	if (nsaturated >= 0)
+		pg_async_publish_saturated(saturated_epoch, saturated_names, nsaturated);
+	nsaturated = -1;
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -617,6 +661,7 @@ prepare_plans(void)
 	limits_plan = prepare_plan(limits_sql, 0, NULL);
 	claim_lock_plan = prepare_plan(claim_lock_sql, 0, NULL);
 	next_run_plan = prepare_plan(next_run_sql, 0, NULL);
+	saturated_plan = prepare_plan(saturated_sql, 0, NULL);
 	success_plan = prepare_plan(success_sql, 3, success_types);
 	fail_plan = prepare_plan(fail_sql, 5, fail_types);
 	attempts_plan = prepare_plan(attempts_sql, 11, attempt_types);
@@ -856,6 +901,91 @@ wait_for_claim(void)
 }
 
 /*
+ * list_saturated lists the functions at their concurrency limit after a
+ * full claim, for end_work to publish once the claim is committed: an
+ * enqueue of their jobs then wakes nobody.  epoch is limits_epoch as read
+ * before the claim.
+ */
+static void
+list_saturated(uint64 epoch)
+{
+	int			rc;
+	uint64		i;
+
+	rc = SPI_execute_plan(saturated_plan, NULL, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: reading the saturated limits failed: %s",
+			 SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed && i < ASYNC_MAX_SATURATED; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		strlcpy(saturated_names[i], isnull ? "" : TextDatumGetCString(d), ASYNC_NAME_SIZE);
+	}
+	nsaturated = (int) i;
+	saturated_epoch = epoch;
+}
+
+/*
+ * copy_claimed_jobs copies the n jobs a claim returned (SPI_tuptable) into
+ * cxt, as *jobs_out.
+ */
+static void
+copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz claim_start)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	AsyncJob   *jobs = palloc0(sizeof(AsyncJob) * n);
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	uint64		i;
+
+	record_claim(n, claim_start);
+
+	for (i = 0; i < (uint64) n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		AsyncJob   *job = &jobs[i];
+		bool		isnull;
+		Datum		d;
+
+		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		job->event_id = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		job->function = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		job->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		job->registered = !isnull;
+		if (job->registered)
+		{
+			job->handler = TextDatumGetCString(d);
+			job->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+			job->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+			job->timeout_ms = (int32) Min(DatumGetFloat8(SPI_getbinval(tup, desc, 9, &isnull)),
+										  (double) INT_MAX);
+			if (job->timeout_ms < 1)
+				job->timeout_ms = 1;
+		}
+		job->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
+		job->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
+		job->enqueued_by = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
+		d = SPI_getbinval(tup, desc, 15, &isnull);
+		job->has_destination = !isnull && DatumGetBool(d);
+		d = SPI_getbinval(tup, desc, 16, &isnull);
+		job->reserved = !isnull && DatumGetBool(d);
+		d = SPI_getbinval(tup, desc, 13, &isnull);
+		if (!isnull && DatumGetBool(d))
+		{
+			job->expired = true;
+			job->error_message = psprintf("event is older than max_event_age (%s)",
+										  TextDatumGetCString(SPI_getbinval(tup, desc, 14, &isnull)));
+		}
+	}
+	*jobs_out = jobs;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
  * claim_jobs marks up to batch_limit() ready jobs 'running' and counts their
  * attempt, in the caller's transaction, with SPI connected.  The jobs are
  * copied into cxt.  With no job ready it reports when the next one is due
@@ -867,10 +997,10 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	Datum		args[3];
 	int			rc;
 	int			n;
-	uint64		i;
 	int			save_nestlevel;
 	bool		limited;
 	TimestampTz claim_start;
+	uint64		epoch;
 
 	*jobs_out = NULL;
 	*next_run_at = 0;
@@ -896,6 +1026,8 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 
 	last_claim_limit = batch_limit();
 	claim_start = GetCurrentTimestamp();
+	/* before the claim's snapshot: see shmem.c */
+	epoch = pg_async_limits_epoch();
 	args[0] = Int32GetDatum(last_claim_limit);
 	args[1] = Int32GetDatum(MyProcPid);
 	args[2] = Int64GetDatum((int64) pg_async_batch_max_bytes * 1024);
@@ -911,54 +1043,7 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 		limits_known = false;
 
 	if (n > 0)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-		AsyncJob   *jobs = palloc0(sizeof(AsyncJob) * n);
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		record_claim(n, claim_start);
-
-		for (i = 0; i < (uint64) n; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			AsyncJob   *job = &jobs[i];
-			bool		isnull;
-			Datum		d;
-
-			job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-			job->event_id = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-			job->function = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
-			d = SPI_getbinval(tup, desc, 4, &isnull);
-			job->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
-			job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-			d = SPI_getbinval(tup, desc, 6, &isnull);
-			job->registered = !isnull;
-			if (job->registered)
-			{
-				job->handler = TextDatumGetCString(d);
-				job->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
-				job->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
-				job->timeout_ms = (int32) Min(DatumGetFloat8(SPI_getbinval(tup, desc, 9, &isnull)),
-											  (double) INT_MAX);
-				if (job->timeout_ms < 1)
-					job->timeout_ms = 1;
-			}
-			job->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
-			job->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
-			job->enqueued_by = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
-			d = SPI_getbinval(tup, desc, 15, &isnull);
-			job->has_destination = !isnull && DatumGetBool(d);
-			d = SPI_getbinval(tup, desc, 13, &isnull);
-			if (!isnull && DatumGetBool(d))
-			{
-				job->expired = true;
-				job->error_message = psprintf("event is older than max_event_age (%s)",
-											  TextDatumGetCString(SPI_getbinval(tup, desc, 14, &isnull)));
-			}
-		}
-		*jobs_out = jobs;
-		MemoryContextSwitchTo(oldcxt);
-	}
+		copy_claimed_jobs(cxt, jobs_out, n, claim_start);
 	else
 	{
 		rc = SPI_execute_plan(next_run_plan, NULL, NULL, true, 1);
@@ -972,6 +1057,8 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 				*next_run_at = DatumGetTimestampTz(d);
 		}
 	}
+	if (limited)
+		list_saturated(epoch);
 	pop_planner_settings(save_nestlevel);
 	return n;
 }
@@ -1247,6 +1334,10 @@ finish_jobs(AsyncJob *jobs, int n)
 	prepare_plans();
 	save_nestlevel = push_planner_settings();
 
+	for (i = 0; i < n; i++)
+		if (jobs[i].reserved)
+			reservations_released = true;
+
 	ok_ids = palloc(sizeof(int64) * Max(n, 1));
 	ok_finished = palloc(sizeof(int64) * Max(n, 1));
 	ok_durations = palloc(sizeof(int64) * Max(n, 1));
@@ -1364,7 +1455,11 @@ release_jobs(AsyncJob *jobs, int n)
 	int			i;
 
 	for (i = 0; i < n; i++)
+	{
 		ids[i] = jobs[i].id;
+		if (jobs[i].reserved)
+			reservations_released = true;
+	}
 	args[0] = int8_array(ids, n, INT8OID);
 	save_nestlevel = push_planner_settings();
 	rc = SPI_execute_plan(release_plan, args, NULL, false, 0);
@@ -1716,6 +1811,8 @@ maintenance(void)
 										 ASYNC_RECOVERY_MAX_INTERVAL_MS);
 		if (n > 0)
 		{
+			/* their reservations went with them */
+			(void) pg_async_limits_released();
 			ereport(LOG,
 					(errmsg("pg_async recovered %d job%s left running by a worker that exited",
 							n, n == 1 ? "" : "s")));
