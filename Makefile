@@ -13,7 +13,8 @@ OBJS = \
 	src/stats.o \
 	src/inflight.o
 
-DATA = sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql
+DATA = sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
+       sql/pg_async--0.3--0.4.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 
 # pg_regress: a throwaway instance with the library preloaded.
