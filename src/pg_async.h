@@ -109,11 +109,13 @@ typedef struct AsyncShared
 	 * enqueue of their jobs wakes nobody (shmem.c).  limits_epoch is bumped
 	 * after every commit that may have given a limit room again; the list
 	 * holds only while it is still the epoch read before the claim that
-	 * made it.
+	 * made it.  skipped_wakeups counts the enqueues that relied on a list
+	 * since the last bump, which wakes a worker for them.
 	 */
 	pg_atomic_uint64 limits_epoch;
 	slock_t		saturated_mutex;
 	uint64		saturated_epoch;
+	uint32		skipped_wakeups;
 	int			nsaturated;
 	char		saturated[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 

@@ -48,6 +48,7 @@ pg_async_shmem_init(void)
 		SpinLockInit(&AsyncShmem->saturated_mutex);
 		AsyncShmem->saturated_epoch = 0;
 		AsyncShmem->nsaturated = 0;
+		AsyncShmem->skipped_wakeups = 0;
 		AsyncShmem->nslots = max_worker_processes;
 		for (i = 0; i < max_worker_processes; i++)
 		{
@@ -210,14 +211,18 @@ pg_async_wake_launcher(void)
  * What makes that safe is limits_epoch.  Every commit that may give a limit
  * room again (a job of a limited function finished, failed or given back,
  * the jobs of a dead worker recovered, a registration changed) bumps it,
- * after the commit, and the worker that bumped it claims again before it
- * sleeps.  A published list holds only while limits_epoch is still the
- * value read before the snapshot of the claim that found it.  So if an
+ * after the commit.  A published list holds only while limits_epoch is
+ * still the value read before the snapshot that found it.  So if an
  * enqueue, after its commit, finds its function in a list that holds, the
  * room that will run its job comes from a commit whose bump is still to
- * come, and the claim after that bump sees the job.  Getting it wrong
+ * come.  A bump that follows such skipped wake-ups wakes a worker (the one
+ * that bumped may have a batch to run before it claims again), and that
+ * worker's claim, after the bump, sees the jobs.  If their function is at
+ * its limit again by then, they wait for its next release, whose worker
+ * claims in the releasing transaction or right after it.  Getting it wrong
  * would delay a job until a worker's next look (ASYNC_MAX_SLEEP_MS), never
- * lose it.
+ * lose it.  A skip and a bump are ordered by saturated_mutex, so that no
+ * skip goes uncounted by the bump that ends it.
  */
 
 /* pg_async_limits_epoch reads limits_epoch, before a claim's snapshot. */
@@ -236,9 +241,19 @@ pg_async_limits_epoch(void)
 uint64
 pg_async_limits_released(void)
 {
+	uint64		before;
+	uint32		skipped;
+
 	if (AsyncShmem == NULL)
 		return 0;
-	return pg_atomic_fetch_add_u64(&AsyncShmem->limits_epoch, 1);
+	SpinLockAcquire(&AsyncShmem->saturated_mutex);
+	before = pg_atomic_fetch_add_u64(&AsyncShmem->limits_epoch, 1);
+	skipped = AsyncShmem->skipped_wakeups;
+	AsyncShmem->skipped_wakeups = 0;
+	SpinLockRelease(&AsyncShmem->saturated_mutex);
+	if (skipped > 0)
+		pg_async_wake_workers(1);
+	return before;
 }
 
 /*
@@ -284,6 +299,8 @@ pg_async_limit_saturated(const char *function)
 		for (i = 0; i < AsyncShmem->nsaturated && !saturated; i++)
 			saturated = (strcmp(AsyncShmem->saturated[i], function) == 0);
 	}
+	if (saturated)
+		AsyncShmem->skipped_wakeups++;
 	SpinLockRelease(&AsyncShmem->saturated_mutex);
 	return saturated;
 }

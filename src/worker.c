@@ -912,7 +912,12 @@ list_saturated(uint64 epoch)
 	int			rc;
 	uint64		i;
 
-	rc = SPI_execute_plan(saturated_plan, NULL, NULL, true, 0);
+	/*
+	 * Not read-only: SPI then takes a new snapshot, after the epoch was read
+	 * and seeing this transaction's own reservations and releases, rather
+	 * than reuse the transaction's first one.
+	 */
+	rc = SPI_execute_plan(saturated_plan, NULL, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading the saturated limits failed: %s",
 			 SPI_result_code_string(rc));
@@ -1046,7 +1051,8 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 		copy_claimed_jobs(cxt, jobs_out, n, claim_start);
 	else
 	{
-		rc = SPI_execute_plan(next_run_plan, NULL, NULL, true, 1);
+		/* in a new snapshot, for the same reasons as list_saturated's */
+		rc = SPI_execute_plan(next_run_plan, NULL, NULL, false, 1);
 		if (rc == SPI_OK_SELECT && SPI_processed == 1)
 		{
 			bool		isnull;

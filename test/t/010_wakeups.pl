@@ -20,6 +20,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+my $pkglibdir = `pg_config --pkglibdir`;
+chomp $pkglibdir;
+plan skip_all => 'pg_stat_statements is not installed'
+  unless -e "$pkglibdir/pg_stat_statements.so";
+
 my $node = pg_async_node('wakeups', workers => 2,
 	preload => 'pg_async, pg_stat_statements', conf => q{
 pg_stat_statements.track = 'all'
@@ -81,6 +86,12 @@ is($node->safe_psql('postgres', q{
 SELECT count(*) FROM public.ran a JOIN public.ran b
     ON a.event_id < b.event_id AND a.started < b.ended AND b.started < a.ended}),
 	'0', 'never two at once');
+# A job left waiting for a wake-up that was skipped would start at a
+# worker's next look, up to 5 seconds after the one before it ended.
+cmp_ok($node->safe_psql('postgres', q{
+SELECT extract(epoch FROM max(gap)) FROM (
+    SELECT started - lag(ended) OVER (ORDER BY started) AS gap FROM public.ran) g}),
+	'<', 2, 'each job starts as soon as the one before it ends');
 
 # 4. A limit raised while it is reached: the change voids the list, so the
 # next enqueue wakes a worker, which runs that job beside the one holding
@@ -94,6 +105,9 @@ $node->safe_psql('postgres', q{SELECT async.configure('gated', concurrency => 2)
 $node->safe_psql('postgres',
 	q{INSERT INTO async.jobs (event_id, function, payload) VALUES ('second', 'gated', '{}')});
 ok(wait_for_running($node, 'second'), 'with the limit raised to 2, a second job runs beside it');
+cmp_ok($node->safe_psql('postgres', q{
+SELECT extract(epoch FROM started_at - enqueued_at) FROM async.jobs WHERE event_id = 'second'}),
+	'<', 2, 'at once: the raised limit voided the list');
 $node->safe_psql('postgres', 'UPDATE public.gate SET open = true');
 ok($node->poll_query_until('postgres', q{
 SELECT count(*) = 0 FROM async.jobs WHERE finished_at IS NULL}),
