@@ -39,6 +39,8 @@ INSERT INTO async.jobs (function, event_id, payload)
 VALUES ('note', 'not-held-1', '{"n": 100}');
 SELECT async.wait_idle('1 second');
 SELECT event_id, state, attempts FROM async.jobs WHERE event_id IN ('held-1', 'not-held-1') ORDER BY 1;
+-- held, not ready: it waits on purpose
+SELECT ready, held, oldest_ready_age IS NULL AS none_ready FROM async.stats WHERE function = 'span_held';
 SELECT async.configure('span_held', concurrency => -1);
 SELECT async.wait_idle();
 SELECT state, attempts FROM async.jobs WHERE event_id = 'held-1';
@@ -53,6 +55,7 @@ VALUES ('span_held', 'held-2', '{"f": "span_held", "id": "held-2", "s": 0}');
 INSERT INTO async.jobs (function, event_id, payload, paused)
 VALUES ('note', 'not-held-2', '{"n": 101}', true);
 SELECT async.wait_idle('1 second');
+SELECT ready, held FROM async.stats WHERE function = 'span_held';
 SELECT paused FROM async.functions WHERE name = 'span_held';
 SELECT event_id, state, attempts, paused FROM async.jobs
  WHERE event_id IN ('held-2', 'not-held-2') ORDER BY 1;

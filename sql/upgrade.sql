@@ -35,6 +35,9 @@ SELECT name, handler FROM async.functions ORDER BY name;
 SELECT event_id, limited FROM async.jobs WHERE event_id LIKE 'up-%' ORDER BY event_id;
 -- the 0.1 history is read through the view
 SELECT event_id, attempt, duration, outcome FROM async.attempts ORDER BY event_id;
+-- 0.4: the jobs of a function with concurrency 0 are held, not ready
+SELECT async.configure('up_limited', concurrency => 0);
+SELECT function, ready, held, running FROM async.stats WHERE function LIKE 'up%' ORDER BY function;
 -- new default event ids are time-ordered UUIDs (version 7)
 WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING event_id)
 SELECT substr(event_id, 15, 1) AS uuid_version, event_id::uuid IS NOT NULL AS is_uuid FROM i;
