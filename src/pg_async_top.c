@@ -12,7 +12,9 @@
  *	- one line per function, from async.stats and async.function_stats: the
  *	  rate (succeeded and failed attempts per second since the previous
  *	  refresh) with a sparkline of the last refreshes, the backlog (ready
- *	  jobs), scheduled and running jobs, the age of the oldest ready job, the
+ *	  jobs), held jobs (of paused functions and of functions held with
+ *	  concurrency 0), scheduled and running jobs, the age of the oldest
+ *	  ready job, the
  *	  95th percentile of the queue wait, the failed attempts and the dead
  *	  jobs;
  *	- one line per worker, from async.workers: its pid and state, the job it
@@ -97,6 +99,7 @@ typedef struct FuncRow
 {
 	char	   *name;
 	int64_t		ready;
+	int64_t		held;			/* due, but its function is paused or held at 0 */
 	int64_t		scheduled;
 	int64_t		running;
 	int64_t		dead;			/* dead jobs kept in async.jobs */
@@ -115,6 +118,7 @@ static char *ext_version;
 static bool can_counters;		/* may read async.function_stats */
 static bool can_workers;		/* may read async.workers */
 static bool can_health;			/* may execute async.health() */
+static bool has_held;			/* async.stats has the column held (0.4) */
 
 /* the last sample */
 static FuncRow *funcs;
@@ -652,7 +656,10 @@ check_extension(void)
 				 "  AND pg_catalog.has_function_privilege('async._function_stats()', 'EXECUTE'),"
 				 " pg_catalog.has_table_privilege('async.workers', 'SELECT')"
 				 "  AND pg_catalog.has_function_privilege('async._workers()', 'EXECUTE'),"
-				 " pg_catalog.has_function_privilege('async.health(interval, interval)', 'EXECUTE')"
+				 " pg_catalog.has_function_privilege('async.health(interval, interval)', 'EXECUTE'),"
+				 " EXISTS (SELECT FROM pg_catalog.pg_attribute a"
+				 "  WHERE a.attrelid = pg_catalog.to_regclass('async.stats')"
+				 "    AND a.attname = 'held' AND NOT a.attisdropped)"
 				 " FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_async'");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		die("could not check for the pg_async extension: %s", PQerrorMessage(conn));
@@ -662,6 +669,7 @@ check_extension(void)
 	can_counters = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	can_workers = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 	can_health = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+	has_held = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
 	PQclear(res);
 }
 
@@ -723,18 +731,20 @@ free_funcs(FuncRow *rows, int n)
 static bool
 sample(void)
 {
+	/* the held jobs are column 9; before 0.4, ready counted them */
 	static const char *const funcs_sql =
 		"SELECT COALESCE(s.function, c.function),"
 		" COALESCE(s.ready, 0), COALESCE(s.scheduled, 0), COALESCE(s.running, 0),"
 		" COALESCE(s.dead, 0),"
 		" COALESCE(EXTRACT(epoch FROM s.oldest_ready_age), -1),"
 		" COALESCE(c.succeeded + c.failed, 0), COALESCE(c.failed, 0),"
-		" CASE WHEN c.started > 0 THEN c.wait_p95_ms ELSE -1 END"
+		" CASE WHEN c.started > 0 THEN c.wait_p95_ms ELSE -1 END, COALESCE(%s, 0)"
 		" FROM async.stats s FULL JOIN async.function_stats c ON c.function = s.function";
 	static const char *const funcs_nocounters_sql =
 		"SELECT s.function, s.ready, s.scheduled, s.running, s.dead,"
-		" COALESCE(EXTRACT(epoch FROM s.oldest_ready_age), -1), 0, 0, -1"
+		" COALESCE(EXTRACT(epoch FROM s.oldest_ready_age), -1), 0, 0, -1, %s"
 		" FROM async.stats s";
+	char		funcs_buf[1024];
 	static const char *const workers_sql =
 		"SELECT w.pid, w.state, w.function, w.event_id, w.attempt,"
 		" EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) w.started_at),"
@@ -767,7 +777,9 @@ sample(void)
 		}
 	}
 
-	fres = query(can_counters ? funcs_sql : funcs_nocounters_sql);
+	snprintf(funcs_buf, sizeof(funcs_buf),
+			 can_counters ? funcs_sql : funcs_nocounters_sql, has_held ? "s.held" : "0");
+	fres = query(funcs_buf);
 	if (fres == NULL)
 		return false;
 	if (can_workers && (wres = query(workers_sql)) == NULL)
@@ -802,6 +814,7 @@ sample(void)
 		f->done = strtoll(PQgetvalue(fres, i, 6), NULL, 10);
 		f->failed = strtoll(PQgetvalue(fres, i, 7), NULL, 10);
 		f->wait_p95 = strtod(PQgetvalue(fres, i, 8), NULL);
+		f->held = strtoll(PQgetvalue(fres, i, 9), NULL, 10);
 		f->rate = -1;
 
 		prev = find_func(funcs, nfuncs, f->name);
@@ -918,6 +931,7 @@ draw_header(void)
 	const char *host = PQhost(conn);
 	int			server = PQserverVersion(conn);
 	int64_t		ready = 0,
+				held = 0,
 				scheduled = 0,
 				running = 0,
 				dead = 0,
@@ -932,6 +946,7 @@ draw_header(void)
 	for (i = 0; i < nfuncs; i++)
 	{
 		ready += funcs[i].ready;
+		held += funcs[i].held;
 		scheduled += funcs[i].scheduled;
 		running += funcs[i].running;
 		dead += funcs[i].dead;
@@ -980,8 +995,8 @@ draw_header(void)
 			 server / 10000, server % 10000, ext_version);
 	if (opts.once)
 		snprintf(overbuf, sizeof(overbuf), " (over %gs)", opts.interval);
-	put_line(NULL, "jobs/s %s%s  ready %lld  scheduled %lld  running %lld  failed %lld  dead %lld%s%s",
-			 ratebuf, overbuf, (long long) ready, (long long) scheduled,
+	put_line(NULL, "jobs/s %s%s  ready %lld  held %lld  scheduled %lld  running %lld  failed %lld  dead %lld%s%s",
+			 ratebuf, overbuf, (long long) ready, (long long) held, (long long) scheduled,
 			 (long long) running, (long long) failed, (long long) dead,
 			 workersbuf, healthbuf);
 	if (!opts.once)
@@ -1044,8 +1059,8 @@ draw_functions(void)
 	put_line(NULL, "%s", "");
 	pad(namebuf, sizeof(namebuf), "FUNCTION", nw);
 	put_line(interactive ? "\033[7m" : NULL,
-			 "%s  %7s%s  %7s  %7s  %5s  %7s  %8s  %7s  %7s",
-			 namebuf, "RATE/s", trend_head, "READY", "SCHED", "RUN", "OLDEST",
+			 "%s  %7s%s  %7s  %6s  %7s  %5s  %7s  %8s  %7s  %7s",
+			 namebuf, "RATE/s", trend_head, "READY", "HELD", "SCHED", "RUN", "OLDEST",
 			 "P95 WAIT", "FAILED", "DEAD");
 	if (nfuncs == 0)
 		put_line(NULL, "(no function is registered)");
@@ -1067,14 +1082,14 @@ draw_functions(void)
 			trendbuf[0] = '\0';
 		if (!can_counters)
 		{
-			put_line(NULL, "%s  %7s%s  %7lld  %7lld  %5lld  %7s  %8s  %7s  %7lld",
-					 namebuf, "-", trendbuf, (long long) f->ready,
+			put_line(NULL, "%s  %7s%s  %7lld  %6lld  %7lld  %5lld  %7s  %8s  %7s  %7lld",
+					 namebuf, "-", trendbuf, (long long) f->ready, (long long) f->held,
 					 (long long) f->scheduled, (long long) f->running, oldestbuf,
 					 "-", "-", (long long) f->dead);
 			continue;
 		}
-		put_line(NULL, "%s  %7s%s  %7lld  %7lld  %5lld  %7s  %8s  %7lld  %7lld",
-				 namebuf, ratebuf, trendbuf, (long long) f->ready,
+		put_line(NULL, "%s  %7s%s  %7lld  %6lld  %7lld  %5lld  %7s  %8s  %7lld  %7lld",
+				 namebuf, ratebuf, trendbuf, (long long) f->ready, (long long) f->held,
 				 (long long) f->scheduled, (long long) f->running, oldestbuf,
 				 waitbuf, (long long) f->failed, (long long) f->dead);
 	}

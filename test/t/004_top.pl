@@ -1,5 +1,6 @@
 # pg_async_top --once against a cluster in a known state: functions with a
-# backlog, scheduled jobs, failures and dead jobs, two workers busy with a
+# backlog, held jobs of a paused function, scheduled jobs, failures and dead
+# jobs, two workers busy with a
 # slow handler, and a health check that is not ok.  Then the errors: a bad
 # connection string and a database without the extension.
 use strict;
@@ -40,6 +41,9 @@ AS $$ BEGIN RAISE EXCEPTION 'top_fail %', e->>'n'; END $$;
 SELECT async.register('public.top_fail(jsonb)', max_attempts => 1);
 CREATE FUNCTION public.top_slow(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT pg_sleep(600)';
 SELECT async.register('public.top_slow(jsonb)', timeout => '1 hour');
+SELECT async.register('public.top_ok(jsonb)', name => 'top_paused');
+SELECT async.pause('top_paused');
+INSERT INTO async.jobs (function) SELECT 'top_paused' FROM generate_series(1, 2);
 });
 ok(wait_for_workers($node, 2), 'workers start');
 
@@ -82,20 +86,20 @@ like( $out,
 	qr/^pg_async_top  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  database postgres on \S+  PostgreSQL \d+\.\d+  pg_async 0\.4$/m,
 	'header: time, database, server version');
 like( $out,
-	qr/^jobs\/s \S+ \(over 1s\)  ready 4  scheduled 3  running 2  failed 2  dead 2  workers 2\/2 busy  health: 1 warning$/m,
+	qr/^jobs\/s \S+ \(over 1s\)  ready 4  held 2  scheduled 3  running 2  failed 2  dead 2  workers 2\/2 busy  health: 1 warning$/m,
 	'header: totals');
 
-# FUNCTION RATE/s READY SCHED RUN OLDEST P95-WAIT FAILED DEAD
-my $row = qr/\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)$/m;
-like($out, qr/^FUNCTION\s+RATE\/s\s+READY\s+SCHED\s+RUN\s+OLDEST\s+P95 WAIT\s+FAILED\s+DEAD$/m,
+# FUNCTION RATE/s READY HELD SCHED RUN OLDEST P95-WAIT FAILED DEAD
+my $row = qr/\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)$/m;
+like($out, qr/^FUNCTION\s+RATE\/s\s+READY\s+HELD\s+SCHED\s+RUN\s+OLDEST\s+P95 WAIT\s+FAILED\s+DEAD$/m,
 	'function table header');
 my %f;
-for my $name (qw(top_ok top_fail top_slow))
+for my $name (qw(top_ok top_fail top_slow top_paused))
 {
 	if ($out =~ /^$name$row/m)
 	{
-		$f{$name} = { rate => $1, ready => $2, scheduled => $3, running => $4,
-			oldest => $5, wait => $6, failed => $7, dead => $8 };
+		$f{$name} = { rate => $1, ready => $2, held => $3, scheduled => $4, running => $5,
+			oldest => $6, wait => $7, failed => $8, dead => $9 };
 	}
 	ok(defined $f{$name}, "a line for $name");
 }
@@ -109,6 +113,9 @@ is( join(' ', map { $f{top_fail}{$_} // '?' } qw(ready scheduled running failed 
 is($f{top_fail}{oldest} // '', '-', 'top_fail: nothing ready');
 is( join(' ', map { $f{top_slow}{$_} // '?' } qw(ready scheduled running failed dead)),
 	'0 0 2 0 0', 'top_slow: 2 running');
+is( join(' ', map { $f{top_paused}{$_} // '?' } qw(ready held scheduled running)),
+	'0 2 0 0', 'top_paused: 2 held, none ready');
+is($f{top_ok}{held} // '', '0', 'top_ok: none held');
 
 # PID STATE FUNCTION EVENT_ID ATTEMPT RUNNING-FOR JOBS-DONE
 like($out, qr/^\s+PID\s+STATE\s+FUNCTION\s+EVENT_ID\s+ATTEMPT\s+RUNNING FOR\s+JOBS DONE$/m,
