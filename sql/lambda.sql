@@ -37,7 +37,7 @@ INSERT INTO async.jobs (function, event_id, payload)
 VALUES ('span_held', 'held-1', '{"f": "span_held", "id": "held-1", "s": 0}');
 INSERT INTO async.jobs (function, event_id, payload)
 VALUES ('note', 'not-held-1', '{"n": 100}');
-SELECT async.wait_idle('1 second');
+SELECT async.wait_idle();
 SELECT event_id, state, attempts FROM async.jobs WHERE event_id IN ('held-1', 'not-held-1') ORDER BY 1;
 -- held, not ready: it waits on purpose
 SELECT ready, held, oldest_ready_age IS NULL AS none_ready FROM async.stats WHERE function = 'span_held';
@@ -54,7 +54,7 @@ VALUES ('span_held', 'held-2', '{"f": "span_held", "id": "held-2", "s": 0}');
 -- what the INSERT says about paused does not count
 INSERT INTO async.jobs (function, event_id, payload, paused)
 VALUES ('note', 'not-held-2', '{"n": 101}', true);
-SELECT async.wait_idle('1 second');
+SELECT async.wait_idle();
 SELECT ready, held FROM async.stats WHERE function = 'span_held';
 SELECT paused FROM async.functions WHERE name = 'span_held';
 SELECT event_id, state, attempts, paused FROM async.jobs
@@ -62,6 +62,16 @@ SELECT event_id, state, attempts, paused FROM async.jobs
 SELECT async.resume('span_held');
 SELECT async.wait_idle();
 SELECT state, attempts, paused FROM async.jobs WHERE event_id = 'held-2';
+-- a paused function unregistered with a job queued: the job is no longer
+-- held, and wait_idle waits for its attempt (which fails: not registered)
+SELECT async.register('public.span(jsonb)', name => 'span_gone');
+SELECT async.pause('span_gone');
+INSERT INTO async.jobs (function, event_id, payload)
+VALUES ('span_gone', 'gone-1', '{"f": "span_gone", "id": "gone-1", "s": 0}');
+SELECT async.unregister('span_gone');
+SELECT async.wait_idle();
+SELECT state, attempts, paused, last_error FROM async.jobs WHERE event_id = 'gone-1';
+DELETE FROM async.jobs WHERE event_id = 'gone-1';
 BEGIN;
 INSERT INTO async.jobs (function, event_id, payload, run_at)
 VALUES ('span_held', 'held-3', '{"f": "span_held", "id": "held-3", "s": 0}', now() + interval '1 hour');
@@ -93,7 +103,7 @@ SELECT 'span_lim', 'lim-' || i, jsonb_build_object('f', 'span_lim', 'id', 'lim-'
 -- what the INSERT says about limited does not count
 INSERT INTO async.jobs (function, event_id, payload, limited)
 VALUES ('note', 'not-lim-1', '{"n": 102}', true);
-SELECT async.wait_idle('1 second');
+SELECT async.wait_idle();
 SELECT event_id, state, attempts, limited FROM async.jobs
  WHERE event_id IN ('lim-1', 'lim-2', 'lim-3', 'not-lim-1') ORDER BY 1;
 -- lifting the limit releases them, and they run

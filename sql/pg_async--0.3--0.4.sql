@@ -91,25 +91,55 @@ BEGIN
 						 WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0))))
 		   AND NOT EXISTS (
 			/*
-			 * per function that is neither paused nor held: its first due job
-			 * in jobs_limited_idx, and in jobs_paused_idx one whose mark
-			 * outlived a resume (released within seconds)
+			 * the first due job of each function in jobs_limited_idx, found
+			 * by a loose scan of its names (one descent per name), unless
+			 * the function is held: a function that lost its limit or its
+			 * registration may still have marked jobs, which run once a
+			 * worker releases them
 			 */
-			SELECT FROM async.functions f CROSS JOIN LATERAL (
+			WITH RECURSIVE n(name) AS (
+				(SELECT j.function FROM async.jobs j
+				  WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+				  ORDER BY j.function LIMIT 1)
+				UNION ALL
+				SELECT (SELECT j.function FROM async.jobs j
+						 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+						   AND j.function OPERATOR(pg_catalog.>) n.name
+						 ORDER BY j.function LIMIT 1)
+				  FROM n WHERE n.name IS NOT NULL)
+			SELECT FROM n CROSS JOIN LATERAL (
 				SELECT FROM async.jobs j
-				 WHERE j.function OPERATOR(pg_catalog.=) f.name
+				 WHERE n.name OPERATOR(pg_catalog.<>) ALL (ARRAY(
+						SELECT f.name FROM async.functions f
+						 WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0))
+				   AND j.function OPERATOR(pg_catalog.=) n.name
 				   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT pg_catalog.clock_timestamp())
 				 LIMIT 1) x
-			 WHERE NOT f.paused AND f.concurrency OPERATOR(pg_catalog.>) 0)
+			 WHERE n.name IS NOT NULL)
 		   AND NOT EXISTS (
-			SELECT FROM async.functions f CROSS JOIN LATERAL (
+			/*
+			 * the same in jobs_paused_idx: a mark that outlived a resume or
+			 * an unregister (released within seconds, then run)
+			 */
+			WITH RECURSIVE n(name) AS (
+				(SELECT j.function FROM async.jobs j
+				  WHERE j.paused ORDER BY j.function LIMIT 1)
+				UNION ALL
+				SELECT (SELECT j.function FROM async.jobs j
+						 WHERE j.paused AND j.function OPERATOR(pg_catalog.>) n.name
+						 ORDER BY j.function LIMIT 1)
+				  FROM n WHERE n.name IS NOT NULL)
+			SELECT FROM n CROSS JOIN LATERAL (
 				SELECT FROM async.jobs j
-				 WHERE j.function OPERATOR(pg_catalog.=) f.name
+				 WHERE n.name OPERATOR(pg_catalog.<>) ALL (ARRAY(
+						SELECT f.name FROM async.functions f
+						 WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0))
+				   AND j.function OPERATOR(pg_catalog.=) n.name
 				   AND j.paused AND j.finished_at IS NULL
 				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT pg_catalog.clock_timestamp())
 				 LIMIT 1) x
-			 WHERE NOT f.paused AND COALESCE(f.concurrency, 1) OPERATOR(pg_catalog.<>) 0) THEN
+			 WHERE n.name IS NOT NULL) THEN
 			RETURN true;
 		END IF;
 		IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) v_deadline THEN
