@@ -22,6 +22,9 @@
  * later.  Now each look compares run_at with the clock read by the query
  * itself (an InitPlan, run after the query's snapshot was taken), which is
  * still a parameter of the index scan.
+ *
+ * wait_idle and _unpause_jobs both visit the functions that have marked
+ * jobs: the loose scans that find them are now functions of their own.
  */
 
 /*
@@ -65,10 +68,81 @@ COMMENT ON VIEW async.stats IS
 'one row per function: jobs ready to run, scheduled for later (retries included), running, succeeded and dead, the age of the oldest ready job, and jobs held (due, but their function is paused or has concurrency 0); counts the jobs the caller may see';
 
 /*
+ * The functions that have jobs marked paused, and those that have unfinished
+ * jobs marked limited: loose scans of jobs_paused_idx and jobs_limited_idx,
+ * one index descent per name, however many jobs each holds.
+ */
+CREATE FUNCTION async._paused_job_functions()
+RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+	WITH RECURSIVE n(name) AS (
+		(SELECT j.function FROM async.jobs j WHERE j.paused ORDER BY j.function LIMIT 1)
+		UNION ALL
+		SELECT (SELECT j.function FROM async.jobs j
+				 WHERE j.paused AND j.function OPERATOR(pg_catalog.>) n.name
+				 ORDER BY j.function LIMIT 1)
+		  FROM n WHERE n.name IS NOT NULL)
+	SELECT n.name FROM n WHERE n.name IS NOT NULL;
+$$;
+REVOKE ALL ON FUNCTION async._paused_job_functions() FROM PUBLIC;
+COMMENT ON FUNCTION async._paused_job_functions() IS
+'internal: the functions that have jobs marked paused (a loose scan of jobs_paused_idx)';
+
+CREATE FUNCTION async._limited_job_functions()
+RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+	WITH RECURSIVE n(name) AS (
+		(SELECT j.function FROM async.jobs j
+		  WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+		  ORDER BY j.function LIMIT 1)
+		UNION ALL
+		SELECT (SELECT j.function FROM async.jobs j
+				 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+				   AND j.function OPERATOR(pg_catalog.>) n.name
+				 ORDER BY j.function LIMIT 1)
+		  FROM n WHERE n.name IS NOT NULL)
+	SELECT n.name FROM n WHERE n.name IS NOT NULL;
+$$;
+REVOKE ALL ON FUNCTION async._limited_job_functions() FROM PUBLIC;
+COMMENT ON FUNCTION async._limited_job_functions() IS
+'internal: the functions that have unfinished jobs marked limited and not paused (a loose scan of jobs_limited_idx)';
+
+/* the same releases as in 0.3, on the shared scans */
+CREATE OR REPLACE FUNCTION async._unpause_jobs()
+RETURNS integer
+LANGUAGE sql
+AS $$
+	WITH unpaused AS (
+		UPDATE async.jobs j SET paused = false
+		 WHERE j.paused AND j.function OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT h.name FROM async._paused_job_functions() h(name)
+				WHERE NOT EXISTS (SELECT FROM async.functions f
+								   WHERE f.name OPERATOR(pg_catalog.=) h.name AND f.paused)))
+		RETURNING 1),
+	unlimited AS (
+		UPDATE async.jobs j SET limited = false
+		 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.function OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT h.name FROM async._limited_job_functions() h(name)
+				WHERE NOT async._is_limited(h.name)))
+		RETURNING 1)
+	SELECT ((SELECT pg_catalog.count(*) FROM unpaused) OPERATOR(pg_catalog.+)
+			(SELECT pg_catalog.count(*) FROM unlimited))::integer;
+$$;
+
+/*
  * wait_idle waits for the jobs that can run: neither those of a paused
  * function nor those of one with concurrency 0 (a running job counts,
- * whatever its function became).  Each look reads the clock inside its
- * query, after the snapshot.
+ * whatever its function became).  Each look is one query, which reads the
+ * clock after its snapshot (an InitPlan, still a parameter of the index
+ * scans) and stops at the first job it finds:
+ * - in jobs_ready_idx, running jobs and the due jobs of functions not held;
+ * - per function with marked jobs and not held, its first due job in
+ *   jobs_limited_idx or jobs_paused_idx: a function that lost its limit,
+ *   its pause or its registration may still have marked jobs, which run
+ *   once a worker releases them.
  */
 CREATE OR REPLACE FUNCTION async.wait_idle(timeout interval DEFAULT '30 seconds')
 RETURNS boolean
@@ -81,65 +155,34 @@ DECLARE
 BEGIN
 	LOOP
 		IF NOT EXISTS (
-			/* a running job was due when it was claimed: one index range covers both */
-			SELECT FROM async.jobs j
-			 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-			   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT pg_catalog.clock_timestamp())
-			   AND (j.state OPERATOR(pg_catalog.=) 'running'
-					OR j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(
-						SELECT f.name FROM async.functions f
-						 WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0))))
-		   AND NOT EXISTS (
-			/*
-			 * the first due job of each function in jobs_limited_idx, found
-			 * by a loose scan of its names (one descent per name), unless
-			 * the function is held: a function that lost its limit or its
-			 * registration may still have marked jobs, which run once a
-			 * worker releases them
-			 */
-			WITH RECURSIVE n(name) AS (
-				(SELECT j.function FROM async.jobs j
-				  WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
-				  ORDER BY j.function LIMIT 1)
-				UNION ALL
-				SELECT (SELECT j.function FROM async.jobs j
-						 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
-						   AND j.function OPERATOR(pg_catalog.>) n.name
-						 ORDER BY j.function LIMIT 1)
-				  FROM n WHERE n.name IS NOT NULL)
-			SELECT FROM n CROSS JOIN LATERAL (
+			WITH look AS MATERIALIZED (
+				SELECT pg_catalog.clock_timestamp() AS now,
+					   ARRAY(SELECT f.name FROM async.functions f
+							  WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0) AS held)
+			(SELECT FROM async.jobs j
+			  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+				AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
+				AND (j.state OPERATOR(pg_catalog.=) 'running'
+					 OR j.function OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[]))
+			  LIMIT 1)
+			UNION ALL
+			SELECT FROM async._limited_job_functions() n(name) CROSS JOIN LATERAL (
 				SELECT FROM async.jobs j
-				 WHERE n.name OPERATOR(pg_catalog.<>) ALL (ARRAY(
-						SELECT f.name FROM async.functions f
-						 WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0))
-				   AND j.function OPERATOR(pg_catalog.=) n.name
+				 WHERE j.function OPERATOR(pg_catalog.=) n.name
 				   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
-				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT pg_catalog.clock_timestamp())
+				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
+				   /* a held function's jobs are not even looked at */
+				   AND n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[])
 				 LIMIT 1) x
-			 WHERE n.name IS NOT NULL)
-		   AND NOT EXISTS (
-			/*
-			 * the same in jobs_paused_idx: a mark that outlived a resume or
-			 * an unregister (released within seconds, then run)
-			 */
-			WITH RECURSIVE n(name) AS (
-				(SELECT j.function FROM async.jobs j
-				  WHERE j.paused ORDER BY j.function LIMIT 1)
-				UNION ALL
-				SELECT (SELECT j.function FROM async.jobs j
-						 WHERE j.paused AND j.function OPERATOR(pg_catalog.>) n.name
-						 ORDER BY j.function LIMIT 1)
-				  FROM n WHERE n.name IS NOT NULL)
-			SELECT FROM n CROSS JOIN LATERAL (
+			UNION ALL
+			SELECT FROM async._paused_job_functions() n(name) CROSS JOIN LATERAL (
 				SELECT FROM async.jobs j
-				 WHERE n.name OPERATOR(pg_catalog.<>) ALL (ARRAY(
-						SELECT f.name FROM async.functions f
-						 WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0))
-				   AND j.function OPERATOR(pg_catalog.=) n.name
+				 WHERE j.function OPERATOR(pg_catalog.=) n.name
 				   AND j.paused AND j.finished_at IS NULL
-				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT pg_catalog.clock_timestamp())
-				 LIMIT 1) x
-			 WHERE n.name IS NOT NULL) THEN
+				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
+				   /* a held function's jobs are not even looked at */
+				   AND n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[])
+				 LIMIT 1) x) THEN
 			RETURN true;
 		END IF;
 		IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) v_deadline THEN

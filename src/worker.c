@@ -324,15 +324,15 @@ CLAIM_UPDATE;
 
 /*
  * The functions at their concurrency limit, after a full claim: their
- * reservations, this claim's among them, fill it.  Paused ones and those held
- * at 0 are left out: their enqueues wake nobody anyway.
+ * reservations, this claim's among them, leave no allowance.  Paused ones
+ * and those held at 0 are left out: their enqueues wake nobody anyway.
  */
 static const char *saturated_sql =
-"SELECT f.name FROM async.functions f"
-" WHERE f.concurrency OPERATOR(pg_catalog.>) 0 AND NOT f.paused"
-"   AND f.concurrency OPERATOR(pg_catalog.<=) (SELECT pg_catalog.count(*)"
-"         FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name)"
-" LIMIT " CppAsString2(ASYNC_MAX_SATURATED);
+"WITH" LIMITS_CTE
+" SELECT l.name FROM limits l"
+"  WHERE NOT l.paused AND l.concurrency OPERATOR(pg_catalog.>) 0"
+"    AND l.allowance OPERATOR(pg_catalog.<=) 0"
+"  LIMIT " CppAsString2(ASYNC_MAX_SATURATED);
 
 /* whether the full claim is needed: some function is paused or limited */
 static const char *limits_sql =
