@@ -11,14 +11,15 @@ OBJS = \
 	src/enqueue.o \
 	src/sqlfuncs.o \
 	src/stats.o \
-	src/inflight.o
+	src/inflight.o \
+	src/jobfuncs.o
 
 DATA = sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
-       sql/pg_async--0.3--0.4.sql
+       sql/pg_async--0.3--0.4.sql sql/pg_async--0.4--0.5.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 
 # pg_regress: a throwaway instance with the library preloaded.
-REGRESS = setup register enqueue execute retry privileges monitoring observability lambda faults upgrade
+REGRESS = setup register enqueue execute retry privileges monitoring observability lambda faults security upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
 
 # TAP tests (PostgreSQL::Test::Cluster) for restarts, crashes and kills.

@@ -91,10 +91,12 @@ UPDATE async.jobs SET run_at = now() WHERE event_id = 'shifty-1';
 SELECT async.wait_idle();
 SELECT state, last_error FROM async.jobs WHERE event_id = 'shifty-1';
 
--- a function unregistered while its jobs wait: the attempt fails and is retried
+-- a registration deleted while its jobs wait (async.unregister refuses; a
+-- superuser can delete the row): the attempt fails and is retried
 INSERT INTO async.jobs (function, event_id, payload, run_at)
 VALUES ('settings', 'settings-orphan', '{}', now() + interval '1 hour');
 SELECT async.unregister('settings');
+DELETE FROM async.functions WHERE name = 'settings';
 UPDATE async.jobs SET run_at = now() WHERE event_id = 'settings-orphan';
 SELECT async.wait_idle();
 SELECT state, attempts, last_error, run_at > now() + interval '50 seconds' AS retry_later

@@ -23,7 +23,9 @@ SELECT async.register('faults.note(jsonb)', name => 'fault_note', max_attempts =
 
 -- ---------------------------------------------------------------------------
 -- A. The handler changes after registration (dropped, and replaced with
--- another signature, are in execute.sql)
+-- another signature, are in execute.sql).  A registration is bound to its
+-- function's OID: one dropped and created again is another function, whose
+-- jobs fail until it is registered again, which checks what it is.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION faults.morph(e jsonb) RETURNS void LANGUAGE sql
 AS $$ INSERT INTO faults.effects (tag, event) VALUES ('morph', e) $$;
@@ -36,7 +38,8 @@ SELECT 'morph', 'morph-' || k, jsonb_build_object('k', k), now() + interval '1 h
 DROP FUNCTION faults.morph(jsonb);
 CREATE PROCEDURE faults.morph(e jsonb) LANGUAGE sql
 AS $$ INSERT INTO faults.effects (tag, event) VALUES ('morph-proc', e) $$;
--- enqueueing checks only that the handler exists and may be executed
+SELECT async.register('faults.morph(jsonb)', max_attempts => 1);
+-- enqueueing checks that the registered handler still exists
 INSERT INTO async.jobs (function, event_id, payload) VALUES ('morph', 'morph-proc-new', '{}');
 UPDATE async.jobs SET run_at = now() WHERE event_id = 'morph-proc';
 SELECT async.wait_idle();
@@ -45,12 +48,14 @@ SELECT async.wait_idle();
 DROP PROCEDURE faults.morph(jsonb);
 CREATE FUNCTION faults.morph(e jsonb) RETURNS SETOF int LANGUAGE sql
 AS $$ INSERT INTO faults.effects (tag, event) VALUES ('morph-setof', e) RETURNING 1 $$;
+SELECT async.register('faults.morph(jsonb)', max_attempts => 1);
 UPDATE async.jobs SET run_at = now() WHERE event_id = 'morph-setof';
 SELECT async.wait_idle();
 
 -- an aggregate
 DROP FUNCTION faults.morph(jsonb);
 CREATE AGGREGATE faults.morph(jsonb) (sfunc = pg_catalog.jsonb_concat, stype = jsonb);
+SELECT async.register('faults.morph(jsonb)', max_attempts => 1);
 UPDATE async.jobs SET run_at = now() WHERE event_id = 'morph-agg';
 SELECT async.wait_idle();
 
@@ -59,6 +64,7 @@ SELECT async.wait_idle();
 DROP AGGREGATE faults.morph(jsonb);
 CREATE FUNCTION faults.morph(e jsonb) RETURNS int LANGUAGE sql
 AS $$ INSERT INTO faults.effects (tag, event) VALUES ('morph-int', e) RETURNING 42 $$;
+SELECT async.register('faults.morph(jsonb)', max_attempts => 1);
 UPDATE async.jobs SET run_at = now() WHERE event_id = 'morph-int';
 SELECT async.wait_idle();
 
@@ -66,6 +72,7 @@ SELECT async.wait_idle();
 DROP FUNCTION faults.morph(jsonb);
 CREATE FUNCTION faults.morph(e jsonb) RETURNS void LANGUAGE plpgsql
 AS $$ BEGIN INSERT INTO faults.effects (tag, event) VALUES ('morph-plpgsql', e); END $$;
+SELECT async.register('faults.morph(jsonb)', max_attempts => 1);
 UPDATE async.jobs SET run_at = now() WHERE event_id = 'morph-plpgsql';
 SELECT async.wait_idle();
 
@@ -119,8 +126,8 @@ SELECT count(*) AS jobs FROM async.jobs WHERE function = 'deep';
 SELECT count(*) AS effects FROM faults.effects WHERE tag = 'deep';
 
 -- a chain without end: every run enqueues the next event.  Nothing bounds
--- it; it runs one job after another until the function is unregistered,
--- and then the last event waits for its retry.
+-- it; it runs one job after another until the function is paused.  Then
+-- it can be unregistered, its waiting event moved to the dead letters.
 CREATE FUNCTION faults.forever(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	INSERT INTO faults.effects (tag, event) VALUES ('forever', e);
@@ -136,11 +143,17 @@ BEGIN
 		PERFORM pg_sleep(0.05);
 	END LOOP;
 END $$;
+-- while a job of it runs, it cannot be unregistered
 SELECT async.unregister('forever');
+SELECT async.pause('forever');
 SELECT async.wait_idle();
+SELECT async.unregister('forever');
+SELECT async.unregister('forever', cancel_jobs => true);
 SELECT count(*) >= 50 AS ran_on FROM async.jobs WHERE function = 'forever' AND state = 'succeeded';
-SELECT state, attempts, last_error, run_at > now() AS retry_later
+SELECT state, attempts, last_error
   FROM async.jobs WHERE function = 'forever' AND state <> 'succeeded';
+SELECT reason, last_error FROM async.dead_letters WHERE function = 'forever';
+DELETE FROM async.dead_letters WHERE function = 'forever';
 -- no event ran twice
 SELECT count(*) AS duplicates
   FROM (SELECT event FROM faults.effects WHERE tag = 'forever' GROUP BY event HAVING count(*) > 1) d;
@@ -225,12 +238,21 @@ SELECT async.register('faults.note(jsonb)', retry_delays => '{1 day -1 hour}');
 SELECT async.register('faults.note(jsonb)', timeout => '1 day -1 hour');
 SELECT async.register('faults.note(jsonb)', name => repeat('n', 128));
 SELECT async.register('faults.note(jsonb)', name => repeat('é', 64));
-SELECT count(*) AS registered FROM async.functions WHERE handler LIKE '%faults.note%';
--- accepted: the longest name, 100 years, the largest max_attempts, no delays at all
+SELECT count(*) AS registered FROM async.functions WHERE handler::text LIKE '%faults.note%';
+-- refused: past the bounds (at most 100 attempts, 100 delays of up to 30 days,
+-- a timeout up to a day, max_event_age up to 30 days)
+SELECT async.register('faults.raise(jsonb)', name => 'fault_century', max_attempts => 101);
+SELECT async.register('faults.raise(jsonb)', name => 'fault_century', retry_delays => '{30 days 1 second}');
+SELECT async.register('faults.raise(jsonb)', name => 'fault_century', retry_delays => '{300000 years}');
+SELECT async.register('faults.raise(jsonb)', name => 'fault_century',
+                      retry_delays => array_fill('1 second'::interval, ARRAY[101]));
+SELECT async.register('faults.raise(jsonb)', name => 'fault_century', timeout => '1 day 1 second');
+SELECT async.register('faults.raise(jsonb)', name => 'fault_century', max_event_age => '31 days');
+-- accepted: the longest name, the longest delay, the largest max_attempts, no delays at all
 SELECT length(async.register('faults.note(jsonb)', name => repeat('n', 127))) AS name_length;
 SELECT async.unregister(repeat('n', 127));
-SELECT async.register('faults.raise(jsonb)', name => 'fault_century', max_attempts => 2147483647,
-                      retry_delays => '{100 years}', timeout => '100 years');
+SELECT async.register('faults.raise(jsonb)', name => 'fault_century', max_attempts => 100,
+                      retry_delays => '{30 days}', timeout => '1 day', max_event_age => '30 days');
 SELECT async.register('faults.raise(jsonb)', name => 'fault_at_once', retry_delays => '{}');
 CREATE FUNCTION faults.nap(e jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(0.1) $$;
 SELECT async.register('faults.nap(jsonb)', name => 'fault_tiny_timeout', max_attempts => 1,
@@ -241,10 +263,10 @@ SELECT async.invoke('fault_century', '{"how": "P0001"}', 'century-1');
 SELECT async.invoke('fault_at_once', '{"how": "P0001"}', 'at-once-1');
 SELECT async.invoke('fault_tiny_timeout', '{}', 'tiny-timeout-1');
 SELECT async.wait_idle();
--- 100 years: queued for the next century; no delay: three attempts at once;
+-- 30 days: queued for next month; no delay: three attempts at once;
 -- a timeout under a millisecond still cancels
 SELECT event_id, state, attempts,
-       run_at = (errors->0->>'at')::timestamptz + interval '100 years' AS in_100_years,
+       run_at = (errors->0->>'at')::timestamptz + interval '30 days' AS in_30_days,
        errors->-1->>'sqlstate' AS sqlstate
   FROM async.jobs WHERE event_id IN ('century-1', 'at-once-1', 'tiny-timeout-1') ORDER BY event_id;
 DELETE FROM async.jobs WHERE event_id = 'century-1';
@@ -525,6 +547,10 @@ SELECT async.register('faults.become(jsonb)', name => 'fault_become', max_attemp
 SELECT run_as FROM async.functions WHERE name = 'fault_become';
 ALTER FUNCTION faults.whoami(jsonb) OWNER TO regress_fault_attacker;
 ALTER FUNCTION faults.whoami(jsonb) SECURITY DEFINER;
+-- not as a role whose privileges the owner lacks, even registered by a superuser
+SELECT async.register('faults.whoami(jsonb)', name => 'fault_whoami_definer', max_attempts => 1,
+                      run_as => 'regress_fault_victim');
+ALTER FUNCTION faults.whoami(jsonb) OWNER TO CURRENT_USER;
 SELECT async.register('faults.whoami(jsonb)', name => 'fault_whoami_definer', max_attempts => 1,
                       run_as => 'regress_fault_victim');
 INSERT INTO async.jobs (function, event_id, payload)
@@ -544,7 +570,7 @@ SELECT coalesce(event->>'how', tag) AS how, who, session_who FROM faults.effects
 SELECT count(*) AS same_workers FROM async.workers WHERE pid IN (SELECT pid FROM faults.pids);
 
 -- clean up
-SELECT count(async.unregister(name)) >= 14 AS unregistered FROM async.functions
+SELECT count(async.unregister(name, cancel_jobs => true)) >= 14 AS unregistered FROM async.functions
  WHERE name IN ('fault_note', 'morph', 'deep', 'raise', 'stall', 'fault_century', 'fault_at_once',
                 'fault_tiny_timeout', 'fault_nap', 'fault_app', 'fault_definer', 'fault_mine',
                 'fault_become', 'fault_whoami_definer', 'fault_secret', 'fault_relay');

@@ -62,13 +62,14 @@ SELECT event_id, state, attempts, paused FROM async.jobs
 SELECT async.resume('span_held');
 SELECT async.wait_idle();
 SELECT state, attempts, paused FROM async.jobs WHERE event_id = 'held-2';
--- a paused function unregistered with a job queued: the job is no longer
--- held, and wait_idle waits for its attempt (which fails: not registered)
+-- a paused function whose registration is deleted with a job queued (by a
+-- superuser: async.unregister refuses): the job is no longer held, and
+-- wait_idle waits for its attempt (which fails: not registered)
 SELECT async.register('public.span(jsonb)', name => 'span_gone');
 SELECT async.pause('span_gone');
 INSERT INTO async.jobs (function, event_id, payload)
 VALUES ('span_gone', 'gone-1', '{"f": "span_gone", "id": "gone-1", "s": 0}');
-SELECT async.unregister('span_gone');
+DELETE FROM async.functions WHERE name = 'span_gone';
 SELECT async.wait_idle();
 SELECT state, attempts, paused, last_error FROM async.jobs WHERE event_id = 'gone-1';
 DELETE FROM async.jobs WHERE event_id = 'gone-1';
@@ -122,9 +123,9 @@ SELECT async.configure('span_lim', concurrency => 0);
 SELECT event_id, paused, limited FROM async.jobs WHERE event_id IN ('lim-4', 'lim-5') ORDER BY 1;
 SELECT async.resume('span_lim');
 SELECT event_id, paused, limited FROM async.jobs WHERE event_id IN ('lim-4', 'lim-5') ORDER BY 1;
--- unregistering releases them: the workers take them, and they fail as not
--- registered
-SELECT async.unregister('span_lim');
+-- deleting the registration releases them: the workers take them, and they
+-- fail as not registered
+DELETE FROM async.functions WHERE name = 'span_lim';
 SELECT async.wait_idle();
 SELECT event_id, state, attempts, limited, last_error FROM async.jobs
  WHERE event_id IN ('lim-4', 'lim-5') ORDER BY 1;
@@ -136,7 +137,7 @@ INSERT INTO async.jobs (function, event_id, payload) VALUES ('lim_fail', 'lim-fa
 SELECT async.wait_idle();
 SELECT state, attempts, limited, run_at > now() + interval '50 minutes' AS retry_later
   FROM async.jobs WHERE event_id = 'lim-fail-1';
-SELECT async.unregister('lim_fail');
+DELETE FROM async.functions WHERE name = 'lim_fail';
 SELECT limited FROM async.jobs WHERE event_id = 'lim-fail-1';
 DELETE FROM async.jobs WHERE event_id = 'lim-fail-1';
 -- a dead-lettered event of a limited function redriven after retention
@@ -164,7 +165,7 @@ SELECT async._recover() AS recovered;
 SELECT state, attempts, limited, last_error FROM async.jobs WHERE event_id = 'lim-dead-1';
 SELECT count(*) AS reserved FROM async.running;
 ROLLBACK;
-SELECT async.unregister('lim_dead');
+SELECT async.unregister('lim_dead', cancel_jobs => true);
 DELETE FROM async.jobs WHERE event_id = 'lim-dead-1';
 DELETE FROM async.dead_letters WHERE event_id = 'lim-dead-1';
 -- the oldest_ready_job health check counts the jobs that wait for a

@@ -50,7 +50,7 @@ UPDATE async.functions SET run_as = 'postgres' WHERE name = 'alice_fn';
 DELETE FROM async.functions;
 -- nor may he call the internal functions
 SELECT async._fail(1, 'x', 'XX000', now());
-SELECT async._redrive('alice-dead');
+SELECT async._redrive(1);
 SELECT async._upsert_registration('x', 'public.note(pg_catalog.jsonb)', 'postgres', 1, '{}', '1 minute', 'postgres', '1 hour', NULL, NULL, NULL);
 RESET ROLE;
 

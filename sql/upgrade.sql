@@ -9,7 +9,10 @@ RESET client_min_messages;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_async';
 
 CREATE FUNCTION public.up_noop(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
-SELECT async.register('public.up_noop(jsonb)');
+-- registrations as 0.1 wrote them (its async.register needs a 0.1 library):
+-- the handler's signature as text
+INSERT INTO async.functions (name, handler, run_as, registered_by)
+VALUES ('up_noop', 'public.up_noop(pg_catalog.jsonb)', current_user::regrole, current_user::regrole);
 INSERT INTO async.jobs (event_id, function, payload) VALUES ('up-1', 'up_noop', '{"n": 1}');
 -- what 0.1 wrote when a job succeeded: a finished job and a history row
 INSERT INTO async.jobs (event_id, function, payload, state, attempts, started_at, finished_at)
@@ -19,7 +22,16 @@ INSERT INTO async.attempts (job_id, event_id, function, attempt, started_at, dur
 SELECT id, event_id, function, 1, started_at, '5 ms', 'succeeded', enqueued_by
   FROM async.jobs WHERE event_id = 'up-2';
 -- a function with a concurrency limit, and a job waiting for it
-SELECT async.register('public.up_noop(jsonb)', name => 'up_limited', concurrency => 2);
+INSERT INTO async.functions (name, handler, run_as, registered_by, concurrency)
+VALUES ('up_limited', 'public.up_noop(pg_catalog.jsonb)', current_user::regrole, current_user::regrole, 2);
+-- settings that 0.5 bounds, a retry_delays array not indexed from 1, and a
+-- handler that is gone
+INSERT INTO async.functions (name, handler, run_as, registered_by, max_attempts, retry_delays,
+                             timeout, max_event_age)
+VALUES ('up_wild', 'public.up_noop(pg_catalog.jsonb)', current_user::regrole, current_user::regrole,
+        1000, '[0:2]={300000 years,-1 hour,NULL}', '100 years', '10 years'),
+       ('up_gone', 'public.up_gone(pg_catalog.jsonb)', current_user::regrole, current_user::regrole,
+        3, '{1 minute}', '1 minute', '1 hour');
 INSERT INTO async.jobs (event_id, function, payload) VALUES ('up-3', 'up_limited', '{"n": 3}');
 -- a random UUID as default event_id
 WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING event_id)
@@ -31,6 +43,12 @@ SELECT extversion FROM pg_extension WHERE extname = 'pg_async';
 -- the data is still there
 SELECT event_id, state, payload FROM async.jobs WHERE event_id LIKE 'up-%' ORDER BY event_id;
 SELECT name, handler FROM async.functions ORDER BY name;
+-- 0.5: handlers are bound by OID (a missing one as 0), settings within bounds
+SELECT name, handler::oid = 0 AS gone, pg_typeof(handler) FROM async.functions ORDER BY name;
+SELECT name, max_attempts, retry_delays, array_lower(retry_delays, 1) AS lower, timeout, max_event_age
+  FROM async.functions WHERE name = 'up_wild';
+SELECT has_table_privilege('public', 'async.jobs', 'DELETE') AS public_deletes_jobs,
+       has_table_privilege('public', 'async.dead_letters', 'DELETE') AS public_deletes_dead_letters;
 -- 0.3: the queued job of the limited function is marked limited, the others not
 SELECT event_id, limited FROM async.jobs WHERE event_id LIKE 'up-%' ORDER BY event_id;
 -- the 0.1 history is read through the view

@@ -25,6 +25,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/inval.h"
+#include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -71,7 +72,6 @@ typedef struct RegistrationEntry
 	bool		paused;			/* its new jobs are marked paused (async.pause) */
 	bool		limited;		/* and limited (it has a concurrency limit) */
 	bool		held;			/* the limit is 0: its jobs wake no worker */
-	char		signature[NAMEDATALEN * 4];
 } RegistrationEntry;
 
 static HTAB *registrations = NULL;
@@ -92,7 +92,9 @@ registration_invalidate(Datum arg, Oid relid)
 		registrations_stale = true;
 }
 
+/* the registration lookup, and the one for a schema older than 0.5 */
 static SPIPlanPtr lookup_plan = NULL;
+static SPIPlanPtr lookup_legacy_plan = NULL;
 
 /* pg_async_note_enqueued counts jobs to wake workers for at commit. */
 void
@@ -188,6 +190,25 @@ pg_async_xact_callback(XactEvent event, void *arg)
 }
 
 /*
+ * prepare_lookup prepares, for the backend's lifetime, the look-up of a
+ * registration whose handler's OID is the expression 'handler'.
+ */
+static SPIPlanPtr
+prepare_lookup(const char *handler)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare(psprintf("SELECT %s, f.paused, f.concurrency"
+								"  FROM async.functions f"
+								" WHERE f.name OPERATOR(pg_catalog.=) $1", handler),
+					   1, argtypes);
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "pg_async: preparing the registration lookup failed");
+	return plan;
+}
+
+/*
  * lookup_registration returns the cache entry of 'function', looking the
  * registration up in async.functions when the cache has none, or NULL
  * when the function is not registered.
@@ -195,16 +216,16 @@ pg_async_xact_callback(XactEvent event, void *arg)
 static RegistrationEntry *
 lookup_registration(const char *function)
 {
-	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 	char		key[ASYNC_NAME_SIZE];
-	char	   *handler = NULL;
+	Oid			handler = InvalidOid;
 	bool		paused = false;
 	bool		limited = false;
 	bool		held = false;
 	RegistrationEntry *entry;
 	bool		found;
 	int			rc;
+	SPIPlanPtr	plan;
 
 	if (strlen(function) >= ASYNC_NAME_SIZE)
 		return NULL;			/* longer than any registered name */
@@ -243,19 +264,25 @@ lookup_registration(const char *function)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
-	if (lookup_plan == NULL)
+	if (pg_async_handlers_bound(functions_relid))
 	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT f.handler, f.paused, f.concurrency"
-									   "  FROM async.functions f"
-									   " WHERE f.name OPERATOR(pg_catalog.=) $1",
-									   1, argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "pg_async: preparing the registration lookup failed");
-		lookup_plan = plan;
+		if (lookup_plan == NULL)
+			lookup_plan = prepare_lookup("f.handler::pg_catalog.oid");
+		plan = lookup_plan;
+	}
+	else
+	{
+		/*
+		 * 0.4 and older, until ALTER EXTENSION UPDATE: the signature, as
+		 * those versions resolved it
+		 */
+		if (lookup_legacy_plan == NULL)
+			lookup_legacy_plan =
+				prepare_lookup("pg_catalog.to_regprocedure(f.handler)::pg_catalog.oid");
+		plan = lookup_legacy_plan;
 	}
 	args[0] = CStringGetTextDatum(function);
-	rc = SPI_execute_plan(lookup_plan, args, NULL, true, 1);
+	rc = SPI_execute_plan(plan, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: registration lookup failed: %s",
 			 SPI_result_code_string(rc));
@@ -266,8 +293,7 @@ lookup_registration(const char *function)
 									  SPI_tuptable->tupdesc, 1, &isnull);
 
 		if (!isnull)
-			handler = MemoryContextStrdup(CurTransactionContext,
-										  TextDatumGetCString(d));
+			handler = DatumGetObjectId(d);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		paused = !isnull && DatumGetBool(d);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
@@ -276,27 +302,30 @@ lookup_registration(const char *function)
 	}
 	SPI_finish();
 
-	if (handler == NULL)
+	if (!OidIsValid(handler))
 	{
 		if (entry != NULL)
 			(void) hash_search(registrations, key, HASH_REMOVE, NULL);
 		return NULL;
 	}
 
+	/* bound to the function's OID: one dropped and created again is another */
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(handler)))
+	{
+		if (entry != NULL)
+			(void) hash_search(registrations, key, HASH_REMOVE, NULL);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler of function \"%s\" does not exist", function),
+				 errdetail("The function it was registered with was dropped; one created again with the same name is another function."),
+				 errhint("Register the function again with async.register().")));
+	}
+
 	entry = hash_search(registrations, key, HASH_ENTER, &found);
-	strlcpy(entry->signature, handler, sizeof(entry->signature));
+	entry->handler = handler;
 	entry->paused = paused;
 	entry->limited = limited;
 	entry->held = held;
-	entry->handler = pg_async_resolve_handler(handler);
-	if (!OidIsValid(entry->handler))
-	{
-		(void) hash_search(registrations, key, HASH_REMOVE, NULL);
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler %s of function \"%s\" does not exist", handler, function),
-				 errhint("Create the function again, or register another handler with async.register().")));
-	}
 	return entry;
 }
 
@@ -319,7 +348,8 @@ check_registration(const char *function)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to enqueue for function \"%s\"", function),
-				 errdetail("Enqueueing needs EXECUTE on its handler %s.", entry->signature)));
+				 errdetail("Enqueueing needs EXECUTE on its handler %s.",
+						   format_procedure(entry->handler))));
 	return entry;
 }
 
@@ -573,6 +603,13 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 Datum
 pg_async_new_event_id(PG_FUNCTION_ARGS)
 {
+	PG_RETURN_DATUM(pg_async_make_event_id());
+}
+
+/* pg_async_make_event_id makes the UUID of async.new_event_id(), as text. */
+Datum
+pg_async_make_event_id(void)
+{
 	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		unix_us;
@@ -596,6 +633,6 @@ pg_async_new_event_id(PG_FUNCTION_ARGS)
 	uuid->data[7] = (uint8) sub_ms;
 	uuid->data[8] = (uint8) ((uuid->data[8] & 0x3F) | 0x80);	/* variant 10 */
 
-	PG_RETURN_DATUM(DirectFunctionCall1(textin,
-										DirectFunctionCall1(uuid_out, UUIDPGetDatum(uuid))));
+	return DirectFunctionCall1(textin,
+							   DirectFunctionCall1(uuid_out, UUIDPGetDatum(uuid)));
 }

@@ -44,7 +44,7 @@
 typedef struct ResolvedHandler
 {
 	char	   *function;
-	char	   *handler;
+	Oid			handler;
 	Oid			run_as;
 	bool		run_as_superuser;
 	int			nargs;			/* 1: (jsonb); 2: (jsonb, async.context) */
@@ -80,7 +80,10 @@ pg_async_executor_reset(void)
 /*
  * pg_async_check_handler raises an error unless fnoid is a function a
  * handler can be: a plain function (not a procedure, aggregate or window
- * function) that takes exactly one jsonb and returns no set.
+ * function) that takes (jsonb) or (jsonb, async.context), returns no set,
+ * and is not temporary: a temporary function goes with its session, and a
+ * later session that gets the same pg_temp schema must not find its own
+ * code run as the registrant.
  */
 void
 pg_async_check_handler(Oid fnoid)
@@ -95,6 +98,12 @@ pg_async_check_handler(Oid fnoid)
 				 errmsg("function with OID %u does not exist", fnoid)));
 	proc = (Form_pg_proc) GETSTRUCT(tup);
 
+	if (isAnyTempNamespace(proc->pronamespace))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("a temporary function cannot be a handler"),
+				 errdetail("%s is dropped with its session.", format_procedure(fnoid)),
+				 errhint("Create the handler in a permanent schema.")));
 	if (proc->prokind != PROKIND_FUNCTION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -118,45 +127,52 @@ pg_async_check_handler(Oid fnoid)
 }
 
 /*
- * pg_async_resolve_handler turns a registered signature into the function's
- * OID, or InvalidOid when no such function exists.  The lookup runs as the
- * bootstrap superuser: who may run or enqueue for a handler is a question of
- * EXECUTE on it, checked by the callers, not of USAGE on its schema.
+ * pg_async_check_run_as raises an error unless a handler may run as run_as:
+ * a handler runs with at most the rights of every role that can change its
+ * code, that is its owner and whoever has the owner's privileges.  So the
+ * owner must have the privileges of run_as (a superuser has every role's).
+ * Checked when a function is registered and again before each batch runs
+ * it, so that a later ALTER FUNCTION ... OWNER TO or REVOKE takes effect.
  */
-Oid
-pg_async_resolve_handler(const char *signature)
+void
+pg_async_check_run_as(Oid fnoid, Oid run_as, const char *function)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	Datum		result;
+	HeapTuple	tup;
+	Oid			owner;
 
-	LOCAL_FCINFO(fcinfo, 1);
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fnoid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler of function \"%s\" does not exist", function)));
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-
-	/* called directly, not through DirectFunctionCall1: it may return NULL */
-	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = CStringGetTextDatum(signature);
-	fcinfo->args[0].isnull = false;
-	result = to_regprocedure(fcinfo);
-
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	return fcinfo->isnull ? InvalidOid : DatumGetObjectId(result);
+	if (owner != run_as && !has_privs_of_role(owner, run_as))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("handler %s of function \"%s\" may not run as role \"%s\"",
+						format_procedure(fnoid), function,
+						GetUserNameFromId(run_as, false)),
+				 errdetail("Its owner \"%s\" does not have the privileges of role \"%s\", and a handler never runs with more rights than the roles that can change its code.",
+						   GetUserNameFromId(owner, false),
+						   GetUserNameFromId(run_as, false)),
+				 errhint("Register the function again with a run_as role that its owner has the privileges of.")));
 }
 
 /*
  * resolve_handler finds the function behind a job's registration and checks
- * that it can run: still there, still of a handler's signature, and
- * executable by the role it runs as.  Errors here fail the attempt.
+ * that it can run: still there (the registration is bound to the function's
+ * OID, so a function dropped and created again, by anyone, is not it), still
+ * of a handler's signature, allowed to run as run_as, and executable by it.
+ * Errors here fail the attempt.
  */
 static ResolvedHandler *
 resolve_handler(AsyncJob *job)
 {
 	ListCell   *lc;
 	ResolvedHandler *rh;
-	Oid			fnoid;
+	Oid			fnoid = job->handler;
 
 	if (!job->registered)
 		ereport(ERROR,
@@ -167,19 +183,17 @@ resolve_handler(AsyncJob *job)
 	foreach(lc, resolved)
 	{
 		rh = (ResolvedHandler *) lfirst(lc);
-		if (rh->run_as == job->run_as &&
-			strcmp(rh->function, job->function) == 0 &&
-			strcmp(rh->handler, job->handler) == 0)
+		if (rh->run_as == job->run_as && rh->handler == fnoid &&
+			strcmp(rh->function, job->function) == 0)
 			return rh;
 	}
 
-	fnoid = pg_async_resolve_handler(job->handler);
-	if (!OidIsValid(fnoid))
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(fnoid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler %s of function \"%s\" does not exist",
-						job->handler, job->function),
-				 errhint("Create the function again, or register another handler with async.register().")));
+				 errmsg("handler of function \"%s\" does not exist", job->function),
+				 errdetail("The function it was registered with was dropped; one created again with the same name is another function."),
+				 errhint("Register the function again with async.register().")));
 	pg_async_check_handler(fnoid);
 
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(job->run_as)))
@@ -188,6 +202,8 @@ resolve_handler(AsyncJob *job)
 				 errmsg("role with OID %u that function \"%s\" runs as does not exist",
 						job->run_as, job->function),
 				 errhint("Register the function again with async.register().")));
+
+	pg_async_check_run_as(fnoid, job->run_as, job->function);
 
 	if (pg_async_proc_aclcheck(fnoid, job->run_as, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -198,7 +214,7 @@ resolve_handler(AsyncJob *job)
 
 	rh = palloc0(sizeof(ResolvedHandler));
 	rh->function = pstrdup(job->function);
-	rh->handler = pstrdup(job->handler);
+	rh->handler = fnoid;
 	rh->run_as = job->run_as;
 	rh->run_as_superuser = superuser_arg(job->run_as);
 	rh->nargs = get_func_nargs(fnoid);

@@ -25,6 +25,19 @@
 /* Longest event_id accepted at enqueue. */
 #define ASYNC_MAX_EVENT_ID		255
 
+/*
+ * Bounds of a registration's settings, checked by async.register() and
+ * async.configure() and again by the CHECK constraints of async.functions.
+ * They keep every time a worker computes from them (a retry's run_at, an
+ * attempt's deadline, an event's expiry) far from the ends of timestamptz
+ * and of the millisecond timeout, and the attempt history of a job short.
+ */
+#define ASYNC_MAX_ATTEMPTS		100
+#define ASYNC_MAX_RETRY_DELAYS	100
+#define ASYNC_MAX_RETRY_DELAY	"30 days"
+#define ASYNC_MAX_TIMEOUT		"1 day"
+#define ASYNC_MAX_EVENT_AGE		"30 days"
+
 /* A registered name has fewer bytes than this. */
 #define ASYNC_NAME_SIZE			128
 
@@ -173,6 +186,7 @@ extern void pg_async_stats_shmem_init(void);
 extern AsyncCounters *pg_async_pending(const char *function);
 extern void pg_async_count_duration(AsyncDuration *d, int64 us);
 extern void pg_async_stats_flush(bool commit);
+extern void pg_async_count_duplicate(const char *function);
 
 /* launcher.c */
 extern PGDLLEXPORT void pg_async_launcher_main(Datum main_arg);
@@ -193,7 +207,7 @@ typedef struct AsyncJob
 	TimestampTz enqueued_at;
 	Oid			enqueued_by;
 	bool		registered;		/* false when no registration was found */
-	char	   *handler;		/* registered signature */
+	Oid			handler;		/* the registered function */
 	Oid			run_as;
 	int32		max_attempts;
 	int32		timeout_ms;
@@ -217,15 +231,20 @@ typedef struct AsyncJob
 extern void pg_async_executor_reset(void);
 extern void pg_async_execute_job(AsyncJob *job);
 extern void pg_async_check_handler(Oid fnoid);
-extern Oid	pg_async_resolve_handler(const char *signature);
+extern void pg_async_check_run_as(Oid fnoid, Oid run_as, const char *function);
 
 /* enqueue.c */
 extern void pg_async_xact_callback(XactEvent event, void *arg);
 extern void pg_async_note_enqueued(int njobs);
 extern bool pg_async_in_worker;
+extern Datum pg_async_make_event_id(void);
 
 /* sqlfuncs.c */
 extern Oid	pg_async_extension_owner(void);
+extern Datum pg_async_run_as_owner(const char *sql, int nargs, Oid *argtypes,
+								   Datum *args, const char *nulls, bool *isnull);
+extern bool pg_async_may_act_as(Oid role);
+extern bool pg_async_handlers_bound(Oid functions_relid);
 extern struct Tuplestorestate *pg_async_materialize(FunctionCallInfo fcinfo,
 													struct TupleDescData **tupdesc);
 

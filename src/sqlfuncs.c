@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * sqlfuncs.c
- *	  The SQL-callable functions of pg_async written in C: those that must
- *	  know who calls them (register, unregister, redrive) and those that read
- *	  shared memory (the workers view, the live worker pids, the set-up
- *	  check).
+ *	  The SQL-callable functions of pg_async written in C that manage
+ *	  registrations and must know who calls them (register, unregister,
+ *	  pause, resume), and those that read shared memory (the workers view,
+ *	  the live worker pids, the set-up check).  Those acting on jobs and
+ *	  dead letters are in jobfuncs.c.
  *
  *	  The first kind check the caller here, with GetUserId(), and then do
  *	  their writes as the extension's owner through an internal SQL function
@@ -38,7 +39,6 @@ PG_FUNCTION_INFO_V1(pg_async_register);
 PG_FUNCTION_INFO_V1(pg_async_unregister);
 PG_FUNCTION_INFO_V1(pg_async_pause);
 PG_FUNCTION_INFO_V1(pg_async_resume);
-PG_FUNCTION_INFO_V1(pg_async_redrive);
 PG_FUNCTION_INFO_V1(pg_async_workers_view);
 PG_FUNCTION_INFO_V1(pg_async_live_worker_pids);
 PG_FUNCTION_INFO_V1(pg_async_worker_started_at);
@@ -74,12 +74,26 @@ pg_async_extension_owner(void)
 }
 
 /*
- * run_as_owner runs one statement as the extension's owner, with a safe
- * search_path, and returns the first column of its first row (by-value
+ * pg_async_handlers_bound tells whether async.functions (functions_relid)
+ * binds each handler by its OID, as from 0.5 on; before, it held their
+ * signatures as text.
+ */
+bool
+pg_async_handlers_bound(Oid functions_relid)
+{
+	AttrNumber	attnum = get_attnum(functions_relid, "handler");
+
+	return attnum != InvalidAttrNumber &&
+		get_atttype(functions_relid, attnum) == REGPROCEDUREOID;
+}
+
+/*
+ * pg_async_run_as_owner runs one statement as the extension's owner, with a
+ * safe search_path, and returns the first column of its first row (by-value
  * types only; *isnull is set when there is none).
  */
-static Datum
-run_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *args,
+Datum
+pg_async_run_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *args,
 			 const char *nulls, bool *isnull)
 {
 	Oid			save_userid;
@@ -143,16 +157,44 @@ registration_owner(text *name, Oid *run_as, Oid *registered_by)
 	return found;
 }
 
-/* may_act_as: the current user has the privileges of 'role', or is superuser. */
-static bool
-may_act_as(Oid role)
+/* pg_async_may_act_as: the current user has the privileges of 'role', or is superuser. */
+bool
+pg_async_may_act_as(Oid role)
 {
 	return superuser() || has_privs_of_role(GetUserId(), role);
 }
 
-/* check_retry_delays refuses a retry_delays array with NULLs or negative delays. */
-static void
-check_retry_delays(ArrayType *delays)
+/*
+ * interval_exceeds tells whether iv is longer than the interval written
+ * 'bound'.  interval_cmp compares in 128 bits: no value can overflow it.
+ */
+static bool
+interval_exceeds(Interval *iv, const char *bound)
+{
+	Datum		limit = DirectFunctionCall3(interval_in, CStringGetDatum(bound),
+											ObjectIdGetDatum(InvalidOid),
+											Int32GetDatum(-1));
+
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+											 limit)) > 0;
+}
+
+/* interval_text is an interval as text, for messages. */
+static char *
+interval_text(Interval *iv)
+{
+	return DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)));
+}
+
+/*
+ * normalize_retry_delays refuses a retry_delays array with NULLs, negative
+ * or over-long delays, more than ASYNC_MAX_RETRY_DELAYS elements or more
+ * than one dimension, and returns it with lower bound 1, as the workers
+ * index it ('[0:1]={1 hour,2 hours}' would otherwise retry at the wrong
+ * times).
+ */
+static ArrayType *
+normalize_retry_delays(ArrayType *delays)
 {
 	Datum	   *elems;
 	bool	   *nulls;
@@ -165,6 +207,12 @@ check_retry_delays(ArrayType *delays)
 				 errmsg("retry_delays must be a one-dimensional array")));
 	deconstruct_array(delays, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE,
 					  &elems, &nulls, &n);
+	if (n > ASYNC_MAX_RETRY_DELAYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("retry_delays has too many elements"),
+				 errdetail("It has %d; at most %d are allowed.", n, ASYNC_MAX_RETRY_DELAYS),
+				 errhint("The last delay repeats for the attempts after it.")));
 	for (i = 0; i < n; i++)
 	{
 		Interval   *iv;
@@ -177,17 +225,37 @@ check_retry_delays(ArrayType *delays)
 		if (iv->time < 0 || iv->day < 0 || iv->month < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("retry delay %s is negative",
-							DatumGetCString(DirectFunctionCall1(interval_out, elems[i]))),
+					 errmsg("retry delay %s is negative", interval_text(iv)),
 					 errhint("Give delays of zero or more, such as '{1 minute,2 minutes}'.")));
+		if (interval_exceeds(iv, ASYNC_MAX_RETRY_DELAY))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("retry delay %s is too long", interval_text(iv)),
+					 errdetail("A retry delay is at most %s.", ASYNC_MAX_RETRY_DELAY)));
 	}
+	if (n == 0)
+		return construct_empty_array(INTERVALOID);
+	return construct_array(elems, n, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE);
+}
+
+/*
+ * check_at_most refuses a setting 'what' longer than the interval 'max'.
+ */
+static void
+check_at_most(Interval *iv, const char *what, const char *max)
+{
+	if (interval_exceeds(iv, max))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be at most %s", what, max),
+				 errdetail("It was %s.", interval_text(iv))));
 }
 
 /*
  * check_destination refuses an on_success or on_failure destination that is
- * the function itself (an endless chain), is not registered, or whose
- * handler the caller may not EXECUTE: the worker enqueues the records, so
- * the caller must be allowed to enqueue for the destination.
+ * the function itself, is not registered, or whose handler the caller may
+ * not EXECUTE.  The worker checks again, at delivery, that the role that
+ * enqueued the original event may enqueue for the destination.
  */
 static void
 check_destination(text *name, text *destination, const char *what)
@@ -195,9 +263,7 @@ check_destination(text *name, text *destination, const char *what)
 	char	   *dest = text_to_cstring(destination);
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
-	MemoryContext caller_cxt = CurrentMemoryContext;
-	char	   *handler = NULL;
-	Oid			fnoid;
+	Oid			fnoid = InvalidOid;
 
 	if (strcmp(dest, text_to_cstring(name)) == 0)
 		ereport(ERROR,
@@ -208,25 +274,26 @@ check_destination(text *name, text *destination, const char *what)
 	args[0] = PointerGetDatum(destination);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT f.handler FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
+	if (SPI_execute_with_args("SELECT f.handler::pg_catalog.oid FROM async.functions f"
+							  " WHERE f.name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading async.functions failed");
 	if (SPI_processed == 1)
 	{
-		char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
-		if (value != NULL)
-			handler = MemoryContextStrdup(caller_cxt, value);
+		if (!isnull)
+			fnoid = DatumGetObjectId(d);
 	}
 	SPI_finish();
 
-	if (handler == NULL)
+	if (!OidIsValid(fnoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("%s destination \"%s\" is not registered with pg_async", what, dest),
 				 errhint("Register the destination function first.")));
-	fnoid = pg_async_resolve_handler(handler);
-	if (!OidIsValid(fnoid) ||
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(fnoid)) ||
 		pg_async_proc_aclcheck(fnoid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -235,13 +302,95 @@ check_destination(text *name, text *destination, const char *what)
 }
 
 /*
- * async.register(handler, name, max_attempts, retry_delays, timeout, run_as)
+ * check_no_cycle refuses destinations through which the records of 'name'
+ * would come back to it (A -> B -> A), which would loop forever: it follows
+ * the destinations of the registrations, with those of 'name' replaced by
+ * the new ones.
+ */
+static void
+check_no_cycle(text *name, Datum on_success, bool success_null,
+			   Datum on_failure, bool failure_null)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', success_null ? 'n' : ' ', failure_null ? 'n' : ' '};
+	bool		loops = false;
+
+	if (success_null && failure_null)
+		return;
+	args[0] = PointerGetDatum(name);
+	args[1] = on_success;
+	args[2] = on_failure;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_async: SPI_connect failed");
+	if (SPI_execute_with_args("WITH RECURSIVE reach(name) AS ("
+							  "  SELECT d.name FROM (VALUES ($2::pg_catalog.text COLLATE \"C\"), ($3::pg_catalog.text COLLATE \"C\")) d(name)"
+							  "   WHERE d.name IS NOT NULL"
+							  "  UNION"
+							  "  SELECT d.name FROM reach r"
+							  "    JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) r.name"
+							  "   CROSS JOIN LATERAL (VALUES (f.on_success), (f.on_failure)) d(name)"
+							  "   WHERE f.name OPERATOR(pg_catalog.<>) $1 AND d.name IS NOT NULL)"
+							  " SELECT EXISTS (SELECT FROM reach r WHERE r.name OPERATOR(pg_catalog.=) $1)",
+							  3, argtypes, args, nulls, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pg_async: following destinations failed");
+	{
+		bool		isnull;
+
+		loops = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	if (loops)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("destinations of function \"%s\" would lead back to it",
+						text_to_cstring(name)),
+				 errdetail("Its invocation records would pass from destination to destination forever."),
+				 errhint("Break the chain: remove the destination of one function in it with async.configure(..., on_success => '').")));
+}
+
+/*
+ * check_name_free refuses to register a name that is not registered now
+ * while jobs of an earlier registration of it, enqueued by roles the caller
+ * does not have the privileges of, are unfinished: they would run the
+ * caller's code with those roles' payloads.
+ */
+static void
+check_name_free(text *name)
+{
+	Oid			argtypes[2] = {TEXTOID, OIDOID};
+	Datum		args[2];
+	bool		isnull;
+	Datum		taken;
+
+	args[0] = PointerGetDatum(name);
+	args[1] = ObjectIdGetDatum(GetUserId());
+	taken = pg_async_run_as_owner("SELECT EXISTS (SELECT FROM async.jobs j"
+								  " WHERE j.function OPERATOR(pg_catalog.=) $1 AND j.finished_at IS NULL"
+								  "   AND NOT pg_catalog.pg_has_role($2, j.enqueued_by::pg_catalog.oid, 'USAGE'))",
+								  2, argtypes, args, NULL, &isnull);
+	if (!isnull && DatumGetBool(taken))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("function name \"%s\" still has unfinished jobs of other roles",
+						text_to_cstring(name)),
+				 errdetail("They were enqueued for an earlier registration of that name."),
+				 errhint("Choose another name, or wait until those jobs have finished.")));
+}
+
+/*
+ * async.register(handler, name, max_attempts, retry_delays, timeout, run_as,
+ *				  max_event_age, concurrency, on_success, on_failure)
  *
  * Registers handler under name, or updates the registration.  A caller who
  * is not superuser must have the privileges of the handler's owner and of
- * run_as, and of the roles of a registration it replaces; run_as defaults to
- * the handler's owner, so a handler never runs with more rights than the
- * role that can change its code.
+ * run_as, and of the roles of a registration it replaces.  Whoever calls,
+ * the handler's owner must have the privileges of run_as (which defaults to
+ * the owner): a handler never runs with more rights than the roles that can
+ * change its code.  The workers check that rule again before each batch.
+ * The registration is bound to the function's OID.
  */
 Datum
 pg_async_register(PG_FUNCTION_ARGS)
@@ -257,8 +406,7 @@ pg_async_register(PG_FUNCTION_ARGS)
 	Oid			proowner;
 	Oid			old_run_as;
 	Oid			old_registered_by;
-	char	   *signature;
-	Oid			argtypes[11] = {TEXTOID, TEXTOID, REGROLEOID, INT4OID,
+	Oid			argtypes[11] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
 		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID};
 	Datum		args[11];
 	char		nulls[12] = "           ";
@@ -273,6 +421,13 @@ pg_async_register(PG_FUNCTION_ARGS)
 					 errmsg("%s must not be null",
 							i == 0 ? "handler" : i == 2 ? "max_attempts" :
 							i == 3 ? "retry_delays" : "timeout")));
+
+	if (!pg_async_handlers_bound(get_relname_relid("functions",
+												   get_namespace_oid("async", false))))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the pg_async extension in this database is older than its library"),
+				 errhint("Run ALTER EXTENSION pg_async UPDATE.")));
 
 	handler = PG_GETARG_OID(0);
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
@@ -298,14 +453,13 @@ pg_async_register(PG_FUNCTION_ARGS)
 				 errdetail("A name has at most %d bytes.", ASYNC_MAX_NAME_LEN)));
 
 	max_attempts = PG_GETARG_INT32(2);
-	if (max_attempts < 1)
+	if (max_attempts < 1 || max_attempts > ASYNC_MAX_ATTEMPTS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_attempts must be at least 1"),
+				 errmsg("max_attempts must be between 1 and %d", ASYNC_MAX_ATTEMPTS),
 				 errdetail("It was %d.", max_attempts)));
 
-	retry_delays = PG_GETARG_ARRAYTYPE_P(3);
-	check_retry_delays(retry_delays);
+	retry_delays = normalize_retry_delays(PG_GETARG_ARRAYTYPE_P(3));
 
 	timeout = PG_GETARG_INTERVAL_P(4);
 	if (timeout->time <= 0 && timeout->day <= 0 && timeout->month <= 0)
@@ -316,6 +470,7 @@ pg_async_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not have negative parts")));
+	check_at_most(timeout, "timeout", ASYNC_MAX_TIMEOUT);
 
 	if (PG_ARGISNULL(6))
 		ereport(ERROR,
@@ -328,6 +483,7 @@ pg_async_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_event_age must be at least 1 second")));
+	check_at_most(max_event_age, "max_event_age", ASYNC_MAX_EVENT_AGE);
 	if (!PG_ARGISNULL(7) && PG_GETARG_INT32(7) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -340,39 +496,41 @@ pg_async_register(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("role with OID %u does not exist", run_as)));
 
-	if (!may_act_as(proowner))
+	if (!pg_async_may_act_as(proowner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of function %s to register it", format_procedure(handler)),
 				 errdetail("Its owner is role \"%s\".", GetUserNameFromId(proowner, false))));
-	if (!may_act_as(run_as))
+	if (!pg_async_may_act_as(run_as))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to run handlers as role \"%s\"",
 						GetUserNameFromId(run_as, false)),
 				 errdetail("Only superusers and roles with the privileges of \"%s\" may.",
 						   GetUserNameFromId(run_as, false))));
+	pg_async_check_run_as(handler, run_as, text_to_cstring(name));
 	if (pg_async_proc_aclcheck(handler, run_as, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("role \"%s\" may not execute %s",
 						GetUserNameFromId(run_as, false), format_procedure(handler))));
 
-	if (registration_owner(name, &old_run_as, &old_registered_by) &&
-		!may_act_as(old_run_as) && !may_act_as(old_registered_by))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("function \"%s\" is registered by role \"%s\"",
-						text_to_cstring(name),
-						GetUserNameFromId(old_registered_by, true) ?
-						GetUserNameFromId(old_registered_by, true) : "?"),
-				 errhint("Choose another name, or ask that role to unregister it.")));
-
-	/* the signature, every part schema-qualified: search_path cannot redirect it */
-	signature = format_procedure_extended(handler, FORMAT_PROC_FORCE_QUALIFY);
+	if (registration_owner(name, &old_run_as, &old_registered_by))
+	{
+		if (!pg_async_may_act_as(old_run_as) && !pg_async_may_act_as(old_registered_by))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("function \"%s\" is registered by role \"%s\"",
+							text_to_cstring(name),
+							GetUserNameFromId(old_registered_by, true) ?
+							GetUserNameFromId(old_registered_by, true) : "?"),
+					 errhint("Choose another name, or ask that role to unregister it.")));
+	}
+	else
+		check_name_free(name);
 
 	args[0] = PointerGetDatum(name);
-	args[1] = CStringGetTextDatum(signature);
+	args[1] = ObjectIdGetDatum(handler);
 	args[2] = ObjectIdGetDatum(run_as);
 	args[3] = Int32GetDatum(max_attempts);
 	args[4] = PointerGetDatum(retry_delays);
@@ -393,8 +551,9 @@ pg_async_register(PG_FUNCTION_ARGS)
 		args[i + 1] = PointerGetDatum(PG_GETARG_TEXT_PP(i));
 		check_destination(name, PG_GETARG_TEXT_PP(i), i == 8 ? "on_success" : "on_failure");
 	}
-	(void) run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-						11, argtypes, args, nulls, &isnull);
+	check_no_cycle(name, args[9], nulls[9] == 'n', args[10], nulls[10] == 'n');
+	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+								 11, argtypes, args, nulls, &isnull);
 
 	/* a lifted limit may have made held jobs ready: wake the workers at commit */
 	pg_async_note_enqueued(pg_async_batch_size);
@@ -415,7 +574,7 @@ check_may_change(text *name, const char *action)
 
 	if (!registration_owner(name, &run_as, &registered_by))
 		return false;
-	if (!may_act_as(run_as) && !may_act_as(registered_by))
+	if (!pg_async_may_act_as(run_as) && !pg_async_may_act_as(registered_by))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s function \"%s\"",
@@ -438,7 +597,7 @@ set_paused(text *name, bool paused)
 		return BoolGetDatum(false);
 	args[0] = PointerGetDatum(name);
 	args[1] = BoolGetDatum(paused);
-	(void) run_as_owner("SELECT async._set_paused($1, $2)", 2, argtypes, args, NULL, &isnull);
+	(void) pg_async_run_as_owner("SELECT async._set_paused($1, $2)", 2, argtypes, args, NULL, &isnull);
 	/* resumed jobs are ready now: wake the workers at commit */
 	if (!paused)
 		pg_async_note_enqueued(pg_async_batch_size);
@@ -460,53 +619,32 @@ pg_async_resume(PG_FUNCTION_ARGS)
 }
 
 /*
- * async.unregister(name): removes a registration.  The caller must have the
- * privileges of its run_as or registered_by role, or be superuser.
+ * async.unregister(name, cancel_jobs): removes a registration.  The caller
+ * must have the privileges of its run_as or registered_by role, or be
+ * superuser.  A name stays bound to its jobs: async._unregister refuses
+ * while jobs of the function run, or wait unless cancel_jobs moves them to
+ * the dead letters, or while tables are attached to it, so that no one who
+ * registers the name later receives them.
  */
 Datum
 pg_async_unregister(PG_FUNCTION_ARGS)
 {
-	text	   *name = PG_GETARG_TEXT_PP(0);
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
+	text	   *name;
+	Oid			argtypes[2] = {TEXTOID, BOOLOID};
+	Datum		args[2];
 	bool		isnull;
 
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	name = PG_GETARG_TEXT_PP(0);
 	if (!check_may_change(name, "unregister"))
 		PG_RETURN_BOOL(false);
 
 	args[0] = PointerGetDatum(name);
-	(void) run_as_owner("DELETE FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
-						1, argtypes, args, NULL, &isnull);
+	args[1] = BoolGetDatum(!PG_ARGISNULL(1) && PG_GETARG_BOOL(1));
+	(void) pg_async_run_as_owner("SELECT async._unregister($1, $2)",
+								 2, argtypes, args, NULL, &isnull);
 	PG_RETURN_BOOL(true);
-}
-
-/*
- * async.redrive(event_id): puts a dead-lettered event back in the queue.
- * The caller must have the privileges of the role that enqueued it.
- */
-Datum
-pg_async_redrive(PG_FUNCTION_ARGS)
-{
-	text	   *event_id = PG_GETARG_TEXT_PP(0);
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
-	bool		isnull;
-	Datum		enqueued_by;
-
-	args[0] = PointerGetDatum(event_id);
-	enqueued_by = run_as_owner("SELECT d.enqueued_by::pg_catalog.oid FROM async.dead_letters d"
-							   " WHERE d.event_id OPERATOR(pg_catalog.=) $1"
-							   " ORDER BY d.id DESC LIMIT 1",
-							   1, argtypes, args, NULL, &isnull);
-	if (isnull)
-		PG_RETURN_BOOL(false);
-	if (!may_act_as(DatumGetObjectId(enqueued_by)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to redrive event \"%s\"", text_to_cstring(event_id)),
-				 errdetail("Only the role that enqueued it, and superusers, may.")));
-
-	PG_RETURN_DATUM(run_as_owner("SELECT async._redrive($1)", 1, argtypes, args, NULL, &isnull));
 }
 
 /*

@@ -28,7 +28,6 @@
 
 PG_FUNCTION_INFO_V1(pg_async_function_stats);
 PG_FUNCTION_INFO_V1(pg_async_stats_reset);
-PG_FUNCTION_INFO_V1(pg_async_note_duplicate);
 
 #define ASYNC_STATS_FILE		"pg_stat/pg_async.stat"
 #define ASYNC_STATS_MAGIC		0x70617331	/* "pas1" */
@@ -236,7 +235,7 @@ pg_async_stats_shmem_init(void)
 	info.entrysize = sizeof(AsyncStatsEntry);
 	StatsHash = ShmemInitHash("pg_async stats hash",
 							  ASYNC_STATS_MAX_FUNCTIONS, ASYNC_STATS_MAX_FUNCTIONS,
-							  &info, HASH_ELEM | HASH_STRINGS);
+							  &info, HASH_ELEM | HASH_STRINGS | HASH_FIXED_SIZE);
 
 	if (!IsUnderPostmaster)
 	{
@@ -430,18 +429,32 @@ pg_async_stats_reset(PG_FUNCTION_ARGS)
 }
 
 /*
- * async._note_duplicate(function): async.invoke() found its event_id taken.
- * The row trigger had counted the event as received; it was not.
+ * pg_async_count_duplicate counts an async.invoke() that found its event_id
+ * taken.  The row trigger had counted the event as received; it was not.
  */
+void
+pg_async_count_duplicate(const char *function)
+{
+	AsyncCounters *c = pg_async_pending(function);
+
+	c->received--;
+	c->duplicates++;
+}
+
+/*
+ * pg_async_note_duplicate was async._note_duplicate(), which any role could
+ * call to forge counters; 0.5 dropped it.  The symbol stays so that the
+ * install scripts of earlier versions, which a fresh install still runs
+ * before the updates, can create the function that 0.5 then drops.
+ */
+PG_FUNCTION_INFO_V1(pg_async_note_duplicate);
+
 Datum
 pg_async_note_duplicate(PG_FUNCTION_ARGS)
 {
-	AsyncCounters *c;
-
-	if (PG_ARGISNULL(0))
-		PG_RETURN_VOID();
-	c = pg_async_pending(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	c->received--;
-	c->duplicates++;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("async._note_duplicate() was removed in pg_async 0.5"),
+			 errhint("Run ALTER EXTENSION pg_async UPDATE.")));
 	PG_RETURN_VOID();
 }

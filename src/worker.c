@@ -124,6 +124,8 @@ static SPIPlanPtr release_plan = NULL;
  * changes (every write to it sends a relcache invalidation).
  */
 static Oid	functions_relid = InvalidOid;
+/* the async.functions found to bind handlers by OID (0.5 and later) */
+static Oid	bound_functions_relid = InvalidOid;
 static bool limits_known = false;
 static bool limits_exist = true;
 
@@ -194,7 +196,7 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function" \
 "  WHERE j.id OPERATOR(pg_catalog.=) p.id" \
 " RETURNING j.id, j.event_id, j.function, j.payload, j.attempts," \
-"           f.handler, f.run_as::pg_catalog.oid, f.max_attempts," \
+"           f.handler::pg_catalog.oid, f.run_as::pg_catalog.oid, f.max_attempts," \
 "           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8," \
 "           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid," \
 "           pg_catalog.now() OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at," \
@@ -538,6 +540,16 @@ extension_ready(void)
 			return false;
 		if (i == 0)
 			jobs = relid;
+		/* 0.4 and older held handlers as signatures: the claim reads OIDs */
+		if (i == 1 && relid != bound_functions_relid)
+		{
+			if (!pg_async_handlers_bound(relid))
+			{
+				warn_older_extension(&warned_old);
+				return false;
+			}
+			bound_functions_relid = relid;
+		}
 		if (i == 1 && relid != functions_relid)
 		{
 			/* a new async.functions (the extension was created again) */
@@ -963,7 +975,7 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 		job->registered = !isnull;
 		if (job->registered)
 		{
-			job->handler = TextDatumGetCString(d);
+			job->handler = DatumGetObjectId(d);
 			job->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
 			job->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
 			job->timeout_ms = (int32) Min(DatumGetFloat8(SPI_getbinval(tup, desc, 9, &isnull)),

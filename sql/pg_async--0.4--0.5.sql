@@ -1,0 +1,630 @@
+/* pg_async--0.4--0.5.sql: update of pg_async from 0.4 to 0.5 */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION pg_async UPDATE TO '0.5'" to load this file. \quit
+
+/*
+ * 0.5 closes what a review of pg_async by a hostile non-superuser role
+ * found: ways to run code with another role's rights, to stop every role's
+ * jobs, and to take another role's payloads.  The numbers are the items of
+ * that review; README.md's "Security model" states the rules that follow.
+ */
+
+/* ------------------------------------------------------------------------
+ * 1-4. A registration is bound to its function's OID.  The rule that a
+ * handler runs only as a role whose privileges its owner has is checked by
+ * async.register() and by the workers before every batch (C).
+ * ------------------------------------------------------------------------ */
+ALTER TABLE async.functions ALTER COLUMN handler TYPE pg_catalog.regprocedure
+	USING COALESCE(pg_catalog.to_regprocedure(handler),
+				   (0)::pg_catalog.oid::pg_catalog.regprocedure);
+COMMENT ON COLUMN async.functions.handler IS
+'the handler function, bound by OID: one dropped and created again, by anyone, is not it, and the jobs then fail until the function is registered again. pg_dump writes it as a signature, which a restore binds again';
+
+DROP FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole, interval, integer, text, text);
+CREATE FUNCTION async._upsert_registration(
+	p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer,
+	p_retry_delays interval[], p_timeout interval, p_registered_by regrole,
+	p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text)
+RETURNS void
+LANGUAGE sql
+AS $$
+	INSERT INTO async.functions AS f
+		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
+		 max_event_age, concurrency, on_success, on_failure)
+	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
+			p_max_event_age, p_concurrency, p_on_success, p_on_failure)
+	ON CONFLICT (name) DO UPDATE SET
+		on_success = excluded.on_success,
+		on_failure = excluded.on_failure,
+		handler = excluded.handler,
+		run_as = excluded.run_as,
+		max_attempts = excluded.max_attempts,
+		retry_delays = excluded.retry_delays,
+		timeout = excluded.timeout,
+		max_event_age = excluded.max_event_age,
+		concurrency = excluded.concurrency,
+		registered_by = excluded.registered_by,
+		updated_at = pg_catalog.now();
+$$;
+REVOKE ALL ON FUNCTION async._upsert_registration(text, regprocedure, regrole, integer, interval[], interval, regrole, interval, integer, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION async._upsert_registration(text, regprocedure, regrole, integer, interval[], interval, regrole, interval, integer, text, text) IS
+'internal: writes a registration for async.register()';
+
+COMMENT ON FUNCTION async.register(regprocedure, text, integer, interval[], interval, regrole, interval, integer, text, text) IS
+'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days';
+
+/* ------------------------------------------------------------------------
+ * 6, 19. Bounded settings, and retry_delays indexed from 1.  Registrations
+ * made before are brought within the bounds first.
+ * ------------------------------------------------------------------------ */
+UPDATE async.functions f SET
+	max_attempts = LEAST(GREATEST(f.max_attempts, 1), 100),
+	retry_delays = ARRAY(SELECT LEAST(GREATEST(u.d, '0'::interval), '30 days'::interval)
+						   FROM unnest(f.retry_delays) WITH ORDINALITY u(d, n)
+						  WHERE u.d IS NOT NULL ORDER BY u.n LIMIT 100),
+	timeout = LEAST(f.timeout, '1 day'::interval),
+	max_event_age = LEAST(f.max_event_age, '30 days'::interval)
+ WHERE f.max_attempts > 100
+	OR cardinality(f.retry_delays) > 100
+	OR array_lower(f.retry_delays, 1) <> 1
+	OR array_ndims(f.retry_delays) > 1
+	OR array_position(f.retry_delays, NULL) IS NOT NULL
+	OR NOT ('0'::interval <= ALL (f.retry_delays) AND '30 days'::interval >= ALL (f.retry_delays))
+	OR f.timeout > '1 day'::interval
+	OR f.max_event_age > '30 days'::interval;
+
+ALTER TABLE async.functions
+	DROP CONSTRAINT functions_max_attempts_check,
+	ADD CONSTRAINT functions_max_attempts_check
+		CHECK (max_attempts OPERATOR(pg_catalog.>=) 1 AND max_attempts OPERATOR(pg_catalog.<=) 100),
+	ADD CONSTRAINT functions_retry_delays_check
+		CHECK (pg_catalog.cardinality(retry_delays) OPERATOR(pg_catalog.<=) 100
+			   AND (pg_catalog.cardinality(retry_delays) OPERATOR(pg_catalog.=) 0
+					OR (pg_catalog.array_ndims(retry_delays) OPERATOR(pg_catalog.=) 1
+						AND pg_catalog.array_lower(retry_delays, 1) OPERATOR(pg_catalog.=) 1))
+			   AND pg_catalog.array_position(retry_delays, NULL) IS NULL
+			   AND '0'::pg_catalog.interval OPERATOR(pg_catalog.<=) ALL (retry_delays)
+			   AND '30 days'::pg_catalog.interval OPERATOR(pg_catalog.>=) ALL (retry_delays)),
+	DROP CONSTRAINT functions_timeout_check,
+	ADD CONSTRAINT functions_timeout_check
+		CHECK (timeout OPERATOR(pg_catalog.>) '0'::pg_catalog.interval
+			   AND timeout OPERATOR(pg_catalog.<=) '1 day'::pg_catalog.interval),
+	DROP CONSTRAINT functions_max_event_age_check,
+	ADD CONSTRAINT functions_max_event_age_check
+		CHECK (max_event_age OPERATOR(pg_catalog.>=) '1 second'::pg_catalog.interval
+			   AND max_event_age OPERATOR(pg_catalog.<=) '30 days'::pg_catalog.interval);
+
+/* ------------------------------------------------------------------------
+ * 5. A destination's record is delivered only if the role that enqueued
+ * the original event may enqueue for the destination: checked when the
+ * record is delivered, not only when the destination was set.
+ * ------------------------------------------------------------------------ */
+CREATE OR REPLACE FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_target text;
+	v_handler regprocedure;
+BEGIN
+	SELECT CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN f.on_success ELSE f.on_failure END
+	  INTO v_target
+	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_job.function;
+	IF v_target IS NULL THEN
+		RETURN;
+	END IF;
+	SELECT f.handler INTO v_handler
+	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) v_target;
+	IF v_handler IS NULL
+	   OR NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
+					   WHERE a.oid OPERATOR(pg_catalog.=) p_job.enqueued_by::pg_catalog.oid)
+	   OR NOT COALESCE(pg_catalog.has_function_privilege(p_job.enqueued_by::pg_catalog.oid,
+														 v_handler::pg_catalog.oid, 'EXECUTE'), false) THEN
+		RAISE WARNING 'pg_async: the % record of event "%" is not delivered to destination "%"',
+			p_condition, p_job.event_id, v_target
+			USING DETAIL = pg_catalog.format('Role %s, which enqueued the event, may not enqueue for that function.',
+											 p_job.enqueued_by),
+				  ERRCODE = 'insufficient_privilege';
+		RETURN;
+	END IF;
+	BEGIN
+	INSERT INTO async.jobs (function, payload, enqueued_by)
+	VALUES (v_target, pg_catalog.jsonb_build_object(
+		'version', '1.0',
+		'timestamp', pg_catalog.now(),
+		'requestContext', pg_catalog.jsonb_build_object(
+			'requestId', p_job.event_id,
+			'function', p_job.function,
+			'condition', p_condition,
+			'approximateInvokeCount', p_job.attempts),
+		'requestPayload', p_job.payload,
+		'responseContext', pg_catalog.jsonb_build_object(
+			'statusCode', CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN 200 ELSE 500 END),
+		'responsePayload', p_response), p_job.enqueued_by);
+	EXCEPTION WHEN OTHERS THEN
+		/* a broken destination must not stop the job from finishing */
+		RAISE WARNING 'pg_async: could not enqueue the % record of event "%" for destination "%": %',
+			p_condition, p_job.event_id, v_target, SQLERRM;
+	END;
+END;
+$$;
+
+/* ------------------------------------------------------------------------
+ * 10. PUBLIC may no longer DELETE jobs or dead letters: any table privilege
+ * but SELECT lets a role LOCK the table against everyone.  Deleting goes
+ * through async.cancel() and async.purge_dead_letters(), which check the
+ * caller and write as the extension's owner.
+ * ------------------------------------------------------------------------ */
+REVOKE DELETE ON async.jobs FROM PUBLIC;
+REVOKE DELETE ON async.dead_letters FROM PUBLIC;
+
+CREATE FUNCTION async._cancel(p_event_id text, p_caller oid)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_id bigint;
+	v_state text;
+BEGIN
+	SELECT j.id, j.state INTO v_id, v_state FROM async.jobs j
+	 WHERE j.event_id OPERATOR(pg_catalog.=) p_event_id
+	   AND pg_catalog.pg_has_role(p_caller, j.enqueued_by::pg_catalog.oid, 'USAGE')
+	   FOR UPDATE;
+	IF NOT FOUND OR v_state OPERATOR(pg_catalog.<>) ALL ('{queued,running}'::text[]) THEN
+		RETURN false;
+	END IF;
+	IF v_state OPERATOR(pg_catalog.=) 'running' THEN
+		RAISE EXCEPTION 'event "%" is running and cannot be cancelled', p_event_id
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'A running attempt ends within its function''s timeout; cancel the event if it is queued for a retry then.';
+	END IF;
+	DELETE FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) v_id;
+	RETURN true;
+END;
+$$;
+REVOKE ALL ON FUNCTION async._cancel(text, oid) FROM PUBLIC;
+COMMENT ON FUNCTION async._cancel(text, oid) IS
+'internal: the delete behind async.cancel(), for the caller p_caller';
+
+CREATE FUNCTION async.cancel(event_id text)
+RETURNS boolean
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'pg_async_cancel';
+COMMENT ON FUNCTION async.cancel(text) IS
+'removes your job with this event_id if it waits (queued, scheduled, paused or held), freeing the event_id; false when you have no such job; an error while it runs';
+
+CREATE FUNCTION async._purge_dead_letters(p_function text, p_reason text, p_older_than interval,
+										  p_caller oid)
+RETURNS integer
+LANGUAGE sql
+AS $$
+	WITH gone AS (
+		DELETE FROM async.dead_letters d
+		 WHERE pg_catalog.pg_has_role(p_caller, d.enqueued_by::pg_catalog.oid, 'USAGE')
+		   AND (p_function IS NULL OR d.function OPERATOR(pg_catalog.=) p_function)
+		   AND (p_reason IS NULL OR d.reason OPERATOR(pg_catalog.=) p_reason)
+		   AND (p_older_than IS NULL
+				OR d.dead_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than))
+		RETURNING 1)
+	SELECT pg_catalog.count(*)::integer FROM gone;
+$$;
+REVOKE ALL ON FUNCTION async._purge_dead_letters(text, text, interval, oid) FROM PUBLIC;
+COMMENT ON FUNCTION async._purge_dead_letters(text, text, interval, oid) IS
+'internal: the delete behind async.purge_dead_letters(), for the caller p_caller';
+
+CREATE OR REPLACE FUNCTION async.purge_dead_letters(
+	function text DEFAULT NULL,
+	reason text DEFAULT NULL,
+	older_than interval DEFAULT NULL)
+RETURNS integer
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'pg_async_purge_dead_letters';
+COMMENT ON FUNCTION async.purge_dead_letters(text, text, interval) IS
+'deletes your dead letters that match every filter given (function, reason, dead longer ago than older_than); returns how many';
+
+/* ------------------------------------------------------------------------
+ * 11. async.invoke counts duplicates itself: the function that let any
+ * role forge counters for any name is gone, and the counters' table in
+ * shared memory has a fixed size (C).
+ * ------------------------------------------------------------------------ */
+CREATE OR REPLACE FUNCTION async.invoke(
+	function text,
+	payload jsonb,
+	event_id text DEFAULT NULL,
+	run_at timestamptz DEFAULT pg_catalog.now())
+RETURNS text
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'pg_async_invoke';
+DROP FUNCTION async._note_duplicate(text);
+
+/* ------------------------------------------------------------------------
+ * 12. A reservation of a concurrency limit goes with its job, however the
+ * job is deleted.
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION async._release_deleted()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) OLD.id;
+	RETURN NULL;
+END;
+$$;
+REVOKE ALL ON FUNCTION async._release_deleted() FROM PUBLIC;
+COMMENT ON FUNCTION async._release_deleted() IS
+'internal: deletes the reservation in async.running of a running job that is deleted';
+CREATE TRIGGER jobs_release_deleted
+	AFTER DELETE ON async.jobs
+	FOR EACH ROW WHEN (OLD.state OPERATOR(pg_catalog.=) 'running')
+	EXECUTE FUNCTION async._release_deleted();
+/* reservations already left behind */
+DELETE FROM async.running r
+ WHERE NOT EXISTS (SELECT FROM async.jobs j
+					WHERE j.id = r.job_id AND j.state = 'running');
+
+/* ------------------------------------------------------------------------
+ * 13. A name stays bound to its jobs: async.unregister refuses while jobs
+ * of the function run, wait (unless cancel_jobs moves them to the dead
+ * letters) or tables are attached to it, and clears it as a destination
+ * of other registrations.  async.register refuses a free name while other
+ * roles' jobs of an earlier registration of it are unfinished (C).
+ * ------------------------------------------------------------------------ */
+DROP FUNCTION async.unregister(text);
+CREATE FUNCTION async.unregister(name text, cancel_jobs boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'pg_async_unregister';
+COMMENT ON FUNCTION async.unregister(text, boolean) IS
+'removes a registration; refused while its jobs run, while tables are attached to it, and while its jobs wait unless cancel_jobs moves them to async.dead_letters (reason unregistered). Returns false when no such name is registered.';
+
+CREATE FUNCTION async._unregister(p_name text, p_cancel_jobs boolean)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_n bigint;
+	v_tables text;
+BEGIN
+	/* one change of the registration at a time */
+	PERFORM FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_name FOR UPDATE;
+
+	SELECT pg_catalog.string_agg(s.source::pg_catalog.text, ', ' ORDER BY s.source::pg_catalog.text)
+	  INTO v_tables FROM async.sources s WHERE s.function OPERATOR(pg_catalog.=) p_name;
+	IF v_tables IS NOT NULL THEN
+		RAISE EXCEPTION 'function "%" has tables attached', p_name
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  DETAIL = pg_catalog.format('Attached: %s.', v_tables),
+				  HINT = 'Detach them with async.detach() first.';
+	END IF;
+
+	SELECT pg_catalog.count(*) INTO v_n FROM async.jobs j
+	 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name
+	   AND j.state OPERATOR(pg_catalog.=) 'running';
+	IF v_n OPERATOR(pg_catalog.>) 0 THEN
+		RAISE EXCEPTION 'function "%" has % running jobs', p_name, v_n
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'Pause it with async.pause(), and unregister it when they have finished.';
+	END IF;
+
+	IF p_cancel_jobs THEN
+		WITH dead AS (
+			UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
+				   last_error = 'function was unregistered', paused = false, limited = false
+			 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name
+			   AND j.state OPERATOR(pg_catalog.=) 'queued'
+			RETURNING j.*)
+		INSERT INTO async.dead_letters
+			(job_id, event_id, function, payload, attempts, errors, reason,
+			 last_error, enqueued_at, enqueued_by, dead_at)
+		SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
+			   COALESCE(d.errors, '[]'::jsonb), 'unregistered', d.last_error,
+			   d.enqueued_at, d.enqueued_by, d.finished_at
+		  FROM dead d;
+	ELSE
+		SELECT pg_catalog.count(*) INTO v_n FROM async.jobs j
+		 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name;
+		IF v_n OPERATOR(pg_catalog.>) 0 THEN
+			RAISE EXCEPTION 'function "%" has % unfinished jobs', p_name, v_n
+				USING ERRCODE = 'object_in_use',
+					  DETAIL = 'Whoever registers the name next would run them.',
+					  HINT = 'Wait until they have run, or pass cancel_jobs => true to move them to async.dead_letters.';
+		END IF;
+	END IF;
+
+	UPDATE async.functions f SET on_success = NULL, updated_at = pg_catalog.now()
+	 WHERE f.on_success OPERATOR(pg_catalog.=) p_name;
+	UPDATE async.functions f SET on_failure = NULL, updated_at = pg_catalog.now()
+	 WHERE f.on_failure OPERATOR(pg_catalog.=) p_name;
+	DELETE FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_name;
+END;
+$$;
+REVOKE ALL ON FUNCTION async._unregister(text, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION async._unregister(text, boolean) IS
+'internal: the checks and writes behind async.unregister()';
+
+COMMENT ON COLUMN async.dead_letters.reason IS
+'why the event died: exhausted (every attempt failed), expired (older than max_event_age when claimed), unregistered (its function was unregistered with cancel_jobs)';
+
+/* ------------------------------------------------------------------------
+ * 14, 16. Redrive takes a dead letter by its own id, and only the
+ * caller's: another role's dead letter or job with the same event_id is
+ * never touched, and is answered as a missing one is.  The enqueuer must
+ * still be allowed to enqueue for the function.
+ * ------------------------------------------------------------------------ */
+DROP FUNCTION async._redrive(text);
+CREATE FUNCTION async._redrive(p_dead_letter_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_dl async.dead_letters;
+	v_handler regprocedure;
+BEGIN
+	DELETE FROM async.dead_letters d WHERE d.id OPERATOR(pg_catalog.=) p_dead_letter_id
+	RETURNING d.* INTO v_dl;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+
+	SELECT f.handler INTO v_handler FROM async.functions f
+	 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function "%" is not registered with pg_async', v_dl.function
+			USING ERRCODE = 'undefined_function',
+				  HINT = 'Register it again, then redrive the event.';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
+					WHERE a.oid OPERATOR(pg_catalog.=) v_dl.enqueued_by::pg_catalog.oid)
+	   OR NOT COALESCE(pg_catalog.has_function_privilege(v_dl.enqueued_by::pg_catalog.oid,
+														 v_handler::pg_catalog.oid, 'EXECUTE'), false) THEN
+		RAISE EXCEPTION 'role % may not enqueue for function "%"', v_dl.enqueued_by, v_dl.function
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Redriving needs the right to enqueue that the event needed: EXECUTE on the function''s handler.';
+	END IF;
+
+	UPDATE async.jobs j
+	   SET state = 'queued', attempts = 0, run_at = pg_catalog.now(),
+		   finished_at = NULL, last_error = NULL, errors = NULL, suspect = false,
+		   limited = async._is_limited(j.function)
+	 WHERE j.id OPERATOR(pg_catalog.=) v_dl.job_id
+	   AND j.event_id OPERATOR(pg_catalog.=) v_dl.event_id
+	   AND j.state OPERATOR(pg_catalog.=) 'dead';
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM async.jobs j WHERE j.event_id OPERATOR(pg_catalog.=) v_dl.event_id) THEN
+			RAISE EXCEPTION 'event_id "%" is taken by another job', v_dl.event_id
+				USING ERRCODE = 'unique_violation',
+					  HINT = 'Redrive it once that job has finished and pg_async.retention has passed.';
+		END IF;
+		/*
+		 * the job row went with pg_async.retention: enqueue the event anew.
+		 * The INSERT trigger takes a row with an earlier enqueued_at as a
+		 * restore, as it is: so the marks are set here.
+		 */
+		INSERT INTO async.jobs (event_id, function, payload, enqueued_at, enqueued_by,
+								paused, limited)
+		VALUES (v_dl.event_id, v_dl.function, v_dl.payload, v_dl.enqueued_at, v_dl.enqueued_by,
+				EXISTS (SELECT FROM async.functions f
+						 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function AND f.paused),
+				async._is_limited(v_dl.function));
+	END IF;
+	RETURN true;
+END;
+$$;
+REVOKE ALL ON FUNCTION async._redrive(bigint) FROM PUBLIC;
+COMMENT ON FUNCTION async._redrive(bigint) IS
+'internal: puts the dead letter with this id back in the queue, for async.redrive()';
+COMMENT ON FUNCTION async.redrive(text) IS
+'puts your latest dead letter with this event_id back in the queue with fresh attempts; false when you have none (whether or not another role has one). Needs the privileges of the role that enqueued it, which must still be allowed to enqueue for the function';
+
+/* ------------------------------------------------------------------------
+ * 15. async.stats is a security barrier: a leaky function in a query on
+ * it sees no other role's jobs.
+ * ------------------------------------------------------------------------ */
+ALTER VIEW async.stats SET (security_barrier = true);
+
+/* ------------------------------------------------------------------------
+ * 17, 18. async.attach's condition must be one expression; the functions
+ * that run as their caller resolve operators in pg_catalog only.
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION async._valid_condition(condition text)
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'pg_async_valid_condition';
+COMMENT ON FUNCTION async._valid_condition(text) IS
+'internal: raises an error unless condition is a single SQL expression, for async.attach()';
+
+CREATE OR REPLACE FUNCTION async.attach(
+	source regclass,
+	function text,
+	events text[] DEFAULT '{INSERT,UPDATE,DELETE}',
+	condition text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_trigger text := 'async_' || left(attach.function, 48) || '_'
+					  || left(md5(attach.function), 8);
+	v_events text[];
+BEGIN
+	IF NOT EXISTS (SELECT FROM async.functions f WHERE f.name = attach.function) THEN
+		RAISE EXCEPTION 'function "%" is not registered with pg_async', attach.function
+			USING ERRCODE = 'undefined_function', HINT = 'Register it with async.register() first.';
+	END IF;
+	SELECT array_agg(DISTINCT upper(e)) INTO v_events FROM unnest(attach.events) e;
+	IF v_events IS NULL OR NOT v_events <@ '{INSERT,UPDATE,DELETE}'::text[] THEN
+		RAISE EXCEPTION 'events must be a non-empty list of INSERT, UPDATE and DELETE'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF attach.condition IS NOT NULL THEN
+		PERFORM async._valid_condition(attach.condition);
+	END IF;
+	/* run as the caller: creating the trigger needs the TRIGGER privilege on the table */
+	EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION async._source_trigger(%L)',
+		v_trigger, array_to_string(v_events, ' OR '), attach.source,
+		CASE WHEN attach.condition IS NOT NULL THEN 'WHEN (' || attach.condition || ')' ELSE '' END,
+		attach.function);
+	RETURN v_trigger;
+END;
+$$;
+
+ALTER FUNCTION async.detach(regclass, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION async.configure(text, integer, interval[], interval, interval, integer, text, text)
+	SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION async.redrive_many(text, text, timestamptz, timestamptz)
+	SET search_path = pg_catalog, pg_temp;
+
+/* ------------------------------------------------------------------------
+ * Health: a registration whose handler may no longer run as its run_as is
+ * reported with the missing handlers.
+ * ------------------------------------------------------------------------ */
+CREATE OR REPLACE FUNCTION async.health(
+	ready_age_warning interval DEFAULT '1 minute',
+	xmin_age_warning interval DEFAULT '5 minutes')
+RETURNS TABLE ("check" text, status text, detail text, hint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_workers integer;
+	v_launcher integer;
+	v_age interval;
+	v_n bigint;
+	v_prev bigint;
+	v_names text;
+	v_pid integer;
+	v_dead bigint;
+	v_live bigint;
+BEGIN
+	/* the launcher and the workers, serving this database */
+	SELECT count(*) INTO v_launcher FROM pg_stat_activity WHERE backend_type = 'pg_async launcher';
+	SELECT count(*) INTO v_workers FROM pg_stat_activity
+	 WHERE backend_type = 'pg_async worker' AND datname = current_database();
+	"check" := 'workers';
+	IF v_launcher = 0 THEN
+		status := 'critical';
+		detail := 'no pg_async launcher is running';
+		hint := 'Add pg_async to shared_preload_libraries and restart the server.';
+	ELSIF current_setting('pg_async.database') <> current_database() THEN
+		status := 'critical';
+		detail := format('the workers serve database %s, not this one', current_setting('pg_async.database'));
+		hint := format('Set pg_async.database = %L and reload the configuration.', current_database());
+	ELSIF v_workers < current_setting('pg_async.workers')::integer THEN
+		status := CASE WHEN v_workers = 0 THEN 'critical' ELSE 'warning' END;
+		detail := format('%s of %s workers running', v_workers, current_setting('pg_async.workers'));
+		hint := 'See the server log for why workers do not start; max_worker_processes must leave room for them.';
+	ELSE
+		status := 'ok';
+		detail := format('launcher and %s workers running', v_workers);
+		hint := NULL;
+	END IF;
+	RETURN NEXT;
+
+	/*
+	 * the oldest job that is due and not yet running, but for the jobs of
+	 * paused functions and of those held with concurrency 0: the first of
+	 * jobs_ready_idx, and the first of each other limited function in
+	 * jobs_limited_idx
+	 */
+	SELECT now() - LEAST(
+		(SELECT min(j.run_at) FROM async.jobs j
+		  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+			AND j.state = 'queued' AND j.run_at <= now()),
+		(SELECT min(x.run_at) FROM async.functions f CROSS JOIN LATERAL (
+			SELECT j.run_at FROM async.jobs j
+			 WHERE j.function = f.name AND j.limited AND NOT j.paused
+			   AND j.finished_at IS NULL AND j.state = 'queued' AND j.run_at <= now()
+			 ORDER BY j.run_at LIMIT 1) x
+		  WHERE f.concurrency > 0 AND NOT f.paused))
+	  INTO v_age;
+	"check" := 'oldest_ready_job';
+	IF v_age IS NULL OR v_age <= ready_age_warning THEN
+		status := 'ok';
+		detail := CASE WHEN v_age IS NULL THEN 'no job is waiting'
+				  ELSE format('the oldest ready job has waited %s', date_trunc('second', v_age)) END;
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_age > ready_age_warning * 10 THEN 'critical' ELSE 'warning' END;
+		detail := format('the oldest ready job has waited %s', date_trunc('second', v_age));
+		hint := 'The workers, or a function''s concurrency limit, are not keeping up: see async.stats and async.workers, and raise pg_async.workers or the limit.';
+	END IF;
+	RETURN NEXT;
+
+	/* dead letters of the last hour, against the hour before */
+	SELECT count(*) FILTER (WHERE d.dead_at > now() - interval '1 hour'),
+		   count(*) FILTER (WHERE d.dead_at > now() - interval '2 hours'
+							  AND d.dead_at <= now() - interval '1 hour')
+	  INTO v_n, v_prev FROM async.dead_letters d;
+	"check" := 'dead_letters';
+	IF v_n = 0 THEN
+		status := 'ok';
+		detail := 'no event was dead-lettered in the last hour';
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_n > v_prev AND v_prev > 0 THEN 'critical' ELSE 'warning' END;
+		detail := format('%s events dead-lettered in the last hour (%s in the hour before)', v_n, v_prev);
+		hint := 'Look at async.dead_letters and async.attempts; fix the handler, then async.redrive().';
+	END IF;
+	RETURN NEXT;
+
+	/* a transaction holding back the xmin horizon keeps dead queue rows */
+	SELECT a.pid, now() - a.xact_start INTO v_pid, v_age FROM pg_stat_activity a
+	 WHERE a.backend_xmin IS NOT NULL AND a.xact_start IS NOT NULL
+	   AND a.pid <> pg_backend_pid()
+	 ORDER BY a.xact_start LIMIT 1;
+	"check" := 'xmin_horizon';
+	IF v_age IS NULL OR v_age <= xmin_age_warning THEN
+		status := 'ok';
+		detail := 'no long transaction holds back vacuum';
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_age > xmin_age_warning * 12 THEN 'critical' ELSE 'warning' END;
+		detail := format('process %s has held a snapshot for %s', v_pid, date_trunc('second', v_age));
+		hint := 'Dead rows of async.jobs cannot be vacuumed meanwhile and claims slow down; end that transaction.';
+	END IF;
+	RETURN NEXT;
+
+	/* dead rows in the queue table */
+	SELECT t.n_dead_tup, t.n_live_tup INTO v_dead, v_live
+	  FROM pg_stat_user_tables t WHERE t.relid = 'async.jobs'::regclass;
+	"check" := 'queue_bloat';
+	IF COALESCE(v_dead, 0) < 100000 OR v_dead < COALESCE(v_live, 0) THEN
+		status := 'ok';
+		detail := format('%s dead and %s live rows in async.jobs (%s)', COALESCE(v_dead, 0), COALESCE(v_live, 0),
+						 pg_size_pretty(pg_total_relation_size('async.jobs')));
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_dead > 10 * v_live THEN 'critical' ELSE 'warning' END;
+		detail := format('%s dead and %s live rows in async.jobs (%s)', v_dead, v_live,
+						 pg_size_pretty(pg_total_relation_size('async.jobs')));
+		hint := 'Check autovacuum on async.jobs and the xmin_horizon check; VACUUM async.jobs.';
+	END IF;
+	RETURN NEXT;
+
+	/*
+	 * registrations whose handler is gone or no longer a handler, or whose
+	 * owner no longer has the privileges of the role it runs as
+	 */
+	SELECT string_agg(f.name, ', ' ORDER BY f.name) INTO v_names
+	  FROM async.functions f
+	  LEFT JOIN pg_proc p ON p.oid = f.handler
+	 WHERE p.oid IS NULL OR p.prokind <> 'f' OR p.proretset
+		OR p.proargtypes[0] <> 'jsonb'::regtype
+		OR NOT (p.pronargs = 1 OR (p.pronargs = 2 AND p.proargtypes[1] = 'async.context'::regtype))
+		OR NOT pg_has_role(p.proowner, f.run_as, 'USAGE')
+		OR NOT has_function_privilege(f.run_as, p.oid, 'EXECUTE');
+	"check" := 'handlers';
+	IF v_names IS NULL THEN
+		status := 'ok';
+		detail := format('%s registered handlers exist', (SELECT count(*) FROM async.functions));
+		hint := NULL;
+	ELSE
+		status := 'critical';
+		detail := format('handler missing, changed or not allowed to run for: %s', v_names);
+		hint := 'Register the function again with async.register(); a handler runs as a role whose privileges its owner has, and that role needs EXECUTE on it.';
+	END IF;
+	RETURN NEXT;
+END;
+$$
+;
