@@ -37,6 +37,12 @@ INSERT INTO async.jobs (event_id, function, payload) VALUES ('up-3', 'up_limited
 WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING event_id)
 SELECT substr(event_id, 15, 1) AS uuid_version FROM i;
 
+-- until the update, the library serves the old async.invoke, duplicates and
+-- all, but its async._note_duplicate no longer forges counters
+SELECT async.invoke('up_noop', '{}', 'up-1') AS duplicate;
+SELECT async._note_duplicate('up_forged');
+SELECT count(*) AS forged FROM async.function_stats WHERE function = 'up_forged';
+
 ALTER EXTENSION pg_async UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_async';
 

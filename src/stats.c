@@ -442,19 +442,31 @@ pg_async_count_duplicate(const char *function)
 }
 
 /*
- * pg_async_note_duplicate was async._note_duplicate(), which any role could
- * call to forge counters; 0.5 dropped it.  The symbol stays so that the
- * install scripts of earlier versions, which a fresh install still runs
- * before the updates, can create the function that 0.5 then drops.
+ * async._note_duplicate(function), which any role could call to forge the
+ * counters of any name, is gone in 0.5, where async.invoke counts its
+ * duplicates itself.  The symbol stays for the 0.4 async.invoke, which
+ * calls it until ALTER EXTENSION UPDATE (and for the earlier install
+ * scripts that a fresh install runs): it now only turns into a duplicate
+ * an event this backend counted as received in this transaction, so it
+ * can neither make a name up nor drive a counter below zero.
  */
 PG_FUNCTION_INFO_V1(pg_async_note_duplicate);
 
 Datum
 pg_async_note_duplicate(PG_FUNCTION_ARGS)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("async._note_duplicate() was removed in pg_async 0.5"),
-			 errhint("Run ALTER EXTENSION pg_async UPDATE.")));
+	char		key[ASYNC_NAME_SIZE];
+	AsyncStatsEntry *entry;
+
+	if (PG_ARGISNULL(0) || PendingHash == NULL)
+		PG_RETURN_VOID();
+	memset(key, 0, sizeof(key));
+	strlcpy(key, text_to_cstring(PG_GETARG_TEXT_PP(0)), sizeof(key));
+	entry = hash_search(PendingHash, key, HASH_FIND, NULL);
+	if (entry != NULL && entry->c.received > 0)
+	{
+		entry->c.received--;
+		entry->c.duplicates++;
+	}
 	PG_RETURN_VOID();
 }
