@@ -343,8 +343,6 @@ REVOKE ALL ON FUNCTION async._unregister(text, boolean) FROM PUBLIC;
 COMMENT ON FUNCTION async._unregister(text, boolean) IS
 'internal: the checks and writes behind async.unregister()';
 
-COMMENT ON COLUMN async.dead_letters.reason IS
-'why the event died: exhausted (every attempt failed), expired (older than max_event_age when claimed), unregistered (its function was unregistered with cancel_jobs)';
 
 /* ------------------------------------------------------------------------
  * 14, 16. Redrive takes a dead letter by its own id, and only the
@@ -628,3 +626,110 @@ BEGIN
 END;
 $$
 ;
+
+/* ------------------------------------------------------------------------
+ * 6. One job's bad data cannot stop the others': a failure that cannot be
+ * recorded settles that job alone as a dead letter with reason 'error', in
+ * a worker's batch (C) and in the recovery of dead workers' jobs.
+ * 9. The recovery runs one at a time under a lock no role can take (the
+ * advisory lock any role could hold made it skip silently).
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION async._settle_error(p_job_id bigint, p_message text)
+RETURNS void
+LANGUAGE sql
+AS $$
+	WITH dead AS (
+		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
+			   last_error = p_message, paused = false, limited = false
+		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id AND j.finished_at IS NULL
+		RETURNING j.*),
+	released AS (
+		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) p_job_id)
+	INSERT INTO async.dead_letters
+		(job_id, event_id, function, payload, attempts, errors, reason,
+		 last_error, enqueued_at, enqueued_by, dead_at)
+	SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
+		   COALESCE(d.errors, '[]'::jsonb), 'error', d.last_error,
+		   d.enqueued_at, d.enqueued_by, d.finished_at
+	  FROM dead d;
+$$;
+REVOKE ALL ON FUNCTION async._settle_error(bigint, text) FROM PUBLIC;
+COMMENT ON FUNCTION async._settle_error(bigint, text) IS
+'internal: dead-letters a job whose failed attempt could not be recorded, with reason error, touching nothing else';
+
+CREATE FUNCTION async._try_recovery_lock()
+RETURNS boolean
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'pg_async_try_recovery_lock';
+REVOKE ALL ON FUNCTION async._try_recovery_lock() FROM PUBLIC;
+COMMENT ON FUNCTION async._try_recovery_lock() IS
+'internal: takes, without waiting and until the end of the transaction, the lock that lets one async._recover() run at a time; a lock no SQL command can take';
+
+CREATE OR REPLACE FUNCTION async._recover()
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	r record;
+	n integer := 0;
+BEGIN
+	/* one recovery at a time, so that a batch is never split between two */
+	IF NOT async._try_recovery_lock() THEN
+		RETURN 0;
+	END IF;
+	FOR r IN
+		WITH orphans AS (
+			SELECT j.id, j.worker_pid, j.started_at
+			  FROM async.jobs j
+			 /* a running job is never marked paused or limited: this walks jobs_ready_idx */
+			 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+			   AND j.state OPERATOR(pg_catalog.=) 'running'
+			   AND (j.worker_pid IS NULL OR
+					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
+					/* the pid was reused by a worker that started after the claim */
+					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
+			   FOR UPDATE SKIP LOCKED),
+		/*
+		 * but a 0.2 library, still running after ALTER EXTENSION UPDATE,
+		 * claims limited jobs without clearing the mark: those are found
+		 * through their reservations in async.running, a short table
+		 */
+		marked_orphans AS (
+			SELECT j.id, j.worker_pid, j.started_at
+			  FROM async.jobs j
+			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.job_id FROM async.running x))
+			   AND j.limited AND j.finished_at IS NULL
+			   AND j.state OPERATOR(pg_catalog.=) 'running'
+			   AND (j.worker_pid IS NULL OR
+					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
+					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
+			   FOR UPDATE SKIP LOCKED)
+		SELECT o.id, pg_catalog.count(*) OVER (PARTITION BY o.worker_pid, o.started_at) AS batch
+		  FROM (SELECT * FROM orphans UNION ALL SELECT * FROM marked_orphans) o
+	LOOP
+		/* each orphan alone: one that cannot be recovered stops no other */
+		BEGIN
+			IF r.batch OPERATOR(pg_catalog.>) 1 THEN
+				UPDATE async.jobs j
+				   SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
+					   suspect = true, run_at = pg_catalog.now(),
+					   limited = async._is_limited(j.function)
+				 WHERE j.id OPERATOR(pg_catalog.=) r.id;
+				DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) r.id;
+			ELSE
+				PERFORM async._charge_crash(r.id);
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			RAISE WARNING 'pg_async could not recover job %: %', r.id, SQLERRM
+				USING DETAIL = 'The job is dead-lettered with reason error.';
+			PERFORM async._settle_error(r.id,
+				'pg_async could not recover the job: ' OPERATOR(pg_catalog.||) pg_catalog.left(SQLERRM, 8192));
+		END;
+		n := n OPERATOR(pg_catalog.+) 1;
+	END LOOP;
+	RETURN n;
+END;
+$$;
+
+COMMENT ON COLUMN async.dead_letters.reason IS
+'why the event died: exhausted (every attempt failed), expired (older than max_event_age when claimed), unregistered (its function was unregistered with cancel_jobs), error (its failed attempt could not be recorded)';

@@ -19,7 +19,10 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -39,6 +42,27 @@
 
 /* The search_path every handler starts with. */
 #define ASYNC_HANDLER_SEARCH_PATH	"pg_catalog, pg_temp"
+
+/*
+ * A handler still running at its deadline is cancelled (statement_timeout);
+ * one that catches the cancel, as PL/pgSQL can (EXCEPTION WHEN
+ * query_canceled), is cancelled again every ASYNC_OVERDUE_REPEAT_MS, and
+ * ASYNC_OVERDUE_GRACE_MS after the deadline its worker is terminated, which
+ * no handler can catch.  The crash accounting then charges the attempt
+ * (worker.c, async._recover).
+ */
+#define ASYNC_OVERDUE_REPEAT_MS		100
+#define ASYNC_OVERDUE_GRACE_MS		1000
+
+/* the timeout that repeats the cancel, registered at the first handler */
+static TimeoutId overdue_timeout = MAX_TIMEOUTS;
+/* when the running handler's worker is terminated */
+static TimestampTz overdue_kill_at = 0;
+/* the worker is being terminated for an overdue handler: which one */
+static volatile sig_atomic_t overdue_killed = false;
+static char overdue_function[ASYNC_NAME_SIZE];
+static char overdue_event_id[ASYNC_MAX_EVENT_ID + 1];
+static int	overdue_timeout_ms = 0;
 
 /* A registration resolved to a callable function, valid for one batch. */
 typedef struct ResolvedHandler
@@ -225,6 +249,92 @@ resolve_handler(AsyncJob *job)
 }
 
 /*
+ * pg_async_clip_message returns message, cut to ASYNC_MAX_ERROR_BYTES at a
+ * character boundary, with a note of how much was cut.
+ */
+char *
+pg_async_clip_message(const char *message)
+{
+	int			len = strlen(message);
+	int			kept;
+
+	if (len <= ASYNC_MAX_ERROR_BYTES)
+		return pstrdup(message);
+	kept = pg_mbcliplen(message, len, ASYNC_MAX_ERROR_BYTES);
+	return psprintf("%.*s... (%d bytes cut)", kept, message, len - kept);
+}
+
+/*
+ * handler_overdue is the timeout handler that fires every
+ * ASYNC_OVERDUE_REPEAT_MS past a handler's deadline: it cancels the handler
+ * again, as StatementTimeoutHandler does, and past the grace period asks the
+ * worker to exit.  It runs in the signal handler: it only sets flags.
+ */
+static void
+handler_overdue(void)
+{
+	if (GetCurrentTimestamp() >= overdue_kill_at)
+	{
+		overdue_killed = true;
+		ProcDiePending = true;
+	}
+	else
+		QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+/*
+ * report_overdue logs, as the worker exits, that it exits because a handler
+ * ignored its timeout.
+ */
+static void
+report_overdue(int code, Datum arg)
+{
+	if (overdue_killed)
+		ereport(LOG,
+				(errmsg("pg_async: the handler of function \"%s\" event \"%s\" ignored its timeout of %d ms; its worker exits",
+						overdue_function, overdue_event_id, overdue_timeout_ms),
+				 errdetail("A handler that catches the cancel of its timeout loses its worker %d ms after its deadline; the attempt counts as crashed.",
+						   ASYNC_OVERDUE_GRACE_MS)));
+}
+
+/*
+ * arm_timeouts arms a handler's deadline: the cancel at the deadline, and
+ * the repeated cancels and the termination after it.
+ */
+static void
+arm_timeouts(AsyncJob *job)
+{
+	TimestampTz deadline;
+
+	if (overdue_timeout == MAX_TIMEOUTS)
+	{
+		overdue_timeout = RegisterTimeout(USER_TIMEOUT, handler_overdue);
+		before_shmem_exit(report_overdue, (Datum) 0);
+	}
+	strlcpy(overdue_function, job->function, sizeof(overdue_function));
+	strlcpy(overdue_event_id, job->event_id, sizeof(overdue_event_id));
+	overdue_timeout_ms = job->timeout_ms;
+
+	deadline = GetCurrentTimestamp() + (TimestampTz) job->timeout_ms * 1000;
+	overdue_kill_at = deadline + (TimestampTz) ASYNC_OVERDUE_GRACE_MS * 1000;
+	enable_timeout_after(STATEMENT_TIMEOUT, job->timeout_ms);
+	enable_timeout_every(overdue_timeout,
+						 deadline + (TimestampTz) ASYNC_OVERDUE_REPEAT_MS * 1000,
+						 ASYNC_OVERDUE_REPEAT_MS);
+}
+
+/* disarm_timeouts disarms what arm_timeouts armed. */
+static void
+disarm_timeouts(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (overdue_timeout != MAX_TIMEOUTS)
+		disable_timeout(overdue_timeout, false);
+}
+
+/*
  * make_context builds the async.context value of a job's attempt: what the
  * handler may know about it, like Lambda's context object.
  */
@@ -325,11 +435,11 @@ call_handler(AsyncJob *job, Oid worker_user)
 
 	QueryCancelPending = false;
 	RESUME_CANCEL_INTERRUPTS();
-	enable_timeout_after(STATEMENT_TIMEOUT, job->timeout_ms);
+	arm_timeouts(job);
 
 	result = FunctionCallInvoke(fcinfo);
 
-	disable_timeout(STATEMENT_TIMEOUT, false);
+	disarm_timeouts();
 	HOLD_CANCEL_INTERRUPTS();
 
 	if (!fcinfo->isnull && rh->rettype != VOIDOID)
@@ -375,7 +485,7 @@ pg_async_execute_job(AsyncJob *job)
 		ErrorData  *edata;
 
 		/* error recovery zeroed the holdoff counts: only the handler may be cancelled */
-		disable_timeout(STATEMENT_TIMEOUT, false);
+		disarm_timeouts();
 		QueryCancelPending = false;
 		QueryCancelHoldoffCount = 1;
 
@@ -391,7 +501,13 @@ pg_async_execute_job(AsyncJob *job)
 		SetSessionAuthorization(worker_user, true);
 
 		job->failed = true;
-		job->error_message = edata->message ? pstrdup(edata->message) : pstrdup("unknown error");
+		/* a repeated cancel past the deadline is the timeout's too */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			GetCurrentTimestamp() >=
+			overdue_kill_at - (TimestampTz) ASYNC_OVERDUE_GRACE_MS * 1000)
+			job->error_message = pstrdup("canceling statement due to statement timeout");
+		else
+			job->error_message = pg_async_clip_message(edata->message ? edata->message : "unknown error");
 		strlcpy(job->sqlstate, unpack_sql_state(edata->sqlerrcode), sizeof(job->sqlstate));
 		job->failed_at = GetCurrentTimestamp();
 		FreeErrorData(edata);

@@ -38,12 +38,27 @@
 #define ASYNC_MAX_TIMEOUT		"1 day"
 #define ASYNC_MAX_EVENT_AGE		"30 days"
 
+/*
+ * An error message a handler raises is kept (last_error, errors, the dead
+ * letter, the attempt history, the log line) cut to this many bytes: a
+ * message of any size must not break the jsonb it goes into.
+ */
+#define ASYNC_MAX_ERROR_BYTES	8192
+
 /* A registered name has fewer bytes than this. */
 #define ASYNC_NAME_SIZE			128
 
 /* Functions the shared counters can track, and histogram resolution. */
 #define ASYNC_STATS_MAX_FUNCTIONS	1024
 #define ASYNC_HIST_BUCKETS		128
+
+/*
+ * Sub-ids of the locks on the extension's pg_extension object that
+ * serialize the claims of limited functions and async._recover(): no SQL
+ * command locks a sub-object of an extension, so no role can take them.
+ */
+#define ASYNC_CLAIM_LOCK		1
+#define ASYNC_RECOVERY_LOCK		2
 
 /* Saturated concurrency limits shared memory remembers (see shmem.c). */
 #define ASYNC_MAX_SATURATED		16
@@ -232,6 +247,7 @@ extern void pg_async_executor_reset(void);
 extern void pg_async_execute_job(AsyncJob *job);
 extern void pg_async_check_handler(Oid fnoid);
 extern void pg_async_check_run_as(Oid fnoid, Oid run_as, const char *function);
+extern char *pg_async_clip_message(const char *message);
 
 /* enqueue.c */
 extern void pg_async_xact_callback(XactEvent event, void *arg);

@@ -20,6 +20,9 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "storage/lmgr.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -43,6 +46,7 @@ PG_FUNCTION_INFO_V1(pg_async_workers_view);
 PG_FUNCTION_INFO_V1(pg_async_live_worker_pids);
 PG_FUNCTION_INFO_V1(pg_async_worker_started_at);
 PG_FUNCTION_INFO_V1(pg_async_check_setup);
+PG_FUNCTION_INFO_V1(pg_async_try_recovery_lock);
 
 /* Longest registered name. */
 #define ASYNC_MAX_NAME_LEN	(ASYNC_NAME_SIZE - 1)
@@ -814,4 +818,19 @@ pg_async_check_setup(PG_FUNCTION_ARGS)
 				 errmsg("pg_async.workers is 0: no worker will run jobs"),
 				 errhint("Set pg_async.workers to 1 or more and reload the configuration.")));
 	PG_RETURN_VOID();
+}
+
+/*
+ * async._try_recovery_lock(): takes, without waiting, the lock that lets
+ * one async._recover() run at a time, for the rest of the transaction.
+ * False when another transaction holds it.  Like the claims' lock
+ * (worker.c), it is a lock on a sub-object of the extension, which no SQL
+ * command takes: no role can hold it to stop the recovery of others' jobs.
+ */
+Datum
+pg_async_try_recovery_lock(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(ConditionalLockDatabaseObject(ExtensionRelationId,
+												 get_extension_oid("pg_async", false),
+												 ASYNC_RECOVERY_LOCK, ExclusiveLock));
 }

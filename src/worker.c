@@ -33,6 +33,7 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -52,6 +53,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -109,7 +111,6 @@ static MemoryContext BatchContext = NULL;	/* one batch; reset every loop */
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr claim_fast_plan = NULL;
 static SPIPlanPtr limits_plan = NULL;
-static SPIPlanPtr claim_lock_plan = NULL;
 static SPIPlanPtr next_run_plan = NULL;
 static SPIPlanPtr saturated_plan = NULL;
 static SPIPlanPtr success_plan = NULL;
@@ -124,6 +125,8 @@ static SPIPlanPtr release_plan = NULL;
  * changes (every write to it sends a relcache invalidation).
  */
 static Oid	functions_relid = InvalidOid;
+/* pg_async's pg_extension OID, as extension_ready last found it */
+static Oid	extension_oid = InvalidOid;
 /* the async.functions found to bind handlers by OID (0.5 and later) */
 static Oid	bound_functions_relid = InvalidOid;
 static bool limits_known = false;
@@ -342,15 +345,14 @@ static const char *limits_sql =
 
 /*
  * Claims that count running jobs of limited functions are serialized, so
- * that each sees the jobs the previous one reserved: the lock is taken in a
- * statement of its own, before the claim takes its snapshot.  It is taken
+ * that each sees the jobs the previous one reserved: the lock is taken
+ * before the claim statement takes its snapshot.  It is taken
  * whenever the full claim runs, even if only some function is paused: a
- * function given a limit between this statement's snapshot and the claim's
- * would otherwise be claimed unserialized.
+ * function given a limit between the lock and the claim would otherwise be
+ * claimed unserialized.  The lock is ASYNC_CLAIM_LOCK (pg_async.h), which
+ * no role can hold to stop the claims, as any role could hold the advisory
+ * lock used before 0.5.
  */
-static const char *claim_lock_sql =
-"SELECT pg_catalog.pg_advisory_xact_lock(7370716173796564)";
-
 /*
  * When the next job is due, leaving out those of paused or saturated
  * functions: the first of jobs_ready_idx, and the first of each limited
@@ -517,7 +519,8 @@ extension_ready(void)
 	Oid			jobs = InvalidOid;
 	int			i;
 
-	if (!OidIsValid(get_extension_oid("pg_async", true)))
+	extension_oid = get_extension_oid("pg_async", true);
+	if (!OidIsValid(extension_oid))
 		return false;
 	nsp = get_namespace_oid("async", true);
 	if (!OidIsValid(nsp))
@@ -671,7 +674,6 @@ prepare_plans(void)
 	claim_plan = prepare_plan(claim_sql, 3, claim_types);
 	claim_fast_plan = prepare_plan(claim_fast_sql, 3, claim_types);
 	limits_plan = prepare_plan(limits_sql, 0, NULL);
-	claim_lock_plan = prepare_plan(claim_lock_sql, 0, NULL);
 	next_run_plan = prepare_plan(next_run_sql, 0, NULL);
 	saturated_plan = prepare_plan(saturated_sql, 0, NULL);
 	success_plan = prepare_plan(success_sql, 3, success_types);
@@ -1034,12 +1036,8 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 
 	limited = any_limits();
 	if (limited)
-	{
-		rc = SPI_execute_plan(claim_lock_plan, NULL, NULL, false, 0);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "pg_async: locking the claim failed: %s",
-				 SPI_result_code_string(rc));
-	}
+		LockDatabaseObject(ExtensionRelationId, extension_oid, ASYNC_CLAIM_LOCK,
+						   ExclusiveLock);
 
 	last_claim_limit = batch_limit();
 	claim_start = GetCurrentTimestamp();
@@ -1326,6 +1324,101 @@ log_failure(AsyncJob *job, bool dead, TimestampTz retry_at)
 						timestamptz_to_str(retry_at))));
 }
 
+/* What async._fail() made of a failed attempt. */
+typedef struct FailOutcome
+{
+	bool		dead;			/* dead-lettered, not queued again */
+	TimestampTz retry_at;		/* when queued again */
+} FailOutcome;
+
+/*
+ * record_failures records the failed attempts of jobs[0..n-1] (only of
+ * jobs[only], if only >= 0) with async._fail(), in a subtransaction of
+ * their own, and fills outcomes.  If that fails, it rolls the
+ * subtransaction back and returns false, with the error's message in
+ * *error when error is not NULL.  SPI is connected.
+ */
+static bool
+record_failures(AsyncJob *jobs, int n, int only, FailOutcome *outcomes, char **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		int			i;
+
+		for (i = (only >= 0 ? only : 0); i < (only >= 0 ? only + 1 : n); i++)
+		{
+			AsyncJob   *job = &jobs[i];
+			Datum		args[5];
+			bool		isnull;
+			Datum		d;
+			int			rc;
+
+			if (!job->failed)
+				continue;
+			args[0] = Int64GetDatum(job->id);
+			args[1] = CStringGetTextDatum(job->error_message);
+			args[2] = CStringGetTextDatum(job->sqlstate);
+			args[3] = TimestampTzGetDatum(job->failed_at);
+			args[4] = CStringGetTextDatum("expired");
+			rc = SPI_execute_plan(fail_plan, args, job->expired ? NULL : "    n", false, 0);
+			if (rc != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "pg_async: recording a failed attempt failed: %s",
+					 SPI_result_code_string(rc));
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			outcomes[i].dead = !isnull && strcmp(TextDatumGetCString(d), "dead") == 0;
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			outcomes[i].retry_at = isnull ? 0 : DatumGetTimestampTz(d);
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (error != NULL)
+			*error = pg_async_clip_message(edata->message ? edata->message : "unknown error");
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * settle_error dead-letters a job whose failed attempt could not be
+ * recorded, with reason 'error', by async._settle_error(), which touches
+ * nothing but the job's own row, reservation and dead letter.
+ */
+static void
+settle_error(AsyncJob *job, const char *error)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		args[2];
+	int			rc;
+
+	args[0] = Int64GetDatum(job->id);
+	args[1] = CStringGetTextDatum(psprintf("pg_async could not record the failed attempt: %s",
+										   error));
+	rc = SPI_execute_with_args("SELECT async._settle_error($1, $2)", 2, types, args,
+							   NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: settling a job failed: %s", SPI_result_code_string(rc));
+}
+
 /*
  * finish_jobs writes the outcomes of jobs[0..n-1] in the current
  * transaction: one UPDATE for those that succeeded, async._fail() for each
@@ -1345,6 +1438,7 @@ finish_jobs(AsyncJob *jobs, int n)
 	int			nok = 0;
 	int			i;
 	int			save_nestlevel;
+	FailOutcome *outcomes;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
@@ -1410,45 +1504,49 @@ finish_jobs(AsyncJob *jobs, int n)
 				 SPI_result_code_string(rc));
 	}
 
+	/*
+	 * The failures, in a subtransaction: one job's bad data must not stop
+	 * the others' (nor, through a worker that dies on it at every attempt,
+	 * every other role's).  If it fails, each failure is recorded in one of
+	 * its own, and a job whose failure cannot be recorded is settled alone
+	 * as a dead letter with reason 'error'.
+	 */
+	outcomes = palloc0(sizeof(FailOutcome) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		if (jobs[i].failed)
+			break;
+	if (i < n && !record_failures(jobs, n, -1, outcomes, NULL))
+	{
+		for (i = 0; i < n; i++)
+		{
+			char	   *error = NULL;
+
+			if (!jobs[i].failed || record_failures(jobs, n, i, outcomes, &error))
+				continue;
+			ereport(WARNING,
+					(errmsg("pg_async could not record the failed attempt of function \"%s\" event \"%s\": %s",
+							jobs[i].function, jobs[i].event_id, error),
+					 errdetail("The event is dead-lettered with reason error.")));
+			settle_error(&jobs[i], error);
+			outcomes[i].dead = true;
+		}
+	}
+
 	for (i = 0; i < n; i++)
 	{
 		AsyncJob   *job = &jobs[i];
 		AsyncCounters *c;
-		Datum		args[5];
-		bool		isnull;
-		bool		dead;
-		TimestampTz retry_at = 0;
-		int			rc;
 
 		if (!job->failed)
 			continue;
-		args[0] = Int64GetDatum(job->id);
-		args[1] = CStringGetTextDatum(job->error_message);
-		args[2] = CStringGetTextDatum(job->sqlstate);
-		args[3] = TimestampTzGetDatum(job->failed_at);
-		args[4] = CStringGetTextDatum("expired");
-		rc = SPI_execute_plan(fail_plan, args, job->expired ? NULL : "    n", false, 0);
-		if (rc != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "pg_async: recording a failed attempt failed: %s",
-				 SPI_result_code_string(rc));
-		dead = false;
-		{
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull)
-				dead = (strcmp(TextDatumGetCString(d), "dead") == 0);
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			if (!isnull)
-				retry_at = DatumGetTimestampTz(d);
-		}
 		c = pg_async_pending(job->function);
 		if (!job->expired)
 			c->failed++;
-		if (dead)
+		if (outcomes[i].dead)
 			c->dead++;
 		else
 			c->retried++;
-		log_failure(job, dead, retry_at);
+		log_failure(job, outcomes[i].dead, outcomes[i].retry_at);
 	}
 
 	record_attempts(jobs, n);
