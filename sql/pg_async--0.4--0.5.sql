@@ -270,6 +270,31 @@ DELETE FROM async.running r
  * of other registrations.  async.register refuses a free name while other
  * roles' jobs of an earlier registration of it are unfinished (C).
  * ------------------------------------------------------------------------ */
+CREATE FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text,
+								p_state text)
+RETURNS void
+LANGUAGE sql
+AS $$
+	WITH dead AS (
+		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
+			   last_error = p_message, paused = false, limited = false
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (p_ids) AND j.finished_at IS NULL
+		   AND (p_state IS NULL OR j.state OPERATOR(pg_catalog.=) p_state)
+		RETURNING j.*),
+	released AS (
+		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids))
+	INSERT INTO async.dead_letters
+		(job_id, event_id, function, payload, attempts, errors, reason,
+		 last_error, enqueued_at, enqueued_by, dead_at)
+	SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
+		   COALESCE(d.errors, '[]'::jsonb), p_reason, d.last_error,
+		   d.enqueued_at, d.enqueued_by, d.finished_at
+	  FROM dead d;
+$$;
+REVOKE ALL ON FUNCTION async._bury_jobs(bigint[], text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION async._bury_jobs(bigint[], text, text, text) IS
+'internal: moves the unfinished jobs p_ids (those in state p_state, if given) to the dead letters with reason p_reason and message p_message, touching nothing else: for async.unregister(cancel_jobs), and for a job whose failed attempt could not be recorded (reason error)';
+
 DROP FUNCTION async.unregister(text);
 CREATE FUNCTION async.unregister(name text, cancel_jobs boolean DEFAULT false)
 RETURNS boolean
@@ -308,19 +333,11 @@ BEGIN
 	END IF;
 
 	IF p_cancel_jobs THEN
-		WITH dead AS (
-			UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
-				   last_error = 'function was unregistered', paused = false, limited = false
+		PERFORM async._bury_jobs(ARRAY(
+			SELECT j.id FROM async.jobs j
 			 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name
-			   AND j.state OPERATOR(pg_catalog.=) 'queued'
-			RETURNING j.*)
-		INSERT INTO async.dead_letters
-			(job_id, event_id, function, payload, attempts, errors, reason,
-			 last_error, enqueued_at, enqueued_by, dead_at)
-		SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
-			   COALESCE(d.errors, '[]'::jsonb), 'unregistered', d.last_error,
-			   d.enqueued_at, d.enqueued_by, d.finished_at
-		  FROM dead d;
+			   AND j.state OPERATOR(pg_catalog.=) 'queued'),
+			'unregistered', 'function was unregistered', 'queued');
 	ELSE
 		SELECT pg_catalog.count(*) INTO v_n FROM async.jobs j
 		 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name;
@@ -634,29 +651,6 @@ $$
  * 9. The recovery runs one at a time under a lock no role can take (the
  * advisory lock any role could hold made it skip silently).
  * ------------------------------------------------------------------------ */
-CREATE FUNCTION async._settle_error(p_job_id bigint, p_message text)
-RETURNS void
-LANGUAGE sql
-AS $$
-	WITH dead AS (
-		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
-			   last_error = p_message, paused = false, limited = false
-		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id AND j.finished_at IS NULL
-		RETURNING j.*),
-	released AS (
-		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) p_job_id)
-	INSERT INTO async.dead_letters
-		(job_id, event_id, function, payload, attempts, errors, reason,
-		 last_error, enqueued_at, enqueued_by, dead_at)
-	SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
-		   COALESCE(d.errors, '[]'::jsonb), 'error', d.last_error,
-		   d.enqueued_at, d.enqueued_by, d.finished_at
-	  FROM dead d;
-$$;
-REVOKE ALL ON FUNCTION async._settle_error(bigint, text) FROM PUBLIC;
-COMMENT ON FUNCTION async._settle_error(bigint, text) IS
-'internal: dead-letters a job whose failed attempt could not be recorded, with reason error, touching nothing else';
-
 CREATE FUNCTION async._try_recovery_lock()
 RETURNS boolean
 LANGUAGE C STRICT VOLATILE
@@ -722,8 +716,9 @@ BEGIN
 		EXCEPTION WHEN OTHERS THEN
 			RAISE WARNING 'pg_async could not recover job %: %', r.id, SQLERRM
 				USING DETAIL = 'The job is dead-lettered with reason error.';
-			PERFORM async._settle_error(r.id,
-				'pg_async could not recover the job: ' OPERATOR(pg_catalog.||) pg_catalog.left(SQLERRM, 8192));
+			PERFORM async._bury_jobs(ARRAY[r.id], 'error',
+				'pg_async could not recover the job: ' OPERATOR(pg_catalog.||) pg_catalog.left(SQLERRM, 8192),
+				NULL);
 		END;
 		n := n OPERATOR(pg_catalog.+) 1;
 	END LOOP;

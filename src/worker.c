@@ -1400,7 +1400,7 @@ record_failures(AsyncJob *jobs, int n, int only, FailOutcome *outcomes, char **e
 
 /*
  * settle_error dead-letters a job whose failed attempt could not be
- * recorded, with reason 'error', by async._settle_error(), which touches
+ * recorded, with reason 'error', by async._bury_jobs(), which touches
  * nothing but the job's own row, reservation and dead letter.
  */
 static void
@@ -1413,7 +1413,7 @@ settle_error(AsyncJob *job, const char *error)
 	args[0] = Int64GetDatum(job->id);
 	args[1] = CStringGetTextDatum(psprintf("pg_async could not record the failed attempt: %s",
 										   error));
-	rc = SPI_execute_with_args("SELECT async._settle_error($1, $2)", 2, types, args,
+	rc = SPI_execute_with_args("SELECT async._bury_jobs(ARRAY[$1], 'error', $2, NULL)", 2, types, args,
 							   NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: settling a job failed: %s", SPI_result_code_string(rc));

@@ -344,7 +344,7 @@ CREATE TABLE public.filler (pad text) TABLESPACE small;
 ALTER TABLE public.filler ALTER pad SET STORAGE plain;
 CREATE FUNCTION public.disk(e jsonb) RETURNS void LANGUAGE sql
 AS \$\$ INSERT INTO public.disk_effects VALUES (e->>'id', repeat(md5(e->>'id'), 30)) \$\$;
-SELECT async.register('public.disk(jsonb)', max_attempts => 1000, retry_delays => '{0.5 seconds}');
+SELECT async.register('public.disk(jsonb)', max_attempts => 100, retry_delays => '{1 second}');
 });
 	# fill the file system, 1 MB at a time
 	my $filled = 0;
