@@ -344,16 +344,6 @@ static const char *limits_sql =
 "SELECT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")";
 
 /*
- * Claims that count running jobs of limited functions are serialized, so
- * that each sees the jobs the previous one reserved: the lock is taken
- * before the claim statement takes its snapshot.  It is taken
- * whenever the full claim runs, even if only some function is paused: a
- * function given a limit between the lock and the claim would otherwise be
- * claimed unserialized.  The lock is ASYNC_CLAIM_LOCK (pg_async.h), which
- * no role can hold to stop the claims, as any role could hold the advisory
- * lock used before 0.5.
- */
-/*
  * When the next job is due, leaving out those of paused or saturated
  * functions: the first of jobs_ready_idx, and the first of each limited
  * function with room left in jobs_limited_idx.
@@ -1035,6 +1025,16 @@ claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 	save_nestlevel = push_planner_settings();
 
 	limited = any_limits();
+	/*
+	 * Claims that count running jobs of limited functions are serialized,
+	 * so that each sees the jobs the previous one reserved: the lock is
+	 * taken before the claim statement takes its snapshot, whenever the
+	 * full claim runs, even if only some function is paused (a function
+	 * given a limit between the lock and the claim would otherwise be
+	 * claimed unserialized).  It is ASYNC_CLAIM_LOCK (pg_async.h), which no
+	 * role can hold to stop the claims, as any role could hold the
+	 * advisory lock used before 0.5.
+	 */
 	if (limited)
 		LockDatabaseObject(ExtensionRelationId, extension_oid, ASYNC_CLAIM_LOCK,
 						   ExclusiveLock);
