@@ -2,7 +2,7 @@
  *
  * compat.h
  *	  Differences between the PostgreSQL versions pg_async builds against
- *	  (13 to 17), in one place.  Every other file includes this one instead
+ *	  (15 to 18), in one place.  Every other file includes this one instead
  *	  of testing PG_VERSION_NUM itself.
  *
  *-------------------------------------------------------------------------
@@ -12,10 +12,11 @@
 
 #include "postgres.h"
 
-#if PG_VERSION_NUM < 130000
-#error "pg_async needs PostgreSQL 13 or later"
+#if PG_VERSION_NUM < 150000
+#error "pg_async supports PostgreSQL 15, 16, 17 and 18"
 #endif
 
+#include "catalog/pg_proc.h"
 #include "utils/acl.h"
 
 /* PG 16 folded the per-object ACL helpers into object_aclcheck/ownercheck. */
