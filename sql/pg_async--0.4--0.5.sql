@@ -165,19 +165,27 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
 	v_id bigint;
-	v_state text;
 BEGIN
-	SELECT j.id, j.state INTO v_id, v_state FROM async.jobs j
+	/*
+	 * Only a waiting job is locked, and never by waiting: a lock on a
+	 * finished or running row, held by an open transaction, would stall
+	 * the workers that finish or purge it.
+	 */
+	SELECT j.id INTO v_id FROM async.jobs j
 	 WHERE j.event_id OPERATOR(pg_catalog.=) p_event_id
+	   AND j.finished_at IS NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
 	   AND pg_catalog.pg_has_role(p_caller, j.enqueued_by::pg_catalog.oid, 'USAGE')
-	   FOR UPDATE;
-	IF NOT FOUND OR v_state OPERATOR(pg_catalog.<>) ALL ('{queued,running}'::text[]) THEN
+	   FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM async.jobs j
+					WHERE j.event_id OPERATOR(pg_catalog.=) p_event_id
+					  AND j.state OPERATOR(pg_catalog.=) 'running'
+					  AND pg_catalog.pg_has_role(p_caller, j.enqueued_by::pg_catalog.oid, 'USAGE')) THEN
+			RAISE EXCEPTION 'event "%" is running and cannot be cancelled', p_event_id
+				USING ERRCODE = 'object_in_use',
+					  HINT = 'A running attempt ends within its function''s timeout; cancel the event if it is queued for a retry then.';
+		END IF;
 		RETURN false;
-	END IF;
-	IF v_state OPERATOR(pg_catalog.=) 'running' THEN
-		RAISE EXCEPTION 'event "%" is running and cannot be cancelled', p_event_id
-			USING ERRCODE = 'object_in_use',
-				  HINT = 'A running attempt ends within its function''s timeout; cancel the event if it is queued for a retry then.';
 	END IF;
 	DELETE FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) v_id;
 	RETURN true;
@@ -375,6 +383,8 @@ AS $$
 DECLARE
 	v_dl async.dead_letters;
 	v_handler regprocedure;
+	v_registered_at timestamptz;
+	v_run_as regrole;
 BEGIN
 	DELETE FROM async.dead_letters d WHERE d.id OPERATOR(pg_catalog.=) p_dead_letter_id
 	RETURNING d.* INTO v_dl;
@@ -382,12 +392,27 @@ BEGIN
 		RETURN false;
 	END IF;
 
-	SELECT f.handler INTO v_handler FROM async.functions f
+	SELECT f.handler, f.registered_at, f.run_as INTO v_handler, v_registered_at, v_run_as
+	  FROM async.functions f
 	 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'function "%" is not registered with pg_async', v_dl.function
 			USING ERRCODE = 'undefined_function',
 				  HINT = 'Register it again, then redrive the event.';
+	END IF;
+	/*
+	 * a name registered anew since the event died may belong to someone
+	 * else: the event goes to it only if its enqueuer has the rights of
+	 * the role the new registration runs as
+	 */
+	IF v_registered_at OPERATOR(pg_catalog.>) v_dl.dead_at
+	   AND NOT COALESCE(pg_catalog.pg_has_role(v_dl.enqueued_by::pg_catalog.oid,
+											  v_run_as::pg_catalog.oid, 'USAGE'), false) THEN
+		RAISE EXCEPTION 'function "%" was registered again after event "%" was dead-lettered', v_dl.function, v_dl.event_id
+			USING ERRCODE = 'object_in_use',
+				  DETAIL = pg_catalog.format('Its jobs now run as role %s, whose privileges role %s lacks.',
+											 v_run_as, v_dl.enqueued_by),
+				  HINT = 'To hand the payload to the new registration, enqueue it again with async.invoke().';
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
 					WHERE a.oid OPERATOR(pg_catalog.=) v_dl.enqueued_by::pg_catalog.oid)
@@ -466,6 +491,13 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM async.functions f WHERE f.name = attach.function) THEN
 		RAISE EXCEPTION 'function "%" is not registered with pg_async', attach.function
 			USING ERRCODE = 'undefined_function', HINT = 'Register it with async.register() first.';
+	END IF;
+	/* an attachment holds the name (async.unregister refuses): only enqueuers may */
+	IF NOT COALESCE(has_function_privilege((SELECT f.handler FROM async.functions f
+											 WHERE f.name = attach.function)::oid, 'EXECUTE'), false) THEN
+		RAISE EXCEPTION 'permission denied to attach function "%"', attach.function
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Attaching needs the right to enqueue for it: EXECUTE on its handler.';
 	END IF;
 	SELECT array_agg(DISTINCT upper(e)) INTO v_events FROM unnest(attach.events) e;
 	IF v_events IS NULL OR NOT v_events <@ '{INSERT,UPDATE,DELETE}'::text[] THEN
@@ -728,3 +760,68 @@ $$;
 
 COMMENT ON COLUMN async.dead_letters.reason IS
 'why the event died: exhausted (every attempt failed), expired (older than max_event_age when claimed), unregistered (its function was unregistered with cancel_jobs), error (its failed attempt could not be recorded)';
+
+/* ------------------------------------------------------------------------
+ * 3 (review). The maintenance of worker slot 0 skips rows another
+ * transaction has locked, rather than wait for it: an open transaction
+ * of any role must not stall retention or the release of marks.
+ * ------------------------------------------------------------------------ */
+CREATE OR REPLACE FUNCTION async._purge_finished(p_older_than interval, p_limit integer,
+												 p_attempts_older_than interval)
+RETURNS integer
+LANGUAGE sql
+AS $$
+	WITH gone AS (
+		DELETE FROM async.jobs j
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+				SELECT f.id FROM async.jobs f
+				 WHERE f.finished_at IS NOT NULL
+				   AND f.finished_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than)
+				 LIMIT p_limit
+				   FOR UPDATE SKIP LOCKED))
+		   AND j.finished_at IS NOT NULL
+		RETURNING j.*),
+	kept AS (
+		INSERT INTO async.attempt_log
+			(job_id, event_id, function, attempt, worker_pid, started_at, duration,
+			 outcome, enqueued_by)
+		SELECT g.id, g.event_id, g.function, g.attempts, g.worker_pid,
+			   g.finished_at OPERATOR(pg_catalog.-) g.duration, g.duration,
+			   'succeeded', g.enqueued_by
+		  FROM gone g
+		 WHERE g.state OPERATOR(pg_catalog.=) 'succeeded'
+		   AND g.duration IS NOT NULL
+		   AND g.finished_at OPERATOR(pg_catalog.>=)
+			   (pg_catalog.now() OPERATOR(pg_catalog.-) p_attempts_older_than))
+	SELECT pg_catalog.count(*)::integer FROM gone;
+$$;
+
+CREATE OR REPLACE FUNCTION async._unpause_jobs()
+RETURNS integer
+LANGUAGE sql
+AS $$
+	WITH unpaused AS (
+		UPDATE async.jobs j SET paused = false
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.jobs x
+				WHERE x.paused AND x.function OPERATOR(pg_catalog.=) ANY (ARRAY(
+					  SELECT h.name FROM async._paused_job_functions() h(name)
+					   WHERE NOT EXISTS (SELECT FROM async.functions f
+										  WHERE f.name OPERATOR(pg_catalog.=) h.name AND f.paused)))
+				  FOR UPDATE SKIP LOCKED))
+		   AND j.paused
+		RETURNING 1),
+	unlimited AS (
+		UPDATE async.jobs j SET limited = false
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.jobs x
+				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
+				  AND x.function OPERATOR(pg_catalog.=) ANY (ARRAY(
+					  SELECT h.name FROM async._limited_job_functions() h(name)
+					   WHERE NOT async._is_limited(h.name)))
+				  FOR UPDATE SKIP LOCKED))
+		   AND j.limited AND NOT j.paused
+		RETURNING 1)
+	SELECT ((SELECT pg_catalog.count(*) FROM unpaused) OPERATOR(pg_catalog.+)
+			(SELECT pg_catalog.count(*) FROM unlimited))::integer;
+$$;

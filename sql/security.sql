@@ -46,6 +46,13 @@ SELECT state, last_error FROM async.jobs WHERE event_id = 'sec-f-2';
 SELECT count(*) AS leaked FROM public.sec_effects WHERE note = 'admins only';
 -- the health check names the registration too
 SELECT status, detail FROM async.health() WHERE "check" = 'handlers';
+-- and alice, who registered it, no longer controls it: its jobs run as
+-- admins, whose privileges she lost (she cannot point it at other code)
+SET ROLE regress_sec_alice;
+SELECT async.pause('sec_f');
+CREATE FUNCTION sec_alice.g(e jsonb) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SELECT async.register('sec_alice.g(jsonb)', name => 'sec_f');
+RESET ROLE;
 -- bob, a member of alice and of admins, may not give alice's code admins' rights
 SET ROLE regress_sec_bob;
 SELECT async.register('sec_alice.f(jsonb)', name => 'sec_f_by_bob', run_as => 'regress_sec_admins');
@@ -165,6 +172,17 @@ RESET ROLE;
 SET ROLE regress_sec_bob;
 SELECT async.cancel('sec-cancel-1') AS own_queued, async.cancel('sec-cancel-1') AS again;
 RESET ROLE;
+-- cancel locks no finished row: an open transaction holding one would
+-- stall the worker that purges it
+CREATE EXTENSION pgrowlocks;
+SELECT async.wait_idle();
+BEGIN;
+SET LOCAL ROLE regress_sec_bob;
+SELECT async.cancel('sec-work-1') AS finished_job;
+RESET ROLE;
+SELECT count(*) AS row_locks FROM pgrowlocks('async.jobs');
+ROLLBACK;
+DROP EXTENSION pgrowlocks;
 
 -- ---------------------------------------------------------------------------
 -- 11. No role can forge counters or fill shared memory through
@@ -217,6 +235,13 @@ INSERT INTO async.jobs (function, event_id, payload) VALUES ('sec_keep', 'sec-ke
 SELECT async.configure('sec_work', on_failure => 'sec_keep');
 CREATE TABLE sec_bob.orders (id int);
 SELECT async.attach('sec_bob.orders', 'sec_keep') IS NOT NULL AS attached;
+RESET ROLE;
+-- a role that may not enqueue for it cannot attach to it (and so hold it)
+SET ROLE regress_sec_carol;
+CREATE TABLE sec_carol.t (id int);
+SELECT async.attach('sec_carol.t', 'sec_keep');
+RESET ROLE;
+SET ROLE regress_sec_bob;
 -- refused while a table is attached, then while a job waits
 SELECT async.unregister('sec_keep');
 SELECT async.detach('sec_bob.orders', 'sec_keep');
@@ -231,11 +256,11 @@ RESET ROLE;
 SET ROLE regress_sec_carol;
 CREATE FUNCTION sec_carol.squat(e jsonb) RETURNS void LANGUAGE sql
 AS $$ INSERT INTO public.sec_effects VALUES ('carol.squat', current_user, e::text) $$;
-REVOKE EXECUTE ON FUNCTION sec_carol.squat(jsonb) FROM PUBLIC;
 SELECT async.register('sec_carol.squat(jsonb)', name => 'sec_keep');
 SELECT async.redrive('sec-keep-1');
 RESET ROLE;
--- nor can bob send it to her by redriving: he may not enqueue for her handler
+-- nor can bob send it to her by redriving, though he may enqueue for her
+-- handler: the name was registered again after his event died
 SET ROLE regress_sec_bob;
 SELECT async.redrive('sec-keep-1');
 RESET ROLE;

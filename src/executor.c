@@ -60,6 +60,8 @@ static TimeoutId overdue_timeout = MAX_TIMEOUTS;
 static TimestampTz overdue_kill_at = 0;
 /* the worker is being terminated for an overdue handler: which one */
 static volatile sig_atomic_t overdue_killed = false;
+/* true only while a handler's function is being called */
+static volatile sig_atomic_t in_handler = false;
 static char overdue_function[ASYNC_NAME_SIZE];
 static char overdue_event_id[ASYNC_MAX_EVENT_ID + 1];
 static int	overdue_timeout_ms = 0;
@@ -273,6 +275,8 @@ pg_async_clip_message(const char *message)
 static void
 handler_overdue(void)
 {
+	if (!in_handler)
+		return;
 	if (GetCurrentTimestamp() >= overdue_kill_at)
 	{
 		overdue_killed = true;
@@ -437,7 +441,9 @@ call_handler(AsyncJob *job, Oid worker_user)
 	RESUME_CANCEL_INTERRUPTS();
 	arm_timeouts(job);
 
+	in_handler = true;
 	result = FunctionCallInvoke(fcinfo);
+	in_handler = false;
 
 	disarm_timeouts();
 	HOLD_CANCEL_INTERRUPTS();
@@ -485,6 +491,7 @@ pg_async_execute_job(AsyncJob *job)
 		ErrorData  *edata;
 
 		/* error recovery zeroed the holdoff counts: only the handler may be cancelled */
+		in_handler = false;
 		disarm_timeouts();
 		QueryCancelPending = false;
 		QueryCancelHoldoffCount = 1;

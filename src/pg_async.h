@@ -59,6 +59,7 @@
  */
 #define ASYNC_CLAIM_LOCK		1
 #define ASYNC_RECOVERY_LOCK		2
+#define ASYNC_DESTINATIONS_LOCK	3
 
 /* Saturated concurrency limits shared memory remembers (see shmem.c). */
 #define ASYNC_MAX_SATURATED		16

@@ -322,6 +322,14 @@ check_no_cycle(text *name, Datum on_success, bool success_null,
 
 	if (success_null && failure_null)
 		return;
+
+	/*
+	 * One change of destinations at a time, each seeing those committed
+	 * before it (a new snapshot: read_only false below): two that close a
+	 * loop between them must not both pass.  Held until commit.
+	 */
+	LockDatabaseObject(ExtensionRelationId, get_extension_oid("pg_async", false),
+					   ASYNC_DESTINATIONS_LOCK, ExclusiveLock);
 	args[0] = PointerGetDatum(name);
 	args[1] = on_success;
 	args[2] = on_failure;
@@ -336,7 +344,7 @@ check_no_cycle(text *name, Datum on_success, bool success_null,
 							  "   CROSS JOIN LATERAL (VALUES (f.on_success), (f.on_failure)) d(name)"
 							  "   WHERE f.name OPERATOR(pg_catalog.<>) $1 AND d.name IS NOT NULL)"
 							  " SELECT EXISTS (SELECT FROM reach r WHERE r.name OPERATOR(pg_catalog.=) $1)",
-							  3, argtypes, args, nulls, true, 1) != SPI_OK_SELECT ||
+							  3, argtypes, args, nulls, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pg_async: following destinations failed");
 	{
@@ -521,7 +529,12 @@ pg_async_register(PG_FUNCTION_ARGS)
 
 	if (registration_owner(name, &old_run_as, &old_registered_by))
 	{
-		if (!pg_async_may_act_as(old_run_as) && !pg_async_may_act_as(old_registered_by))
+		/*
+		 * only with the rights of the role its jobs run as now: a role
+		 * that registered it but has lost those rights could otherwise
+		 * point the name, and the payloads queued for it, at its own code
+		 */
+		if (!pg_async_may_act_as(old_run_as))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("function \"%s\" is registered by role \"%s\"",
@@ -578,14 +591,14 @@ check_may_change(text *name, const char *action)
 
 	if (!registration_owner(name, &run_as, &registered_by))
 		return false;
-	if (!pg_async_may_act_as(run_as) && !pg_async_may_act_as(registered_by))
+	if (!pg_async_may_act_as(run_as))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s function \"%s\"",
 						action, text_to_cstring(name)),
-				 errdetail("It was registered by role \"%s\".",
-						   GetUserNameFromId(registered_by, true) ?
-						   GetUserNameFromId(registered_by, true) : "?")));
+				 errdetail("Its jobs run as role \"%s\"; changing it needs that role's privileges.",
+						   GetUserNameFromId(run_as, true) ?
+						   GetUserNameFromId(run_as, true) : "?")));
 	return true;
 }
 
