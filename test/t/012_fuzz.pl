@@ -465,19 +465,29 @@ is($node->safe_psql('postgres', 'SELECT 1'), '1', 'the server still serves');
 is($node->safe_psql('postgres', $pids_sql), $pids_before,
 	'no pg_async worker or launcher exited');
 
-# the exits in the server log, each with the last errors of its process
-my $log = slurp_file($node->logfile, $log_offset);
-my @exits;
-while ($log =~ /^.*(?:background worker "(pg_async (?:worker|launcher))" \(PID (\d+)\) (?:exited with exit code|was terminated by signal)|server process \(PID (\d+)\) was terminated by signal).*$/mg)
+# the exits in the server log, each with the last errors of its process;
+# line by line, as the log holds lines of megabytes
+my (@exits, %errors_of);
+open(my $log, '<', $node->logfile) or die "cannot open the server log: $!";
+seek($log, $log_offset, 0);
+while (my $line = <$log>)
 {
-	my ($line, $pid) = ($&, $2 // $3);
-	my @why = $log =~ /^\S+ \S+ \S+ \[$pid\] [^\n]*(?:ERROR|FATAL|PANIC):[^\n]*(?:\n\t[^\n]*)*/mg;
-	splice(@why, 0, -2);
-	push @exits, join("\n", $line, map { "    " . substr($_, 0, 600) } @why);
+	if ($line =~ /^[^\[]{0,60}\[(\d+)\] (?:\S+ )?(?:ERROR|FATAL|PANIC):/)
+	{
+		my $e = $errors_of{$1} //= [];
+		push @$e, substr($line, 0, 300) =~ s/\n?$/\n/r;
+		shift @$e while @$e > 2;
+	}
+	if ($line =~ /background worker "(pg_async (?:worker|launcher))" \(PID (\d+)\) (?:exited with exit code|was terminated by signal)|server process \(PID (\d+)\) was terminated by signal|PANIC:|TRAP:/)
+	{
+		my $pid = $2 // $3;
+		push @exits, join('', substr($line, 0, 300) =~ s/\n?$/\n/r,
+			map { "    last error of PID $pid: $_" } @{ $errors_of{ $pid // '' } // [] });
+	}
 }
-push @exits, $& while $log =~ /^.*(?:PANIC|TRAP:).*$/mg;
+close($log);
 is(scalar(@exits), 0, 'the server log shows no pg_async process exit and no crash')
-  or diag(join("\n", @exits[ 0 .. ($#exits < 5 ? $#exits : 5) ]));
+  or diag(scalar(@exits) . " exits; the first:\n" . join('', @exits[ 0 .. ($#exits < 5 ? $#exits : 5) ]));
 
 foreach my $what (sort keys %victim_state)
 {
