@@ -28,7 +28,9 @@ PROVE_TESTS = test/t/*.pl
 
 PG_CPPFLAGS = -I$(srcdir)/src
 
-# The benchmark program (test/bench), a libpq client.
+# The benchmark program (test/bench), a libpq client.  The libpq clients
+# link with PGXS's $(LDFLAGS), which start with -L$(libdir): the libpq of the
+# installation PG_CONFIG names (and its rpath, where it was built with one).
 BENCH = test/bench/pg_async_bench
 EXTRA_CLEAN = $(BENCH) $(TOP)
 PG_CONFIG ?= pg_config
@@ -39,8 +41,7 @@ include $(PGXS)
 all: $(BENCH)
 
 $(BENCH): $(BENCH).c
-	$(CC) $(CFLAGS) -I$(shell $(PG_CONFIG) --includedir) $< -o $@ \
-		-L$(shell $(PG_CONFIG) --libdir) -lpq -lpthread -lm
+	$(CC) $(CFLAGS) -I$(includedir) $< -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lpthread -lm
 
 # every object depends on the shared headers
 $(OBJS): src/pg_async.h src/compat.h
@@ -52,8 +53,7 @@ TOP = src/pg_async_top
 all: $(TOP)
 
 $(TOP): $(TOP).c
-	$(CC) $(CFLAGS) -I$(shell $(PG_CONFIG) --includedir) $< -o $@ \
-		-L$(shell $(PG_CONFIG) --libdir) -lpq -lm
+	$(CC) $(CFLAGS) -I$(includedir) $< -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lm
 
 install: install-top
 
