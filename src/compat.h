@@ -65,4 +65,19 @@
 #define pg_async_current_timeline()		ThisTimeLineID
 #endif
 
+/*
+ * PG 17 added transaction_timeout, which StartTransaction arms in every
+ * backend, background workers included, and which ends the process when it
+ * fires: a worker's batch outlives it as soon as a handler runs longer.  The
+ * workers take no transaction_timeout; the registered timeout bounds each
+ * handler instead.
+ */
+#include "utils/guc.h"
+#if PG_VERSION_NUM >= 170000
+#define pg_async_disable_transaction_timeout() \
+	SetConfigOption("transaction_timeout", "0", PGC_USERSET, PGC_S_SESSION)
+#else
+#define pg_async_disable_transaction_timeout() ((void) 0)
+#endif
+
 #endif							/* PG_ASYNC_COMPAT_H */

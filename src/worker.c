@@ -2051,6 +2051,7 @@ pg_async_worker_main(Datum main_arg)
 
 	SetConfigOption("application_name", "pg_async worker", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	pg_async_disable_transaction_timeout();
 
 	/* a cancel request only ever cancels a handler (executor.c) */
 	HOLD_CANCEL_INTERRUPTS();
