@@ -15,23 +15,19 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# $PG_ASYNC_TOP if set, else the installed program (make install puts it
-# into bindir, which is on PATH during make installcheck), else the one built
+my $node = pg_async_node('top');
+
+# $PG_ASYNC_TOP if set, else the program installed with the server that runs
+# (make install puts it into that installation's bindir), else the one built
 # in the source tree.
 my $top = $ENV{PG_ASYNC_TOP};
-for my $dir ($top ? () : split(/:/, $ENV{PATH}))
-{
-	if (-x "$dir/pg_async_top")
-	{
-		$top = "$dir/pg_async_top";
-		last;
-	}
-}
+my $installed = server_pg_config($node, 'BINDIR') . '/pg_async_top';
+$top //= $installed if -x $installed;
 $top //= "$FindBin::Bin/../../src/pg_async_top";
-die "pg_async_top is neither on PATH nor built at $top (run make)\n" unless -x $top;
+die "pg_async_top is neither installed at $installed nor built at $top (run make)\n"
+  unless -x $top;
 note "using $top";
 
-my $node = pg_async_node('top');
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 CREATE FUNCTION public.top_ok(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';

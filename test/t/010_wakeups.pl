@@ -20,15 +20,17 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $pkglibdir = `pg_config --pkglibdir`;
-chomp $pkglibdir;
-plan skip_all => 'pg_stat_statements is not installed'
+# pg_stat_statements of the installation the server runs from, whatever
+# pg_config PATH finds: preloaded with a restart if it is there.
+my $node = pg_async_node('wakeups', workers => 2);
+my $pkglibdir = server_pg_config($node, 'PKGLIBDIR');
+plan skip_all => "pg_stat_statements is not installed in $pkglibdir"
   unless -e "$pkglibdir/pg_stat_statements.so";
-
-my $node = pg_async_node('wakeups', workers => 2,
-	preload => 'pg_async, pg_stat_statements', conf => q{
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'pg_async, pg_stat_statements'
 pg_stat_statements.track = 'all'
 });
+$node->restart;
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 CREATE EXTENSION pg_stat_statements;

@@ -15,7 +15,7 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 
-our @EXPORT = qw(pg_async_node wait_for_workers wait_for_running);
+our @EXPORT = qw(pg_async_node wait_for_workers wait_for_running server_pg_config);
 
 # pg_async_node returns a new cluster, started, with pg_async preloaded.
 #   database  pg_async.database (default 'postgres')
@@ -56,6 +56,15 @@ sub wait_for_running
 	my ($node, $event_id, $database) = @_;
 	return $node->poll_query_until($database // 'postgres',
 		"SELECT count(*) = 1 FROM async.workers WHERE event_id = '$event_id'");
+}
+
+# server_pg_config returns a pg_config value (BINDIR, PKGLIBDIR, ...) of the
+# installation that node's server runs from, whatever pg_config PATH finds.
+sub server_pg_config
+{
+	my ($node, $name) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT setting FROM pg_catalog.pg_config WHERE name = '$name'");
 }
 
 1;
