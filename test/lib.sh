@@ -1,10 +1,65 @@
-# test/lib.sh: shared by test/demo.sh and test/run-tests.sh.
+# test/lib.sh: shared by test/demo.sh, test/run-tests.sh, test/suite.sh and
+# test/bench/run.sh.
 # Installs what pg_async needs from Debian's packages, builds and installs
 # the extension, and runs commands as a user that initdb accepts.
 
-PG_MAJOR=${PG_MAJOR:-15}
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
-export PG_CONFIG=$PG_BIN/pg_config
+# The PostgreSQL versions the suite runs on, each as MAJOR:SUITE, SUITE being
+# the Debian suite whose archive carries MAJOR.  A version whose suite is this
+# machine's runs on this machine; every other one runs in a root of its suite
+# (test/roots.sh).  Testing one more version is one more word here.
+PG_VERSIONS="15:bookworm 17:trixie 18:sid"
+
+# pg_majors prints the major versions of PG_VERSIONS.
+pg_majors() {
+	local v majors=()
+	for v in $PG_VERSIONS; do
+		majors+=("${v%%:*}")
+	done
+	echo "${majors[*]}"
+}
+
+# pg_suite MAJOR prints the Debian suite of MAJOR in PG_VERSIONS, or fails.
+pg_suite() {
+	local v
+	for v in $PG_VERSIONS; do
+		[ "${v%%:*}" != "$1" ] || { echo "${v#*:}"; return 0; }
+	done
+	return 1
+}
+
+# The Debian suite of this machine (empty elsewhere).
+HOST_SUITE=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+
+# pg_on_host MAJOR succeeds if MAJOR runs on this machine, not in a root.
+pg_on_host() {
+	[ -n "$HOST_SUITE" ] && [ "$(pg_suite "$1")" = "$HOST_SUITE" ]
+}
+
+# pg_host_major prints the version this machine's suite carries (the first of
+# PG_VERSIONS if none).
+pg_host_major() {
+	local m
+	for m in $(pg_majors); do
+		pg_on_host "$m" && { echo "$m"; return 0; }
+	done
+	set -- $(pg_majors)
+	echo "$1"
+}
+
+# The PostgreSQL the scripts build against and run: the one PG_CONFIG names
+# if it is set (a relocated copy, for example), else Debian's of PG_MAJOR,
+# by default the version of this machine's suite.
+if [ -n "${PG_CONFIG:-}" ]; then
+	PG_CONFIG_GIVEN=1
+	PG_MAJOR=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+	PG_BIN=$("$PG_CONFIG" --bindir)
+else
+	PG_CONFIG_GIVEN=
+	PG_MAJOR=${PG_MAJOR:-$(pg_host_major)}
+	PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+	PG_CONFIG=$PG_BIN/pg_config
+fi
+export PG_CONFIG
 
 if [ "$(id -u)" = 0 ]; then
 	SUDO=
@@ -14,9 +69,23 @@ else
 	RUN_USER=$(id -un)
 fi
 
-# ensure_packages installs the Debian packages the build and the tests need.
+# pg_packages MAJOR prints the Debian packages that the build and the tests
+# need with PostgreSQL MAJOR (those of the server only with an argument).
+pg_packages() {
+	local pkgs="libpq-dev libipc-run-perl perl make gcc"
+	[ -z "${1:-}" ] || pkgs="postgresql-$1 postgresql-server-dev-$1 postgresql-client-$1 $pkgs"
+	echo "$pkgs"
+}
+
+# ensure_packages installs the Debian packages the build and the tests need:
+# those of the server too unless PG_CONFIG named an installation.
 ensure_packages() {
-	local pkgs="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR libpq-dev libipc-run-perl make gcc"
+	local pkgs
+	if [ -n "$PG_CONFIG_GIVEN" ]; then
+		pkgs=$(pg_packages)
+	else
+		pkgs=$(pg_packages "$PG_MAJOR")
+	fi
 	local missing=""
 	for p in $pkgs; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -21,9 +21,10 @@
 #   --no-install       do not build and install pg_async: use the one
 #                      installed already (the program is still built)
 #   --pg-bin DIR       run the cluster with the PostgreSQL binaries in DIR
-#                      (default /usr/lib/postgresql/15/bin), for example a
-#                      relocated copy with another pg_async build in it;
-#                      usually with --no-install
+#                      (default: those of the PostgreSQL test/lib.sh picks,
+#                      PG_CONFIG's, else Debian's of PG_MAJOR, else this
+#                      machine's version), for example a relocated copy with
+#                      another pg_async build in it; usually with --no-install
 #
 # Every other option goes to pg_async_bench (see its --help), for example
 #   test/bench/run.sh --scenario drain -n 500000
