@@ -1,18 +1,39 @@
 #!/usr/bin/env bash
-# test/run-tests.sh: the whole pg_async test suite.
+# test/suite.sh: the whole pg_async test suite on one PostgreSQL version,
+# the one test/lib.sh picks (PG_CONFIG, else PG_MAJOR, else this machine's).
+# test/run-tests.sh runs it for every version, here or in a root.
 #
-# Installs the Debian packages it needs, builds and installs pg_async, then
-# runs the pg_regress tests and the TAP tests, each against throwaway
-# clusters they start and stop themselves.  Exits non-zero on any failure.
+# Installs the Debian packages it needs, builds and installs pg_async (a
+# compiler warning fails the run), then runs the pg_regress tests and the
+# TAP tests, each against throwaway clusters they start and stop themselves.
+# Exits non-zero on any failure.
 #
-#   sudo test/run-tests.sh          (or as root)
+#   sudo PG_MAJOR=15 test/suite.sh          (or as root)
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
 
+echo "== $("$PG_CONFIG" --version 2>/dev/null || echo "PostgreSQL $PG_MAJOR (not installed yet)")"
 ensure_packages
-build_and_install "$src"
+# built again from nothing: objects of another version are not reused, and
+# every warning shows
+make -s -C "$src" PG_CONFIG="$PG_CONFIG" clean >/dev/null
+build_log=$(mktemp)
+if ! build_and_install "$src" 2>"$build_log"; then
+	cat "$build_log"
+	rm -f "$build_log"
+	echo "== the build of pg_async FAILED"
+	exit 1
+fi
+if grep -q 'warning:' "$build_log"; then
+	cat "$build_log"
+	rm -f "$build_log"
+	echo "== the build of pg_async has warnings"
+	exit 1
+fi
+rm -f "$build_log"
+echo "== built without warnings"
 
 work=$(scratch_copy "$src")
 small=
@@ -33,6 +54,11 @@ if [ "$(id -u)" = 0 ]; then
 		small=$d
 		export PG_ASYNC_TEST_TMPFS="$d"
 	fi
+fi
+if [ -n "$small" ]; then
+	echo "== the disk-full case runs on a 24 MB tmpfs"
+else
+	echo "== the disk-full case is skipped: no tmpfs could be mounted"
 fi
 
 status=0

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# test/run-tests.sh: the whole pg_async test suite, on every PostgreSQL
+# version of PG_VERSIONS in test/lib.sh, one after the other.
+#
+# A version that this machine's Debian suite carries runs here, as
+# test/suite.sh.  Every other one runs in a Debian root of its suite
+# (test/roots.sh), made the first time and kept in /var/cache/pg_async/roots:
+# the sources are copied into it, then built, installed and tested inside it
+# by the same test/suite.sh.  Prints how long each version took and whether
+# it passed; exits non-zero if any version failed.
+#
+#   sudo test/run-tests.sh              every version
+#   sudo test/run-tests.sh --pg 17      one version (repeatable, or --pg 15,18)
+#
+# PG_CONFIG=/path/to/pg_config tests that installation instead of Debian's,
+# for the version of this machine.
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+. "$src/test/lib.sh"
+. "$src/test/roots.sh"
+
+usage() {
+	sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+majors=
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--pg) [ $# -ge 2 ] || { usage >&2; exit 2; }; majors="$majors ${2//,/ }"; shift 2 ;;
+		--pg=*) v=${1#*=}; majors="$majors ${v//,/ }"; shift ;;
+		-h|--help) usage; exit 0 ;;
+		*) echo "run-tests.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+	esac
+done
+majors=${majors:-$(pg_majors)}
+for m in $majors; do
+	if ! pg_suite "$m" >/dev/null; then
+		echo "run-tests.sh: PostgreSQL $m is not in PG_VERSIONS of test/lib.sh ($(pg_majors))" >&2
+		exit 2
+	fi
+	if ! pg_on_host "$m" && [ "$(id -u)" != 0 ]; then
+		echo "run-tests.sh: PostgreSQL $m runs in a Debian root, which needs root: use sudo" >&2
+		exit 2
+	fi
+	if pg_on_host "$m" && [ -n "$PG_CONFIG_GIVEN" ] && [ "$PG_MAJOR" != "$m" ]; then
+		echo "run-tests.sh: PG_CONFIG names PostgreSQL $PG_MAJOR, not $m" >&2
+		exit 2
+	fi
+done
+
+# duration SECONDS prints it as minutes and seconds.
+duration() {
+	printf '%dm%02ds' $(($1 / 60)) $(($1 % 60))
+}
+
+# copy_source DIR copies the sources, without build or test outputs, into DIR.
+copy_source() {
+	if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		git -C "$src" ls-files -z --cached --others --exclude-standard |
+			tar -C "$src" --null -T - --ignore-failed-read -cf - 2>/dev/null
+	else
+		tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+			--exclude=src/pg_async_top --exclude=test/bench/pg_async_bench \
+			--exclude='tmp_check*' --exclude=results --exclude='regression.*' -cf - .
+	fi | tar -C "$1" -xf -
+}
+
+# run_on_host MAJOR runs the suite here.
+run_on_host() {
+	if [ -n "$PG_CONFIG_GIVEN" ]; then
+		"$src/test/suite.sh"
+	else
+		env -u PG_CONFIG PG_MAJOR="$1" "$src/test/suite.sh"
+	fi
+}
+
+# run_in_root MAJOR runs the suite in the root of MAJOR, made or reused,
+# holding the root's lock throughout; it sets root_seconds.  Run it in a
+# subshell: the lock and the copy of the sources go with it.
+run_in_root() {
+	local root t0
+	root=$(root_dir "$1")
+	root_lock "$1"
+	t0=$SECONDS
+	root_ensure "$1" || { echo "== no root for PostgreSQL $1"; return 1; }
+	echo "== root ready in $(duration $((SECONDS - t0)))"
+	root_src=$(mktemp -d "$root/tmp/pg_async-src.XXXXXX") || return 1
+	trap 'rm -rf "$root_src"' EXIT
+	copy_source "$root_src" || return 1
+	root_exec "$root" env PG_MAJOR="$1" bash "${root_src#"$root"}/test/suite.sh"
+}
+
+status=0
+summary=()
+t_all=$SECONDS
+for m in $majors; do
+	t0=$SECONDS
+	rc=0
+	if pg_on_host "$m"; then
+		where="on this machine"
+		echo "==== PostgreSQL $m, $where"
+		run_on_host "$m" || rc=$?
+	else
+		where="in a Debian $(pg_suite "$m") root"
+		echo "==== PostgreSQL $m, $where"
+		(run_in_root "$m") || rc=$?
+	fi
+	took=$(duration $((SECONDS - t0)))
+	if [ "$rc" -eq 0 ]; then
+		result="passed"
+	else
+		result="FAILED"
+		status=1
+	fi
+	echo "==== PostgreSQL $m: $result in $took"
+	summary+=("PostgreSQL $m ($where): $result in $took")
+done
+
+echo
+echo "==== summary ($(duration $((SECONDS - t_all))) in all)"
+printf '%s\n' "${summary[@]}"
+exit $status
