@@ -107,6 +107,11 @@ root_make() {
 	root=$(root_dir "$major")
 	suite=$(pg_suite "$major")
 	mirror=$(debian_mirror)
+	if ! command -v debootstrap >/dev/null 2>&1; then
+		echo "== installing: debootstrap"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+	fi
 	root_remove "$root"
 	mkdir -p "$root"
 	echo "== making the $suite root for PostgreSQL $major in $root"
