@@ -14,7 +14,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
 
-echo "== $("$PG_CONFIG" --version 2>/dev/null || echo "PostgreSQL $PG_MAJOR (not installed yet)")"
+echo "== $("$PG_CONFIG" --version 2>/dev/null || echo "PostgreSQL $PG_MAJOR (not installed yet)"), $PG_CONFIG"
 ensure_packages
 # built again from nothing: objects of another version are not reused, and
 # every warning shows
