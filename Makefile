@@ -20,7 +20,7 @@ PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 
 # pg_regress: a throwaway instance with the library preloaded.
 REGRESS = setup register enqueue execute retry privileges monitoring observability lambda faults security upgrade
-REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
+REGRESS_OPTS = --inputdir=$(srcdir)/test --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
 
 # TAP tests (PostgreSQL::Test::Cluster) for restarts, crashes and kills.
 TAP_TESTS = 1
@@ -46,9 +46,9 @@ $(BENCH): $(BENCH).c
 # every object depends on the shared headers
 $(OBJS): src/pg_async.h src/compat.h
 
-# pg_async_top (src/pg_async_top.c), the live monitor: a libpq client,
+# pg_async_top (bin/pg_async_top.c), the live monitor: a libpq client,
 # not part of the module (it is not in OBJS), installed into bindir.
-TOP = src/pg_async_top
+TOP = bin/pg_async_top
 
 all: $(TOP)
 

@@ -23,7 +23,7 @@ my $node = pg_async_node('top');
 my $top = $ENV{PG_ASYNC_TOP};
 my $installed = server_pg_config($node, 'BINDIR') . '/pg_async_top';
 $top //= $installed if -x $installed;
-$top //= "$FindBin::Bin/../../src/pg_async_top";
+$top //= "$FindBin::Bin/../../bin/pg_async_top";
 die "pg_async_top is neither installed at $installed nor built at $top (run make)\n"
   unless -x $top;
 note "using $top";

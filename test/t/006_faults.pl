@@ -1,5 +1,5 @@
 # Faults that need a server of their own (issue 4); the others are in
-# sql/faults.sql.
+# test/sql/faults.sql.
 #
 #  1. DROP EXTENSION and CREATE EXTENSION again while slow jobs run: no hang,
 #     no deadlock, no crash; the workers serve the new installation.

@@ -37,7 +37,7 @@
  *
  * Errors go to stderr, with exit status 1.
  *
- * src/pg_async_top.c
+ * bin/pg_async_top.c
  *
  *-------------------------------------------------------------------------
  */
