@@ -7,11 +7,12 @@
 # echoed before its result), then stops the cluster and removes the
 # directory, whatever happened.
 #
-#   sudo test/demo.sh          (or as root)
+#   test/demo.sh     (as root, or as a user it runs sudo for)
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
+become_root "$0" "$@"
 
 ensure_packages
 build_and_install "$src"

@@ -61,13 +61,22 @@ else
 fi
 export PG_CONFIG
 
-if [ "$(id -u)" = 0 ]; then
-	SUDO=
-	RUN_USER=postgres
-else
-	SUDO=sudo
-	RUN_USER=$(id -un)
-fi
+# become_root SCRIPT ARGS... runs the calling script again under sudo unless
+# it runs as root already, so that its usage is the same whether one is root
+# (where sudo may be missing) or a user allowed to sudo.  The settings the
+# scripts read are passed on.
+become_root() {
+	[ "$(id -u)" != 0 ] || return 0
+	if ! command -v sudo >/dev/null 2>&1; then
+		echo "$(basename "$1"): needs root, and sudo is not installed: run it as root" >&2
+		exit 2
+	fi
+	exec sudo --preserve-env=PG_CONFIG,PG_MAJOR,PG_ASYNC_ROOTS,PG_ASYNC_MIRROR,PG_ASYNC_FUZZ_SEED,PG_ASYNC_FUZZ_CALLS,PG_ASYNC_FUZZ_TIMEOUT -- "$@"
+}
+
+# The scripts run as root (become_root); the clusters run as postgres, since
+# initdb refuses root.
+RUN_USER=postgres
 
 # pg_packages MAJOR prints the Debian packages that the build and the tests
 # need with PostgreSQL MAJOR (those of the server only with an argument).
@@ -92,18 +101,18 @@ ensure_packages() {
 	done
 	if [ -n "$missing" ]; then
 		echo "== installing:$missing"
-		$SUDO apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 	fi
 	# Debian's postgresql package creates this user; a bare server package may not.
-	id postgres >/dev/null 2>&1 || $SUDO useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
+	id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
 }
 
 # build_and_install builds pg_async in $1 and installs it into PostgreSQL.
 build_and_install() {
 	echo "== building and installing pg_async"
 	make -s -C "$1" PG_CONFIG="$PG_CONFIG" >/dev/null
-	$SUDO make -s -C "$1" PG_CONFIG="$PG_CONFIG" install >/dev/null
+	make -s -C "$1" PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
 
 # as_user runs a command as the user that owns the test clusters.

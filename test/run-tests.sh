@@ -7,10 +7,11 @@
 # (test/roots.sh), made the first time and kept in /var/cache/pg_async/roots:
 # the sources are copied into it, then built, installed and tested inside it
 # by the same test/suite.sh.  Prints how long each version took and whether
-# it passed; exits non-zero if any version failed.
+# it passed; exits non-zero if any version failed.  Runs as root; as another
+# user it runs itself again through sudo.
 #
-#   sudo test/run-tests.sh              every version
-#   sudo test/run-tests.sh --pg 17      one version (repeatable, or --pg 15,18)
+#   test/run-tests.sh              every version
+#   test/run-tests.sh --pg 17      one version (repeatable, or --pg 15,18)
 #
 # PG_CONFIG=/path/to/pg_config tests that installation instead of Debian's,
 # for the version of this machine.
@@ -18,6 +19,7 @@ set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
+become_root "$0" "$@"
 . "$src/test/roots.sh"
 
 usage() {
@@ -39,10 +41,6 @@ for m in $majors; do
 		echo "run-tests.sh: PostgreSQL $m is not in PG_VERSIONS of test/lib.sh ($(pg_majors))" >&2
 		exit 2
 	fi
-	if ! pg_on_host "$m" && [ "$(id -u)" != 0 ]; then
-		echo "run-tests.sh: PostgreSQL $m runs in a Debian root, which needs root: use sudo" >&2
-		exit 2
-	fi
 	if pg_on_host "$m" && [ -n "$PG_CONFIG_GIVEN" ] && [ "$PG_MAJOR" != "$m" ]; then
 		echo "run-tests.sh: PG_CONFIG names PostgreSQL $PG_MAJOR, not $m" >&2
 		exit 2
@@ -61,7 +59,7 @@ copy_source() {
 			tar -C "$src" --null -T - --ignore-failed-read -cf - 2>/dev/null
 	else
 		tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
-			--exclude=src/pg_async_top --exclude=test/bench/pg_async_bench \
+			--exclude=bin/pg_async_top --exclude=test/bench/pg_async_bench \
 			--exclude='tmp_check*' --exclude=results --exclude='regression.*' -cf - .
 	fi | tar -C "$1" -xf -
 }

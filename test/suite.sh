@@ -8,11 +8,12 @@
 # TAP tests, each against throwaway clusters they start and stop themselves.
 # Exits non-zero on any failure.
 #
-#   sudo PG_MAJOR=15 test/suite.sh          (or as root)
+#   PG_MAJOR=15 test/suite.sh     (as root, or as a user it runs sudo for)
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
+become_root "$0" "$@"
 
 echo "== $("$PG_CONFIG" --version 2>/dev/null || echo "PostgreSQL $PG_MAJOR (not installed yet)"), $PG_CONFIG"
 ensure_packages

@@ -7,7 +7,7 @@
 # into postgresql.conf (and echoed), runs the benchmark program, then stops
 # the cluster and removes the directory, whatever happened.
 #
-#   sudo test/bench/run.sh [OPTION]... [PG_ASYNC_BENCH OPTION]...
+#   test/bench/run.sh [OPTION]... [PG_ASYNC_BENCH OPTION]...
 #
 #   --quick            every scenario scaled down, for smoke tests
 #   --json             results as one JSON object on stdout
@@ -36,6 +36,7 @@ set -euo pipefail
 
 src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/test/lib.sh"
+become_root "$0" "$@"
 
 workers=2
 batch_size=1000
