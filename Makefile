@@ -7,7 +7,13 @@ OBJS = \
 	src/shmem.o \
 	src/launcher.o \
 	src/worker.o \
+	src/worker_xact.o \
+	src/batching.o \
+	src/claim.o \
 	src/executor.o \
+	src/finish.o \
+	src/recovery.o \
+	src/maintenance.o \
 	src/enqueue.o \
 	src/sqlfuncs.o \
 	src/stats.o \
@@ -44,7 +50,7 @@ $(BENCH): $(BENCH).c
 	$(CC) $(CFLAGS) -I$(includedir) $< -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lpthread -lm
 
 # every object depends on the shared headers
-$(OBJS): src/pg_async.h src/compat.h
+$(OBJS): src/pg_async.h src/compat.h src/worker_internal.h
 
 # pg_async_top (bin/pg_async_top.c), the live monitor: a libpq client,
 # not part of the module (it is not in OBJS), installed into bindir.

@@ -24,12 +24,13 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "pg_async.h"
+#include "worker_internal.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 
@@ -50,6 +51,13 @@ typedef struct InflightRecord
 static int	inflight_fd = -1;
 static int	inflight_slot = -1;
 static bool inflight_set = false;
+
+/*
+ * The commit that claimed the batch running now, or a later one of the
+ * same batch, when it did not wait for its WAL flush (the markers stand in
+ * for that); invalid once a flushed commit made the claim durable.
+ */
+static XLogRecPtr unflushed_claim = InvalidXLogRecPtr;
 
 /*
  * open_file opens (creating it and its directory if needed) the marker
@@ -95,12 +103,12 @@ pg_async_inflight_available(void)
 }
 
 /*
- * pg_async_inflight_mark records that the handler of job_id, attempt
- * 'attempt', starts now.  Returns false if it could not: the caller must
- * then make the claim durable itself.
+ * write_marker records that the handler of job_id, attempt 'attempt',
+ * starts now.  Returns false if it could not: the caller must then make
+ * the claim durable itself.
  */
-bool
-pg_async_inflight_mark(int64 job_id, int32 attempt)
+static bool
+write_marker(int64 job_id, int32 attempt)
 {
 	InflightRecord rec;
 
@@ -125,6 +133,39 @@ pg_async_inflight_mark(int64 job_id, int32 attempt)
 	}
 	inflight_set = true;
 	return true;
+}
+
+/*
+ * pg_async_inflight_note_commit follows a commit that claimed a batch or
+ * ran part of one.  If that commit did not wait for its WAL flush (an idle
+ * claim, pg_async.synchronous_commit = off, or the server's own
+ * synchronous_commit), the claim may be lost in a crash: the handlers to
+ * come write in-flight markers until a flushed commit makes it durable.
+ */
+void
+pg_async_inflight_note_commit(void)
+{
+	if (XactLastCommitEnd > GetFlushRecPtr(NULL))
+		unflushed_claim = XactLastCommitEnd;
+	else
+		unflushed_claim = InvalidXLogRecPtr;
+}
+
+/*
+ * pg_async_inflight_before_run records that job's handler starts, while the
+ * claim of its batch may not be on disk yet; if the marker cannot be
+ * written, it flushes the claim instead.
+ */
+void
+pg_async_inflight_before_run(AsyncJob *job)
+{
+	if (XLogRecPtrIsInvalid(unflushed_claim))
+		return;
+	if (!write_marker(job->id, job->attempt))
+	{
+		XLogFlush(unflushed_claim);
+		unflushed_claim = InvalidXLogRecPtr;
+	}
 }
 
 /*

@@ -26,6 +26,12 @@
 #define ASYNC_MAX_EVENT_ID		255
 
 /*
+ * The attempts of an event whose function is not registered (any more):
+ * the default of async.register(), which async._fail() applies to it too.
+ */
+#define ASYNC_DEFAULT_MAX_ATTEMPTS	3
+
+/*
  * Bounds of a registration's settings, checked by async.register() and
  * async.configure() and again by the CHECK constraints of async.functions.
  * They keep every time a worker computes from them (a retry's run_at, an
@@ -169,7 +175,6 @@ extern bool pg_async_limit_saturated(const char *function);
 /* inflight.c: which job each worker runs, surviving a crash restart */
 extern void pg_async_inflight_open(int slot);
 extern bool pg_async_inflight_available(void);
-extern bool pg_async_inflight_mark(int64 job_id, int32 attempt);
 extern void pg_async_inflight_clear(void);
 extern int	pg_async_inflight_read(int64 **job_ids, int32 **attempts);
 extern void pg_async_inflight_reset(void);

@@ -1,0 +1,587 @@
+/*-------------------------------------------------------------------------
+ *
+ * claim.c
+ *	  The claim: a worker takes up to a batch of ready jobs, locked with
+ *	  FOR UPDATE SKIP LOCKED, marks them 'running' (a HOT update) and counts
+ *	  their attempt, in a transaction that commits before any handler runs,
+ *	  so that a handler that kills its worker has still spent an attempt.
+ *	  An idle worker claims in a transaction of its own
+ *	  (pg_async_claim_batch); under load the claim ends the transaction
+ *	  that ran the previous batch (pg_async_claim_jobs), so that one commit
+ *	  finishes a batch and claims the next.
+ *
+ *	  Functions that are paused or at their concurrency limit are left out
+ *	  of the claim itself.  The jobs of limited functions reserve a place
+ *	  in async.running; the claim also tells shared memory which limits it
+ *	  found reached, so that enqueues of their jobs wake nobody (shmem.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "worker_internal.h"
+
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "optimizer/plancat.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr claim_fast_plan = NULL;
+static SPIPlanPtr limits_plan = NULL;
+static SPIPlanPtr next_run_plan = NULL;
+static SPIPlanPtr saturated_plan = NULL;
+
+/*
+ * Whether some function is paused or has a concurrency limit, as last read
+ * from async.functions (limits_relid); limits_known turns false when
+ * async.functions changes (every write to it sends a relcache
+ * invalidation).
+ */
+static Oid	limits_relid = InvalidOid;
+static bool limits_known = false;
+static bool limits_exist = true;
+
+/*
+ * Saturated limits (shmem.c).  A transaction of this worker that finished or
+ * gave back jobs with reservations sets reservations_released, and its commit
+ * bumps limits_epoch.  A full claim lists the functions it found at their
+ * limit, with the epoch read before it, and the commit publishes the list.
+ * The statements that release reservations come before the claim in a
+ * transaction (worker.c's run_batch), so the list reflects this transaction's
+ * own releases, and its bump need not void it.
+ */
+static bool reservations_released = false;
+static int	nsaturated = -1;		/* -1: this transaction made no list */
+static uint64 saturated_epoch;
+static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
+
+/*
+ * The end of both claims: mark the picked jobs 'running', count the attempt,
+ * and return what the worker needs to run them.
+ */
+#define CLAIM_UPDATE \
+" UPDATE async.jobs j" \
+"    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1," \
+"        started_at = pg_catalog.now(), worker_pid = $2, suspect = false, limited = false" \
+"   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function" \
+"  WHERE j.id OPERATOR(pg_catalog.=) p.id" \
+" RETURNING j.id, j.event_id, j.function, j.payload, j.attempts," \
+"           f.handler::pg_catalog.oid, f.run_as::pg_catalog.oid, f.max_attempts," \
+"           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8," \
+"           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid," \
+"           pg_catalog.now() OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at," \
+"               CASE WHEN j.errors IS NULL THEN j.run_at" \
+"                    ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)" \
+"             OPERATOR(pg_catalog.>) f.max_event_age," \
+"           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL," \
+"           f.concurrency IS NOT NULL"
+
+/*
+ * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
+ * counting the payloads before each in the order src was written (the
+ * order of the ready index: a CTE is read back in the order its rows were
+ * stored); the first job always fits.  A batch's payloads stay in the
+ * worker's memory until it ends, so pg_async.batch_max_bytes bounds them
+ * whatever pg_async.batch_size is.  The other jobs stay locked, not
+ * claimed, until the claim commits.
+ */
+#define CLAIM_WITHIN_BYTES(src) \
+" within_bytes AS (" \
+"  SELECT w.* FROM (SELECT s.*, pg_catalog.sum(s.bytes) OVER (ROWS UNBOUNDED PRECEDING)" \
+"                              OPERATOR(pg_catalog.-) s.bytes AS before" \
+"                     FROM " src " s) w" \
+"   WHERE w.before OPERATOR(pg_catalog.<) $3),"
+
+/*
+ * The functions that are paused or have a concurrency limit: whether there
+ * is any decides between the two claims.
+ */
+#define LIMITED_FUNCTIONS \
+" async.functions f WHERE f.paused OR f.concurrency IS NOT NULL"
+
+/*
+ * The CTE limits: each such function, and how many more of its jobs may
+ * run (allowance, NULL without a limit), counting its reservations in
+ * async.running.
+ */
+#define LIMITS_CTE \
+" limits AS MATERIALIZED (" \
+"  SELECT f.name, f.paused, f.concurrency," \
+"         f.concurrency OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*)::pg_catalog.int4" \
+"            FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name) AS allowance" \
+"    FROM" LIMITED_FUNCTIONS ")"
+
+/*
+ * The claim.  Functions that are paused, or whose concurrency limit is
+ * reached, are left out of the scan itself, so that their jobs wait without
+ * spending attempts and without blocking other functions' jobs behind them.
+ * The queued jobs of limited functions are not in jobs_ready_idx at all
+ * (they are marked limited): each limited function with room left gets at
+ * most its remaining allowance from its own range of jobs_limited_idx, so
+ * that a large backlog held by a limit is not walked by every claim.  A
+ * job of a limited function may still be found in jobs_ready_idx (enqueued
+ * by a session that had not yet seen the limit): the allowance counts it
+ * too.  Claimed jobs of limited functions are recorded in async.running,
+ * which the next claim counts.
+ */
+static const char *claim_sql =
+"WITH" LIMITS_CTE ","
+" candidates AS ("
+"  SELECT j.id, j.function, j.suspect, j.run_at,"
+"         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
+"   WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
+"     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+"     AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"     AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
+"            WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))"
+"   ORDER BY j.run_at LIMIT $1"
+"     FOR UPDATE SKIP LOCKED),"
+" lanes AS ("
+"  SELECT c.* FROM limits l CROSS JOIN LATERAL ("
+"    SELECT j.id, j.function, j.suspect, j.run_at,"
+"           pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
+"     WHERE j.function OPERATOR(pg_catalog.=) l.name"
+"       AND j.limited AND NOT j.paused AND j.finished_at IS NULL"
+"       AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+"       AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"     ORDER BY j.run_at LIMIT LEAST(l.allowance, $1)"
+"       FOR UPDATE SKIP LOCKED) c"
+"   WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
+" allowed AS ("
+"  SELECT c.id, c.function, c.suspect, c.bytes, l.concurrency FROM ("
+"         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function ORDER BY c.run_at, c.id) AS nth"
+"           FROM (SELECT * FROM candidates UNION ALL SELECT * FROM lanes) c) c"
+"    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
+"   WHERE l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance"
+"   ORDER BY c.run_at, c.id LIMIT $1),"
+CLAIM_WITHIN_BYTES("allowed")
+" picked AS ("
+"  SELECT a.id, a.function, a.concurrency FROM within_bytes a"
+"   WHERE NOT EXISTS (SELECT FROM allowed s WHERE s.suspect)"
+"  UNION ALL"
+"  (SELECT s.id, s.function, s.concurrency FROM allowed s WHERE s.suspect LIMIT 1)),"
+" reserved AS ("
+"  INSERT INTO async.running (job_id, function)"
+"  SELECT p.id, p.function FROM picked p WHERE p.concurrency IS NOT NULL)"
+CLAIM_UPDATE;
+
+/*
+ * The claim while no function is paused or limited (the common case): the
+ * same, without counting async.running.  Whether some function is limited
+ * is cached (any_limits), and the cache can be stale: the invalidation that
+ * clears it is processed at the next lock this worker takes, which may come
+ * after the claim's snapshot already sees the change, for instance when the
+ * claim runs in the transaction of a batch that began before it.  So the
+ * claim checks, in its own snapshot, that no function is paused or limited
+ * (an InitPlan, run once), and claims nothing otherwise; an empty fast claim
+ * then makes the next claim read the limits again.
+ */
+static const char *claim_fast_sql =
+"WITH candidates AS ("
+"  SELECT j.id, j.function, j.suspect,"
+"         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
+"   WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
+"     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+"     AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"     AND NOT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")"
+"   ORDER BY j.run_at LIMIT $1"
+"     FOR UPDATE SKIP LOCKED),"
+CLAIM_WITHIN_BYTES("candidates")
+" picked AS ("
+"  SELECT c.id, c.function FROM within_bytes c"
+"   WHERE NOT EXISTS (SELECT FROM candidates s WHERE s.suspect)"
+"  UNION ALL"
+"  (SELECT s.id, s.function FROM candidates s WHERE s.suspect LIMIT 1))"
+CLAIM_UPDATE;
+
+/*
+ * The functions at their concurrency limit, after a full claim: their
+ * reservations, this claim's among them, leave no allowance.  Paused ones
+ * and those held at 0 are left out: their enqueues wake nobody anyway.
+ */
+static const char *saturated_sql =
+"WITH" LIMITS_CTE
+" SELECT l.name FROM limits l"
+"  WHERE NOT l.paused AND l.concurrency OPERATOR(pg_catalog.>) 0"
+"    AND l.allowance OPERATOR(pg_catalog.<=) 0"
+"  LIMIT " CppAsString2(ASYNC_MAX_SATURATED);
+
+/* whether the full claim is needed: some function is paused or limited */
+static const char *limits_sql =
+"SELECT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")";
+
+/*
+ * When the next job is due, leaving out those of paused or saturated
+ * functions: the first of jobs_ready_idx, and the first of each limited
+ * function with room left in jobs_limited_idx.
+ */
+static const char *next_run_sql =
+"WITH" LIMITS_CTE
+" SELECT LEAST("
+"  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
+"    WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
+"      AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"      AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
+"            WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))),"
+"  (SELECT pg_catalog.min(x.run_at) FROM limits l CROSS JOIN LATERAL ("
+"     SELECT j.run_at FROM async.jobs j"
+"      WHERE j.function OPERATOR(pg_catalog.=) l.name"
+"        AND j.limited AND NOT j.paused AND j.finished_at IS NULL"
+"        AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"      ORDER BY j.run_at LIMIT 1) x"
+"    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0))";
+
+/* prepare_plans prepares the claim's statements, once. */
+static void
+prepare_plans(void)
+{
+	Oid			claim_types[3] = {INT4OID, INT4OID, INT8OID};
+
+	if (claim_plan != NULL)
+		return;
+	claim_plan = pg_async_prepare_plan(claim_sql, 3, claim_types);
+	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 3, claim_types);
+	limits_plan = pg_async_prepare_plan(limits_sql, 0, NULL);
+	next_run_plan = pg_async_prepare_plan(next_run_sql, 0, NULL);
+	saturated_plan = pg_async_prepare_plan(saturated_sql, 0, NULL);
+}
+
+/* functions_changed forgets limits_exist when async.functions changes. */
+static void
+functions_changed(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == limits_relid)
+		limits_known = false;
+}
+
+/*
+ * any_limits tells whether some function is paused or has a concurrency
+ * limit, reading async.functions only after it changed.  The flag is set
+ * before the query, so that an invalidation that arrives while it runs
+ * makes the next claim ask again.
+ */
+static bool
+any_limits(void)
+{
+	int			rc;
+	bool		isnull;
+
+	/* a new async.functions (the extension was created again) */
+	if (AsyncFunctionsRelId != limits_relid)
+	{
+		limits_relid = AsyncFunctionsRelId;
+		limits_known = false;
+	}
+	if (limits_known)
+		return limits_exist;
+	limits_known = true;
+	rc = SPI_execute_plan(limits_plan, NULL, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_async: reading the limits failed: %s",
+			 SPI_result_code_string(rc));
+	limits_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	return limits_exist;
+}
+
+/*
+ * ASYNC_JOBS_MIN_ROWS is the fewest rows the worker's planner believes
+ * async.jobs holds (jobs_rows_floor).
+ */
+#define ASYNC_JOBS_MIN_ROWS		100000
+
+static get_relation_info_hook_type prev_get_relation_info_hook = NULL;
+
+/*
+ * jobs_rows_floor, the worker's get_relation_info_hook, makes the worker's
+ * planner believe async.jobs holds at least ASYNC_JOBS_MIN_ROWS rows.  Its
+ * statements are built for index plans: the claim walks jobs_ready_idx and
+ * looks each claimed job up by its key, the finishing statements look jobs
+ * up one by one.  Believing the table nearly empty, the planner would
+ * rather scan all of it once and join the batch to it, which is ruinous at
+ * a million rows (one claim took 364 s).  Statistics say "nearly empty"
+ * more often than one would think: an ANALYZE (autovacuum's too) that runs
+ * while a large INSERT is in progress sees no live row and records 0 rows
+ * in however many pages, and from then on every plan, old or new, counts 0
+ * rows per page, until the next ANALYZE.  Only the worker's own planning
+ * is touched (the hook is set in the worker process), and only the size of
+ * async.jobs and of its full indexes.
+ */
+static void
+jobs_rows_floor(PlannerInfo *root, Oid relid, bool inhparent, RelOptInfo *rel)
+{
+	if (prev_get_relation_info_hook)
+		prev_get_relation_info_hook(root, relid, inhparent, rel);
+
+	if (relid == AsyncJobsRelId && OidIsValid(relid) && rel->tuples < ASYNC_JOBS_MIN_ROWS)
+	{
+		ListCell   *lc;
+
+		rel->tuples = ASYNC_JOBS_MIN_ROWS;
+		foreach(lc, rel->indexlist)
+		{
+			IndexOptInfo *index = (IndexOptInfo *) lfirst(lc);
+
+			if (index->indpred == NIL)
+				index->tuples = rel->tuples;
+		}
+	}
+}
+
+/*
+ * list_saturated lists the functions at their concurrency limit after a
+ * full claim, for pg_async_commit_batch to publish once the claim is
+ * committed: an
+ * enqueue of their jobs then wakes nobody.  epoch is limits_epoch as read
+ * before the claim.
+ */
+static void
+list_saturated(uint64 epoch)
+{
+	int			rc;
+	uint64		i;
+
+	/*
+	 * Not read-only: SPI then takes a new snapshot, after the epoch was read
+	 * and seeing this transaction's own reservations and releases, rather
+	 * than reuse the transaction's first one.
+	 */
+	rc = SPI_execute_plan(saturated_plan, NULL, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: reading the saturated limits failed: %s",
+			 SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed && i < ASYNC_MAX_SATURATED; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		strlcpy(saturated_names[i], isnull ? "" : TextDatumGetCString(d), ASYNC_NAME_SIZE);
+	}
+	nsaturated = (int) i;
+	saturated_epoch = epoch;
+}
+
+/*
+ * copy_claimed_jobs copies the n jobs a claim returned (SPI_tuptable) into
+ * cxt, as *jobs_out.
+ */
+static void
+copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz claim_start)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	AsyncJob   *jobs = palloc0(sizeof(AsyncJob) * n);
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	uint64		i;
+
+	pg_async_batch_note_claim(n, claim_start);
+
+	for (i = 0; i < (uint64) n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		AsyncJob   *job = &jobs[i];
+		bool		isnull;
+		Datum		d;
+
+		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		job->event_id = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		job->function = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		job->payload = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		job->registered = !isnull;
+		if (job->registered)
+		{
+			job->handler = DatumGetObjectId(d);
+			job->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+			job->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+			job->timeout_ms = (int32) Min(DatumGetFloat8(SPI_getbinval(tup, desc, 9, &isnull)),
+										  (double) INT_MAX);
+			if (job->timeout_ms < 1)
+				job->timeout_ms = 1;
+		}
+		job->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
+		job->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
+		job->enqueued_by = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
+		d = SPI_getbinval(tup, desc, 15, &isnull);
+		job->has_destination = !isnull && DatumGetBool(d);
+		d = SPI_getbinval(tup, desc, 16, &isnull);
+		job->reserved = !isnull && DatumGetBool(d);
+		d = SPI_getbinval(tup, desc, 13, &isnull);
+		if (!isnull && DatumGetBool(d))
+		{
+			job->expired = true;
+			job->error_message = psprintf("event is older than max_event_age (%s)",
+										  TextDatumGetCString(SPI_getbinval(tup, desc, 14, &isnull)));
+		}
+	}
+	*jobs_out = jobs;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * pg_async_claim_jobs marks up to pg_async_batch_limit() ready jobs 'running'
+ * and counts their attempt, in the caller's transaction, with SPI connected.
+ * The jobs are copied into cxt.  With no job ready it reports when the next
+ * one is due (0 if none).
+ */
+int
+pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
+{
+	Datum		args[3];
+	int			rc;
+	int			n;
+	int			save_nestlevel;
+	bool		limited;
+	TimestampTz claim_start;
+	uint64		epoch;
+
+	*jobs_out = NULL;
+	*next_run_at = 0;
+
+	/* no claim until the markers of a crash have been acted on */
+	if (pg_atomic_read_u32(&AsyncShmem->inflight_state) != 2)
+	{
+		*next_run_at = GetCurrentTimestamp();
+		return 0;
+	}
+
+	prepare_plans();
+	save_nestlevel = pg_async_push_planner_settings();
+
+	limited = any_limits();
+	/*
+	 * Claims that count running jobs of limited functions are serialized,
+	 * so that each sees the jobs the previous one reserved: the lock is
+	 * taken before the claim statement takes its snapshot, whenever the
+	 * full claim runs, even if only some function is paused (a function
+	 * given a limit between the lock and the claim would otherwise be
+	 * claimed unserialized).  It is ASYNC_CLAIM_LOCK (pg_async.h), which no
+	 * role can hold to stop the claims, as any role could hold the
+	 * advisory lock used before 0.5.
+	 */
+	if (limited)
+		LockDatabaseObject(ExtensionRelationId, AsyncExtensionId, ASYNC_CLAIM_LOCK,
+						   ExclusiveLock);
+
+	claim_start = GetCurrentTimestamp();
+	/* before the claim's snapshot: see shmem.c */
+	epoch = pg_async_limits_epoch();
+	args[0] = Int32GetDatum(pg_async_batch_limit());
+	args[1] = Int32GetDatum(MyProcPid);
+	args[2] = Int64GetDatum((int64) pg_async_batch_max_bytes * 1024);
+	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "pg_async: claiming jobs failed: %s",
+			 SPI_result_code_string(rc));
+
+	n = (int) SPI_processed;
+
+	/* perhaps a limit the cache has not heard of yet (see claim_fast_sql) */
+	if (n == 0 && !limited)
+		limits_known = false;
+
+	if (n > 0)
+		copy_claimed_jobs(cxt, jobs_out, n, claim_start);
+	else
+	{
+		/* in a new snapshot, for the same reasons as list_saturated's */
+		rc = SPI_execute_plan(next_run_plan, NULL, NULL, false, 1);
+		if (rc == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				*next_run_at = DatumGetTimestampTz(d);
+		}
+	}
+	if (limited)
+		list_saturated(epoch);
+	pg_async_pop_planner_settings(save_nestlevel);
+	return n;
+}
+
+/*
+ * pg_async_claim_batch claims jobs in a transaction of its own: how an idle
+ * worker starts.  *ready is false when pg_async is not installed here.
+ */
+int
+pg_async_claim_batch(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at,
+					 bool *ready)
+{
+	int			n = 0;
+
+	*jobs_out = NULL;
+	*next_run_at = 0;
+
+	pg_async_begin_work("pg_async: claiming jobs");
+	*ready = pg_async_extension_ready();
+	if (*ready)
+		n = pg_async_claim_jobs(cxt, jobs_out, next_run_at);
+
+	/*
+	 * The handlers need not wait for this commit to reach the disk: each
+	 * writes its in-flight marker first, which tells after a crash restart
+	 * which job ran even if the claim was lost (inflight.c).  The batch's
+	 * own commit, when synchronous, makes the claim durable.
+	 */
+	if (n > 0 && pg_async_inflight_available())
+		pg_async_commit_without_flush();
+	pg_async_commit_batch();
+	return n;
+}
+
+/*
+ * pg_async_note_reservations_released notes that the current transaction
+ * finished or gave back jobs with a reservation in async.running: its
+ * commit may give their limits room again.
+ */
+void
+pg_async_note_reservations_released(void)
+{
+	reservations_released = true;
+}
+
+/*
+ * pg_async_commit_batch commits a transaction that claimed jobs, ran them
+ * or both, then tells other processes what it did to the concurrency
+ * limits (see reservations_released) and notes whether its claim is on
+ * disk yet (inflight.c).
+ */
+void
+pg_async_commit_batch(void)
+{
+	pg_async_end_work();
+	if (reservations_released)
+	{
+		uint64		before = pg_async_limits_released();
+
+		/* a list made after our releases holds, if no one else released */
+		if (nsaturated >= 0 && before == saturated_epoch)
+			saturated_epoch = before + 1;
+		reservations_released = false;
+	}
+	if (nsaturated >= 0)
+		pg_async_publish_saturated(saturated_epoch, saturated_names, nsaturated);
+	nsaturated = -1;
+	pg_async_inflight_note_commit();
+}
+
+/*
+ * pg_async_claim_init sets up, once per worker, what keeps the claim's
+ * plans right: the cache of whether limits exist, and the planner's floor
+ * for the size of async.jobs.
+ */
+void
+pg_async_claim_init(void)
+{
+	CacheRegisterRelcacheCallback(functions_changed, (Datum) 0);
+	prev_get_relation_info_hook = get_relation_info_hook;
+	get_relation_info_hook = jobs_rows_floor;
+}

@@ -1,0 +1,186 @@
+/*-------------------------------------------------------------------------
+ *
+ * recovery.c
+ *	  Jobs left running by a worker that is gone.  After a crash restart,
+ *	  the in-flight markers of the last server lifetime (inflight.c) name
+ *	  the jobs whose handlers were running, even where the crash lost
+ *	  their claim: each is charged the attempt, before any worker claims.
+ *	  While the server runs, the jobs of a worker that exited are queued
+ *	  again by async._recover(), charged or not as it decides, when a
+ *	  worker exits and on a timer in case an exit went unnoticed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "worker_internal.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "utils/timestamp.h"
+
+/*
+ * how often a worker looks for jobs of dead workers even if none exited,
+ * at least and at most (see pg_async_recover_dead_workers)
+ */
+#define ASYNC_RECOVERY_INTERVAL_MS	5000
+#define ASYNC_RECOVERY_MAX_INTERVAL_MS	600000
+
+static uint32 last_recovery_epoch = 0;
+static TimestampTz last_recovery = 0;
+static int	recovery_interval_ms = ASYNC_RECOVERY_INTERVAL_MS;
+
+/*
+ * charge_lost_claim charges job_id the attempt 'attempt' that its in-flight
+ * marker says was running when the server went down, if the claim of that
+ * attempt did not survive (the job is queued again with one attempt fewer):
+ * it marks the job running on that attempt again, and async._charge_crash()
+ * records the crashed attempt and retries or dead-letters the job, as
+ * async._recover() does when the claim survived.  Returns 1 if it did.
+ * A running job is never marked paused or limited (a claim clears the
+ * marks), which async._recover() relies on to find running jobs in
+ * jobs_ready_idx: the marks go, should the function have been paused or
+ * limited since the crash.
+ */
+static int
+charge_lost_claim(int64 job_id, int32 attempt)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		args[2];
+	int			rc;
+
+	args[0] = Int64GetDatum(job_id);
+	args[1] = Int32GetDatum(attempt);
+	rc = SPI_execute_with_args("UPDATE async.jobs j"
+							   "   SET state = 'running', attempts = $2, paused = false, limited = false,"
+							   "       started_at = pg_catalog.now(), worker_pid = NULL"
+							   " WHERE j.id OPERATOR(pg_catalog.=) $1"
+							   "   AND j.state OPERATOR(pg_catalog.=) 'queued'"
+							   "   AND j.finished_at IS NULL"
+							   "   AND j.attempts OPERATOR(pg_catalog.=) ($2 OPERATOR(pg_catalog.-) 1)",
+							   2, types, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "pg_async: charging a lost claim failed: %s",
+			 SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		return 0;
+
+	rc = SPI_execute_with_args("SELECT async._charge_crash($1)",
+							   1, types, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: charging a lost claim failed: %s",
+			 SPI_result_code_string(rc));
+	return 1;
+}
+
+/*
+ * pg_async_recover_lost_claims acts on the in-flight markers the workers of
+ * the last server lifetime left (inflight.c), once per lifetime and before any
+ * worker claims: one worker does it while the others wait.  While pg_async is
+ * installed but its tables are locked (or it still is 0.1), it tries again at
+ * the next upkeep.  If it fails, the queue must not stop: the error is logged
+ * and the markers dropped, and the jobs they name run again without being
+ * charged.
+ */
+void
+pg_async_recover_lost_claims(void)
+{
+	uint32		expected = 0;
+	int			charged = 0;
+	bool		busy = false;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (pg_atomic_read_u32(&AsyncShmem->inflight_state) == 2 ||
+		!pg_atomic_compare_exchange_u32(&AsyncShmem->inflight_state, &expected, 1))
+		return;
+
+	pg_async_announce_next_look(PG_INT64_MAX);
+	PG_TRY();
+	{
+		pg_async_begin_work("pg_async: charging the jobs a crash interrupted");
+		if (pg_async_extension_ready())
+		{
+			int64	   *job_ids;
+			int32	   *attempts;
+			int			n = pg_async_inflight_read(&job_ids, &attempts);
+			int			i;
+
+			for (i = 0; i < n; i++)
+				charged += charge_lost_claim(job_ids[i], attempts[i]);
+		}
+		else if (OidIsValid(get_extension_oid("pg_async", true)))
+		{
+			/* installed but locked (or an older version): try again later */
+			busy = true;
+		}
+		pg_async_end_work();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(WARNING,
+				(errmsg("pg_async could not charge the jobs a crash interrupted"),
+				 errdetail("Their in-flight markers are dropped: those jobs run again without spending an attempt.")));
+		charged = 0;
+	}
+	PG_END_TRY();
+	if (busy)
+	{
+		/* claims keep waiting (inflight_state) until the markers are done */
+		pg_atomic_write_u32(&AsyncShmem->inflight_state, 0);
+		return;
+	}
+	pg_async_inflight_reset();
+	pg_atomic_write_u32(&AsyncShmem->inflight_state, 2);
+
+	if (charged > 0)
+		ereport(LOG,
+				(errmsg("pg_async charged %d job%s an attempt: %s running when the server went down",
+						charged, charged == 1 ? "" : "s", charged == 1 ? "it was" : "they were")));
+}
+
+/*
+ * pg_async_recover_dead_workers queues again, through async._recover(), the
+ * jobs of dead workers: when a worker exited, after a start, and every
+ * recovery_interval_ms in case a worker's exit went unnoticed (a pid
+ * reused after a restart).  Returns true when it queued jobs again.
+ *
+ * The periodic look for jobs left running reads every unfinished job (no
+ * index leads to the running ones alone: marking a job running must stay a
+ * HOT update): 0.2 to 0.8 s with a backlog of a million jobs, which every
+ * 5 s took a quarter of each worker's time while it drained that backlog.
+ * So the interval grows with what the look costs: at least
+ * ASYNC_RECOVERY_INTERVAL_MS, and 100 times the last look's duration,
+ * keeping it to about 1% of a worker.
+ */
+bool
+pg_async_recover_dead_workers(TimestampTz now)
+{
+	uint32		epoch = pg_atomic_read_u32(&AsyncShmem->recovery_epoch);
+	int			n;
+	int64		took_ms;
+
+	if (epoch == last_recovery_epoch && last_recovery != 0 &&
+		!TimestampDifferenceExceeds(last_recovery, now, recovery_interval_ms))
+		return false;
+
+	last_recovery_epoch = epoch;
+	last_recovery = now;
+	n = pg_async_run_upkeep_sql("pg_async: recovering jobs of dead workers",
+								"SELECT async._recover()", 0, NULL, NULL);
+	took_ms = (GetCurrentTimestamp() - now) / 1000;
+	recovery_interval_ms = (int) Min(Max(100 * took_ms, ASYNC_RECOVERY_INTERVAL_MS),
+									 ASYNC_RECOVERY_MAX_INTERVAL_MS);
+	if (n == 0)
+		return false;
+
+	/* their reservations went with them */
+	(void) pg_async_limits_released();
+	ereport(LOG,
+			(errmsg("pg_async recovered %d job%s left running by a worker that exited",
+					n, n == 1 ? "" : "s")));
+	return true;
+}

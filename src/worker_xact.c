@@ -1,0 +1,239 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_xact.c
+ *	  What every transaction of a pg_async worker shares: the worker's
+ *	  slot, how a transaction begins (with SPI, and the checks and locks
+ *	  on pg_async's tables that the worker's statements need), its
+ *	  prepared statements and planner settings, and how it commits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "worker_internal.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+/* this worker's slot in shared memory, and the database it serves */
+AsyncWorkerSlot *MyAsyncSlot = NULL;
+int			MyAsyncSlotIndex = -1;
+char	   *MyAsyncDatabase = NULL;
+
+/* pg_async's pg_extension OID, async.jobs and async.functions */
+Oid			AsyncExtensionId = InvalidOid;
+Oid			AsyncJobsRelId = InvalidOid;
+Oid			AsyncFunctionsRelId = InvalidOid;
+
+/* the async.functions found to bind handlers by OID (0.5 and later) */
+static Oid	bound_functions_relid = InvalidOid;
+
+/*
+ * pg_async_announce_next_look publishes when this worker will look at the
+ * queue again (PG_INT64_MAX: it cannot tell), so that committers leave new
+ * jobs to it rather than wake a colleague (pg_async_wake_workers).
+ */
+void
+pg_async_announce_next_look(TimestampTz when)
+{
+	pg_atomic_write_u64(&MyAsyncSlot->next_look_at, (uint64) when);
+}
+
+/*
+ * warn_older_extension says, once per worker, why the workers wait: the
+ * extension in MyAsyncDatabase is an older version than the library.
+ */
+static void
+warn_older_extension(bool *warned)
+{
+	if (*warned)
+		return;
+	ereport(WARNING,
+			(errmsg("pg_async workers wait: the extension installed in database \"%s\" is older than its library",
+					MyAsyncDatabase),
+			 errhint("Run ALTER EXTENSION pg_async UPDATE in that database.")));
+	*warned = true;
+}
+
+/*
+ * pg_async_extension_ready tells, inside a transaction, whether pg_async is
+ * installed in this database and not being dropped.  It takes, without
+ * waiting, the locks the worker's statements need on pg_async's tables: a
+ * worker that waited for one while holding another could deadlock with
+ * DROP EXTENSION, which locks them all exclusively.  An extension older
+ * than the library (0.4 and older held handlers as signatures, where the
+ * claim reads OIDs) is not ready either: the workers wait for its update.
+ */
+bool
+pg_async_extension_ready(void)
+{
+	static const char *const tables[] = {"jobs", "functions", "dead_letters",
+	"attempt_log", "running"};
+	static bool warned_old = false;
+	Oid			relids[lengthof(tables)];
+	Oid			extension;
+	Oid			nsp;
+	int			i;
+
+	extension = get_extension_oid("pg_async", true);
+	if (!OidIsValid(extension))
+		return false;
+	AsyncExtensionId = extension;
+	nsp = get_namespace_oid("async", true);
+	if (!OidIsValid(nsp))
+		return false;
+	for (i = 0; i < lengthof(tables); i++)
+	{
+		relids[i] = get_relname_relid(tables[i], nsp);
+		if (!OidIsValid(relids[i]))
+		{
+			/* 0.1 has no async.attempt_log, but a table async.attempts */
+			if (get_rel_relkind(get_relname_relid("attempts", nsp)) == RELKIND_RELATION)
+				warn_older_extension(&warned_old);
+			return false;
+		}
+		if (!ConditionalLockRelationOid(relids[i], RowExclusiveLock))
+			return false;
+		/* locked: make sure it was not dropped meanwhile */
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relids[i])))
+			return false;
+	}
+	if (relids[1] != bound_functions_relid)
+	{
+		if (!pg_async_handlers_bound(relids[1]))
+		{
+			warn_older_extension(&warned_old);
+			return false;
+		}
+		bound_functions_relid = relids[1];
+	}
+	AsyncJobsRelId = relids[0];
+	AsyncFunctionsRelId = relids[1];
+	return true;
+}
+
+/* pg_async_prepare_plan prepares a statement once for the worker's lifetime. */
+SPIPlanPtr
+pg_async_prepare_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	/* generic plans: replanning each batch would cost more than running it */
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "pg_async: SPI_prepare failed: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "pg_async: SPI_keepplan failed");
+	return plan;
+}
+
+/*
+ * pg_async_begin_work opens a transaction with SPI and a snapshot, as
+ * worker_spi does.
+ */
+void
+pg_async_begin_work(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_async: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/* pg_async_end_work closes what pg_async_begin_work opened, and commits. */
+void
+pg_async_end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * pg_async_push_planner_settings keeps the planner on the worker's intended
+ * plans, until pg_async_pop_planner_settings: the claim must walk
+ * jobs_ready_idx in run_at order and stop after a batch, and the finishing
+ * statements must look jobs up one by one by their primary key.  Without
+ * statistics (a new or truncated queue) the planner would rather sort every
+ * ready job, or hash the batch and scan the whole table: cheap for the empty
+ * table it planned for, and then kept as the generic plan while the queue
+ * fills up.  These are session settings of the worker for the duration of its
+ * own statements only: handlers run with the defaults.
+ */
+int
+pg_async_push_planner_settings(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/* pg_async_pop_planner_settings undoes pg_async_push_planner_settings. */
+void
+pg_async_pop_planner_settings(int nestlevel)
+{
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * pg_async_commit_without_flush makes the current transaction's commit return
+ * before its WAL is flushed.
+ */
+void
+pg_async_commit_without_flush(void)
+{
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
+ * pg_async_run_upkeep_sql runs one statement of upkeep in a transaction of its
+ * own and returns its integer result (0 when pg_async is not installed).
+ */
+int
+pg_async_run_upkeep_sql(const char *activity, const char *sql, int nargs,
+						Oid *argtypes, Datum *args)
+{
+	int			result = 0;
+
+	pg_async_announce_next_look(PG_INT64_MAX);
+	pg_async_begin_work(activity);
+	if (pg_async_extension_ready())
+	{
+		int			rc = SPI_execute_with_args(sql, nargs, argtypes, args, NULL,
+											   false, 1);
+		bool		isnull;
+
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "pg_async: \"%s\" failed: %s", sql,
+				 SPI_result_code_string(rc));
+		result = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+		if (isnull)
+			result = 0;
+	}
+	pg_async_end_work();
+	return result;
+}
