@@ -20,7 +20,7 @@ OBJS = \
 	src/inflight.o \
 	src/jobfuncs.o
 
-DATA = sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
+DATA = sql/pg_async--0.5.sql sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
        sql/pg_async--0.3--0.4.sql sql/pg_async--0.4--0.5.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 

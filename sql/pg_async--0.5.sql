@@ -1,0 +1,1743 @@
+/* pg_async--0.5.sql: the whole of pg_async 0.5, for CREATE EXTENSION.
+ *
+ * An installation reached from 0.1 by ALTER EXTENSION pg_async UPDATE
+ * (pg_async--0.1.sql, then each pg_async--A--B.sql) ends with exactly
+ * these objects, definitions, defaults, constraints, indexes, policies,
+ * triggers, comments and privileges: test/sql/upgrade.sql compares the
+ * catalogs of the two.  The objects come in dependency order: the type,
+ * then functions and tables (a function whose signature names a table's
+ * row type after that table), views, defaults, constraints, indexes,
+ * triggers, policies, and last the privileges.
+ */
+
+\echo Use "CREATE EXTENSION pg_async" to load this file. \quit
+
+-- The SQL functions read tables created further down: their bodies are
+-- checked when they first run, not here.  The setting ends with the script.
+SET check_function_bodies = false;
+
+-- the schema the control file names, created by CREATE EXTENSION
+GRANT USAGE ON SCHEMA async TO PUBLIC;
+
+
+CREATE TYPE async.context AS (
+	event_id text,
+	function text,
+	attempt integer,
+	max_attempts integer,
+	enqueued_at timestamp with time zone,
+	deadline timestamp with time zone
+);
+
+COMMENT ON TYPE async.context IS 'second argument of a handler declared f(event jsonb, ctx async.context): event_id, function, attempt (from 1), max_attempts, enqueued_at, and the deadline of this attempt';
+
+CREATE FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text, p_state text) RETURNS void
+    LANGUAGE sql
+    AS $$
+	WITH dead AS (
+		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
+			   last_error = p_message, paused = false, limited = false
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (p_ids) AND j.finished_at IS NULL
+		   AND (p_state IS NULL OR j.state OPERATOR(pg_catalog.=) p_state)
+		RETURNING j.*),
+	released AS (
+		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids))
+	INSERT INTO async.dead_letters
+		(job_id, event_id, function, payload, attempts, errors, reason,
+		 last_error, enqueued_at, enqueued_by, dead_at)
+	SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
+		   COALESCE(d.errors, '[]'::jsonb), p_reason, d.last_error,
+		   d.enqueued_at, d.enqueued_by, d.finished_at
+	  FROM dead d;
+$$;
+
+COMMENT ON FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text, p_state text) IS 'internal: moves the unfinished jobs p_ids (those in state p_state, if given) to the dead letters with reason p_reason and message p_message, touching nothing else: for async.unregister(cancel_jobs), and for a job whose failed attempt could not be recorded (reason error)';
+
+CREATE FUNCTION async._cancel(p_event_id text, p_caller oid) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_id bigint;
+BEGIN
+	/*
+	 * Only a waiting job is locked, and never by waiting: a lock on a
+	 * finished or running row, held by an open transaction, would stall
+	 * the workers that finish or purge it.
+	 */
+	SELECT j.id INTO v_id FROM async.jobs j
+	 WHERE j.event_id OPERATOR(pg_catalog.=) p_event_id
+	   AND j.finished_at IS NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
+	   AND pg_catalog.pg_has_role(p_caller, j.enqueued_by::pg_catalog.oid, 'USAGE')
+	   FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM async.jobs j
+					WHERE j.event_id OPERATOR(pg_catalog.=) p_event_id
+					  AND j.state OPERATOR(pg_catalog.=) 'running'
+					  AND pg_catalog.pg_has_role(p_caller, j.enqueued_by::pg_catalog.oid, 'USAGE')) THEN
+			RAISE EXCEPTION 'event "%" is running and cannot be cancelled', p_event_id
+				USING ERRCODE = 'object_in_use',
+					  HINT = 'A running attempt ends within its function''s timeout; cancel the event if it is queued for a retry then.';
+		END IF;
+		RETURN false;
+	END IF;
+	DELETE FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) v_id;
+	RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION async._cancel(p_event_id text, p_caller oid) IS 'internal: the delete behind async.cancel(), for the caller p_caller';
+
+CREATE FUNCTION async._charge_crash(p_job_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+	IF pg_catalog.current_setting('pg_async.attempts_retention') OPERATOR(pg_catalog.<>) '0' THEN
+		INSERT INTO async.attempt_log
+			(job_id, event_id, function, attempt, worker_pid, started_at, duration,
+			 outcome, error, sqlstate, enqueued_by)
+		SELECT j.id, j.event_id, j.function, j.attempts, j.worker_pid, j.started_at,
+			   pg_catalog.now() OPERATOR(pg_catalog.-) j.started_at, 'crashed',
+			   'worker process exited while running the handler', '57P01', j.enqueued_by
+		  FROM async.jobs j
+		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
+	END IF;
+	PERFORM async._fail(p_job_id,
+		'worker process exited while running the handler', '57P01',
+		pg_catalog.now());
+END;
+$$;
+
+COMMENT ON FUNCTION async._charge_crash(p_job_id bigint) IS 'internal: records the crashed attempt of a job whose worker died running it, then retries or dead-letters the job';
+
+CREATE FUNCTION async._check_setup() RETURNS void
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_check_setup';
+
+COMMENT ON FUNCTION async._check_setup() IS 'internal: warns when pg_async is not in shared_preload_libraries or pg_async.database names another database';
+
+CREATE FUNCTION async.new_event_id() RETURNS text
+    LANGUAGE c PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'pg_async_new_event_id';
+
+COMMENT ON FUNCTION async.new_event_id() IS 'a new time-ordered UUID (RFC 9562 version 7) as text: the default event_id of a job';
+
+CREATE TABLE async.jobs (
+    id bigint NOT NULL,
+    event_id text DEFAULT async.new_event_id() NOT NULL COLLATE pg_catalog."C",
+    function text NOT NULL COLLATE pg_catalog."C",
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    state text DEFAULT 'queued'::text NOT NULL,
+    last_error text,
+    errors jsonb,
+    enqueued_at timestamp with time zone DEFAULT now() NOT NULL,
+    enqueued_by regrole DEFAULT ((CURRENT_USER)::text)::regrole NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    worker_pid integer,
+    suspect boolean DEFAULT false NOT NULL,
+    result jsonb,
+    duration interval,
+    paused boolean DEFAULT false NOT NULL,
+    limited boolean DEFAULT false NOT NULL,
+    CONSTRAINT jobs_state_check CHECK ((state = ANY ('{queued,running,succeeded,dead}'::text[])))
+)
+WITH (fillfactor='50', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_threshold='1000', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.05', autovacuum_vacuum_cost_delay='0');
+
+COMMENT ON TABLE async.jobs IS 'pg_async queue: one row per event. Enqueue with a plain INSERT (function, payload, optionally event_id and run_at); background workers run the registered handler.';
+
+COMMENT ON COLUMN async.jobs.id IS 'internal job number';
+
+COMMENT ON COLUMN async.jobs.event_id IS 'idempotency key, unique until pg_async.retention after the job finished; a time-ordered UUID (version 7) when not given';
+
+COMMENT ON COLUMN async.jobs.function IS 'registered function name (async.functions.name)';
+
+COMMENT ON COLUMN async.jobs.payload IS 'event passed to the handler';
+
+COMMENT ON COLUMN async.jobs.run_at IS 'earliest time of the next attempt';
+
+COMMENT ON COLUMN async.jobs.attempts IS 'attempts started so far';
+
+COMMENT ON COLUMN async.jobs.state IS 'queued, running, succeeded or dead';
+
+COMMENT ON COLUMN async.jobs.last_error IS 'error message of the last failed attempt';
+
+COMMENT ON COLUMN async.jobs.errors IS 'every failed attempt: attempt, at, message, sqlstate';
+
+COMMENT ON COLUMN async.jobs.enqueued_at IS 'time of the enqueueing transaction';
+
+COMMENT ON COLUMN async.jobs.enqueued_by IS 'role that enqueued the job; it alone (and superusers) may see and change it, pg_monitor may see it';
+
+COMMENT ON COLUMN async.jobs.started_at IS 'start of the current or last attempt';
+
+COMMENT ON COLUMN async.jobs.finished_at IS 'time the job succeeded (its handler returned) or died';
+
+COMMENT ON COLUMN async.jobs.worker_pid IS 'process id of the worker running or that last ran the job';
+
+COMMENT ON COLUMN async.jobs.suspect IS 'true when the job was in a batch whose worker died: it then runs alone so that a crash is charged to the job that caused it';
+
+COMMENT ON COLUMN async.jobs.result IS 'what the handler returned, as jsonb (a value of another type becomes a JSON string); passed to on_success';
+
+COMMENT ON COLUMN async.jobs.duration IS 'run time of the handler in the attempt that succeeded';
+
+COMMENT ON COLUMN async.jobs.paused IS 'true while the job waits for its paused function (async.pause): it is then left out of the index the workers claim from';
+
+COMMENT ON COLUMN async.jobs.limited IS 'true while the queued job belongs to a function with a concurrency limit: it then waits in jobs_limited_idx, by function, rather than in the index every claim walks';
+
+CREATE FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_target text;
+	v_handler regprocedure;
+BEGIN
+	SELECT CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN f.on_success ELSE f.on_failure END
+	  INTO v_target
+	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_job.function;
+	IF v_target IS NULL THEN
+		RETURN;
+	END IF;
+	SELECT f.handler INTO v_handler
+	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) v_target;
+	IF v_handler IS NULL
+	   OR NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
+					   WHERE a.oid OPERATOR(pg_catalog.=) p_job.enqueued_by::pg_catalog.oid)
+	   OR NOT COALESCE(pg_catalog.has_function_privilege(p_job.enqueued_by::pg_catalog.oid,
+														 v_handler::pg_catalog.oid, 'EXECUTE'), false) THEN
+		RAISE WARNING 'pg_async: the % record of event "%" is not delivered to destination "%"',
+			p_condition, p_job.event_id, v_target
+			USING DETAIL = pg_catalog.format('Role %s, which enqueued the event, may not enqueue for that function.',
+											 p_job.enqueued_by),
+				  ERRCODE = 'insufficient_privilege';
+		RETURN;
+	END IF;
+	BEGIN
+	INSERT INTO async.jobs (function, payload, enqueued_by)
+	VALUES (v_target, pg_catalog.jsonb_build_object(
+		'version', '1.0',
+		'timestamp', pg_catalog.now(),
+		'requestContext', pg_catalog.jsonb_build_object(
+			'requestId', p_job.event_id,
+			'function', p_job.function,
+			'condition', p_condition,
+			'approximateInvokeCount', p_job.attempts),
+		'requestPayload', p_job.payload,
+		'responseContext', pg_catalog.jsonb_build_object(
+			'statusCode', CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN 200 ELSE 500 END),
+		'responsePayload', p_response), p_job.enqueued_by);
+	EXCEPTION WHEN OTHERS THEN
+		/* a broken destination must not stop the job from finishing */
+		RAISE WARNING 'pg_async: could not enqueue the % record of event "%" for destination "%": %',
+			p_condition, p_job.event_id, v_target, SQLERRM;
+	END;
+END;
+$$;
+
+COMMENT ON FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb) IS 'internal: enqueues the invocation record of a finished job for its on_success or on_failure destination';
+
+CREATE FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamp with time zone, p_reason text DEFAULT NULL::text, OUT new_state text, OUT retry_at timestamp with time zone) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_job async.jobs;
+	v_max integer;
+	v_delays interval[];
+	v_limited boolean;
+BEGIN
+	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) p_job_id;
+
+	/* an event that expired before it ran is dead at once, its claim not an attempt */
+	IF p_reason IS NOT NULL THEN
+		UPDATE async.jobs j SET
+			state = 'dead', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
+			finished_at = p_failed_at, last_error = p_message
+		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id
+		   AND j.state OPERATOR(pg_catalog.=) 'running'
+		RETURNING j.* INTO v_job;
+		IF FOUND THEN
+			new_state := 'dead';
+			INSERT INTO async.dead_letters
+				(job_id, event_id, function, payload, attempts, errors, reason,
+				 last_error, enqueued_at, enqueued_by, dead_at)
+			VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
+					v_job.attempts, COALESCE(v_job.errors, '[]'::jsonb), p_reason, p_message,
+					v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
+			PERFORM async._destination(v_job, 'EventAgeExceeded',
+				pg_catalog.jsonb_build_object('errorMessage', p_message));
+		END IF;
+		RETURN;
+	END IF;
+
+	SELECT f.max_attempts, f.retry_delays, f.concurrency IS NOT NULL
+	  INTO v_max, v_delays, v_limited
+	  FROM async.jobs j JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) j.function
+	 WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
+	/* an unregistered function keeps the default policy */
+	v_max := COALESCE(v_max, 3);
+	v_delays := COALESCE(v_delays, '{1 minute,2 minutes}'::interval[]);
+
+	UPDATE async.jobs j SET
+		state = CASE WHEN j.attempts OPERATOR(pg_catalog.>=) v_max THEN 'dead' ELSE 'queued' END,
+		run_at = CASE WHEN j.attempts OPERATOR(pg_catalog.>=) v_max THEN j.run_at
+				 ELSE p_failed_at OPERATOR(pg_catalog.+) COALESCE(
+						v_delays[LEAST(j.attempts, pg_catalog.cardinality(v_delays))],
+						'0'::interval) END,
+		finished_at = CASE WHEN j.attempts OPERATOR(pg_catalog.>=) v_max THEN p_failed_at END,
+		limited = j.attempts OPERATOR(pg_catalog.<) v_max AND COALESCE(v_limited, false),
+		last_error = p_message,
+		errors = COALESCE(j.errors, '[]'::jsonb) OPERATOR(pg_catalog.||)
+			pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+				'attempt', j.attempts, 'at', p_failed_at,
+				'message', p_message, 'sqlstate', p_sqlstate))
+	 WHERE j.id OPERATOR(pg_catalog.=) p_job_id
+	   AND j.state OPERATOR(pg_catalog.=) 'running'
+	RETURNING j.* INTO v_job;
+
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	new_state := v_job.state;
+	IF v_job.state OPERATOR(pg_catalog.=) 'queued' THEN
+		retry_at := v_job.run_at;
+	END IF;
+
+	IF v_job.state OPERATOR(pg_catalog.=) 'dead' THEN
+		INSERT INTO async.dead_letters
+			(job_id, event_id, function, payload, attempts, errors, reason,
+			 last_error, enqueued_at, enqueued_by, dead_at)
+		VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
+				v_job.attempts, v_job.errors, 'exhausted', v_job.last_error,
+				v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
+		PERFORM async._destination(v_job, 'RetriesExhausted',
+			pg_catalog.jsonb_build_object('errorMessage', p_message, 'errorType', p_sqlstate));
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamp with time zone, p_reason text, OUT new_state text, OUT retry_at timestamp with time zone) IS 'internal: records a failed attempt; retries the job after its delay or moves it to async.dead_letters';
+
+CREATE FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) RETURNS SETOF record
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_function_stats';
+
+COMMENT ON FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) IS 'internal: the shared-memory counters behind async.function_stats';
+
+CREATE FUNCTION async._functions_changed() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_functions_changed';
+
+COMMENT ON FUNCTION async._functions_changed() IS 'internal: after a write to async.functions, makes every backend forget the registrations it cached';
+
+CREATE FUNCTION async._functions_limit_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+	IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.concurrency IS NOT NULL THEN
+		IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR NEW.concurrency IS NULL THEN
+			/* both statements walk an index: jobs_limited_idx, jobs_paused_idx */
+			UPDATE async.jobs j SET limited = false
+			 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
+			UPDATE async.jobs j SET limited = false
+			 WHERE j.paused AND j.limited
+			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
+		END IF;
+	ELSIF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND NEW.concurrency IS NOT NULL THEN
+		/* the same two indexes: jobs_ready_idx, jobs_paused_idx */
+		UPDATE async.jobs j SET limited = true
+		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
+		UPDATE async.jobs j SET limited = true
+		 WHERE j.paused AND NOT j.limited AND j.finished_at IS NULL
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
+	END IF;
+	RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION async._functions_limit_changed() IS 'internal: marks the queued jobs of a function that gets a concurrency limit limited, and releases them when it loses the limit or its registration';
+
+CREATE FUNCTION async._is_limited(p_function text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+	SELECT EXISTS (SELECT FROM async.functions f
+					WHERE f.name OPERATOR(pg_catalog.=) p_function
+					  AND f.concurrency IS NOT NULL);
+$$;
+
+COMMENT ON FUNCTION async._is_limited(p_function text) IS 'internal: whether the jobs of a function wait for a concurrency limit (are marked limited when queued)';
+
+CREATE FUNCTION async._jobs_trigger() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_jobs_trigger';
+
+COMMENT ON FUNCTION async._jobs_trigger() IS 'internal: checks a job at INSERT (registered function, EXECUTE on its handler, event_id and payload) and wakes an idle worker when the transaction commits';
+
+CREATE FUNCTION async._limited_job_functions() RETURNS SETOF text
+    LANGUAGE sql STABLE
+    AS $$
+	WITH RECURSIVE n(name) AS (
+		(SELECT j.function FROM async.jobs j
+		  WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+		  ORDER BY j.function LIMIT 1)
+		UNION ALL
+		SELECT (SELECT j.function FROM async.jobs j
+				 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+				   AND j.function OPERATOR(pg_catalog.>) n.name
+				 ORDER BY j.function LIMIT 1)
+		  FROM n WHERE n.name IS NOT NULL)
+	SELECT n.name FROM n WHERE n.name IS NOT NULL;
+$$;
+
+COMMENT ON FUNCTION async._limited_job_functions() IS 'internal: the functions that have unfinished jobs marked limited and not paused (a loose scan of jobs_limited_idx)';
+
+CREATE FUNCTION async._live_worker_pids() RETURNS integer[]
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_live_worker_pids';
+
+COMMENT ON FUNCTION async._live_worker_pids() IS 'internal: process ids of the pg_async workers alive now, read from shared memory';
+
+CREATE FUNCTION async._paused_job_functions() RETURNS SETOF text
+    LANGUAGE sql STABLE
+    AS $$
+	WITH RECURSIVE n(name) AS (
+		(SELECT j.function FROM async.jobs j WHERE j.paused ORDER BY j.function LIMIT 1)
+		UNION ALL
+		SELECT (SELECT j.function FROM async.jobs j
+				 WHERE j.paused AND j.function OPERATOR(pg_catalog.>) n.name
+				 ORDER BY j.function LIMIT 1)
+		  FROM n WHERE n.name IS NOT NULL)
+	SELECT n.name FROM n WHERE n.name IS NOT NULL;
+$$;
+
+COMMENT ON FUNCTION async._paused_job_functions() IS 'internal: the functions that have jobs marked paused (a loose scan of jobs_paused_idx)';
+
+CREATE FUNCTION async._prometheus_label(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT
+    AS $$
+	SELECT pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(value, E'\\', E'\\\\'),
+												 '"', E'\\"'), E'\n', E'\\n')
+$$;
+
+COMMENT ON FUNCTION async._prometheus_label(value text) IS 'internal: escapes a Prometheus label value';
+
+CREATE FUNCTION async._purge_attempts(p_older_than interval) RETURNS integer
+    LANGUAGE sql
+    AS $$
+	WITH gone AS (
+		DELETE FROM async.attempt_log a
+		 WHERE a.started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than)
+		RETURNING 1)
+	SELECT pg_catalog.count(*)::integer FROM gone;
+$$;
+
+COMMENT ON FUNCTION async._purge_attempts(p_older_than interval) IS 'internal: deletes the rows of async.attempt_log older than pg_async.attempts_retention';
+
+CREATE FUNCTION async._purge_dead_letters(p_function text, p_reason text, p_older_than interval, p_caller oid) RETURNS integer
+    LANGUAGE sql
+    AS $$
+	WITH gone AS (
+		DELETE FROM async.dead_letters d
+		 WHERE pg_catalog.pg_has_role(p_caller, d.enqueued_by::pg_catalog.oid, 'USAGE')
+		   AND (p_function IS NULL OR d.function OPERATOR(pg_catalog.=) p_function)
+		   AND (p_reason IS NULL OR d.reason OPERATOR(pg_catalog.=) p_reason)
+		   AND (p_older_than IS NULL
+				OR d.dead_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than))
+		RETURNING 1)
+	SELECT pg_catalog.count(*)::integer FROM gone;
+$$;
+
+COMMENT ON FUNCTION async._purge_dead_letters(p_function text, p_reason text, p_older_than interval, p_caller oid) IS 'internal: the delete behind async.purge_dead_letters(), for the caller p_caller';
+
+CREATE FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval) RETURNS integer
+    LANGUAGE sql
+    AS $$
+	WITH gone AS (
+		DELETE FROM async.jobs j
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+				SELECT f.id FROM async.jobs f
+				 WHERE f.finished_at IS NOT NULL
+				   AND f.finished_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than)
+				 LIMIT p_limit
+				   FOR UPDATE SKIP LOCKED))
+		   AND j.finished_at IS NOT NULL
+		RETURNING j.*),
+	kept AS (
+		INSERT INTO async.attempt_log
+			(job_id, event_id, function, attempt, worker_pid, started_at, duration,
+			 outcome, enqueued_by)
+		SELECT g.id, g.event_id, g.function, g.attempts, g.worker_pid,
+			   g.finished_at OPERATOR(pg_catalog.-) g.duration, g.duration,
+			   'succeeded', g.enqueued_by
+		  FROM gone g
+		 WHERE g.state OPERATOR(pg_catalog.=) 'succeeded'
+		   AND g.duration IS NOT NULL
+		   AND g.finished_at OPERATOR(pg_catalog.>=)
+			   (pg_catalog.now() OPERATOR(pg_catalog.-) p_attempts_older_than))
+	SELECT pg_catalog.count(*)::integer FROM gone;
+$$;
+
+COMMENT ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval) IS 'internal: deletes at most p_limit jobs that finished more than p_older_than ago (pg_async.retention), keeping in async.attempt_log the successful attempts younger than p_attempts_older_than (pg_async.attempts_retention)';
+
+CREATE FUNCTION async._recover() RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	r record;
+	n integer := 0;
+BEGIN
+	/* one recovery at a time, so that a batch is never split between two */
+	IF NOT async._try_recovery_lock() THEN
+		RETURN 0;
+	END IF;
+	FOR r IN
+		WITH orphans AS (
+			SELECT j.id, j.worker_pid, j.started_at
+			  FROM async.jobs j
+			 /* a running job is never marked paused or limited: this walks jobs_ready_idx */
+			 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+			   AND j.state OPERATOR(pg_catalog.=) 'running'
+			   AND (j.worker_pid IS NULL OR
+					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
+					/* the pid was reused by a worker that started after the claim */
+					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
+			   FOR UPDATE SKIP LOCKED),
+		/*
+		 * but a 0.2 library, still running after ALTER EXTENSION UPDATE,
+		 * claims limited jobs without clearing the mark: those are found
+		 * through their reservations in async.running, a short table
+		 */
+		marked_orphans AS (
+			SELECT j.id, j.worker_pid, j.started_at
+			  FROM async.jobs j
+			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.job_id FROM async.running x))
+			   AND j.limited AND j.finished_at IS NULL
+			   AND j.state OPERATOR(pg_catalog.=) 'running'
+			   AND (j.worker_pid IS NULL OR
+					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
+					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
+			   FOR UPDATE SKIP LOCKED)
+		SELECT o.id, pg_catalog.count(*) OVER (PARTITION BY o.worker_pid, o.started_at) AS batch
+		  FROM (SELECT * FROM orphans UNION ALL SELECT * FROM marked_orphans) o
+	LOOP
+		/* each orphan alone: one that cannot be recovered stops no other */
+		BEGIN
+			IF r.batch OPERATOR(pg_catalog.>) 1 THEN
+				UPDATE async.jobs j
+				   SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
+					   suspect = true, run_at = pg_catalog.now(),
+					   limited = async._is_limited(j.function)
+				 WHERE j.id OPERATOR(pg_catalog.=) r.id;
+				DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) r.id;
+			ELSE
+				PERFORM async._charge_crash(r.id);
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			RAISE WARNING 'pg_async could not recover job %: %', r.id, SQLERRM
+				USING DETAIL = 'The job is dead-lettered with reason error.';
+			PERFORM async._bury_jobs(ARRAY[r.id], 'error',
+				'pg_async could not recover the job: ' OPERATOR(pg_catalog.||) pg_catalog.left(SQLERRM, 8192),
+				NULL);
+		END;
+		n := n OPERATOR(pg_catalog.+) 1;
+	END LOOP;
+	RETURN n;
+END;
+$$;
+
+COMMENT ON FUNCTION async._recover() IS 'internal: recovers jobs left running by a worker that died or by a server crash';
+
+CREATE FUNCTION async._redrive(p_dead_letter_id bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_dl async.dead_letters;
+	v_handler regprocedure;
+	v_registered_at timestamptz;
+	v_run_as regrole;
+BEGIN
+	DELETE FROM async.dead_letters d WHERE d.id OPERATOR(pg_catalog.=) p_dead_letter_id
+	RETURNING d.* INTO v_dl;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+
+	SELECT f.handler, f.registered_at, f.run_as INTO v_handler, v_registered_at, v_run_as
+	  FROM async.functions f
+	 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function "%" is not registered with pg_async', v_dl.function
+			USING ERRCODE = 'undefined_function',
+				  HINT = 'Register it again, then redrive the event.';
+	END IF;
+	/*
+	 * a name registered anew since the event died may belong to someone
+	 * else: the event goes to it only if its enqueuer has the rights of
+	 * the role the new registration runs as
+	 */
+	IF v_registered_at OPERATOR(pg_catalog.>) v_dl.dead_at
+	   AND NOT COALESCE(pg_catalog.pg_has_role(v_dl.enqueued_by::pg_catalog.oid,
+											  v_run_as::pg_catalog.oid, 'USAGE'), false) THEN
+		RAISE EXCEPTION 'function "%" was registered again after event "%" was dead-lettered', v_dl.function, v_dl.event_id
+			USING ERRCODE = 'object_in_use',
+				  DETAIL = pg_catalog.format('Its jobs now run as role %s, whose privileges role %s lacks.',
+											 v_run_as, v_dl.enqueued_by),
+				  HINT = 'To hand the payload to the new registration, enqueue it again with async.invoke().';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
+					WHERE a.oid OPERATOR(pg_catalog.=) v_dl.enqueued_by::pg_catalog.oid)
+	   OR NOT COALESCE(pg_catalog.has_function_privilege(v_dl.enqueued_by::pg_catalog.oid,
+														 v_handler::pg_catalog.oid, 'EXECUTE'), false) THEN
+		RAISE EXCEPTION 'role % may not enqueue for function "%"', v_dl.enqueued_by, v_dl.function
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Redriving needs the right to enqueue that the event needed: EXECUTE on the function''s handler.';
+	END IF;
+
+	UPDATE async.jobs j
+	   SET state = 'queued', attempts = 0, run_at = pg_catalog.now(),
+		   finished_at = NULL, last_error = NULL, errors = NULL, suspect = false,
+		   limited = async._is_limited(j.function)
+	 WHERE j.id OPERATOR(pg_catalog.=) v_dl.job_id
+	   AND j.event_id OPERATOR(pg_catalog.=) v_dl.event_id
+	   AND j.state OPERATOR(pg_catalog.=) 'dead';
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM async.jobs j WHERE j.event_id OPERATOR(pg_catalog.=) v_dl.event_id) THEN
+			RAISE EXCEPTION 'event_id "%" is taken by another job', v_dl.event_id
+				USING ERRCODE = 'unique_violation',
+					  HINT = 'Redrive it once that job has finished and pg_async.retention has passed.';
+		END IF;
+		/*
+		 * the job row went with pg_async.retention: enqueue the event anew.
+		 * The INSERT trigger takes a row with an earlier enqueued_at as a
+		 * restore, as it is: so the marks are set here.
+		 */
+		INSERT INTO async.jobs (event_id, function, payload, enqueued_at, enqueued_by,
+								paused, limited)
+		VALUES (v_dl.event_id, v_dl.function, v_dl.payload, v_dl.enqueued_at, v_dl.enqueued_by,
+				EXISTS (SELECT FROM async.functions f
+						 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function AND f.paused),
+				async._is_limited(v_dl.function));
+	END IF;
+	RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION async._redrive(p_dead_letter_id bigint) IS 'internal: puts the dead letter with this id back in the queue, for async.redrive()';
+
+CREATE FUNCTION async._release_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) OLD.id;
+	RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION async._release_deleted() IS 'internal: deletes the reservation in async.running of a running job that is deleted';
+
+CREATE FUNCTION async._set_paused(p_name text, p_paused boolean) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+	UPDATE async.functions f SET paused = p_paused, updated_at = pg_catalog.now()
+	 WHERE f.name OPERATOR(pg_catalog.=) p_name;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	IF p_paused THEN
+		/* the queued jobs in jobs_ready_idx, then those in jobs_limited_idx */
+		UPDATE async.jobs j SET paused = true
+		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.function OPERATOR(pg_catalog.=) p_name;
+		UPDATE async.jobs j SET paused = true
+		 WHERE j.function OPERATOR(pg_catalog.=) p_name
+		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.state OPERATOR(pg_catalog.=) 'queued';
+	ELSE
+		UPDATE async.jobs j SET paused = false
+		 WHERE j.paused AND j.function OPERATOR(pg_catalog.=) p_name;
+	END IF;
+	RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION async._set_paused(p_name text, p_paused boolean) IS 'internal: the writes behind async.pause() and async.resume(): the flag, and the mark on the function''s queued jobs';
+
+CREATE FUNCTION async._source_function(tgargs bytea) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT
+    AS $$
+	SELECT pg_catalog.convert_from(pg_catalog.substr(tgargs, 1,
+		pg_catalog.position(tgargs, '\x00'::bytea) OPERATOR(pg_catalog.-) 1), 'UTF8')
+$$;
+
+COMMENT ON FUNCTION async._source_function(tgargs bytea) IS 'internal: the function name stored as the first argument of a source trigger';
+
+CREATE FUNCTION async._source_trigger() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+	PERFORM async.invoke(TG_ARGV[0], pg_catalog.jsonb_build_object(
+		'operation', TG_OP,
+		'schema', TG_TABLE_SCHEMA,
+		'table', TG_TABLE_NAME,
+		'old', CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN pg_catalog.to_jsonb(OLD) END,
+		'new', CASE WHEN TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN pg_catalog.to_jsonb(NEW) END,
+		'time', pg_catalog.clock_timestamp()));
+	RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION async._source_trigger() IS 'internal: the row trigger async.attach() installs; enqueues the change as an event for the function named by its argument';
+
+CREATE FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations boolean, p_finished timestamp with time zone[], p_duration_us bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_job async.jobs;
+BEGIN
+	DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) ANY (p_ids);
+	FOR v_job IN
+		UPDATE async.jobs j SET state = 'succeeded', finished_at = r.finished_at,
+			   duration = r.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::interval,
+			   result = r.result
+		  FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_results),
+						  pg_catalog.unnest(p_finished), pg_catalog.unnest(p_duration_us))
+			   AS r(id, result, finished_at, duration_us)
+		 WHERE j.id OPERATOR(pg_catalog.=) r.id
+		RETURNING j.*
+	LOOP
+		IF p_destinations THEN
+			PERFORM async._destination(v_job, 'Success', v_job.result);
+		END IF;
+	END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations boolean, p_finished timestamp with time zone[], p_duration_us bigint[]) IS 'internal: marks jobs succeeded with their handlers'' results and run times, and enqueues on_success records';
+
+CREATE FUNCTION async._try_recovery_lock() RETURNS boolean
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_try_recovery_lock';
+
+COMMENT ON FUNCTION async._try_recovery_lock() IS 'internal: takes, without waiting and until the end of the transaction, the lock that lets one async._recover() run at a time; a lock no SQL command can take';
+
+CREATE FUNCTION async._unpause_jobs() RETURNS integer
+    LANGUAGE sql
+    AS $$
+	WITH unpaused AS (
+		UPDATE async.jobs j SET paused = false
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.jobs x
+				WHERE x.paused AND x.function OPERATOR(pg_catalog.=) ANY (ARRAY(
+					  SELECT h.name FROM async._paused_job_functions() h(name)
+					   WHERE NOT EXISTS (SELECT FROM async.functions f
+										  WHERE f.name OPERATOR(pg_catalog.=) h.name AND f.paused)))
+				  FOR UPDATE SKIP LOCKED))
+		   AND j.paused
+		RETURNING 1),
+	unlimited AS (
+		UPDATE async.jobs j SET limited = false
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.jobs x
+				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
+				  AND x.function OPERATOR(pg_catalog.=) ANY (ARRAY(
+					  SELECT h.name FROM async._limited_job_functions() h(name)
+					   WHERE NOT async._is_limited(h.name)))
+				  FOR UPDATE SKIP LOCKED))
+		   AND j.limited AND NOT j.paused
+		RETURNING 1)
+	SELECT ((SELECT pg_catalog.count(*) FROM unpaused) OPERATOR(pg_catalog.+)
+			(SELECT pg_catalog.count(*) FROM unlimited))::integer;
+$$;
+
+COMMENT ON FUNCTION async._unpause_jobs() IS 'internal: releases the paused jobs whose function is no longer paused, and the limited jobs whose function no longer has a concurrency limit (or either, no longer registered)';
+
+CREATE FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_n bigint;
+	v_tables text;
+BEGIN
+	/* one change of the registration at a time */
+	PERFORM FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_name FOR UPDATE;
+
+	SELECT pg_catalog.string_agg(s.source::pg_catalog.text, ', ' ORDER BY s.source::pg_catalog.text)
+	  INTO v_tables FROM async.sources s WHERE s.function OPERATOR(pg_catalog.=) p_name;
+	IF v_tables IS NOT NULL THEN
+		RAISE EXCEPTION 'function "%" has tables attached', p_name
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  DETAIL = pg_catalog.format('Attached: %s.', v_tables),
+				  HINT = 'Detach them with async.detach() first.';
+	END IF;
+
+	SELECT pg_catalog.count(*) INTO v_n FROM async.jobs j
+	 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name
+	   AND j.state OPERATOR(pg_catalog.=) 'running';
+	IF v_n OPERATOR(pg_catalog.>) 0 THEN
+		RAISE EXCEPTION 'function "%" has % running jobs', p_name, v_n
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'Pause it with async.pause(), and unregister it when they have finished.';
+	END IF;
+
+	IF p_cancel_jobs THEN
+		PERFORM async._bury_jobs(ARRAY(
+			SELECT j.id FROM async.jobs j
+			 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name
+			   AND j.state OPERATOR(pg_catalog.=) 'queued'),
+			'unregistered', 'function was unregistered', 'queued');
+	ELSE
+		SELECT pg_catalog.count(*) INTO v_n FROM async.jobs j
+		 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name;
+		IF v_n OPERATOR(pg_catalog.>) 0 THEN
+			RAISE EXCEPTION 'function "%" has % unfinished jobs', p_name, v_n
+				USING ERRCODE = 'object_in_use',
+					  DETAIL = 'Whoever registers the name next would run them.',
+					  HINT = 'Wait until they have run, or pass cancel_jobs => true to move them to async.dead_letters.';
+		END IF;
+	END IF;
+
+	UPDATE async.functions f SET on_success = NULL, updated_at = pg_catalog.now()
+	 WHERE f.on_success OPERATOR(pg_catalog.=) p_name;
+	UPDATE async.functions f SET on_failure = NULL, updated_at = pg_catalog.now()
+	 WHERE f.on_failure OPERATOR(pg_catalog.=) p_name;
+	DELETE FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_name;
+END;
+$$;
+
+COMMENT ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) IS 'internal: the checks and writes behind async.unregister()';
+
+CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text) RETURNS void
+    LANGUAGE sql
+    AS $$
+	INSERT INTO async.functions AS f
+		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
+		 max_event_age, concurrency, on_success, on_failure)
+	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
+			p_max_event_age, p_concurrency, p_on_success, p_on_failure)
+	ON CONFLICT (name) DO UPDATE SET
+		on_success = excluded.on_success,
+		on_failure = excluded.on_failure,
+		handler = excluded.handler,
+		run_as = excluded.run_as,
+		max_attempts = excluded.max_attempts,
+		retry_delays = excluded.retry_delays,
+		timeout = excluded.timeout,
+		max_event_age = excluded.max_event_age,
+		concurrency = excluded.concurrency,
+		registered_by = excluded.registered_by,
+		updated_at = pg_catalog.now();
+$$;
+
+COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text) IS 'internal: writes a registration for async.register()';
+
+CREATE FUNCTION async._valid_condition(condition text) RETURNS void
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_valid_condition';
+
+COMMENT ON FUNCTION async._valid_condition(condition text) IS 'internal: raises an error unless condition is a single SQL expression, for async.attach()';
+
+CREATE FUNCTION async._worker_started_at(pid integer) RETURNS timestamp with time zone
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_worker_started_at';
+
+COMMENT ON FUNCTION async._worker_started_at(pid integer) IS 'internal: when the live pg_async worker with this pid started, NULL if none has it';
+
+CREATE FUNCTION async._workers(OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) RETURNS SETOF record
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_workers_view';
+
+COMMENT ON FUNCTION async._workers(OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) IS 'internal: the worker slots in shared memory, behind the view async.workers';
+
+CREATE FUNCTION async.attach(source regclass, function text, events text[] DEFAULT '{INSERT,UPDATE,DELETE}'::text[], condition text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+	v_trigger text := 'async_' || left(attach.function, 48) || '_'
+					  || left(md5(attach.function), 8);
+	v_events text[];
+BEGIN
+	IF NOT EXISTS (SELECT FROM async.functions f WHERE f.name = attach.function) THEN
+		RAISE EXCEPTION 'function "%" is not registered with pg_async', attach.function
+			USING ERRCODE = 'undefined_function', HINT = 'Register it with async.register() first.';
+	END IF;
+	/* an attachment holds the name (async.unregister refuses): only enqueuers may */
+	IF NOT COALESCE(has_function_privilege((SELECT f.handler FROM async.functions f
+											 WHERE f.name = attach.function)::oid, 'EXECUTE'), false) THEN
+		RAISE EXCEPTION 'permission denied to attach function "%"', attach.function
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Attaching needs the right to enqueue for it: EXECUTE on its handler.';
+	END IF;
+	SELECT array_agg(DISTINCT upper(e)) INTO v_events FROM unnest(attach.events) e;
+	IF v_events IS NULL OR NOT v_events <@ '{INSERT,UPDATE,DELETE}'::text[] THEN
+		RAISE EXCEPTION 'events must be a non-empty list of INSERT, UPDATE and DELETE'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF attach.condition IS NOT NULL THEN
+		PERFORM async._valid_condition(attach.condition);
+	END IF;
+	/* run as the caller: creating the trigger needs the TRIGGER privilege on the table */
+	EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION async._source_trigger(%L)',
+		v_trigger, array_to_string(v_events, ' OR '), attach.source,
+		CASE WHEN attach.condition IS NOT NULL THEN 'WHEN (' || attach.condition || ')' ELSE '' END,
+		attach.function);
+	RETURN v_trigger;
+END;
+$$;
+
+COMMENT ON FUNCTION async.attach(source regclass, function text, events text[], condition text) IS 'makes each matching row change of source enqueue one event for function (operation, schema, table, old and new row as jsonb, time), in the changing transaction; needs the TRIGGER privilege on source. Returns the trigger name.';
+
+CREATE FUNCTION async.cancel(event_id text) RETURNS boolean
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_cancel';
+
+COMMENT ON FUNCTION async.cancel(event_id text) IS 'removes your job with this event_id if it waits (queued, scheduled, paused or held), freeing the event_id; false when you have no such job; an error while it runs';
+
+CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+	f async.functions;
+BEGIN
+	SELECT * INTO f FROM async.functions x WHERE x.name OPERATOR(pg_catalog.=) configure.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function "%" is not registered with pg_async', configure.name
+			USING ERRCODE = 'undefined_function',
+				  HINT = 'Register it with async.register().';
+	END IF;
+	IF configure.concurrency OPERATOR(pg_catalog.<) -1 THEN
+		RAISE EXCEPTION 'concurrency must be -1 (no limit), 0 (hold) or more'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN async.register(
+		f.handler::pg_catalog.regprocedure, f.name,
+		COALESCE(configure.max_attempts, f.max_attempts),
+		COALESCE(configure.retry_delays, f.retry_delays),
+		COALESCE(configure.timeout, f.timeout),
+		f.run_as,
+		COALESCE(configure.max_event_age, f.max_event_age),
+		CASE WHEN configure.concurrency IS NULL THEN f.concurrency
+			 WHEN configure.concurrency OPERATOR(pg_catalog.=) -1 THEN NULL
+			 ELSE configure.concurrency END,
+		NULLIF(COALESCE(configure.on_success, f.on_success), ''),
+		NULLIF(COALESCE(configure.on_failure, f.on_failure), ''));
+END;
+$$;
+
+COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text) IS 'changes some settings of a registration and keeps the others; concurrency -1 removes the limit, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
+
+CREATE FUNCTION async.detach(source regclass, function text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+	v_trigger name;
+BEGIN
+	SELECT t.tgname INTO v_trigger FROM pg_catalog.pg_trigger t
+	 WHERE t.tgrelid OPERATOR(pg_catalog.=) detach.source
+	   AND t.tgfoid OPERATOR(pg_catalog.=) 'async._source_trigger()'::pg_catalog.regprocedure
+	   AND async._source_function(t.tgargs)
+		   OPERATOR(pg_catalog.=) detach.function;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', v_trigger, detach.source);
+	RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION async.detach(source regclass, function text) IS 'removes what async.attach() installed on source for function; false when there is none';
+
+CREATE FUNCTION async.health(ready_age_warning interval DEFAULT '00:01:00'::interval, xmin_age_warning interval DEFAULT '00:05:00'::interval) RETURNS TABLE("check" text, status text, detail text, hint text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+	v_workers integer;
+	v_launcher integer;
+	v_age interval;
+	v_n bigint;
+	v_prev bigint;
+	v_names text;
+	v_pid integer;
+	v_dead bigint;
+	v_live bigint;
+BEGIN
+	/* the launcher and the workers, serving this database */
+	SELECT count(*) INTO v_launcher FROM pg_stat_activity WHERE backend_type = 'pg_async launcher';
+	SELECT count(*) INTO v_workers FROM pg_stat_activity
+	 WHERE backend_type = 'pg_async worker' AND datname = current_database();
+	"check" := 'workers';
+	IF v_launcher = 0 THEN
+		status := 'critical';
+		detail := 'no pg_async launcher is running';
+		hint := 'Add pg_async to shared_preload_libraries and restart the server.';
+	ELSIF current_setting('pg_async.database') <> current_database() THEN
+		status := 'critical';
+		detail := format('the workers serve database %s, not this one', current_setting('pg_async.database'));
+		hint := format('Set pg_async.database = %L and reload the configuration.', current_database());
+	ELSIF v_workers < current_setting('pg_async.workers')::integer THEN
+		status := CASE WHEN v_workers = 0 THEN 'critical' ELSE 'warning' END;
+		detail := format('%s of %s workers running', v_workers, current_setting('pg_async.workers'));
+		hint := 'See the server log for why workers do not start; max_worker_processes must leave room for them.';
+	ELSE
+		status := 'ok';
+		detail := format('launcher and %s workers running', v_workers);
+		hint := NULL;
+	END IF;
+	RETURN NEXT;
+
+	/*
+	 * the oldest job that is due and not yet running, but for the jobs of
+	 * paused functions and of those held with concurrency 0: the first of
+	 * jobs_ready_idx, and the first of each other limited function in
+	 * jobs_limited_idx
+	 */
+	SELECT now() - LEAST(
+		(SELECT min(j.run_at) FROM async.jobs j
+		  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+			AND j.state = 'queued' AND j.run_at <= now()),
+		(SELECT min(x.run_at) FROM async.functions f CROSS JOIN LATERAL (
+			SELECT j.run_at FROM async.jobs j
+			 WHERE j.function = f.name AND j.limited AND NOT j.paused
+			   AND j.finished_at IS NULL AND j.state = 'queued' AND j.run_at <= now()
+			 ORDER BY j.run_at LIMIT 1) x
+		  WHERE f.concurrency > 0 AND NOT f.paused))
+	  INTO v_age;
+	"check" := 'oldest_ready_job';
+	IF v_age IS NULL OR v_age <= ready_age_warning THEN
+		status := 'ok';
+		detail := CASE WHEN v_age IS NULL THEN 'no job is waiting'
+				  ELSE format('the oldest ready job has waited %s', date_trunc('second', v_age)) END;
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_age > ready_age_warning * 10 THEN 'critical' ELSE 'warning' END;
+		detail := format('the oldest ready job has waited %s', date_trunc('second', v_age));
+		hint := 'The workers, or a function''s concurrency limit, are not keeping up: see async.stats and async.workers, and raise pg_async.workers or the limit.';
+	END IF;
+	RETURN NEXT;
+
+	/* dead letters of the last hour, against the hour before */
+	SELECT count(*) FILTER (WHERE d.dead_at > now() - interval '1 hour'),
+		   count(*) FILTER (WHERE d.dead_at > now() - interval '2 hours'
+							  AND d.dead_at <= now() - interval '1 hour')
+	  INTO v_n, v_prev FROM async.dead_letters d;
+	"check" := 'dead_letters';
+	IF v_n = 0 THEN
+		status := 'ok';
+		detail := 'no event was dead-lettered in the last hour';
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_n > v_prev AND v_prev > 0 THEN 'critical' ELSE 'warning' END;
+		detail := format('%s events dead-lettered in the last hour (%s in the hour before)', v_n, v_prev);
+		hint := 'Look at async.dead_letters and async.attempts; fix the handler, then async.redrive().';
+	END IF;
+	RETURN NEXT;
+
+	/* a transaction holding back the xmin horizon keeps dead queue rows */
+	SELECT a.pid, now() - a.xact_start INTO v_pid, v_age FROM pg_stat_activity a
+	 WHERE a.backend_xmin IS NOT NULL AND a.xact_start IS NOT NULL
+	   AND a.pid <> pg_backend_pid()
+	 ORDER BY a.xact_start LIMIT 1;
+	"check" := 'xmin_horizon';
+	IF v_age IS NULL OR v_age <= xmin_age_warning THEN
+		status := 'ok';
+		detail := 'no long transaction holds back vacuum';
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_age > xmin_age_warning * 12 THEN 'critical' ELSE 'warning' END;
+		detail := format('process %s has held a snapshot for %s', v_pid, date_trunc('second', v_age));
+		hint := 'Dead rows of async.jobs cannot be vacuumed meanwhile and claims slow down; end that transaction.';
+	END IF;
+	RETURN NEXT;
+
+	/* dead rows in the queue table */
+	SELECT t.n_dead_tup, t.n_live_tup INTO v_dead, v_live
+	  FROM pg_stat_user_tables t WHERE t.relid = 'async.jobs'::regclass;
+	"check" := 'queue_bloat';
+	IF COALESCE(v_dead, 0) < 100000 OR v_dead < COALESCE(v_live, 0) THEN
+		status := 'ok';
+		detail := format('%s dead and %s live rows in async.jobs (%s)', COALESCE(v_dead, 0), COALESCE(v_live, 0),
+						 pg_size_pretty(pg_total_relation_size('async.jobs')));
+		hint := NULL;
+	ELSE
+		status := CASE WHEN v_dead > 10 * v_live THEN 'critical' ELSE 'warning' END;
+		detail := format('%s dead and %s live rows in async.jobs (%s)', v_dead, v_live,
+						 pg_size_pretty(pg_total_relation_size('async.jobs')));
+		hint := 'Check autovacuum on async.jobs and the xmin_horizon check; VACUUM async.jobs.';
+	END IF;
+	RETURN NEXT;
+
+	/*
+	 * registrations whose handler is gone or no longer a handler, or whose
+	 * owner no longer has the privileges of the role it runs as
+	 */
+	SELECT string_agg(f.name, ', ' ORDER BY f.name) INTO v_names
+	  FROM async.functions f
+	  LEFT JOIN pg_proc p ON p.oid = f.handler
+	 WHERE p.oid IS NULL OR p.prokind <> 'f' OR p.proretset
+		OR p.proargtypes[0] <> 'jsonb'::regtype
+		OR NOT (p.pronargs = 1 OR (p.pronargs = 2 AND p.proargtypes[1] = 'async.context'::regtype))
+		OR NOT pg_has_role(p.proowner, f.run_as, 'USAGE')
+		OR NOT has_function_privilege(f.run_as, p.oid, 'EXECUTE');
+	"check" := 'handlers';
+	IF v_names IS NULL THEN
+		status := 'ok';
+		detail := format('%s registered handlers exist', (SELECT count(*) FROM async.functions));
+		hint := NULL;
+	ELSE
+		status := 'critical';
+		detail := format('handler missing, changed or not allowed to run for: %s', v_names);
+		hint := 'Register the function again with async.register(); a handler runs as a role whose privileges its owner has, and that role needs EXECUTE on it.';
+	END IF;
+	RETURN NEXT;
+END;
+$$;
+
+COMMENT ON FUNCTION async.health(ready_age_warning interval, xmin_age_warning interval) IS 'one row per check of pg_async (workers, oldest_ready_job, dead_letters, xmin_horizon, queue_bloat, handlers) with status ok, warning or critical, a detail and a hint';
+
+CREATE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT now()) RETURNS text
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_invoke';
+
+COMMENT ON FUNCTION async.invoke(function text, payload jsonb, event_id text, run_at timestamp with time zone) IS 'enqueues one event for a registered function and returns its event_id; with an event_id already taken it enqueues nothing and returns that id';
+
+CREATE FUNCTION async.invoke_many(function text, payloads jsonb[]) RETURNS text[]
+    LANGUAGE sql
+    AS $$
+	WITH enqueued AS (
+		INSERT INTO async.jobs (function, payload)
+		SELECT invoke_many.function, p.payload
+		  FROM pg_catalog.unnest(invoke_many.payloads) WITH ORDINALITY AS p(payload, n)
+		 ORDER BY p.n
+		RETURNING event_id)
+	SELECT COALESCE(pg_catalog.array_agg(e.event_id), '{}') FROM enqueued e;
+$$;
+
+COMMENT ON FUNCTION async.invoke_many(function text, payloads jsonb[]) IS 'enqueues one event per payload for a registered function, in one statement; returns their event_ids';
+
+CREATE FUNCTION async.metrics() RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+	v_out text := '';
+	r record;
+BEGIN
+	v_out := v_out || E'# HELP pg_async_jobs Jobs in async.jobs by function and state (ready, held, scheduled, running, succeeded, dead).\n# TYPE pg_async_jobs gauge\n';
+	FOR r IN SELECT * FROM async.stats ORDER BY function LOOP
+		v_out := v_out
+			|| format(E'pg_async_jobs{function="%s",state="ready"} %s\n', async._prometheus_label(r.function), r.ready)
+			|| format(E'pg_async_jobs{function="%s",state="held"} %s\n', async._prometheus_label(r.function), r.held)
+			|| format(E'pg_async_jobs{function="%s",state="scheduled"} %s\n', async._prometheus_label(r.function), r.scheduled)
+			|| format(E'pg_async_jobs{function="%s",state="running"} %s\n', async._prometheus_label(r.function), r.running)
+			|| format(E'pg_async_jobs{function="%s",state="succeeded"} %s\n', async._prometheus_label(r.function), r.succeeded)
+			|| format(E'pg_async_jobs{function="%s",state="dead"} %s\n', async._prometheus_label(r.function), r.dead);
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_oldest_ready_age_seconds Age of the oldest job that is due and waits.\n# TYPE pg_async_oldest_ready_age_seconds gauge\n';
+	FOR r IN SELECT function, COALESCE(extract(epoch FROM oldest_ready_age), 0) AS age FROM async.stats ORDER BY function LOOP
+		v_out := v_out || format(E'pg_async_oldest_ready_age_seconds{function="%s"} %s\n',
+								 async._prometheus_label(r.function), r.age);
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_dead_letters Events in async.dead_letters.\n# TYPE pg_async_dead_letters gauge\n';
+	FOR r IN SELECT d.function, count(*) AS n FROM async.dead_letters d GROUP BY d.function ORDER BY 1 LOOP
+		v_out := v_out || format(E'pg_async_dead_letters{function="%s"} %s\n', async._prometheus_label(r.function), r.n);
+	END LOOP;
+
+	/* one family per counter, each with all its samples together */
+	FOR r IN SELECT * FROM (VALUES
+			('received', 'Events enqueued.'),
+			('started', 'Attempts started.'),
+			('succeeded', 'Attempts that succeeded.'),
+			('failed', 'Attempts that failed.'),
+			('retried', 'Failed attempts queued again.'),
+			('dead_lettered', 'Events moved to the dead letters.'),
+			('duplicates_skipped', 'Events skipped by async.invoke() for a taken event_id.')) m(name, help) LOOP
+		v_out := v_out || format(E'# HELP pg_async_%1$s_total %2$s\n# TYPE pg_async_%1$s_total counter\n',
+								 r.name, r.help);
+		v_out := v_out || COALESCE((
+			SELECT string_agg(format(E'pg_async_%s_total{function="%s"} %s\n', r.name,
+									 async._prometheus_label(f.function),
+									 to_jsonb(f) ->> r.name), '' ORDER BY f.function)
+			  FROM async.function_stats f), '');
+	END LOOP;
+
+	/* two summaries from the histograms: handler duration and queue wait */
+	FOR r IN SELECT * FROM (VALUES
+			('handler_duration', 'duration', 'Run time of handlers.'),
+			('queue_wait', 'wait', 'Time from when a job is due to the start of its attempt.')) m(metric, col, help) LOOP
+		v_out := v_out || format(E'# HELP pg_async_%1$s_seconds %2$s\n# TYPE pg_async_%1$s_seconds summary\n',
+								 r.metric, r.help);
+		v_out := v_out || COALESCE((
+			SELECT string_agg(format(E'pg_async_%1$s_seconds{function="%2$s",quantile="0.5"} %3$s\n'
+									  'pg_async_%1$s_seconds{function="%2$s",quantile="0.95"} %4$s\n'
+									  'pg_async_%1$s_seconds{function="%2$s",quantile="1"} %5$s\n'
+									  'pg_async_%1$s_seconds_sum{function="%2$s"} %6$s\n'
+									  'pg_async_%1$s_seconds_count{function="%2$s"} %7$s\n',
+									  r.metric, async._prometheus_label(f.function),
+									  (j ->> (r.col || '_p50_ms'))::float8 / 1000,
+									  (j ->> (r.col || '_p95_ms'))::float8 / 1000,
+									  (j ->> (r.col || '_max_ms'))::float8 / 1000,
+									  (j ->> (r.col || '_avg_ms'))::float8 * f.started / 1000,
+									  f.started), '' ORDER BY f.function)
+			  FROM async.function_stats f, LATERAL to_jsonb(f) j), '');
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_workers Worker processes by state.\n# TYPE pg_async_workers gauge\n';
+	FOR r IN SELECT s.state, count(w.pid) AS n
+			   FROM (VALUES ('idle'), ('running')) s(state)
+			   LEFT JOIN async.workers w ON w.state = s.state
+			  GROUP BY s.state ORDER BY s.state LOOP
+		v_out := v_out || format(E'pg_async_workers{state="%s"} %s\n', r.state, r.n);
+	END LOOP;
+
+	v_out := v_out || E'# HELP pg_async_health Health checks: 0 ok, 1 warning, 2 critical.\n# TYPE pg_async_health gauge\n';
+	FOR r IN SELECT h."check", h.status FROM async.health() h LOOP
+		v_out := v_out || format(E'pg_async_health{check="%s"} %s\n', r."check",
+								 CASE r.status WHEN 'ok' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END);
+	END LOOP;
+	RETURN v_out;
+END;
+$_$;
+
+COMMENT ON FUNCTION async.metrics() IS 'everything pg_async counts, in the Prometheus text exposition format, one metric family per figure with function labels';
+
+CREATE FUNCTION async.pause(name text) RETURNS boolean
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_pause';
+
+COMMENT ON FUNCTION async.pause(name text) IS 'holds the jobs of a function: they wait, without spending attempts and without blocking other functions, until async.resume()';
+
+CREATE FUNCTION async.purge_dead_letters(function text DEFAULT NULL::text, reason text DEFAULT NULL::text, older_than interval DEFAULT NULL::interval) RETURNS integer
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_purge_dead_letters';
+
+COMMENT ON FUNCTION async.purge_dead_letters(function text, reason text, older_than interval) IS 'deletes your dead letters that match every filter given (function, reason, dead longer ago than older_than); returns how many';
+
+CREATE FUNCTION async.redrive(event_id text) RETURNS boolean
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_redrive';
+
+COMMENT ON FUNCTION async.redrive(event_id text) IS 'puts your latest dead letter with this event_id back in the queue with fresh attempts; false when you have none (whether or not another role has one). Needs the privileges of the role that enqueued it, which must still be allowed to enqueue for the function';
+
+CREATE FUNCTION async.redrive_many(function text DEFAULT NULL::text, reason text DEFAULT NULL::text, dead_after timestamp with time zone DEFAULT NULL::timestamp with time zone, dead_before timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+	v_event_id text;
+	n integer := 0;
+BEGIN
+	FOR v_event_id IN
+		SELECT DISTINCT d.event_id FROM async.dead_letters d
+		 WHERE (redrive_many.function IS NULL OR d.function OPERATOR(pg_catalog.=) redrive_many.function)
+		   AND (redrive_many.reason IS NULL OR d.reason OPERATOR(pg_catalog.=) redrive_many.reason)
+		   AND (redrive_many.dead_after IS NULL OR d.dead_at OPERATOR(pg_catalog.>=) redrive_many.dead_after)
+		   AND (redrive_many.dead_before IS NULL OR d.dead_at OPERATOR(pg_catalog.<) redrive_many.dead_before)
+		   AND pg_catalog.pg_has_role(d.enqueued_by, 'USAGE')
+	LOOP
+		IF async.redrive(v_event_id) THEN
+			n := n OPERATOR(pg_catalog.+) 1;
+		END IF;
+	END LOOP;
+	RETURN n;
+END;
+$$;
+
+COMMENT ON FUNCTION async.redrive_many(function text, reason text, dead_after timestamp with time zone, dead_before timestamp with time zone) IS 'redrives every dead letter of the caller that matches function, reason and dead_at range (NULL matches all); returns how many';
+
+CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text) RETURNS text
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_register';
+
+COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days';
+
+CREATE FUNCTION async.resume(name text) RETURNS boolean
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_resume';
+
+COMMENT ON FUNCTION async.resume(name text) IS 'lets the jobs of a paused function run again';
+
+CREATE FUNCTION async.stats_reset() RETURNS void
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_stats_reset';
+
+COMMENT ON FUNCTION async.stats_reset() IS 'resets every counter of async.function_stats; superusers only unless granted';
+
+CREATE FUNCTION async.unregister(name text, cancel_jobs boolean DEFAULT false) RETURNS boolean
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_unregister';
+
+COMMENT ON FUNCTION async.unregister(name text, cancel_jobs boolean) IS 'removes a registration; refused while its jobs run, while tables are attached to it, and while its jobs wait unless cancel_jobs moves them to async.dead_letters (reason unregistered). Returns false when no such name is registered.';
+
+CREATE FUNCTION async.wait_idle(timeout interval DEFAULT '00:00:30'::interval) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+	v_deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
+BEGIN
+	LOOP
+		IF NOT EXISTS (
+			WITH look AS MATERIALIZED (
+				SELECT pg_catalog.clock_timestamp() AS now,
+					   ARRAY(SELECT f.name FROM async.functions f
+							  WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0) AS held)
+			(SELECT FROM async.jobs j
+			  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+				AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
+				AND (j.state OPERATOR(pg_catalog.=) 'running'
+					 OR j.function OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[]))
+			  LIMIT 1)
+			UNION ALL
+			SELECT FROM async._limited_job_functions() n(name) CROSS JOIN LATERAL (
+				SELECT FROM async.jobs j
+				 WHERE j.function OPERATOR(pg_catalog.=) n.name
+				   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
+				   /* a held function's jobs are not even looked at */
+				   AND n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[])
+				 LIMIT 1) x
+			UNION ALL
+			SELECT FROM async._paused_job_functions() n(name) CROSS JOIN LATERAL (
+				SELECT FROM async.jobs j
+				 WHERE j.function OPERATOR(pg_catalog.=) n.name
+				   AND j.paused AND j.finished_at IS NULL
+				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
+				   /* a held function's jobs are not even looked at */
+				   AND n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[])
+				 LIMIT 1) x) THEN
+			RETURN true;
+		END IF;
+		IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) v_deadline THEN
+			RETURN false;
+		END IF;
+		PERFORM pg_catalog.pg_sleep(0.01);
+	END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION async.wait_idle(timeout interval) IS 'waits until no job that can run is ready or running (jobs of paused functions and of functions with concurrency 0 do not count); false when timeout passes first. Meant for tests and scripts; call it outside an explicit REPEATABLE READ transaction.';
+
+CREATE TABLE async.attempt_log (
+    job_id bigint NOT NULL,
+    event_id text NOT NULL COLLATE pg_catalog."C",
+    function text NOT NULL COLLATE pg_catalog."C",
+    attempt integer NOT NULL,
+    worker_pid integer,
+    started_at timestamp with time zone NOT NULL,
+    duration interval,
+    outcome text NOT NULL,
+    error text,
+    sqlstate text,
+    enqueued_by regrole NOT NULL
+);
+
+COMMENT ON TABLE async.attempt_log IS 'pg_async history: one row per failed, crashed or expired attempt, kept for pg_async.attempts_retention; read it through async.attempts';
+
+COMMENT ON COLUMN async.attempt_log.attempt IS 'attempt number, from 1';
+
+COMMENT ON COLUMN async.attempt_log.worker_pid IS 'process id of the worker that ran it';
+
+COMMENT ON COLUMN async.attempt_log.duration IS 'run time of the handler';
+
+COMMENT ON COLUMN async.attempt_log.outcome IS 'failed, crashed (the worker died while it ran) or expired; succeeded for attempts of jobs deleted by pg_async.retention while pg_async.attempts_retention was longer';
+
+COMMENT ON COLUMN async.attempt_log.error IS 'error message of a failed attempt';
+
+COMMENT ON COLUMN async.attempt_log.sqlstate IS 'SQLSTATE of a failed attempt';
+
+CREATE VIEW async.attempts WITH (security_invoker='true') AS
+ SELECT l.job_id,
+    l.event_id,
+    l.function,
+    l.attempt,
+    l.worker_pid,
+    l.started_at,
+    l.duration,
+    l.outcome,
+    l.error,
+    l.sqlstate,
+    l.enqueued_by
+   FROM async.attempt_log l
+UNION ALL
+ SELECT j.id AS job_id,
+    j.event_id,
+    j.function,
+    j.attempts AS attempt,
+    j.worker_pid,
+    (j.finished_at - j.duration) AS started_at,
+    j.duration,
+    'succeeded'::text AS outcome,
+    NULL::text AS error,
+    NULL::text AS sqlstate,
+    j.enqueued_by
+   FROM async.jobs j
+  WHERE ((j.state = 'succeeded'::text) AND (j.duration IS NOT NULL));
+
+COMMENT ON VIEW async.attempts IS 'pg_async history: one row per attempt (succeeded, failed, crashed or expired). A successful attempt is shown from its job while pg_async.retention keeps the job (and, when pg_async.attempts_retention is longer, from async.attempt_log after that); the others are kept for pg_async.attempts_retention';
+
+COMMENT ON COLUMN async.attempts.job_id IS 'id of the job (async.jobs.id)';
+
+COMMENT ON COLUMN async.attempts.event_id IS 'event_id of the job';
+
+COMMENT ON COLUMN async.attempts.function IS 'registered function name';
+
+COMMENT ON COLUMN async.attempts.attempt IS 'attempt number, from 1';
+
+COMMENT ON COLUMN async.attempts.worker_pid IS 'process id of the worker that ran it';
+
+COMMENT ON COLUMN async.attempts.started_at IS 'when the handler started';
+
+COMMENT ON COLUMN async.attempts.duration IS 'run time of the handler';
+
+COMMENT ON COLUMN async.attempts.outcome IS 'succeeded, failed, crashed (the worker died while it ran) or expired';
+
+COMMENT ON COLUMN async.attempts.error IS 'error message of a failed attempt';
+
+COMMENT ON COLUMN async.attempts.sqlstate IS 'SQLSTATE of a failed attempt';
+
+COMMENT ON COLUMN async.attempts.enqueued_by IS 'role that enqueued the job';
+
+CREATE TABLE async.dead_letters (
+    id bigint NOT NULL,
+    job_id bigint NOT NULL,
+    event_id text NOT NULL COLLATE pg_catalog."C",
+    function text NOT NULL COLLATE pg_catalog."C",
+    payload jsonb NOT NULL,
+    attempts integer NOT NULL,
+    errors jsonb NOT NULL,
+    reason text DEFAULT 'exhausted'::text NOT NULL,
+    last_error text,
+    enqueued_at timestamp with time zone NOT NULL,
+    enqueued_by regrole NOT NULL,
+    dead_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE async.dead_letters IS 'pg_async dead-letter table: events that failed every attempt. async.redrive() puts one back in the queue.';
+
+COMMENT ON COLUMN async.dead_letters.job_id IS 'async.jobs.id of the job';
+
+COMMENT ON COLUMN async.dead_letters.errors IS 'every attempt''s failure: attempt, at, message, sqlstate';
+
+COMMENT ON COLUMN async.dead_letters.reason IS 'why the event died: exhausted (every attempt failed), expired (older than max_event_age when claimed), unregistered (its function was unregistered with cancel_jobs), error (its failed attempt could not be recorded)';
+
+COMMENT ON COLUMN async.dead_letters.dead_at IS 'time the last attempt failed';
+
+ALTER TABLE async.dead_letters ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME async.dead_letters_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE VIEW async.function_stats AS
+ SELECT s.function,
+    s.received,
+    s.started,
+    s.succeeded,
+    s.failed,
+    s.retried,
+    s.dead_lettered,
+    s.duplicates_skipped,
+    s.duration_avg_ms,
+    s.duration_p50_ms,
+    s.duration_p95_ms,
+    s.duration_max_ms,
+    s.wait_avg_ms,
+    s.wait_p50_ms,
+    s.wait_p95_ms,
+    s.wait_max_ms,
+    s.stats_reset
+   FROM async._function_stats() s(function, received, started, succeeded, failed, retried, dead_lettered, duplicates_skipped, duration_avg_ms, duration_p50_ms, duration_p95_ms, duration_max_ms, wait_avg_ms, wait_p50_ms, wait_p95_ms, wait_max_ms, stats_reset);
+
+COMMENT ON VIEW async.function_stats IS 'cumulative counters per function since stats_reset: received, started, succeeded, failed attempts, retried, dead-lettered, duplicates skipped (by async.invoke), handler duration and queue wait (from when the job became due to its start), in milliseconds; kept across clean restarts';
+
+CREATE TABLE async.functions (
+    name text NOT NULL COLLATE pg_catalog."C",
+    handler regprocedure NOT NULL,
+    run_as regrole NOT NULL,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[] NOT NULL,
+    timeout interval DEFAULT '00:01:00'::interval NOT NULL,
+    max_event_age interval DEFAULT '06:00:00'::interval NOT NULL,
+    concurrency integer,
+    paused boolean DEFAULT false NOT NULL,
+    on_success text COLLATE pg_catalog."C",
+    on_failure text COLLATE pg_catalog."C",
+    registered_by regrole NOT NULL,
+    registered_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT functions_concurrency_check CHECK ((concurrency >= 0)),
+    CONSTRAINT functions_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT functions_max_event_age_check CHECK (((max_event_age >= '00:00:01'::interval) AND (max_event_age <= '30 days'::interval))),
+    CONSTRAINT functions_name_check CHECK (((name <> ''::text) AND (octet_length(name) <= 127))),
+    CONSTRAINT functions_retry_delays_check CHECK (((cardinality(retry_delays) <= 100) AND ((cardinality(retry_delays) = 0) OR ((array_ndims(retry_delays) = 1) AND (array_lower(retry_delays, 1) = 1))) AND (array_position(retry_delays, NULL::interval) IS NULL) AND ('00:00:00'::interval <= ALL (retry_delays)) AND ('30 days'::interval >= ALL (retry_delays)))),
+    CONSTRAINT functions_timeout_check CHECK (((timeout > '00:00:00'::interval) AND (timeout <= '1 day'::interval)))
+);
+
+COMMENT ON TABLE async.functions IS 'pg_async registrations: which SQL function (handler) runs for a function name, as which role, with which retry policy. Written by async.register() and async.unregister().';
+
+COMMENT ON COLUMN async.functions.name IS 'name that jobs use in async.jobs.function';
+
+COMMENT ON COLUMN async.functions.handler IS 'the handler function, bound by OID: one dropped and created again, by anyone, is not it, and the jobs then fail until the function is registered again. pg_dump writes it as a signature, which a restore binds again';
+
+COMMENT ON COLUMN async.functions.run_as IS 'role the handler runs as';
+
+COMMENT ON COLUMN async.functions.max_attempts IS 'attempts in total before the event moves to async.dead_letters';
+
+COMMENT ON COLUMN async.functions.retry_delays IS 'wait after failure k is retry_delays[k]; the last element repeats';
+
+COMMENT ON COLUMN async.functions.timeout IS 'an attempt running longer than this is cancelled and counts as failed';
+
+COMMENT ON COLUMN async.functions.max_event_age IS 'an event older than this when a worker claims it is not run: it moves to async.dead_letters with reason expired';
+
+COMMENT ON COLUMN async.functions.concurrency IS 'most jobs of the function running at once across all workers; NULL: no limit; 0: hold its jobs';
+
+COMMENT ON COLUMN async.functions.paused IS 'true: its jobs wait, without spending attempts, until async.resume()';
+
+COMMENT ON COLUMN async.functions.on_success IS 'registered function that gets an invocation record (condition Success) when a job succeeds';
+
+COMMENT ON COLUMN async.functions.on_failure IS 'registered function that gets an invocation record (condition RetriesExhausted or EventAgeExceeded) when an event is dead-lettered';
+
+COMMENT ON COLUMN async.functions.registered_by IS 'role that last called async.register() for this name';
+
+ALTER TABLE async.jobs ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME async.jobs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE async.running (
+    job_id bigint NOT NULL,
+    function text NOT NULL COLLATE pg_catalog."C"
+);
+
+COMMENT ON TABLE async.running IS 'internal: the claimed, unfinished jobs of functions with a concurrency limit; claims count them under one lock';
+
+CREATE VIEW async.sources AS
+ SELECT (t.tgrelid)::regclass AS source,
+    async._source_function(t.tgargs) AS function,
+    ARRAY( SELECT v.e
+           FROM ( VALUES (4,'INSERT'::text), (16,'UPDATE'::text), (8,'DELETE'::text)) v("bit", e)
+          WHERE (((t.tgtype)::integer & v."bit") <> 0)) AS events,
+    "substring"(pg_get_triggerdef(t.oid), 'WHEN \((.*)\) EXECUTE'::text) AS condition,
+    t.tgname AS trigger,
+    (t.tgenabled <> 'D'::"char") AS enabled
+   FROM pg_trigger t
+  WHERE (t.tgfoid = ('async._source_trigger()'::regprocedure)::oid);
+
+COMMENT ON VIEW async.sources IS 'tables attached with async.attach(): source, function, events, condition, trigger';
+
+CREATE VIEW async.stats WITH (security_barrier='true') AS
+ SELECT n.name AS function,
+    count(*) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND (NOT h.held))) AS ready,
+    count(*) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at > now()))) AS scheduled,
+    count(*) FILTER (WHERE (j.state = 'running'::text)) AS running,
+    count(*) FILTER (WHERE (j.state = 'succeeded'::text)) AS succeeded,
+    count(*) FILTER (WHERE (j.state = 'dead'::text)) AS dead,
+    (now() - min(j.run_at) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND (NOT h.held)))) AS oldest_ready_age,
+    count(*) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND h.held)) AS held
+   FROM (((( SELECT f_1.name
+           FROM async.functions f_1
+        UNION
+         SELECT DISTINCT x.function
+           FROM async.jobs x
+          WHERE (pg_has_role((x.enqueued_by)::oid, 'USAGE'::text) OR pg_has_role('pg_monitor'::name, 'USAGE'::text))) n
+     LEFT JOIN async.functions f ON ((f.name = n.name)))
+     LEFT JOIN async.jobs j ON (((j.function = n.name) AND (pg_has_role((j.enqueued_by)::oid, 'USAGE'::text) OR pg_has_role('pg_monitor'::name, 'USAGE'::text)))))
+     CROSS JOIN LATERAL ( SELECT COALESCE((f.paused OR (f.concurrency = 0)), false) AS held) h)
+  GROUP BY n.name;
+
+COMMENT ON VIEW async.stats IS 'one row per function: jobs ready to run, scheduled for later (retries included), running, succeeded and dead, the age of the oldest ready job, and jobs held (due, but their function is paused or has concurrency 0); counts the jobs the caller may see';
+
+CREATE VIEW async.workers AS
+ SELECT w.pid,
+    w.state,
+    w.function,
+    w.event_id,
+    w.attempt,
+    w.started_at,
+    w.jobs_done
+   FROM async._workers() w(pid, state, function, event_id, attempt, started_at, jobs_done);
+
+COMMENT ON VIEW async.workers IS 'one row per pg_async worker process: idle or running, and what it runs now';
+
+ALTER TABLE ONLY async.dead_letters
+    ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY async.functions
+    ADD CONSTRAINT functions_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY async.jobs
+    ADD CONSTRAINT jobs_event_id_key UNIQUE (event_id);
+
+ALTER TABLE ONLY async.jobs REPLICA IDENTITY USING INDEX jobs_event_id_key;
+
+ALTER TABLE ONLY async.jobs
+    ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY async.running
+    ADD CONSTRAINT running_pkey PRIMARY KEY (job_id);
+
+CREATE INDEX attempt_log_event_id_idx ON async.attempt_log USING btree (event_id);
+
+CREATE INDEX attempt_log_started_at_idx ON async.attempt_log USING brin (started_at);
+
+CREATE INDEX dead_letters_event_id_idx ON async.dead_letters USING btree (event_id);
+
+CREATE INDEX dead_letters_function_idx ON async.dead_letters USING btree (function, dead_at);
+
+CREATE INDEX jobs_finished_idx ON async.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL);
+
+CREATE INDEX jobs_limited_idx ON async.jobs USING btree (function, run_at) WHERE (limited AND (NOT paused) AND (finished_at IS NULL));
+
+CREATE INDEX jobs_paused_idx ON async.jobs USING btree (function) WHERE paused;
+
+CREATE INDEX jobs_ready_idx ON async.jobs USING btree (run_at) WHERE ((finished_at IS NULL) AND (NOT paused) AND (NOT limited));
+
+CREATE INDEX running_function_idx ON async.running USING btree (function);
+
+CREATE TRIGGER functions_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON async.functions FOR EACH STATEMENT EXECUTE FUNCTION async._functions_changed();
+
+CREATE TRIGGER functions_limit_changed AFTER INSERT OR DELETE OR UPDATE OF concurrency ON async.functions FOR EACH ROW EXECUTE FUNCTION async._functions_limit_changed();
+
+CREATE TRIGGER jobs_enqueue BEFORE INSERT ON async.jobs FOR EACH ROW EXECUTE FUNCTION async._jobs_trigger();
+
+CREATE TRIGGER jobs_release_deleted AFTER DELETE ON async.jobs FOR EACH ROW WHEN ((old.state = 'running'::text)) EXECUTE FUNCTION async._release_deleted();
+
+CREATE TRIGGER jobs_reschedule AFTER UPDATE OF run_at, state ON async.jobs FOR EACH ROW WHEN ((new.state = 'queued'::text)) EXECUTE FUNCTION async._jobs_trigger();
+
+ALTER TABLE async.attempt_log ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY attempt_log_own ON async.attempt_log FOR SELECT USING ((pg_has_role((enqueued_by)::oid, 'USAGE'::text) OR pg_has_role('pg_monitor'::name, 'USAGE'::text)));
+
+COMMENT ON POLICY attempt_log_own ON async.attempt_log IS 'a role sees the attempts of its own jobs; pg_monitor sees all';
+
+ALTER TABLE async.dead_letters ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY dead_letters_monitor ON async.dead_letters FOR SELECT USING (pg_has_role('pg_monitor'::name, 'USAGE'::text));
+
+COMMENT ON POLICY dead_letters_monitor ON async.dead_letters IS 'members of pg_monitor see every dead letter';
+
+CREATE POLICY dead_letters_own ON async.dead_letters USING (pg_has_role((enqueued_by)::oid, 'USAGE'::text));
+
+COMMENT ON POLICY dead_letters_own ON async.dead_letters IS 'a role sees and deletes its own dead letters';
+
+ALTER TABLE async.jobs ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY jobs_monitor ON async.jobs FOR SELECT USING (pg_has_role('pg_monitor'::name, 'USAGE'::text));
+
+COMMENT ON POLICY jobs_monitor ON async.jobs IS 'members of pg_monitor see every job';
+
+CREATE POLICY jobs_own ON async.jobs USING (pg_has_role((enqueued_by)::oid, 'USAGE'::text));
+
+COMMENT ON POLICY jobs_own ON async.jobs IS 'a role sees and changes the jobs it (or a role it inherits) enqueued';
+
+REVOKE ALL ON FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text, p_state text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._cancel(p_event_id text, p_caller oid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._charge_crash(p_job_id bigint) FROM PUBLIC;
+
+GRANT SELECT ON TABLE async.jobs TO PUBLIC;
+
+GRANT INSERT(event_id) ON TABLE async.jobs TO PUBLIC;
+
+GRANT INSERT(function) ON TABLE async.jobs TO PUBLIC;
+
+GRANT INSERT(payload) ON TABLE async.jobs TO PUBLIC;
+
+GRANT INSERT(run_at) ON TABLE async.jobs TO PUBLIC;
+
+REVOKE ALL ON FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamp with time zone, p_reason text, OUT new_state text, OUT retry_at timestamp with time zone) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) TO pg_monitor;
+
+REVOKE ALL ON FUNCTION async._functions_limit_changed() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._is_limited(p_function text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._limited_job_functions() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._live_worker_pids() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._paused_job_functions() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._purge_attempts(p_older_than interval) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._purge_dead_letters(p_function text, p_reason text, p_older_than interval, p_caller oid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._recover() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._redrive(p_dead_letter_id bigint) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._release_deleted() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._set_paused(p_name text, p_paused boolean) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations boolean, p_finished timestamp with time zone[], p_duration_us bigint[]) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._try_recovery_lock() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._unpause_jobs() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._worker_started_at(pid integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._workers(OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION async._workers(OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) TO pg_monitor;
+
+REVOKE ALL ON FUNCTION async.health(ready_age_warning interval, xmin_age_warning interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION async.health(ready_age_warning interval, xmin_age_warning interval) TO pg_monitor;
+
+REVOKE ALL ON FUNCTION async.metrics() FROM PUBLIC;
+GRANT ALL ON FUNCTION async.metrics() TO pg_monitor;
+
+REVOKE ALL ON FUNCTION async.stats_reset() FROM PUBLIC;
+
+GRANT SELECT ON TABLE async.attempt_log TO PUBLIC;
+
+GRANT SELECT ON TABLE async.attempts TO PUBLIC;
+
+GRANT SELECT ON TABLE async.dead_letters TO PUBLIC;
+
+GRANT SELECT ON TABLE async.function_stats TO pg_monitor;
+
+GRANT SELECT ON TABLE async.functions TO PUBLIC;
+
+GRANT SELECT ON TABLE async.sources TO PUBLIC;
+
+GRANT SELECT ON TABLE async.stats TO PUBLIC;
+
+GRANT SELECT ON TABLE async.workers TO pg_monitor;
+
+
+-- pg_dump keeps the registrations, the queue, the dead letters and their
+-- sequences with the extension
+SELECT pg_catalog.pg_extension_config_dump('async.functions', '');
+SELECT pg_catalog.pg_extension_config_dump('async.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('async.dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('async.jobs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('async.dead_letters_id_seq', '');
