@@ -129,15 +129,24 @@ like($out, qr/^\s+hint: Look at async\.dead_letters/m, 'with its hint');
 unlike($out, qr/^ok\s/m, 'no check that is ok');
 
 # A rate: jobs that finish between the two samples of --once (taken 4 s
-# apart; the jobs are enqueued 1.5 s after the start).
+# apart; the jobs are enqueued after the first).
 $node->safe_psql('postgres',
 	q{SELECT pg_cancel_backend(pid) FROM async.workers WHERE event_id IN ('slow-1', 'slow-2')});
 ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM async.workers WHERE state = 'running'"),
 	'the slow handlers are cancelled');
-my $h = IPC::Run::start([ $top, '--once', '-i', '4', '-d', $connstr ],
+my $h = IPC::Run::start(
+	[ $top, '--once', '-i', '4', '-d', "$connstr application_name=top_rate" ],
 	'>', \$out, '2>', \$err);
-Time::HiRes::usleep(1_500_000);
+# the first sample is taken once this pg_async_top has queried
+# async.health(), the sample's last query, and waits
+ok( $node->poll_query_until('postgres', q{
+SELECT count(*) = 1 FROM pg_stat_activity
+ WHERE application_name = 'top_rate' AND state = 'idle'
+   AND query LIKE '%async.health()%'}),
+	'pg_async_top took its first sample')
+  or diag($node->safe_psql('postgres',
+	q{SELECT application_name, state, query FROM pg_stat_activity WHERE backend_type = 'client backend'}));
 $node->safe_psql('postgres', q{
 INSERT INTO async.jobs (function) SELECT 'top_ok' FROM generate_series(1, 200);
 SELECT async.wait_idle();

@@ -122,9 +122,9 @@ start_slow_jobs('dropdb', 6, 2);
 $offset = log_offset();
 my ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE app WITH (FORCE)');
 is($ret, 0, 'DROP DATABASE WITH (FORCE) of the served database succeeds') or diag($stderr);
-# the workers were terminated; give the launcher 3 seconds to notice that
-# the database is gone, then watch for 5 seconds: no worker, no restarts
-sleep(3);
+# the workers were terminated; once the launcher says the database is
+# gone, watch for 5 seconds: no worker, no restarts
+$node->wait_for_log(qr/pg_async\.database "app" does not exist/, $offset);
 my $quiet_offset = log_offset();
 my $max_workers = 0;
 for (1 .. 20)
@@ -138,7 +138,7 @@ is($max_workers, 0, 'DROP DATABASE: no worker runs while the database is missing
 $log = log_since($offset);
 my $burst = () = $log =~ /background worker "pg_async worker" \(PID \d+\) exited/g;
 my $later = () = log_since($quiet_offset) =~ /background worker "pg_async worker" \(PID \d+\) exited/g;
-note("DROP DATABASE: $burst worker exits in the first 3 seconds, $later in the 5 seconds after");
+note("DROP DATABASE: $burst worker exits before the launcher noticed, $later in the 5 seconds after");
 is($later, 0, 'DROP DATABASE: the workers do not restart in a loop');
 unlike($log, qr/terminated by signal|reinitializing/, 'DROP DATABASE: no crash');
 $node->safe_psql('postgres', 'CREATE DATABASE app');
@@ -414,7 +414,18 @@ SELECT 'disk', 'full-$i-' || g,
 		last if $r != 0;
 	}
 	like($e, qr/No space left on device|could not extend/, 'queue on a full disk: enqueueing fails with an error');
-	sleep(3);    # the workers meet the full disk too
+	# the workers meet the full disk too: the jobs due in 4 seconds are
+	# claimed from the full tablespace, or a worker fails trying
+	my $met = 0;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (!$met && time() < $deadline)
+	{
+		$met = $node->safe_psql('app',
+			"SELECT count(*) > 0 FROM async.jobs WHERE event_id LIKE 'due-%' AND attempts > 0") eq 't'
+		  || log_since($offset) =~ /background worker "pg_async worker" \(PID \d+\) exited with exit code 1/;
+		usleep(100_000) unless $met;
+	}
+	ok($met, 'queue on a full disk: the workers meet it too');
 	$node->safe_psql('app', 'DROP TABLE public.filler');
 	ok( $node->poll_query_until('app', q{
 SELECT (SELECT count(*) FROM async.jobs WHERE event_id LIKE 'due-%' AND state = 'succeeded') = 30
