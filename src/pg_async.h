@@ -18,10 +18,6 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
-/* Sizes of the fields copied into shared memory for async.workers. */
-#define ASYNC_FUNCTION_LEN		64
-#define ASYNC_EVENT_ID_LEN		128
-
 /* Longest event_id accepted at enqueue. */
 #define ASYNC_MAX_EVENT_ID		255
 
@@ -112,8 +108,8 @@ typedef struct AsyncWorkerSlot
 	TimestampTz proc_start;		/* when the worker process started */
 	Latch	   *latch;
 	bool		busy;
-	char		function[ASYNC_FUNCTION_LEN];
-	char		event_id[ASYNC_EVENT_ID_LEN];
+	char		function[ASYNC_NAME_SIZE];
+	char		event_id[ASYNC_MAX_EVENT_ID + 1];
 	int32		attempt;
 	TimestampTz started_at;
 	uint64		jobs_done;

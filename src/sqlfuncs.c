@@ -716,8 +716,8 @@ pg_async_workers_view(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&slot->mutex);
 		copy.pid = slot->pid;
 		copy.busy = slot->busy;
-		memcpy(copy.function, slot->function, ASYNC_FUNCTION_LEN);
-		memcpy(copy.event_id, slot->event_id, ASYNC_EVENT_ID_LEN);
+		memcpy(copy.function, slot->function, sizeof(copy.function));
+		memcpy(copy.event_id, slot->event_id, sizeof(copy.event_id));
 		copy.attempt = slot->attempt;
 		copy.started_at = slot->started_at;
 		copy.jobs_done = slot->jobs_done;

@@ -112,8 +112,8 @@ show_job(AsyncJob *job)
 	MyAsyncSlot->busy = (job != NULL);
 	if (job != NULL)
 	{
-		strlcpy(MyAsyncSlot->function, job->function, ASYNC_FUNCTION_LEN);
-		strlcpy(MyAsyncSlot->event_id, job->event_id, ASYNC_EVENT_ID_LEN);
+		strlcpy(MyAsyncSlot->function, job->function, sizeof(MyAsyncSlot->function));
+		strlcpy(MyAsyncSlot->event_id, job->event_id, sizeof(MyAsyncSlot->event_id));
 		MyAsyncSlot->attempt = job->attempt;
 		MyAsyncSlot->started_at = GetCurrentTimestamp();
 	}

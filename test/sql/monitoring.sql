@@ -24,6 +24,21 @@ SELECT async.wait_idle('100 milliseconds');
 SELECT async.wait_idle();
 SELECT state FROM async.jobs WHERE event_id = 'mon-slow';
 
+-- the longest name (127 bytes) and event id (255 bytes) show whole
+SELECT length(async.register('public.slow(jsonb)', name => repeat('n', 127), max_attempts => 1)) AS name_bytes;
+SELECT length(async.invoke(repeat('n', 127), '{"s": 1}', repeat('e', 255))) AS event_id_bytes;
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN EXISTS (SELECT FROM async.workers WHERE event_id = repeat('e', 255));
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT function = repeat('n', 127) AS whole_name, event_id = repeat('e', 255) AS whole_event_id
+  FROM async.workers WHERE event_id LIKE 'eee%';
+SELECT async.wait_idle();
+SELECT async.unregister(repeat('n', 127));
+
 -- idle workers, each with the jobs it has done
 SELECT count(*) AS workers, bool_and(state = 'idle') AS idle, bool_and(function IS NULL) AS no_function,
        sum(jobs_done) > 10 AS worked
