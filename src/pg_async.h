@@ -263,7 +263,5 @@ extern Datum pg_async_run_as_owner(const char *sql, int nargs, Oid *argtypes,
 								   Datum *args, const char *nulls, bool *isnull);
 extern bool pg_async_may_act_as(Oid role);
 extern bool pg_async_handlers_bound(Oid functions_relid);
-extern struct Tuplestorestate *pg_async_materialize(FunctionCallInfo fcinfo,
-													struct TupleDescData **tupdesc);
 
 #endif							/* PG_ASYNC_H */

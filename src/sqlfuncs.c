@@ -665,47 +665,15 @@ pg_async_unregister(PG_FUNCTION_ARGS)
 }
 
 /*
- * pg_async_materialize sets up a set-returning function to return its rows
- * in a tuplestore, the way the SQL-callable readers of shared memory do.
- */
-Tuplestorestate *
-pg_async_materialize(FunctionCallInfo fcinfo, TupleDesc *tupdesc)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Tuplestorestate *tupstore;
-	MemoryContext oldcxt;
-	TupleDesc	desc;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	desc = CreateTupleDescCopy(desc);
-	tupstore = tuplestore_begin_heap(true, false, work_mem);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = tupstore;
-	rsinfo->setDesc = desc;
-	MemoryContextSwitchTo(oldcxt);
-
-	*tupdesc = desc;
-	return tupstore;
-}
-
-/*
  * async._workers(): one row per live worker slot, copied under its spinlock.
  */
 Datum
 pg_async_workers_view(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc;
-	Tuplestorestate *tupstore = pg_async_materialize(fcinfo, &tupdesc);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			i;
 
+	InitMaterializedSRF(fcinfo, 0);
 	for (i = 0; AsyncShmem != NULL && i < AsyncShmem->nslots; i++)
 	{
 		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
@@ -738,7 +706,7 @@ pg_async_workers_view(PG_FUNCTION_ARGS)
 		else
 			nulls[2] = nulls[3] = nulls[4] = nulls[5] = true;
 		values[6] = Int64GetDatum((int64) copy.jobs_done);
-		tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
 	return (Datum) 0;

@@ -365,11 +365,11 @@ histogram_percentile(const AsyncDuration *d, double p)
 Datum
 pg_async_function_stats(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc;
-	Tuplestorestate *tupstore = pg_async_materialize(fcinfo, &tupdesc);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	HASH_SEQ_STATUS seq;
 	AsyncStatsEntry *entry;
 
+	InitMaterializedSRF(fcinfo, 0);
 	if (StatsShared == NULL)
 		return (Datum) 0;
 
@@ -399,7 +399,7 @@ pg_async_function_stats(PG_FUNCTION_ARGS)
 		values[k++] = Float8GetDatum(histogram_percentile(&c->wait, 0.95));
 		values[k++] = Float8GetDatum(c->wait.max_us / 1000.0);
 		values[k++] = TimestampTzGetDatum(StatsShared->stats_reset);
-		tuplestore_putvalues(tupstore, tupdesc, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(StatsShared->lock);
 
