@@ -58,8 +58,11 @@ TOP = bin/pg_async_top
 
 all: $(TOP)
 
-$(TOP): $(TOP).c
-	$(CC) $(CFLAGS) -I$(includedir) $< -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lm
+# its --version is the extension's version, read from the control file
+PG_ASYNC_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(srcdir)/pg_async.control)
+
+$(TOP): $(TOP).c pg_async.control
+	$(CC) $(CFLAGS) -DPG_ASYNC_VERSION='"$(PG_ASYNC_VERSION)"' -I$(includedir) $< -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lm
 
 install: install-top
 

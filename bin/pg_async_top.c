@@ -60,7 +60,10 @@
 
 #include "libpq-fe.h"
 
-#define TOP_VERSION		"0.2"
+/* the extension's default_version, which the Makefile passes */
+#ifndef PG_ASYNC_VERSION
+#error "PG_ASYNC_VERSION must be defined: build pg_async_top with the Makefile"
+#endif
 #define HISTORY			20		/* rate samples kept for the sparkline */
 #define LINE_MAX_BYTES	2048	/* longest line formatted */
 #define NAME_WIDTH_MIN	8		/* the function column is at least this wide */
@@ -1414,7 +1417,7 @@ parse_options(int argc, char **argv)
 				opts.once = true;
 				break;
 			case 'V':
-				printf("pg_async_top %s\n", TOP_VERSION);
+				printf("pg_async_top %s\n", PG_ASYNC_VERSION);
 				exit(0);
 			case 2:
 				usage();

@@ -69,6 +69,10 @@ INSERT INTO async.jobs (function) SELECT 'top_ok' FROM generate_series(1, 4);
 });
 
 my $connstr = $node->connstr('postgres');
+my $default_version = $node->safe_psql('postgres',
+	"SELECT default_version FROM pg_available_extensions WHERE name = 'pg_async'");
+command_like([ $top, '--version' ], qr/^pg_async_top \Q$default_version\E$/,
+	'--version names the version of the extension it was built with');
 my ($out, $err) = ('', '');
 IPC::Run::run([ $top, '--once', '-d', $connstr ], '>', \$out, '2>', \$err);
 my $rc = $? >> 8;
