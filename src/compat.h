@@ -80,4 +80,18 @@
 #define pg_async_disable_transaction_timeout() ((void) 0)
 #endif
 
+/*
+ * PG 17 lets an extension name its wait events (WaitEventExtensionNew), so
+ * that pg_stat_activity.wait_event says what a pg_async process waits for.
+ * Before, every wait of an extension shows as "Extension".  The name is
+ * registered in shared memory by the first process that asks, and each
+ * process asks once (worker.c, launcher.c).
+ */
+#if PG_VERSION_NUM >= 170000
+#include "utils/wait_event.h"
+#define pg_async_wait_event(name)	WaitEventExtensionNew(name)
+#else
+#define pg_async_wait_event(name)	PG_WAIT_EXTENSION
+#endif
+
 #endif							/* PG_ASYNC_COMPAT_H */

@@ -230,6 +230,7 @@ pg_async_launcher_main(Datum main_arg)
 	TimestampTz last_db_check = 0;
 	TimestampTz last_db_warning = 0;
 	TimestampTz last_slot_warning = 0;
+	uint32		wait_event;
 	int			i;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -242,6 +243,7 @@ pg_async_launcher_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("pg_async launcher");
+	wait_event = pg_async_wait_event("PgAsyncLauncherMain");
 
 	launcher_slots = MemoryContextAllocZero(TopMemoryContext,
 											sizeof(LauncherSlot) * AsyncShmem->nslots);
@@ -347,7 +349,7 @@ pg_async_launcher_main(Datum main_arg)
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(timeout, 10),
-						 PG_WAIT_EXTENSION);
+						 wait_event);
 		ResetLatch(MyLatch);
 	}
 }

@@ -42,6 +42,16 @@
 
 static uint32 MyGeneration = 0;
 
+/*
+ * What pg_stat_activity.wait_event shows while the worker waits (on
+ * PostgreSQL 17 and later; "Extension" before): for jobs, for
+ * pg_async.batch_wait to claim a stream together, or asleep while a
+ * colleague claims the stream.
+ */
+static uint32 WaitEventIdle = PG_WAIT_EXTENSION;
+static uint32 WaitEventBatchWait = PG_WAIT_EXTENSION;
+static uint32 WaitEventStandby = PG_WAIT_EXTENSION;
+
 static MemoryContext WorkerContext = NULL;	/* the worker's lifetime */
 static MemoryContext BatchContext = NULL;	/* one batch; reset every loop */
 
@@ -299,7 +309,7 @@ wait_for_claim(void)
 		else
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 remaining / 1000, PG_WAIT_EXTENSION);
+							 remaining / 1000, WaitEventBatchWait);
 			ResetLatch(MyLatch);
 		}
 		CHECK_FOR_INTERRUPTS();
@@ -364,6 +374,9 @@ pg_async_worker_main(Datum main_arg)
 
 	pg_async_claim_init();
 	pg_async_inflight_open(MyAsyncSlotIndex);
+	WaitEventIdle = pg_async_wait_event("PgAsyncWorkerIdle");
+	WaitEventBatchWait = pg_async_wait_event("PgAsyncBatchWait");
+	WaitEventStandby = pg_async_wait_event("PgAsyncWorkerStandby");
 
 	SetConfigOption("application_name", "pg_async worker", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
@@ -434,7 +447,7 @@ pg_async_worker_main(Datum main_arg)
 				pg_async_batch_forget_stream(); /* once woken, claim at once */
 				(void) WaitLatch(MyLatch,
 								 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 ASYNC_MAX_SLEEP_MS, PG_WAIT_EXTENSION);
+								 ASYNC_MAX_SLEEP_MS, WaitEventStandby);
 				ResetLatch(MyLatch);
 				continue;
 			}
@@ -466,7 +479,7 @@ pg_async_worker_main(Datum main_arg)
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 ready ? sleep_time(next_run_at) : ASYNC_MAX_SLEEP_MS,
-							 PG_WAIT_EXTENSION);
+							 WaitEventIdle);
 			ResetLatch(MyLatch);
 		}
 	}
