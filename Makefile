@@ -23,6 +23,8 @@ OBJS = \
 DATA = sql/pg_async--0.5.sql sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
        sql/pg_async--0.3--0.4.sql sql/pg_async--0.4--0.5.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
+# installed into $(docdir)/extension: the custom queries of postgres_exporter
+DOCS = contrib/postgres_exporter.yml
 
 # pg_regress: a throwaway instance with the library preloaded.
 REGRESS = setup register enqueue execute retry privileges monitoring observability lambda faults security upgrade
