@@ -1741,3 +1741,6 @@ SELECT pg_catalog.pg_extension_config_dump('async.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('async.jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters_id_seq', '');
+
+-- warn now if no worker will run this database's jobs
+SELECT async._check_setup();
