@@ -40,7 +40,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 # link with PGXS's $(LDFLAGS), which start with -L$(libdir): the libpq of the
 # installation PG_CONFIG names (and its rpath, where it was built with one).
 BENCH = test/bench/pg_async_bench
-EXTRA_CLEAN = $(BENCH) $(TOP)
+EXTRA_CLEAN = $(BENCH) $(TOP) pg_async-*.zip
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -78,3 +78,15 @@ uninstall-top:
 	rm -f '$(DESTDIR)$(bindir)/pg_async_top'
 
 .PHONY: install-top uninstall-top
+
+# make dist: the release zip for PGXN, pg_async-VERSION.zip with its files
+# under pg_async-VERSION/, VERSION being META.json's.  It holds the
+# committed tree at HEAD (git archive), without what .gitattributes marks
+# export-ignore.
+PG_ASYNC_DIST = pg_async-$(shell sed -n 's/^   "version": "\(.*\)",$$/\1/p' $(srcdir)/META.json)
+
+dist:
+	git -C $(srcdir) archive --format=zip --prefix=$(PG_ASYNC_DIST)/ \
+		-o $(abspath $(PG_ASYNC_DIST).zip) HEAD
+
+.PHONY: dist
