@@ -8,14 +8,20 @@
 # directory, whatever happened.
 #
 #   test/demo.sh     (as root, or as a user it runs sudo for)
+#   test/demo.sh --installed     against the pg_async installed already
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/test/lib.sh"
 become_root "$0" "$@"
 
-ensure_packages
-build_and_install "$src"
+# --installed: run against the pg_async installed already (from its Debian
+# package, say), building and installing nothing
+case "${1:-}" in
+	"") ensure_packages; build_and_install "$src" ;;
+	--installed) ;;
+	*) echo "usage: test/demo.sh [--installed]" >&2; exit 2 ;;
+esac
 
 throwaway_cluster demo 54321
 

@@ -187,3 +187,18 @@ throwaway_cluster_cleanup() {
 	rm -rf "$tmp"
 	exit "$rc"
 }
+
+# copy_source FROM DIR copies the sources in FROM, without build or test
+# outputs, into DIR.
+copy_source() {
+	local from=$1
+	shift
+	if git -C "$from" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		git -C "$from" ls-files -z --cached --others --exclude-standard |
+			tar -C "$from" --null -T - --ignore-failed-read -cf - 2>/dev/null
+	else
+		tar -C "$from" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+			--exclude=bin/pg_async_top --exclude=test/bench/pg_async_bench \
+			--exclude='tmp_check*' --exclude=results --exclude='regression.*' -cf - .
+	fi | tar -C "$1" -xf -
+}

@@ -2,7 +2,8 @@
 # suite does not carry.  Sourced by test/run-tests.sh, after test/lib.sh.
 #
 # A root is made with debootstrap from the archive this machine's apt uses,
-# with the packages of pg_packages installed, and kept in $PG_ASYNC_ROOTS
+# with the packages of pg_packages installed (or those of ROOT_PACKAGES, for
+# a root that is to hold PostgreSQL alone), and kept in $PG_ASYNC_ROOTS
 # (default /var/cache/pg_async/roots) as <suite>-<major>.  The file
 # .pg_async-root in it, written last, says it is complete: a root without it,
 # or one whose pg_config does not run, is made again.  Runs hold a lock per
@@ -42,10 +43,17 @@ root_dir() {
 	echo "$PG_ASYNC_ROOTS/$(pg_suite "$1")-$1"
 }
 
+# root_packages MAJOR prints the packages a root of MAJOR gets.
+root_packages() {
+	echo "${ROOT_PACKAGES:-$(pg_packages "$1")} mount"
+}
+
 # root_marker_text MAJOR prints what the marker of a complete root of MAJOR
 # holds: a root made for another package list is made again.
 root_marker_text() {
-	echo "suite $(pg_suite "$1"), packages $(pg_packages "$1") mount"
+	local sources="its own"
+	[ "$(pg_suite "$1")" != "$HOST_SUITE" ] || sources="this machine's"
+	echo "suite $(pg_suite "$1"), $sources apt sources, packages $(root_packages "$1")"
 }
 
 # root_ok MAJOR succeeds if the root of MAJOR is complete and works.
@@ -130,9 +138,18 @@ root_make() {
 	echo "create_main_cluster = false" >"$root/etc/postgresql-common/createcluster.conf"
 	echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99pg-async-no-valid-until"
 	[ -f "$root/etc/resolv.conf" ] || cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+	if [ "$suite" = "$HOST_SUITE" ]; then
+		# this machine's own apt sources (its suite's updates and security
+		# fixes too), so that the root's packages have this machine's
+		# versions: a package built here depends on them
+		cp /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
+			"$root/etc/apt/sources.list.d/" 2>/dev/null || true
+		[ ! -f /etc/apt/sources.list ] || cp /etc/apt/sources.list "$root/etc/apt/sources.list"
+		[ -f /etc/apt/sources.list ] || : >"$root/etc/apt/sources.list"
+	fi
 	if ! root_exec "$root" sh -c "apt-get update -qq &&
 		apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold \
-			$(pg_packages "$major") mount" >>"$root.log" 2>&1; then
+			$(root_packages "$major")" >>"$root.log" 2>&1; then
 		tail -n 30 "$root.log" >&2
 		echo "installing PostgreSQL $major in the $suite root failed (log: $root.log)" >&2
 		return 1

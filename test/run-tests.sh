@@ -10,8 +10,9 @@
 # it passed; exits non-zero if any version failed.  Runs as root; as another
 # user it runs itself again through sudo.
 #
-#   test/run-tests.sh              every version
+#   test/run-tests.sh              every version, then the Debian package
 #   test/run-tests.sh --pg 17      one version (repeatable, or --pg 15,18)
+#   test/run-tests.sh --deb        the Debian package only (test/deb.sh)
 #
 # PG_CONFIG=/path/to/pg_config tests that installation instead of Debian's,
 # for the version of this machine.
@@ -27,15 +28,21 @@ usage() {
 }
 
 majors=
+deb=
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--pg) [ $# -ge 2 ] || { usage >&2; exit 2; }; majors="$majors ${2//,/ }"; shift 2 ;;
 		--pg=*) v=${1#*=}; majors="$majors ${v//,/ }"; shift ;;
+		--deb) deb=1; shift ;;
 		-h|--help) usage; exit 0 ;;
 		*) echo "run-tests.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
 	esac
 done
-majors=${majors:-$(pg_majors)}
+# a full run: every version, then the Debian package
+if [ -z "$majors" ] && [ -z "$deb" ]; then
+	majors=$(pg_majors)
+	deb=1
+fi
 for m in $majors; do
 	if ! pg_suite "$m" >/dev/null; then
 		echo "run-tests.sh: PostgreSQL $m is not in PG_VERSIONS of test/lib.sh ($(pg_majors))" >&2
@@ -50,18 +57,6 @@ done
 # duration SECONDS prints it as minutes and seconds.
 duration() {
 	printf '%dm%02ds' $(($1 / 60)) $(($1 % 60))
-}
-
-# copy_source DIR copies the sources, without build or test outputs, into DIR.
-copy_source() {
-	if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-		git -C "$src" ls-files -z --cached --others --exclude-standard |
-			tar -C "$src" --null -T - --ignore-failed-read -cf - 2>/dev/null
-	else
-		tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
-			--exclude=bin/pg_async_top --exclude=test/bench/pg_async_bench \
-			--exclude='tmp_check*' --exclude=results --exclude='regression.*' -cf - .
-	fi | tar -C "$1" -xf -
 }
 
 # run_on_host MAJOR runs the suite here.
@@ -85,7 +80,7 @@ run_in_root() {
 	echo "== root ready in $(duration $((SECONDS - t0)))"
 	root_src=$(mktemp -d "$root/tmp/pg_async-src.XXXXXX") || return 1
 	trap 'rm -rf "$root_src"' EXIT
-	copy_source "$root_src" || return 1
+	copy_source "$src" "$root_src" || return 1
 	root_exec "$root" env PG_MAJOR="$1" bash "${root_src#"$root"}/test/suite.sh"
 }
 
@@ -114,6 +109,22 @@ for m in $majors; do
 	echo "==== PostgreSQL $m: $result in $took"
 	summary+=("PostgreSQL $m ($where): $result in $took")
 done
+
+if [ -n "$deb" ]; then
+	t0=$SECONDS
+	rc=0
+	echo "==== the Debian package"
+	"$src/test/deb.sh" || rc=$?
+	took=$(duration $((SECONDS - t0)))
+	if [ "$rc" -eq 0 ]; then
+		result="passed"
+	else
+		result="FAILED"
+		status=1
+	fi
+	echo "==== the Debian package: $result in $took"
+	summary+=("the Debian package (test/deb.sh): $result in $took")
+fi
 
 echo
 echo "==== summary ($(duration $((SECONDS - t_all))) in all)"
