@@ -370,35 +370,75 @@ pg_async_functions_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* column_value fetches a column of a job row by name. */
-static Datum
-column_value(HeapTuple tuple, TupleDesc desc, const char *column, bool *isnull)
+/*
+ * The columns of async.jobs the trigger reads.  Their numbers are looked up
+ * by name once per shape of the table (its row type and number of
+ * attributes: an extension update adds columns and never renumbers them),
+ * not for every row.
+ */
+typedef enum JobColumn
 {
-	int			attnum = SPI_fnumber(desc, column);
+	JOB_STATE,
+	JOB_ATTEMPTS,
+	JOB_ENQUEUED_AT,
+	JOB_FUNCTION,
+	JOB_EVENT_ID,
+	JOB_PAYLOAD,
+	JOB_RUN_AT,
+	JOB_PAUSED,					/* from 0.2 */
+	JOB_LIMITED,				/* from 0.3 */
+	JOB_NCOLUMNS
+} JobColumn;
 
-	if (attnum <= 0)
-		elog(ERROR, "pg_async: async.jobs has no column \"%s\"", column);
-	return heap_getattr(tuple, attnum, desc, isnull);
-}
+static const char *const job_column_names[JOB_NCOLUMNS] = {
+	"state", "attempts", "enqueued_at", "function", "event_id", "payload",
+	"run_at", "paused", "limited"
+};
+
+static Oid	job_columns_type = InvalidOid;
+static int	job_columns_natts = -1;
+static AttrNumber job_columns[JOB_NCOLUMNS];
 
 /*
- * mark_attnum is the number of the column async.jobs.paused or .limited,
- * or InvalidAttrNumber in a schema older than 0.2 or 0.3 (before ALTER
- * EXTENSION UPDATE, enqueues go on as they did).
+ * job_attnum is the number of column col of async.jobs, as desc describes
+ * it, or InvalidAttrNumber where a schema older than 0.2 or 0.3 lacks it
+ * (before ALTER EXTENSION UPDATE, enqueues go on as they did).
  */
 static AttrNumber
-mark_attnum(TupleDesc desc, const char *column)
+job_attnum(TupleDesc desc, JobColumn col)
 {
-	int			attnum = SPI_fnumber(desc, column);
+	if (desc->tdtypeid != job_columns_type || desc->natts != job_columns_natts)
+	{
+		int			i;
 
-	return attnum > 0 ? (AttrNumber) attnum : InvalidAttrNumber;
+		for (i = 0; i < JOB_NCOLUMNS; i++)
+		{
+			int			attnum = SPI_fnumber(desc, job_column_names[i]);
+
+			job_columns[i] = attnum > 0 ? (AttrNumber) attnum : InvalidAttrNumber;
+		}
+		job_columns_type = desc->tdtypeid;
+		job_columns_natts = desc->natts;
+	}
+	return job_columns[col];
+}
+
+/* column_value fetches column col of a job row; every version has it. */
+static Datum
+column_value(HeapTuple tuple, TupleDesc desc, JobColumn col, bool *isnull)
+{
+	AttrNumber	attnum = job_attnum(desc, col);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "pg_async: async.jobs has no column \"%s\"", job_column_names[col]);
+	return heap_getattr(tuple, attnum, desc, isnull);
 }
 
 /* is_paused tells whether a job row is marked paused (async.jobs.paused). */
 static bool
 is_paused(HeapTuple tuple, TupleDesc desc)
 {
-	AttrNumber	attnum = mark_attnum(desc, "paused");
+	AttrNumber	attnum = job_attnum(desc, JOB_PAUSED);
 	bool		isnull;
 	Datum		d;
 
@@ -409,13 +449,13 @@ is_paused(HeapTuple tuple, TupleDesc desc)
 }
 
 /*
- * set_mark sets the mark 'column' (paused or limited) of a new job to
+ * set_mark sets the mark column (JOB_PAUSED or JOB_LIMITED) of a new job to
  * value, whatever the INSERT said.
  */
 static HeapTuple
-set_mark(HeapTuple tuple, TupleDesc desc, const char *column, bool value)
+set_mark(HeapTuple tuple, TupleDesc desc, JobColumn column, bool value)
 {
-	AttrNumber	attnum = mark_attnum(desc, column);
+	AttrNumber	attnum = job_attnum(desc, column);
 	bool		isnull;
 	Datum		d;
 
@@ -451,7 +491,7 @@ due_soon(HeapTuple tuple, TupleDesc desc, bool held)
 	 */
 	if (held)
 		return false;
-	d = column_value(tuple, desc, "run_at", &isnull);
+	d = column_value(tuple, desc, JOB_RUN_AT, &isnull);
 	return isnull ||
 		DatumGetTimestampTz(d) <= GetCurrentTimestamp() + (TimestampTz) ASYNC_MAX_SLEEP_MS * 1000;
 }
@@ -501,13 +541,13 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	 * So do a superuser's rows enqueued before this transaction began (a
 	 * parallel pg_restore may load jobs before their registrations).
 	 */
-	d = column_value(tuple, desc, "state", &isnull);
+	d = column_value(tuple, desc, JOB_STATE, &isnull);
 	state = isnull ? NULL : TextDatumGetCString(d);
-	d = column_value(tuple, desc, "attempts", &isnull);
+	d = column_value(tuple, desc, JOB_ATTEMPTS, &isnull);
 	if (state == NULL || strcmp(state, "queued") != 0 ||
 		isnull || DatumGetInt32(d) != 0)
 		return PointerGetDatum(tuple);
-	d = column_value(tuple, desc, "enqueued_at", &isnull);
+	d = column_value(tuple, desc, JOB_ENQUEUED_AT, &isnull);
 	if (!isnull && DatumGetTimestampTz(d) < GetCurrentTransactionStartTimestamp() &&
 		superuser())
 	{
@@ -516,7 +556,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(tuple);
 	}
 
-	d = column_value(tuple, desc, "function", &isnull);
+	d = column_value(tuple, desc, JOB_FUNCTION, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
@@ -524,7 +564,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 				 errhint("Name a function registered with async.register().")));
 	function = TextDatumGetCString(d);
 
-	d = column_value(tuple, desc, "event_id", &isnull);
+	d = column_value(tuple, desc, JOB_EVENT_ID, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
@@ -543,7 +583,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 				 errdetail("It has %zu bytes; at most %d are allowed.",
 						   strlen(event_id), ASYNC_MAX_EVENT_ID)));
 
-	d = column_value(tuple, desc, "payload", &isnull);
+	d = column_value(tuple, desc, JOB_PAYLOAD, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
@@ -557,7 +597,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 						   (Size) toast_raw_datum_size(d), pg_async_max_payload_size),
 				 errhint("Store large data in a table and pass its key in the payload.")));
 
-	d = column_value(tuple, desc, "run_at", &isnull);
+	d = column_value(tuple, desc, JOB_RUN_AT, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
@@ -572,8 +612,8 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	 * a backlog they hold does not lie in every claim's path.  That is
 	 * decided here, whatever the INSERT said.
 	 */
-	tuple = set_mark(tuple, desc, "paused", entry->paused);
-	tuple = set_mark(tuple, desc, "limited", entry->limited);
+	tuple = set_mark(tuple, desc, JOB_PAUSED, entry->paused);
+	tuple = set_mark(tuple, desc, JOB_LIMITED, entry->limited);
 
 	/*
 	 * A job held with concurrency 0, like a paused one, would wake a worker
