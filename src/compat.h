@@ -32,39 +32,6 @@
 	pg_proc_ownercheck((proc), (role))
 #endif
 
-/* PG 15 reserves a GUC prefix; before, placeholders were only warned about. */
-#if PG_VERSION_NUM >= 150000
-#define pg_async_reserve_guc_prefix(prefix) MarkGUCPrefixReserved(prefix)
-#else
-#define pg_async_reserve_guc_prefix(prefix) EmitWarningsOnPlaceholders(prefix)
-#endif
-
-/* PG 15 moved shared memory requests into shmem_request_hook. */
-#if PG_VERSION_NUM >= 150000
-#define PG_ASYNC_HAS_SHMEM_REQUEST_HOOK 1
-#endif
-
-/*
- * Subtransaction ids this backend holds in its PGPROC cache, and whether the
- * cache overflowed (PG 14 moved them from PGXACT into PGPROC).
- */
-#include "storage/proc.h"
-#if PG_VERSION_NUM >= 140000
-#define pg_async_subxids_cached()		(MyProc->subxidStatus.count)
-#define pg_async_subxids_overflowed()	(MyProc->subxidStatus.overflowed)
-#else
-#define pg_async_subxids_cached()		(MyPgXact->nxids)
-#define pg_async_subxids_overflowed()	(MyPgXact->overflowed)
-#endif
-
-/* The timeline WAL is written on (PG 15 replaced the ThisTimeLineID global). */
-#include "access/xlog.h"
-#if PG_VERSION_NUM >= 150000
-#define pg_async_current_timeline()		GetWALInsertionTimeLine()
-#else
-#define pg_async_current_timeline()		ThisTimeLineID
-#endif
-
 /*
  * PG 17 added transaction_timeout, which StartTransaction arms in every
  * backend, background workers included, and which ends the process when it

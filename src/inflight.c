@@ -119,7 +119,7 @@ write_marker(int64 job_id, int32 attempt)
 	rec.attempt = attempt;
 	rec.job_id = job_id;
 	rec.database = MyDatabaseId;
-	rec.timeline = pg_async_current_timeline();
+	rec.timeline = GetWALInsertionTimeLine();
 	if (pwrite(inflight_fd, &rec, sizeof(rec),
 			   (off_t) inflight_slot * sizeof(rec)) != sizeof(rec))
 	{
@@ -201,7 +201,7 @@ pg_async_inflight_read(int64 **job_ids, int32 **attempts)
 	int			n = 0;
 	int			max;
 	InflightRecord *recs;
-	TimeLineID	timeline = pg_async_current_timeline();
+	TimeLineID	timeline = GetWALInsertionTimeLine();
 	int			i;
 
 	*job_ids = NULL;

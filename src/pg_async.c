@@ -158,34 +158,21 @@ pg_async_define_gucs(void)
 							 0,
 							 NULL, NULL, NULL);
 
-	pg_async_reserve_guc_prefix("pg_async");
+	MarkGUCPrefixReserved("pg_async");
 }
 
-#ifdef PG_ASYNC_HAS_SHMEM_REQUEST_HOOK
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* pg_async_shmem_size is the size of the shared state: one slot per possible worker. */
-static Size
-pg_async_shmem_size(void)
-{
-	return add_size(add_size(offsetof(AsyncShared, slots),
-							 mul_size(max_worker_processes, sizeof(AsyncWorkerSlot))),
-					pg_async_stats_shmem_size());
-}
-
-#ifdef PG_ASYNC_HAS_SHMEM_REQUEST_HOOK
-/* pg_async_shmem_request asks for the shared state (PG 15 and later). */
+/* pg_async_shmem_request asks for the shared state. */
 static void
 pg_async_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(pg_async_shmem_size());
+	RequestAddinShmemSpace(add_size(pg_async_shmem_size(), pg_async_stats_shmem_size()));
 	pg_async_stats_request();
 }
-#endif
 
 /* pg_async_shmem_startup creates or attaches the shared state. */
 static void
@@ -217,13 +204,8 @@ _PG_init(void)
 
 	pg_async_preloaded = true;
 
-#ifdef PG_ASYNC_HAS_SHMEM_REQUEST_HOOK
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = pg_async_shmem_request;
-#else
-	RequestAddinShmemSpace(pg_async_shmem_size());
-	pg_async_stats_request();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = pg_async_shmem_startup;
 

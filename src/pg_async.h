@@ -156,6 +156,7 @@ typedef struct AsyncShared
 
 /* shmem.c */
 extern AsyncShared *AsyncShmem;
+extern Size pg_async_shmem_size(void);
 extern void pg_async_shmem_init(void);
 extern void pg_async_wake_workers(int njobs);
 extern void pg_async_jobs_committed(int njobs);

@@ -21,6 +21,17 @@
 AsyncShared *AsyncShmem = NULL;
 
 /*
+ * pg_async_shmem_size is the size of the shared state: one slot per
+ * possible worker.  (The counters, stats.c, have their own.)
+ */
+Size
+pg_async_shmem_size(void)
+{
+	return add_size(offsetof(AsyncShared, slots),
+					mul_size(max_worker_processes, sizeof(AsyncWorkerSlot)));
+}
+
+/*
  * pg_async_shmem_init creates the shared state in the postmaster (and again
  * after a crash restart, when shared memory is new) or attaches to it.
  */
@@ -31,11 +42,7 @@ pg_async_shmem_init(void)
 	int			i;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	AsyncShmem = ShmemInitStruct("pg_async",
-								 add_size(offsetof(AsyncShared, slots),
-										  mul_size(max_worker_processes,
-												   sizeof(AsyncWorkerSlot))),
-								 &found);
+	AsyncShmem = ShmemInitStruct("pg_async", pg_async_shmem_size(), &found);
 	if (!found)
 	{
 		AsyncShmem->launcher_pid = 0;

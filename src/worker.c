@@ -237,8 +237,8 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		}
 
 		if (jobs[i].wrote && i + 1 < n &&
-			(pg_async_subxids_cached() >= ASYNC_MAX_SUBXIDS ||
-			 pg_async_subxids_overflowed()))
+			(MyProc->subxidStatus.count >= ASYNC_MAX_SUBXIDS ||
+			 MyProc->subxidStatus.overflowed))
 		{
 			pg_async_finish_jobs(jobs + first, i + 1 - first);
 			pg_async_commit_batch();
