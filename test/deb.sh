@@ -26,15 +26,7 @@ arch=$(dpkg --print-architecture)
 package=postgresql-$major-pg-async
 
 # the build, in a copy of the sources
-pkgs=""
-for p in debhelper dpkg-dev postgresql-all; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || pkgs="$pkgs $p"
-done
-if [ -n "$pkgs" ]; then
-	echo "== installing:$pkgs"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
-fi
+install_packages debhelper dpkg-dev postgresql-all
 work=$(mktemp -d /tmp/pg_async-deb.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/src"

@@ -86,6 +86,20 @@ pg_packages() {
 	echo "$pkgs"
 }
 
+# install_packages PACKAGE... installs those of the Debian packages that
+# are missing.
+install_packages() {
+	local p missing=""
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+	done
+	if [ -n "$missing" ]; then
+		echo "== installing:$missing"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+	fi
+}
+
 # ensure_packages installs the Debian packages the build and the tests need:
 # those of the server too unless PG_CONFIG named an installation.
 ensure_packages() {
@@ -95,15 +109,7 @@ ensure_packages() {
 	else
 		pkgs=$(pg_packages "$PG_MAJOR")
 	fi
-	local missing=""
-	for p in $pkgs; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-	done
-	if [ -n "$missing" ]; then
-		echo "== installing:$missing"
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-	fi
+	install_packages $pkgs
 	# Debian's postgresql package creates this user; a bare server package may not.
 	id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
 }

@@ -86,6 +86,20 @@ run_in_root() {
 
 status=0
 summary=()
+
+# record WHAT WHERE RC START prints and keeps the result of a stage that
+# started at START (in $SECONDS) and exited with RC.
+record() {
+	local result=passed took
+	took=$(duration $((SECONDS - $4)))
+	if [ "$3" -ne 0 ]; then
+		result=FAILED
+		status=1
+	fi
+	echo "==== $1: $result in $took"
+	summary+=("$1 ($2): $result in $took")
+}
+
 t_all=$SECONDS
 for m in $majors; do
 	t0=$SECONDS
@@ -99,15 +113,7 @@ for m in $majors; do
 		echo "==== PostgreSQL $m, $where"
 		(run_in_root "$m") || rc=$?
 	fi
-	took=$(duration $((SECONDS - t0)))
-	if [ "$rc" -eq 0 ]; then
-		result="passed"
-	else
-		result="FAILED"
-		status=1
-	fi
-	echo "==== PostgreSQL $m: $result in $took"
-	summary+=("PostgreSQL $m ($where): $result in $took")
+	record "PostgreSQL $m" "$where" "$rc" "$t0"
 done
 
 if [ -n "$deb" ]; then
@@ -115,15 +121,7 @@ if [ -n "$deb" ]; then
 	rc=0
 	echo "==== the Debian package"
 	"$src/test/deb.sh" || rc=$?
-	took=$(duration $((SECONDS - t0)))
-	if [ "$rc" -eq 0 ]; then
-		result="passed"
-	else
-		result="FAILED"
-		status=1
-	fi
-	echo "==== the Debian package: $result in $took"
-	summary+=("the Debian package (test/deb.sh): $result in $took")
+	record "the Debian package" "test/deb.sh" "$rc" "$t0"
 fi
 
 echo
