@@ -19,17 +19,13 @@
 #include "catalog/pg_proc.h"
 #include "utils/acl.h"
 
-/* PG 16 folded the per-object ACL helpers into object_aclcheck/ownercheck. */
+/* PG 16 folded the per-object ACL checks into object_aclcheck. */
 #if PG_VERSION_NUM >= 160000
 #define pg_async_proc_aclcheck(proc, role, mode) \
 	object_aclcheck(ProcedureRelationId, (proc), (role), (mode))
-#define pg_async_proc_ownercheck(proc, role) \
-	object_ownercheck(ProcedureRelationId, (proc), (role))
 #else
 #define pg_async_proc_aclcheck(proc, role, mode) \
 	pg_proc_aclcheck((proc), (role), (mode))
-#define pg_async_proc_ownercheck(proc, role) \
-	pg_proc_ownercheck((proc), (role))
 #endif
 
 /*
@@ -59,6 +55,34 @@
 #define pg_async_wait_event(name)	WaitEventExtensionNew(name)
 #else
 #define pg_async_wait_event(name)	PG_WAIT_EXTENSION
+#endif
+
+/*
+ * A library built for another major version must be refused by
+ * PostgreSQL's magic block, whose message names both versions
+ * ("incompatible library ...: version mismatch"), not by the dynamic
+ * loader, which PostgreSQL asks to bind every symbol at load and which
+ * fails first on any function the server lacks ("undefined symbol:
+ * pg_proc_aclcheck").  The symbols pg_async uses that some of 15 to 18 lack
+ * are therefore weak references: a library of another version loads, and
+ * the magic block refuses it before anything runs.  test/abi.sh checks
+ * that no other symbol differs.
+ */
+#if PG_VERSION_NUM < 160000
+#pragma weak pg_proc_aclcheck
+#else
+#pragma weak object_aclcheck
+#endif
+#if PG_VERSION_NUM < 180000
+#pragma weak heap_datum_check
+#endif
+#if PG_VERSION_NUM >= 170000
+#pragma weak WaitEventExtensionNew
+#endif
+#if PG_VERSION_NUM >= 180000
+#pragma weak pqsignal_be
+#else
+#pragma weak pqsignal
 #endif
 
 #endif							/* PG_ASYNC_COMPAT_H */

@@ -10,7 +10,8 @@
 # it passed; exits non-zero if any version failed.  Runs as root; as another
 # user it runs itself again through sudo.
 #
-#   test/run-tests.sh              every version, then the Debian package
+#   test/run-tests.sh              every version, then test/abi.sh and the
+#                                  Debian package
 #   test/run-tests.sh --pg 17      one version (repeatable, or --pg 15,18)
 #   test/run-tests.sh --deb        the Debian package only (test/deb.sh)
 #
@@ -38,7 +39,8 @@ while [ $# -gt 0 ]; do
 		*) echo "run-tests.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
 	esac
 done
-# a full run: every version, then the Debian package
+# a full run: every version, the cross-version loads, the Debian package
+explicit=${majors}${deb}
 if [ -z "$majors" ] && [ -z "$deb" ]; then
 	majors=$(pg_majors)
 	deb=1
@@ -115,6 +117,15 @@ for m in $majors; do
 	fi
 	record "PostgreSQL $m" "$where" "$rc" "$t0"
 done
+
+# with every version built: each one's library is refused by the others
+if [ -z "$explicit" ]; then
+	t0=$SECONDS
+	rc=0
+	echo "==== libraries loaded by another version"
+	"$src/test/abi.sh" || rc=$?
+	record "libraries loaded by another version" "test/abi.sh" "$rc" "$t0"
+fi
 
 if [ -n "$deb" ]; then
 	t0=$SECONDS

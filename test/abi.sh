@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# test/abi.sh: a library built for one PostgreSQL version, loaded by a
+# server of another, is refused with PostgreSQL's own message, which names
+# both versions ("incompatible library ...: version mismatch"), and not by
+# the dynamic loader for a symbol that version lacks (see src/compat.h).
+#
+# It takes the pg_async library that test/run-tests.sh built and installed
+# for each version of PG_VERSIONS (on this machine, or in its root), and
+# loads each into a throwaway server of every other version.  Versions not
+# built yet are left out.
+#
+#   test/abi.sh     (as root, or as a user it runs sudo for)
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+. "$src/test/lib.sh"
+become_root "$0" "$@"
+. "$src/test/roots.sh"
+
+# prefix MAJOR prints the directory that holds MAJOR's installation: / on
+# this machine, else its root.
+prefix() {
+	if pg_on_host "$1"; then
+		echo /
+	else
+		root_dir "$1"
+	fi
+}
+
+# run_at MAJOR COMMAND runs a shell command as postgres where MAJOR runs.
+run_at() {
+	if pg_on_host "$1"; then
+		runuser -u postgres -- bash -c "$2"
+	else
+		root_exec "$(root_dir "$1")" su postgres -s /bin/bash -c "$2"
+	fi
+}
+
+built=()
+for m in $(pg_majors); do
+	if [ -f "$(prefix "$m")/usr/lib/postgresql/$m/lib/pg_async.so" ]; then
+		built+=("$m")
+	fi
+done
+if [ ${#built[@]} -lt 2 ]; then
+	echo "== fewer than two versions built (${built[*]:-none}): nothing to cross-load"
+	exit 0
+fi
+
+status=0
+for server in "${built[@]}"; do
+	bin=/usr/lib/postgresql/$server/bin
+	lib=$(prefix "$server")/usr/lib/postgresql/$server/lib
+	loads=""
+	for other in "${built[@]}"; do
+		[ "$other" != "$server" ] || continue
+		cp "$(prefix "$other")/usr/lib/postgresql/$other/lib/pg_async.so" "$lib/pg_async_pg$other.so"
+		loads="$loads -c \"LOAD 'pg_async_pg$other'\""
+	done
+	dir=/tmp/pg_async-abi-$server
+	out=$(run_at "$server" "rm -rf $dir && mkdir $dir &&
+		$bin/initdb -D $dir/data -A trust >/dev/null &&
+		$bin/pg_ctl -D $dir/data -o \"-k $dir -c listen_addresses=''\" -l $dir/log -w start >/dev/null &&
+		$bin/psql -X -h $dir -d postgres $loads;
+		$bin/pg_ctl -D $dir/data -w stop >/dev/null; rm -rf $dir" 2>&1) || true
+	for other in "${built[@]}"; do
+		[ "$other" != "$server" ] || continue
+		rm -f "$lib/pg_async_pg$other.so"
+		if grep -q "incompatible library \".*pg_async_pg$other.so\": version mismatch" <<<"$out" &&
+			grep -q "Server is version $server, library is version $other\." <<<"$out"; then
+			echo "== the library of $other, loaded by $server: refused, version mismatch"
+		else
+			echo "== the library of $other, loaded by $server: NOT refused with the version mismatch"
+			echo "$out"
+			status=1
+		fi
+	done
+done
+exit $status
