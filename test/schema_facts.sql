@@ -52,7 +52,11 @@ UNION ALL
 SELECT 'constraint ' || coalesce(r.conrelid::regclass::text, r.contypid::regtype::text)
        || ' ' || r.conname || ' ' || pg_get_constraintdef(r.oid)
        || ' comment ' || coalesce(obj_description(r.oid, 'pg_constraint'), '-')
-  FROM pg_constraint r, ext WHERE r.connamespace = ext.nsp
+  FROM pg_constraint r, ext
+ -- NOT NULL is compared as a column's, not by the name PostgreSQL 18 gives
+ -- its constraint: a table renamed since (async.attempts, 0.1) keeps names
+ -- made from its old name
+ WHERE r.connamespace = ext.nsp AND r.contype <> 'n'
 UNION ALL
 SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' enabled ' || t.tgenabled::text
        || ' comment ' || coalesce(obj_description(t.oid, 'pg_trigger'), '-')
