@@ -31,6 +31,7 @@ my $ok = IPC::Run::run(
 		'--latency-events', '300', '--latency-rate', '300',
 		'--mixed-duration', '2', '--mixed-rate', '2000',
 		'--backlog-jobs', '4000', '--held-jobs', '4000',
+		'--held-xmin-jobs', '2000', '--held-xmin-drains', '2',
 		'--soak-duration', '4', '--soak-interval', '2', '--soak-warmup', '1',
 		'--soak-rate', '300', '--soak-retention', '2',
 		'--timeout', '120'
@@ -53,7 +54,11 @@ my %figures = (
 	mixed => [qw(jobs_per_second enqueued)],
 	backlog => [qw(jobs_per_second ratio_to_drain ratio_to_adjacent_drain)],
 	soak => [qw(samples enqueued_per_second)],
-	held => [qw(held_jobs jobs_per_second ratio_to_adjacent_drain)]);
+	held => [qw(held_jobs jobs_per_second ratio_to_adjacent_drain)],
+	'held-xmin' => [
+		qw(before_jobs_per_second first_jobs_per_second last_jobs_per_second
+		  ratio_last_to_before table_bytes released_jobs_per_second)
+	]);
 foreach my $scenario (sort keys %figures)
 {
 	foreach my $key (@{ $figures{$scenario} })
@@ -65,6 +70,13 @@ foreach my $scenario (sort keys %figures)
 }
 is($r->{latency}{latency_events}, 300, 'latency timed every event');
 is($r->{held}{held_jobs}, 4000, 'held queued the jobs it was asked for');
+is($r->{'held-xmin'}{drains}, 2, 'held-xmin drained under the snapshot as often as asked');
+ok(defined $r->{'held-xmin'}{dead_rows} && $r->{'held-xmin'}{dead_rows} >= 0,
+	'held-xmin reports the dead rows');
+cmp_ok(abs(($r->{'held-xmin'}{ratio_last_to_before} // 0)
+	  - ($r->{'held-xmin'}{last_jobs_per_second} // 0)
+	  / ($r->{'held-xmin'}{before_jobs_per_second} || 1)), '<', 0.001,
+	'held-xmin: its ratio is the last drain over the one before');
 cmp_ok($r->{soak}{samples} // 0, '>=', 2, 'soak took a sample every interval');
 
 # The figures are measurements, not placeholders: each agrees with what the
