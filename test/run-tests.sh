@@ -118,22 +118,17 @@ for m in $majors; do
 	record "PostgreSQL $m" "$where" "$rc" "$t0"
 done
 
-# with every version built: each one's library is refused by the others
-if [ -z "$explicit" ]; then
-	t0=$SECONDS
-	rc=0
-	echo "==== libraries loaded by another version"
-	"$src/test/abi.sh" || rc=$?
-	record "libraries loaded by another version" "test/abi.sh" "$rc" "$t0"
-fi
+# run_script WHAT SCRIPT runs test/SCRIPT as a stage of its own.
+run_script() {
+	local t0=$SECONDS rc=0
+	echo "==== $1"
+	"$src/test/$2" || rc=$?
+	record "$1" "test/$2" "$rc" "$t0"
+}
 
-if [ -n "$deb" ]; then
-	t0=$SECONDS
-	rc=0
-	echo "==== the Debian package"
-	"$src/test/deb.sh" || rc=$?
-	record "the Debian package" "test/deb.sh" "$rc" "$t0"
-fi
+# with every version built: each one's library is refused by the others
+[ -n "$explicit" ] || run_script "libraries loaded by another version" abi.sh
+[ -z "$deb" ] || run_script "the Debian package" deb.sh
 
 echo
 echo "==== summary ($(duration $((SECONDS - t_all))) in all)"
