@@ -66,15 +66,16 @@
  * pg_proc_aclcheck").  The symbols pg_async uses that some of 15 to 18 lack
  * are therefore weak references: a library of another version loads, and
  * the magic block refuses it before anything runs.  test/abi.sh checks
- * that no other symbol differs.
+ * that no other symbol differs.  (Functions the headers inline can pull in
+ * more: heap_getattr calls heap_datum_check, which recent minor releases
+ * of 15 to 17 have and 18 lacks.  pg_async reads tuples through
+ * SPI_getbinval instead, so that the library never references it; a weak
+ * reference there could be called where a server lacks the function.)
  */
 #if PG_VERSION_NUM < 160000
 #pragma weak pg_proc_aclcheck
 #else
 #pragma weak object_aclcheck
-#endif
-#if PG_VERSION_NUM < 180000
-#pragma weak heap_datum_check
 #endif
 #if PG_VERSION_NUM >= 170000
 #pragma weak WaitEventExtensionNew

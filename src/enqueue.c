@@ -431,7 +431,7 @@ column_value(HeapTuple tuple, TupleDesc desc, JobColumn col, bool *isnull)
 
 	if (attnum == InvalidAttrNumber)
 		elog(ERROR, "pg_async: async.jobs has no column \"%s\"", job_column_names[col]);
-	return heap_getattr(tuple, attnum, desc, isnull);
+	return SPI_getbinval(tuple, desc, attnum, isnull);
 }
 
 /* is_paused tells whether a job row is marked paused (async.jobs.paused). */
@@ -444,7 +444,7 @@ is_paused(HeapTuple tuple, TupleDesc desc)
 
 	if (attnum == InvalidAttrNumber)
 		return false;
-	d = heap_getattr(tuple, attnum, desc, &isnull);
+	d = SPI_getbinval(tuple, desc, attnum, &isnull);
 	return !isnull && DatumGetBool(d);
 }
 
@@ -461,7 +461,7 @@ set_mark(HeapTuple tuple, TupleDesc desc, JobColumn column, bool value)
 
 	if (attnum == InvalidAttrNumber)
 		return tuple;
-	d = heap_getattr(tuple, attnum, desc, &isnull);
+	d = SPI_getbinval(tuple, desc, attnum, &isnull);
 	if (isnull || DatumGetBool(d) != value)
 	{
 		int			cols[1] = {attnum};
