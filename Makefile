@@ -10,6 +10,7 @@ OBJS = \
 	src/worker_xact.o \
 	src/batching.o \
 	src/claim.o \
+	src/ready_floor.o \
 	src/executor.o \
 	src/finish.o \
 	src/recovery.o \
@@ -20,8 +21,8 @@ OBJS = \
 	src/inflight.o \
 	src/jobfuncs.o
 
-DATA = sql/pg_async--0.5.sql sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
-       sql/pg_async--0.3--0.4.sql sql/pg_async--0.4--0.5.sql
+DATA = sql/pg_async--0.6.sql sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
+       sql/pg_async--0.3--0.4.sql sql/pg_async--0.4--0.5.sql sql/pg_async--0.5--0.6.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 # installed into $(docdir)/extension: the custom queries of postgres_exporter
 DOCS = contrib/postgres_exporter.yml

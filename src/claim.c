@@ -61,7 +61,9 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 
 /*
  * The end of both claims: mark the picked jobs 'running', count the attempt,
- * and return what the worker needs to run them.
+ * and return what the worker needs to run them, and, for the ready floor,
+ * the first run_at the walk of jobs_ready_idx found and how many jobs it
+ * locked.
  */
 #define CLAIM_UPDATE \
 " UPDATE async.jobs j" \
@@ -78,7 +80,9 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "                    ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)" \
 "             OPERATOR(pg_catalog.>) f.max_event_age," \
 "           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL," \
-"           f.concurrency IS NOT NULL"
+"           f.concurrency IS NOT NULL," \
+"           (SELECT pg_catalog.min(c.run_at) FROM candidates c)," \
+"           (SELECT pg_catalog.count(*) FROM candidates c)"
 
 /*
  * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
@@ -134,6 +138,7 @@ static const char *claim_sql =
 "  SELECT j.id, j.function, j.suspect, j.run_at,"
 "         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
 "   WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
+"     AND j.run_at OPERATOR(pg_catalog.>=) $4"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "     AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
@@ -182,9 +187,10 @@ CLAIM_UPDATE;
  */
 static const char *claim_fast_sql =
 "WITH candidates AS ("
-"  SELECT j.id, j.function, j.suspect,"
+"  SELECT j.id, j.function, j.suspect, j.run_at,"
 "         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
 "   WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
+"     AND j.run_at OPERATOR(pg_catalog.>=) $4"
 "     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "     AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "     AND NOT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")"
@@ -216,14 +222,15 @@ static const char *limits_sql =
 
 /*
  * When the next job is due, leaving out those of paused or saturated
- * functions: the first of jobs_ready_idx, and the first of each limited
- * function with room left in jobs_limited_idx.
+ * functions: the first of jobs_ready_idx from the ready floor ($1), and the
+ * first of each limited function with room left in jobs_limited_idx.
  */
 static const char *next_run_sql =
 "WITH" LIMITS_CTE
 " SELECT LEAST("
 "  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
 "    WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
+"      AND j.run_at OPERATOR(pg_catalog.>=) $1"
 "      AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "      AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
 "            WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))),"
@@ -239,14 +246,15 @@ static const char *next_run_sql =
 static void
 prepare_plans(void)
 {
-	Oid			claim_types[3] = {INT4OID, INT4OID, INT8OID};
+	Oid			claim_types[4] = {INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID};
+	Oid			next_run_types[1] = {TIMESTAMPTZOID};
 
 	if (claim_plan != NULL)
 		return;
-	claim_plan = pg_async_prepare_plan(claim_sql, 3, claim_types);
-	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 3, claim_types);
+	claim_plan = pg_async_prepare_plan(claim_sql, 4, claim_types);
+	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 4, claim_types);
 	limits_plan = pg_async_prepare_plan(limits_sql, 0, NULL);
-	next_run_plan = pg_async_prepare_plan(next_run_sql, 0, NULL);
+	next_run_plan = pg_async_prepare_plan(next_run_sql, 1, next_run_types);
 	saturated_plan = pg_async_prepare_plan(saturated_sql, 0, NULL);
 }
 
@@ -286,6 +294,24 @@ any_limits(void)
 	limits_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1, &isnull));
 	return limits_exist;
+}
+
+/*
+ * limits_exist_now tells whether some function is paused or limited, in a
+ * new snapshot (SPI takes one for a statement that is not read-only).
+ */
+static bool
+limits_exist_now(void)
+{
+	int			rc;
+	bool		isnull;
+
+	rc = SPI_execute_plan(limits_plan, NULL, NULL, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_async: reading the limits failed: %s",
+			 SPI_result_code_string(rc));
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*
@@ -432,12 +458,15 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 int
 pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 {
-	Datum		args[3];
+	Datum		args[4];
+	Datum		next_run_args[1];
 	int			rc;
 	int			n;
 	int			save_nestlevel;
 	bool		limited;
 	TimestampTz claim_start;
+	TimestampTz floor;
+	TimestampTz first_run_at = DT_NOEND;
 	uint64		epoch;
 
 	*jobs_out = NULL;
@@ -469,11 +498,13 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 						   ExclusiveLock);
 
 	claim_start = GetCurrentTimestamp();
-	/* before the claim's snapshot: see shmem.c */
+	/* before the claim's snapshot: see shmem.c and ready_floor.c */
 	epoch = pg_async_limits_epoch();
+	floor = AsyncReadyFloor ? pg_async_floor_claim_begin(MyAsyncSlot) : DT_NOBEGIN;
 	args[0] = Int32GetDatum(pg_async_batch_limit());
 	args[1] = Int32GetDatum(MyProcPid);
 	args[2] = Int64GetDatum((int64) pg_async_batch_max_bytes * 1024);
+	args[3] = TimestampTzGetDatum(floor);
 	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "pg_async: claiming jobs failed: %s",
@@ -486,11 +517,42 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 		limits_known = false;
 
 	if (n > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 17, &isnull);
+
+		if (!isnull)
+			first_run_at = DatumGetTimestampTz(d);
+
+		/*
+		 * Jobs the walk locked but the claim left (past the byte limit or
+		 * the allowance) were skipped by other claims meanwhile: they
+		 * lower the floor again when this transaction commits.
+		 */
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18, &isnull);
+		if (!isnull && DatumGetInt64(d) > n)
+			pg_async_floor_note(first_run_at);
+	}
+
+	/*
+	 * The floor rises to the first job the walk found, or to now() if it
+	 * found none.  A fast claim that claimed nothing may not have walked at
+	 * all (a limit it had not heard of): it may raise the floor only if no
+	 * function is paused or limited even now, in a later snapshot.  (One
+	 * that was, and no longer is, released its jobs with an UPDATE whose
+	 * commit lowered the floor, and this claim's claim_low with it.)
+	 */
+	if (AsyncReadyFloor)
+		pg_async_floor_claim_end(MyAsyncSlot, n > 0 || limited || !limits_exist_now(),
+								 first_run_at, GetCurrentTransactionStartTimestamp());
+
+	if (n > 0)
 		copy_claimed_jobs(cxt, jobs_out, n, claim_start);
 	else
 	{
 		/* in a new snapshot, for the same reasons as list_saturated's */
-		rc = SPI_execute_plan(next_run_plan, NULL, NULL, false, 1);
+		next_run_args[0] = TimestampTzGetDatum(floor);
+		rc = SPI_execute_plan(next_run_plan, next_run_args, NULL, false, 1);
 		if (rc == SPI_OK_SELECT && SPI_processed == 1)
 		{
 			bool		isnull;

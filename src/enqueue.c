@@ -34,6 +34,7 @@
 PG_FUNCTION_INFO_V1(pg_async_jobs_trigger);
 PG_FUNCTION_INFO_V1(pg_async_functions_changed);
 PG_FUNCTION_INFO_V1(pg_async_new_event_id);
+PG_FUNCTION_INFO_V1(pg_async_jobs_touched);
 
 /* jobs this transaction enqueued so far; workers are woken at commit */
 static int	pending_wakeups = 0;
@@ -174,6 +175,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_stats_flush(true);
+			pg_async_floor_end_xact(true);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -183,10 +185,24 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_stats_flush(false);
+			/* a prepared transaction's jobs are left to the next sweep too */
+			pg_async_floor_end_xact(false);
 			break;
 		default:
 			break;
 	}
+}
+
+/*
+ * pg_async_subxact_callback: an aborted subtransaction gives back the job
+ * rows it locked (ready_floor.c).
+ */
+void
+pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		pg_async_floor_subxact_abort();
 }
 
 /*
@@ -449,6 +465,29 @@ is_paused(HeapTuple tuple, TupleDesc desc)
 }
 
 /*
+ * note_if_ready notes, for the ready floor, the run_at of a job row that is
+ * in jobs_ready_idx: queued, unfinished, neither paused nor limited.
+ */
+static void
+note_if_ready(HeapTuple tuple, TupleDesc desc)
+{
+	AttrNumber	attnum = job_attnum(desc, JOB_LIMITED);
+	bool		isnull;
+	Datum		d;
+
+	if (is_paused(tuple, desc))
+		return;
+	if (attnum != InvalidAttrNumber)
+	{
+		d = SPI_getbinval(tuple, desc, attnum, &isnull);
+		if (!isnull && DatumGetBool(d))
+			return;
+	}
+	d = column_value(tuple, desc, JOB_RUN_AT, &isnull);
+	pg_async_floor_note(isnull ? DT_NOBEGIN : DatumGetTimestampTz(d));
+}
+
+/*
  * set_mark sets the mark column (JOB_PAUSED or JOB_LIMITED) of a new job to
  * value, whatever the INSERT said.
  */
@@ -523,6 +562,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
+		note_if_ready(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation));
 		if (!pg_async_in_worker &&
 			due_soon(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation),
 					 is_paused(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation))))
@@ -546,11 +586,16 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	d = column_value(tuple, desc, JOB_ATTEMPTS, &isnull);
 	if (state == NULL || strcmp(state, "queued") != 0 ||
 		isnull || DatumGetInt32(d) != 0)
+	{
+		if (state != NULL && strcmp(state, "queued") == 0)
+			note_if_ready(tuple, desc);
 		return PointerGetDatum(tuple);
+	}
 	d = column_value(tuple, desc, JOB_ENQUEUED_AT, &isnull);
 	if (!isnull && DatumGetTimestampTz(d) < GetCurrentTransactionStartTimestamp() &&
 		superuser())
 	{
+		note_if_ready(tuple, desc);
 		if (due_soon(tuple, desc, is_paused(tuple, desc)))
 			pg_async_note_enqueued(1);
 		return PointerGetDatum(tuple);
@@ -614,6 +659,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	 */
 	tuple = set_mark(tuple, desc, JOB_PAUSED, entry->paused);
 	tuple = set_mark(tuple, desc, JOB_LIMITED, entry->limited);
+	note_if_ready(tuple, desc);
 
 	/*
 	 * A job held with concurrency 0, like a paused one, would wake a worker
@@ -629,6 +675,23 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	}
 	pg_async_pending(function)->received++;
 	return PointerGetDatum(tuple);
+}
+
+/*
+ * pg_async_jobs_touched is the statement trigger before an UPDATE or DELETE
+ * of async.jobs: outside the workers, it notes that the transaction locks
+ * job rows, which claims skip meanwhile; if it aborts, the ready floor
+ * goes back to the start (ready_floor.c).  The workers' own statements
+ * are accounted for by the workers.
+ */
+Datum
+pg_async_jobs_touched(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "pg_async_jobs_touched: not called as a trigger");
+	if (!pg_async_in_worker)
+		pg_async_floor_note_touched();
+	return PointerGetDatum(NULL);
 }
 
 /*

@@ -26,6 +26,161 @@ static TimestampTz last_retention = 0;
 static TimestampTz last_release = 0;
 
 /*
+ * Where the retention's walk of jobs_finished_idx starts.  Under a held xmin
+ * horizon the entries of the jobs it deleted stay in that index, and a walk
+ * from the start would visit all of them in every round: so a round starts
+ * where the jobs still to delete can be, which is no earlier than the
+ * cut-off of the round before, nor than the start of the oldest
+ * transaction a worker had open then (a job gets its finished_at in the
+ * transaction that finishes it, no earlier than its start).  A job
+ * finished outside the workers (async.cancel in a long transaction) may
+ * still finish earlier: a round walks from the start every
+ * ASYNC_RETENTION_FULL_INTERVAL_MS, or 100 times as long as the first
+ * transaction of the last such round took, if longer (under a held
+ * horizon it walks every job deleted since, for seconds).
+ */
+#define ASYNC_RETENTION_FULL_INTERVAL_MS	100000
+static TimestampTz retention_from = DT_NOBEGIN;
+static TimestampTz last_full_round = 0;
+static int64 full_round_us = 0;
+
+/* the round in progress: where its next batch starts, where the next round does */
+static bool retention_round = false;
+static TimestampTz retention_at;
+static TimestampTz retention_next_from;
+
+/*
+ * oldest_worker_xact_start is the start of the oldest transaction a worker
+ * has open, or PG_INT64_MAX.
+ */
+static TimestampTz
+oldest_worker_xact_start(void)
+{
+	TimestampTz oldest = PG_INT64_MAX;
+	int			i;
+
+	for (i = 0; i < AsyncShmem->nslots; i++)
+	{
+		TimestampTz t = (TimestampTz) pg_atomic_read_u64(&AsyncShmem->slots[i].xact_start);
+
+		oldest = Min(oldest, t);
+	}
+	return oldest;
+}
+
+/*
+ * purge_batch deletes, in a transaction of its own, up to
+ * ASYNC_RETENTION_BATCH finished jobs past their retention whose finished_at
+ * is from 'from' on, and returns how many; *last is the latest finished_at
+ * among them.  A schema older than 0.6 has no bound: the walk starts at the
+ * first entry.
+ */
+static int
+purge_batch(Datum *args, TimestampTz from, TimestampTz *last)
+{
+	Oid			types[4] = {INTERVALOID, INT4OID, INTERVALOID, TIMESTAMPTZOID};
+	int			n = 0;
+
+	*last = from;
+	pg_async_announce_next_look(PG_INT64_MAX);
+	pg_async_begin_work("pg_async: deleting finished jobs");
+	if (pg_async_extension_ready())
+	{
+		bool		bounded = AsyncReadyFloor;
+		int			rc;
+		bool		isnull;
+		Datum		d;
+
+		args[3] = TimestampTzGetDatum(from);
+		rc = SPI_execute_with_args(bounded ?
+								   "SELECT p.purged, p.last_finished_at"
+								   "  FROM async._purge_finished($1, $2, $3, $4) p" :
+								   "SELECT async._purge_finished($1, $2, $3), NULL::pg_catalog.timestamptz",
+								   bounded ? 4 : 3, types, args, NULL, false, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "pg_async: deleting finished jobs failed: %s",
+				 SPI_result_code_string(rc));
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		n = isnull ? 0 : DatumGetInt32(d);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (!isnull)
+			*last = DatumGetTimestampTz(d);
+	}
+	pg_async_end_work();
+	return n;
+}
+
+/*
+ * apply_retention deletes the finished jobs past pg_async.retention, one
+ * transaction of ASYNC_RETENTION_BATCH jobs per call, so that a worker
+ * spends a few tens of milliseconds on it between its batches rather than
+ * seconds at once; a round goes on at the next call until a batch comes
+ * back short.  The attempt history past pg_async.attempts_retention goes at
+ * the end of each round.  Returns true while the round goes on.
+ */
+static bool
+apply_retention(TimestampTz now)
+{
+	Datum		args[4];
+	Interval	retention;
+	Interval	attempts_retention;
+	TimestampTz last;
+	int			n;
+
+	memset(&retention, 0, sizeof(retention));
+	memset(&attempts_retention, 0, sizeof(attempts_retention));
+	retention.time = (int64) pg_async_retention * USECS_PER_SEC;
+	attempts_retention.time = (int64) Max(pg_async_attempts_retention, 0) * USECS_PER_SEC;
+	args[0] = IntervalPGetDatum(&retention);
+	args[1] = Int32GetDatum(ASYNC_RETENTION_BATCH);
+	args[2] = IntervalPGetDatum(&attempts_retention);
+
+	if (!retention_round)
+	{
+		TimestampTz cutoff = now - (TimestampTz) pg_async_retention * USECS_PER_SEC;
+
+		retention_round = true;
+		retention_at = retention_from;
+		if (last_full_round == 0 ||
+			TimestampDifferenceExceeds(last_full_round, now,
+									   (int) Min(Max(full_round_us / 10, ASYNC_RETENTION_FULL_INTERVAL_MS),
+												 PG_INT32_MAX)))
+		{
+			retention_at = DT_NOBEGIN;
+			last_full_round = now;
+		}
+		retention_next_from = Min(cutoff, oldest_worker_xact_start());
+	}
+
+	n = purge_batch(args, retention_at, &last);
+	if (retention_at == DT_NOBEGIN)
+		full_round_us = GetCurrentTimestamp() - now;
+	/* the next batch goes on from the last job deleted */
+	retention_at = last;
+	if (n >= ASYNC_RETENTION_BATCH)
+		return true;
+
+	retention_round = false;
+	retention_from = retention_next_from;
+	if (pg_async_attempts_retention > 0)
+	{
+		Oid			types[1] = {INTERVALOID};
+
+		(void) pg_async_run_upkeep_sql("pg_async: deleting old attempts",
+									   "SELECT async._purge_attempts($1)",
+									   1, types, args + 2);
+	}
+	return false;
+}
+
+/* pg_async_maintenance_pending: a retention round goes on at the next call */
+bool
+pg_async_maintenance_pending(void)
+{
+	return retention_round;
+}
+
+/*
  * pg_async_maintenance does the upkeep that is due.  Returns true when it
  * queued jobs again.
  */
@@ -56,37 +211,12 @@ pg_async_maintenance(void)
 	}
 
 	if (MyAsyncSlotIndex == 0 &&
-		(last_retention == 0 ||
+		(retention_round || last_retention == 0 ||
 		 TimestampDifferenceExceeds(last_retention, now, ASYNC_RETENTION_INTERVAL_MS)))
 	{
-		Oid			types[3] = {INTERVALOID, INT4OID, INTERVALOID};
-		Datum		args[3];
-		Interval   *retention = palloc0(sizeof(Interval));
-		Interval   *attempts_retention = palloc0(sizeof(Interval));
-		int			n;
-
-		last_retention = now;
-		retention->time = (int64) pg_async_retention * USECS_PER_SEC;
-		attempts_retention->time = (int64) Max(pg_async_attempts_retention, 0) * USECS_PER_SEC;
-		args[0] = IntervalPGetDatum(retention);
-		args[1] = Int32GetDatum(ASYNC_RETENTION_BATCH);
-		args[2] = IntervalPGetDatum(attempts_retention);
-		do
-		{
-			CHECK_FOR_INTERRUPTS();
-			n = pg_async_run_upkeep_sql("pg_async: deleting finished jobs",
-									"SELECT async._purge_finished($1, $2, $3)",
-									3, types, args);
-		} while (n >= ASYNC_RETENTION_BATCH);
-
-		if (pg_async_attempts_retention > 0)
-		{
-			(void) pg_async_run_upkeep_sql("pg_async: deleting old attempts",
-									   "SELECT async._purge_attempts($1)",
-									   1, types + 2, args + 2);
-		}
-		pfree(attempts_retention);
-		pfree(retention);
+		if (!retention_round)
+			last_retention = now;
+		(void) apply_retention(now);
 	}
 
 	return requeued;

@@ -33,6 +33,7 @@ int			pg_async_log_failures = LOG;
 int			pg_async_attempts_retention = 86400;
 bool		pg_async_track_stats = true;
 bool		pg_async_synchronous_commit = true;
+int			pg_async_sweep_interval = 1000;	/* ms */
 
 static const struct config_enum_entry log_level_options[] = {
 	{"debug5", DEBUG5, false},
@@ -158,6 +159,15 @@ pg_async_define_gucs(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pg_async.sweep_interval",
+							"How often a claim walks every ready job from the first, at least.",
+							"The claims start at the ready floor, past the jobs already run; a job row that another session held locked while the claims passed it is found by this walk. It is made less often while it is expensive (a held xmin horizon): at most 1% of a worker's time.",
+							&pg_async_sweep_interval,
+							1000, 100, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pg_async");
 }
 
@@ -198,6 +208,7 @@ _PG_init(void)
 
 	/* registered once per process: the callback wakes workers at commit */
 	RegisterXactCallback(pg_async_xact_callback, NULL);
+	RegisterSubXactCallback(pg_async_subxact_callback, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

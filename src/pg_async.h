@@ -83,6 +83,7 @@ extern int	pg_async_log_failures;
 extern int	pg_async_attempts_retention;
 extern bool pg_async_track_stats;
 extern bool pg_async_synchronous_commit;
+extern int	pg_async_sweep_interval;
 extern bool pg_async_preloaded;
 
 /*
@@ -123,6 +124,20 @@ typedef struct AsyncWorkerSlot
 	 * that an awake worker will claim within ASYNC_WAKE_SLACK_US anyway.
 	 */
 	pg_atomic_uint64 next_look_at;
+
+	/*
+	 * While the worker claims: the lowest run_at, as a key of ready_floor.c,
+	 * of the jobs made ready since its claim began; the floor is raised no
+	 * higher.  0 when it does not claim.
+	 */
+	pg_atomic_uint64 claim_low;
+
+	/*
+	 * The start (TimestampTz) of the worker's current transaction, or
+	 * PG_INT64_MAX: a job it finishes gets a later finished_at, which the
+	 * retention's walk relies on (maintenance.c).
+	 */
+	pg_atomic_uint64 xact_start;
 } AsyncWorkerSlot;
 
 typedef struct AsyncShared
@@ -150,6 +165,15 @@ typedef struct AsyncShared
 	int			nsaturated;
 	char		saturated[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 
+	/*
+	 * The ready floor (ready_floor.c): no ready job waits below it, as a
+	 * key; when the last sweep from the start ended, or the one in progress
+	 * began (TimestampTz); and how long the last sweep took (microseconds).
+	 */
+	pg_atomic_uint64 ready_floor;
+	pg_atomic_uint64 sweep_end;
+	pg_atomic_uint64 sweep_us;
+
 	int			nslots;
 	AsyncWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } AsyncShared;
@@ -168,6 +192,16 @@ extern uint64 pg_async_limits_epoch(void);
 extern uint64 pg_async_limits_released(void);
 extern void pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n);
 extern bool pg_async_limit_saturated(const char *function);
+
+/* ready_floor.c: where claims start their walk of the ready jobs */
+extern void pg_async_floor_note(TimestampTz run_at);
+extern void pg_async_floor_note_touched(void);
+extern void pg_async_floor_end_xact(bool commit);
+extern void pg_async_floor_subxact_abort(void);
+extern void pg_async_floor_reset(void);
+extern TimestampTz pg_async_floor_claim_begin(AsyncWorkerSlot *slot);
+extern void pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
+									 TimestampTz first_run_at, TimestampTz claim_now);
 
 /* inflight.c: which job each worker runs, surviving a crash restart */
 extern void pg_async_inflight_open(int slot);
@@ -254,6 +288,8 @@ extern char *pg_async_clip_message(const char *message);
 
 /* enqueue.c */
 extern void pg_async_xact_callback(XactEvent event, void *arg);
+extern void pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									  SubTransactionId parentSubid, void *arg);
 extern void pg_async_note_enqueued(int njobs);
 extern bool pg_async_in_worker;
 extern Datum pg_async_make_event_id(void);

@@ -56,6 +56,10 @@ pg_async_shmem_init(void)
 		AsyncShmem->saturated_epoch = 0;
 		AsyncShmem->nsaturated = 0;
 		AsyncShmem->skipped_wakeups = 0;
+		/* no floor: the first claims walk from the start */
+		pg_atomic_init_u64(&AsyncShmem->ready_floor, 0);
+		pg_atomic_init_u64(&AsyncShmem->sweep_end, 0);
+		pg_atomic_init_u64(&AsyncShmem->sweep_us, 0);
 		AsyncShmem->nslots = max_worker_processes;
 		for (i = 0; i < max_worker_processes; i++)
 		{
@@ -65,6 +69,8 @@ pg_async_shmem_init(void)
 			SpinLockInit(&slot->mutex);
 			pg_atomic_init_u32(&slot->sleeping, ASYNC_SLOT_AWAKE);
 			pg_atomic_init_u64(&slot->next_look_at, PG_INT64_MAX);
+			pg_atomic_init_u64(&slot->claim_low, 0);
+			pg_atomic_init_u64(&slot->xact_start, PG_INT64_MAX);
 		}
 	}
 	pg_async_stats_shmem_init();

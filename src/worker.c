@@ -78,6 +78,9 @@ worker_detach(int code, Datum arg)
 	SpinLockRelease(&MyAsyncSlot->mutex);
 
 	pg_atomic_fetch_add_u32(&AsyncShmem->recovery_epoch, 1);
+	pg_atomic_write_u64(&MyAsyncSlot->xact_start, (uint64) PG_INT64_MAX);
+	/* job rows it held locked are ready again, perhaps below the floor */
+	pg_async_floor_reset();
 	pg_async_wake_launcher();
 	/* a sleeping colleague recovers our jobs now rather than in a few seconds */
 	pg_async_wake_workers(1);
@@ -152,6 +155,7 @@ begin_run_transaction(void)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	pg_async_announce_xact_start();
 	for (tries = 0; !pg_async_extension_ready(); tries++)
 	{
 		if (tries >= 20)
@@ -325,6 +329,9 @@ sleep_time(TimestampTz next_run_at)
 {
 	long		ms = ASYNC_MAX_SLEEP_MS;
 
+	/* upkeep left half done goes on at once */
+	if (pg_async_maintenance_pending())
+		return 0;
 	if (next_run_at != 0)
 	{
 		TimestampTz now = GetCurrentTimestamp();

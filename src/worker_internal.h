@@ -17,8 +17,9 @@
  *	  worker_xact.c  what every worker transaction shares: the worker's
  *	                 slot, the checks and locks at its start, its commit
  *
- *	  executor.c runs one handler, and inflight.c keeps the in-flight
- *	  markers; pg_async.h declares them.
+ *	  executor.c runs one handler, inflight.c keeps the in-flight
+ *	  markers, and ready_floor.c where claims start their walk of the
+ *	  ready jobs; pg_async.h declares them.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,8 +40,11 @@ extern char *MyAsyncDatabase;
 extern Oid	AsyncExtensionId;
 extern Oid	AsyncJobsRelId;
 extern Oid	AsyncFunctionsRelId;
+/* whether its schema keeps the ready floor up to date (0.6 and later) */
+extern bool AsyncReadyFloor;
 
 extern void pg_async_announce_next_look(TimestampTz when);
+extern void pg_async_announce_xact_start(void);
 extern bool pg_async_extension_ready(void);
 extern SPIPlanPtr pg_async_prepare_plan(const char *sql, int nargs, Oid *argtypes);
 extern void pg_async_begin_work(const char *activity);
@@ -87,5 +91,6 @@ extern void pg_async_inflight_before_run(AsyncJob *job);
 
 /* maintenance.c: the upkeep between batches */
 extern bool pg_async_maintenance(void);
+extern bool pg_async_maintenance_pending(void);
 
 #endif							/* PG_ASYNC_WORKER_INTERNAL_H */

@@ -14,6 +14,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
@@ -32,6 +33,7 @@ char	   *MyAsyncDatabase = NULL;
 Oid			AsyncExtensionId = InvalidOid;
 Oid			AsyncJobsRelId = InvalidOid;
 Oid			AsyncFunctionsRelId = InvalidOid;
+bool		AsyncReadyFloor = false;
 
 /* the async.functions found to bind handlers by OID (0.5 and later) */
 static Oid	bound_functions_relid = InvalidOid;
@@ -45,6 +47,17 @@ void
 pg_async_announce_next_look(TimestampTz when)
 {
 	pg_atomic_write_u64(&MyAsyncSlot->next_look_at, (uint64) when);
+}
+
+/*
+ * pg_async_announce_xact_start publishes the start of the transaction the
+ * worker just began: whatever job it finishes gets a later finished_at.
+ */
+void
+pg_async_announce_xact_start(void)
+{
+	pg_atomic_write_u64(&MyAsyncSlot->xact_start,
+						(uint64) GetCurrentTransactionStartTimestamp());
 }
 
 /*
@@ -115,7 +128,16 @@ pg_async_extension_ready(void)
 		}
 		bound_functions_relid = relids[1];
 	}
-	AsyncJobsRelId = relids[0];
+	if (relids[0] != AsyncJobsRelId)
+	{
+		/*
+		 * Its triggers report every job made ready below the floor, and
+		 * every aborted change of jobs (0.6 and later); before, each claim
+		 * walks jobs_ready_idx from the start, as it did.
+		 */
+		AsyncReadyFloor = OidIsValid(get_trigger_oid(relids[0], "jobs_touched", true));
+		AsyncJobsRelId = relids[0];
+	}
 	AsyncFunctionsRelId = relids[1];
 	return true;
 }
@@ -144,6 +166,7 @@ pg_async_begin_work(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	pg_async_announce_xact_start();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -157,6 +180,7 @@ pg_async_end_work(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	pg_atomic_write_u64(&MyAsyncSlot->xact_start, (uint64) PG_INT64_MAX);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

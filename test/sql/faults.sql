@@ -424,7 +424,7 @@ TRUNCATE async.jobs;
 SET pg_async.max_payload_size = '1GB';
 SELECT async.register('faults.note(jsonb)', name => 'inserter_note');
 SELECT async._recover();
-SELECT async._purge_finished('0', 1000, '0');
+SELECT async._purge_finished('0', 1000, '0', '-infinity');
 SELECT async._live_worker_pids();
 SELECT async.stats_reset();
 SELECT count(*) FROM async.workers;

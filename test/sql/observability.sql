@@ -63,13 +63,13 @@ SELECT j.duration IS NOT NULL AS has_duration,
   FROM async.jobs j JOIN async.attempts a ON a.job_id = j.id
  WHERE j.event_id = 'obs-ok-2';
 -- retention deletes the job; its attempt moves to the log while the history is kept longer
-SELECT async._purge_finished('0', 1000, '1 day') >= 1 AS purged;
+SELECT (async._purge_finished('0', 1000, '1 day', '-infinity')).purged >= 1 AS purged;
 SELECT outcome, attempt, duration >= '0' AS timed FROM async.attempts WHERE event_id = 'obs-ok-2';
 SELECT count(*) FROM async.attempt_log WHERE event_id = 'obs-ok-2';
 -- and is dropped with the job when the history is no longer than retention
 INSERT INTO async.jobs (function, event_id) VALUES ('obs_ok', 'obs-ok-short');
 SELECT async.wait_idle();
-SELECT async._purge_finished('0', 1000, '0') >= 1 AS purged;
+SELECT (async._purge_finished('0', 1000, '0', '-infinity')).purged >= 1 AS purged;
 SELECT count(*) FROM async.attempts WHERE event_id = 'obs-ok-short';
 
 SELECT async.unregister('obs_ok');

@@ -1,4 +1,4 @@
-/* pg_async--0.5.sql: the whole of pg_async 0.5, for CREATE EXTENSION.
+/* pg_async--0.6.sql: the whole of pg_async 0.6, for CREATE EXTENSION.
  *
  * An installation reached from 0.1 by ALTER EXTENSION pg_async UPDATE
  * (pg_async--0.1.sql, then each pg_async--A--B.sql) ends with exactly
@@ -376,6 +376,18 @@ CREATE FUNCTION async._jobs_trigger() RETURNS trigger
 
 COMMENT ON FUNCTION async._jobs_trigger() IS 'internal: checks a job at INSERT (registered function, EXECUTE on its handler, event_id and payload) and wakes an idle worker when the transaction commits';
 
+CREATE FUNCTION async._jobs_touched() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_jobs_touched';
+
+COMMENT ON FUNCTION async._jobs_touched() IS 'internal: notes, before an UPDATE or DELETE of async.jobs outside the workers, that job rows are locked: if the transaction aborts, the claims walk the ready jobs from the start again';
+
+CREATE FUNCTION async._ready_floor(OUT floor timestamp with time zone, OUT sweep_ms double precision) RETURNS record
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_ready_floor';
+
+COMMENT ON FUNCTION async._ready_floor(OUT floor timestamp with time zone, OUT sweep_ms double precision) IS 'internal: the run_at below which no ready job waits, where the claims start their walk of the ready jobs (-infinity: from the start), and how long the last walk from the start took';
+
 CREATE FUNCTION async._limited_job_functions() RETURNS SETOF text
     LANGUAGE sql STABLE
     AS $$
@@ -452,7 +464,7 @@ $$;
 
 COMMENT ON FUNCTION async._purge_dead_letters(p_function text, p_reason text, p_older_than interval, p_caller oid) IS 'internal: the delete behind async.purge_dead_letters(), for the caller p_caller';
 
-CREATE FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval) RETURNS integer
+CREATE FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval, p_from timestamp with time zone, OUT purged integer, OUT last_finished_at timestamp with time zone) RETURNS record
     LANGUAGE sql
     AS $$
 	WITH gone AS (
@@ -460,7 +472,9 @@ CREATE FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_
 		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
 				SELECT f.id FROM async.jobs f
 				 WHERE f.finished_at IS NOT NULL
+				   AND f.finished_at OPERATOR(pg_catalog.>=) p_from
 				   AND f.finished_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than)
+				 ORDER BY f.finished_at
 				 LIMIT p_limit
 				   FOR UPDATE SKIP LOCKED))
 		   AND j.finished_at IS NOT NULL
@@ -477,10 +491,10 @@ CREATE FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_
 		   AND g.duration IS NOT NULL
 		   AND g.finished_at OPERATOR(pg_catalog.>=)
 			   (pg_catalog.now() OPERATOR(pg_catalog.-) p_attempts_older_than))
-	SELECT pg_catalog.count(*)::integer FROM gone;
+	SELECT pg_catalog.count(*)::integer, pg_catalog.max(g.finished_at) FROM gone g;
 $$;
 
-COMMENT ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval) IS 'internal: deletes at most p_limit jobs that finished more than p_older_than ago (pg_async.retention), keeping in async.attempt_log the successful attempts younger than p_attempts_older_than (pg_async.attempts_retention)';
+COMMENT ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval, p_from timestamp with time zone, OUT purged integer, OUT last_finished_at timestamp with time zone) IS 'internal: deletes, oldest first, at most p_limit jobs that finished from p_from on and more than p_older_than ago (pg_async.retention), keeping in async.attempt_log the successful attempts younger than p_attempts_older_than (pg_async.attempts_retention); returns how many and the last finished_at deleted, where the next batch starts';
 
 CREATE FUNCTION async._recover() RETURNS integer
     LANGUAGE plpgsql
@@ -968,6 +982,9 @@ DECLARE
 	v_pid integer;
 	v_dead bigint;
 	v_live bigint;
+	v_who text;
+	v_slots text;
+	v_sweep_ms double precision;
 BEGIN
 	/* the launcher and the workers, serving this database */
 	SELECT count(*) INTO v_launcher FROM pg_stat_activity WHERE backend_type = 'pg_async launcher';
@@ -1002,7 +1019,9 @@ BEGIN
 	SELECT now() - LEAST(
 		(SELECT min(j.run_at) FROM async.jobs j
 		  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-			AND j.state = 'queued' AND j.run_at <= now()),
+			AND j.state = 'queued' AND j.run_at <= now()
+			/* from the ready floor, as the claims walk */
+			AND j.run_at >= (SELECT r.floor FROM async._ready_floor() r)),
 		(SELECT min(x.run_at) FROM async.functions f CROSS JOIN LATERAL (
 			SELECT j.run_at FROM async.jobs j
 			 WHERE j.function = f.name AND j.limited AND NOT j.paused
@@ -1040,20 +1059,42 @@ BEGIN
 	END IF;
 	RETURN NEXT;
 
-	/* a transaction holding back the xmin horizon keeps dead queue rows */
-	SELECT a.pid, now() - a.xact_start INTO v_pid, v_age FROM pg_stat_activity a
-	 WHERE a.backend_xmin IS NOT NULL AND a.xact_start IS NOT NULL
-	   AND a.pid <> pg_backend_pid()
-	 ORDER BY a.xact_start LIMIT 1;
+	/*
+	 * what holds back the xmin horizon, which keeps the dead rows of
+	 * async.jobs: the oldest transaction of a session (a standby's
+	 * hot_standby_feedback shows as its walsender's) or a prepared one, and
+	 * any replication slot that holds an xmin; and what it costs the queue
+	 */
+	SELECT h.who, h.age INTO v_who, v_age FROM (
+		SELECT format('process %s (%s, user %s, application %L, %s)', a.pid, a.backend_type,
+					  a.usename, a.application_name, a.state) AS who,
+			   now() - COALESCE(a.xact_start, a.backend_start) AS age
+		  FROM pg_stat_activity a
+		 WHERE a.backend_xmin IS NOT NULL AND a.pid <> pg_backend_pid()
+		   AND (a.xact_start IS NOT NULL OR a.backend_type = 'walsender')
+		UNION ALL
+		SELECT format('prepared transaction %L (owner %s)', p.gid, p.owner), now() - p.prepared
+		  FROM pg_prepared_xacts p) h
+	 ORDER BY h.age DESC LIMIT 1;
+	SELECT string_agg(format('replication slot %L holds it back by %s transactions',
+							 s.slot_name, age(s.xmin)), '; ' ORDER BY age(s.xmin) DESC)
+	  INTO v_slots FROM pg_replication_slots s WHERE s.xmin IS NOT NULL;
+	SELECT t.n_dead_tup INTO v_dead FROM pg_stat_user_tables t WHERE t.relid = 'async.jobs'::regclass;
+	SELECT r.sweep_ms INTO v_sweep_ms FROM async._ready_floor() r;
 	"check" := 'xmin_horizon';
 	IF v_age IS NULL OR v_age <= xmin_age_warning THEN
-		status := 'ok';
-		detail := 'no long transaction holds back vacuum';
-		hint := NULL;
+		status := CASE WHEN v_slots IS NULL THEN 'ok' ELSE 'warning' END;
+		detail := COALESCE(v_slots, 'no long transaction holds back vacuum');
+		hint := CASE WHEN v_slots IS NULL THEN NULL
+				ELSE 'Dead rows of async.jobs cannot be vacuumed while a slot holds back the xmin horizon; drop a slot nobody uses.' END;
 	ELSE
 		status := CASE WHEN v_age > xmin_age_warning * 12 THEN 'critical' ELSE 'warning' END;
-		detail := format('process %s has held a snapshot for %s', v_pid, date_trunc('second', v_age));
-		hint := 'Dead rows of async.jobs cannot be vacuumed meanwhile and claims slow down; end that transaction.';
+		detail := format('%s has held a snapshot for %s; async.jobs has %s dead rows (%s) that vacuum cannot remove meanwhile; claims skip them, but a walk of every ready job took %s ms',
+						 v_who, date_trunc('second', v_age), COALESCE(v_dead, 0),
+						 pg_size_pretty(pg_total_relation_size('async.jobs')),
+						 round(COALESCE(v_sweep_ms, 0)::numeric, 1))
+				  || COALESCE('; ' || v_slots, '');
+		hint := 'End that transaction (pg_terminate_backend, or COMMIT PREPARED / ROLLBACK PREPARED): the queue grows until it ends.';
 	END IF;
 	RETURN NEXT;
 
@@ -1619,7 +1660,9 @@ CREATE TRIGGER jobs_enqueue BEFORE INSERT ON async.jobs FOR EACH ROW EXECUTE FUN
 
 CREATE TRIGGER jobs_release_deleted AFTER DELETE ON async.jobs FOR EACH ROW WHEN ((old.state = 'running'::text)) EXECUTE FUNCTION async._release_deleted();
 
-CREATE TRIGGER jobs_reschedule AFTER UPDATE OF run_at, state ON async.jobs FOR EACH ROW WHEN ((new.state = 'queued'::text)) EXECUTE FUNCTION async._jobs_trigger();
+CREATE TRIGGER jobs_touched BEFORE DELETE OR UPDATE ON async.jobs FOR EACH STATEMENT EXECUTE FUNCTION async._jobs_touched();
+
+CREATE TRIGGER jobs_reschedule AFTER UPDATE OF run_at, state, paused, limited ON async.jobs FOR EACH ROW WHEN ((new.state = 'queued'::text)) EXECUTE FUNCTION async._jobs_trigger();
 
 ALTER TABLE async.attempt_log ENABLE ROW LEVEL SECURITY;
 
@@ -1684,11 +1727,16 @@ REVOKE ALL ON FUNCTION async._purge_attempts(p_older_than interval) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._purge_dead_letters(p_function text, p_reason text, p_older_than interval, p_caller oid) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval, p_from timestamp with time zone, OUT purged integer, OUT last_finished_at timestamp with time zone) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._recover() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._redrive(p_dead_letter_id bigint) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._jobs_touched() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._ready_floor(OUT floor timestamp with time zone, OUT sweep_ms double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION async._ready_floor(OUT floor timestamp with time zone, OUT sweep_ms double precision) TO pg_monitor;
 
 REVOKE ALL ON FUNCTION async._release_deleted() FROM PUBLIC;
 

@@ -1,0 +1,286 @@
+/*-------------------------------------------------------------------------
+ *
+ * ready_floor.c
+ *	  The ready floor: a time below which no ready job waits, so that a
+ *	  claim can start its walk of jobs_ready_idx there instead of at the
+ *	  index's first entry.
+ *
+ *	  The first entries of jobs_ready_idx are those of jobs that already
+ *	  ran: finishing a job leaves its entry behind until VACUUM removes it,
+ *	  and while a long transaction, a pg_dump or a replication slot holds
+ *	  back the xmin horizon, nothing removes it, nor can a scan mark it
+ *	  dead.  A claim that walked from the start would visit every job run
+ *	  since the horizon was taken, and the queue would slow down without
+ *	  end (docs/design.md, "Held xmin").  With the floor a claim walks only
+ *	  the entries of the jobs claimed since the last claim.
+ *
+ *	  The protocol, with every time kept as an ordered 64-bit key (see
+ *	  floor_key):
+ *
+ *	  - A claim raises the floor to the run_at of the first job it found
+ *	    (claims walk in run_at order), or to its own now() when it found
+ *	    none.  Rows it could not see are the others' to report.
+ *	  - Whatever makes a job ready below the floor lowers the floor, after
+ *	    its transaction committed, so that the job is visible when a claim
+ *	    looks: an enqueue, a retry, a job given back or recovered, a resume
+ *	    (enqueue.c's row triggers note each job's run_at; the transaction
+ *	    callback lowers the floor at commit).  A worker that exits and a
+ *	    user's aborted UPDATE or DELETE of jobs, which may have held job
+ *	    rows locked past a claim, lower it to the start.
+ *	  - A claim in progress cannot see jobs committed after its snapshot,
+ *	    and must not raise the floor past them.  So each claim resets its
+ *	    slot's 'claim_low' before its snapshot, every lowering lowers the
+ *	    claim_low of every slot before the floor itself, and a claim raises
+ *	    the floor no higher than its claim_low, with a compare-and-swap that
+ *	    fails if a lowering came in between.
+ *	  - What no trigger sees (a job row locked by SELECT ... FOR UPDATE
+ *	    while a claim passed it, a prepared transaction's jobs, a restore
+ *	    with its triggers disabled) is found by a sweep: a claim from the
+ *	    start, every pg_async.sweep_interval (1 s), or less often when
+ *	    sweeps are expensive (1% of one worker's time at most, as the look
+ *	    for dead workers' jobs in recovery.c is paced).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_async.h"
+
+#include "access/htup_details.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(pg_async_ready_floor);
+
+/* sweeps: at most this far apart, unless pg_async.sweep_interval is longer */
+#define ASYNC_SWEEP_MAX_INTERVAL_MS	600000
+/*
+ * A sweep may take up to 1/ASYNC_SWEEP_COST_RATIO of the time between
+ * sweeps.  Under a held xmin horizon a sweep walks every job run since, for
+ * seconds, and stops one worker meanwhile.
+ */
+#define ASYNC_SWEEP_COST_RATIO		100
+
+/* the key of "no floor": every claim walks from the start */
+#define FLOOR_BOTTOM	UINT64CONST(0)
+/* the key of a slot that is not claiming */
+#define FLOOR_TOP		PG_UINT64_MAX
+
+/* the lowest run_at of the jobs this transaction made ready, as a key */
+static uint64 pending_low = FLOOR_TOP;
+
+/* this transaction updated or deleted jobs outside a worker */
+static bool touched = false;
+
+/* the sweep this worker's current claim does, if any */
+static bool sweeping = false;
+static TimestampTz sweep_start = 0;
+
+/*
+ * floor_key maps a TimestampTz onto an unsigned key of the same order, so
+ * that 64-bit atomics can compare them: DT_NOBEGIN is 0, DT_NOEND the top.
+ */
+static inline uint64
+floor_key(TimestampTz t)
+{
+	return (uint64) t ^ (UINT64CONST(1) << 63);
+}
+
+static inline TimestampTz
+floor_time(uint64 key)
+{
+	return (TimestampTz) (key ^ (UINT64CONST(1) << 63));
+}
+
+/* atomic_lower lowers *var to key, if key is lower. */
+static void
+atomic_lower(pg_atomic_uint64 *var, uint64 key)
+{
+	uint64		old = pg_atomic_read_u64(var);
+
+	while (key < old)
+	{
+		if (pg_atomic_compare_exchange_u64(var, &old, key))
+			break;
+	}
+}
+
+/*
+ * floor_lower lowers the floor to key: first every claim in progress, then
+ * the floor.  The caller's jobs are already visible to new snapshots.
+ */
+static void
+floor_lower(uint64 key)
+{
+	int			i;
+
+	if (AsyncShmem == NULL)
+		return;
+	pg_memory_barrier();
+	for (i = 0; i < AsyncShmem->nslots; i++)
+		atomic_lower(&AsyncShmem->slots[i].claim_low, key);
+	atomic_lower(&AsyncShmem->ready_floor, key);
+}
+
+/*
+ * pg_async_floor_note notes that the current transaction made a job ready
+ * (queued, not paused, not limited) with this run_at: its commit lowers the
+ * floor.
+ */
+void
+pg_async_floor_note(TimestampTz run_at)
+{
+	uint64		key = floor_key(run_at);
+
+	if (key < pending_low)
+		pending_low = key;
+}
+
+/*
+ * pg_async_floor_note_touched notes that the current transaction, outside a
+ * worker, updates or deletes jobs: the rows it locks are skipped by claims
+ * meanwhile, and come back unchanged if it aborts.
+ */
+void
+pg_async_floor_note_touched(void)
+{
+	touched = true;
+}
+
+/*
+ * pg_async_floor_end_xact applies, at the end of a transaction, what it
+ * noted: after a commit the run_at of the jobs it made ready; after an
+ * abort of a transaction (or subtransaction) that updated or deleted jobs,
+ * the start.  It runs from the transaction callback, after a commit is
+ * visible.
+ */
+void
+pg_async_floor_end_xact(bool commit)
+{
+	if (!commit && touched)
+		floor_lower(FLOOR_BOTTOM);
+	else if (commit && pending_low != FLOOR_TOP)
+		floor_lower(pending_low);
+	pending_low = FLOOR_TOP;
+	touched = false;
+}
+
+/* pg_async_floor_subxact_abort: the rows an aborted subtransaction locked */
+void
+pg_async_floor_subxact_abort(void)
+{
+	if (touched)
+		floor_lower(FLOOR_BOTTOM);
+}
+
+/*
+ * pg_async_floor_reset lowers the floor to the start, at once: a worker
+ * exited, perhaps with job rows locked that claims passed.
+ */
+void
+pg_async_floor_reset(void)
+{
+	floor_lower(FLOOR_BOTTOM);
+}
+
+/*
+ * pg_async_floor_claim_begin starts a claim by slot: it tells the run_at
+ * the claim's walk of jobs_ready_idx starts at (DT_NOBEGIN for a sweep).
+ * It runs before the claim takes its snapshot.
+ */
+TimestampTz
+pg_async_floor_claim_begin(AsyncWorkerSlot *slot)
+{
+	uint64		floor;
+	uint64		last;
+	int64		interval_ms;
+	TimestampTz now;
+
+	pg_atomic_write_u64(&slot->claim_low, FLOOR_TOP);
+	pg_memory_barrier();
+	floor = pg_atomic_read_u64(&AsyncShmem->ready_floor);
+
+	/*
+	 * One worker sweeps when it is time; the others go on from the floor.
+	 * The time between sweeps is pg_async.sweep_interval, or 100 times what
+	 * the last one took if that is longer, up to ASYNC_SWEEP_MAX_INTERVAL_MS.
+	 */
+	now = GetCurrentTimestamp();
+	last = pg_atomic_read_u64(&AsyncShmem->sweep_end);
+	interval_ms = Max((int64) pg_async_sweep_interval,
+					  Min((int64) pg_atomic_read_u64(&AsyncShmem->sweep_us) / 1000 * ASYNC_SWEEP_COST_RATIO,
+						  ASYNC_SWEEP_MAX_INTERVAL_MS));
+	sweeping = false;
+	if ((TimestampTz) last + interval_ms * 1000 <= now &&
+		pg_atomic_compare_exchange_u64(&AsyncShmem->sweep_end, &last, (uint64) now))
+	{
+		sweeping = true;
+		sweep_start = now;
+		return DT_NOBEGIN;
+	}
+	return floor_time(floor);
+}
+
+/*
+ * pg_async_floor_claim_end ends a claim by slot that found its first ready
+ * job at first_run_at (DT_NOEND if it found none), in a statement whose
+ * now() was claim_now.  It raises the floor as far as it may.  A claim
+ * that could not tell (raise false) only ends.
+ */
+void
+pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
+						 TimestampTz first_run_at, TimestampTz claim_now)
+{
+	if (raise)
+	{
+		uint64		found = floor_key(Min(first_run_at, claim_now));
+		uint64		floor = pg_atomic_read_u64(&AsyncShmem->ready_floor);
+
+		for (;;)
+		{
+			uint64		key = Min(found, pg_atomic_read_u64(&slot->claim_low));
+
+			if (key <= floor)
+				break;
+			/* fails, and tries again, if a lowering came in meanwhile */
+			if (pg_atomic_compare_exchange_u64(&AsyncShmem->ready_floor, &floor, key))
+				break;
+		}
+	}
+	pg_atomic_write_u64(&slot->claim_low, FLOOR_BOTTOM);
+
+	if (sweeping)
+	{
+		TimestampTz end = GetCurrentTimestamp();
+
+		pg_atomic_write_u64(&AsyncShmem->sweep_us, (uint64) (end - sweep_start));
+		pg_atomic_write_u64(&AsyncShmem->sweep_end, (uint64) end);
+		sweeping = false;
+	}
+}
+
+/*
+ * pg_async_ready_floor is async._ready_floor(): the floor, and how long
+ * the last sweep took, for async.health().
+ */
+Datum
+pg_async_ready_floor(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pg_async_ready_floor: return type must be a row type");
+	if (AsyncShmem == NULL)
+	{
+		/* not preloaded: no claim has a floor */
+		values[0] = TimestampTzGetDatum(DT_NOBEGIN);
+		nulls[1] = true;
+	}
+	else
+	{
+		values[0] = TimestampTzGetDatum(floor_time(pg_atomic_read_u64(&AsyncShmem->ready_floor)));
+		values[1] = Float8GetDatum(pg_atomic_read_u64(&AsyncShmem->sweep_us) / 1000.0);
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}

@@ -1,0 +1,184 @@
+# The ready floor (src/ready_floor.c) while a snapshot holds back the xmin
+# horizon: the claims start their walk of jobs_ready_idx at the floor, past
+# the entries of the jobs already run, which no VACUUM can remove
+# meanwhile.  Each way a job becomes ready below the floor must still run
+# it: an enqueue with an old run_at, a long enqueueing transaction, a
+# resume, a job row another session held locked while claims passed it, an
+# aborted DELETE.  The retention keeps deleting, a duplicate event_id is
+# still refused inside its window, and async.health() names the holder.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+# no sweep but the first: the jobs below the floor are found because
+# their commits lowered it, until case 5 asks for sweeps again
+my $node = pg_async_node('held_xmin',
+	conf => "pg_async.retention = '2s'\npg_async.sweep_interval = '1h'\n");
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_async;
+CREATE TABLE public.effects (event_id text);
+CREATE FUNCTION public.work(e jsonb, c async.context) RETURNS void LANGUAGE sql
+AS $$INSERT INTO public.effects VALUES (c.event_id)$$;
+SELECT async.register('public.work(jsonb, async.context)', name => 'work');
+});
+ok(wait_for_workers($node, 2), 'workers start');
+
+# session starts a psql that reads statements from its stdin, so that a
+# transaction stays open between them; send() writes one and waits for
+# the marker it echoes.
+sub session
+{
+	my ($in, $out, $err) = ('', '', '');
+	my $h = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=0', '-d', $node->connstr('postgres') ],
+		'<', \$in, '>', \$out, '2>', \$err, IPC::Run::timeout(600));
+	my $n = 0;
+	return {
+		send => sub {
+			my ($sql) = @_;
+			$n++;
+			$in .= "$sql\n\\echo done-$n\n";
+			my $deadline = time + 60;
+			while ($out !~ /done-$n/ && time < $deadline)
+			{
+				$h->pump_nb;
+				select(undef, undef, undef, 0.05);
+			}
+			return $out =~ /done-$n/;
+		},
+		finish => sub { $in .= "\\q\n"; $h->finish; },
+	};
+}
+
+# drain enqueues n jobs with prefix and waits until all have run
+sub drain
+{
+	my ($prefix, $n) = @_;
+	$node->safe_psql('postgres', qq{
+INSERT INTO async.jobs (function, event_id, payload)
+SELECT 'work', '$prefix-' || i, '{}' FROM generate_series(1, $n) i});
+	return $node->poll_query_until('postgres', qq{
+SELECT count(*) = $n FROM public.effects WHERE event_id LIKE '$prefix-%'});
+}
+
+my $holder = session();
+ok($holder->{send}('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1;'), 'a snapshot is held');
+ok(drain('a', 20000), '20000 jobs run under the held snapshot');
+ok(drain('b', 20000), '20000 more');
+
+# the floor is in use, and has passed the jobs run
+my $floor_passed = q{SELECT floor > (SELECT max(run_at) FROM async.jobs WHERE event_id LIKE 'b-%')
+                        FROM async._ready_floor()};
+ok($node->poll_query_until('postgres', $floor_passed), 'the ready floor has passed the jobs run');
+
+# 1. An enqueue with a run_at far below the floor
+$node->safe_psql('postgres', q{
+INSERT INTO async.jobs (function, event_id, payload, run_at)
+VALUES ('work', 'old-run-at', '{}', now() - interval '1 hour')});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM public.effects WHERE event_id = 'old-run-at'}),
+	'a job enqueued with an old run_at runs');
+
+# 2. A transaction that began before the floor rose enqueues, and commits
+my $slow = session();
+ok($slow->{send}('BEGIN; SELECT now();'), 'a transaction begins');
+ok(drain('c', 5000), 'jobs run meanwhile');
+ok($node->poll_query_until('postgres', q{
+SELECT floor > (SELECT min(run_at) FROM async.jobs WHERE event_id LIKE 'c-%') FROM async._ready_floor()}),
+	'the floor rises past its start');
+ok($slow->{send}(q{INSERT INTO async.jobs (function, event_id, payload) VALUES ('work', 'long-xact', '{}'); COMMIT;}),
+	'it enqueues and commits');
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM public.effects WHERE event_id = 'long-xact'}),
+	'its job, whose run_at is below the floor, runs');
+
+# 3. A paused function's job, resumed after the floor passed it
+$node->safe_psql('postgres', q{SELECT async.pause('work')});
+$node->safe_psql('postgres', q{INSERT INTO async.jobs (function, event_id, payload) VALUES ('work', 'paused', '{}')});
+$node->safe_psql('postgres', q{
+SELECT async.register('public.work(jsonb, async.context)', name => 'other');
+INSERT INTO async.jobs (function, event_id, payload)
+SELECT 'other', 'd-' || i, '{}' FROM generate_series(1, 2000) i});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2000 FROM public.effects WHERE event_id LIKE 'd-%'}),
+	"another function's jobs run while it is paused");
+ok($node->poll_query_until('postgres', q{
+SELECT floor > (SELECT run_at FROM async.jobs WHERE event_id = 'paused') FROM async._ready_floor()}),
+	'the floor passes the paused job');
+$node->safe_psql('postgres', q{SELECT async.resume('work')});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM public.effects WHERE event_id = 'paused'}),
+	'the paused job runs once resumed');
+
+# 4. An aborted DELETE of a job, due meanwhile
+$node->safe_psql('postgres', q{
+INSERT INTO async.jobs (function, event_id, payload, run_at)
+VALUES ('work', 'undeleted', '{}', now() + interval '2 seconds')});
+my $locker = session();
+ok($locker->{send}(q{BEGIN; DELETE FROM async.jobs WHERE event_id = 'undeleted';}), 'a session deletes a job');
+ok($node->poll_query_until('postgres', q{SELECT run_at < now() FROM async.jobs WHERE event_id = 'undeleted'}),
+	'the job is due');
+ok(drain('f', 2000), 'jobs behind it run');
+ok($node->poll_query_until('postgres', q{
+SELECT floor > (SELECT run_at FROM async.jobs WHERE event_id = 'undeleted') FROM async._ready_floor()}),
+	'the floor passes the deleted job');
+ok($locker->{send}('ROLLBACK;'), 'the DELETE is rolled back');
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM public.effects WHERE event_id = 'undeleted'}),
+	'the job runs');
+
+# 5. A job row locked by another session while claims pass it (no trigger
+# sees a lock): the sweep finds it.  It is due in 2 s, locked before that,
+# and the claims pass it once it is due.  It stays behind until sweeps are
+# asked for again.
+$node->safe_psql('postgres', q{
+INSERT INTO async.jobs (function, event_id, payload, run_at)
+VALUES ('work', 'locked', '{}', now() + interval '2 seconds')});
+ok($locker->{send}(q{BEGIN; SELECT id FROM async.jobs WHERE event_id = 'locked' FOR UPDATE;}), 'a session locks a job');
+ok($node->poll_query_until('postgres', q{SELECT run_at < now() FROM async.jobs WHERE event_id = 'locked'}),
+	'the job is due');
+ok(drain('e', 2000), 'jobs behind it run');
+ok($node->poll_query_until('postgres', q{
+SELECT floor > (SELECT run_at FROM async.jobs WHERE event_id = 'locked') FROM async._ready_floor()}),
+	'the floor passes the locked job');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM public.effects WHERE event_id = 'locked'}), '0',
+	'the locked job has not run');
+ok($locker->{send}('COMMIT;'), 'the lock is released');
+ok(drain('g', 2000), 'more jobs run');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM public.effects WHERE event_id = 'locked'}), '0',
+	'the claims, starting at the floor, do not see the released job');
+$node->safe_psql('postgres', q{ALTER SYSTEM SET pg_async.sweep_interval = '1s'; SELECT pg_reload_conf()});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM public.effects WHERE event_id = 'locked'}),
+	'the job runs after the lock is released');
+
+# 6. Idempotency: a duplicate inside the window is refused, under the snapshot
+ok(drain('dup', 1), 'an event runs');
+is($node->safe_psql('postgres', q{
+INSERT INTO async.jobs (function, event_id, payload) VALUES ('work', 'dup-1', '{}')
+ON CONFLICT (event_id) DO NOTHING RETURNING id}), '', 'its event_id is refused again');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM public.effects WHERE event_id = 'dup-1'}), '1',
+	'and runs once');
+
+# 7. The retention deletes finished jobs under the snapshot, walking past
+# the entries of those it deleted before
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM async.jobs WHERE event_id LIKE 'a-%'}),
+	'finished jobs are deleted after the retention');
+
+# 8. async.health() names the holder and the cost
+my $health = $node->safe_psql('postgres', q{
+SELECT status || ': ' || detail FROM async.health(xmin_age_warning => '0') WHERE "check" = 'xmin_horizon'});
+like($health, qr/^(warning|critical): process \d+ \(client backend, user \w+, application '[^']*', idle in transaction\)/,
+	'health names the session holding the snapshot');
+like($health, qr/async\.jobs has \d+ dead rows/, 'and says what it costs');
+note $health;
+
+$holder->{finish}();
+$slow->{finish}();
+$locker->{finish}();
+
+# no job is left behind
+is($node->safe_psql('postgres', q{SELECT count(*) FROM async.jobs WHERE finished_at IS NULL}), '0',
+	'every job ran');
+$node->stop;
+done_testing();
