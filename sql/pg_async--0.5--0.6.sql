@@ -9,7 +9,8 @@
  * jobs_ready_idx at the ready floor, below which no ready job waits, and
  * the retention's walk of jobs_finished_idx starts where the jobs still to
  * delete can be.  The triggers on async.jobs report what lowers the floor:
- * a job made ready again by a resume or a lifted limit (paused, limited),
+ * every update that leaves a job ready (queued, neither paused nor limited:
+ * a retry, a resume, a lifted limit, a job given back, any user's change),
  * and an aborted change of jobs by anyone but the workers.
  */
 CREATE FUNCTION async._jobs_touched() RETURNS trigger
@@ -63,8 +64,9 @@ GRANT ALL ON FUNCTION async._ready_floor(OUT floor timestamp with time zone, OUT
 REVOKE ALL ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval, p_from timestamp with time zone, OUT purged integer, OUT last_finished_at timestamp with time zone) FROM PUBLIC;
 
 DROP TRIGGER jobs_reschedule ON async.jobs;
-CREATE TRIGGER jobs_reschedule AFTER UPDATE OF run_at, state, paused, limited ON async.jobs
-	FOR EACH ROW WHEN ((new.state = 'queued'::text)) EXECUTE FUNCTION async._jobs_trigger();
+CREATE TRIGGER jobs_reschedule AFTER UPDATE ON async.jobs
+	FOR EACH ROW WHEN (new.state = 'queued' AND NOT new.paused AND NOT new.limited)
+	EXECUTE FUNCTION async._jobs_trigger();
 CREATE TRIGGER jobs_touched BEFORE DELETE OR UPDATE ON async.jobs
 	FOR EACH STATEMENT EXECUTE FUNCTION async._jobs_touched();
 
@@ -80,7 +82,6 @@ DECLARE
 	v_n bigint;
 	v_prev bigint;
 	v_names text;
-	v_pid integer;
 	v_dead bigint;
 	v_live bigint;
 	v_who text;

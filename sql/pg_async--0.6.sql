@@ -979,7 +979,6 @@ DECLARE
 	v_n bigint;
 	v_prev bigint;
 	v_names text;
-	v_pid integer;
 	v_dead bigint;
 	v_live bigint;
 	v_who text;
@@ -1662,7 +1661,7 @@ CREATE TRIGGER jobs_release_deleted AFTER DELETE ON async.jobs FOR EACH ROW WHEN
 
 CREATE TRIGGER jobs_touched BEFORE DELETE OR UPDATE ON async.jobs FOR EACH STATEMENT EXECUTE FUNCTION async._jobs_touched();
 
-CREATE TRIGGER jobs_reschedule AFTER UPDATE OF run_at, state, paused, limited ON async.jobs FOR EACH ROW WHEN ((new.state = 'queued'::text)) EXECUTE FUNCTION async._jobs_trigger();
+CREATE TRIGGER jobs_reschedule AFTER UPDATE ON async.jobs FOR EACH ROW WHEN (((new.state = 'queued'::text) AND (NOT new.paused) AND (NOT new.limited))) EXECUTE FUNCTION async._jobs_trigger();
 
 ALTER TABLE async.attempt_log ENABLE ROW LEVEL SECURITY;
 

@@ -82,7 +82,8 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL," \
 "           f.concurrency IS NOT NULL," \
 "           (SELECT pg_catalog.min(c.run_at) FROM candidates c)," \
-"           (SELECT pg_catalog.count(*) FROM candidates c)"
+"           (SELECT pg_catalog.min(c.run_at) FROM candidates c" \
+"             WHERE NOT EXISTS (SELECT FROM picked p WHERE p.id OPERATOR(pg_catalog.=) c.id))"
 
 /*
  * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
@@ -530,8 +531,8 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 		 * lower the floor again when this transaction commits.
 		 */
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18, &isnull);
-		if (!isnull && DatumGetInt64(d) > n)
-			pg_async_floor_note(first_run_at);
+		if (!isnull)
+			pg_async_floor_note(DatumGetTimestampTz(d));
 	}
 
 	/*
@@ -539,8 +540,9 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	 * found none.  A fast claim that claimed nothing may not have walked at
 	 * all (a limit it had not heard of): it may raise the floor only if no
 	 * function is paused or limited even now, in a later snapshot.  (One
-	 * that was, and no longer is, released its jobs with an UPDATE whose
-	 * commit lowered the floor, and this claim's claim_low with it.)
+	 * that was, and no longer is, was changed by a commit that lowered the
+	 * floor to the start, and this claim's claim_low with it: enqueue.c's
+	 * pg_async_functions_changed.)
 	 */
 	if (AsyncReadyFloor)
 		pg_async_floor_claim_end(MyAsyncSlot, n > 0 || limited || !limits_exist_now(),
@@ -551,7 +553,9 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	else
 	{
 		/* in a new snapshot, for the same reasons as list_saturated's */
-		next_run_args[0] = TimestampTzGetDatum(floor);
+		/* from the floor as it is now, if a commit lowered it meanwhile */
+		next_run_args[0] = TimestampTzGetDatum(AsyncReadyFloor ?
+											   Min(floor, pg_async_floor_current()) : floor);
 		rc = SPI_execute_plan(next_run_plan, next_run_args, NULL, false, 1);
 		if (rc == SPI_OK_SELECT && SPI_processed == 1)
 		{

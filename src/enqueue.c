@@ -164,6 +164,8 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			{
 				int			njobs;
 
+				/* before the workers are woken: they look from the floor */
+				pg_async_floor_end_xact(true);
 				/* before the jobs' own test of the lists, which it voids */
 				if (limits_changed)
 					pg_async_limits_released();
@@ -175,7 +177,6 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_stats_flush(true);
-			pg_async_floor_end_xact(true);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -383,6 +384,14 @@ pg_async_functions_changed(PG_FUNCTION_ARGS)
 		elog(ERROR, "pg_async_functions_changed: not called as a trigger");
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	limits_changed = true;
+
+	/*
+	 * A pause lifted, or a limit, lets the claims take jobs they skipped,
+	 * some perhaps below the floor; and a claim that ran while a function
+	 * was paused or limited may have walked nothing at all (claim.c).  The
+	 * commit lowers the floor to the start.
+	 */
+	pg_async_floor_note(DT_NOBEGIN);
 	return PointerGetDatum(NULL);
 }
 

@@ -21,6 +21,8 @@
 #define ASYNC_RETENTION_INTERVAL_MS	10000
 /* how many finished jobs one retention transaction deletes */
 #define ASYNC_RETENTION_BATCH		5000
+/* how long the worker deletes between two of its batches, at least one transaction */
+#define ASYNC_RETENTION_SLICE_MS	50
 
 static TimestampTz last_retention = 0;
 static TimestampTz last_release = 0;
@@ -111,11 +113,11 @@ purge_batch(Datum *args, TimestampTz from, TimestampTz *last)
 }
 
 /*
- * apply_retention deletes the finished jobs past pg_async.retention, one
- * transaction of ASYNC_RETENTION_BATCH jobs per call, so that a worker
- * spends a few tens of milliseconds on it between its batches rather than
- * seconds at once; a round goes on at the next call until a batch comes
- * back short.  The attempt history past pg_async.attempts_retention goes at
+ * apply_retention deletes the finished jobs past pg_async.retention, in
+ * transactions of ASYNC_RETENTION_BATCH jobs for ASYNC_RETENTION_SLICE_MS per
+ * call, so that a worker spends tens of milliseconds on it between its
+ * batches rather than seconds at once; a round goes on at the next call
+ * until a batch comes back short.  The attempt history past pg_async.attempts_retention goes at
  * the end of each round.  Returns true while the round goes on.
  */
 static bool
@@ -152,13 +154,23 @@ apply_retention(TimestampTz now)
 		retention_next_from = Min(cutoff, oldest_worker_xact_start());
 	}
 
-	n = purge_batch(args, retention_at, &last);
-	if (retention_at == DT_NOBEGIN)
-		full_round_us = GetCurrentTimestamp() - now;
-	/* the next batch goes on from the last job deleted */
-	retention_at = last;
-	if (n >= ASYNC_RETENTION_BATCH)
-		return true;
+	/* batches for up to ASYNC_RETENTION_SLICE_MS, then the worker's own */
+	for (;;)
+	{
+		bool		full = (retention_at == DT_NOBEGIN);
+		TimestampTz start = GetCurrentTimestamp();
+
+		CHECK_FOR_INTERRUPTS();
+		n = purge_batch(args, retention_at, &last);
+		if (full)
+			full_round_us = GetCurrentTimestamp() - start;
+		/* the next batch goes on from the last job deleted */
+		retention_at = last;
+		if (n < ASYNC_RETENTION_BATCH)
+			break;
+		if (TimestampDifferenceExceeds(now, GetCurrentTimestamp(), ASYNC_RETENTION_SLICE_MS))
+			return true;
+	}
 
 	retention_round = false;
 	retention_from = retention_next_from;

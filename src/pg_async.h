@@ -167,8 +167,9 @@ typedef struct AsyncShared
 
 	/*
 	 * The ready floor (ready_floor.c): no ready job waits below it, as a
-	 * key; when the last sweep from the start ended, or the one in progress
-	 * began (TimestampTz); and how long the last sweep took (microseconds).
+	 * key; when the last sweep from the start ended, or, while one is in
+	 * progress, when its lease ends (TimestampTz); and how long the last
+	 * sweep took (microseconds).
 	 */
 	pg_atomic_uint64 ready_floor;
 	pg_atomic_uint64 sweep_end;
@@ -200,6 +201,7 @@ extern void pg_async_floor_end_xact(bool commit);
 extern void pg_async_floor_subxact_abort(void);
 extern void pg_async_floor_reset(void);
 extern TimestampTz pg_async_floor_claim_begin(AsyncWorkerSlot *slot);
+extern TimestampTz pg_async_floor_current(void);
 extern void pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
 									 TimestampTz first_run_at, TimestampTz claim_now);
 

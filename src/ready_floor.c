@@ -62,7 +62,7 @@ PG_FUNCTION_INFO_V1(pg_async_ready_floor);
 
 /* the key of "no floor": every claim walks from the start */
 #define FLOOR_BOTTOM	UINT64CONST(0)
-/* the key of a slot that is not claiming */
+/* the key above every time: a claim's claim_low as it begins */
 #define FLOOR_TOP		PG_UINT64_MAX
 
 /* the lowest run_at of the jobs this transaction made ready, as a key */
@@ -116,6 +116,13 @@ floor_lower(uint64 key)
 	if (AsyncShmem == NULL)
 		return;
 	pg_memory_barrier();
+	/*
+	 * The floor first, for the claims that begin now; then the claims in
+	 * progress; then the floor again, for a claim that raised it meanwhile
+	 * (it re-reads its claim_low after its raise, see
+	 * pg_async_floor_claim_end).
+	 */
+	atomic_lower(&AsyncShmem->ready_floor, key);
 	for (i = 0; i < AsyncShmem->nslots; i++)
 		atomic_lower(&AsyncShmem->slots[i].claim_low, key);
 	atomic_lower(&AsyncShmem->ready_floor, key);
@@ -210,8 +217,10 @@ pg_async_floor_claim_begin(AsyncWorkerSlot *slot)
 					  Min((int64) pg_atomic_read_u64(&AsyncShmem->sweep_us) / 1000 * ASYNC_SWEEP_COST_RATIO,
 						  ASYNC_SWEEP_MAX_INTERVAL_MS));
 	sweeping = false;
+	/* a sweep in progress holds sweep_end in the future, as a lease */
 	if ((TimestampTz) last + interval_ms * 1000 <= now &&
-		pg_atomic_compare_exchange_u64(&AsyncShmem->sweep_end, &last, (uint64) now))
+		pg_atomic_compare_exchange_u64(&AsyncShmem->sweep_end, &last,
+									   (uint64) (now + (TimestampTz) ASYNC_SWEEP_MAX_INTERVAL_MS * 1000)))
 	{
 		sweeping = true;
 		sweep_start = now;
@@ -243,7 +252,16 @@ pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
 				break;
 			/* fails, and tries again, if a lowering came in meanwhile */
 			if (pg_atomic_compare_exchange_u64(&AsyncShmem->ready_floor, &floor, key))
+			{
+				/*
+				 * A lowering that found the floor low enough already, and
+				 * lowered only our claim_low after we read it, would be
+				 * lost: take it into account now.
+				 */
+				atomic_lower(&AsyncShmem->ready_floor,
+							 pg_atomic_read_u64(&slot->claim_low));
 				break;
+			}
 		}
 	}
 	pg_atomic_write_u64(&slot->claim_low, FLOOR_BOTTOM);
@@ -256,6 +274,13 @@ pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
 		pg_atomic_write_u64(&AsyncShmem->sweep_end, (uint64) end);
 		sweeping = false;
 	}
+}
+
+/* pg_async_floor_current is the floor as it is now. */
+TimestampTz
+pg_async_floor_current(void)
+{
+	return floor_time(pg_atomic_read_u64(&AsyncShmem->ready_floor));
 }
 
 /*

@@ -20,6 +20,7 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -47,6 +48,20 @@ void
 pg_async_announce_next_look(TimestampTz when)
 {
 	pg_atomic_write_u64(&MyAsyncSlot->next_look_at, (uint64) when);
+}
+
+/*
+ * Whether AsyncReadyFloor still holds: an ALTER EXTENSION UPDATE that
+ * creates the triggers of 0.6 sends an invalidation of async.jobs.
+ */
+static bool jobs_triggers_known = false;
+static bool jobs_callback_set = false;
+
+static void
+jobs_changed(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == AsyncJobsRelId)
+		jobs_triggers_known = false;
 }
 
 /*
@@ -128,13 +143,19 @@ pg_async_extension_ready(void)
 		}
 		bound_functions_relid = relids[1];
 	}
-	if (relids[0] != AsyncJobsRelId)
+	if (relids[0] != AsyncJobsRelId || !jobs_triggers_known)
 	{
 		/*
 		 * Its triggers report every job made ready below the floor, and
 		 * every aborted change of jobs (0.6 and later); before, each claim
 		 * walks jobs_ready_idx from the start, as it did.
 		 */
+		if (!jobs_callback_set)
+		{
+			CacheRegisterRelcacheCallback(jobs_changed, (Datum) 0);
+			jobs_callback_set = true;
+		}
+		jobs_triggers_known = true;
 		AsyncReadyFloor = OidIsValid(get_trigger_oid(relids[0], "jobs_touched", true));
 		AsyncJobsRelId = relids[0];
 	}

@@ -83,7 +83,7 @@ is($err, '', '--once writes nothing to stderr');
 unlike($out, qr/\e/, '--once prints no escape sequences');
 
 like( $out,
-	qr/^pg_async_top  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  database postgres on \S+  PostgreSQL \d+\.\d+  pg_async 0\.5$/m,
+	qr/^pg_async_top  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  database postgres on \S+  PostgreSQL \d+\.\d+  pg_async \Q$default_version\E$/m,
 	'header: time, database, server version');
 like( $out,
 	qr/^jobs\/s \S+ \(over 1s\)  ready 4  held 2  scheduled 3  running 2  failed 2  dead 2  workers 2\/2 busy  health: 1 warning$/m,
