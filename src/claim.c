@@ -62,8 +62,9 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 /*
  * The end of both claims: mark the picked jobs 'running', count the attempt,
  * and return what the worker needs to run them, and, for the ready floor,
- * the first run_at the walk of jobs_ready_idx found and how many jobs it
- * locked.
+ * the first run_at the walk of jobs_ready_idx found and whether it locked
+ * jobs it did not take (picked.ready: the job came from that walk, not
+ * from a limited function's lane).
  */
 #define CLAIM_UPDATE \
 " UPDATE async.jobs j" \
@@ -82,8 +83,8 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL," \
 "           f.concurrency IS NOT NULL," \
 "           (SELECT pg_catalog.min(c.run_at) FROM candidates c)," \
-"           (SELECT pg_catalog.min(c.run_at) FROM candidates c" \
-"             WHERE NOT EXISTS (SELECT FROM picked p WHERE p.id OPERATOR(pg_catalog.=) c.id))"
+"           (SELECT pg_catalog.count(*) FROM candidates c) OPERATOR(pg_catalog.>)" \
+"             (SELECT pg_catalog.count(*) FROM picked p WHERE p.ready)"
 
 /*
  * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
@@ -158,18 +159,19 @@ static const char *claim_sql =
 "       FOR UPDATE SKIP LOCKED) c"
 "   WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
 " allowed AS ("
-"  SELECT c.id, c.function, c.suspect, c.bytes, l.concurrency FROM ("
+"  SELECT c.id, c.function, c.suspect, c.bytes, c.ready, l.concurrency FROM ("
 "         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function ORDER BY c.run_at, c.id) AS nth"
-"           FROM (SELECT * FROM candidates UNION ALL SELECT * FROM lanes) c) c"
+"           FROM (SELECT *, true AS ready FROM candidates"
+"                 UNION ALL SELECT *, false FROM lanes) c) c"
 "    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
 "   WHERE l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance"
 "   ORDER BY c.run_at, c.id LIMIT $1),"
 CLAIM_WITHIN_BYTES("allowed")
 " picked AS ("
-"  SELECT a.id, a.function, a.concurrency FROM within_bytes a"
+"  SELECT a.id, a.function, a.concurrency, a.ready FROM within_bytes a"
 "   WHERE NOT EXISTS (SELECT FROM allowed s WHERE s.suspect)"
 "  UNION ALL"
-"  (SELECT s.id, s.function, s.concurrency FROM allowed s WHERE s.suspect LIMIT 1)),"
+"  (SELECT s.id, s.function, s.concurrency, s.ready FROM allowed s WHERE s.suspect LIMIT 1)),"
 " reserved AS ("
 "  INSERT INTO async.running (job_id, function)"
 "  SELECT p.id, p.function FROM picked p WHERE p.concurrency IS NOT NULL)"
@@ -199,10 +201,10 @@ static const char *claim_fast_sql =
 "     FOR UPDATE SKIP LOCKED),"
 CLAIM_WITHIN_BYTES("candidates")
 " picked AS ("
-"  SELECT c.id, c.function FROM within_bytes c"
+"  SELECT c.id, c.function, true AS ready FROM within_bytes c"
 "   WHERE NOT EXISTS (SELECT FROM candidates s WHERE s.suspect)"
 "  UNION ALL"
-"  (SELECT s.id, s.function FROM candidates s WHERE s.suspect LIMIT 1))"
+"  (SELECT s.id, s.function, true FROM candidates s WHERE s.suspect LIMIT 1))"
 CLAIM_UPDATE;
 
 /*
@@ -531,8 +533,8 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 		 * lower the floor again when this transaction commits.
 		 */
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18, &isnull);
-		if (!isnull)
-			pg_async_floor_note(DatumGetTimestampTz(d));
+		if (!isnull && DatumGetBool(d))
+			pg_async_floor_note(first_run_at);
 	}
 
 	/*
@@ -542,10 +544,13 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	 * function is paused or limited even now, in a later snapshot.  (One
 	 * that was, and no longer is, was changed by a commit that lowered the
 	 * floor to the start, and this claim's claim_low with it: enqueue.c's
-	 * pg_async_functions_changed.)
+	 * pg_async_functions_changed.)  That costs a statement, which an idle
+	 * worker's claims spend only when they walked from the start (a
+	 * sweep): between sweeps, the floor stays at the last job claimed.
 	 */
 	if (AsyncReadyFloor)
-		pg_async_floor_claim_end(MyAsyncSlot, n > 0 || limited || !limits_exist_now(),
+		pg_async_floor_claim_end(MyAsyncSlot,
+								 n > 0 || limited || (floor == DT_NOBEGIN && !limits_exist_now()),
 								 first_run_at, GetCurrentTransactionStartTimestamp());
 
 	if (n > 0)
