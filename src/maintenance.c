@@ -22,7 +22,7 @@
 /* how many finished jobs one retention transaction deletes */
 #define ASYNC_RETENTION_BATCH		5000
 /* how long the worker deletes between two of its batches, at least one transaction */
-#define ASYNC_RETENTION_SLICE_MS	50
+#define ASYNC_RETENTION_SLICE_MS	10
 
 static TimestampTz last_retention = 0;
 static TimestampTz last_release = 0;
