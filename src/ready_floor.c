@@ -181,12 +181,19 @@ pg_async_floor_subxact_abort(void)
 
 /*
  * pg_async_floor_reset lowers the floor to the start, at once: a worker
- * exited, perhaps with job rows locked that claims passed.
+ * exited, perhaps with job rows locked that claims passed.  If it exited in
+ * the middle of a sweep, the sweep's lease ends too, so that the next
+ * sweep is not put off for ASYNC_SWEEP_MAX_INTERVAL_MS.
  */
 void
 pg_async_floor_reset(void)
 {
 	floor_lower(FLOOR_BOTTOM);
+	if (sweeping && AsyncShmem != NULL)
+	{
+		pg_atomic_write_u64(&AsyncShmem->sweep_end, (uint64) GetCurrentTimestamp());
+		sweeping = false;
+	}
 }
 
 /*
