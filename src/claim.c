@@ -270,6 +270,25 @@ functions_changed(Datum arg, Oid relid)
 }
 
 /*
+ * read_limits tells whether some function is paused or has a concurrency
+ * limit: in the transaction's snapshot when read_only, else in a new one
+ * (SPI takes one for a statement that is not read-only).
+ */
+static bool
+read_limits(bool read_only)
+{
+	int			rc;
+	bool		isnull;
+
+	rc = SPI_execute_plan(limits_plan, NULL, NULL, read_only, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_async: reading the limits failed: %s",
+			 SPI_result_code_string(rc));
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * any_limits tells whether some function is paused or has a concurrency
  * limit, reading async.functions only after it changed.  The flag is set
  * before the query, so that an invalidation that arrives while it runs
@@ -278,9 +297,6 @@ functions_changed(Datum arg, Oid relid)
 static bool
 any_limits(void)
 {
-	int			rc;
-	bool		isnull;
-
 	/* a new async.functions (the extension was created again) */
 	if (AsyncFunctionsRelId != limits_relid)
 	{
@@ -290,31 +306,8 @@ any_limits(void)
 	if (limits_known)
 		return limits_exist;
 	limits_known = true;
-	rc = SPI_execute_plan(limits_plan, NULL, NULL, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pg_async: reading the limits failed: %s",
-			 SPI_result_code_string(rc));
-	limits_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
+	limits_exist = read_limits(true);
 	return limits_exist;
-}
-
-/*
- * limits_exist_now tells whether some function is paused or limited, in a
- * new snapshot (SPI takes one for a statement that is not read-only).
- */
-static bool
-limits_exist_now(void)
-{
-	int			rc;
-	bool		isnull;
-
-	rc = SPI_execute_plan(limits_plan, NULL, NULL, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pg_async: reading the limits failed: %s",
-			 SPI_result_code_string(rc));
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*
@@ -550,7 +543,7 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	 */
 	if (AsyncReadyFloor)
 		pg_async_floor_claim_end(MyAsyncSlot,
-								 n > 0 || limited || (floor == DT_NOBEGIN && !limits_exist_now()),
+								 n > 0 || limited || (floor == DT_NOBEGIN && !read_limits(false)),
 								 first_run_at, GetCurrentTransactionStartTimestamp());
 
 	if (n > 0)
