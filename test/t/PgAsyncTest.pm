@@ -22,6 +22,7 @@ our @EXPORT = qw(pg_async_node wait_for_workers wait_for_running server_pg_confi
 #   workers   pg_async.workers (default 2)
 #   preload   shared_preload_libraries (default 'pg_async')
 #   conf      more lines for postgresql.conf
+#   allows_streaming  passed to init: the cluster can have standbys
 # The extension itself is left to the test to create.
 sub pg_async_node
 {
@@ -30,7 +31,7 @@ sub pg_async_node
 	my $workers = $opt{workers} // 2;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 
-	$node->init;
+	$node->init(allows_streaming => $opt{allows_streaming});
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = '" . ($opt{preload} // 'pg_async') . "'\n"
 		  . "pg_async.database = '$database'\n"
