@@ -21,8 +21,9 @@ OBJS = \
 	src/inflight.o \
 	src/jobfuncs.o
 
-DATA = sql/pg_async--0.6.sql sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
-       sql/pg_async--0.3--0.4.sql sql/pg_async--0.4--0.5.sql sql/pg_async--0.5--0.6.sql
+DATA = sql/pg_async--0.7.sql sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
+       sql/pg_async--0.3--0.4.sql sql/pg_async--0.4--0.5.sql sql/pg_async--0.5--0.6.sql \
+       sql/pg_async--0.6--0.7.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 # installed into $(docdir)/extension: the custom queries of postgres_exporter
 DOCS = contrib/postgres_exporter.yml

@@ -190,6 +190,7 @@ my $snapshot_sql = q{
 SELECT x.kind, x.row FROM (
 	SELECT 'f' AS kind, to_jsonb(f) - 'updated_at' - 'registered_at' AS row FROM async.functions f
 	UNION ALL SELECT 'j', to_jsonb(j) FROM async.jobs j
+	UNION ALL SELECT 'a', to_jsonb(a) FROM async.attempts a
 	UNION ALL SELECT 'd', to_jsonb(d) FROM async.dead_letters d
 	UNION ALL SELECT 's', to_jsonb(s) FROM (SELECT last_value FROM async.jobs_id_seq) s
 	UNION ALL SELECT 's', to_jsonb(s) FROM (SELECT last_value FROM async.dead_letters_id_seq) s) x
@@ -207,7 +208,7 @@ $node->command_ok(
 	[ 'pg_restore', '--exit-on-error', '-d', $node->connstr('app'), "$dir/app.dump" ],
 	'pg_restore');
 my $after = $node->safe_psql('app', $snapshot_sql);
-is($after, $before, 'restore: the same registrations, jobs, dead letters and job sequence');
+is($after, $before, 'restore: the same registrations, jobs, attempts, dead letters and job sequence');
 is($node->safe_psql('app', 'SELECT count(*) FROM async.jobs'), $jobs_before,
 	"restore: $jobs_before jobs");
 

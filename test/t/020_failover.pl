@@ -111,8 +111,9 @@ sub standby_checks
 	is(sql($node, 'SELECT count(*) FROM async.workers'), '0',
 		"$what: async.workers answers, with no worker");
 	my ($rc, $out, $err) = $node->psql('postgres',
-		'SELECT count(*) > 0 FROM async.health()');
-	is("$rc $err", '0 ', "$what: async.health() answers without error");
+		q{SELECT status || ': ' || detail FROM async.health() WHERE "check" = 'workers'});
+	is("$rc $out $err", '0 ok: a standby: pg_async runs no workers until it is promoted ',
+		"$what: async.health() answers, and says that it is a standby");
 	like(sql($node, 'SELECT count(*) FROM async.jobs'), qr/^\d+$/,
 		"$what: async.jobs is readable");
 }

@@ -1,4 +1,4 @@
-/* pg_async--0.6.sql: the whole of pg_async 0.6, for CREATE EXTENSION.
+/* pg_async--0.7.sql: the whole of pg_async 0.7, for CREATE EXTENSION.
  *
  * An installation reached from 0.1 by ALTER EXTENSION pg_async UPDATE
  * (pg_async--0.1.sql, then each pg_async--A--B.sql) ends with exactly
@@ -990,7 +990,12 @@ BEGIN
 	SELECT count(*) INTO v_workers FROM pg_stat_activity
 	 WHERE backend_type = 'pg_async worker' AND datname = current_database();
 	"check" := 'workers';
-	IF v_launcher = 0 THEN
+	IF pg_is_in_recovery() THEN
+		/* the launcher starts once recovery ends: on a promotion */
+		status := 'ok';
+		detail := 'a standby: pg_async runs no workers until it is promoted';
+		hint := NULL;
+	ELSIF v_launcher = 0 THEN
 		status := 'critical';
 		detail := 'no pg_async launcher is running';
 		hint := 'Add pg_async to shared_preload_libraries and restart the server.';
@@ -1781,10 +1786,11 @@ GRANT SELECT ON TABLE async.stats TO PUBLIC;
 GRANT SELECT ON TABLE async.workers TO pg_monitor;
 
 
--- pg_dump keeps the registrations, the queue, the dead letters and their
--- sequences with the extension
+-- pg_dump keeps the registrations, the queue, the history of attempts, the
+-- dead letters and their sequences with the extension
 SELECT pg_catalog.pg_extension_config_dump('async.functions', '');
 SELECT pg_catalog.pg_extension_config_dump('async.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('async.attempt_log', '');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('async.jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters_id_seq', '');
