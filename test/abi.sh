@@ -19,31 +19,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 become_root "$0" "$@"
 . "$src/test/roots.sh"
 
-# prefix MAJOR prints the directory that holds MAJOR's installation: / on
-# this machine, else its root.
-prefix() {
-	if pg_on_host "$1"; then
-		echo /
-	else
-		root_dir "$1"
-	fi
-}
-
-# run_at MAJOR COMMAND runs a shell command as postgres where MAJOR runs.
-run_at() {
-	if pg_on_host "$1"; then
-		runuser -u postgres -- bash -c "$2"
-	else
-		root_exec "$(root_dir "$1")" su postgres -s /bin/bash -c "$2"
-	fi
-}
-
-built=()
-for m in $(pg_majors); do
-	if [ -f "$(prefix "$m")/usr/lib/postgresql/$m/lib/pg_async.so" ]; then
-		built+=("$m")
-	fi
-done
+read -r -a built <<<"$(pg_built_majors)"
 if [ ${#built[@]} -lt 2 ]; then
 	echo "== fewer than two versions built (${built[*]:-none}): nothing to cross-load"
 	exit 0
@@ -52,15 +28,15 @@ fi
 status=0
 for server in "${built[@]}"; do
 	bin=/usr/lib/postgresql/$server/bin
-	lib=$(prefix "$server")/usr/lib/postgresql/$server/lib
+	lib=$(pg_prefix "$server")/usr/lib/postgresql/$server/lib
 	loads=""
 	for other in "${built[@]}"; do
 		[ "$other" != "$server" ] || continue
-		cp "$(prefix "$other")/usr/lib/postgresql/$other/lib/pg_async.so" "$lib/pg_async_pg$other.so"
+		cp "$(pg_prefix "$other")/usr/lib/postgresql/$other/lib/pg_async.so" "$lib/pg_async_pg$other.so"
 		loads="$loads -c \"LOAD 'pg_async_pg$other'\""
 	done
 	dir=/tmp/pg_async-abi-$server
-	out=$(run_at "$server" "rm -rf $dir && mkdir $dir &&
+	out=$(run_as_postgres "$server" "rm -rf $dir && mkdir $dir &&
 		$bin/initdb -D $dir/data -A trust >/dev/null &&
 		$bin/pg_ctl -D $dir/data -o \"-k $dir -c listen_addresses=''\" -l $dir/log -w start >/dev/null &&
 		$bin/psql -X -h $dir -d postgres $loads;

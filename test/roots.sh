@@ -180,3 +180,35 @@ root_ensure() {
 		root_make "$1" && root_ok "$1"
 	fi
 }
+
+# pg_prefix MAJOR prints the directory that holds MAJOR's installation: / on
+# this machine, else its root.
+pg_prefix() {
+	if pg_on_host "$1"; then
+		echo /
+	else
+		root_dir "$1"
+	fi
+}
+
+# pg_built_majors prints the versions of PG_VERSIONS for which pg_async is
+# built and installed, here or in their roots.
+pg_built_majors() {
+	local m built=()
+	for m in $(pg_majors); do
+		if [ -f "$(pg_prefix "$m")/usr/lib/postgresql/$m/lib/pg_async.so" ]; then
+			built+=("$m")
+		fi
+	done
+	echo "${built[*]}"
+}
+
+# run_as_postgres MAJOR COMMAND runs a shell command as postgres where MAJOR
+# runs: on this machine, or in its root.
+run_as_postgres() {
+	if pg_on_host "$1"; then
+		runuser -u postgres -- bash -c "$2"
+	else
+		root_exec "$(root_dir "$1")" su postgres -s /bin/bash -c "$2"
+	fi
+}

@@ -10,8 +10,9 @@
 # it passed; exits non-zero if any version failed.  Runs as root; as another
 # user it runs itself again through sudo.
 #
-#   test/run-tests.sh              every version, then test/abi.sh and the
-#                                  Debian package
+#   test/run-tests.sh              every version, then test/abi.sh,
+#                                  test/major_upgrade.sh and the Debian
+#                                  package
 #   test/run-tests.sh --pg 17      one version (repeatable, or --pg 15,18)
 #   test/run-tests.sh --deb        the Debian package only (test/deb.sh)
 #
@@ -128,6 +129,8 @@ run_script() {
 
 # with every version built: each one's library is refused by the others
 [ -n "$explicit" ] || run_script "libraries loaded by another version" abi.sh
+# and a database dumped from this machine's version restores into the others
+[ -n "$explicit" ] || run_script "a dump restored into newer versions" major_upgrade.sh
 [ -z "$deb" ] || run_script "the Debian package" deb.sh
 
 echo
