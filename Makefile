@@ -21,9 +21,15 @@ OBJS = \
 	src/inflight.o \
 	src/jobfuncs.o
 
-DATA = sql/pg_async--0.7.sql sql/pg_async--0.1.sql sql/pg_async--0.1--0.2.sql sql/pg_async--0.2--0.3.sql \
-       sql/pg_async--0.3--0.4.sql sql/pg_async--0.4--0.5.sql sql/pg_async--0.5--0.6.sql \
-       sql/pg_async--0.6--0.7.sql
+# The scripts CREATE EXTENSION and ALTER EXTENSION ... UPDATE run, made into
+# build/: the install script of the current version is sql/pg_async.sql;
+# each update sql/updates/pg_async--A--B.sql takes the functions it changes
+# from there (sql/assemble.sh), so that each is written once.  The install
+# script of 0.1 starts the update chain that upgrade tests walk.
+PG_ASYNC_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(firstword $(MAKEFILE_LIST)))pg_async.control)
+SQL_UPDATES = $(notdir $(wildcard $(srcdir)/sql/updates/pg_async--*--*.sql))
+DATA_built = build/pg_async--$(PG_ASYNC_VERSION).sql $(addprefix build/,$(SQL_UPDATES))
+DATA = sql/pg_async--0.1.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 # installed into $(docdir)/extension: the custom queries of postgres_exporter
 DOCS = contrib/postgres_exporter.yml
@@ -42,7 +48,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 # link with PGXS's $(LDFLAGS), which start with -L$(libdir): the libpq of the
 # installation PG_CONFIG names (and its rpath, where it was built with one).
 BENCH = test/bench/pg_async_bench
-EXTRA_CLEAN = $(BENCH) $(TOP) pg_async-*.zip
+EXTRA_CLEAN = $(BENCH) $(TOP) pg_async-*.zip build
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -53,6 +59,15 @@ all: $(BENCH)
 $(BENCH): $(BENCH).c
 	$(CC) $(CFLAGS) -I$(includedir) $< -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lpthread -lm
 
+build/pg_async--$(PG_ASYNC_VERSION).sql: sql/pg_async.sql
+	$(MKDIR_P) build
+	cp $< $@
+
+$(addprefix build/,$(SQL_UPDATES)): build/%: sql/updates/% sql/pg_async.sql sql/assemble.sh
+	$(MKDIR_P) build
+	$(SHELL) $(srcdir)/sql/assemble.sh $(srcdir)/sql/pg_async.sql $< > $@.tmp
+	mv $@.tmp $@
+
 # every object depends on the shared headers
 $(OBJS): src/pg_async.h src/compat.h src/worker_internal.h
 
@@ -62,9 +77,7 @@ TOP = bin/pg_async_top
 
 all: $(TOP)
 
-# its --version is the extension's version, read from the control file
-PG_ASYNC_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(srcdir)/pg_async.control)
-
+# its --version is the extension's version (PG_ASYNC_VERSION, above)
 $(TOP): $(TOP).c pg_async.control
 	$(CC) $(CFLAGS) -DPG_ASYNC_VERSION='"$(PG_ASYNC_VERSION)"' -I$(includedir) $< -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lm
 

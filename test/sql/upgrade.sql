@@ -70,7 +70,7 @@ SELECT bool_and(a < b) AS ordered
   FROM (SELECT async.new_event_id() AS a, pg_sleep(0.002), async.new_event_id() AS b
           FROM generate_series(1, 5)) s;
 
--- The updated extension is the one a new installation (pg_async--0.7.sql)
+-- The updated extension is the one a new installation (sql/pg_async.sql)
 -- makes: the same members, and in schema async the same functions (their
 -- definitions, privileges and comments), relations, columns (type,
 -- position, default, privileges, comment), indexes, views, constraints,

@@ -1,7 +1,8 @@
-/* pg_async--0.7.sql: the whole of pg_async 0.7, for CREATE EXTENSION.
+/* sql/pg_async.sql: the whole of pg_async 0.7, for CREATE EXTENSION; the
+ * Makefile installs it as pg_async--0.7.sql.
  *
  * An installation reached from 0.1 by ALTER EXTENSION pg_async UPDATE
- * (pg_async--0.1.sql, then each pg_async--A--B.sql) ends with exactly
+ * (pg_async--0.1.sql, then each sql/updates/pg_async--A--B.sql) ends with exactly
  * these objects, definitions, defaults, constraints, indexes, policies,
  * triggers, comments and privileges: test/sql/upgrade.sql compares the
  * catalogs of the two.  The objects come in dependency order: the type,

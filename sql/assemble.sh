@@ -1,0 +1,64 @@
+#!/bin/sh
+# sql/assemble.sh INSTALL UPDATE: prints the update script UPDATE, with
+# each line
+#
+#   -- @function async.name(
+#
+# replaced by the definition of the one function of the install script
+# INSTALL whose "CREATE FUNCTION" line starts with that text, made
+# "CREATE OR REPLACE FUNCTION".  The Makefile runs it for each file of
+# sql/updates, so that a function an update changes is written once, in
+# sql/pg_async.sql.  The update keeps its DDL, and the comments and grants
+# of a new function.  A directive that names no function, or more than one,
+# fails the build.
+set -eu
+
+awk -v install="$1" -v update="$2" '
+BEGIN {
+	n = 0
+	while ((getline line < install) > 0)
+		source[++n] = line
+	close(install)
+}
+
+# the definition starting at line i of the install script: up to the first
+# line ending in ";" outside a dollar-quoted body
+function definition(i,    out, quotes, text, copy) {
+	quotes = 0
+	for (; i <= n; i++) {
+		text = source[i]
+		copy = text
+		quotes += gsub(/\$\$/, "", copy)
+		out = out text "\n"
+		if (quotes % 2 == 0 && text ~ /;[ \t]*$/)
+			return out
+	}
+	return ""
+}
+
+/^-- @function / {
+	prefix = "CREATE FUNCTION " substr($0, length("-- @function ") + 1)
+	found = 0
+	for (i = 1; i <= n; i++)
+		if (index(source[i], prefix) == 1) {
+			found++
+			at = i
+		}
+	if (found != 1) {
+		printf "%s:%d: %d functions of %s start with \"%s\"\n",
+			update, FNR, found, install, prefix > "/dev/stderr"
+		exit 1
+	}
+	text = definition(at)
+	if (text == "") {
+		printf "%s:%d: the definition of \"%s\" does not end\n",
+			update, FNR, prefix > "/dev/stderr"
+		exit 1
+	}
+	sub(/^CREATE FUNCTION /, "CREATE OR REPLACE FUNCTION ", text)
+	printf "%s", text
+	next
+}
+
+{ print }
+' "$2"
