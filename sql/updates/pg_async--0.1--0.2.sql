@@ -18,10 +18,7 @@
 /* ------------------------------------------------------------------------
  * 1. Time-ordered event ids
  * ------------------------------------------------------------------------ */
-CREATE FUNCTION async.new_event_id()
-RETURNS text
-LANGUAGE C VOLATILE PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'pg_async_new_event_id';
+-- @function async.new_event_id(
 COMMENT ON FUNCTION async.new_event_id() IS
 'a new time-ordered UUID (RFC 9562 version 7) as text: the default event_id of a job';
 
@@ -82,31 +79,7 @@ COMMENT ON COLUMN async.attempts.enqueued_by IS 'role that enqueued the job';
 
 /* _succeed also records when each handler returned and how long it ran */
 DROP FUNCTION async._succeed(bigint[], jsonb[], boolean);
-CREATE FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations boolean,
-							   p_finished timestamptz[], p_duration_us bigint[])
-RETURNS void
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	v_job async.jobs;
-BEGIN
-	DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) ANY (p_ids);
-	FOR v_job IN
-		UPDATE async.jobs j SET state = 'succeeded', finished_at = r.finished_at,
-			   duration = r.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::interval,
-			   result = r.result
-		  FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_results),
-						  pg_catalog.unnest(p_finished), pg_catalog.unnest(p_duration_us))
-			   AS r(id, result, finished_at, duration_us)
-		 WHERE j.id OPERATOR(pg_catalog.=) r.id
-		RETURNING j.*
-	LOOP
-		IF p_destinations THEN
-			PERFORM async._destination(v_job, 'Success', v_job.result);
-		END IF;
-	END LOOP;
-END;
-$$;
+-- @function async._succeed(
 REVOKE ALL ON FUNCTION async._succeed(bigint[], jsonb[], boolean, timestamptz[], bigint[]) FROM PUBLIC;
 COMMENT ON FUNCTION async._succeed(bigint[], jsonb[], boolean, timestamptz[], bigint[]) IS
 'internal: marks jobs succeeded with their handlers'' results and run times, and enqueues on_success records';
@@ -117,26 +90,7 @@ COMMENT ON FUNCTION async._succeed(bigint[], jsonb[], boolean, timestamptz[], bi
  * retried after its delay or dead-lettered.  Used by _recover, and by the
  * workers for the jobs their in-flight markers name after a crash restart.
  */
-CREATE FUNCTION async._charge_crash(p_job_id bigint)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
-BEGIN
-	IF pg_catalog.current_setting('pg_async.attempts_retention') OPERATOR(pg_catalog.<>) '0' THEN
-		INSERT INTO async.attempt_log
-			(job_id, event_id, function, attempt, worker_pid, started_at, duration,
-			 outcome, error, sqlstate, enqueued_by)
-		SELECT j.id, j.event_id, j.function, j.attempts, j.worker_pid, j.started_at,
-			   pg_catalog.now() OPERATOR(pg_catalog.-) j.started_at, 'crashed',
-			   'worker process exited while running the handler', '57P01', j.enqueued_by
-		  FROM async.jobs j
-		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
-	END IF;
-	PERFORM async._fail(p_job_id,
-		'worker process exited while running the handler', '57P01',
-		pg_catalog.now());
-END;
-$$;
+-- @function async._charge_crash(
 REVOKE ALL ON FUNCTION async._charge_crash(bigint) FROM PUBLIC;
 COMMENT ON FUNCTION async._charge_crash(bigint) IS
 'internal: records the crashed attempt of a job whose worker died running it, then retries or dead-letters the job';
@@ -220,16 +174,7 @@ REVOKE ALL ON FUNCTION async._purge_finished(interval, integer, interval) FROM P
 COMMENT ON FUNCTION async._purge_finished(interval, integer, interval) IS
 'internal: deletes at most p_limit jobs that finished more than p_older_than ago (pg_async.retention), keeping in async.attempt_log the successful attempts younger than p_attempts_older_than (pg_async.attempts_retention)';
 
-CREATE OR REPLACE FUNCTION async._purge_attempts(p_older_than interval)
-RETURNS integer
-LANGUAGE sql
-AS $$
-	WITH gone AS (
-		DELETE FROM async.attempt_log a
-		 WHERE a.started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than)
-		RETURNING 1)
-	SELECT pg_catalog.count(*)::integer FROM gone;
-$$;
+-- @function async._purge_attempts(
 COMMENT ON FUNCTION async._purge_attempts(interval) IS
 'internal: deletes the rows of async.attempt_log older than pg_async.attempts_retention';
 

@@ -40,35 +40,7 @@ CREATE INDEX jobs_limited_idx ON async.jobs (function, run_at)
  * A function that gets a limit has its queued jobs marked; one that loses
  * it, or its registration, has them released into jobs_ready_idx.
  */
-CREATE FUNCTION async._functions_limit_changed()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-	IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.concurrency IS NOT NULL THEN
-		IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR NEW.concurrency IS NULL THEN
-			/* both statements walk an index: jobs_limited_idx, jobs_paused_idx */
-			UPDATE async.jobs j SET limited = false
-			 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
-			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
-			UPDATE async.jobs j SET limited = false
-			 WHERE j.paused AND j.limited
-			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
-		END IF;
-	ELSIF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND NEW.concurrency IS NOT NULL THEN
-		/* the same two indexes: jobs_ready_idx, jobs_paused_idx */
-		UPDATE async.jobs j SET limited = true
-		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-		   AND j.state OPERATOR(pg_catalog.=) 'queued'
-		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
-		UPDATE async.jobs j SET limited = true
-		 WHERE j.paused AND NOT j.limited AND j.finished_at IS NULL
-		   AND j.state OPERATOR(pg_catalog.=) 'queued'
-		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
-	END IF;
-	RETURN NULL;
-END;
-$$;
+-- @function async._functions_limit_changed(
 REVOKE ALL ON FUNCTION async._functions_limit_changed() FROM PUBLIC;
 COMMENT ON FUNCTION async._functions_limit_changed() IS
 'internal: marks the queued jobs of a function that gets a concurrency limit limited, and releases them when it loses the limit or its registration';
@@ -81,14 +53,7 @@ CREATE TRIGGER functions_limit_changed
  * _is_limited tells whether jobs of 'function' wait for a concurrency
  * limit: how a job put back in the queue is marked.
  */
-CREATE FUNCTION async._is_limited(p_function text)
-RETURNS boolean
-LANGUAGE sql STABLE
-AS $$
-	SELECT EXISTS (SELECT FROM async.functions f
-					WHERE f.name OPERATOR(pg_catalog.=) p_function
-					  AND f.concurrency IS NOT NULL);
-$$;
+-- @function async._is_limited(
 REVOKE ALL ON FUNCTION async._is_limited(text) FROM PUBLIC;
 COMMENT ON FUNCTION async._is_limited(text) IS
 'internal: whether the jobs of a function wait for a concurrency limit (are marked limited when queued)';
@@ -96,86 +61,7 @@ COMMENT ON FUNCTION async._is_limited(text) IS
 /* ------------------------------------------------------------------------
  * Jobs put back in the queue are marked as new ones are
  * ------------------------------------------------------------------------ */
-CREATE OR REPLACE FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamptz,
-									   p_reason text DEFAULT NULL,
-									   OUT new_state text, OUT retry_at timestamptz)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	v_job async.jobs;
-	v_max integer;
-	v_delays interval[];
-	v_limited boolean;
-BEGIN
-	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) p_job_id;
-
-	/* an event that expired before it ran is dead at once, its claim not an attempt */
-	IF p_reason IS NOT NULL THEN
-		UPDATE async.jobs j SET
-			state = 'dead', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
-			finished_at = p_failed_at, last_error = p_message
-		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id
-		   AND j.state OPERATOR(pg_catalog.=) 'running'
-		RETURNING j.* INTO v_job;
-		IF FOUND THEN
-			new_state := 'dead';
-			INSERT INTO async.dead_letters
-				(job_id, event_id, function, payload, attempts, errors, reason,
-				 last_error, enqueued_at, enqueued_by, dead_at)
-			VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
-					v_job.attempts, COALESCE(v_job.errors, '[]'::jsonb), p_reason, p_message,
-					v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
-			PERFORM async._destination(v_job, 'EventAgeExceeded',
-				pg_catalog.jsonb_build_object('errorMessage', p_message));
-		END IF;
-		RETURN;
-	END IF;
-
-	SELECT f.max_attempts, f.retry_delays, f.concurrency IS NOT NULL
-	  INTO v_max, v_delays, v_limited
-	  FROM async.jobs j JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) j.function
-	 WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
-	/* an unregistered function keeps the default policy */
-	v_max := COALESCE(v_max, 3);
-	v_delays := COALESCE(v_delays, '{1 minute,2 minutes}'::interval[]);
-
-	UPDATE async.jobs j SET
-		state = CASE WHEN j.attempts OPERATOR(pg_catalog.>=) v_max THEN 'dead' ELSE 'queued' END,
-		run_at = CASE WHEN j.attempts OPERATOR(pg_catalog.>=) v_max THEN j.run_at
-				 ELSE p_failed_at OPERATOR(pg_catalog.+) COALESCE(
-						v_delays[LEAST(j.attempts, pg_catalog.cardinality(v_delays))],
-						'0'::interval) END,
-		finished_at = CASE WHEN j.attempts OPERATOR(pg_catalog.>=) v_max THEN p_failed_at END,
-		limited = j.attempts OPERATOR(pg_catalog.<) v_max AND COALESCE(v_limited, false),
-		last_error = p_message,
-		errors = COALESCE(j.errors, '[]'::jsonb) OPERATOR(pg_catalog.||)
-			pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-				'attempt', j.attempts, 'at', p_failed_at,
-				'message', p_message, 'sqlstate', p_sqlstate))
-	 WHERE j.id OPERATOR(pg_catalog.=) p_job_id
-	   AND j.state OPERATOR(pg_catalog.=) 'running'
-	RETURNING j.* INTO v_job;
-
-	IF NOT FOUND THEN
-		RETURN;
-	END IF;
-	new_state := v_job.state;
-	IF v_job.state OPERATOR(pg_catalog.=) 'queued' THEN
-		retry_at := v_job.run_at;
-	END IF;
-
-	IF v_job.state OPERATOR(pg_catalog.=) 'dead' THEN
-		INSERT INTO async.dead_letters
-			(job_id, event_id, function, payload, attempts, errors, reason,
-			 last_error, enqueued_at, enqueued_by, dead_at)
-		VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
-				v_job.attempts, v_job.errors, 'exhausted', v_job.last_error,
-				v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
-		PERFORM async._destination(v_job, 'RetriesExhausted',
-			pg_catalog.jsonb_build_object('errorMessage', p_message, 'errorType', p_sqlstate));
-	END IF;
-END;
-$$;
+-- @function async._fail(
 
 CREATE OR REPLACE FUNCTION async._recover()
 RETURNS integer
@@ -329,33 +215,7 @@ COMMENT ON FUNCTION async._unpause_jobs() IS
 /* ------------------------------------------------------------------------
  * Readers of jobs_ready_idx name its new predicate, so as to use it
  * ------------------------------------------------------------------------ */
-CREATE OR REPLACE FUNCTION async._set_paused(p_name text, p_paused boolean)
-RETURNS boolean
-LANGUAGE plpgsql
-AS $$
-BEGIN
-	UPDATE async.functions f SET paused = p_paused, updated_at = pg_catalog.now()
-	 WHERE f.name OPERATOR(pg_catalog.=) p_name;
-	IF NOT FOUND THEN
-		RETURN false;
-	END IF;
-	IF p_paused THEN
-		/* the queued jobs in jobs_ready_idx, then those in jobs_limited_idx */
-		UPDATE async.jobs j SET paused = true
-		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-		   AND j.state OPERATOR(pg_catalog.=) 'queued'
-		   AND j.function OPERATOR(pg_catalog.=) p_name;
-		UPDATE async.jobs j SET paused = true
-		 WHERE j.function OPERATOR(pg_catalog.=) p_name
-		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
-		   AND j.state OPERATOR(pg_catalog.=) 'queued';
-	ELSE
-		UPDATE async.jobs j SET paused = false
-		 WHERE j.paused AND j.function OPERATOR(pg_catalog.=) p_name;
-	END IF;
-	RETURN true;
-END;
-$$;
+-- @function async._set_paused(
 
 CREATE OR REPLACE FUNCTION async.wait_idle(timeout interval DEFAULT '30 seconds')
 RETURNS boolean

@@ -72,39 +72,12 @@ COMMENT ON VIEW async.stats IS
  * jobs marked limited: loose scans of jobs_paused_idx and jobs_limited_idx,
  * one index descent per name, however many jobs each holds.
  */
-CREATE FUNCTION async._paused_job_functions()
-RETURNS SETOF text
-LANGUAGE sql STABLE
-AS $$
-	WITH RECURSIVE n(name) AS (
-		(SELECT j.function FROM async.jobs j WHERE j.paused ORDER BY j.function LIMIT 1)
-		UNION ALL
-		SELECT (SELECT j.function FROM async.jobs j
-				 WHERE j.paused AND j.function OPERATOR(pg_catalog.>) n.name
-				 ORDER BY j.function LIMIT 1)
-		  FROM n WHERE n.name IS NOT NULL)
-	SELECT n.name FROM n WHERE n.name IS NOT NULL;
-$$;
+-- @function async._paused_job_functions(
 REVOKE ALL ON FUNCTION async._paused_job_functions() FROM PUBLIC;
 COMMENT ON FUNCTION async._paused_job_functions() IS
 'internal: the functions that have jobs marked paused (a loose scan of jobs_paused_idx)';
 
-CREATE FUNCTION async._limited_job_functions()
-RETURNS SETOF text
-LANGUAGE sql STABLE
-AS $$
-	WITH RECURSIVE n(name) AS (
-		(SELECT j.function FROM async.jobs j
-		  WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
-		  ORDER BY j.function LIMIT 1)
-		UNION ALL
-		SELECT (SELECT j.function FROM async.jobs j
-				 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
-				   AND j.function OPERATOR(pg_catalog.>) n.name
-				 ORDER BY j.function LIMIT 1)
-		  FROM n WHERE n.name IS NOT NULL)
-	SELECT n.name FROM n WHERE n.name IS NOT NULL;
-$$;
+-- @function async._limited_job_functions(
 REVOKE ALL ON FUNCTION async._limited_job_functions() FROM PUBLIC;
 COMMENT ON FUNCTION async._limited_job_functions() IS
 'internal: the functions that have unfinished jobs marked limited and not paused (a loose scan of jobs_limited_idx)';
@@ -144,54 +117,7 @@ $$;
  *   its pause or its registration may still have marked jobs, which run
  *   once a worker releases them.
  */
-CREATE OR REPLACE FUNCTION async.wait_idle(timeout interval DEFAULT '30 seconds')
-RETURNS boolean
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	v_deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
-BEGIN
-	LOOP
-		IF NOT EXISTS (
-			WITH look AS MATERIALIZED (
-				SELECT pg_catalog.clock_timestamp() AS now,
-					   ARRAY(SELECT f.name FROM async.functions f
-							  WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0) AS held)
-			(SELECT FROM async.jobs j
-			  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-				AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
-				AND (j.state OPERATOR(pg_catalog.=) 'running'
-					 OR j.function OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[]))
-			  LIMIT 1)
-			UNION ALL
-			SELECT FROM async._limited_job_functions() n(name) CROSS JOIN LATERAL (
-				SELECT FROM async.jobs j
-				 WHERE j.function OPERATOR(pg_catalog.=) n.name
-				   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
-				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
-				   /* a held function's jobs are not even looked at */
-				   AND n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[])
-				 LIMIT 1) x
-			UNION ALL
-			SELECT FROM async._paused_job_functions() n(name) CROSS JOIN LATERAL (
-				SELECT FROM async.jobs j
-				 WHERE j.function OPERATOR(pg_catalog.=) n.name
-				   AND j.paused AND j.finished_at IS NULL
-				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
-				   /* a held function's jobs are not even looked at */
-				   AND n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[])
-				 LIMIT 1) x) THEN
-			RETURN true;
-		END IF;
-		IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) v_deadline THEN
-			RETURN false;
-		END IF;
-		PERFORM pg_catalog.pg_sleep(0.01);
-	END LOOP;
-END;
-$$;
+-- @function async.wait_idle(
 COMMENT ON FUNCTION async.wait_idle(interval) IS
 'waits until no job that can run is ready or running (jobs of paused functions and of functions with concurrency 0 do not count); false when timeout passes first. Meant for tests and scripts; call it outside an explicit REPEATABLE READ transaction.';
 

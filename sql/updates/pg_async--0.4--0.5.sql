@@ -22,31 +22,7 @@ COMMENT ON COLUMN async.functions.handler IS
 'the handler function, bound by OID: one dropped and created again, by anyone, is not it, and the jobs then fail until the function is registered again. pg_dump writes it as a signature, which a restore binds again';
 
 DROP FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole, interval, integer, text, text);
-CREATE FUNCTION async._upsert_registration(
-	p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer,
-	p_retry_delays interval[], p_timeout interval, p_registered_by regrole,
-	p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text)
-RETURNS void
-LANGUAGE sql
-AS $$
-	INSERT INTO async.functions AS f
-		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
-		 max_event_age, concurrency, on_success, on_failure)
-	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
-			p_max_event_age, p_concurrency, p_on_success, p_on_failure)
-	ON CONFLICT (name) DO UPDATE SET
-		on_success = excluded.on_success,
-		on_failure = excluded.on_failure,
-		handler = excluded.handler,
-		run_as = excluded.run_as,
-		max_attempts = excluded.max_attempts,
-		retry_delays = excluded.retry_delays,
-		timeout = excluded.timeout,
-		max_event_age = excluded.max_event_age,
-		concurrency = excluded.concurrency,
-		registered_by = excluded.registered_by,
-		updated_at = pg_catalog.now();
-$$;
+-- @function async._upsert_registration(
 REVOKE ALL ON FUNCTION async._upsert_registration(text, regprocedure, regrole, integer, interval[], interval, regrole, interval, integer, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION async._upsert_registration(text, regprocedure, regrole, integer, interval[], interval, regrole, interval, integer, text, text) IS
 'internal: writes a registration for async.register()';
@@ -100,55 +76,7 @@ ALTER TABLE async.functions
  * the original event may enqueue for the destination: checked when the
  * record is delivered, not only when the destination was set.
  * ------------------------------------------------------------------------ */
-CREATE OR REPLACE FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	v_target text;
-	v_handler regprocedure;
-BEGIN
-	SELECT CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN f.on_success ELSE f.on_failure END
-	  INTO v_target
-	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_job.function;
-	IF v_target IS NULL THEN
-		RETURN;
-	END IF;
-	SELECT f.handler INTO v_handler
-	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) v_target;
-	IF v_handler IS NULL
-	   OR NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
-					   WHERE a.oid OPERATOR(pg_catalog.=) p_job.enqueued_by::pg_catalog.oid)
-	   OR NOT COALESCE(pg_catalog.has_function_privilege(p_job.enqueued_by::pg_catalog.oid,
-														 v_handler::pg_catalog.oid, 'EXECUTE'), false) THEN
-		RAISE WARNING 'pg_async: the % record of event "%" is not delivered to destination "%"',
-			p_condition, p_job.event_id, v_target
-			USING DETAIL = pg_catalog.format('Role %s, which enqueued the event, may not enqueue for that function.',
-											 p_job.enqueued_by),
-				  ERRCODE = 'insufficient_privilege';
-		RETURN;
-	END IF;
-	BEGIN
-	INSERT INTO async.jobs (function, payload, enqueued_by)
-	VALUES (v_target, pg_catalog.jsonb_build_object(
-		'version', '1.0',
-		'timestamp', pg_catalog.now(),
-		'requestContext', pg_catalog.jsonb_build_object(
-			'requestId', p_job.event_id,
-			'function', p_job.function,
-			'condition', p_condition,
-			'approximateInvokeCount', p_job.attempts),
-		'requestPayload', p_job.payload,
-		'responseContext', pg_catalog.jsonb_build_object(
-			'statusCode', CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN 200 ELSE 500 END),
-		'responsePayload', p_response), p_job.enqueued_by);
-	EXCEPTION WHEN OTHERS THEN
-		/* a broken destination must not stop the job from finishing */
-		RAISE WARNING 'pg_async: could not enqueue the % record of event "%" for destination "%": %',
-			p_condition, p_job.event_id, v_target, SQLERRM;
-	END;
-END;
-$$;
+-- @function async._destination(
 
 /* ------------------------------------------------------------------------
  * 10. PUBLIC may no longer DELETE jobs or dead letters: any table privilege
@@ -159,75 +87,21 @@ $$;
 REVOKE DELETE ON async.jobs FROM PUBLIC;
 REVOKE DELETE ON async.dead_letters FROM PUBLIC;
 
-CREATE FUNCTION async._cancel(p_event_id text, p_caller oid)
-RETURNS boolean
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	v_id bigint;
-BEGIN
-	/*
-	 * Only a waiting job is locked, and never by waiting: a lock on a
-	 * finished or running row, held by an open transaction, would stall
-	 * the workers that finish or purge it.
-	 */
-	SELECT j.id INTO v_id FROM async.jobs j
-	 WHERE j.event_id OPERATOR(pg_catalog.=) p_event_id
-	   AND j.finished_at IS NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
-	   AND pg_catalog.pg_has_role(p_caller, j.enqueued_by::pg_catalog.oid, 'USAGE')
-	   FOR UPDATE SKIP LOCKED;
-	IF NOT FOUND THEN
-		IF EXISTS (SELECT FROM async.jobs j
-					WHERE j.event_id OPERATOR(pg_catalog.=) p_event_id
-					  AND j.state OPERATOR(pg_catalog.=) 'running'
-					  AND pg_catalog.pg_has_role(p_caller, j.enqueued_by::pg_catalog.oid, 'USAGE')) THEN
-			RAISE EXCEPTION 'event "%" is running and cannot be cancelled', p_event_id
-				USING ERRCODE = 'object_in_use',
-					  HINT = 'A running attempt ends within its function''s timeout; cancel the event if it is queued for a retry then.';
-		END IF;
-		RETURN false;
-	END IF;
-	DELETE FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) v_id;
-	RETURN true;
-END;
-$$;
+-- @function async._cancel(
 REVOKE ALL ON FUNCTION async._cancel(text, oid) FROM PUBLIC;
 COMMENT ON FUNCTION async._cancel(text, oid) IS
 'internal: the delete behind async.cancel(), for the caller p_caller';
 
-CREATE FUNCTION async.cancel(event_id text)
-RETURNS boolean
-LANGUAGE C STRICT
-AS 'MODULE_PATHNAME', 'pg_async_cancel';
+-- @function async.cancel(
 COMMENT ON FUNCTION async.cancel(text) IS
 'removes your job with this event_id if it waits (queued, scheduled, paused or held), freeing the event_id; false when you have no such job; an error while it runs';
 
-CREATE FUNCTION async._purge_dead_letters(p_function text, p_reason text, p_older_than interval,
-										  p_caller oid)
-RETURNS integer
-LANGUAGE sql
-AS $$
-	WITH gone AS (
-		DELETE FROM async.dead_letters d
-		 WHERE pg_catalog.pg_has_role(p_caller, d.enqueued_by::pg_catalog.oid, 'USAGE')
-		   AND (p_function IS NULL OR d.function OPERATOR(pg_catalog.=) p_function)
-		   AND (p_reason IS NULL OR d.reason OPERATOR(pg_catalog.=) p_reason)
-		   AND (p_older_than IS NULL
-				OR d.dead_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than))
-		RETURNING 1)
-	SELECT pg_catalog.count(*)::integer FROM gone;
-$$;
+-- @function async._purge_dead_letters(
 REVOKE ALL ON FUNCTION async._purge_dead_letters(text, text, interval, oid) FROM PUBLIC;
 COMMENT ON FUNCTION async._purge_dead_letters(text, text, interval, oid) IS
 'internal: the delete behind async.purge_dead_letters(), for the caller p_caller';
 
-CREATE OR REPLACE FUNCTION async.purge_dead_letters(
-	function text DEFAULT NULL,
-	reason text DEFAULT NULL,
-	older_than interval DEFAULT NULL)
-RETURNS integer
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'pg_async_purge_dead_letters';
+-- @function async.purge_dead_letters(
 COMMENT ON FUNCTION async.purge_dead_letters(text, text, interval) IS
 'deletes your dead letters that match every filter given (function, reason, dead longer ago than older_than); returns how many';
 
@@ -236,29 +110,14 @@ COMMENT ON FUNCTION async.purge_dead_letters(text, text, interval) IS
  * role forge counters for any name is gone, and the counters' table in
  * shared memory has a fixed size (C).
  * ------------------------------------------------------------------------ */
-CREATE OR REPLACE FUNCTION async.invoke(
-	function text,
-	payload jsonb,
-	event_id text DEFAULT NULL,
-	run_at timestamptz DEFAULT pg_catalog.now())
-RETURNS text
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'pg_async_invoke';
+-- @function async.invoke(
 DROP FUNCTION async._note_duplicate(text);
 
 /* ------------------------------------------------------------------------
  * 12. A reservation of a concurrency limit goes with its job, however the
  * job is deleted.
  * ------------------------------------------------------------------------ */
-CREATE FUNCTION async._release_deleted()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) OLD.id;
-	RETURN NULL;
-END;
-$$;
+-- @function async._release_deleted(
 REVOKE ALL ON FUNCTION async._release_deleted() FROM PUBLIC;
 COMMENT ON FUNCTION async._release_deleted() IS
 'internal: deletes the reservation in async.running of a running job that is deleted';
@@ -278,92 +137,17 @@ DELETE FROM async.running r
  * of other registrations.  async.register refuses a free name while other
  * roles' jobs of an earlier registration of it are unfinished (C).
  * ------------------------------------------------------------------------ */
-CREATE FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text,
-								p_state text)
-RETURNS void
-LANGUAGE sql
-AS $$
-	WITH dead AS (
-		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
-			   last_error = p_message, paused = false, limited = false
-		 WHERE j.id OPERATOR(pg_catalog.=) ANY (p_ids) AND j.finished_at IS NULL
-		   AND (p_state IS NULL OR j.state OPERATOR(pg_catalog.=) p_state)
-		RETURNING j.*),
-	released AS (
-		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids))
-	INSERT INTO async.dead_letters
-		(job_id, event_id, function, payload, attempts, errors, reason,
-		 last_error, enqueued_at, enqueued_by, dead_at)
-	SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
-		   COALESCE(d.errors, '[]'::jsonb), p_reason, d.last_error,
-		   d.enqueued_at, d.enqueued_by, d.finished_at
-	  FROM dead d;
-$$;
+-- @function async._bury_jobs(
 REVOKE ALL ON FUNCTION async._bury_jobs(bigint[], text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION async._bury_jobs(bigint[], text, text, text) IS
 'internal: moves the unfinished jobs p_ids (those in state p_state, if given) to the dead letters with reason p_reason and message p_message, touching nothing else: for async.unregister(cancel_jobs), and for a job whose failed attempt could not be recorded (reason error)';
 
 DROP FUNCTION async.unregister(text);
-CREATE FUNCTION async.unregister(name text, cancel_jobs boolean DEFAULT false)
-RETURNS boolean
-LANGUAGE C STRICT
-AS 'MODULE_PATHNAME', 'pg_async_unregister';
+-- @function async.unregister(
 COMMENT ON FUNCTION async.unregister(text, boolean) IS
 'removes a registration; refused while its jobs run, while tables are attached to it, and while its jobs wait unless cancel_jobs moves them to async.dead_letters (reason unregistered). Returns false when no such name is registered.';
 
-CREATE FUNCTION async._unregister(p_name text, p_cancel_jobs boolean)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	v_n bigint;
-	v_tables text;
-BEGIN
-	/* one change of the registration at a time */
-	PERFORM FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_name FOR UPDATE;
-
-	SELECT pg_catalog.string_agg(s.source::pg_catalog.text, ', ' ORDER BY s.source::pg_catalog.text)
-	  INTO v_tables FROM async.sources s WHERE s.function OPERATOR(pg_catalog.=) p_name;
-	IF v_tables IS NOT NULL THEN
-		RAISE EXCEPTION 'function "%" has tables attached', p_name
-			USING ERRCODE = 'dependent_objects_still_exist',
-				  DETAIL = pg_catalog.format('Attached: %s.', v_tables),
-				  HINT = 'Detach them with async.detach() first.';
-	END IF;
-
-	SELECT pg_catalog.count(*) INTO v_n FROM async.jobs j
-	 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name
-	   AND j.state OPERATOR(pg_catalog.=) 'running';
-	IF v_n OPERATOR(pg_catalog.>) 0 THEN
-		RAISE EXCEPTION 'function "%" has % running jobs', p_name, v_n
-			USING ERRCODE = 'object_in_use',
-				  HINT = 'Pause it with async.pause(), and unregister it when they have finished.';
-	END IF;
-
-	IF p_cancel_jobs THEN
-		PERFORM async._bury_jobs(ARRAY(
-			SELECT j.id FROM async.jobs j
-			 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name
-			   AND j.state OPERATOR(pg_catalog.=) 'queued'),
-			'unregistered', 'function was unregistered', 'queued');
-	ELSE
-		SELECT pg_catalog.count(*) INTO v_n FROM async.jobs j
-		 WHERE j.finished_at IS NULL AND j.function OPERATOR(pg_catalog.=) p_name;
-		IF v_n OPERATOR(pg_catalog.>) 0 THEN
-			RAISE EXCEPTION 'function "%" has % unfinished jobs', p_name, v_n
-				USING ERRCODE = 'object_in_use',
-					  DETAIL = 'Whoever registers the name next would run them.',
-					  HINT = 'Wait until they have run, or pass cancel_jobs => true to move them to async.dead_letters.';
-		END IF;
-	END IF;
-
-	UPDATE async.functions f SET on_success = NULL, updated_at = pg_catalog.now()
-	 WHERE f.on_success OPERATOR(pg_catalog.=) p_name;
-	UPDATE async.functions f SET on_failure = NULL, updated_at = pg_catalog.now()
-	 WHERE f.on_failure OPERATOR(pg_catalog.=) p_name;
-	DELETE FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_name;
-END;
-$$;
+-- @function async._unregister(
 REVOKE ALL ON FUNCTION async._unregister(text, boolean) FROM PUBLIC;
 COMMENT ON FUNCTION async._unregister(text, boolean) IS
 'internal: the checks and writes behind async.unregister()';
@@ -376,81 +160,7 @@ COMMENT ON FUNCTION async._unregister(text, boolean) IS
  * still be allowed to enqueue for the function.
  * ------------------------------------------------------------------------ */
 DROP FUNCTION async._redrive(text);
-CREATE FUNCTION async._redrive(p_dead_letter_id bigint)
-RETURNS boolean
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	v_dl async.dead_letters;
-	v_handler regprocedure;
-	v_registered_at timestamptz;
-	v_run_as regrole;
-BEGIN
-	DELETE FROM async.dead_letters d WHERE d.id OPERATOR(pg_catalog.=) p_dead_letter_id
-	RETURNING d.* INTO v_dl;
-	IF NOT FOUND THEN
-		RETURN false;
-	END IF;
-
-	SELECT f.handler, f.registered_at, f.run_as INTO v_handler, v_registered_at, v_run_as
-	  FROM async.functions f
-	 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'function "%" is not registered with pg_async', v_dl.function
-			USING ERRCODE = 'undefined_function',
-				  HINT = 'Register it again, then redrive the event.';
-	END IF;
-	/*
-	 * a name registered anew since the event died may belong to someone
-	 * else: the event goes to it only if its enqueuer has the rights of
-	 * the role the new registration runs as
-	 */
-	IF v_registered_at OPERATOR(pg_catalog.>) v_dl.dead_at
-	   AND NOT COALESCE(pg_catalog.pg_has_role(v_dl.enqueued_by::pg_catalog.oid,
-											  v_run_as::pg_catalog.oid, 'USAGE'), false) THEN
-		RAISE EXCEPTION 'function "%" was registered again after event "%" was dead-lettered', v_dl.function, v_dl.event_id
-			USING ERRCODE = 'object_in_use',
-				  DETAIL = pg_catalog.format('Its jobs now run as role %s, whose privileges role %s lacks.',
-											 v_run_as, v_dl.enqueued_by),
-				  HINT = 'To hand the payload to the new registration, enqueue it again with async.invoke().';
-	END IF;
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
-					WHERE a.oid OPERATOR(pg_catalog.=) v_dl.enqueued_by::pg_catalog.oid)
-	   OR NOT COALESCE(pg_catalog.has_function_privilege(v_dl.enqueued_by::pg_catalog.oid,
-														 v_handler::pg_catalog.oid, 'EXECUTE'), false) THEN
-		RAISE EXCEPTION 'role % may not enqueue for function "%"', v_dl.enqueued_by, v_dl.function
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'Redriving needs the right to enqueue that the event needed: EXECUTE on the function''s handler.';
-	END IF;
-
-	UPDATE async.jobs j
-	   SET state = 'queued', attempts = 0, run_at = pg_catalog.now(),
-		   finished_at = NULL, last_error = NULL, errors = NULL, suspect = false,
-		   limited = async._is_limited(j.function)
-	 WHERE j.id OPERATOR(pg_catalog.=) v_dl.job_id
-	   AND j.event_id OPERATOR(pg_catalog.=) v_dl.event_id
-	   AND j.state OPERATOR(pg_catalog.=) 'dead';
-	IF NOT FOUND THEN
-		IF EXISTS (SELECT FROM async.jobs j WHERE j.event_id OPERATOR(pg_catalog.=) v_dl.event_id) THEN
-			RAISE EXCEPTION 'event_id "%" is taken by another job', v_dl.event_id
-				USING ERRCODE = 'unique_violation',
-					  HINT = 'Redrive it once that job has finished and pg_async.retention has passed.';
-		END IF;
-		/*
-		 * the job row went with pg_async.retention: enqueue the event anew.
-		 * The INSERT trigger takes a row with an earlier enqueued_at as a
-		 * restore, as it is: so the marks are set here.
-		 */
-		INSERT INTO async.jobs (event_id, function, payload, enqueued_at, enqueued_by,
-								paused, limited)
-		VALUES (v_dl.event_id, v_dl.function, v_dl.payload, v_dl.enqueued_at, v_dl.enqueued_by,
-				EXISTS (SELECT FROM async.functions f
-						 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function AND f.paused),
-				async._is_limited(v_dl.function));
-	END IF;
-	RETURN true;
-END;
-$$;
+-- @function async._redrive(
 REVOKE ALL ON FUNCTION async._redrive(bigint) FROM PUBLIC;
 COMMENT ON FUNCTION async._redrive(bigint) IS
 'internal: puts the dead letter with this id back in the queue, for async.redrive()';
@@ -467,54 +177,11 @@ ALTER VIEW async.stats SET (security_barrier = true);
  * 17, 18. async.attach's condition must be one expression; the functions
  * that run as their caller resolve operators in pg_catalog only.
  * ------------------------------------------------------------------------ */
-CREATE FUNCTION async._valid_condition(condition text)
-RETURNS void
-LANGUAGE C STRICT
-AS 'MODULE_PATHNAME', 'pg_async_valid_condition';
+-- @function async._valid_condition(
 COMMENT ON FUNCTION async._valid_condition(text) IS
 'internal: raises an error unless condition is a single SQL expression, for async.attach()';
 
-CREATE OR REPLACE FUNCTION async.attach(
-	source regclass,
-	function text,
-	events text[] DEFAULT '{INSERT,UPDATE,DELETE}',
-	condition text DEFAULT NULL)
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	v_trigger text := 'async_' || left(attach.function, 48) || '_'
-					  || left(md5(attach.function), 8);
-	v_events text[];
-BEGIN
-	IF NOT EXISTS (SELECT FROM async.functions f WHERE f.name = attach.function) THEN
-		RAISE EXCEPTION 'function "%" is not registered with pg_async', attach.function
-			USING ERRCODE = 'undefined_function', HINT = 'Register it with async.register() first.';
-	END IF;
-	/* an attachment holds the name (async.unregister refuses): only enqueuers may */
-	IF NOT COALESCE(has_function_privilege((SELECT f.handler FROM async.functions f
-											 WHERE f.name = attach.function)::oid, 'EXECUTE'), false) THEN
-		RAISE EXCEPTION 'permission denied to attach function "%"', attach.function
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'Attaching needs the right to enqueue for it: EXECUTE on its handler.';
-	END IF;
-	SELECT array_agg(DISTINCT upper(e)) INTO v_events FROM unnest(attach.events) e;
-	IF v_events IS NULL OR NOT v_events <@ '{INSERT,UPDATE,DELETE}'::text[] THEN
-		RAISE EXCEPTION 'events must be a non-empty list of INSERT, UPDATE and DELETE'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF attach.condition IS NOT NULL THEN
-		PERFORM async._valid_condition(attach.condition);
-	END IF;
-	/* run as the caller: creating the trigger needs the TRIGGER privilege on the table */
-	EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION async._source_trigger(%L)',
-		v_trigger, array_to_string(v_events, ' OR '), attach.source,
-		CASE WHEN attach.condition IS NOT NULL THEN 'WHEN (' || attach.condition || ')' ELSE '' END,
-		attach.function);
-	RETURN v_trigger;
-END;
-$$;
+-- @function async.attach(
 
 ALTER FUNCTION async.detach(regclass, text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION async.configure(text, integer, interval[], interval, interval, integer, text, text)
@@ -683,80 +350,12 @@ $$
  * 9. The recovery runs one at a time under a lock no role can take (the
  * advisory lock any role could hold made it skip silently).
  * ------------------------------------------------------------------------ */
-CREATE FUNCTION async._try_recovery_lock()
-RETURNS boolean
-LANGUAGE C STRICT VOLATILE
-AS 'MODULE_PATHNAME', 'pg_async_try_recovery_lock';
+-- @function async._try_recovery_lock(
 REVOKE ALL ON FUNCTION async._try_recovery_lock() FROM PUBLIC;
 COMMENT ON FUNCTION async._try_recovery_lock() IS
 'internal: takes, without waiting and until the end of the transaction, the lock that lets one async._recover() run at a time; a lock no SQL command can take';
 
-CREATE OR REPLACE FUNCTION async._recover()
-RETURNS integer
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	r record;
-	n integer := 0;
-BEGIN
-	/* one recovery at a time, so that a batch is never split between two */
-	IF NOT async._try_recovery_lock() THEN
-		RETURN 0;
-	END IF;
-	FOR r IN
-		WITH orphans AS (
-			SELECT j.id, j.worker_pid, j.started_at
-			  FROM async.jobs j
-			 /* a running job is never marked paused or limited: this walks jobs_ready_idx */
-			 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-			   AND j.state OPERATOR(pg_catalog.=) 'running'
-			   AND (j.worker_pid IS NULL OR
-					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
-					/* the pid was reused by a worker that started after the claim */
-					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
-			   FOR UPDATE SKIP LOCKED),
-		/*
-		 * but a 0.2 library, still running after ALTER EXTENSION UPDATE,
-		 * claims limited jobs without clearing the mark: those are found
-		 * through their reservations in async.running, a short table
-		 */
-		marked_orphans AS (
-			SELECT j.id, j.worker_pid, j.started_at
-			  FROM async.jobs j
-			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.job_id FROM async.running x))
-			   AND j.limited AND j.finished_at IS NULL
-			   AND j.state OPERATOR(pg_catalog.=) 'running'
-			   AND (j.worker_pid IS NULL OR
-					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
-					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
-			   FOR UPDATE SKIP LOCKED)
-		SELECT o.id, pg_catalog.count(*) OVER (PARTITION BY o.worker_pid, o.started_at) AS batch
-		  FROM (SELECT * FROM orphans UNION ALL SELECT * FROM marked_orphans) o
-	LOOP
-		/* each orphan alone: one that cannot be recovered stops no other */
-		BEGIN
-			IF r.batch OPERATOR(pg_catalog.>) 1 THEN
-				UPDATE async.jobs j
-				   SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
-					   suspect = true, run_at = pg_catalog.now(),
-					   limited = async._is_limited(j.function)
-				 WHERE j.id OPERATOR(pg_catalog.=) r.id;
-				DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) r.id;
-			ELSE
-				PERFORM async._charge_crash(r.id);
-			END IF;
-		EXCEPTION WHEN OTHERS THEN
-			RAISE WARNING 'pg_async could not recover job %: %', r.id, SQLERRM
-				USING DETAIL = 'The job is dead-lettered with reason error.';
-			PERFORM async._bury_jobs(ARRAY[r.id], 'error',
-				'pg_async could not recover the job: ' OPERATOR(pg_catalog.||) pg_catalog.left(SQLERRM, 8192),
-				NULL);
-		END;
-		n := n OPERATOR(pg_catalog.+) 1;
-	END LOOP;
-	RETURN n;
-END;
-$$;
+-- @function async._recover(
 
 COMMENT ON COLUMN async.dead_letters.reason IS
 'why the event died: exhausted (every attempt failed), expired (older than max_event_age when claimed), unregistered (its function was unregistered with cancel_jobs), error (its failed attempt could not be recorded)';
@@ -796,32 +395,4 @@ AS $$
 	SELECT pg_catalog.count(*)::integer FROM gone;
 $$;
 
-CREATE OR REPLACE FUNCTION async._unpause_jobs()
-RETURNS integer
-LANGUAGE sql
-AS $$
-	WITH unpaused AS (
-		UPDATE async.jobs j SET paused = false
-		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-			   SELECT x.id FROM async.jobs x
-				WHERE x.paused AND x.function OPERATOR(pg_catalog.=) ANY (ARRAY(
-					  SELECT h.name FROM async._paused_job_functions() h(name)
-					   WHERE NOT EXISTS (SELECT FROM async.functions f
-										  WHERE f.name OPERATOR(pg_catalog.=) h.name AND f.paused)))
-				  FOR UPDATE SKIP LOCKED))
-		   AND j.paused
-		RETURNING 1),
-	unlimited AS (
-		UPDATE async.jobs j SET limited = false
-		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-			   SELECT x.id FROM async.jobs x
-				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
-				  AND x.function OPERATOR(pg_catalog.=) ANY (ARRAY(
-					  SELECT h.name FROM async._limited_job_functions() h(name)
-					   WHERE NOT async._is_limited(h.name)))
-				  FOR UPDATE SKIP LOCKED))
-		   AND j.limited AND NOT j.paused
-		RETURNING 1)
-	SELECT ((SELECT pg_catalog.count(*) FROM unpaused) OPERATOR(pg_catalog.+)
-			(SELECT pg_catalog.count(*) FROM unlimited))::integer;
-$$;
+-- @function async._unpause_jobs(

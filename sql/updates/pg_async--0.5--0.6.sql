@@ -13,48 +13,16 @@
  * a retry, a resume, a lifted limit, a job given back, any user's change),
  * and an aborted change of jobs by anyone but the workers.
  */
-CREATE FUNCTION async._jobs_touched() RETURNS trigger
-    LANGUAGE c
-    AS 'MODULE_PATHNAME', 'pg_async_jobs_touched';
+-- @function async._jobs_touched(
 
 COMMENT ON FUNCTION async._jobs_touched() IS 'internal: notes, before an UPDATE or DELETE of async.jobs outside the workers, that job rows are locked: if the transaction aborts, the claims walk the ready jobs from the start again';
 
-CREATE FUNCTION async._ready_floor(OUT floor timestamp with time zone, OUT sweep_ms double precision) RETURNS record
-    LANGUAGE c STRICT
-    AS 'MODULE_PATHNAME', 'pg_async_ready_floor';
+-- @function async._ready_floor(
 
 COMMENT ON FUNCTION async._ready_floor(OUT floor timestamp with time zone, OUT sweep_ms double precision) IS 'internal: the run_at below which no ready job waits, where the claims start their walk of the ready jobs (-infinity: from the start), and how long the last walk from the start took';
 
 DROP FUNCTION async._purge_finished(interval, integer, interval);
-CREATE FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval, p_from timestamp with time zone, OUT purged integer, OUT last_finished_at timestamp with time zone) RETURNS record
-    LANGUAGE sql
-    AS $$
-	WITH gone AS (
-		DELETE FROM async.jobs j
-		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-				SELECT f.id FROM async.jobs f
-				 WHERE f.finished_at IS NOT NULL
-				   AND f.finished_at OPERATOR(pg_catalog.>=) p_from
-				   AND f.finished_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) p_older_than)
-				 ORDER BY f.finished_at
-				 LIMIT p_limit
-				   FOR UPDATE SKIP LOCKED))
-		   AND j.finished_at IS NOT NULL
-		RETURNING j.*),
-	kept AS (
-		INSERT INTO async.attempt_log
-			(job_id, event_id, function, attempt, worker_pid, started_at, duration,
-			 outcome, enqueued_by)
-		SELECT g.id, g.event_id, g.function, g.attempts, g.worker_pid,
-			   g.finished_at OPERATOR(pg_catalog.-) g.duration, g.duration,
-			   'succeeded', g.enqueued_by
-		  FROM gone g
-		 WHERE g.state OPERATOR(pg_catalog.=) 'succeeded'
-		   AND g.duration IS NOT NULL
-		   AND g.finished_at OPERATOR(pg_catalog.>=)
-			   (pg_catalog.now() OPERATOR(pg_catalog.-) p_attempts_older_than))
-	SELECT pg_catalog.count(*)::integer, pg_catalog.max(g.finished_at) FROM gone g;
-$$;
+-- @function async._purge_finished(
 
 COMMENT ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval, p_from timestamp with time zone, OUT purged integer, OUT last_finished_at timestamp with time zone) IS 'internal: deletes, oldest first, at most p_limit jobs that finished from p_from on and more than p_older_than ago (pg_async.retention), keeping in async.attempt_log the successful attempts younger than p_attempts_older_than (pg_async.attempts_retention); returns how many and the last finished_at deleted, where the next batch starts';
 
