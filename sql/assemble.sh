@@ -22,18 +22,33 @@ BEGIN {
 }
 
 # the definition starting at line i of the install script: up to the first
-# line ending in ";" outside a dollar-quoted body
-function definition(i,    out, quotes, text, copy) {
+# line ending in ";" outside its dollar-quoted body ($$ or $tag$)
+function definition(i,    out, quotes, text, copy, tag) {
 	quotes = 0
+	tag = ""
 	for (; i <= n; i++) {
 		text = source[i]
-		copy = text
-		quotes += gsub(/\$\$/, "", copy)
+		if (tag == "" && match(text, /\$[A-Za-z0-9_]*\$/))
+			tag = substr(text, RSTART, RLENGTH)
+		if (tag != "") {
+			copy = text
+			quotes += gsub_literal(copy, tag)
+		}
 		out = out text "\n"
 		if (quotes % 2 == 0 && text ~ /;[ \t]*$/)
 			return out
 	}
 	return ""
+}
+
+# how many times the string tag stands in text
+function gsub_literal(text, tag,    count, at) {
+	count = 0
+	while ((at = index(text, tag)) > 0) {
+		count++
+		text = substr(text, at + length(tag))
+	}
+	return count
 }
 
 /^-- @function / {
