@@ -653,6 +653,54 @@ $$;
 
 COMMENT ON FUNCTION async._release_deleted() IS 'internal: deletes the reservation in async.running of a running job that is deleted';
 
+CREATE FUNCTION async._require_cron() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+		RAISE EXCEPTION 'pg_cron is not installed in database %', pg_catalog.current_database()
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'pg_async schedules events through pg_cron, which it does not require otherwise.',
+				  HINT = 'Install pg_cron (Debian: postgresql-NN-cron), add it to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION async._require_cron() IS 'internal: raises an error with a hint when pg_cron is not installed in this database';
+
+CREATE FUNCTION async._schedules() RETURNS TABLE(name text, schedule text, function text, payload jsonb, active boolean, jobid bigint, username text, last_start timestamp with time zone, last_end timestamp with time zone, last_status text, last_message text)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+		RETURN;
+	END IF;
+	/*
+	 * pg_cron's row security shows a role its own jobs; a superuser sees
+	 * every role's.  The function and payload are read back from the
+	 * command that async.schedule() wrote.
+	 */
+	RETURN QUERY EXECUTE $q$
+		SELECT pg_catalog.substr(j.jobname::text, 7), j.schedule,
+			   pg_catalog.replace((pg_catalog.regexp_match(j.command, c.pattern))[1], '''''', ''''),
+			   pg_catalog.replace((pg_catalog.regexp_match(j.command, c.pattern))[2], '''''', '''')::jsonb,
+			   j.active, j.jobid, j.username::text,
+			   r.start_time, r.end_time, r.status, r.return_message
+		  FROM cron.job j
+		 CROSS JOIN (SELECT '^SELECT async\.invoke\(''((?:[^'']|'''')*)'', ''((?:[^'']|'''')*)''::jsonb'::text AS pattern) c
+		  LEFT JOIN LATERAL (SELECT d.start_time, d.end_time, d.status, d.return_message
+							   FROM cron.job_run_details d
+							  WHERE d.jobid OPERATOR(pg_catalog.=) j.jobid
+							  ORDER BY d.runid DESC LIMIT 1) r ON true
+		 WHERE j.jobname::text LIKE 'async:%'
+		 ORDER BY 1, j.username$q$;
+END;
+$_$;
+
+COMMENT ON FUNCTION async._schedules() IS 'internal: the schedules of async.schedules, read from pg_cron; none without pg_cron';
+
 CREATE FUNCTION async._set_paused(p_name text, p_paused boolean) RETURNS boolean
     LANGUAGE plpgsql
     AS $$
@@ -1312,6 +1360,58 @@ CREATE FUNCTION async.resume(name text) RETURNS boolean
 
 COMMENT ON FUNCTION async.resume(name text) IS 'lets the jobs of a paused function run again';
 
+CREATE FUNCTION async.schedule(name text, schedule text, function text, payload jsonb DEFAULT '{}'::jsonb) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+	v_unit text;
+	v_command text;
+	v_jobid bigint;
+BEGIN
+	PERFORM async._require_cron();
+	IF name IS NULL OR name OPERATOR(pg_catalog.=) '' OR pg_catalog.octet_length(name) OPERATOR(pg_catalog.>) 50
+	   OR name OPERATOR(pg_catalog.~) '[[:cntrl:]]' THEN
+		RAISE EXCEPTION 'invalid schedule name %', COALESCE(pg_catalog.quote_literal(name), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A schedule name has 1 to 50 bytes and no control characters.';
+	END IF;
+	IF schedule IS NULL OR payload IS NULL THEN
+		RAISE EXCEPTION 'the schedule and the payload of a schedule must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) schedule.function) THEN
+		RAISE EXCEPTION 'function "%" is not registered with pg_async', function
+			USING ERRCODE = 'undefined_function',
+				  HINT = 'Register it with async.register() first.';
+	END IF;
+	/*
+	 * Each tick enqueues one event whose event_id is the name and the
+	 * tick's time in UTC: to the second for pg_cron's interval schedules
+	 * ("30 seconds"), to the minute for a cron line.  A tick run twice
+	 * (a retry, a clock stepped back) makes the same event_id, which
+	 * async.invoke() enqueues once.  The command runs as the role that
+	 * scheduled it, whose right to enqueue is checked at each tick.
+	 */
+	v_unit := CASE WHEN schedule OPERATOR(pg_catalog.~*) '^\s*[0-9]+\s+seconds?\s*$' THEN 'second' ELSE 'minute' END;
+	v_command := pg_catalog.format(
+		'SELECT async.invoke(%L, %L::jsonb, %L OPERATOR(pg_catalog.||) pg_catalog.to_char('
+		'pg_catalog.date_trunc(%L, pg_catalog.timezone(''UTC'', pg_catalog.now())), ''YYYY-MM-DD"T"HH24:MI:SS"Z"''))',
+		function, payload::text, name OPERATOR(pg_catalog.||) ':', v_unit);
+	BEGIN
+		EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO v_jobid
+			USING 'async:' OPERATOR(pg_catalog.||) name, schedule, v_command;
+	EXCEPTION WHEN insufficient_privilege THEN
+		RAISE EXCEPTION '%', SQLERRM
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = pg_catalog.format('A superuser can allow it: GRANT USAGE ON SCHEMA cron TO %I.', current_user);
+	END;
+	RETURN v_jobid;
+END;
+$_$;
+
+COMMENT ON FUNCTION async.schedule(name text, schedule text, function text, payload jsonb) IS 'makes a pg_cron job, named async:<name>, that enqueues an event for the function at each tick of the schedule (a cron line, or pg_cron''s ''N seconds''), with event_id <name>:<tick time in UTC> so that a tick run twice enqueues once; it runs as you, with your right to enqueue. Scheduling again under the same name replaces the schedule. Returns the pg_cron job id';
+
 CREATE FUNCTION async.stats_reset() RETURNS void
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_stats_reset';
@@ -1323,6 +1423,27 @@ CREATE FUNCTION async.unregister(name text, cancel_jobs boolean DEFAULT false) R
     AS 'MODULE_PATHNAME', 'pg_async_unregister';
 
 COMMENT ON FUNCTION async.unregister(name text, cancel_jobs boolean) IS 'removes a registration; refused while its jobs run, while tables are attached to it, and while its jobs wait unless cancel_jobs moves them to async.dead_letters (reason unregistered). Returns false when no such name is registered.';
+
+CREATE FUNCTION async.unschedule(name text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+	v_found boolean;
+BEGIN
+	PERFORM async._require_cron();
+	EXECUTE 'SELECT EXISTS (SELECT FROM cron.job j WHERE j.jobname OPERATOR(pg_catalog.=) $1'
+			' AND j.username OPERATOR(pg_catalog.=) CURRENT_USER)'
+		INTO v_found USING 'async:' OPERATOR(pg_catalog.||) name;
+	IF NOT v_found THEN
+		RETURN false;
+	END IF;
+	EXECUTE 'SELECT cron.unschedule($1)' USING 'async:' OPERATOR(pg_catalog.||) name;
+	RETURN true;
+END;
+$$;
+
+COMMENT ON FUNCTION async.unschedule(name text) IS 'removes your schedule of that name (its pg_cron job); false when you have none';
 
 CREATE FUNCTION async.wait_idle(timeout interval DEFAULT '00:00:30'::interval) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1574,6 +1695,22 @@ CREATE TABLE async.running (
 
 COMMENT ON TABLE async.running IS 'internal: the claimed, unfinished jobs of functions with a concurrency limit; claims count them under one lock';
 
+CREATE VIEW async.schedules AS
+ SELECT s.name,
+    s.schedule,
+    s.function,
+    s.payload,
+    s.active,
+    s.jobid,
+    s.username,
+    s.last_start,
+    s.last_end,
+    s.last_status,
+    s.last_message
+   FROM async._schedules() s(name, schedule, function, payload, active, jobid, username, last_start, last_end, last_status, last_message);
+
+COMMENT ON VIEW async.schedules IS 'the periodic events made with async.schedule(): yours (every role''s for a superuser), with the last run that pg_cron recorded; empty without pg_cron';
+
 CREATE VIEW async.sources AS
  SELECT (t.tgrelid)::regclass AS source,
     async._source_function(t.tgargs) AS function,
@@ -1779,6 +1916,8 @@ GRANT SELECT ON TABLE async.dead_letters TO PUBLIC;
 GRANT SELECT ON TABLE async.function_stats TO pg_monitor;
 
 GRANT SELECT ON TABLE async.functions TO PUBLIC;
+
+GRANT SELECT ON TABLE async.schedules TO PUBLIC;
 
 GRANT SELECT ON TABLE async.sources TO PUBLIC;
 

@@ -16,3 +16,28 @@ SELECT pg_catalog.pg_extension_config_dump('async.attempt_log', '');
  * runs, with a hint to add pg_async to shared_preload_libraries.
  */
 -- @function async.health(
+
+/*
+ * Periodic events through pg_cron: async.schedule() makes a pg_cron job
+ * that enqueues an event at each tick, async.unschedule() removes it,
+ * async.schedules lists them.  pg_cron stays optional: without it the
+ * functions raise an error with a hint, and the view is empty.
+ */
+-- @function async._require_cron(
+-- @function async._schedules(
+-- @function async.schedule(
+-- @function async.unschedule(
+
+COMMENT ON FUNCTION async._require_cron() IS 'internal: raises an error with a hint when pg_cron is not installed in this database';
+COMMENT ON FUNCTION async._schedules() IS 'internal: the schedules of async.schedules, read from pg_cron; none without pg_cron';
+COMMENT ON FUNCTION async.schedule(name text, schedule text, function text, payload jsonb) IS 'makes a pg_cron job, named async:<name>, that enqueues an event for the function at each tick of the schedule (a cron line, or pg_cron''s ''N seconds''), with event_id <name>:<tick time in UTC> so that a tick run twice enqueues once; it runs as you, with your right to enqueue. Scheduling again under the same name replaces the schedule. Returns the pg_cron job id';
+COMMENT ON FUNCTION async.unschedule(name text) IS 'removes your schedule of that name (its pg_cron job); false when you have none';
+
+CREATE VIEW async.schedules AS
+ SELECT s.name, s.schedule, s.function, s.payload, s.active, s.jobid, s.username,
+    s.last_start, s.last_end, s.last_status, s.last_message
+   FROM async._schedules() s(name, schedule, function, payload, active, jobid, username, last_start, last_end, last_status, last_message);
+
+COMMENT ON VIEW async.schedules IS 'the periodic events made with async.schedule(): yours (every role''s for a superuser), with the last run that pg_cron recorded; empty without pg_cron';
+
+GRANT SELECT ON TABLE async.schedules TO PUBLIC;
