@@ -684,12 +684,18 @@ BEGIN
 	 */
 	RETURN QUERY EXECUTE $q$
 		SELECT pg_catalog.substr(j.jobname::text, 7), j.schedule,
-			   pg_catalog.replace((pg_catalog.regexp_match(j.command, c.pattern))[1], '''''', ''''),
-			   pg_catalog.replace((pg_catalog.regexp_match(j.command, c.pattern))[2], '''''', '''')::jsonb,
+			   pg_catalog.replace(CASE WHEN c.m[1] OPERATOR(pg_catalog.=) 'E'
+									   THEN pg_catalog.replace(c.m[2], '\\', '\') ELSE c.m[2] END,
+								  '''''', ''''),
+			   pg_catalog.replace(CASE WHEN c.m[3] OPERATOR(pg_catalog.=) 'E'
+									   THEN pg_catalog.replace(c.m[4], '\\', '\') ELSE c.m[4] END,
+								  '''''', '''')::jsonb,
 			   j.active, j.jobid, j.username::text,
 			   r.start_time, r.end_time, r.status, r.return_message
 		  FROM cron.job j
-		 CROSS JOIN (SELECT '^SELECT async\.invoke\(''((?:[^'']|'''')*)'', ''((?:[^'']|'''')*)''::jsonb'::text AS pattern) c
+		 /* the literals quote_literal() wrote: E'...' when they hold a backslash */
+		 CROSS JOIN LATERAL (SELECT pg_catalog.regexp_match(j.command,
+				'^SELECT async\.invoke\((E?)''((?:[^'']|'''')*)'', (E?)''((?:[^'']|'''')*)''::jsonb') AS m) c
 		  LEFT JOIN LATERAL (SELECT d.start_time, d.end_time, d.status, d.return_message
 							   FROM cron.job_run_details d
 							  WHERE d.jobid OPERATOR(pg_catalog.=) j.jobid

@@ -120,6 +120,12 @@ is( as_role('alice', q{
 SELECT name || ' ' || schedule || ' ' || function || ' ' || payload || ' ' || username || ' ' || active
   FROM async.schedules}),
 	"beat $schedule beat {\"n\": 2} alice true", 'async.schedules: the schedule of alice');
+my $odd = q{{"s": "it's a \\\\path\\n"}};
+like(as_role('alice', qq{SELECT async.schedule('odd''s', '0 3 * * *', 'beat', \$j\$$odd\$j\$)}),
+	qr/^\d+$/, 'a schedule whose name and payload hold quotes and backslashes');
+is(as_role('alice', qq{SELECT payload = \$j\$$odd\$j\$::jsonb FROM async.schedules WHERE name = 'odd''s'}),
+	't', 'async.schedules reads its payload back');
+is(as_role('alice', q{SELECT async.unschedule('odd''s')}), 't', 'and it is unscheduled');
 is(as_role('bob', 'SELECT count(*) FROM async.schedules'), '0',
 	'bob does not see the schedule of alice');
 is(as_role('bob', q{SELECT async.unschedule('beat')}), 'f',
