@@ -71,15 +71,22 @@ $(addprefix build/,$(SQL_UPDATES)): build/%: sql/updates/% sql/pg_async.sql sql/
 # every object depends on the shared headers
 $(OBJS): src/pg_async.h src/compat.h src/worker_internal.h
 
-# pg_async_top (bin/pg_async_top.c), the live monitor: a libpq client,
-# not part of the module (it is not in OBJS), installed into bindir.
+# pg_async_top (bin/pg_async_top.c and the files bin/pg_async_top.h lists),
+# the live monitor: a libpq client, not part of the module (it is not in
+# OBJS), installed into bindir.
 TOP = bin/pg_async_top
+TOP_SRCS = \
+	bin/pg_async_top.c \
+	bin/top_terminal.c \
+	bin/top_text.c \
+	bin/top_sample.c \
+	bin/top_draw.c
 
 all: $(TOP)
 
 # its --version is the extension's version (PG_ASYNC_VERSION, above)
-$(TOP): $(TOP).c pg_async.control
-	$(CC) $(CFLAGS) -DPG_ASYNC_VERSION='"$(PG_ASYNC_VERSION)"' -I$(includedir) $< -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lm
+$(TOP): $(TOP_SRCS) bin/pg_async_top.h pg_async.control
+	$(CC) $(CFLAGS) -DPG_ASYNC_VERSION='"$(PG_ASYNC_VERSION)"' -I$(includedir) $(filter %.c,$^) -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lm
 
 install: install-top
 
