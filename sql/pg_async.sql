@@ -551,6 +551,17 @@ BEGIN
 				PERFORM async._charge_crash(r.id);
 			END IF;
 		EXCEPTION WHEN OTHERS THEN
+			/*
+			 * a shortage (a full disk, out of memory), an I/O error, a
+			 * conflict or a cancel says nothing of the job: it is left
+			 * 'running' for the next recovery rather than dead-lettered
+			 */
+			IF pg_catalog.left(SQLSTATE, 2) OPERATOR(pg_catalog.=) ANY ('{40,53,57,58,08}'::text[])
+			   OR SQLSTATE OPERATOR(pg_catalog.=) '55P03' THEN
+				RAISE WARNING 'pg_async could not recover job %: %', r.id, SQLERRM
+					USING DETAIL = 'The job is left for the next recovery.';
+				CONTINUE;
+			END IF;
 			RAISE WARNING 'pg_async could not recover job %: %', r.id, SQLERRM
 				USING DETAIL = 'The job is dead-lettered with reason error.';
 			PERFORM async._bury_jobs(ARRAY[r.id], 'error',

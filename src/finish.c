@@ -256,7 +256,8 @@ typedef struct FailOutcome
  * *error when error is not NULL.  SPI is connected.
  */
 static bool
-record_failures(AsyncJob *jobs, int n, int only, FailOutcome *outcomes, char **error)
+record_failures(AsyncJob *jobs, int n, int only, FailOutcome *outcomes, char **error,
+				int *sqlerrcode)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -308,11 +309,32 @@ record_failures(AsyncJob *jobs, int n, int only, FailOutcome *outcomes, char **e
 		CurrentResourceOwner = owner;
 		if (error != NULL)
 			*error = pg_async_clip_message(edata->message ? edata->message : "unknown error");
+		if (sqlerrcode != NULL)
+			*sqlerrcode = edata->sqlerrcode;
 		FreeErrorData(edata);
 		ok = false;
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+/*
+ * transient_error: whether an error that kept a failed attempt from being
+ * recorded says nothing of the job (a full disk or another shortage, an
+ * I/O error, a conflict, a cancel, a shutdown), so that the job must not
+ * be dead-lettered for it.
+ */
+static bool
+transient_error(int sqlerrcode)
+{
+	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return category == ERRCODE_INSUFFICIENT_RESOURCES ||	/* 53: disk full, OOM */
+		category == ERRCODE_SYSTEM_ERROR ||	/* 58: I/O error */
+		category == ERRCODE_TRANSACTION_ROLLBACK ||	/* 40 */
+		category == ERRCODE_OPERATOR_INTERVENTION ||	/* 57: cancel, shutdown */
+		category == ERRCODE_CONNECTION_EXCEPTION ||	/* 08 */
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
 }
 
 /*
@@ -432,14 +454,28 @@ pg_async_finish_jobs(AsyncJob *jobs, int n)
 	for (i = 0; i < n; i++)
 		if (jobs[i].failed)
 			break;
-	if (i < n && !record_failures(jobs, n, -1, outcomes, NULL))
+	if (i < n && !record_failures(jobs, n, -1, outcomes, NULL, NULL))
 	{
 		for (i = 0; i < n; i++)
 		{
 			char	   *error = NULL;
+			int			sqlerrcode = 0;
 
-			if (!jobs[i].failed || record_failures(jobs, n, i, outcomes, &error))
+			if (!jobs[i].failed ||
+				record_failures(jobs, n, i, outcomes, &error, &sqlerrcode))
 				continue;
+
+			/*
+			 * A full disk is no fault of the job: the batch's transaction
+			 * is aborted, the worker exits, and its jobs, still 'running',
+			 * are recovered by the next worker once the error has passed.
+			 */
+			if (transient_error(sqlerrcode))
+				ereport(ERROR,
+						(errcode(sqlerrcode),
+						 errmsg("pg_async could not record the failed attempt of function \"%s\" event \"%s\": %s",
+								jobs[i].function, jobs[i].event_id, error),
+						 errdetail("The batch is rolled back; its jobs are recovered by the next worker.")));
 			ereport(WARNING,
 					(errmsg("pg_async could not record the failed attempt of function \"%s\" event \"%s\": %s",
 							jobs[i].function, jobs[i].event_id, error),

@@ -41,3 +41,5 @@ CREATE VIEW async.schedules AS
 COMMENT ON VIEW async.schedules IS 'the periodic events made with async.schedule(): yours (every role''s for a superuser), with the last run that pg_cron recorded; empty without pg_cron';
 
 GRANT SELECT ON TABLE async.schedules TO PUBLIC;
+
+-- @function async._recover(

@@ -77,6 +77,29 @@ SELECT 'slow', '$prefix-' || i,
 	  or die "no job of $prefix started";
 }
 
+
+sub diag_disk_full
+{
+	my @q = (
+		q{SELECT event_id, state, attempts, run_at, finished_at, paused, limited, worker_pid, left(last_error, 200), left(errors::text, 400) FROM async.jobs
+ WHERE (event_id LIKE 'due-%' AND state <> 'succeeded') OR (finished_at IS NULL AND run_at <= now())
+    OR (state = 'succeeded' AND function = 'disk' AND (SELECT count(*) FROM public.disk_effects d WHERE d.event_id = async.jobs.event_id) <> 1)
+ ORDER BY event_id LIMIT 60},
+		q{SELECT state, function, count(*), min(run_at), max(run_at), now() FROM async.jobs GROUP BY 1, 2},
+		q{SELECT event_id, reason, left(last_error, 300) FROM async.dead_letters WHERE function = 'disk'},
+		q{SELECT * FROM async.workers},
+		q{SELECT * FROM async.health()},
+		q{SELECT * FROM async._ready_floor()},
+		q{SELECT now()});
+	for my $q (@q)
+	{
+		my ($r, $o, $e) = $node->psql('app', $q);
+		diag("$q\n$o\n$e");
+	}
+	my $log = slurp_file($node->logfile);
+	diag("server log tail:\n" . substr($log, -20000));
+}
+
 # a job enqueued now succeeds with one effect
 sub served
 {
@@ -433,7 +456,7 @@ SELECT (SELECT count(*) FROM async.jobs WHERE event_id LIKE 'due-%' AND state = 
    AND NOT EXISTS (SELECT FROM async.jobs WHERE finished_at IS NULL AND run_at <= now())
    AND NOT EXISTS (SELECT FROM async.jobs j WHERE state = 'succeeded' AND function = 'disk'
                     AND (SELECT count(*) FROM public.disk_effects d WHERE d.event_id = j.event_id) <> 1)}),
-		'queue on a full disk: once there is room every job runs, once');
+		'queue on a full disk: once there is room every job runs, once') or diag_disk_full();
 	ok(served('after-disk-full'), 'queue on a full disk: new jobs run');
 	$log = log_since($offset);
 	unlike($log, qr/terminated by signal|reinitializing|PANIC/, 'disk full: no crash');
