@@ -685,7 +685,9 @@ CREATE FUNCTION async._schedules() RETURNS TABLE(name text, schedule text, funct
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron')
+	   OR NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
+		/* a role that may not use pg_cron has no schedule to show */
 		RETURN;
 	END IF;
 	/*
@@ -1449,6 +1451,11 @@ DECLARE
 	v_found boolean;
 BEGIN
 	PERFORM async._require_cron();
+	IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
+		RAISE EXCEPTION 'permission denied for schema cron'
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = pg_catalog.format('A superuser can allow it: GRANT USAGE ON SCHEMA cron TO %I.', current_user);
+	END IF;
 	EXECUTE 'SELECT EXISTS (SELECT FROM cron.job j WHERE j.jobname OPERATOR(pg_catalog.=) $1'
 			' AND j.username OPERATOR(pg_catalog.=) CURRENT_USER)'
 		INTO v_found USING 'async:' OPERATOR(pg_catalog.||) name;

@@ -42,4 +42,9 @@ COMMENT ON VIEW async.schedules IS 'the periodic events made with async.schedule
 
 GRANT SELECT ON TABLE async.schedules TO PUBLIC;
 
+/*
+ * A full disk, or another error that says nothing of the job, no longer
+ * makes recovery dead-letter the job it could not charge: it is left for
+ * the next round.
+ */
 -- @function async._recover(

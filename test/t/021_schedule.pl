@@ -152,6 +152,18 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE event_id 
 	'0', 'no event of bob is enqueued');
 is(as_role('bob', q{SELECT async.unschedule('sneak')}), 't', 'bob unschedules his');
 
+# A role without USAGE on schema cron: no schedule to see, and a clear
+# error where it would act.
+$node->safe_psql('postgres', 'CREATE ROLE carol LOGIN');
+is(as_role('carol', 'SELECT count(*) FROM async.schedules'), '0',
+	'a role that may not use pg_cron sees no schedule, and no error');
+like(as_role('carol', q{SELECT async.unschedule('beat')}),
+	qr/permission denied for schema cron.*HINT:  A superuser can allow it: GRANT USAGE ON SCHEMA cron TO carol/s,
+	'nor may it unschedule: a hint says what to grant');
+like(as_role('carol', q{SELECT async.schedule('beat', '* * * * *', 'beat')}),
+	qr/permission denied for schema cron.*HINT:  A superuser can allow it/s,
+	'nor schedule');
+
 # 7. Unschedule.
 is(as_role('alice', q{SELECT async.unschedule('beat')}), 't', 'alice unschedules the beat');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM cron.job'), '0',
