@@ -1,6 +1,6 @@
 # Makefile for pg_async (PGXS)
 
-EXTENSION = pg_async
+EXTENSION = pg_async pg_async_router
 MODULE_big = pg_async
 OBJS = \
 	src/pg_async.o \
@@ -27,8 +27,12 @@ OBJS = \
 # from there (sql/assemble.sh), so that each is written once.  The install
 # script of 0.1 starts the update chain that upgrade tests walk.
 PG_ASYNC_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(firstword $(MAKEFILE_LIST)))pg_async.control)
+# pg_async_router (pg_async_router.control), the PL/Proxy router in front of
+# shards that run pg_async: its install script is sql/pg_async_router.sql.
+PG_ASYNC_ROUTER_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(firstword $(MAKEFILE_LIST)))pg_async_router.control)
 SQL_UPDATES = $(notdir $(wildcard $(srcdir)/sql/updates/pg_async--*--*.sql))
-DATA_built = build/pg_async--$(PG_ASYNC_VERSION).sql $(addprefix build/,$(SQL_UPDATES))
+DATA_built = build/pg_async--$(PG_ASYNC_VERSION).sql $(addprefix build/,$(SQL_UPDATES)) \
+	build/pg_async_router--$(PG_ASYNC_ROUTER_VERSION).sql
 DATA = sql/pg_async--0.1.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 # installed into $(docdir)/extension: the custom queries of postgres_exporter
@@ -60,6 +64,10 @@ $(BENCH): $(BENCH).c
 	$(CC) $(CFLAGS) -I$(includedir) $< -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lpthread -lm
 
 build/pg_async--$(PG_ASYNC_VERSION).sql: sql/pg_async.sql
+	$(MKDIR_P) build
+	cp $< $@
+
+build/pg_async_router--$(PG_ASYNC_ROUTER_VERSION).sql: sql/pg_async_router.sql
 	$(MKDIR_P) build
 	cp $< $@
 

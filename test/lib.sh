@@ -82,7 +82,7 @@ RUN_USER=postgres
 # need with PostgreSQL MAJOR (those of the server only with an argument).
 pg_packages() {
 	local pkgs="libpq-dev libipc-run-perl perl make gcc prometheus-postgres-exporter curl"
-	[ -z "${1:-}" ] || pkgs="postgresql-$1 postgresql-server-dev-$1 postgresql-client-$1 postgresql-$1-cron $pkgs"
+	[ -z "${1:-}" ] || pkgs="postgresql-$1 postgresql-server-dev-$1 postgresql-client-$1 postgresql-$1-cron postgresql-$1-plproxy $pkgs"
 	echo "$pkgs"
 }
 

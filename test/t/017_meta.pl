@@ -42,6 +42,15 @@ is($ext->{file}, 'sql/pg_async.sql',
 ok(-f "$root/$ext->{docfile}", "its docfile $ext->{docfile} exists")
   if defined $ext->{docfile};
 
+# the router, a second extension of the same distribution
+open($fh, '<', "$root/pg_async_router.control") or die "cannot read pg_async_router.control: $!";
+my ($router_version) = map { /^default_version = '([^']+)'/ ? $1 : () } <$fh>;
+close $fh;
+my $router = $meta->{provides}{pg_async_router} // {};
+is($router->{version}, "$router_version.0", 'it provides pg_async_router, at its control file\'s version');
+is($router->{file}, 'sql/pg_async_router.sql', 'whose file is its install script');
+ok(-f "$root/$router->{docfile}", "and whose docfile $router->{docfile} exists");
+
 # the licenses of the spec; PostgreSQL's is the project's (LICENSE)
 my %licenses = map { $_ => 1 }
   qw(agpl_3 apache_1_1 apache_2_0 artistic_1 artistic_2 bsd freebsd gfdl_1_2
