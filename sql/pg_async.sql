@@ -669,24 +669,44 @@ CREATE FUNCTION async._require_cron() RETURNS void
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
-		RAISE EXCEPTION 'pg_cron is not installed in database %', pg_catalog.current_database()
-			USING ERRCODE = 'feature_not_supported',
-				  DETAIL = 'pg_async schedules events through pg_cron, which it does not require otherwise.',
-				  HINT = 'Install pg_cron (Debian: postgresql-NN-cron), add it to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
-	END IF;
+	CASE async._cron_unusable()
+		WHEN 'not installed' THEN
+			RAISE EXCEPTION 'pg_cron is not installed in database %', pg_catalog.current_database()
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = 'pg_async schedules events through pg_cron, which it does not require otherwise.',
+					  HINT = 'Install pg_cron (Debian: postgresql-NN-cron), add it to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
+		WHEN 'no usage' THEN
+			RAISE EXCEPTION 'permission denied for schema cron'
+				USING ERRCODE = 'insufficient_privilege',
+					  HINT = pg_catalog.format('A superuser can allow it: GRANT USAGE ON SCHEMA cron TO %I.', current_user);
+		ELSE
+			NULL;
+	END CASE;
 END;
 $$;
 
-COMMENT ON FUNCTION async._require_cron() IS 'internal: raises an error with a hint when pg_cron is not installed in this database';
+COMMENT ON FUNCTION async._require_cron() IS 'internal: raises an error with a hint when pg_cron is not installed in this database, or the caller may not use it';
+
+CREATE FUNCTION async._cron_unusable() RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+	SELECT CASE
+		WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron')
+			THEN 'not installed'
+		WHEN NOT pg_catalog.has_schema_privilege('cron', 'USAGE')
+			THEN 'no usage'
+	END
+$$;
+
+COMMENT ON FUNCTION async._cron_unusable() IS 'internal: why the caller cannot schedule through pg_cron (not installed, no usage of schema cron), or NULL when it can';
 
 CREATE FUNCTION async._schedules() RETURNS TABLE(name text, schedule text, function text, payload jsonb, active boolean, jobid bigint, username text, last_start timestamp with time zone, last_end timestamp with time zone, last_status text, last_message text)
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron')
-	   OR NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
+	IF async._cron_unusable() IS NOT NULL THEN
 		/* a role that may not use pg_cron has no schedule to show */
 		RETURN;
 	END IF;
@@ -1417,14 +1437,8 @@ BEGIN
 		'SELECT async.invoke(%L, %L::jsonb, %L OPERATOR(pg_catalog.||) pg_catalog.to_char('
 		'pg_catalog.date_trunc(%L, pg_catalog.timezone(''UTC'', pg_catalog.now())), ''YYYY-MM-DD"T"HH24:MI:SS"Z"''))',
 		function, payload::text, name OPERATOR(pg_catalog.||) ':', v_unit);
-	BEGIN
-		EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO v_jobid
-			USING 'async:' OPERATOR(pg_catalog.||) name, schedule, v_command;
-	EXCEPTION WHEN insufficient_privilege THEN
-		RAISE EXCEPTION '%', SQLERRM
-			USING ERRCODE = 'insufficient_privilege',
-				  HINT = pg_catalog.format('A superuser can allow it: GRANT USAGE ON SCHEMA cron TO %I.', current_user);
-	END;
+	EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO v_jobid
+		USING 'async:' OPERATOR(pg_catalog.||) name, schedule, v_command;
 	RETURN v_jobid;
 END;
 $_$;
@@ -1451,11 +1465,6 @@ DECLARE
 	v_found boolean;
 BEGIN
 	PERFORM async._require_cron();
-	IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
-		RAISE EXCEPTION 'permission denied for schema cron'
-			USING ERRCODE = 'insufficient_privilege',
-				  HINT = pg_catalog.format('A superuser can allow it: GRANT USAGE ON SCHEMA cron TO %I.', current_user);
-	END IF;
 	EXECUTE 'SELECT EXISTS (SELECT FROM cron.job j WHERE j.jobname OPERATOR(pg_catalog.=) $1'
 			' AND j.username OPERATOR(pg_catalog.=) CURRENT_USER)'
 		INTO v_found USING 'async:' OPERATOR(pg_catalog.||) name;

@@ -23,12 +23,14 @@ SELECT pg_catalog.pg_extension_config_dump('async.attempt_log', '');
  * async.schedules lists them.  pg_cron stays optional: without it the
  * functions raise an error with a hint, and the view is empty.
  */
+-- @function async._cron_unusable(
 -- @function async._require_cron(
 -- @function async._schedules(
 -- @function async.schedule(
 -- @function async.unschedule(
 
-COMMENT ON FUNCTION async._require_cron() IS 'internal: raises an error with a hint when pg_cron is not installed in this database';
+COMMENT ON FUNCTION async._cron_unusable() IS 'internal: why the caller cannot schedule through pg_cron (not installed, no usage of schema cron), or NULL when it can';
+COMMENT ON FUNCTION async._require_cron() IS 'internal: raises an error with a hint when pg_cron is not installed in this database, or the caller may not use it';
 COMMENT ON FUNCTION async._schedules() IS 'internal: the schedules of async.schedules, read from pg_cron; none without pg_cron';
 COMMENT ON FUNCTION async.schedule(name text, schedule text, function text, payload jsonb) IS 'makes a pg_cron job, named async:<name>, that enqueues an event for the function at each tick of the schedule (a cron line, or pg_cron''s ''N seconds''), with event_id <name>:<tick time in UTC> so that a tick run twice enqueues once; it runs as you, with your right to enqueue. Scheduling again under the same name replaces the schedule. Returns the pg_cron job id';
 COMMENT ON FUNCTION async.unschedule(name text) IS 'removes your schedule of that name (its pg_cron job); false when you have none';
