@@ -127,7 +127,7 @@ CREATE TABLE async.jobs (
     event_id text DEFAULT async.new_event_id() NOT NULL COLLATE pg_catalog."C",
     function text NOT NULL COLLATE pg_catalog."C",
     payload jsonb DEFAULT '{}'::jsonb NOT NULL,
-    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    run_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     attempts integer DEFAULT 0 NOT NULL,
     state text DEFAULT 'queued'::text NOT NULL,
     last_error text,

@@ -11,6 +11,16 @@
 SELECT pg_catalog.pg_extension_config_dump('async.attempt_log', '');
 
 /*
+ * A job's run_at defaults to the time of its row's insertion, no longer to
+ * the start of its transaction: the jobs of one transaction are due in the
+ * order they were enqueued, each at its own time.  Jobs that share a
+ * run_at cannot be told apart by the ready floor, and while the xmin
+ * horizon was held, each claim of a batch enqueued in one transaction
+ * walked the entries of every job of the batch already run.
+ */
+ALTER TABLE async.jobs ALTER COLUMN run_at SET DEFAULT pg_catalog.clock_timestamp();
+
+/*
  * async.health() on a standby says that it is one.  Its launcher starts
  * only once recovery ends, so its "workers" check said that no launcher
  * runs, with a hint to add pg_async to shared_preload_libraries.

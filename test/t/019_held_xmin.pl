@@ -70,13 +70,23 @@ SELECT count(*) = $n FROM public.effects WHERE event_id LIKE '$prefix-%'});
 my $holder = session();
 ok($holder->{send}('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1;'), 'a snapshot is held');
 ok(drain('a', 20000), '20000 jobs run under the held snapshot');
+
+# The jobs of one INSERT are due each at the time of its row, in the order
+# of their ids: the floor tells them apart, and a claim starts past those
+# of them already run.  (When they shared their transaction's now(), each
+# claim walked the entries of every job of the INSERT run before it.)
+# Read at once: the retention (2 s) deletes them.
+my ($ordered, $a_last) = split /\|/, $node->safe_psql('postgres', q{
+SELECT count(DISTINCT run_at) > 1 AND bool_and(run_at >= previous), max(run_at)
+  FROM (SELECT run_at, lag(run_at, 1, '-infinity') OVER (ORDER BY id) AS previous
+          FROM async.jobs WHERE event_id LIKE 'a-%') j});
+is($ordered, 't', 'the jobs of one INSERT are due in the order of their ids, not all at one time');
 ok(drain('b', 20000), '20000 more');
 
-# the floor is in use, and has reached the jobs run (they share one run_at,
-# their INSERT's now(); an idle claim raises it no further until a sweep)
-ok($node->poll_query_until('postgres', q{
-SELECT floor >= (SELECT max(run_at) FROM async.jobs WHERE event_id LIKE 'b-%') FROM async._ready_floor()}),
-	'the ready floor has reached the jobs run');
+# the floor is in use, and has passed the first INSERT's jobs: no claim
+# walks their entries any more
+ok($node->poll_query_until('postgres', qq{SELECT floor > '$a_last' FROM async._ready_floor()}),
+	'the ready floor has passed the jobs run');
 
 # 1. An enqueue with a run_at far below the floor
 $node->safe_psql('postgres', q{
