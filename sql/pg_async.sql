@@ -1235,7 +1235,7 @@ $$;
 
 COMMENT ON FUNCTION async.health(ready_age_warning interval, xmin_age_warning interval) IS 'one row per check of pg_async (workers, oldest_ready_job, dead_letters, xmin_horizon, queue_bloat, handlers) with status ok, warning or critical, a detail and a hint';
 
-CREATE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT now()) RETURNS text
+CREATE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT clock_timestamp()) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_invoke';
 

@@ -160,7 +160,7 @@ $$;
 
 COMMENT ON FUNCTION async._invoke_on(text, jsonb, text, timestamp with time zone) IS 'internal: async.invoke on the shard of the event_id (PL/Proxy)';
 
-CREATE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL, run_at timestamp with time zone DEFAULT now())
+CREATE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL, run_at timestamp with time zone DEFAULT clock_timestamp())
 	RETURNS text
 	LANGUAGE plpgsql
 	AS $$

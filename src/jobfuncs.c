@@ -50,7 +50,8 @@ pg_async_invoke(PG_FUNCTION_ARGS)
 	args[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
 	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	args[2] = PG_ARGISNULL(2) ? pg_async_make_event_id() : PG_GETARG_DATUM(2);
-	args[3] = PG_ARGISNULL(3) ? TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())
+	/* as the column's default: the time of the call */
+	args[3] = PG_ARGISNULL(3) ? TimestampTzGetDatum(GetCurrentTimestamp())
 		: PG_GETARG_DATUM(3);
 	if (PG_ARGISNULL(0))
 		nulls[0] = 'n';

@@ -19,6 +19,7 @@ SELECT pg_catalog.pg_extension_config_dump('async.attempt_log', '');
  * walked the entries of every job of the batch already run.
  */
 ALTER TABLE async.jobs ALTER COLUMN run_at SET DEFAULT pg_catalog.clock_timestamp();
+-- @function async.invoke(
 
 /*
  * async.health() on a standby says that it is one.  Its launcher starts
