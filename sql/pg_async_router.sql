@@ -395,7 +395,7 @@ BEGIN
 			v_got := async._register_on(v_shard, handler, register_on_all.name, max_attempts, retry_delays,
 										timeout, run_as, max_event_age, concurrency, on_success, on_failure);
 			IF v_name IS NOT NULL AND v_got IS DISTINCT FROM v_name THEN
-				RAISE EXCEPTION 'shard % named it "%", shard 0 "%"', v_shard, v_got, v_name;
+				RAISE EXCEPTION 'it was named "%" there, "%" on the shards before', v_got, v_name;
 			END IF;
 			v_name := COALESCE(v_name, v_got);
 		EXCEPTION WHEN OTHERS THEN

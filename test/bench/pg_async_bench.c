@@ -117,6 +117,7 @@ typedef struct Options
 	double		soak_interval;
 	double		soak_warmup;
 	int			soak_retention;
+	bool		soak_hold;		/* --soak-hold: a snapshot held for half the soak */
 	double		timeout;
 } Options;
 
@@ -155,6 +156,7 @@ typedef struct SoakSample
 	int64_t		autovacuums;
 	int64_t		wal_bytes;		/* WAL written in the interval */
 	int64_t		ready;			/* ready jobs at the sample */
+	bool		held;			/* a snapshot was held through the interval */
 } SoakSample;
 
 /* one producer thread of latency, mixed and soak */
@@ -1857,6 +1859,45 @@ dead_trend(const SoakSample *samples, int n)
 }
 
 /*
+ * soak_hold_figures reports what the snapshot held over the samples from
+ * hold_first to hold_last (the release) cost: the sizes and dead tuples it
+ * peaked at against the sample before it, the steady level, and how long
+ * after the release the table came back within 1.5 times that level (its
+ * total size, and its dead tuples raised to DEAD_FLOOR).
+ */
+static void
+soak_hold_figures(int hold_first, int hold_last)
+{
+	SoakSample *steady = &soak_samples[hold_first - 1];
+	SoakSample *release = &soak_samples[hold_last];
+	int64_t		peak_size = 0;
+	int64_t		peak_dead = 0;
+	double		back = -1;
+	int			i;
+
+	for (i = hold_first; i <= hold_last; i++)
+	{
+		if (soak_samples[i].total_size > peak_size)
+			peak_size = soak_samples[i].total_size;
+		if (soak_samples[i].dead_tup > peak_dead)
+			peak_dead = soak_samples[i].dead_tup;
+	}
+	for (i = hold_last + 1; i < nsoak_samples && back < 0; i++)
+		if (within_growth(steady->total_size, soak_samples[i].total_size, SIZE_FLOOR) &&
+			within_growth(steady->dead_tup, soak_samples[i].dead_tup, DEAD_FLOOR))
+			back = soak_samples[i].elapsed - release->elapsed;
+	add_figure(SC_SOAK, "held_seconds", "seconds a snapshot was held", FIG_NUM,
+			   release->elapsed - soak_samples[hold_first - 1].elapsed, "", -1);
+	add_figure(SC_SOAK, "held_peak_size_growth", "peak total size held / before", FIG_NUM,
+			   steady->total_size > 0 ? (double) peak_size / steady->total_size : 0, "", -1);
+	add_figure(SC_SOAK, "held_peak_dead_tuples", "peak dead tuples while held", FIG_INT,
+			   (double) peak_dead, "", -1);
+	add_figure(SC_SOAK, "back_to_steady_seconds",
+			   "s to steady after release",
+			   FIG_NUM, back, "<= 120", back >= 0 && back <= 120);
+}
+
+/*
  * run_soak enqueues no-op jobs at rate per second for warmup + secs seconds,
  * and, after the warm-up, every interval seconds samples the size of
  * async.jobs and its indexes, the dead tuples and the WAL written per job.
@@ -1867,7 +1908,7 @@ dead_trend(const SoakSample *samples, int n)
  */
 static void
 run_soak(PGconn *conn, double rate, double secs, double warmup, double interval,
-		 int retention, int np)
+		 int retention, int np, bool hold)
 {
 	int64_t		nevents = (int64_t) (rate * (warmup + secs)) + 1;
 	int64_t    *commit_us;
@@ -1889,6 +1930,9 @@ run_soak(PGconn *conn, double rate, double secs, double warmup, double interval,
 	int			grew = 0;
 	SoakSample *first;
 	SoakSample *last;
+	PGconn	   *holder = NULL;
+	int			hold_first = -1;	/* the first held interval's sample */
+	int			hold_last = -1;		/* the sample at the release */
 
 	if (retention > 0)
 	{
@@ -1924,7 +1968,29 @@ run_soak(PGconn *conn, double rate, double secs, double warmup, double interval,
 		int64_t		done;
 		int64_t		now_sent;
 
+		/*
+		 * The held snapshot: from the last sample before a quarter of the
+		 * soak to the first at or after three quarters, one REPEATABLE READ
+		 * transaction stays open, as a long report or a pg_dump would.
+		 */
+		if (hold && holder == NULL && hold_first < 0 && at > secs / 4 && at <= 3 * secs / 4)
+		{
+			holder = connect_db();
+			exec_command(holder, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+			exec_command(holder, "SELECT 1");
+			hold_first = nsoak_samples;
+			progress("soak: a snapshot is held from now");
+		}
 		sleep_until(p[0].t0 + (int64_t) ((warmup + at) * 1e6));
+		s->held = (holder != NULL);
+		if (holder != NULL && at >= 3 * secs / 4)
+		{
+			exec_command(holder, "COMMIT");
+			PQfinish(holder);
+			holder = NULL;
+			hold_last = nsoak_samples;
+			progress("soak: the snapshot is released");
+		}
 		done = jobs_done(conn);
 		now_sent = producers_sent(p, np);
 		soak_sample(conn, s, &wal_pos);
@@ -1984,6 +2050,8 @@ run_soak(PGconn *conn, double rate, double secs, double warmup, double interval,
 			   trend, "", -1);
 	add_figure(SC_SOAK, "dead_tuples_not_growing", "dead tuples not growing", FIG_BOOL,
 			   dead_ok, "peaks <= 1.2x", dead_ok);
+	if (hold_first > 0 && hold_last > hold_first)
+		soak_hold_figures(hold_first, hold_last);
 }
 
 /*
@@ -2113,7 +2181,8 @@ print_json(void)
 					   ", \"wal_bytes_per_job\": ",
 					   s->live_tup, s->dead_tup, s->autovacuums, s->wal_bytes);
 				json_number(s->done > 0 ? (double) s->wal_bytes / s->done : 0);
-				printf(", \"ready\": %" PRId64 "}", s->ready);
+				printf(", \"ready\": %" PRId64 ", \"held\": %s}", s->ready,
+					   s->held ? "true" : "false");
 			}
 			printf("%s]", nsoak_samples > 0 ? "\n    " : "");
 		}
@@ -2164,7 +2233,7 @@ print_table(void)
 		for (i = 0; i < nsoak_indexes; i++)
 			printf(" %*s", (int) (strlen(soak_index_names[i]) > 9 ? strlen(soak_index_names[i]) : 9),
 				   soak_index_names[i]);
-		printf(" %9s %9s %5s %9s %9s\n", "live", "dead", "avac", "WAL/job", "ready");
+		printf(" %9s %9s %5s %9s %9s %4s\n", "live", "dead", "avac", "WAL/job", "ready", "held");
 		for (i = 0; i < nsoak_samples; i++)
 		{
 			SoakSample *s = &soak_samples[i];
@@ -2176,9 +2245,10 @@ print_table(void)
 				printf(" %*" PRId64,
 					   (int) (strlen(soak_index_names[k]) > 9 ? strlen(soak_index_names[k]) : 9),
 					   s->index_size[k] / 1024);
-			printf(" %9" PRId64 " %9" PRId64 " %5" PRId64 " %9.0f %9" PRId64 "\n",
+			printf(" %9" PRId64 " %9" PRId64 " %5" PRId64 " %9.0f %9" PRId64 " %4s\n",
 				   s->live_tup, s->dead_tup, s->autovacuums,
-				   s->done > 0 ? (double) s->wal_bytes / s->done : 0.0, s->ready);
+				   s->done > 0 ? (double) s->wal_bytes / s->done : 0.0, s->ready,
+				   s->held ? "yes" : "");
 		}
 	}
 }
@@ -2212,6 +2282,8 @@ usage(void)
 		   "                            it at before the sizes are compared\n"
 		   "      --soak-retention=S    pg_async.retention during soak, set with ALTER SYSTEM\n"
 		   "                            and reset afterwards; 0 leaves it alone (30; quick 10)\n"
+		   "      --soak-hold           hold one snapshot open for the middle half of the soak,\n"
+		   "                            and report how long the sizes take to come back\n"
 		   "      --timeout=S           longest wait for the workers (1800)\n"
 		   "      --quick               scaled down: drain 20000, enqueue 3 s, latency 2000,\n"
 		   "                            mixed 10 s, backlog 50000, soak 60 s at 500/s every 15 s,\n"
@@ -2314,6 +2386,7 @@ parse_options(int argc, char **argv)
 		{"held-jobs", required_argument, NULL, 18},
 		{"held-xmin-jobs", required_argument, NULL, 19},
 		{"held-xmin-drains", required_argument, NULL, 20},
+		{"soak-hold", no_argument, NULL, 21},
 		{NULL, 0, NULL, 0}
 	};
 	double		n = -1;
@@ -2413,6 +2486,9 @@ parse_options(int argc, char **argv)
 			case 19:
 				held_xmin_jobs = parse_number("--held-xmin-jobs", optarg);
 				break;
+			case 21:
+				opts.soak_hold = true;
+				break;
 			case 20:
 				held_xmin_drains = parse_number("--held-xmin-drains", optarg);
 				break;
@@ -2502,7 +2578,7 @@ main(int argc, char **argv)
 		run_backlog(conn, opts.backlog_jobs);
 	if (opts.scenarios[SC_SOAK])
 		run_soak(conn, opts.soak_rate, opts.soak_duration, opts.soak_warmup,
-				 opts.soak_interval, opts.soak_retention, opts.producers);
+				 opts.soak_interval, opts.soak_retention, opts.producers, opts.soak_hold);
 	if (opts.scenarios[SC_HELD])
 		run_held(conn, opts.held_jobs);
 	if (opts.scenarios[SC_HELD_XMIN])
