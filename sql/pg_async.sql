@@ -1,5 +1,5 @@
-/* sql/pg_async.sql: the whole of pg_async 0.7, for CREATE EXTENSION; the
- * Makefile installs it as pg_async--0.7.sql.
+/* sql/pg_async.sql: the whole of pg_async 0.8, for CREATE EXTENSION; the
+ * Makefile installs it as pg_async--0.8.sql.
  *
  * An installation reached from 0.1 by ALTER EXTENSION pg_async UPDATE
  * (pg_async--0.1.sql, then each sql/updates/pg_async--A--B.sql) ends with exactly
@@ -116,6 +116,214 @@ CREATE FUNCTION async._check_setup() RETURNS void
 
 COMMENT ON FUNCTION async._check_setup() IS 'internal: warns when pg_async is not in shared_preload_libraries or pg_async.database names another database';
 
+CREATE FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint) RETURNS SETOF record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_f async.functions;
+	v_n integer;
+	/* not now(): a consumer's transaction may have begun before the jobs came */
+	v_now timestamp with time zone := pg_catalog.clock_timestamp();
+BEGIN
+	SELECT * INTO v_f FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_function;
+	IF NOT FOUND OR v_f.handler IS NOT NULL OR v_f.paused THEN
+		RETURN;
+	END IF;
+	v_n := p_max;
+	IF v_f.concurrency IS NOT NULL THEN
+		/* the caller holds the function's claim lock: the count is current */
+		v_n := LEAST(v_n, v_f.concurrency OPERATOR(pg_catalog.-)
+			(SELECT pg_catalog.count(*)::integer FROM async.running x
+			  WHERE x.function OPERATOR(pg_catalog.=) p_function));
+		IF v_n OPERATOR(pg_catalog.<=) 0 THEN
+			RETURN;
+		END IF;
+	END IF;
+	/*
+	 * The queued jobs of an external function wait in jobs_limited_idx,
+	 * by function, and keep that mark while they run: the workers' claims
+	 * and their recovery never see them.
+	 */
+	FOR job_id, event_id, payload, attempt, deadline, lease, expired, wait_us IN
+	WITH picked AS (
+		SELECT j.id FROM async.jobs j
+		 WHERE j.function OPERATOR(pg_catalog.=) p_function
+		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		 ORDER BY j.run_at LIMIT v_n
+		   FOR UPDATE SKIP LOCKED),
+	claimed AS (
+		UPDATE async.jobs j
+		   SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1,
+			   started_at = v_now, worker_pid = p_pid, suspect = false
+		  FROM picked p
+		 WHERE j.id OPERATOR(pg_catalog.=) p.id
+		RETURNING j.id, j.event_id, j.payload, j.attempts, j.run_at,
+			   GREATEST(j.enqueued_at, CASE WHEN j.errors IS NULL THEN j.run_at
+				   ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END) AS due),
+	leased AS (
+		INSERT INTO async.running (job_id, function, lease, deadline)
+		SELECT c.id, p_function, pg_catalog.gen_random_uuid(),
+			   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) v_f.timeout
+		  FROM claimed c
+		 WHERE v_now OPERATOR(pg_catalog.-) c.due OPERATOR(pg_catalog.<=) v_f.max_event_age
+		RETURNING async.running.job_id, async.running.lease, async.running.deadline)
+	SELECT c.id, c.event_id, c.payload, c.attempts, l.deadline, l.lease,
+		   CASE WHEN l.lease IS NULL THEN
+				pg_catalog.format('event is older than max_event_age (%s)', v_f.max_event_age) END,
+		   (EXTRACT(epoch FROM v_now OPERATOR(pg_catalog.-) c.run_at)
+			OPERATOR(pg_catalog.*) 1000000)::bigint
+	  FROM claimed c LEFT JOIN leased l ON l.job_id OPERATOR(pg_catalog.=) c.id
+	 ORDER BY c.run_at, c.id
+	LOOP
+		/* an event that expired before it ran is dead at once, unrun */
+		IF expired IS NOT NULL THEN
+			IF pg_catalog.current_setting('pg_async.attempts_retention') OPERATOR(pg_catalog.<>) '0' THEN
+				INSERT INTO async.attempt_log
+					(job_id, event_id, function, attempt, worker_pid, started_at, duration,
+					 outcome, error, sqlstate, enqueued_by)
+				SELECT j.id, j.event_id, j.function, j.attempts OPERATOR(pg_catalog.-) 1, p_pid,
+					   v_now, NULL, 'expired', expired, NULL, j.enqueued_by
+				  FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) job_id;
+			END IF;
+			PERFORM async._fail(job_id, expired, NULL, v_now, 'expired');
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint) IS 'internal: the claim behind async.claim(): marks up to p_max ready jobs of an external function running and gives each a lease; a job older than max_event_age is dead-lettered instead, and returned without a lease, with the reason in expired';
+
+CREATE FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint) RETURNS SETOF record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_ids bigint[];
+	v_results jsonb[];
+	v_functions text[];
+	v_durations bigint[];
+BEGIN
+	/* a lease is the job's while its row in async.running is there */
+	WITH gone AS (
+		DELETE FROM async.running r
+		 USING ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_leases),
+						  pg_catalog.unnest(p_results)) AS x(id, lease, result)
+		 WHERE r.job_id OPERATOR(pg_catalog.=) x.id
+		   AND r.lease OPERATOR(pg_catalog.=) x.lease
+		RETURNING r.job_id, r.function, x.result)
+	SELECT pg_catalog.array_agg(g.job_id ORDER BY g.job_id),
+		   pg_catalog.array_agg(g.result ORDER BY g.job_id),
+		   pg_catalog.array_agg(g.function ORDER BY g.job_id),
+		   pg_catalog.array_agg((EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) j.started_at)
+								 OPERATOR(pg_catalog.*) 1000000)::bigint ORDER BY g.job_id)
+	  INTO v_ids, v_results, v_functions, v_durations
+	  FROM gone g JOIN async.jobs j ON j.id OPERATOR(pg_catalog.=) g.job_id;
+	IF v_ids IS NULL THEN
+		RETURN;
+	END IF;
+	PERFORM async._succeed(v_ids, v_results,
+		EXISTS (SELECT FROM async.functions f
+				 WHERE f.name OPERATOR(pg_catalog.=) ANY (v_functions)
+				   AND f.on_success IS NOT NULL),
+		pg_catalog.array_fill(pg_catalog.clock_timestamp(), ARRAY[pg_catalog.cardinality(v_ids)]),
+		v_durations);
+	RETURN QUERY SELECT * FROM ROWS FROM (pg_catalog.unnest(v_functions), pg_catalog.unnest(v_durations));
+END;
+$$;
+
+COMMENT ON FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint) IS 'internal: the writes behind async.complete() and async.complete_many(): the jobs whose lease is still theirs succeed with their results';
+
+CREATE FUNCTION async._fail_external(p_job_id bigint, p_lease uuid, p_message text, p_sqlstate text, p_retry_after interval, OUT function text, OUT new_state text, OUT retry_at timestamp with time zone) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_job async.jobs;
+	v_failed_at timestamp with time zone := pg_catalog.clock_timestamp();
+BEGIN
+	DELETE FROM async.running r
+	 WHERE r.job_id OPERATOR(pg_catalog.=) p_job_id AND r.lease OPERATOR(pg_catalog.=) p_lease
+	RETURNING r.function INTO function;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	SELECT * INTO v_job FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
+	IF pg_catalog.current_setting('pg_async.attempts_retention') OPERATOR(pg_catalog.<>) '0' THEN
+		INSERT INTO async.attempt_log
+			(job_id, event_id, function, attempt, worker_pid, started_at, duration,
+			 outcome, error, sqlstate, enqueued_by)
+		VALUES (v_job.id, v_job.event_id, v_job.function, v_job.attempts, v_job.worker_pid,
+				v_job.started_at, v_failed_at OPERATOR(pg_catalog.-) v_job.started_at, 'failed',
+				p_message, p_sqlstate, v_job.enqueued_by);
+	END IF;
+	SELECT f.new_state, f.retry_at INTO new_state, retry_at
+	  FROM async._fail(p_job_id, p_message, p_sqlstate, v_failed_at) f;
+	IF new_state OPERATOR(pg_catalog.=) 'queued' AND p_retry_after IS NOT NULL THEN
+		UPDATE async.jobs j SET run_at = v_failed_at OPERATOR(pg_catalog.+) p_retry_after
+		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id
+		RETURNING j.run_at INTO retry_at;
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION async._fail_external(p_job_id bigint, p_lease uuid, p_message text, p_sqlstate text, p_retry_after interval, OUT function text, OUT new_state text, OUT retry_at timestamp with time zone) IS 'internal: the writes behind async.fail() and the expiry of leases: a failed attempt of a job whose lease is still its own, recorded, then retried (after p_retry_after if given) or dead-lettered';
+
+CREATE FUNCTION async._expire_leases() RETURNS integer
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_expire_leases';
+
+COMMENT ON FUNCTION async._expire_leases() IS 'internal: fails the attempts of external jobs whose lease expired, for the worker of slot 0; returns how many';
+
+CREATE FUNCTION async._expired_leases(p_function text, p_limit integer) RETURNS TABLE(job_id bigint, lease uuid)
+    LANGUAGE sql
+    AS $$
+	SELECT r.job_id, r.lease FROM async.running r
+	 WHERE r.lease IS NOT NULL
+	   AND r.deadline OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()
+	   AND (p_function IS NULL OR r.function OPERATOR(pg_catalog.=) p_function)
+	 LIMIT p_limit
+	   FOR UPDATE SKIP LOCKED;
+$$;
+
+COMMENT ON FUNCTION async._expired_leases(p_function text, p_limit integer) IS 'internal: leases of external jobs past their deadline (of one function, or all), locked, for their attempts to be failed';
+
+CREATE FUNCTION async._heartbeat_external(p_job_id bigint, p_lease uuid) RETURNS timestamp with time zone
+    LANGUAGE sql
+    AS $$
+	UPDATE async.running r
+	   SET deadline = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) f.timeout
+	  FROM async.functions f
+	 WHERE f.name OPERATOR(pg_catalog.=) r.function
+	   AND r.job_id OPERATOR(pg_catalog.=) p_job_id
+	   AND r.lease OPERATOR(pg_catalog.=) p_lease
+	RETURNING r.deadline;
+$$;
+
+COMMENT ON FUNCTION async._heartbeat_external(p_job_id bigint, p_lease uuid) IS 'internal: the write behind async.heartbeat(): the deadline of a lease that is still the job''s moves to now plus the function''s timeout';
+
+CREATE FUNCTION async._lease_roles(p_ids bigint[]) RETURNS TABLE(function text, run_as oid)
+    LANGUAGE sql STABLE
+    AS $$
+	SELECT DISTINCT f.name, f.run_as::pg_catalog.oid
+	  FROM async.running r JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) r.function
+	 WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids) AND r.lease IS NOT NULL;
+$$;
+
+COMMENT ON FUNCTION async._lease_roles(p_ids bigint[]) IS 'internal: the functions of the leased jobs among p_ids, and the roles whose privileges finishing them needs';
+
+CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+	SELECT j.run_at FROM async.jobs j
+	 WHERE j.function OPERATOR(pg_catalog.=) p_function
+	   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+	   AND j.state OPERATOR(pg_catalog.=) 'queued'
+	 ORDER BY j.run_at LIMIT 1;
+$$;
+
+COMMENT ON FUNCTION async._next_external_run(p_function text) IS 'internal: when the next queued job of an external function is due, for async.claim() to wake then';
+
 CREATE FUNCTION async.new_event_id() RETURNS text
     LANGUAGE c PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'pg_async_new_event_id';
@@ -192,6 +400,7 @@ CREATE FUNCTION async._destination(p_job async.jobs, p_condition text, p_respons
 DECLARE
 	v_target text;
 	v_handler regprocedure;
+	v_run_as regrole;
 BEGIN
 	SELECT CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN f.on_success ELSE f.on_failure END
 	  INTO v_target
@@ -199,13 +408,18 @@ BEGIN
 	IF v_target IS NULL THEN
 		RETURN;
 	END IF;
-	SELECT f.handler INTO v_handler
+	SELECT f.handler, f.run_as INTO v_handler, v_run_as
 	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) v_target;
-	IF v_handler IS NULL
+	/* the rights enqueueing needs: EXECUTE on a handler, an external function's run_as */
+	IF NOT FOUND
 	   OR NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
 					   WHERE a.oid OPERATOR(pg_catalog.=) p_job.enqueued_by::pg_catalog.oid)
-	   OR NOT COALESCE(pg_catalog.has_function_privilege(p_job.enqueued_by::pg_catalog.oid,
-														 v_handler::pg_catalog.oid, 'EXECUTE'), false) THEN
+	   OR NOT (CASE WHEN v_handler IS NULL
+			   THEN pg_catalog.pg_has_role(p_job.enqueued_by::pg_catalog.oid,
+										   v_run_as::pg_catalog.oid, 'USAGE')
+			   ELSE COALESCE(pg_catalog.has_function_privilege(p_job.enqueued_by::pg_catalog.oid,
+															   v_handler::pg_catalog.oid, 'EXECUTE'), false)
+			   END) THEN
 		RAISE WARNING 'pg_async: the % record of event "%" is not delivered to destination "%"',
 			p_condition, p_job.event_id, v_target
 			USING DETAIL = pg_catalog.format('Role %s, which enqueued the event, may not enqueue for that function.',
@@ -270,7 +484,8 @@ BEGIN
 		RETURN;
 	END IF;
 
-	SELECT f.max_attempts, f.retry_delays, f.concurrency IS NOT NULL
+	/* the queued jobs of limited and of external functions are marked limited */
+	SELECT f.max_attempts, f.retry_delays, f.concurrency IS NOT NULL OR f.handler IS NULL
 	  INTO v_max, v_delays, v_limited
 	  FROM async.jobs j JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) j.function
 	 WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
@@ -335,7 +550,9 @@ CREATE FUNCTION async._functions_limit_changed() RETURNS trigger
     AS $$
 BEGIN
 	IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.concurrency IS NOT NULL THEN
-		IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR NEW.concurrency IS NULL THEN
+		/* an external function's jobs stay marked: only consumers claim them */
+		IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR
+		   (NEW.concurrency IS NULL AND NEW.handler IS NOT NULL) THEN
 			/* both statements walk an index: jobs_limited_idx, jobs_paused_idx */
 			UPDATE async.jobs j SET limited = false
 			 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
@@ -366,10 +583,10 @@ CREATE FUNCTION async._is_limited(p_function text) RETURNS boolean
     AS $$
 	SELECT EXISTS (SELECT FROM async.functions f
 					WHERE f.name OPERATOR(pg_catalog.=) p_function
-					  AND f.concurrency IS NOT NULL);
+					  AND (f.concurrency IS NOT NULL OR f.handler IS NULL));
 $$;
 
-COMMENT ON FUNCTION async._is_limited(p_function text) IS 'internal: whether the jobs of a function wait for a concurrency limit (are marked limited when queued)';
+COMMENT ON FUNCTION async._is_limited(p_function text) IS 'internal: whether the queued jobs of a function are marked limited: it has a concurrency limit, or is external';
 
 CREATE FUNCTION async._jobs_trigger() RETURNS trigger
     LANGUAGE c
@@ -528,7 +745,9 @@ BEGIN
 		marked_orphans AS (
 			SELECT j.id, j.worker_pid, j.started_at
 			  FROM async.jobs j
-			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.job_id FROM async.running x))
+			 /* an external job's lease (async.claim) ends at its deadline instead */
+			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.job_id FROM async.running x
+														  WHERE x.lease IS NULL))
 			   AND j.limited AND j.finished_at IS NULL
 			   AND j.state OPERATOR(pg_catalog.=) 'running'
 			   AND (j.worker_pid IS NULL OR
@@ -615,11 +834,15 @@ BEGIN
 	END IF;
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
 					WHERE a.oid OPERATOR(pg_catalog.=) v_dl.enqueued_by::pg_catalog.oid)
-	   OR NOT COALESCE(pg_catalog.has_function_privilege(v_dl.enqueued_by::pg_catalog.oid,
-														 v_handler::pg_catalog.oid, 'EXECUTE'), false) THEN
+	   OR NOT (CASE WHEN v_handler IS NULL
+			   THEN pg_catalog.pg_has_role(v_dl.enqueued_by::pg_catalog.oid,
+										   v_run_as::pg_catalog.oid, 'USAGE')
+			   ELSE COALESCE(pg_catalog.has_function_privilege(v_dl.enqueued_by::pg_catalog.oid,
+															   v_handler::pg_catalog.oid, 'EXECUTE'), false)
+			   END) THEN
 		RAISE EXCEPTION 'role % may not enqueue for function "%"', v_dl.enqueued_by, v_dl.function
 			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'Redriving needs the right to enqueue that the event needed: EXECUTE on the function''s handler.';
+				  DETAIL = 'Redriving needs the right to enqueue that the event needed: EXECUTE on the function''s handler, or the privileges of an external function''s run_as role.';
 	END IF;
 
 	UPDATE async.jobs j
@@ -999,6 +1222,36 @@ CREATE FUNCTION async.cancel(event_id text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'pg_async_cancel';
 
 COMMENT ON FUNCTION async.cancel(event_id text) IS 'removes your job with this event_id if it waits (queued, scheduled, paused or held), freeing the event_id; false when you have no such job; an error while it runs';
+
+CREATE FUNCTION async.claim(function text, max_jobs integer DEFAULT 1, wait interval DEFAULT '00:00:00'::interval) RETURNS TABLE(job_id bigint, event_id text, payload jsonb, attempt integer, deadline timestamp with time zone, lease uuid)
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_claim';
+
+COMMENT ON FUNCTION async.claim(function text, max_jobs integer, wait interval) IS 'claims up to max_jobs (1 to 1000) ready jobs of an external function, in run_at order, each running until its deadline under a lease that async.complete(), async.fail() and async.heartbeat() need; with nothing ready, waits up to wait (at most 1 hour) for an enqueue of the function to commit. Needs the privileges of the function''s run_as role';
+
+CREATE FUNCTION async.complete(job_id bigint, lease uuid, result jsonb DEFAULT NULL::jsonb) RETURNS boolean
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_complete';
+
+COMMENT ON FUNCTION async.complete(job_id bigint, lease uuid, result jsonb) IS 'a claimed job succeeded, with result (passed to on_success); false, and nothing changed, when the lease is no longer the job''s. Commits or rolls back with the caller''s transaction';
+
+CREATE FUNCTION async.complete_many(job_ids bigint[], leases uuid[], results jsonb[] DEFAULT NULL::jsonb[]) RETURNS integer
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_complete_many';
+
+COMMENT ON FUNCTION async.complete_many(job_ids bigint[], leases uuid[], results jsonb[]) IS 'async.complete() for up to 10000 claimed jobs at once, the arrays matched by position (results NULL: no results); returns how many of the leases were still their jobs'', which succeeded';
+
+CREATE FUNCTION async.fail(job_id bigint, lease uuid, error text, retry_after interval DEFAULT NULL::interval) RETURNS boolean
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_fail';
+
+COMMENT ON FUNCTION async.fail(job_id bigint, lease uuid, error text, retry_after interval) IS 'a claimed job''s attempt failed with error: it is retried on the function''s schedule (after retry_after, 0 to 30 days, if given), or dead-lettered after max_attempts; false, and nothing changed, when the lease is no longer the job''s';
+
+CREATE FUNCTION async.heartbeat(job_id bigint, lease uuid) RETURNS timestamp with time zone
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_heartbeat';
+
+COMMENT ON FUNCTION async.heartbeat(job_id bigint, lease uuid) IS 'a claimed job is still being worked on: its deadline moves to now plus the function''s timeout, and is returned; NULL, and nothing changed, when the lease is no longer the job''s';
 
 CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql
@@ -1393,6 +1646,12 @@ CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::tex
 
 COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days';
 
+CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text) RETURNS text
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_register_external';
+
+COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
+
 CREATE FUNCTION async.resume(name text) RETURNS boolean
     LANGUAGE c STRICT
     AS 'MODULE_PATHNAME', 'pg_async_resume';
@@ -1665,7 +1924,7 @@ COMMENT ON VIEW async.function_stats IS 'cumulative counters per function since 
 
 CREATE TABLE async.functions (
     name text NOT NULL COLLATE pg_catalog."C",
-    handler regprocedure NOT NULL,
+    handler regprocedure,
     run_as regrole NOT NULL,
     max_attempts integer DEFAULT 3 NOT NULL,
     retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[] NOT NULL,
@@ -1686,13 +1945,13 @@ CREATE TABLE async.functions (
     CONSTRAINT functions_timeout_check CHECK (((timeout > '00:00:00'::interval) AND (timeout <= '1 day'::interval)))
 );
 
-COMMENT ON TABLE async.functions IS 'pg_async registrations: which SQL function (handler) runs for a function name, as which role, with which retry policy. Written by async.register() and async.unregister().';
+COMMENT ON TABLE async.functions IS 'pg_async registrations: which SQL function (handler) runs for a function name, or that consumers outside the server run its jobs, as which role, with which retry policy. Written by async.register(), async.register_external() and async.unregister().';
 
 COMMENT ON COLUMN async.functions.name IS 'name that jobs use in async.jobs.function';
 
-COMMENT ON COLUMN async.functions.handler IS 'the handler function, bound by OID: one dropped and created again, by anyone, is not it, and the jobs then fail until the function is registered again. pg_dump writes it as a signature, which a restore binds again';
+COMMENT ON COLUMN async.functions.handler IS 'the handler function, bound by OID, or NULL for an external function (async.register_external), whose jobs consumers claim: one dropped and created again, by anyone, is not it, and the jobs then fail until the function is registered again. pg_dump writes it as a signature, which a restore binds again';
 
-COMMENT ON COLUMN async.functions.run_as IS 'role the handler runs as';
+COMMENT ON COLUMN async.functions.run_as IS 'role the handler runs as; for an external function, the role whose privileges claiming and enqueueing its jobs need';
 
 COMMENT ON COLUMN async.functions.max_attempts IS 'attempts in total before the event moves to async.dead_letters';
 
@@ -1723,10 +1982,16 @@ ALTER TABLE async.jobs ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
 
 CREATE TABLE async.running (
     job_id bigint NOT NULL,
-    function text NOT NULL COLLATE pg_catalog."C"
+    function text NOT NULL COLLATE pg_catalog."C",
+    lease uuid,
+    deadline timestamp with time zone
 );
 
-COMMENT ON TABLE async.running IS 'internal: the claimed, unfinished jobs of functions with a concurrency limit; claims count them under one lock';
+COMMENT ON TABLE async.running IS 'internal: the claimed, unfinished jobs of functions with a concurrency limit, and of external functions; claims count them under one lock';
+
+COMMENT ON COLUMN async.running.lease IS 'the lease of a job claimed with async.claim(): async.complete(), async.fail() and async.heartbeat() act only with it; NULL for a worker''s claim';
+
+COMMENT ON COLUMN async.running.deadline IS 'when the lease of an external job expires: its attempt then fails with "lease expired"';
 
 CREATE VIEW async.schedules AS
  SELECT s.name,
@@ -1871,6 +2136,22 @@ REVOKE ALL ON FUNCTION async._cancel(p_event_id text, p_caller oid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._charge_crash(p_job_id bigint) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._expire_leases() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._expired_leases(p_function text, p_limit integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._fail_external(p_job_id bigint, p_lease uuid, p_message text, p_sqlstate text, p_retry_after interval, OUT function text, OUT new_state text, OUT retry_at timestamp with time zone) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._heartbeat_external(p_job_id bigint, p_lease uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._lease_roles(p_ids bigint[]) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._next_external_run(p_function text) FROM PUBLIC;
+
 GRANT SELECT ON TABLE async.jobs TO PUBLIC;
 
 GRANT INSERT(event_id) ON TABLE async.jobs TO PUBLIC;
@@ -1964,6 +2245,8 @@ GRANT SELECT ON TABLE async.workers TO pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('async.functions', '');
 SELECT pg_catalog.pg_extension_config_dump('async.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('async.attempt_log', '');
+-- the leases of external jobs, which expire after a restore as they would have
+SELECT pg_catalog.pg_extension_config_dump('async.running', 'WHERE lease IS NOT NULL');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('async.jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters_id_seq', '');

@@ -104,10 +104,12 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 
 /*
  * The functions that are paused or have a concurrency limit: whether there
- * is any decides between the two claims.
+ * is any decides between the two claims.  External functions are left out:
+ * their jobs are never in jobs_ready_idx, and only consumers claim them
+ * (external.c).
  */
 #define LIMITED_FUNCTIONS \
-" async.functions f WHERE f.paused OR f.concurrency IS NOT NULL"
+" async.functions f WHERE (f.paused OR f.concurrency IS NOT NULL) AND f.handler IS NOT NULL"
 
 /*
  * The CTE limits: each such function, and how many more of its jobs may

@@ -69,7 +69,9 @@ bool		pg_async_in_worker = false;
 typedef struct RegistrationEntry
 {
 	char		name[ASYNC_NAME_SIZE];	/* hash key */
-	Oid			handler;
+	Oid			handler;		/* InvalidOid for an external function */
+	bool		external;		/* consumers run its jobs (async.claim) */
+	Oid			run_as;			/* whose privileges enqueueing for it needs */
 	bool		paused;			/* its new jobs are marked paused (async.pause) */
 	bool		limited;		/* and limited (it has a concurrency limit) */
 	bool		held;			/* the limit is 0: its jobs wake no worker */
@@ -176,6 +178,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			pending_wakeups = 0;
 			npending_limited = 0;
 			limits_changed = false;
+			pg_async_external_end_xact(true);
 			pg_async_stats_flush(true);
 			break;
 		case XACT_EVENT_ABORT:
@@ -185,6 +188,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			pending_wakeups = 0;
 			npending_limited = 0;
 			limits_changed = false;
+			pg_async_external_end_xact(false);
 			pg_async_stats_flush(false);
 			/* a prepared transaction's jobs are left to the next sweep too */
 			pg_async_floor_end_xact(false);
@@ -216,7 +220,8 @@ prepare_lookup(const char *handler)
 	Oid			argtypes[1] = {TEXTOID};
 	SPIPlanPtr	plan;
 
-	plan = SPI_prepare(psprintf("SELECT %s, f.paused, f.concurrency"
+	plan = SPI_prepare(psprintf("SELECT %s, f.paused, f.concurrency,"
+								"       f.handler IS NULL, f.run_as::pg_catalog.oid"
 								"  FROM async.functions f"
 								" WHERE f.name OPERATOR(pg_catalog.=) $1", handler),
 					   1, argtypes);
@@ -236,6 +241,8 @@ lookup_registration(const char *function)
 	Datum		args[1];
 	char		key[ASYNC_NAME_SIZE];
 	Oid			handler = InvalidOid;
+	bool		external = false;
+	Oid			run_as = InvalidOid;
 	bool		paused = false;
 	bool		limited = false;
 	bool		held = false;
@@ -276,7 +283,8 @@ lookup_registration(const char *function)
 	strlcpy(key, function, sizeof(key));
 	entry = hash_search(registrations, key, HASH_FIND, NULL);
 	if (entry != NULL &&
-		SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(entry->handler)))
+		(entry->external ||
+		 SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(entry->handler))))
 		return entry;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -316,10 +324,16 @@ lookup_registration(const char *function)
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 		limited = !isnull;
 		held = !isnull && DatumGetInt32(d) == 0;
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+		/* a signature of 0.4 that no longer resolves is not external */
+		external = !isnull && DatumGetBool(d) &&
+			plan == lookup_plan;
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+		run_as = isnull ? InvalidOid : DatumGetObjectId(d);
 	}
 	SPI_finish();
 
-	if (!OidIsValid(handler))
+	if (!OidIsValid(handler) && !external)
 	{
 		if (entry != NULL)
 			(void) hash_search(registrations, key, HASH_REMOVE, NULL);
@@ -327,7 +341,7 @@ lookup_registration(const char *function)
 	}
 
 	/* bound to the function's OID: one dropped and created again is another */
-	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(handler)))
+	if (!external && !SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(handler)))
 	{
 		if (entry != NULL)
 			(void) hash_search(registrations, key, HASH_REMOVE, NULL);
@@ -340,6 +354,8 @@ lookup_registration(const char *function)
 
 	entry = hash_search(registrations, key, HASH_ENTER, &found);
 	entry->handler = handler;
+	entry->external = external;
+	entry->run_as = run_as;
 	entry->paused = paused;
 	entry->limited = limited;
 	entry->held = held;
@@ -348,7 +364,8 @@ lookup_registration(const char *function)
 
 /*
  * check_registration raises an error unless 'function' is registered and
- * the current user may EXECUTE its handler, and returns its registration.
+ * the current user may EXECUTE its handler (for an external function: has
+ * the privileges of its run_as role), and returns its registration.
  */
 static RegistrationEntry *
 check_registration(const char *function)
@@ -361,6 +378,17 @@ check_registration(const char *function)
 				 errmsg("function \"%s\" is not registered with pg_async", function),
 				 errhint("Register a handler for it with async.register().")));
 
+	if (entry->external)
+	{
+		if (!pg_async_may_act_as(entry->run_as))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to enqueue for function \"%s\"", function),
+					 errdetail("Enqueueing for an external function needs the privileges of role \"%s\".",
+							   GetUserNameFromId(entry->run_as, true) ?
+							   GetUserNameFromId(entry->run_as, true) : "?")));
+		return entry;
+	}
 	if (pg_async_proc_aclcheck(entry->handler, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -667,8 +695,20 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	 * decided here, whatever the INSERT said.
 	 */
 	tuple = set_mark(tuple, desc, JOB_PAUSED, entry->paused);
-	tuple = set_mark(tuple, desc, JOB_LIMITED, entry->limited);
+	tuple = set_mark(tuple, desc, JOB_LIMITED, entry->limited || entry->external);
 	note_if_ready(tuple, desc);
+	pg_async_pending(function)->received++;
+
+	/*
+	 * An external function's job wakes its waiting consumers, never a
+	 * worker; even one due later, which a consumer sleeps until.
+	 */
+	if (entry->external)
+	{
+		if (!entry->paused && !entry->held)
+			pg_async_note_external_ready(function);
+		return PointerGetDatum(tuple);
+	}
 
 	/*
 	 * A job held with concurrency 0, like a paused one, would wake a worker
@@ -682,7 +722,6 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 		else
 			pg_async_note_enqueued(1);
 	}
-	pg_async_pending(function)->received++;
 	return PointerGetDatum(tuple);
 }
 

@@ -3,9 +3,9 @@
  * maintenance.c
  *	  The upkeep a worker does between batches: recovery of the jobs of
  *	  dead workers and of claims lost in a crash (recovery.c), and, in the
- *	  worker of slot 0 only, the release of stale paused or limited marks
- *	  and the deletion of finished jobs and old attempts past their
- *	  retention.  Each statement runs in a transaction of its own.
+ *	  worker of slot 0 only, the release of stale paused or limited marks,
+ *	  the failure of external jobs whose lease expired, and the deletion of
+ *	  finished jobs and old attempts past their retention.  Each statement runs in a transaction of its own.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,6 +17,8 @@
 
 /* how often the worker of slot 0 releases stale paused or limited marks */
 #define ASYNC_RELEASE_INTERVAL_MS	5000
+/* how often the worker of slot 0 fails the attempts whose lease expired */
+#define ASYNC_EXPIRE_INTERVAL_MS	1000
 /* how often the worker of slot 0 applies pg_async.retention */
 #define ASYNC_RETENTION_INTERVAL_MS	10000
 /* how many finished jobs one retention transaction deletes */
@@ -26,6 +28,7 @@
 
 static TimestampTz last_retention = 0;
 static TimestampTz last_release = 0;
+static TimestampTz last_expiry = 0;
 
 /*
  * Where the retention's walk of jobs_finished_idx starts.  Under a held xmin
@@ -219,6 +222,21 @@ pg_async_maintenance(void)
 		last_release = now;
 		if (pg_async_run_upkeep_sql("pg_async: releasing paused or limited jobs",
 								"SELECT async._unpause_jobs()", 0, NULL, NULL) > 0)
+			requeued = true;
+	}
+
+	/*
+	 * Leases of external jobs past their deadline: their consumers died or
+	 * hang.  The claims of each function fail them too, but a function may
+	 * have no consumer left.
+	 */
+	if (MyAsyncSlotIndex == 0 &&
+		(last_expiry == 0 ||
+		 TimestampDifferenceExceeds(last_expiry, now, ASYNC_EXPIRE_INTERVAL_MS)))
+	{
+		last_expiry = now;
+		if (pg_async_run_upkeep_sql("pg_async: failing the attempts whose lease expired",
+								"SELECT async._expire_leases()", 0, NULL, NULL) > 0)
 			requeued = true;
 	}
 

@@ -180,7 +180,8 @@ pg_async_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(pg_async_shmem_size(), pg_async_stats_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(pg_async_shmem_size(), pg_async_stats_shmem_size()),
+								    pg_async_consumers_shmem_size()));
 	pg_async_stats_request();
 }
 

@@ -296,8 +296,24 @@ extern void pg_async_note_enqueued(int njobs);
 extern bool pg_async_in_worker;
 extern Datum pg_async_make_event_id(void);
 
+/* external.c */
+extern Size pg_async_consumers_shmem_size(void);
+extern void pg_async_consumers_shmem_init(void);
+extern void pg_async_note_external_ready(const char *function);
+extern void pg_async_external_end_xact(bool commit);
+
 /* sqlfuncs.c */
+typedef struct AsyncOwnerScope
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} AsyncOwnerScope;
+
 extern Oid	pg_async_extension_owner(void);
+extern void pg_async_owner_begin(AsyncOwnerScope *scope);
+extern void pg_async_owner_end(AsyncOwnerScope *scope);
+extern void pg_async_check_at_most(Interval *iv, const char *what, const char *max);
 extern Datum pg_async_run_as_owner(const char *sql, int nargs, Oid *argtypes,
 								   Datum *args, const char *nulls, bool *isnull);
 extern bool pg_async_may_act_as(Oid role);

@@ -74,6 +74,7 @@ pg_async_shmem_init(void)
 		}
 	}
 	pg_async_stats_shmem_init();
+	pg_async_consumers_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

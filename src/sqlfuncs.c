@@ -2,8 +2,8 @@
  *
  * sqlfuncs.c
  *	  The SQL-callable functions of pg_async written in C that manage
- *	  registrations and must know who calls them (register, unregister,
- *	  pause, resume), and those that read shared memory (the workers view,
+ *	  registrations and must know who calls them (register,
+ *	  register_external, unregister, pause, resume), and those that read shared memory (the workers view,
  *	  the live worker pids, the set-up check).  Those acting on jobs and
  *	  dead letters are in jobfuncs.c.
  *
@@ -39,6 +39,7 @@
 #include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(pg_async_register);
+PG_FUNCTION_INFO_V1(pg_async_register_external);
 PG_FUNCTION_INFO_V1(pg_async_unregister);
 PG_FUNCTION_INFO_V1(pg_async_pause);
 PG_FUNCTION_INFO_V1(pg_async_resume);
@@ -92,6 +93,34 @@ pg_async_handlers_bound(Oid functions_relid)
 }
 
 /*
+ * pg_async_owner_begin makes the extension's owner the current user, with a
+ * safe search_path, and connects to SPI: the privileged internal functions
+ * run as that role.  pg_async_owner_end undoes both; an error undoes them
+ * too, with its transaction.
+ */
+void
+pg_async_owner_begin(AsyncOwnerScope *scope)
+{
+	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec_context);
+	SetUserIdAndSecContext(pg_async_extension_owner(),
+						   scope->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	scope->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_async: SPI_connect failed");
+}
+
+void
+pg_async_owner_end(AsyncOwnerScope *scope)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, scope->save_nestlevel);
+	SetUserIdAndSecContext(scope->save_userid, scope->save_sec_context);
+}
+
+/*
  * pg_async_run_as_owner runs one statement as the extension's owner, with a
  * safe search_path, and returns the first column of its first row (by-value
  * types only; *isnull is set when there is none).
@@ -100,41 +129,28 @@ Datum
 pg_async_run_as_owner(const char *sql, int nargs, Oid *argtypes, Datum *args,
 			 const char *nulls, bool *isnull)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	AsyncOwnerScope scope;
 	Datum		result = (Datum) 0;
 	int			rc;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(pg_async_extension_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "pg_async: SPI_connect failed");
+	pg_async_owner_begin(&scope);
 	rc = SPI_execute_with_args(sql, nargs, argtypes, args, nulls, false, 1);
 	if (rc < 0)
 		elog(ERROR, "pg_async: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
 	*isnull = true;
 	if (SPI_processed > 0 && SPI_tuptable != NULL)
 		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
-	SPI_finish();
-
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	pg_async_owner_end(&scope);
 	return result;
 }
 
 /*
  * registration_owner looks up who may change the registration 'name': its
- * run_as and registered_by roles.  Returns false if there is none.
+ * run_as and registered_by roles, and whether it is external (has no
+ * handler; external may be NULL).  Returns false if there is none.
  */
 static bool
-registration_owner(text *name, Oid *run_as, Oid *registered_by)
+registration_owner(text *name, Oid *run_as, Oid *registered_by, bool *external)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -143,7 +159,8 @@ registration_owner(text *name, Oid *run_as, Oid *registered_by)
 	args[0] = PointerGetDatum(name);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT f.run_as::pg_catalog.oid, f.registered_by::pg_catalog.oid"
+	if (SPI_execute_with_args("SELECT f.run_as::pg_catalog.oid, f.registered_by::pg_catalog.oid,"
+							  "       f.handler IS NULL"
 							  "  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading async.functions failed");
@@ -155,6 +172,9 @@ registration_owner(text *name, Oid *run_as, Oid *registered_by)
 												 SPI_tuptable->tupdesc, 1, &isnull));
 		*registered_by = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 														SPI_tuptable->tupdesc, 2, &isnull));
+		if (external != NULL)
+			*external = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 3, &isnull));
 		found = true;
 	}
 	SPI_finish();
@@ -243,10 +263,10 @@ normalize_retry_delays(ArrayType *delays)
 }
 
 /*
- * check_at_most refuses a setting 'what' longer than the interval 'max'.
+ * pg_async_check_at_most refuses a setting 'what' longer than the interval 'max'.
  */
-static void
-check_at_most(Interval *iv, const char *what, const char *max)
+void
+pg_async_check_at_most(Interval *iv, const char *what, const char *max)
 {
 	if (interval_exceeds(iv, max))
 		ereport(ERROR,
@@ -258,7 +278,8 @@ check_at_most(Interval *iv, const char *what, const char *max)
 /*
  * check_destination refuses an on_success or on_failure destination that is
  * the function itself, is not registered, or whose handler the caller may
- * not EXECUTE.  The worker checks again, at delivery, that the role that
+ * not EXECUTE (for an external one: whose run_as role's privileges the
+ * caller lacks).  The worker checks again, at delivery, that the role that
  * enqueued the original event may enqueue for the destination.
  */
 static void
@@ -268,6 +289,8 @@ check_destination(text *name, text *destination, const char *what)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 	Oid			fnoid = InvalidOid;
+	Oid			run_as = InvalidOid;
+	bool		found = false;
 
 	if (strcmp(dest, text_to_cstring(name)) == 0)
 		ereport(ERROR,
@@ -278,7 +301,8 @@ check_destination(text *name, text *destination, const char *what)
 	args[0] = PointerGetDatum(destination);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT f.handler::pg_catalog.oid FROM async.functions f"
+	if (SPI_execute_with_args("SELECT f.handler::pg_catalog.oid, f.run_as::pg_catalog.oid"
+							  "  FROM async.functions f"
 							  " WHERE f.name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading async.functions failed");
@@ -287,16 +311,30 @@ check_destination(text *name, text *destination, const char *what)
 		bool		isnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
+		found = true;
 		if (!isnull)
 			fnoid = DatumGetObjectId(d);
+		run_as = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	SPI_finish();
 
-	if (!OidIsValid(fnoid))
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("%s destination \"%s\" is not registered with pg_async", what, dest),
 				 errhint("Register the destination function first.")));
+	/* an external destination: enqueueing for it needs the privileges of its run_as */
+	if (!OidIsValid(fnoid))
+	{
+		if (!pg_async_may_act_as(run_as))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to use function \"%s\" as %s destination", dest, what),
+					 errdetail("An external destination needs the privileges of role \"%s\".",
+							   GetUserNameFromId(run_as, true) ? GetUserNameFromId(run_as, true) : "?")));
+		return;
+	}
 	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(fnoid)) ||
 		pg_async_proc_aclcheck(fnoid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -393,6 +431,190 @@ check_name_free(text *name)
 }
 
 /*
+ * register_function writes the registration 'name' of handler, or of an
+ * external function when handler is InvalidOid, after checking the options
+ * that async.register() and async.register_external() share: the
+ * arguments of fcinfo from 'first' on are max_attempts, retry_delays,
+ * timeout, run_as, max_event_age, concurrency, on_success and on_failure.
+ * run_as defaults to default_run_as, for a handler its owner, whose
+ * privileges the caller must have.  A name keeps its kind: a function
+ * registered with a handler is not made external, nor the reverse, since
+ * the jobs queued for it were enqueued under the rights of the other kind.
+ */
+static void
+register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
+				  Oid default_run_as)
+{
+	int32		max_attempts;
+	ArrayType  *retry_delays;
+	Interval   *timeout;
+	Interval   *max_event_age;
+	Oid			run_as;
+	Oid			old_run_as;
+	Oid			old_registered_by;
+	bool		old_external;
+	Oid			argtypes[11] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
+		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID};
+	Datum		args[11];
+	char		nulls[12] = "           ";
+	bool		isnull;
+	int			i;
+
+	for (i = 0; i < 3; i++)
+		if (PG_ARGISNULL(first + i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be null",
+							i == 0 ? "max_attempts" : i == 1 ? "retry_delays" : "timeout")));
+
+	if (!pg_async_handlers_bound(get_relname_relid("functions",
+												   get_namespace_oid("async", false))))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the pg_async extension in this database is older than its library"),
+				 errhint("Run ALTER EXTENSION pg_async UPDATE.")));
+
+	if (VARSIZE_ANY_EXHDR(name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("name must not be empty")));
+	if (VARSIZE_ANY_EXHDR(name) > ASYNC_MAX_NAME_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("name is too long"),
+				 errdetail("A name has at most %d bytes.", ASYNC_MAX_NAME_LEN)));
+
+	max_attempts = PG_GETARG_INT32(first);
+	if (max_attempts < 1 || max_attempts > ASYNC_MAX_ATTEMPTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be between 1 and %d", ASYNC_MAX_ATTEMPTS),
+				 errdetail("It was %d.", max_attempts)));
+
+	retry_delays = normalize_retry_delays(PG_GETARG_ARRAYTYPE_P(first + 1));
+
+	timeout = PG_GETARG_INTERVAL_P(first + 2);
+	if (timeout->time <= 0 && timeout->day <= 0 && timeout->month <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be positive")));
+	if (timeout->time < 0 || timeout->day < 0 || timeout->month < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not have negative parts")));
+	pg_async_check_at_most(timeout, "timeout", ASYNC_MAX_TIMEOUT);
+
+	if (PG_ARGISNULL(first + 4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_event_age must not be null")));
+	max_event_age = PG_GETARG_INTERVAL_P(first + 4);
+	if (max_event_age->month < 0 || max_event_age->day < 0 || max_event_age->time < 0 ||
+		(max_event_age->month == 0 && max_event_age->day == 0 &&
+		 max_event_age->time < USECS_PER_SEC))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_event_age must be at least 1 second")));
+	pg_async_check_at_most(max_event_age, "max_event_age", ASYNC_MAX_EVENT_AGE);
+	if (!PG_ARGISNULL(first + 5) && PG_GETARG_INT32(first + 5) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("concurrency must be NULL (no limit), 0 (hold the jobs) or more"),
+				 errdetail("It was %d.", PG_GETARG_INT32(first + 5))));
+
+	run_as = PG_ARGISNULL(first + 3) ? default_run_as : PG_GETARG_OID(first + 3);
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run_as)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", run_as)));
+	if (OidIsValid(handler) && !pg_async_may_act_as(default_run_as))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of function %s to register it", format_procedure(handler)),
+				 errdetail("Its owner is role \"%s\".", GetUserNameFromId(default_run_as, false))));
+	if (!pg_async_may_act_as(run_as))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg(OidIsValid(handler) ?
+						"permission denied to run handlers as role \"%s\"" :
+						"permission denied to consume jobs as role \"%s\"",
+						GetUserNameFromId(run_as, false)),
+				 errdetail("Only superusers and roles with the privileges of \"%s\" may.",
+						   GetUserNameFromId(run_as, false))));
+	if (OidIsValid(handler))
+	{
+		pg_async_check_run_as(handler, run_as, text_to_cstring(name));
+		if (pg_async_proc_aclcheck(handler, run_as, ACL_EXECUTE) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" may not execute %s",
+							GetUserNameFromId(run_as, false), format_procedure(handler))));
+	}
+
+	if (registration_owner(name, &old_run_as, &old_registered_by, &old_external))
+	{
+		/*
+		 * only with the rights of the role its jobs run as now: a role
+		 * that registered it but has lost those rights could otherwise
+		 * point the name, and the payloads queued for it, at its own code
+		 */
+		if (!pg_async_may_act_as(old_run_as))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("function \"%s\" is registered by role \"%s\"",
+							text_to_cstring(name),
+							GetUserNameFromId(old_registered_by, true) ?
+							GetUserNameFromId(old_registered_by, true) : "?"),
+					 errhint("Choose another name, or ask that role to unregister it.")));
+		if (old_external != !OidIsValid(handler))
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg(old_external ?
+							"function \"%s\" is registered as an external function" :
+							"function \"%s\" is registered with a handler",
+							text_to_cstring(name)),
+					 errhint("Unregister it first with async.unregister(), or choose another name.")));
+	}
+	else
+		check_name_free(name);
+
+	args[0] = PointerGetDatum(name);
+	args[1] = ObjectIdGetDatum(handler);
+	if (!OidIsValid(handler))
+		nulls[1] = 'n';
+	args[2] = ObjectIdGetDatum(run_as);
+	args[3] = Int32GetDatum(max_attempts);
+	args[4] = PointerGetDatum(retry_delays);
+	args[5] = IntervalPGetDatum(timeout);
+	args[6] = ObjectIdGetDatum(GetUserId());
+	args[7] = IntervalPGetDatum(max_event_age);
+	args[8] = PG_ARGISNULL(first + 5) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(first + 5));
+	if (PG_ARGISNULL(first + 5))
+		nulls[8] = 'n';
+	for (i = 0; i <= 1; i++)
+	{
+		if (PG_ARGISNULL(first + 6 + i))
+		{
+			nulls[9 + i] = 'n';
+			args[9 + i] = (Datum) 0;
+			continue;
+		}
+		args[9 + i] = PointerGetDatum(PG_GETARG_TEXT_PP(first + 6 + i));
+		check_destination(name, PG_GETARG_TEXT_PP(first + 6 + i),
+						  i == 0 ? "on_success" : "on_failure");
+	}
+	check_no_cycle(name, args[9], nulls[9] == 'n', args[10], nulls[10] == 'n');
+	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+								 11, argtypes, args, nulls, &isnull);
+
+	/* a lifted limit may have made held jobs ready: wake whoever runs them at commit */
+	if (OidIsValid(handler))
+		pg_async_note_enqueued(pg_async_batch_size);
+	else
+		pg_async_note_external_ready(text_to_cstring(name));
+}
+
+/*
  * async.register(handler, name, max_attempts, retry_delays, timeout, run_as,
  *				  max_event_age, concurrency, on_success, on_failure)
  *
@@ -411,36 +633,12 @@ pg_async_register(PG_FUNCTION_ARGS)
 	HeapTuple	tup;
 	Form_pg_proc proc;
 	text	   *name;
-	int32		max_attempts;
-	ArrayType  *retry_delays;
-	Interval   *timeout;
-	Oid			run_as;
 	Oid			proowner;
-	Oid			old_run_as;
-	Oid			old_registered_by;
-	Oid			argtypes[11] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
-		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID};
-	Datum		args[11];
-	char		nulls[12] = "           ";
-	Interval   *max_event_age;
-	bool		isnull;
-	int			i;
 
-	for (i = 0; i < 5; i++)
-		if (PG_ARGISNULL(i) && i != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not be null",
-							i == 0 ? "handler" : i == 2 ? "max_attempts" :
-							i == 3 ? "retry_delays" : "timeout")));
-
-	if (!pg_async_handlers_bound(get_relname_relid("functions",
-												   get_namespace_oid("async", false))))
+	if (PG_ARGISNULL(0))
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the pg_async extension in this database is older than its library"),
-				 errhint("Run ALTER EXTENSION pg_async UPDATE.")));
-
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("handler must not be null")));
 	handler = PG_GETARG_OID(0);
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
 	if (!HeapTupleIsValid(tup))
@@ -453,128 +651,31 @@ pg_async_register(PG_FUNCTION_ARGS)
 	ReleaseSysCache(tup);
 
 	pg_async_check_handler(handler);
+	register_function(fcinfo, 2, name, handler, proowner);
+	PG_RETURN_TEXT_P(name);
+}
 
-	if (VARSIZE_ANY_EXHDR(name) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("name must not be empty")));
-	if (VARSIZE_ANY_EXHDR(name) > ASYNC_MAX_NAME_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("name is too long"),
-				 errdetail("A name has at most %d bytes.", ASYNC_MAX_NAME_LEN)));
+/*
+ * async.register_external(name, max_attempts, retry_delays, timeout,
+ *						   run_as, max_event_age, concurrency, on_success,
+ *						   on_failure)
+ *
+ * Registers a function whose jobs consumers outside the server claim
+ * (external.c), or updates its registration.  run_as defaults to the
+ * caller, who must have its privileges; so must whoever claims or enqueues
+ * its jobs.
+ */
+Datum
+pg_async_register_external(PG_FUNCTION_ARGS)
+{
+	text	   *name;
 
-	max_attempts = PG_GETARG_INT32(2);
-	if (max_attempts < 1 || max_attempts > ASYNC_MAX_ATTEMPTS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_attempts must be between 1 and %d", ASYNC_MAX_ATTEMPTS),
-				 errdetail("It was %d.", max_attempts)));
-
-	retry_delays = normalize_retry_delays(PG_GETARG_ARRAYTYPE_P(3));
-
-	timeout = PG_GETARG_INTERVAL_P(4);
-	if (timeout->time <= 0 && timeout->day <= 0 && timeout->month <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must be positive")));
-	if (timeout->time < 0 || timeout->day < 0 || timeout->month < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not have negative parts")));
-	check_at_most(timeout, "timeout", ASYNC_MAX_TIMEOUT);
-
-	if (PG_ARGISNULL(6))
+	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_event_age must not be null")));
-	max_event_age = PG_GETARG_INTERVAL_P(6);
-	if (max_event_age->month < 0 || max_event_age->day < 0 || max_event_age->time < 0 ||
-		(max_event_age->month == 0 && max_event_age->day == 0 &&
-		 max_event_age->time < USECS_PER_SEC))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_event_age must be at least 1 second")));
-	check_at_most(max_event_age, "max_event_age", ASYNC_MAX_EVENT_AGE);
-	if (!PG_ARGISNULL(7) && PG_GETARG_INT32(7) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("concurrency must be NULL (no limit), 0 (hold the jobs) or more"),
-				 errdetail("It was %d.", PG_GETARG_INT32(7))));
-
-	run_as = PG_ARGISNULL(5) ? proowner : PG_GETARG_OID(5);
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run_as)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role with OID %u does not exist", run_as)));
-
-	if (!pg_async_may_act_as(proowner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of function %s to register it", format_procedure(handler)),
-				 errdetail("Its owner is role \"%s\".", GetUserNameFromId(proowner, false))));
-	if (!pg_async_may_act_as(run_as))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to run handlers as role \"%s\"",
-						GetUserNameFromId(run_as, false)),
-				 errdetail("Only superusers and roles with the privileges of \"%s\" may.",
-						   GetUserNameFromId(run_as, false))));
-	pg_async_check_run_as(handler, run_as, text_to_cstring(name));
-	if (pg_async_proc_aclcheck(handler, run_as, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not execute %s",
-						GetUserNameFromId(run_as, false), format_procedure(handler))));
-
-	if (registration_owner(name, &old_run_as, &old_registered_by))
-	{
-		/*
-		 * only with the rights of the role its jobs run as now: a role
-		 * that registered it but has lost those rights could otherwise
-		 * point the name, and the payloads queued for it, at its own code
-		 */
-		if (!pg_async_may_act_as(old_run_as))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("function \"%s\" is registered by role \"%s\"",
-							text_to_cstring(name),
-							GetUserNameFromId(old_registered_by, true) ?
-							GetUserNameFromId(old_registered_by, true) : "?"),
-					 errhint("Choose another name, or ask that role to unregister it.")));
-	}
-	else
-		check_name_free(name);
-
-	args[0] = PointerGetDatum(name);
-	args[1] = ObjectIdGetDatum(handler);
-	args[2] = ObjectIdGetDatum(run_as);
-	args[3] = Int32GetDatum(max_attempts);
-	args[4] = PointerGetDatum(retry_delays);
-	args[5] = IntervalPGetDatum(timeout);
-	args[6] = ObjectIdGetDatum(GetUserId());
-	args[7] = IntervalPGetDatum(max_event_age);
-	args[8] = PG_ARGISNULL(7) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(7));
-	if (PG_ARGISNULL(7))
-		nulls[8] = 'n';
-	for (i = 8; i <= 9; i++)
-	{
-		if (PG_ARGISNULL(i))
-		{
-			nulls[i + 1] = 'n';
-			args[i + 1] = (Datum) 0;
-			continue;
-		}
-		args[i + 1] = PointerGetDatum(PG_GETARG_TEXT_PP(i));
-		check_destination(name, PG_GETARG_TEXT_PP(i), i == 8 ? "on_success" : "on_failure");
-	}
-	check_no_cycle(name, args[9], nulls[9] == 'n', args[10], nulls[10] == 'n');
-	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-								 11, argtypes, args, nulls, &isnull);
-
-	/* a lifted limit may have made held jobs ready: wake the workers at commit */
-	pg_async_note_enqueued(pg_async_batch_size);
-
+				 errmsg("name must not be null")));
+	name = PG_GETARG_TEXT_PP(0);
+	register_function(fcinfo, 1, name, InvalidOid, GetUserId());
 	PG_RETURN_TEXT_P(name);
 }
 
@@ -589,7 +690,7 @@ check_may_change(text *name, const char *action)
 	Oid			run_as;
 	Oid			registered_by;
 
-	if (!registration_owner(name, &run_as, &registered_by))
+	if (!registration_owner(name, &run_as, &registered_by, NULL))
 		return false;
 	if (!pg_async_may_act_as(run_as))
 		ereport(ERROR,

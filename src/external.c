@@ -1,0 +1,857 @@
+/*-------------------------------------------------------------------------
+ *
+ * external.c
+ *	  External functions: jobs that consumers outside the server run.
+ *	  async.claim() hands a consumer ready jobs, each with a lease until a
+ *	  deadline; async.complete(), async.complete_many(), async.fail() and
+ *	  async.heartbeat() act on a job only with its lease; a lease whose
+ *	  deadline passes is a failed attempt ("lease expired"), found by the
+ *	  claims of its function and by the worker of slot 0.
+ *
+ *	  A consumer with nothing to claim sleeps on its latch, in a slot of
+ *	  shared memory that names the function it waits for; a commit that
+ *	  made jobs of that function ready sets its latch.  No LISTEN/NOTIFY,
+ *	  and no polling.
+ *
+ *	  Every entry point checks the caller's rights when it is called (the
+ *	  privileges of the function's run_as role), then does its writes as
+ *	  the extension's owner through internal SQL functions that PUBLIC may
+ *	  not execute.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_async.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/uuid.h"
+#include "utils/wait_event.h"
+
+PG_FUNCTION_INFO_V1(pg_async_claim);
+PG_FUNCTION_INFO_V1(pg_async_complete);
+PG_FUNCTION_INFO_V1(pg_async_complete_many);
+PG_FUNCTION_INFO_V1(pg_async_fail);
+PG_FUNCTION_INFO_V1(pg_async_heartbeat);
+PG_FUNCTION_INFO_V1(pg_async_expire_leases);
+
+/* Bounds of what a caller controls. */
+#define ASYNC_MAX_CLAIM			1000
+#define ASYNC_MAX_COMPLETE		10000
+#define ASYNC_MAX_CLAIM_WAIT	"1 hour"
+#define ASYNC_MAX_RETRY_AFTER	ASYNC_MAX_RETRY_DELAY
+
+/* leases the worker of slot 0, or one claim, fails at most in one transaction */
+#define ASYNC_EXPIRE_BATCH		100
+
+/*
+ * How long a waiting claim sleeps at most while jobs are due that it could
+ * not take (locked by another claim, or held by the concurrency limit):
+ * their release sets its latch too, this is only a backstop.
+ */
+#define ASYNC_CLAIM_RECHECK_MS	1000
+
+/* The error of an attempt whose lease expired, and of a consumer's failure. */
+#define ASYNC_LEASE_EXPIRED		"lease expired"
+#define ASYNC_LEASE_EXPIRED_SQLSTATE "57014"
+#define ASYNC_CONSUMER_SQLSTATE	"38000"
+
+/*
+ * Consumers waiting in async.claim(): one slot per backend at most, found
+ * free by its pid, with the hash of the function it waits for (0: none).
+ */
+typedef struct ConsumerWait
+{
+	pg_atomic_uint32 pid;
+	pg_atomic_uint32 function_hash;
+	Latch	   *latch;
+} ConsumerWait;
+
+typedef struct ConsumerWaits
+{
+	pg_atomic_uint32 nwaiting;
+	int			nslots;
+	ConsumerWait slots[FLEXIBLE_ARRAY_MEMBER];
+} ConsumerWaits;
+
+static ConsumerWaits *Waits = NULL;
+static ConsumerWait *MyWait = NULL;
+static bool wait_cleanup_set = false;
+
+/*
+ * Functions whose jobs this transaction made ready; their waiting consumers
+ * are woken at commit.  Past ASYNC_PENDING_EXTERNAL functions, every
+ * waiting consumer is.
+ */
+#define ASYNC_PENDING_EXTERNAL	8
+static uint32 pending_hashes[ASYNC_PENDING_EXTERNAL];
+static int	npending = 0;
+static bool pending_all = false;
+
+static uint32 wait_event_claim = 0;
+
+/* pg_async_consumers_shmem_size: one wait slot per backend */
+Size
+pg_async_consumers_shmem_size(void)
+{
+	return add_size(offsetof(ConsumerWaits, slots),
+					mul_size(MaxBackends, sizeof(ConsumerWait)));
+}
+
+void
+pg_async_consumers_shmem_init(void)
+{
+	bool		found;
+	int			i;
+
+	Waits = ShmemInitStruct("pg_async consumers", pg_async_consumers_shmem_size(), &found);
+	if (found)
+		return;
+	pg_atomic_init_u32(&Waits->nwaiting, 0);
+	Waits->nslots = MaxBackends;
+	for (i = 0; i < MaxBackends; i++)
+	{
+		pg_atomic_init_u32(&Waits->slots[i].pid, 0);
+		pg_atomic_init_u32(&Waits->slots[i].function_hash, 0);
+		Waits->slots[i].latch = NULL;
+	}
+}
+
+/* function_hash: the hash that names a function in a wait slot, never 0 */
+static uint32
+function_hash(const char *function)
+{
+	return hash_bytes((const unsigned char *) function, strlen(function)) | 1;
+}
+
+/* wait_end gives back this backend's wait slot, if it holds one. */
+static void
+wait_end(void)
+{
+	if (MyWait == NULL)
+		return;
+	pg_atomic_write_u32(&MyWait->function_hash, 0);
+	pg_atomic_write_u32(&MyWait->pid, 0);
+	pg_atomic_fetch_sub_u32(&Waits->nwaiting, 1);
+	MyWait = NULL;
+}
+
+static void
+wait_cleanup(int code, Datum arg)
+{
+	wait_end();
+}
+
+/*
+ * wait_begin takes a wait slot for 'function', before the claim that may
+ * find nothing: a commit after that claim's snapshot then finds the slot,
+ * and sets the latch the claim will sleep on.  Without shared memory (the
+ * library not preloaded) there is none, and the claim only sleeps.
+ */
+static void
+wait_begin(const char *function)
+{
+	int			i;
+
+	if (Waits == NULL)
+		return;
+	if (!wait_cleanup_set)
+	{
+		before_shmem_exit(wait_cleanup, (Datum) 0);
+		wait_cleanup_set = true;
+	}
+	for (i = 0; i < Waits->nslots; i++)
+	{
+		ConsumerWait *slot = &Waits->slots[i];
+		uint32		expected = 0;
+
+		if (pg_atomic_read_u32(&slot->pid) == 0 &&
+			pg_atomic_compare_exchange_u32(&slot->pid, &expected, (uint32) MyProcPid))
+		{
+			slot->latch = MyLatch;
+			pg_atomic_write_u32(&slot->function_hash, function_hash(function));
+			pg_atomic_fetch_add_u32(&Waits->nwaiting, 1);
+			MyWait = slot;
+			break;
+		}
+	}
+	pg_memory_barrier();
+}
+
+/*
+ * pg_async_note_external_ready notes that the current transaction made jobs
+ * of the external function ready (enqueued, retried, or room made under
+ * its limit): its waiting consumers are woken at commit.
+ */
+void
+pg_async_note_external_ready(const char *function)
+{
+	uint32		hash = function_hash(function);
+	int			i;
+
+	if (pending_all)
+		return;
+	for (i = 0; i < npending; i++)
+		if (pending_hashes[i] == hash)
+			return;
+	if (npending == ASYNC_PENDING_EXTERNAL)
+	{
+		pending_all = true;
+		return;
+	}
+	pending_hashes[npending++] = hash;
+}
+
+/*
+ * pg_async_external_end_xact wakes, after a commit, the consumers waiting for
+ * the functions the transaction made jobs ready for; the jobs are visible by
+ * then.  After an abort it forgets them.
+ */
+void
+pg_async_external_end_xact(bool commit)
+{
+	int			i;
+
+	if (commit && (npending > 0 || pending_all) && Waits != NULL &&
+		pg_atomic_read_u32(&Waits->nwaiting) > 0)
+	{
+		pg_memory_barrier();
+		for (i = 0; i < Waits->nslots; i++)
+		{
+			ConsumerWait *slot = &Waits->slots[i];
+			uint32		hash = pg_atomic_read_u32(&slot->function_hash);
+			bool		wake = pending_all && hash != 0;
+			int			k;
+
+			for (k = 0; !wake && hash != 0 && k < npending; k++)
+				wake = pending_hashes[k] == hash;
+			if (wake && slot->latch != NULL)
+				SetLatch(slot->latch);
+		}
+	}
+	npending = 0;
+	pending_all = false;
+}
+
+/* A registration as a consumer sees it. */
+typedef struct ExternalFunction
+{
+	Oid			run_as;
+	bool		limited;		/* it has a concurrency limit */
+} ExternalFunction;
+
+/*
+ * lookup_external finds the registration of an external function, and
+ * checks that the caller may consume its jobs: the privileges of its
+ * run_as role.  'action' names what the caller wanted, for the error.
+ */
+static ExternalFunction
+lookup_external(const char *function, const char *action)
+{
+	AsyncOwnerScope scope;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	ExternalFunction f = {InvalidOid, false};
+	bool		found = false;
+	bool		external = false;
+	char	   *handler = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	args[0] = CStringGetTextDatum(function);
+	pg_async_owner_begin(&scope);
+	if (SPI_execute_with_args("SELECT f.handler IS NULL, f.run_as::pg_catalog.oid,"
+							  "       f.concurrency IS NOT NULL, f.handler::pg_catalog.text"
+							  "  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: reading async.functions failed");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		found = true;
+		external = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+		f.run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		f.limited = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		if (!external)
+			handler = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 4));
+	}
+	pg_async_owner_end(&scope);
+
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("function \"%s\" is not registered with pg_async", function),
+				 errhint("Register it with async.register_external().")));
+	if (!external)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("function \"%s\" is not external", function),
+				 errdetail("Its jobs are run by the pg_async workers, with handler %s.",
+						   handler ? handler : "?"),
+				 errhint("Consumers claim the jobs of functions registered with async.register_external().")));
+	if (!pg_async_may_act_as(f.run_as))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s jobs of function \"%s\"", action, function),
+				 errdetail("Consuming its jobs needs the privileges of role \"%s\".",
+						   GetUserNameFromId(f.run_as, true) ?
+						   GetUserNameFromId(f.run_as, true) : "?")));
+	return f;
+}
+
+/*
+ * check_leased_jobs checks that the caller may finish the leased jobs among
+ * ids (the privileges of each one's function's run_as role).  Jobs without
+ * a lease are left to the statement that acts, which changes nothing for
+ * them.  Notes, for a commit that will give a limited function room, that
+ * its consumers are to be woken.
+ */
+static void
+check_leased_jobs(Datum ids, const char *action)
+{
+	AsyncOwnerScope scope;
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		args[1];
+	int			n;
+	int			i;
+	char	  **functions;
+	Oid		   *roles;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	args[0] = ids;
+	pg_async_owner_begin(&scope);
+	if (SPI_execute_with_args("SELECT l.function, l.run_as, f.concurrency IS NOT NULL"
+							  "  FROM async._lease_roles($1) l"
+							  "  JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) l.function",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: reading the leases failed");
+	n = (int) SPI_processed;
+	functions = MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1));
+	roles = MemoryContextAlloc(cxt, sizeof(Oid) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		functions[i] = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 1));
+		roles[i] = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+			pg_async_note_external_ready(functions[i]);
+	}
+	pg_async_owner_end(&scope);
+
+	/* as the caller again */
+	for (i = 0; i < n; i++)
+		if (!pg_async_may_act_as(roles[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to %s jobs of function \"%s\"", action, functions[i]),
+					 errdetail("Consuming its jobs needs the privileges of role \"%s\".",
+							   GetUserNameFromId(roles[i], true) ?
+							   GetUserNameFromId(roles[i], true) : "?")));
+}
+
+/*
+ * count_failure adds a failed attempt of function, which went on to
+ * new_state ('queued' or 'dead'), to the counters, and wakes the function's
+ * consumers at commit for a retry due at once.
+ */
+static void
+count_failure(const char *function, const char *new_state, bool retry_due)
+{
+	AsyncCounters *c = pg_async_pending(function);
+
+	c->failed++;
+	if (strcmp(new_state, "dead") == 0)
+		c->dead++;
+	else
+	{
+		c->retried++;
+		if (retry_due)
+			pg_async_note_external_ready(function);
+	}
+}
+
+/*
+ * fail_lease records the failed attempt of the job holding lease, inside an
+ * owner scope.  Returns false when the lease was no longer the job's.
+ */
+static bool
+fail_lease(Datum job_id, Datum lease, const char *message, const char *sqlstate,
+		   Datum retry_after, bool has_retry_after)
+{
+	Oid			argtypes[5] = {INT8OID, UUIDOID, TEXTOID, TEXTOID, INTERVALOID};
+	Datum		args[5];
+	char		nulls[5] = "     ";
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *function;
+	char	   *new_state;
+	Datum		retry_at;
+
+	args[0] = job_id;
+	args[1] = lease;
+	args[2] = CStringGetTextDatum(message);
+	args[3] = CStringGetTextDatum(sqlstate);
+	args[4] = retry_after;
+	if (!has_retry_after)
+		nulls[4] = 'n';
+	if (SPI_execute_with_args("SELECT f.function, f.new_state, f.retry_at"
+							  "  FROM async._fail_external($1, $2, $3, $4, $5) f",
+							  5, argtypes, args, nulls, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pg_async: recording a failed attempt failed");
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	function = SPI_getvalue(tup, desc, 1);
+	if (function == NULL)
+		return false;
+	new_state = SPI_getvalue(tup, desc, 2);
+	retry_at = SPI_getbinval(tup, desc, 3, &isnull);
+	count_failure(function, new_state ? new_state : "queued",
+				  !isnull && DatumGetTimestampTz(retry_at) <=
+				  GetCurrentTimestamp() + (TimestampTz) ASYNC_MAX_SLEEP_MS * 1000);
+	return true;
+}
+
+/*
+ * expire_leases fails the attempts of up to ASYNC_EXPIRE_BATCH leases past
+ * their deadline, of one function (or all when function is NULL), inside an
+ * owner scope.  Returns how many.
+ */
+static int
+expire_leases(const char *function)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		args[2];
+	char		nulls[2] = "  ";
+	int64		ids[ASYNC_EXPIRE_BATCH];
+	pg_uuid_t	leases[ASYNC_EXPIRE_BATCH];
+	int			n;
+	int			i;
+	int			expired = 0;
+
+	args[0] = function ? CStringGetTextDatum(function) : (Datum) 0;
+	if (function == NULL)
+		nulls[0] = 'n';
+	args[1] = Int32GetDatum(ASYNC_EXPIRE_BATCH);
+	if (SPI_execute_with_args("SELECT e.job_id, e.lease FROM async._expired_leases($1, $2) e",
+							  2, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: reading the expired leases failed");
+	n = (int) Min(SPI_processed, ASYNC_EXPIRE_BATCH);
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		leases[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	for (i = 0; i < n; i++)
+		if (fail_lease(Int64GetDatum(ids[i]), UUIDPGetDatum(&leases[i]),
+					   ASYNC_LEASE_EXPIRED, ASYNC_LEASE_EXPIRED_SQLSTATE, (Datum) 0, false))
+			expired++;
+	return expired;
+}
+
+/*
+ * async._expire_leases(): the worker of slot 0 fails the attempts whose
+ * lease expired, whoever claimed them (maintenance.c).
+ */
+Datum
+pg_async_expire_leases(PG_FUNCTION_ARGS)
+{
+	AsyncOwnerScope scope;
+	int			n;
+
+	pg_async_owner_begin(&scope);
+	n = expire_leases(NULL);
+	pg_async_owner_end(&scope);
+	PG_RETURN_INT32(n);
+}
+
+/*
+ * claim_lock serializes the claims of a function with a concurrency limit,
+ * so that each counts the jobs the one before reserved.  Only claims of
+ * that function take it, and only consumers of that function can hold it:
+ * a lock no SQL command takes, held until the end of the claiming
+ * transaction.  Its tag names async.functions as an object of
+ * pg_extension, which no extension is.
+ */
+static void
+claim_lock(const char *function, bool lock)
+{
+	Oid			relid = get_relname_relid("functions", get_namespace_oid("async", false));
+	uint16		key = (uint16) function_hash(function);
+
+	/* functions whose hashes share 16 bits share the lock: harmless */
+	if (lock)
+		LockDatabaseObject(ExtensionRelationId, relid, key, ExclusiveLock);
+	else
+		UnlockDatabaseObject(ExtensionRelationId, relid, key, ExclusiveLock);
+}
+
+/*
+ * claim_once claims up to max_jobs jobs of function into the result of
+ * async.claim(), after failing the expired leases of that function.
+ * Returns how many it handed out.
+ */
+static int
+claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limited)
+{
+	AsyncOwnerScope scope;
+	Oid			argtypes[3] = {TEXTOID, INT4OID, INT4OID};
+	Datum		args[3];
+	uint64		i;
+	int			n = 0;
+
+	if (limited)
+		claim_lock(function, true);
+
+	args[0] = CStringGetTextDatum(function);
+	args[1] = Int32GetDatum(max_jobs);
+	args[2] = Int32GetDatum(MyProcPid);
+	pg_async_owner_begin(&scope);
+	(void) expire_leases(function);
+	if (SPI_execute_with_args("SELECT c.job_id, c.event_id, c.payload, c.attempt, c.deadline,"
+							  "       c.lease, c.expired, c.wait_us"
+							  "  FROM async._claim_external($1, $2, $3) c",
+							  3, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: claiming jobs failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		AsyncCounters *c = pg_async_pending(function);
+		Datum		values[6];
+		bool		nulls[6];
+		bool		isnull;
+		int			k;
+
+		(void) SPI_getbinval(tup, desc, 7, &isnull);
+		if (!isnull)
+		{
+			/* expired, dead-lettered unrun */
+			c->dead++;
+			continue;
+		}
+		for (k = 0; k < 6; k++)
+			values[k] = SPI_getbinval(tup, desc, k + 1, &nulls[k]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		c->started++;
+		pg_async_count_duration(&c->wait,
+								Max(DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull)), 0));
+		n++;
+	}
+	pg_async_owner_end(&scope);
+
+	/* nothing reserved: let the other consumers of the function claim meanwhile */
+	if (limited && n == 0)
+		claim_lock(function, false);
+	return n;
+}
+
+/* next_due: when the next queued job of function is due, or 0 if none is queued */
+static TimestampTz
+next_due(const char *function)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+	Datum		d;
+
+	args[0] = CStringGetTextDatum(function);
+	d = pg_async_run_as_owner("SELECT async._next_external_run($1)", 1, argtypes, args,
+							  NULL, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * interval_us: an interval of at most ASYNC_MAX_CLAIM_WAIT (checked before)
+ * in microseconds.
+ */
+static int64
+interval_us(Interval *iv)
+{
+	return iv->time + (int64) iv->day * USECS_PER_DAY +
+		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+}
+
+/*
+ * async.claim(function, max_jobs, wait): up to max_jobs ready jobs of an
+ * external function, each now running under a lease until its deadline.
+ * With nothing ready and wait > 0, the backend sleeps on its latch until a
+ * commit makes jobs of the function ready, or their run_at comes, or wait
+ * has passed, then claims again.
+ */
+Datum
+pg_async_claim(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *function;
+	int32		max_jobs;
+	Interval   *wait;
+	int64		wait_us;
+	TimestampTz until;
+	ExternalFunction f;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null",
+						PG_ARGISNULL(0) ? "function" : PG_ARGISNULL(1) ? "max_jobs" : "wait")));
+	function = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	max_jobs = PG_GETARG_INT32(1);
+	if (max_jobs < 1 || max_jobs > ASYNC_MAX_CLAIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_jobs must be between 1 and %d", ASYNC_MAX_CLAIM),
+				 errdetail("It was %d.", max_jobs)));
+	wait = PG_GETARG_INTERVAL_P(2);
+	if (wait->time < 0 || wait->day < 0 || wait->month < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait must not be negative")));
+	pg_async_check_at_most(wait, "wait", ASYNC_MAX_CLAIM_WAIT);
+	wait_us = interval_us(wait);
+	if (wait_us > 0 && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("async.claim cannot wait in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The transaction's snapshot would not see the jobs enqueued while it waits."),
+				 errhint("Claim in a READ COMMITTED transaction, or with wait => '0'.")));
+
+	f = lookup_external(function, "claim");
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (wait_event_claim == 0)
+		wait_event_claim = pg_async_wait_event("PgAsyncClaimWait");
+
+	if (wait_us == 0)
+	{
+		(void) claim_once(rsinfo, function, max_jobs, f.limited);
+		return (Datum) 0;
+	}
+
+	until = GetCurrentTimestamp() + wait_us;
+	wait_begin(function);
+	PG_TRY();
+	{
+		for (;;)
+		{
+			TimestampTz now;
+			TimestampTz due;
+			long		ms;
+
+			if (claim_once(rsinfo, function, max_jobs, f.limited) > 0)
+				break;
+			now = GetCurrentTimestamp();
+			if (now >= until)
+				break;
+			ms = (long) ((until - now + 999) / 1000);
+			due = next_due(function);
+			if (due != 0 && due <= now)
+				ms = Min(ms, ASYNC_CLAIM_RECHECK_MS);
+			else if (due != 0)
+				ms = Min(ms, (long) ((due - now + 999) / 1000));
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 ms, wait_event_claim);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_FINALLY();
+	{
+		wait_end();
+	}
+	PG_END_TRY();
+	return (Datum) 0;
+}
+
+/*
+ * complete_jobs: the jobs among ids whose lease in leases is still theirs
+ * succeed, with results (a NULL array: none).  Returns how many.
+ */
+static int
+complete_jobs(Datum ids, Datum leases, Datum results, bool results_null)
+{
+	AsyncOwnerScope scope;
+	Oid			argtypes[3] = {INT8ARRAYOID, UUIDARRAYOID, JSONBARRAYOID};
+	Datum		args[3];
+	char		nulls[3] = "   ";
+	uint64		i;
+	int			n;
+
+	check_leased_jobs(ids, "complete");
+
+	args[0] = ids;
+	args[1] = leases;
+	args[2] = results;
+	if (results_null)
+		nulls[2] = 'n';
+	pg_async_owner_begin(&scope);
+	if (SPI_execute_with_args("SELECT c.function, c.duration_us"
+							  "  FROM async._complete_external($1, $2, $3) c",
+							  3, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: completing jobs failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		AsyncCounters *c = pg_async_pending(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
+		Datum		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+
+		c->succeeded++;
+		if (!isnull)
+			pg_async_count_duration(&c->duration, Max(DatumGetInt64(d), 0));
+	}
+	n = (int) SPI_processed;
+	pg_async_owner_end(&scope);
+	return n;
+}
+
+/* check_job_and_lease refuses a NULL job_id or lease. */
+static void
+check_job_and_lease(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "job_id" : "lease"),
+				 errhint("Pass the job_id and lease that async.claim() returned.")));
+}
+
+/* one_element: a one-element array of a by-reference or by-value datum */
+static Datum
+one_element(Datum value, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(&value, 1, type, typlen, typbyval, typalign));
+}
+
+/* async.complete(job_id, lease, result) */
+Datum
+pg_async_complete(PG_FUNCTION_ARGS)
+{
+	check_job_and_lease(fcinfo);
+	PG_RETURN_BOOL(complete_jobs(one_element(PG_GETARG_DATUM(0), INT8OID),
+								 one_element(PG_GETARG_DATUM(1), UUIDOID),
+								 PG_ARGISNULL(2) ? (Datum) 0 :
+								 one_element(PG_GETARG_DATUM(2), JSONBOID),
+								 PG_ARGISNULL(2)) > 0);
+}
+
+/* array_length_1d: the length of a one-dimensional array argument, checked */
+static int
+array_length_1d(ArrayType *a, const char *what)
+{
+	if (ARR_NDIM(a) == 0)
+		return 0;
+	if (ARR_NDIM(a) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
+	return ARR_DIMS(a)[0];
+}
+
+/* async.complete_many(job_ids, leases, results) */
+Datum
+pg_async_complete_many(PG_FUNCTION_ARGS)
+{
+	int			n;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "job_ids" : "leases")));
+	n = array_length_1d(PG_GETARG_ARRAYTYPE_P(0), "job_ids");
+	if (n > ASYNC_MAX_COMPLETE)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("async.complete_many completes at most %d jobs at once", ASYNC_MAX_COMPLETE),
+				 errdetail("It was given %d.", n)));
+	if (array_length_1d(PG_GETARG_ARRAYTYPE_P(1), "leases") != n ||
+		(!PG_ARGISNULL(2) && array_length_1d(PG_GETARG_ARRAYTYPE_P(2), "results") != n))
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("job_ids, leases and results must have as many elements")));
+	if (n == 0)
+		PG_RETURN_INT32(0);
+	PG_RETURN_INT32(complete_jobs(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1),
+								  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
+								  PG_ARGISNULL(2)));
+}
+
+/* async.fail(job_id, lease, error, retry_after) */
+Datum
+pg_async_fail(PG_FUNCTION_ARGS)
+{
+	AsyncOwnerScope scope;
+	bool		failed;
+	char	   *message;
+
+	check_job_and_lease(fcinfo);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("error must not be null"),
+				 errhint("Say why the attempt failed; it is kept in the job's history.")));
+	if (!PG_ARGISNULL(3))
+	{
+		Interval   *iv = PG_GETARG_INTERVAL_P(3);
+
+		if (iv->time < 0 || iv->day < 0 || iv->month < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("retry_after must not be negative")));
+		pg_async_check_at_most(iv, "retry_after", ASYNC_MAX_RETRY_AFTER);
+	}
+	message = pg_async_clip_message(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+
+	check_leased_jobs(one_element(PG_GETARG_DATUM(0), INT8OID), "fail");
+	pg_async_owner_begin(&scope);
+	failed = fail_lease(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), message,
+						ASYNC_CONSUMER_SQLSTATE,
+						PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3), !PG_ARGISNULL(3));
+	pg_async_owner_end(&scope);
+	PG_RETURN_BOOL(failed);
+}
+
+/* async.heartbeat(job_id, lease) */
+Datum
+pg_async_heartbeat(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[2] = {INT8OID, UUIDOID};
+	Datum		args[2];
+	bool		isnull;
+	Datum		deadline;
+
+	check_job_and_lease(fcinfo);
+	check_leased_jobs(one_element(PG_GETARG_DATUM(0), INT8OID), "heartbeat");
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = PG_GETARG_DATUM(1);
+	deadline = pg_async_run_as_owner("SELECT async._heartbeat_external($1, $2)",
+									 2, argtypes, args, NULL, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(DatumGetTimestampTz(deadline));
+}
