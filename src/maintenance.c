@@ -228,9 +228,10 @@ pg_async_maintenance(void)
 	/*
 	 * Leases of external jobs past their deadline: their consumers died or
 	 * hang.  The claims of each function fail them too, but a function may
-	 * have no consumer left.
+	 * have no consumer left.  Not before ALTER EXTENSION UPDATE to 0.8, as
+	 * the last look at the extension found.
 	 */
-	if (MyAsyncSlotIndex == 0 &&
+	if (MyAsyncSlotIndex == 0 && AsyncLeases &&
 		(last_expiry == 0 ||
 		 TimestampDifferenceExceeds(last_expiry, now, ASYNC_EXPIRE_INTERVAL_MS)))
 	{

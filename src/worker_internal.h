@@ -40,6 +40,7 @@ extern char *MyAsyncDatabase;
 extern Oid	AsyncExtensionId;
 extern Oid	AsyncJobsRelId;
 extern Oid	AsyncFunctionsRelId;
+extern bool AsyncLeases;		/* async.running holds leases (0.8 and later) */
 /* whether its schema keeps the ready floor up to date (0.6 and later) */
 extern bool AsyncReadyFloor;
 

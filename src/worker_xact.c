@@ -34,6 +34,7 @@ char	   *MyAsyncDatabase = NULL;
 Oid			AsyncExtensionId = InvalidOid;
 Oid			AsyncJobsRelId = InvalidOid;
 Oid			AsyncFunctionsRelId = InvalidOid;
+bool		AsyncLeases = false;
 bool		AsyncReadyFloor = false;
 
 /* the async.functions found to bind handlers by OID (0.5 and later) */
@@ -160,6 +161,8 @@ pg_async_extension_ready(void)
 		AsyncJobsRelId = relids[0];
 	}
 	AsyncFunctionsRelId = relids[1];
+	/* 0.8 and later: external functions, whose leases expire */
+	AsyncLeases = get_attnum(relids[4], "lease") != InvalidAttrNumber;
 	return true;
 }
 
