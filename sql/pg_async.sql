@@ -124,12 +124,14 @@ DECLARE
 	v_n integer;
 	/* not now(): a consumer's transaction may have begun before the jobs came */
 	v_now timestamp with time zone := pg_catalog.clock_timestamp();
+	v_deadline timestamp with time zone;
 BEGIN
 	SELECT * INTO v_f FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_function;
 	IF NOT FOUND OR v_f.handler IS NOT NULL OR v_f.paused THEN
 		RETURN;
 	END IF;
 	v_n := p_max;
+	v_deadline := v_now OPERATOR(pg_catalog.+) v_f.timeout;
 	IF v_f.concurrency IS NOT NULL THEN
 		/* the caller holds the function's claim lock: the count is current */
 		v_n := LEAST(v_n, v_f.concurrency OPERATOR(pg_catalog.-)
@@ -160,21 +162,22 @@ BEGIN
 		  FROM picked p
 		 WHERE j.id OPERATOR(pg_catalog.=) p.id
 		RETURNING j.id, j.event_id, j.payload, j.attempts, j.run_at,
-			   GREATEST(j.enqueued_at, CASE WHEN j.errors IS NULL THEN j.run_at
-				   ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END) AS due),
+			   v_now OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at, CASE WHEN j.errors IS NULL THEN j.run_at
+				   ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)
+				 OPERATOR(pg_catalog.>) v_f.max_event_age AS too_old,
+			   pg_catalog.gen_random_uuid() AS lease),
 	leased AS (
 		INSERT INTO async.running (job_id, function, lease, deadline)
-		SELECT c.id, p_function, pg_catalog.gen_random_uuid(),
-			   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) v_f.timeout
-		  FROM claimed c
-		 WHERE v_now OPERATOR(pg_catalog.-) c.due OPERATOR(pg_catalog.<=) v_f.max_event_age
-		RETURNING async.running.job_id, async.running.lease, async.running.deadline)
-	SELECT c.id, c.event_id, c.payload, c.attempts, l.deadline, l.lease,
-		   CASE WHEN l.lease IS NULL THEN
+		SELECT c.id, p_function, c.lease, v_deadline
+		  FROM claimed c WHERE NOT c.too_old)
+	SELECT c.id, c.event_id, c.payload, c.attempts,
+		   CASE WHEN NOT c.too_old THEN v_deadline END,
+		   CASE WHEN NOT c.too_old THEN c.lease END,
+		   CASE WHEN c.too_old THEN
 				pg_catalog.format('event is older than max_event_age (%s)', v_f.max_event_age) END,
 		   (EXTRACT(epoch FROM v_now OPERATOR(pg_catalog.-) c.run_at)
 			OPERATOR(pg_catalog.*) 1000000)::bigint
-	  FROM claimed c LEFT JOIN leased l ON l.job_id OPERATOR(pg_catalog.=) c.id
+	  FROM claimed c
 	 ORDER BY c.run_at, c.id
 	LOOP
 		/* an event that expired before it ran is dead at once, unrun */
