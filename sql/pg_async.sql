@@ -1273,18 +1273,23 @@ BEGIN
 		RAISE EXCEPTION 'concurrency must be -1 (no limit), 0 (hold) or more'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	RETURN async.register(
-		f.handler::pg_catalog.regprocedure, f.name,
-		COALESCE(configure.max_attempts, f.max_attempts),
-		COALESCE(configure.retry_delays, f.retry_delays),
-		COALESCE(configure.timeout, f.timeout),
-		f.run_as,
-		COALESCE(configure.max_event_age, f.max_event_age),
-		CASE WHEN configure.concurrency IS NULL THEN f.concurrency
-			 WHEN configure.concurrency OPERATOR(pg_catalog.=) -1 THEN NULL
-			 ELSE configure.concurrency END,
-		NULLIF(COALESCE(configure.on_success, f.on_success), ''),
-		NULLIF(COALESCE(configure.on_failure, f.on_failure), ''));
+	f.max_attempts := COALESCE(configure.max_attempts, f.max_attempts);
+	f.retry_delays := COALESCE(configure.retry_delays, f.retry_delays);
+	f.timeout := COALESCE(configure.timeout, f.timeout);
+	f.max_event_age := COALESCE(configure.max_event_age, f.max_event_age);
+	f.concurrency := CASE WHEN configure.concurrency IS NULL THEN f.concurrency
+						  WHEN configure.concurrency OPERATOR(pg_catalog.=) -1 THEN NULL
+						  ELSE configure.concurrency END;
+	f.on_success := NULLIF(COALESCE(configure.on_success, f.on_success), '');
+	f.on_failure := NULLIF(COALESCE(configure.on_failure, f.on_failure), '');
+	/* an external function has no handler */
+	IF f.handler IS NULL THEN
+		RETURN async.register_external(f.name, f.max_attempts, f.retry_delays, f.timeout,
+			f.run_as, f.max_event_age, f.concurrency, f.on_success, f.on_failure);
+	END IF;
+	RETURN async.register(f.handler::pg_catalog.regprocedure, f.name, f.max_attempts,
+		f.retry_delays, f.timeout, f.run_as, f.max_event_age, f.concurrency,
+		f.on_success, f.on_failure);
 END;
 $$;
 

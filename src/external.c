@@ -82,6 +82,13 @@ typedef struct ConsumerWait
 typedef struct ConsumerWaits
 {
 	pg_atomic_uint32 nwaiting;
+
+	/*
+	 * 0 once the worker of slot 0 found no lease left, and no claim that
+	 * made leases has committed since: it then skips its look for expired
+	 * ones (pg_async_leases_to_expire).
+	 */
+	pg_atomic_uint32 leases_exist;
 	int			nslots;
 	ConsumerWait slots[FLEXIBLE_ARRAY_MEMBER];
 } ConsumerWaits;
@@ -99,6 +106,9 @@ static bool wait_cleanup_set = false;
 static uint32 pending_hashes[ASYNC_PENDING_EXTERNAL];
 static int	npending = 0;
 static bool pending_all = false;
+
+/* this transaction's claims made leases */
+static bool leased = false;
 
 static uint32 wait_event_claim = 0;
 
@@ -120,6 +130,8 @@ pg_async_consumers_shmem_init(void)
 	if (found)
 		return;
 	pg_atomic_init_u32(&Waits->nwaiting, 0);
+	/* leases from before a restart expire too */
+	pg_atomic_init_u32(&Waits->leases_exist, 1);
 	Waits->nslots = MaxBackends;
 	for (i = 0; i < MaxBackends; i++)
 	{
@@ -223,6 +235,10 @@ void
 pg_async_external_end_xact(bool commit)
 {
 	int			i;
+
+	if (commit && leased && Waits != NULL)
+		pg_atomic_write_u32(&Waits->leases_exist, 1);
+	leased = false;
 
 	if (commit && (npending > 0 || pending_all) && Waits != NULL &&
 		pg_atomic_read_u32(&Waits->nwaiting) > 0)
@@ -470,17 +486,51 @@ expire_leases(const char *function)
 }
 
 /*
+ * pg_async_leases_to_expire tells the worker of slot 0 whether to look for
+ * expired leases now: if a claim made leases since it last found none, or
+ * every ASYNC_LEASE_FULL_LOOK_MS anyway, for leases no claim made here (a
+ * restore).  It clears leases_exist before the look's transaction, whose
+ * statements see every lease committed before that (external_end_xact
+ * sets the flag after its commit), and async._expire_leases() sets the flag
+ * again if leases remain.  Outside a transaction: most of the time, no
+ * transaction is spent.
+ */
+#define ASYNC_LEASE_FULL_LOOK_MS	60000
+
+bool
+pg_async_leases_to_expire(TimestampTz now)
+{
+	static TimestampTz last_full_look = 0;
+
+	if (Waits != NULL && pg_atomic_exchange_u32(&Waits->leases_exist, 0) == 0 &&
+		!TimestampDifferenceExceeds(last_full_look, now, ASYNC_LEASE_FULL_LOOK_MS))
+		return false;
+	pg_memory_barrier();
+	last_full_look = now;
+	return true;
+}
+
+/*
  * async._expire_leases(): the worker of slot 0 fails the attempts whose
- * lease expired, whoever claimed them (maintenance.c).
+ * lease expired, whoever claimed them (maintenance.c), and notes whether
+ * leases remain.
  */
 Datum
 pg_async_expire_leases(PG_FUNCTION_ARGS)
 {
 	AsyncOwnerScope scope;
 	int			n;
+	bool		isnull;
 
 	pg_async_owner_begin(&scope);
 	n = expire_leases(NULL);
+	/* in a snapshot of its own, taken after the flag was cleared */
+	if (SPI_execute("SELECT EXISTS (SELECT FROM async.running r WHERE r.lease IS NOT NULL)",
+					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_async: reading the leases failed");
+	if (Waits != NULL &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		pg_atomic_write_u32(&Waits->leases_exist, 1);
 	pg_async_owner_end(&scope);
 	PG_RETURN_INT32(n);
 }
@@ -553,6 +603,7 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 		for (k = 0; k < 6; k++)
 			values[k] = SPI_getbinval(tup, desc, k + 1, &nulls[k]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		leased = true;
 		c->started++;
 		pg_async_count_duration(&c->wait,
 								Max(DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull)), 0));

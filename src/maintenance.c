@@ -233,7 +233,8 @@ pg_async_maintenance(void)
 	 */
 	if (MyAsyncSlotIndex == 0 && AsyncLeases &&
 		(last_expiry == 0 ||
-		 TimestampDifferenceExceeds(last_expiry, now, ASYNC_EXPIRE_INTERVAL_MS)))
+		 TimestampDifferenceExceeds(last_expiry, now, ASYNC_EXPIRE_INTERVAL_MS)) &&
+		pg_async_leases_to_expire(now))
 	{
 		last_expiry = now;
 		if (pg_async_run_upkeep_sql("pg_async: failing the attempts whose lease expired",

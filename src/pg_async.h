@@ -301,6 +301,7 @@ extern Size pg_async_consumers_shmem_size(void);
 extern void pg_async_consumers_shmem_init(void);
 extern void pg_async_note_external_ready(const char *function);
 extern void pg_async_external_end_xact(bool commit);
+extern bool pg_async_leases_to_expire(TimestampTz now);
 
 /* sqlfuncs.c */
 typedef struct AsyncOwnerScope

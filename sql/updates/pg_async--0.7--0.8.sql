@@ -74,6 +74,9 @@ COMMENT ON FUNCTION async.fail(job_id bigint, lease uuid, error text, retry_afte
 -- @function async.heartbeat(
 COMMENT ON FUNCTION async.heartbeat(job_id bigint, lease uuid) IS 'a claimed job is still being worked on: its deadline moves to now plus the function''s timeout, and is returned; NULL, and nothing changed, when the lease is no longer the job''s';
 
+/* async.configure changes an external function too */
+-- @function async.configure(
+
 /* an external function can be a destination, and its dead letters redriven */
 -- @function async._destination(
 -- @function async._redrive(

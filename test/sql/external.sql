@@ -149,8 +149,10 @@ SELECT event_id, attempt FROM async.claim('ext_flaky');
 SELECT received, started, succeeded, failed, retried, dead_lettered
   FROM async.function_stats WHERE function = 'ext_flaky';
 
--- pause and concurrency hold the claims too
-SELECT async.register_external('ext_limited', concurrency => 1);
+-- pause and concurrency hold the claims too; async.configure changes them
+SELECT async.register_external('ext_limited', concurrency => 5);
+SELECT async.configure('ext_limited', concurrency => 1, timeout => '5 minutes');
+SELECT handler, concurrency, timeout, max_attempts FROM async.functions WHERE name = 'ext_limited';
 SELECT async.invoke('ext_limited', jsonb_build_object('n', n), 'ext-lim-' || n) FROM generate_series(1, 3) n;
 SELECT async.pause('ext_limited');
 SELECT count(*) AS while_paused FROM async.claim('ext_limited', 5);
