@@ -22,8 +22,6 @@
  */
 #include "pg_async.h"
 
-#include "catalog/namespace.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -540,20 +538,22 @@ pg_async_expire_leases(PG_FUNCTION_ARGS)
  * so that each counts the jobs the one before reserved.  Only claims of
  * that function take it, and only consumers of that function can hold it:
  * a lock no SQL command takes, held until the end of the claiming
- * transaction.  Its tag names async.functions as an object of
- * pg_extension, which no extension is.
+ * transaction, or given back at once by a claim that took nothing.  Its
+ * tag holds 64 bits of the function's name hash: a role cannot make up a
+ * name whose claims would share another function's lock.
  */
 static void
 claim_lock(const char *function, bool lock)
 {
-	Oid			relid = get_relname_relid("functions", get_namespace_oid("async", false));
-	uint16		key = (uint16) function_hash(function);
+	uint64		hash = hash_bytes_extended((const unsigned char *) function,
+										   strlen(function), 0);
 
-	/* functions whose hashes share 16 bits share the lock: harmless */
 	if (lock)
-		LockDatabaseObject(ExtensionRelationId, relid, key, ExclusiveLock);
+		LockDatabaseObject((Oid) (hash >> 32), (Oid) hash, ASYNC_EXTERNAL_CLAIM_LOCK,
+						   ExclusiveLock);
 	else
-		UnlockDatabaseObject(ExtensionRelationId, relid, key, ExclusiveLock);
+		UnlockDatabaseObject((Oid) (hash >> 32), (Oid) hash, ASYNC_EXTERNAL_CLAIM_LOCK,
+							 ExclusiveLock);
 }
 
 /*

@@ -62,6 +62,7 @@
 #define ASYNC_CLAIM_LOCK		1
 #define ASYNC_RECOVERY_LOCK		2
 #define ASYNC_DESTINATIONS_LOCK	3
+#define ASYNC_EXTERNAL_CLAIM_LOCK	4	/* with a function's name hash (external.c) */
 
 /* Saturated concurrency limits shared memory remembers (see shmem.c). */
 #define ASYNC_MAX_SATURATED		16
