@@ -315,6 +315,22 @@ $$;
 
 COMMENT ON FUNCTION async._lease_roles(p_ids bigint[]) IS 'internal: the functions of the leased jobs among p_ids, and the roles whose privileges finishing them needs';
 
+CREATE FUNCTION async._may_enqueue(p_role regrole, p_handler regprocedure, p_run_as regrole) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+	SELECT CASE
+		WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
+						  WHERE a.oid OPERATOR(pg_catalog.=) p_role::pg_catalog.oid) THEN false
+		/* an external function: the privileges of its run_as */
+		WHEN p_handler IS NULL THEN
+			COALESCE(pg_catalog.pg_has_role(p_role::pg_catalog.oid, p_run_as::pg_catalog.oid, 'USAGE'), false)
+		ELSE COALESCE(pg_catalog.has_function_privilege(p_role::pg_catalog.oid,
+														p_handler::pg_catalog.oid, 'EXECUTE'), false)
+	END;
+$$;
+
+COMMENT ON FUNCTION async._may_enqueue(p_role regrole, p_handler regprocedure, p_run_as regrole) IS 'internal: whether a role (that still exists) may enqueue for a registration: EXECUTE on its handler, or for an external function the privileges of its run_as; for destinations and redrives, done by the workers and the owner for that role';
+
 CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
     AS $$
@@ -413,16 +429,7 @@ BEGIN
 	END IF;
 	SELECT f.handler, f.run_as INTO v_handler, v_run_as
 	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) v_target;
-	/* the rights enqueueing needs: EXECUTE on a handler, an external function's run_as */
-	IF NOT FOUND
-	   OR NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
-					   WHERE a.oid OPERATOR(pg_catalog.=) p_job.enqueued_by::pg_catalog.oid)
-	   OR NOT (CASE WHEN v_handler IS NULL
-			   THEN pg_catalog.pg_has_role(p_job.enqueued_by::pg_catalog.oid,
-										   v_run_as::pg_catalog.oid, 'USAGE')
-			   ELSE COALESCE(pg_catalog.has_function_privilege(p_job.enqueued_by::pg_catalog.oid,
-															   v_handler::pg_catalog.oid, 'EXECUTE'), false)
-			   END) THEN
+	IF NOT FOUND OR NOT async._may_enqueue(p_job.enqueued_by, v_handler, v_run_as) THEN
 		RAISE WARNING 'pg_async: the % record of event "%" is not delivered to destination "%"',
 			p_condition, p_job.event_id, v_target
 			USING DETAIL = pg_catalog.format('Role %s, which enqueued the event, may not enqueue for that function.',
@@ -835,14 +842,7 @@ BEGIN
 											 v_run_as, v_dl.enqueued_by),
 				  HINT = 'To hand the payload to the new registration, enqueue it again with async.invoke().';
 	END IF;
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
-					WHERE a.oid OPERATOR(pg_catalog.=) v_dl.enqueued_by::pg_catalog.oid)
-	   OR NOT (CASE WHEN v_handler IS NULL
-			   THEN pg_catalog.pg_has_role(v_dl.enqueued_by::pg_catalog.oid,
-										   v_run_as::pg_catalog.oid, 'USAGE')
-			   ELSE COALESCE(pg_catalog.has_function_privilege(v_dl.enqueued_by::pg_catalog.oid,
-															   v_handler::pg_catalog.oid, 'EXECUTE'), false)
-			   END) THEN
+	IF NOT async._may_enqueue(v_dl.enqueued_by, v_handler, v_run_as) THEN
 		RAISE EXCEPTION 'role % may not enqueue for function "%"', v_dl.enqueued_by, v_dl.function
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'Redriving needs the right to enqueue that the event needed: EXECUTE on the function''s handler, or the privileges of an external function''s run_as role.';
@@ -2157,6 +2157,8 @@ REVOKE ALL ON FUNCTION async._fail_external(p_job_id bigint, p_lease uuid, p_mes
 REVOKE ALL ON FUNCTION async._heartbeat_external(p_job_id bigint, p_lease uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._lease_roles(p_ids bigint[]) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._may_enqueue(p_role regrole, p_handler regprocedure, p_run_as regrole) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._next_external_run(p_function text) FROM PUBLIC;
 

@@ -78,6 +78,9 @@ COMMENT ON FUNCTION async.heartbeat(job_id bigint, lease uuid) IS 'a claimed job
 -- @function async.configure(
 
 /* an external function can be a destination, and its dead letters redriven */
+-- @function async._may_enqueue(
+COMMENT ON FUNCTION async._may_enqueue(p_role regrole, p_handler regprocedure, p_run_as regrole) IS 'internal: whether a role (that still exists) may enqueue for a registration: EXECUTE on its handler, or for an external function the privileges of its run_as; for destinations and redrives, done by the workers and the owner for that role';
+REVOKE ALL ON FUNCTION async._may_enqueue(p_role regrole, p_handler regprocedure, p_run_as regrole) FROM PUBLIC;
 -- @function async._destination(
 -- @function async._redrive(
 
