@@ -716,9 +716,12 @@ set_paused(text *name, bool paused)
 	args[0] = PointerGetDatum(name);
 	args[1] = BoolGetDatum(paused);
 	(void) pg_async_run_as_owner("SELECT async._set_paused($1, $2)", 2, argtypes, args, NULL, &isnull);
-	/* resumed jobs are ready now: wake the workers at commit */
+	/* resumed jobs are ready now: wake the workers, or its consumers, at commit */
 	if (!paused)
+	{
 		pg_async_note_enqueued(pg_async_batch_size);
+		pg_async_note_external_ready(text_to_cstring(name));
+	}
 	return BoolGetDatum(true);
 }
 
