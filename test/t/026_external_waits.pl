@@ -100,6 +100,22 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM async.claim('hook', 1, '1
 	'0', 'a wait with nothing enqueued returns nothing');
 cmp_ok(time - $t0, '>=', 0.9, 'and lasts its wait');
 
+# a consumer waiting for a paused function is woken by async.resume
+$node->safe_psql('postgres', q{
+SELECT async.pause('hook');
+SELECT async.invoke('hook', '{}', 'hook-paused');});
+$consumer->{send}("SELECT event_id FROM async.claim('hook', 1, '30 seconds');");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event = 'PgAsyncClaimWait'"
+	  . " OR (wait_event = 'Extension' AND query LIKE '%async.claim(''hook''%')")
+  or die 'the claim does not wait';
+$t0 = time;
+$node->safe_psql('postgres', q{SELECT async.resume('hook')});
+is($consumer->{result}(30), 'hook-paused', 'async.resume hands the held job to a waiting consumer');
+cmp_ok(time - $t0, '<', 5, 'at once, not at the end of its wait');
+$node->safe_psql('postgres', q{
+SELECT pg_catalog.count(async.complete(r.job_id, r.lease)) FROM async.running r});
+
 # 2. A consumer that holds the claim lock of its limited function (its
 # claim's transaction is open) holds back the claims of that function, and
 # of no other.
