@@ -53,7 +53,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 # link with PGXS's $(LDFLAGS), which start with -L$(libdir): the libpq of the
 # installation PG_CONFIG names (and its rpath, where it was built with one).
 BENCH = test/bench/pg_async_bench
-EXTRA_CLEAN = $(BENCH) $(TOP) pg_async-*.zip build
+EXTRA_CLEAN = $(BENCH) $(TOP) $(RUN) pg_async-*.zip build
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -93,20 +93,35 @@ TOP_SRCS = \
 
 all: $(TOP)
 
+# pg_async_run (bin/pg_async_run.c and the files bin/pg_async_run.h lists),
+# the command runner of external functions: a libpq client too, installed
+# beside pg_async_top.
+RUN = bin/pg_async_run
+RUN_SRCS = \
+	bin/pg_async_run.c \
+	bin/run_db.c \
+	bin/run_child.c
+
+all: $(RUN)
+
+$(RUN): $(RUN_SRCS) bin/pg_async_run.h pg_async.control
+	$(CC) $(CFLAGS) -DPG_ASYNC_VERSION='"$(PG_ASYNC_VERSION)"' -I$(includedir) $(filter %.c,$^) -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq
+
 # its --version is the extension's version (PG_ASYNC_VERSION, above)
 $(TOP): $(TOP_SRCS) bin/pg_async_top.h pg_async.control
 	$(CC) $(CFLAGS) -DPG_ASYNC_VERSION='"$(PG_ASYNC_VERSION)"' -I$(includedir) $(filter %.c,$^) -o $@ $(LDFLAGS) $(LDFLAGS_EX) -lpq -lm
 
 install: install-top
 
-install-top: $(TOP)
+install-top: $(TOP) $(RUN)
 	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) $(TOP) '$(DESTDIR)$(bindir)/'
+	$(INSTALL_PROGRAM) $(RUN) '$(DESTDIR)$(bindir)/'
 
 uninstall: uninstall-top
 
 uninstall-top:
-	rm -f '$(DESTDIR)$(bindir)/pg_async_top'
+	rm -f '$(DESTDIR)$(bindir)/pg_async_top' '$(DESTDIR)$(bindir)/pg_async_run'
 
 .PHONY: install-top uninstall-top
 

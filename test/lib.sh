@@ -81,7 +81,7 @@ RUN_USER=postgres
 # pg_packages MAJOR prints the Debian packages that the build and the tests
 # need with PostgreSQL MAJOR (those of the server only with an argument).
 pg_packages() {
-	local pkgs="libpq-dev libipc-run-perl perl make gcc prometheus-postgres-exporter curl"
+	local pkgs="libpq-dev libipc-run-perl perl make gcc prometheus-postgres-exporter curl procps"
 	[ -z "${1:-}" ] || pkgs="postgresql-$1 postgresql-server-dev-$1 postgresql-client-$1 postgresql-$1-cron postgresql-$1-plproxy $pkgs"
 	echo "$pkgs"
 }
