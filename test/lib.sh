@@ -81,7 +81,7 @@ RUN_USER=postgres
 # pg_packages MAJOR prints the Debian packages that the build and the tests
 # need with PostgreSQL MAJOR (those of the server only with an argument).
 pg_packages() {
-	local pkgs="libpq-dev libipc-run-perl perl make gcc prometheus-postgres-exporter curl procps"
+	local pkgs="libpq-dev libipc-run-perl perl make gcc prometheus-postgres-exporter curl procps python3-psycopg2"
 	[ -z "${1:-}" ] || pkgs="postgresql-$1 postgresql-server-dev-$1 postgresql-client-$1 postgresql-$1-cron postgresql-$1-plproxy $pkgs"
 	echo "$pkgs"
 }
@@ -112,6 +112,27 @@ ensure_packages() {
 	install_packages $pkgs
 	# Debian's postgresql package creates this user; a bare server package may not.
 	id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
+}
+
+# ensure_node makes sure node and npm are here, for the Node consumers of
+# test/t/024_consumers.pl: Debian's nodejs and npm, unless a Node.js with its
+# npm is installed already (a machine's image may carry a newer one).
+ensure_node() {
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && return 0
+	install_packages nodejs npm
+}
+
+# install_node_pg DIR installs pg from npm into DIR/test/consumers/node_modules
+# (DIR being a scratch copy of the sources, which the cluster user owns), for
+# the Node consumers of test/t/024_consumers.pl; they are skipped without it.
+install_node_pg() {
+	if ! command -v npm >/dev/null 2>&1; then
+		echo "== no npm here: the Node consumers are skipped"
+	elif as_user npm install --no-save --no-audit --no-fund --prefix "$1/test/consumers" pg@8 >/dev/null 2>&1; then
+		echo "== pg from npm installed for the Node consumers"
+	else
+		echo "== pg could not be installed from npm: the Node consumers are skipped"
+	fi
 }
 
 # build_and_install builds pg_async in $1 and installs it into PostgreSQL.

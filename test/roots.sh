@@ -104,7 +104,7 @@ root_exec() {
 		rc=0
 		chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
 			PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-			DEBIAN_FRONTEND=noninteractive "$@" || rc=$?
+			DEBIAN_FRONTEND=noninteractive PG_ASYNC_IN_ROOT=1 "$@" || rc=$?
 		exit $rc
 	' root_exec "$@"
 }

@@ -17,6 +17,8 @@ become_root "$0" "$@"
 
 echo "== $("$PG_CONFIG" --version 2>/dev/null || echo "PostgreSQL $PG_MAJOR (not installed yet)"), $PG_CONFIG"
 ensure_packages
+# Node.js for the Node consumers, on this machine; the roots go without
+[ -n "${PG_ASYNC_IN_ROOT:-}" ] || ensure_node
 # built again from nothing: objects of another version are not reused, and
 # every warning shows
 make -s -C "$src" PG_CONFIG="$PG_CONFIG" clean >/dev/null
@@ -37,6 +39,7 @@ rm -f "$build_log"
 echo "== built without warnings"
 
 work=$(scratch_copy "$src")
+install_node_pg "$work"
 small=
 cleanup() {
 	[ -z "$small" ] || umount "$small" 2>/dev/null || true
