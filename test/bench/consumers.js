@@ -1,0 +1,172 @@
+// test/bench/consumers.js: the measurements of test/bench/consumers.sh, in
+// Node.js, with pg and graphile-worker from npm (NODE_PATH names them).
+//
+//   node consumers.js drain-pg URL JOBS CONSUMERS BATCH
+//       JOBS no-op jobs of an external function, enqueued in one INSERT,
+//       drained by CONSUMERS connections that each claim BATCH jobs at a
+//       time (waiting in async.claim) and complete them with complete_many;
+//       prints the jobs/s from the INSERT's commit to the last completion.
+//   node consumers.js drain-graphile URL JOBS PROCESSES CONCURRENCY
+//       the same JOBS as Graphile Worker jobs (add_jobs), drained by
+//       PROCESSES worker processes of CONCURRENCY jobs each, with its
+//       batching on (a local queue of GRAPHILE_LOCAL_QUEUE jobs, default
+//       500, and batched completions); prints jobs/s.
+//   node consumers.js latency-pg URL RATE SECONDS
+//       a consumer waits in async.claim; a producer calls async.invoke RATE
+//       times a second for SECONDS; prints the percentiles of the time from
+//       the call of async.invoke to the return of the claim that got it.
+'use strict';
+
+const { Client } = require('pg');
+const { fork } = require('child_process');
+
+const now = () => Number(process.hrtime.bigint()) / 1e6;	// ms
+
+async function connect(url) {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  return c;
+}
+
+async function drainPg(url, jobs, consumers, batch) {
+  const admin = await connect(url);
+  await admin.query(`SELECT async.register_external('bench_noop', timeout => '5 minutes')
+                      WHERE NOT EXISTS (SELECT FROM async.functions WHERE name = 'bench_noop')`);
+  await admin.query(`INSERT INTO async.jobs (function, payload)
+                     SELECT 'bench_noop', '{}' FROM generate_series(1, $1)`, [jobs]);
+  const t0 = now();
+  let done = 0;
+  const loop = async () => {
+    const c = await connect(url);
+    while (done < jobs) {
+      const { rows } = await c.query(
+        "SELECT job_id, lease FROM async.claim('bench_noop', $1, '0.1 seconds')", [batch]);
+      if (rows.length === 0)
+        continue;
+      const r = await c.query('SELECT async.complete_many($1::bigint[], $2::uuid[]) AS n',
+                              [rows.map((j) => j.job_id), rows.map((j) => j.lease)]);
+      done += r.rows[0].n;
+    }
+    await c.end();
+  };
+  await Promise.all(Array.from({ length: consumers }, loop));
+  const secs = (now() - t0) / 1000;
+  await admin.end();
+  console.log(JSON.stringify({ jobs, seconds: secs, jobs_per_s: jobs / secs }));
+}
+
+async function graphileWorker(url, concurrency) {
+  const { run, Logger } = require('graphile-worker');
+  const runner = await run({
+    connectionString: url,
+    logger: new Logger(() => () => {}),	// quiet: a line per job would be the cost measured
+    concurrency,
+    noHandleSignals: true,
+    pollInterval: 1000,
+    preset: {
+      worker: {
+        localQueue: { size: Number(process.env.GRAPHILE_LOCAL_QUEUE || 500) },
+        completeJobBatchDelay: 0,
+        failJobBatchDelay: 0,
+      },
+    },
+    taskList: { noop: async () => {} },
+  });
+  process.on('message', async () => {
+    await runner.stop();
+    process.exit(0);
+  });
+  process.send('ready');
+}
+
+async function drainGraphile(url, jobs, processes, concurrency) {
+  const admin = await connect(url);
+  const workers = [];
+  for (let i = 0; i < processes; i++) {
+    const w = fork(__filename, ['graphile-worker', url, String(concurrency)]);
+    workers.push(w);
+    await new Promise((resolve) => w.once('message', resolve));
+  }
+  await admin.query(`SELECT graphile_worker.add_jobs(ARRAY(
+                       SELECT json_populate_record(NULL::graphile_worker.job_spec,
+                                json_build_object('identifier', 'noop', 'payload', '{}'::json))
+                         FROM generate_series(1, $1)))`, [jobs]);
+  const t0 = now();
+  for (;;) {
+    const { rows } = await admin.query('SELECT count(*)::int AS n FROM graphile_worker._private_jobs');
+    if (rows[0].n === 0)
+      break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const secs = (now() - t0) / 1000;
+  for (const w of workers)
+    w.send('stop');
+  await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
+  await admin.end();
+  console.log(JSON.stringify({ jobs, seconds: secs, jobs_per_s: jobs / secs }));
+}
+
+async function latencyPg(url, rate, seconds) {
+  const admin = await connect(url);
+  await admin.query(`SELECT async.register_external('bench_latency', timeout => '5 minutes')
+                      WHERE NOT EXISTS (SELECT FROM async.functions WHERE name = 'bench_latency')`);
+  const consumer = await connect(url);
+  const producer = await connect(url);
+  const sent = new Map();
+  const latencies = [];
+  const total = rate * seconds;
+  let stop = false;
+
+  const consume = (async () => {
+    while (!stop) {
+      const { rows } = await consumer.query(
+        "SELECT job_id, event_id, lease FROM async.claim('bench_latency', 100, '1 second')");
+      const t = now();
+      for (const j of rows) {
+        if (sent.has(j.event_id))
+          latencies.push(t - sent.get(j.event_id));
+      }
+      if (rows.length > 0)
+        await consumer.query('SELECT async.complete_many($1::bigint[], $2::uuid[])',
+                             [rows.map((j) => j.job_id), rows.map((j) => j.lease)]);
+    }
+  })();
+
+  const t0 = now();
+  for (let i = 0; i < total; i++) {
+    // paced: the i-th call at t0 + i / rate
+    const wait = t0 + (i * 1000) / rate - now();
+    if (wait > 0)
+      await new Promise((r) => setTimeout(r, wait));
+    const id = `lat-${process.pid}-${i}`;
+    sent.set(id, now());
+    await producer.query("SELECT async.invoke('bench_latency', '{}', $1)", [id]);
+  }
+  const deadline = now() + 10000;
+  while (latencies.length < total && now() < deadline)
+    await new Promise((r) => setTimeout(r, 50));
+  stop = true;
+  await consume;
+  latencies.sort((a, b) => a - b);
+  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
+  console.log(JSON.stringify({ events: total, received: latencies.length, rate,
+                               p50_ms: pct(50), p99_ms: pct(99), max_ms: latencies[latencies.length - 1] }));
+  await Promise.all([admin.end(), consumer.end(), producer.end()]);
+}
+
+async function main() {
+  const [mode, url, ...args] = process.argv.slice(2);
+  const n = args.map(Number);
+  if (mode === 'drain-pg')
+    await drainPg(url, n[0], n[1], n[2]);
+  else if (mode === 'drain-graphile')
+    await drainGraphile(url, n[0], n[1], n[2]);
+  else if (mode === 'graphile-worker')
+    await graphileWorker(url, n[0]);
+  else if (mode === 'latency-pg')
+    await latencyPg(url, n[0], n[1]);
+  else
+    throw new Error(`unknown mode ${mode}`);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
