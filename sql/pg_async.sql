@@ -203,36 +203,40 @@ CREATE FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_resu
     LANGUAGE plpgsql
     AS $$
 DECLARE
-	v_ids bigint[];
-	v_results jsonb[];
-	v_functions text[];
-	v_durations bigint[];
+	v_now timestamp with time zone := pg_catalog.clock_timestamp();
+	v_job async.jobs;
+	v_destinations boolean;
 BEGIN
-	/* a lease is the job's while its row in async.running is there */
-	WITH gone AS (
-		DELETE FROM async.running r
-		 USING ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_leases),
-						  pg_catalog.unnest(p_results)) AS x(id, lease, result)
-		 WHERE r.job_id OPERATOR(pg_catalog.=) x.id
-		   AND r.lease OPERATOR(pg_catalog.=) x.lease
-		RETURNING r.job_id, r.function, x.result)
-	SELECT pg_catalog.array_agg(g.job_id ORDER BY g.job_id),
-		   pg_catalog.array_agg(g.result ORDER BY g.job_id),
-		   pg_catalog.array_agg(g.function ORDER BY g.job_id),
-		   pg_catalog.array_agg((EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) j.started_at)
-								 OPERATOR(pg_catalog.*) 1000000)::bigint ORDER BY g.job_id)
-	  INTO v_ids, v_results, v_functions, v_durations
-	  FROM gone g JOIN async.jobs j ON j.id OPERATOR(pg_catalog.=) g.job_id;
-	IF v_ids IS NULL THEN
-		RETURN;
-	END IF;
-	PERFORM async._succeed(v_ids, v_results,
-		EXISTS (SELECT FROM async.functions f
-				 WHERE f.name OPERATOR(pg_catalog.=) ANY (v_functions)
-				   AND f.on_success IS NOT NULL),
-		pg_catalog.array_fill(pg_catalog.clock_timestamp(), ARRAY[pg_catalog.cardinality(v_ids)]),
-		v_durations);
-	RETURN QUERY SELECT * FROM ROWS FROM (pg_catalog.unnest(v_functions), pg_catalog.unnest(v_durations));
+	v_destinations := EXISTS (
+		SELECT FROM async.running r JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) r.function
+		 WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids) AND f.on_success IS NOT NULL);
+	/*
+	 * A lease is the job's while its row in async.running is there: its
+	 * deletion is what completes the job, as async._succeed does a worker's
+	 * (one statement, rather than arrays for async._succeed: no per-job
+	 * lookups of the run times and the functions first)
+	 */
+	FOR v_job IN
+		WITH gone AS (
+			DELETE FROM async.running r
+			 USING ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_leases),
+							  pg_catalog.unnest(p_results)) AS x(id, lease, result)
+			 WHERE r.job_id OPERATOR(pg_catalog.=) x.id
+			   AND r.lease OPERATOR(pg_catalog.=) x.lease
+			RETURNING r.job_id, x.result)
+		UPDATE async.jobs j SET state = 'succeeded', finished_at = v_now,
+			   duration = v_now OPERATOR(pg_catalog.-) j.started_at, result = g.result
+		  FROM gone g
+		 WHERE j.id OPERATOR(pg_catalog.=) g.job_id
+		RETURNING j.*
+	LOOP
+		function := v_job.function;
+		duration_us := (EXTRACT(epoch FROM v_job.duration) OPERATOR(pg_catalog.*) 1000000)::bigint;
+		RETURN NEXT;
+		IF v_destinations THEN
+			PERFORM async._destination(v_job, 'Success', v_job.result);
+		END IF;
+	END LOOP;
 END;
 $$;
 

@@ -72,6 +72,10 @@ shared_buffers = '128MB'
 shared_preload_libraries = 'pg_async'
 pg_async.database = 'postgres'
 pg_async.workers = 2
+# Graphile Worker deletes a job when it completes: pg_async deletes its
+# finished jobs after pg_async.retention, here a second, not a day, so that
+# neither queue's table grows from round to round
+pg_async.retention = '1s'
 EOF
 as_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w start >/dev/null
 as_user "$PG_BIN/psql" -X -q -h "$tmp" -p "$port" -d postgres -c 'CREATE EXTENSION pg_async' >/dev/null
