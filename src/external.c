@@ -110,6 +110,13 @@ static bool leased = false;
 
 static uint32 wait_event_claim = 0;
 
+/* the plans of the statements that every claim or finish runs */
+static SPIPlanPtr lookup_plan = NULL;
+static SPIPlanPtr leases_plan = NULL;
+static SPIPlanPtr expired_plan = NULL;
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr complete_plan = NULL;
+
 /* pg_async_consumers_shmem_size: one wait slot per backend */
 Size
 pg_async_consumers_shmem_size(void)
@@ -259,6 +266,27 @@ pg_async_external_end_xact(bool commit)
 	pending_all = false;
 }
 
+/*
+ * run_cached runs a statement of this file through a plan prepared once per
+ * backend, in *plan (every object it names has its schema, so the plan
+ * holds whatever the search_path; the plan cache replans it after DDL).
+ */
+static int
+run_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+		   Datum *args, const char *nulls, bool read_only, long count)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "pg_async: preparing \"%s\" failed: %s", sql,
+				 SPI_result_code_string(SPI_result));
+		*plan = p;
+	}
+	return SPI_execute_plan(*plan, args, nulls, read_only, count);
+}
+
 /* A registration as a consumer sees it. */
 typedef struct ExternalFunction
 {
@@ -285,7 +313,7 @@ lookup_external(const char *function, const char *action)
 
 	args[0] = CStringGetTextDatum(function);
 	pg_async_owner_begin(&scope);
-	if (SPI_execute_with_args("SELECT f.handler IS NULL, f.run_as::pg_catalog.oid,"
+	if (run_cached(&lookup_plan, "SELECT f.handler IS NULL, f.run_as::pg_catalog.oid,"
 							  "       f.concurrency IS NOT NULL, f.handler::pg_catalog.text"
 							  "  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
@@ -348,7 +376,7 @@ check_leased_jobs(Datum ids, const char *action)
 
 	args[0] = ids;
 	pg_async_owner_begin(&scope);
-	if (SPI_execute_with_args("SELECT l.function, l.run_as, f.concurrency IS NOT NULL"
+	if (run_cached(&leases_plan, "SELECT l.function, l.run_as, f.concurrency IS NOT NULL"
 							  "  FROM async._lease_roles($1) l"
 							  "  JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) l.function",
 							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
@@ -465,7 +493,7 @@ expire_leases(const char *function)
 	if (function == NULL)
 		nulls[0] = 'n';
 	args[1] = Int32GetDatum(ASYNC_EXPIRE_BATCH);
-	if (SPI_execute_with_args("SELECT e.job_id, e.lease FROM async._expired_leases($1, $2) e",
+	if (run_cached(&expired_plan, "SELECT e.job_id, e.lease FROM async._expired_leases($1, $2) e",
 							  2, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading the expired leases failed");
 	n = (int) Min(SPI_processed, ASYNC_EXPIRE_BATCH);
@@ -578,7 +606,7 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	args[2] = Int32GetDatum(MyProcPid);
 	pg_async_owner_begin(&scope);
 	(void) expire_leases(function);
-	if (SPI_execute_with_args("SELECT c.job_id, c.event_id, c.payload, c.attempt, c.deadline,"
+	if (run_cached(&claim_plan, "SELECT c.job_id, c.event_id, c.payload, c.attempt, c.deadline,"
 							  "       c.lease, c.expired, c.wait_us"
 							  "  FROM async._claim_external($1, $2, $3) c",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
@@ -756,7 +784,7 @@ complete_jobs(Datum ids, Datum leases, Datum results, bool results_null)
 	if (results_null)
 		nulls[2] = 'n';
 	pg_async_owner_begin(&scope);
-	if (SPI_execute_with_args("SELECT c.function, c.duration_us"
+	if (run_cached(&complete_plan, "SELECT c.function, c.duration_us"
 							  "  FROM async._complete_external($1, $2, $3) c",
 							  3, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: completing jobs failed");

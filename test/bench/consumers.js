@@ -12,9 +12,11 @@
 //       batching on (a local queue of GRAPHILE_LOCAL_QUEUE jobs, default
 //       500, and batched completions); prints jobs/s.
 //   node consumers.js latency-pg URL RATE SECONDS
-//       a consumer waits in async.claim; a producer calls async.invoke RATE
-//       times a second for SECONDS; prints the percentiles of the time from
-//       the call of async.invoke to the return of the claim that got it.
+//       a consumer waits in async.claim (and completes what it got on a
+//       second connection, not waiting for it); a producer calls
+//       async.invoke RATE times a second for SECONDS; prints the percentiles
+//       of the time from the call of async.invoke to the return of the claim
+//       that got it.
 'use strict';
 
 const { Client } = require('pg');
@@ -111,11 +113,13 @@ async function latencyPg(url, rate, seconds) {
   await admin.query(`SELECT async.register_external('bench_latency', timeout => '5 minutes')
                       WHERE NOT EXISTS (SELECT FROM async.functions WHERE name = 'bench_latency')`);
   const consumer = await connect(url);
+  const finisher = await connect(url);
   const producer = await connect(url);
   const sent = new Map();
   const latencies = [];
   const total = rate * seconds;
   let stop = false;
+  let finishing = Promise.resolve();
 
   const consume = (async () => {
     while (!stop) {
@@ -126,9 +130,11 @@ async function latencyPg(url, rate, seconds) {
         if (sent.has(j.event_id))
           latencies.push(t - sent.get(j.event_id));
       }
+      // completed on another connection, while this one claims again
       if (rows.length > 0)
-        await consumer.query('SELECT async.complete_many($1::bigint[], $2::uuid[])',
-                             [rows.map((j) => j.job_id), rows.map((j) => j.lease)]);
+        finishing = finishing.then(() => finisher.query(
+          'SELECT async.complete_many($1::bigint[], $2::uuid[])',
+          [rows.map((j) => j.job_id), rows.map((j) => j.lease)]));
     }
   })();
 
@@ -147,11 +153,12 @@ async function latencyPg(url, rate, seconds) {
     await new Promise((r) => setTimeout(r, 50));
   stop = true;
   await consume;
+  await finishing;
   latencies.sort((a, b) => a - b);
   const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
   console.log(JSON.stringify({ events: total, received: latencies.length, rate,
                                p50_ms: pct(50), p99_ms: pct(99), max_ms: latencies[latencies.length - 1] }));
-  await Promise.all([admin.end(), consumer.end(), producer.end()]);
+  await Promise.all([admin.end(), consumer.end(), finisher.end(), producer.end()]);
 }
 
 async function main() {
