@@ -55,7 +55,8 @@ typedef struct Job
 	char	   *out;			/* standard output, up to RUN_MAX_RESULT */
 	size_t		out_len;
 	bool		out_truncated;
-	char		err[2 * RUN_STDERR_TAIL];	/* the end of standard error */
+	char		err[2 * RUN_STDERR_TAIL + 1];	/* the end of standard error,
+												 * and room for a terminator */
 	size_t		err_len;
 	double		term_at;		/* when SIGTERM was sent, or 0 */
 	bool		killed;			/* SIGKILL sent */

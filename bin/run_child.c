@@ -203,8 +203,9 @@ failed:
 	close_fd(&out[1]);
 	close_fd(&err[0]);
 	close_fd(&err[1]);
-	job->err_len = snprintf(job->err, sizeof(job->err),
-							"pg_async_run: could not run \"%s\": %s", command[0], strerror(rc));
+	snprintf(job->err, sizeof(job->err),
+			 "pg_async_run: could not run \"%s\": %s", command[0], strerror(rc));
+	job->err_len = strlen(job->err);
 	job->pid = 0;
 	return false;
 }
@@ -240,7 +241,7 @@ keep_err(Job *job, const char *buf, size_t n)
 		job->err_len = RUN_STDERR_TAIL;
 		return;
 	}
-	if (job->err_len + n > sizeof(job->err))
+	if (job->err_len + n > 2 * RUN_STDERR_TAIL)
 	{
 		size_t		keep = RUN_STDERR_TAIL - n;
 
@@ -369,18 +370,27 @@ child_enforce_deadline(Job *job, double now)
 	}
 }
 
-/* the last lines of the command's standard error, from a line's start */
+/*
+ * err_tail: the end of the command's standard error, at most
+ * RUN_STDERR_TAIL bytes, from the start of a line where it was cut, without
+ * its final newlines.
+ */
 static const char *
 err_tail(Job *job)
 {
+	size_t		len = job->err_len;
 	char	   *start = job->err;
 	char	   *nl;
 
-	job->err[job->err_len < sizeof(job->err) ? job->err_len : sizeof(job->err) - 1] = '\0';
-	if (job->err_len >= RUN_STDERR_TAIL && (nl = strchr(job->err, '\n')) != NULL)
-		start = nl + 1;
-	while (job->err_len > 0 && job->err[job->err_len - 1] == '\n')
-		job->err[--job->err_len] = '\0';
+	while (len > 0 && job->err[len - 1] == '\n')
+		len--;
+	job->err[len] = '\0';
+	if (len >= RUN_STDERR_TAIL)
+	{
+		start = job->err + len - RUN_STDERR_TAIL;
+		if ((nl = strchr(start, '\n')) != NULL)
+			start = nl + 1;
+	}
 	return start;
 }
 
@@ -405,7 +415,15 @@ child_outcome(Job *job, bool *succeeded)
 	else if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 	{
 		*succeeded = true;
-		if (job->out_truncated || job->out_len == 0)
+		if (job->out_truncated)
+		{
+			note("event \"%s\": its standard output is longer than %d bytes: the job is completed without a result",
+				 job->event_id, RUN_MAX_RESULT);
+			/* said once, though the outcome is asked again after a reconnect */
+			job->out_truncated = false;
+			job->out_len = 0;
+		}
+		if (job->out_len == 0)
 			return NULL;
 		return strdup(job->out);
 	}

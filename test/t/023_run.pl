@@ -1,9 +1,10 @@
 # pg_async_run, the command runner of external functions: a shell script as
-# the handler.  Success with a JSON result, a failing exit, a command killed
-# at its deadline, a runner killed with kill -9 in the middle of a job (the
-# lease expires, another runner retries it), SIGTERM letting the running
-# command finish, --once, bad input refused before any job is touched, and
-# the rate of -c 8 -- /bin/true.
+# the handler.  Success with a JSON result, a failing exit, the bounds on
+# standard error and output, a command killed at its deadline, a runner
+# killed with kill -9 in the middle of a job (the lease expires, another
+# runner retries it), SIGTERM letting the running command finish, --once,
+# bad input refused before any job is touched, and the rate of
+# -c 8 -- /bin/true.
 use strict;
 use warnings;
 
@@ -45,6 +46,8 @@ case "$payload" in
   *'"retry-after-kill"'*) [ "$ASYNC_ATTEMPT" = 1 ] && exec sleep 62.5; echo '{"retried": true}' ;;
   *'"slow"'*) sleep 2; echo '{"slow": "done"}' ;;
   *'"text"'*) echo "not json" ;;
+  *'"noisy"'*) i=0; while [ $i -lt 3000 ]; do echo "noise line $i" >&2; i=$((i+1)); done; echo "last words" >&2; exit 1 ;;
+  *'"big"'*) head -c 1100000 /dev/zero | tr '\0' ' '; echo '{}' ;;
   *) printf '{"event": "%s", "function": "%s", "attempt": %s, "max": %s, "deadline": "%s", "payload": %s}\n' \
        "$ASYNC_EVENT_ID" "$ASYNC_FUNCTION" "$ASYNC_ATTEMPT" "$ASYNC_MAX_ATTEMPTS" "$ASYNC_DEADLINE" "$payload" ;;
 esac
@@ -115,6 +118,19 @@ is($rc, 0, 'a failing command does not stop the runner');
 is(job('failing'), "dead|2||command exited with status 3\nfirst line\nsmtp said 451",
 	'a failing exit fails the attempt, with the status and standard error, until dead');
 like($err, qr/event "failing" attempt 1 of 2: failed/, 'the runner logs the failed attempts');
+
+# bounds: standard error is kept to its last 4 kB, from a line's start; a
+# standard output over 1 MB completes the job without a result, with a note
+$node->safe_psql('postgres', q{
+SELECT async.invoke('sh', '{"k": "noisy"}', 'noisy');
+SELECT async.invoke('sh', '{"k": "big"}', 'big');});
+($rc, $err) = run_once('sh', '--', $handler);
+my (undef, undef, undef, $nerror) = split /\|/, job('noisy');
+cmp_ok(length($nerror), '<=', 4096 + 40, 'the error keeps at most the last 4 kB of standard error');
+like($nerror, qr/^command exited with status 1\nnoise line \d+\n.*\nlast words\z/s,
+	'from the start of a line, to its last line');
+is(job('big'), 'succeeded|1||', 'a standard output over 1 MB completes the job without a result');
+like($err, qr/event "big": its standard output is longer than 1048576 bytes/, 'and the runner says so');
 
 # at its deadline a command gets SIGTERM, and its attempt fails
 $node->safe_psql('postgres', q{SELECT async.invoke('slow', '{"k": "hang"}', 'hanging')});
