@@ -353,6 +353,7 @@ main(int argc, char **argv)
 		struct pollfd fds[2 + 3 * RUN_MAX_CONCURRENCY];
 		int			nfds = 0;
 		int			ended = 0;
+		double		last_deadline = 0;
 
 		/* run: feed, read and reap the commands; kill those past their deadline */
 		child_reap(jobs, concurrency);
@@ -408,14 +409,24 @@ main(int argc, char **argv)
 
 		/*
 		 * The end: after a stop, once the commands have ended and their
-		 * outcomes are recorded, or, without a connection, once they have
-		 * ended (their leases expire, and the jobs are retried).
+		 * outcomes are recorded.  Without a connection (a server restart
+		 * under way), the runner goes on connecting until the last deadline
+		 * of the ended commands: until then their leases hold and their
+		 * outcomes can still be recorded; after it, the leases expire and
+		 * the jobs are retried anyway.
 		 */
 		for (i = 0; i < concurrency; i++)
-			if (jobs[i].in_use && jobs[i].pid == 0)
+		{
+			if (!jobs[i].in_use)
+				continue;
+			if (jobs[i].pid == 0)
 				ended++;
+			if (jobs[i].deadline > last_deadline)
+				last_deadline = jobs[i].deadline;
+		}
 		if ((stop_requested || fatal || once_drained) && !db.claiming &&
-			(running == 0 || (!db_ok(&db) && ended == running)))
+			(running == 0 ||
+			 (!db_ok(&db) && ended == running && now >= last_deadline)))
 		{
 			if (running > 0)
 				note("exiting without a connection: %d outcomes are not recorded", running);

@@ -2,9 +2,9 @@
 # the handler.  Success with a JSON result, a failing exit, the bounds on
 # standard error and output, a command killed at its deadline, a runner
 # killed with kill -9 in the middle of a job (the lease expires, another
-# runner retries it), SIGTERM letting the running command finish, --once,
-# bad input refused before any job is touched, and the rate of
-# -c 8 -- /bin/true.
+# runner retries it), SIGTERM letting the running command finish, a server
+# restart while a command runs (with and without SIGTERM), --once, bad input
+# refused before any job is touched, and the rate of -c 8 -- /bin/true.
 use strict;
 use warnings;
 
@@ -37,8 +37,8 @@ CREATE ROLE run_outsider LOGIN;
 # the handler: what it does is in the payload
 my $handler = "$dir/handler.sh";
 open(my $fh, '>', $handler) or die;
+print $fh "#!/bin/sh\ndir='$dir'\n";
 print $fh <<'EOF';
-#!/bin/sh
 payload=$(cat)
 case "$payload" in
   *'"fail"'*) echo "first line" >&2; echo "smtp said 451" >&2; exit 3 ;;
@@ -48,6 +48,8 @@ case "$payload" in
   *'"text"'*) echo "not json" ;;
   *'"noisy"'*) i=0; while [ $i -lt 3000 ]; do echo "noise line $i" >&2; i=$((i+1)); done; echo "last words" >&2; exit 1 ;;
   *'"big"'*) head -c 1100000 /dev/zero | tr '\0' ' '; echo '{}' ;;
+  *'"wait-file"'*) while [ ! -e "$dir/go-$ASYNC_EVENT_ID" ]; do sleep 0.05; done
+     touch "$dir/done-$ASYNC_EVENT_ID"; echo '{"waited": true}' ;;
   *) printf '{"event": "%s", "function": "%s", "attempt": %s, "max": %s, "deadline": "%s", "payload": %s}\n' \
        "$ASYNC_EVENT_ID" "$ASYNC_FUNCTION" "$ASYNC_ATTEMPT" "$ASYNC_MAX_ATTEMPTS" "$ASYNC_DEADLINE" "$payload" ;;
 esac
@@ -62,6 +64,19 @@ sub run_once
 	IPC::Run::run([ $run, '-d', $conninfo, '-f', $function, '--once', @args ],
 		'>', \$out, '2>', \$err, IPC::Run::timeout(120));
 	return ($? >> 8, $err);
+}
+
+# wait_for_file waits, up to a deadline, for a file the handler makes
+sub wait_for_file
+{
+	my ($file) = @_;
+	my $until = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (!-e $file)
+	{
+		return 0 if time > $until;
+		Time::HiRes::sleep(0.05);
+	}
+	return 1;
 }
 
 sub job
@@ -183,6 +198,45 @@ is($? >> 8, 0, 'SIGTERM: the runner exits 0');
 is(job('draining'), 'succeeded|1|{"slow": "done"}|', 'after the running command finished');
 is(job('after-term'), 'queued|0||', 'and claimed nothing after SIGTERM');
 $node->safe_psql('postgres', q{SELECT async.cancel('after-term')});
+
+# a server restart while a command runs: the command goes on, the runner
+# connects again and records its outcome, and claims again
+my ($out4, $err4) = ('', '');
+my $fourth = IPC::Run::start([ $run, '-d', $conninfo, '-f', 'drain', '--', $handler ],
+	'>', \$out4, '2>', \$err4, IPC::Run::timeout(300));
+$node->safe_psql('postgres', q{SELECT async.invoke('drain', '{"k": "wait-file"}', 'restart')});
+ok($node->poll_query_until('postgres', q{
+SELECT state = 'running' FROM async.jobs WHERE event_id = 'restart'}), 'a command runs');
+$node->stop('fast');
+open($fh, '>', "$dir/go-restart") or die;
+close($fh);
+ok(wait_for_file("$dir/done-restart"), 'it ends while the server is down');
+$node->start;
+ok($node->poll_query_until('postgres', q{
+SELECT state = 'succeeded' FROM async.jobs WHERE event_id = 'restart'}),
+	'the runner connects again and records its outcome');
+is(job('restart'), 'succeeded|1|{"waited": true}|', 'as the success of its first attempt');
+$node->safe_psql('postgres', q{SELECT async.invoke('drain', '{"k": "ok"}', 'after-restart')});
+ok($node->poll_query_until('postgres', q{
+SELECT state = 'succeeded' FROM async.jobs WHERE event_id = 'after-restart'}),
+	'and claims again');
+
+# SIGTERM while the server is down: the runner waits for it, up to the
+# deadline, to record the outcome of the command, then exits 0
+$node->safe_psql('postgres', q{SELECT async.invoke('drain', '{"k": "wait-file"}', 'stop-in-restart')});
+ok($node->poll_query_until('postgres', q{
+SELECT state = 'running' FROM async.jobs WHERE event_id = 'stop-in-restart'}), 'a command runs');
+$node->stop('fast');
+open($fh, '>', "$dir/go-stop-in-restart") or die;
+close($fh);
+ok(wait_for_file("$dir/done-stop-in-restart"), 'it ends while the server is down');
+$fourth->signal('TERM');
+$node->start;
+$fourth->finish;
+is($? >> 8, 0, 'SIGTERM during a restart: the runner exits 0');
+is(job('stop-in-restart'), 'succeeded|1|{"waited": true}|',
+	'after recording the outcome of its command once connected again');
+like($err4, qr/connected again/, 'the runner logs that it connected again');
 
 # the rate of -c 8 -- /bin/true
 my $n = 5000;
