@@ -115,24 +115,12 @@ ensure_packages() {
 }
 
 # ensure_node makes sure node and npm are here, for the Node consumers of
-# test/t/024_consumers.pl: Debian's nodejs and npm, unless a Node.js with its
+# test/t/024_consumers.pl (which installs pg from npm itself) and
+# test/bench/consumers.sh: Debian's nodejs and npm, unless a Node.js with its
 # npm is installed already (a machine's image may carry a newer one).
 ensure_node() {
 	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && return 0
 	install_packages nodejs npm
-}
-
-# install_node_pg DIR installs pg from npm into DIR/test/consumers/node_modules
-# (DIR being a scratch copy of the sources, which the cluster user owns), for
-# the Node consumers of test/t/024_consumers.pl; they are skipped without it.
-install_node_pg() {
-	if ! command -v npm >/dev/null 2>&1; then
-		echo "== no npm here: the Node consumers are skipped"
-	elif as_user npm install --no-save --no-audit --no-fund --prefix "$1/test/consumers" pg@8 >/dev/null 2>&1; then
-		echo "== pg from npm installed for the Node consumers"
-	else
-		echo "== pg could not be installed from npm: the Node consumers are skipped"
-	fi
 }
 
 # build_and_install builds pg_async in $1 and installs it into PostgreSQL.

@@ -17,8 +17,12 @@ become_root "$0" "$@"
 
 echo "== $("$PG_CONFIG" --version 2>/dev/null || echo "PostgreSQL $PG_MAJOR (not installed yet)"), $PG_CONFIG"
 ensure_packages
-# Node.js for the Node consumers, on this machine; the roots go without
-[ -n "${PG_ASYNC_IN_ROOT:-}" ] || ensure_node
+# Node.js for the Node consumers of test/t/024_consumers.pl, on this machine,
+# where they must then run; the roots go without (the test says why)
+if [ -z "${PG_ASYNC_IN_ROOT:-}" ]; then
+	ensure_node
+	export PG_ASYNC_NODE_REQUIRED=1
+fi
 # built again from nothing: objects of another version are not reused, and
 # every warning shows
 make -s -C "$src" PG_CONFIG="$PG_CONFIG" clean >/dev/null
@@ -39,7 +43,6 @@ rm -f "$build_log"
 echo "== built without warnings"
 
 work=$(scratch_copy "$src")
-install_node_pg "$work"
 small=
 cleanup() {
 	[ -z "$small" ] || umount "$small" 2>/dev/null || true

@@ -5,7 +5,7 @@
 // Claims up to 50 jobs at a time, waiting in async.claim for them to come;
 // for each, in one transaction, writes its effect (a row of public.effects)
 // and completes it.  A payload {"fail": true} is failed with async.fail.
-// Runs until killed.  test/t/025_consumers_node.pl kills it with kill -9.
+// Runs until killed.  test/t/024_consumers.pl kills it with kill -9.
 'use strict';
 
 const { Client } = require('pg');
