@@ -45,10 +45,10 @@ CREATE FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text, 
 		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids))
 	INSERT INTO async.dead_letters
 		(job_id, event_id, function, payload, attempts, errors, reason,
-		 last_error, enqueued_at, enqueued_by, dead_at)
+		 last_error, enqueued_at, enqueued_by, dead_at, priority)
 	SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
 		   COALESCE(d.errors, '[]'::jsonb), p_reason, d.last_error,
-		   d.enqueued_at, d.enqueued_by, d.finished_at
+		   d.enqueued_at, d.enqueued_by, d.finished_at, d.priority
 	  FROM dead d;
 $$;
 
@@ -143,25 +143,52 @@ BEGIN
 	END IF;
 	/*
 	 * The queued jobs of an external function wait in jobs_limited_idx,
-	 * by function, and keep that mark while they run: the workers' claims
-	 * and their recovery never see them.
+	 * by function and priority, and keep that mark while they run: the
+	 * workers' claims and their recovery never see them.  As the workers'
+	 * claims, three walks by priority each take what the ones before
+	 * left, so that the jobs of priority 0 have no other in their way.
 	 */
 	FOR job_id, event_id, payload, attempt, deadline, lease, expired, wait_us IN
-	WITH picked AS (
+	WITH urgent AS (
 		SELECT j.id FROM async.jobs j
 		 WHERE j.function OPERATOR(pg_catalog.=) p_function
 		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
 		   AND j.state OPERATOR(pg_catalog.=) 'queued'
-		 ORDER BY j.run_at LIMIT v_n
+		   AND j.priority OPERATOR(pg_catalog.<) 0
+		 ORDER BY j.priority, j.run_at LIMIT v_n
 		   FOR UPDATE SKIP LOCKED),
+	ready AS (
+		SELECT j.id FROM async.jobs j
+		 WHERE j.function OPERATOR(pg_catalog.=) p_function
+		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.priority OPERATOR(pg_catalog.=) 0
+		 ORDER BY j.run_at
+		 LIMIT v_n OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)
+		   FOR UPDATE SKIP LOCKED),
+	later AS (
+		SELECT j.id FROM async.jobs j
+		 WHERE j.function OPERATOR(pg_catalog.=) p_function
+		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.priority OPERATOR(pg_catalog.>) 0
+		 ORDER BY j.priority, j.run_at
+		 LIMIT v_n OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)
+				   OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM ready)
+		   FOR UPDATE SKIP LOCKED),
+	picked AS (
+		SELECT u.id FROM urgent u UNION ALL SELECT r.id FROM ready r
+		UNION ALL SELECT l.id FROM later l),
 	claimed AS (
 		UPDATE async.jobs j
 		   SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1,
 			   started_at = v_now, worker_pid = p_pid, suspect = false
 		  FROM picked p
 		 WHERE j.id OPERATOR(pg_catalog.=) p.id
-		RETURNING j.id, j.event_id, j.payload, j.attempts, j.run_at,
+		RETURNING j.id, j.event_id, j.payload, j.attempts, j.run_at, j.priority,
 			   v_now OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at, CASE WHEN j.errors IS NULL THEN j.run_at
 				   ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)
 				 OPERATOR(pg_catalog.>) v_f.max_event_age AS too_old,
@@ -178,7 +205,7 @@ BEGIN
 		   (EXTRACT(epoch FROM v_now OPERATOR(pg_catalog.-) c.run_at)
 			OPERATOR(pg_catalog.*) 1000000)::bigint
 	  FROM claimed c
-	 ORDER BY c.run_at, c.id
+	 ORDER BY c.priority, c.run_at, c.id
 	LOOP
 		/* an event that expired before it ran is dead at once, unrun */
 		IF expired IS NOT NULL THEN
@@ -338,11 +365,24 @@ COMMENT ON FUNCTION async._may_enqueue(p_role regrole, p_handler regprocedure, p
 CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
     AS $$
-	SELECT j.run_at FROM async.jobs j
-	 WHERE j.function OPERATOR(pg_catalog.=) p_function
-	   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
-	   AND j.state OPERATOR(pg_catalog.=) 'queued'
-	 ORDER BY j.run_at LIMIT 1;
+	/* by range of priorities, each an index range of jobs_limited_idx */
+	SELECT LEAST(
+		(SELECT j.run_at FROM async.jobs j
+		  WHERE j.function OPERATOR(pg_catalog.=) p_function
+			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+			AND j.state OPERATOR(pg_catalog.=) 'queued'
+			AND j.priority OPERATOR(pg_catalog.=) 0
+		  ORDER BY j.run_at LIMIT 1),
+		(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
+		  WHERE j.function OPERATOR(pg_catalog.=) p_function
+			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+			AND j.state OPERATOR(pg_catalog.=) 'queued'
+			AND j.priority OPERATOR(pg_catalog.<) 0),
+		(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
+		  WHERE j.function OPERATOR(pg_catalog.=) p_function
+			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+			AND j.state OPERATOR(pg_catalog.=) 'queued'
+			AND j.priority OPERATOR(pg_catalog.>) 0));
 $$;
 
 COMMENT ON FUNCTION async._next_external_run(p_function text) IS 'internal: when the next queued job of an external function is due, for async.claim() to wake then';
@@ -373,6 +413,7 @@ CREATE TABLE async.jobs (
     duration interval,
     paused boolean DEFAULT false NOT NULL,
     limited boolean DEFAULT false NOT NULL,
+    priority smallint NOT NULL,
     CONSTRAINT jobs_state_check CHECK ((state = ANY ('{queued,running,succeeded,dead}'::text[])))
 )
 WITH (fillfactor='50', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_threshold='1000', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.05', autovacuum_vacuum_cost_delay='0');
@@ -416,6 +457,8 @@ COMMENT ON COLUMN async.jobs.duration IS 'run time of the handler in the attempt
 COMMENT ON COLUMN async.jobs.paused IS 'true while the job waits for its paused function (async.pause): it is then left out of the index the workers claim from';
 
 COMMENT ON COLUMN async.jobs.limited IS 'true while the queued job belongs to a function with a concurrency limit: it then waits in jobs_limited_idx, by function, rather than in the index every claim walks';
+
+COMMENT ON COLUMN async.jobs.priority IS 'lower runs first (ties by run_at, then id); an INSERT that gives none takes the function''s priority. Jobs of priority 0 wait in jobs_ready_idx, the others in jobs_priority_idx';
 
 CREATE FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb) RETURNS void
     LANGUAGE plpgsql
@@ -488,10 +531,10 @@ BEGIN
 			new_state := 'dead';
 			INSERT INTO async.dead_letters
 				(job_id, event_id, function, payload, attempts, errors, reason,
-				 last_error, enqueued_at, enqueued_by, dead_at)
+				 last_error, enqueued_at, enqueued_by, dead_at, priority)
 			VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
 					v_job.attempts, COALESCE(v_job.errors, '[]'::jsonb), p_reason, p_message,
-					v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
+					v_job.enqueued_at, v_job.enqueued_by, p_failed_at, v_job.priority);
 			PERFORM async._destination(v_job, 'EventAgeExceeded',
 				pg_catalog.jsonb_build_object('errorMessage', p_message));
 		END IF;
@@ -535,10 +578,10 @@ BEGIN
 	IF v_job.state OPERATOR(pg_catalog.=) 'dead' THEN
 		INSERT INTO async.dead_letters
 			(job_id, event_id, function, payload, attempts, errors, reason,
-			 last_error, enqueued_at, enqueued_by, dead_at)
+			 last_error, enqueued_at, enqueued_by, dead_at, priority)
 		VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
 				v_job.attempts, v_job.errors, 'exhausted', v_job.last_error,
-				v_job.enqueued_at, v_job.enqueued_by, p_failed_at);
+				v_job.enqueued_at, v_job.enqueued_by, p_failed_at, v_job.priority);
 		PERFORM async._destination(v_job, 'RetriesExhausted',
 			pg_catalog.jsonb_build_object('errorMessage', p_message, 'errorType', p_sqlstate));
 	END IF;
@@ -667,6 +710,12 @@ CREATE FUNCTION async._prometheus_label(value text) RETURNS text
 $$;
 
 COMMENT ON FUNCTION async._prometheus_label(value text) IS 'internal: escapes a Prometheus label value';
+
+CREATE FUNCTION async._priority(p_priority integer) RETURNS smallint
+    LANGUAGE c IMMUTABLE
+    AS 'MODULE_PATHNAME', 'pg_async_priority';
+
+COMMENT ON FUNCTION async._priority(p_priority integer) IS 'internal: p_priority as a job''s priority, or an error when it is out of range (-32768 to 32767); NULL stays NULL (the function''s priority)';
 
 CREATE FUNCTION async._purge_attempts(p_older_than interval) RETURNS integer
     LANGUAGE sql
@@ -871,8 +920,9 @@ BEGIN
 		 * restore, as it is: so the marks are set here.
 		 */
 		INSERT INTO async.jobs (event_id, function, payload, enqueued_at, enqueued_by,
-								paused, limited)
+								priority, paused, limited)
 		VALUES (v_dl.event_id, v_dl.function, v_dl.payload, v_dl.enqueued_at, v_dl.enqueued_by,
+				v_dl.priority,
 				EXISTS (SELECT FROM async.functions f
 						 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function AND f.paused),
 				async._is_limited(v_dl.function));
@@ -1143,15 +1193,16 @@ $$;
 
 COMMENT ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) IS 'internal: the checks and writes behind async.unregister()';
 
-CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text) RETURNS void
+CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint) RETURNS void
     LANGUAGE sql
     AS $$
 	INSERT INTO async.functions AS f
 		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
-		 max_event_age, concurrency, on_success, on_failure)
+		 max_event_age, concurrency, on_success, on_failure, priority)
 	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
-			p_max_event_age, p_concurrency, p_on_success, p_on_failure)
+			p_max_event_age, p_concurrency, p_on_success, p_on_failure, p_priority)
 	ON CONFLICT (name) DO UPDATE SET
+		priority = excluded.priority,
 		on_success = excluded.on_success,
 		on_failure = excluded.on_failure,
 		handler = excluded.handler,
@@ -1165,7 +1216,7 @@ CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, 
 		updated_at = pg_catalog.now();
 $$;
 
-COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text) IS 'internal: writes a registration for async.register()';
+COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint) IS 'internal: writes a registration for async.register()';
 
 CREATE FUNCTION async._valid_condition(condition text) RETURNS void
     LANGUAGE c STRICT
@@ -1260,7 +1311,7 @@ CREATE FUNCTION async.heartbeat(job_id bigint, lease uuid) RETURNS timestamp wit
 
 COMMENT ON FUNCTION async.heartbeat(job_id bigint, lease uuid) IS 'a claimed job is still being worked on: its deadline moves to now plus the function''s timeout, and is returned; NULL, and nothing changed, when the lease is no longer the job''s';
 
-CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text) RETURNS text
+CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1289,15 +1340,16 @@ BEGIN
 	/* an external function has no handler */
 	IF f.handler IS NULL THEN
 		RETURN async.register_external(f.name, f.max_attempts, f.retry_delays, f.timeout,
-			f.run_as, f.max_event_age, f.concurrency, f.on_success, f.on_failure);
+			f.run_as, f.max_event_age, f.concurrency, f.on_success, f.on_failure,
+			COALESCE(configure.priority, f.priority));
 	END IF;
 	RETURN async.register(f.handler::pg_catalog.regprocedure, f.name, f.max_attempts,
 		f.retry_delays, f.timeout, f.run_as, f.max_event_age, f.concurrency,
-		f.on_success, f.on_failure);
+		f.on_success, f.on_failure, COALESCE(configure.priority, f.priority));
 END;
 $$;
 
-COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text) IS 'changes some settings of a registration and keeps the others; concurrency -1 removes the limit, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
+COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer) IS 'changes some settings of a registration and keeps the others; concurrency -1 removes the limit, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
 
 CREATE FUNCTION async.detach(source regclass, function text) RETURNS boolean
     LANGUAGE plpgsql
@@ -1370,20 +1422,30 @@ BEGIN
 	/*
 	 * the oldest job that is due and not yet running, but for the jobs of
 	 * paused functions and of those held with concurrency 0: the first of
-	 * jobs_ready_idx, and the first of each other limited function in
-	 * jobs_limited_idx
+	 * jobs_ready_idx, the first of jobs_priority_idx, and the first of each
+	 * other limited function in jobs_limited_idx (of priority 0, and of the
+	 * others)
 	 */
 	SELECT now() - LEAST(
 		(SELECT min(j.run_at) FROM async.jobs j
 		  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-			AND j.state = 'queued' AND j.run_at <= now()
+			AND j.state = 'queued' AND j.run_at <= now() AND j.priority = 0
 			/* from the ready floor, as the claims walk */
 			AND j.run_at >= (SELECT r.floor FROM async._ready_floor() r)),
+		(SELECT min(j.run_at) FROM async.jobs j
+		  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+			AND j.state = 'queued' AND j.run_at <= now() AND j.priority <> 0),
 		(SELECT min(x.run_at) FROM async.functions f CROSS JOIN LATERAL (
 			SELECT j.run_at FROM async.jobs j
 			 WHERE j.function = f.name AND j.limited AND NOT j.paused
 			   AND j.finished_at IS NULL AND j.state = 'queued' AND j.run_at <= now()
+			   AND j.priority = 0
 			 ORDER BY j.run_at LIMIT 1) x
+		  WHERE f.concurrency > 0 AND NOT f.paused),
+		(SELECT min(j.run_at) FROM async.functions f JOIN async.jobs j
+			ON j.function = f.name AND j.limited AND NOT j.paused
+		   AND j.finished_at IS NULL AND j.state = 'queued' AND j.run_at <= now()
+		   AND (j.priority < 0 OR j.priority > 0)
 		  WHERE f.concurrency > 0 AND NOT f.paused))
 	  INTO v_age;
 	"check" := 'oldest_ready_job';
@@ -1500,25 +1562,25 @@ $$;
 
 COMMENT ON FUNCTION async.health(ready_age_warning interval, xmin_age_warning interval) IS 'one row per check of pg_async (workers, oldest_ready_job, dead_letters, xmin_horizon, queue_bloat, handlers) with status ok, warning or critical, a detail and a hint';
 
-CREATE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT clock_timestamp()) RETURNS text
+CREATE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT clock_timestamp(), priority integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_invoke';
 
-COMMENT ON FUNCTION async.invoke(function text, payload jsonb, event_id text, run_at timestamp with time zone) IS 'enqueues one event for a registered function and returns its event_id; with an event_id already taken it enqueues nothing and returns that id';
+COMMENT ON FUNCTION async.invoke(function text, payload jsonb, event_id text, run_at timestamp with time zone, priority integer) IS 'enqueues one event for a registered function and returns its event_id; with an event_id already taken it enqueues nothing and returns that id. priority (-32768 to 32767, lower runs first) defaults to the function''s';
 
-CREATE FUNCTION async.invoke_many(function text, payloads jsonb[]) RETURNS text[]
+CREATE FUNCTION async.invoke_many(function text, payloads jsonb[], priority integer DEFAULT NULL::integer) RETURNS text[]
     LANGUAGE sql
     AS $$
 	WITH enqueued AS (
-		INSERT INTO async.jobs (function, payload)
-		SELECT invoke_many.function, p.payload
+		INSERT INTO async.jobs (function, payload, priority)
+		SELECT invoke_many.function, p.payload, async._priority(invoke_many.priority)
 		  FROM pg_catalog.unnest(invoke_many.payloads) WITH ORDINALITY AS p(payload, n)
 		 ORDER BY p.n
 		RETURNING event_id)
 	SELECT COALESCE(pg_catalog.array_agg(e.event_id), '{}') FROM enqueued e;
 $$;
 
-COMMENT ON FUNCTION async.invoke_many(function text, payloads jsonb[]) IS 'enqueues one event per payload for a registered function, in one statement; returns their event_ids';
+COMMENT ON FUNCTION async.invoke_many(function text, payloads jsonb[], priority integer) IS 'enqueues one event per payload for a registered function, in one statement; returns their event_ids. priority (lower runs first) defaults to the function''s';
 
 CREATE FUNCTION async.metrics() RETURNS text
     LANGUAGE plpgsql
@@ -1652,17 +1714,17 @@ $$;
 
 COMMENT ON FUNCTION async.redrive_many(function text, reason text, dead_after timestamp with time zone, dead_before timestamp with time zone) IS 'redrives every dead letter of the caller that matches function, reason and dead_at range (NULL matches all); returns how many';
 
-CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text) RETURNS text
+CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_register';
 
-COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days';
+COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days, priority (of the jobs enqueued without one; lower runs first) -32768 to 32767';
 
-CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text) RETURNS text
+CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_register_external';
 
-COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
+COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
 
 CREATE FUNCTION async.resume(name text) RETURNS boolean
     LANGUAGE c STRICT
@@ -1890,12 +1952,15 @@ CREATE TABLE async.dead_letters (
     last_error text,
     enqueued_at timestamp with time zone NOT NULL,
     enqueued_by regrole NOT NULL,
-    dead_at timestamp with time zone DEFAULT now() NOT NULL
+    dead_at timestamp with time zone DEFAULT now() NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL
 );
 
 COMMENT ON TABLE async.dead_letters IS 'pg_async dead-letter table: events that failed every attempt. async.redrive() puts one back in the queue.';
 
 COMMENT ON COLUMN async.dead_letters.job_id IS 'async.jobs.id of the job';
+
+COMMENT ON COLUMN async.dead_letters.priority IS 'priority of the job, which async.redrive() gives it again';
 
 COMMENT ON COLUMN async.dead_letters.errors IS 'every attempt''s failure: attempt, at, message, sqlstate';
 
@@ -1949,6 +2014,7 @@ CREATE TABLE async.functions (
     registered_by regrole NOT NULL,
     registered_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL,
     CONSTRAINT functions_concurrency_check CHECK ((concurrency >= 0)),
     CONSTRAINT functions_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT functions_max_event_age_check CHECK (((max_event_age >= '00:00:01'::interval) AND (max_event_age <= '30 days'::interval))),
@@ -1980,6 +2046,8 @@ COMMENT ON COLUMN async.functions.paused IS 'true: its jobs wait, without spendi
 COMMENT ON COLUMN async.functions.on_success IS 'registered function that gets an invocation record (condition Success) when a job succeeds';
 
 COMMENT ON COLUMN async.functions.on_failure IS 'registered function that gets an invocation record (condition RetriesExhausted or EventAgeExceeded) when an event is dead-lettered';
+
+COMMENT ON COLUMN async.functions.priority IS 'priority of the jobs enqueued for the function without one (lower runs first)';
 
 COMMENT ON COLUMN async.functions.registered_by IS 'role that last called async.register() for this name';
 
@@ -2096,11 +2164,13 @@ CREATE INDEX dead_letters_function_idx ON async.dead_letters USING btree (functi
 
 CREATE INDEX jobs_finished_idx ON async.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL);
 
-CREATE INDEX jobs_limited_idx ON async.jobs USING btree (function, run_at) WHERE (limited AND (NOT paused) AND (finished_at IS NULL));
+CREATE INDEX jobs_limited_idx ON async.jobs USING btree (function, priority, run_at) WHERE (limited AND (NOT paused) AND (finished_at IS NULL));
 
 CREATE INDEX jobs_paused_idx ON async.jobs USING btree (function) WHERE paused;
 
-CREATE INDEX jobs_ready_idx ON async.jobs USING btree (run_at) WHERE ((finished_at IS NULL) AND (NOT paused) AND (NOT limited));
+CREATE INDEX jobs_priority_idx ON async.jobs USING btree (priority, run_at) WHERE ((priority <> 0) AND (finished_at IS NULL) AND (NOT paused) AND (NOT limited));
+
+CREATE INDEX jobs_ready_idx ON async.jobs USING btree (run_at) WHERE ((priority = 0) AND (finished_at IS NULL) AND (NOT paused) AND (NOT limited));
 
 CREATE INDEX running_function_idx ON async.running USING btree (function);
 
@@ -2174,6 +2244,8 @@ GRANT INSERT(function) ON TABLE async.jobs TO PUBLIC;
 
 GRANT INSERT(payload) ON TABLE async.jobs TO PUBLIC;
 
+GRANT INSERT(priority) ON TABLE async.jobs TO PUBLIC;
+
 GRANT INSERT(run_at) ON TABLE async.jobs TO PUBLIC;
 
 REVOKE ALL ON FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb) FROM PUBLIC;
@@ -2220,7 +2292,7 @@ REVOKE ALL ON FUNCTION async._unpause_jobs() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._worker_started_at(pid integer) FROM PUBLIC;
 

@@ -62,9 +62,10 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 /*
  * The end of both claims: mark the picked jobs 'running', count the attempt,
  * and return what the worker needs to run them, and, for the ready floor,
- * the first run_at the walk of jobs_ready_idx found and whether it locked
+ * the first run_at the walk of jobs_ready_idx found, whether it locked
  * jobs it did not take (picked.ready: the job came from that walk, not
- * from a limited function's lane).
+ * from another part of the claim), and whether the walk was made at all
+ * (not when jobs of a lower priority filled the batch).
  */
 #define CLAIM_UPDATE \
 " UPDATE async.jobs j" \
@@ -84,20 +85,71 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "           f.concurrency IS NOT NULL," \
 "           (SELECT pg_catalog.min(c.run_at) FROM candidates c)," \
 "           (SELECT pg_catalog.count(*) FROM candidates c) OPERATOR(pg_catalog.>)" \
-"             (SELECT pg_catalog.count(*) FROM picked p WHERE p.ready)"
+"             (SELECT pg_catalog.count(*) FROM picked p WHERE p.ready)," \
+"           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.<) $1," \
+"           j.priority"
+
+/* what each part of a claim reads of a job */
+#define PART_COLUMNS \
+" j.id, j.function, j.suspect, j.run_at, j.priority," \
+" pg_catalog.pg_column_size(j.payload) AS bytes"
+
+/* a job that is due and waits, outside the lanes of limited functions */
+#define READY_JOB \
+" j.finished_at IS NULL AND NOT j.paused AND NOT j.limited" \
+" AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()" \
+" AND j.state OPERATOR(pg_catalog.=) 'queued'"
+
+/*
+ * The walk of the ready jobs by priority, as three CTEs that each take what
+ * the ones before left of the batch ($1): urgent, the jobs of a priority
+ * below 0 (jobs_priority_idx); candidates, those of priority 0
+ * (jobs_ready_idx, from the ready floor $4), the common case; later, those
+ * above 0.  Each walk stops at the batch, so that jobs of priority 0 never
+ * have a walk of an index with other priorities in their way.  cond leaves
+ * out the jobs of paused and saturated functions.
+ */
+#define READY_PARTS(cond) \
+" urgent AS (" \
+"  SELECT" PART_COLUMNS " FROM async.jobs j" \
+"   WHERE" READY_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0" \
+"     AND j.priority OPERATOR(pg_catalog.<) 0 AND " cond \
+"   ORDER BY j.priority, j.run_at LIMIT $1" \
+"     FOR UPDATE SKIP LOCKED)," \
+" candidates AS (" \
+"  SELECT" PART_COLUMNS " FROM async.jobs j" \
+"   WHERE" READY_JOB " AND j.priority OPERATOR(pg_catalog.=) 0" \
+"     AND j.run_at OPERATOR(pg_catalog.>=) $4 AND " cond \
+"   ORDER BY j.run_at" \
+"   LIMIT $1 OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)" \
+"     FOR UPDATE SKIP LOCKED)," \
+" later AS (" \
+"  SELECT" PART_COLUMNS " FROM async.jobs j" \
+"   WHERE" READY_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0" \
+"     AND j.priority OPERATOR(pg_catalog.>) 0 AND " cond \
+"   ORDER BY j.priority, j.run_at" \
+"   LIMIT $1 OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)" \
+"            OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM candidates)" \
+"     FOR UPDATE SKIP LOCKED),"
+
+/* the parts of READY_PARTS, with whether each came from jobs_ready_idx */
+#define READY_UNION \
+" SELECT *, false AS ready FROM urgent" \
+" UNION ALL SELECT *, true FROM candidates" \
+" UNION ALL SELECT *, false FROM later"
 
 /*
  * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
- * counting the payloads before each in the order src was written (the
- * order of the ready index: a CTE is read back in the order its rows were
- * stored); the first job always fits.  A batch's payloads stay in the
+ * counting the payloads before each in the order of the claim (priority,
+ * run_at, id); the first job always fits.  A batch's payloads stay in the
  * worker's memory until it ends, so pg_async.batch_max_bytes bounds them
  * whatever pg_async.batch_size is.  The other jobs stay locked, not
  * claimed, until the claim commits.
  */
 #define CLAIM_WITHIN_BYTES(src) \
 " within_bytes AS (" \
-"  SELECT w.* FROM (SELECT s.*, pg_catalog.sum(s.bytes) OVER (ROWS UNBOUNDED PRECEDING)" \
+"  SELECT w.* FROM (SELECT s.*, pg_catalog.sum(s.bytes) OVER (ORDER BY s.priority, s.run_at, s.id" \
+"                                                     ROWS UNBOUNDED PRECEDING)" \
 "                              OPERATOR(pg_catalog.-) s.bytes AS before" \
 "                     FROM " src " s) w" \
 "   WHERE w.before OPERATOR(pg_catalog.<) $3),"
@@ -123,6 +175,38 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "            FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name) AS allowance" \
 "    FROM" LIMITED_FUNCTIONS ")"
 
+/* the jobs of paused or saturated functions, which the full claim leaves */
+#define NOT_HELD \
+"j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l" \
+"   WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))"
+
+/* a queued job in the lane of limited function l, in jobs_limited_idx */
+#define LANE_JOB \
+" j.function OPERATOR(pg_catalog.=) l.name" \
+" AND j.limited AND NOT j.paused AND j.finished_at IS NULL" \
+" AND j.state OPERATOR(pg_catalog.=) 'queued'"
+
+/*
+ * A part of the lanes: for each limited function with room left, its ready
+ * jobs whose priority passes test, in the given order, up to limit, in
+ * the function's range of jobs_limited_idx.  As in READY_PARTS, three
+ * parts by priority each take what the ones before left.
+ */
+#define LANE_PART(name, test, order, limit) \
+" " name " AS (" \
+"  SELECT c.* FROM limits l CROSS JOIN LATERAL (" \
+"    SELECT" PART_COLUMNS " FROM async.jobs j" \
+"     WHERE" LANE_JOB " AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()" \
+"       AND j.priority " test \
+"     ORDER BY " order " LIMIT " limit \
+"       FOR UPDATE SKIP LOCKED) c" \
+"   WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
+
+#define LANE_ALLOWANCE "LEAST(l.allowance, $1)"
+#define LANE_TAKEN(part) \
+" OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM " part " t" \
+"   WHERE t.function OPERATOR(pg_catalog.=) l.name)"
+
 /*
  * The claim.  Functions that are paused, or whose concurrency limit is
  * reached, are left out of the scan itself, so that their jobs wait without
@@ -134,40 +218,27 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
  * job of a limited function may still be found in jobs_ready_idx (enqueued
  * by a session that had not yet seen the limit): the allowance counts it
  * too.  Claimed jobs of limited functions are recorded in async.running,
- * which the next claim counts.
+ * which the next claim counts.  Every part goes by priority, then run_at.
  */
 static const char *claim_sql =
 "WITH" LIMITS_CTE ","
-" candidates AS ("
-"  SELECT j.id, j.function, j.suspect, j.run_at,"
-"         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
-"   WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
-"     AND j.run_at OPERATOR(pg_catalog.>=) $4"
-"     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-"     AND j.state OPERATOR(pg_catalog.=) 'queued'"
-"     AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
-"            WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))"
-"   ORDER BY j.run_at LIMIT $1"
-"     FOR UPDATE SKIP LOCKED),"
-" lanes AS ("
-"  SELECT c.* FROM limits l CROSS JOIN LATERAL ("
-"    SELECT j.id, j.function, j.suspect, j.run_at,"
-"           pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
-"     WHERE j.function OPERATOR(pg_catalog.=) l.name"
-"       AND j.limited AND NOT j.paused AND j.finished_at IS NULL"
-"       AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-"       AND j.state OPERATOR(pg_catalog.=) 'queued'"
-"     ORDER BY j.run_at LIMIT LEAST(l.allowance, $1)"
-"       FOR UPDATE SKIP LOCKED) c"
-"   WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
+READY_PARTS(NOT_HELD)
+LANE_PART("lane_urgent", "OPERATOR(pg_catalog.<) 0", "j.priority, j.run_at", LANE_ALLOWANCE)
+LANE_PART("lane_ready", "OPERATOR(pg_catalog.=) 0", "j.run_at",
+		  LANE_ALLOWANCE LANE_TAKEN("lane_urgent"))
+LANE_PART("lane_later", "OPERATOR(pg_catalog.>) 0", "j.priority, j.run_at",
+		  LANE_ALLOWANCE LANE_TAKEN("lane_urgent") LANE_TAKEN("lane_ready"))
 " allowed AS ("
-"  SELECT c.id, c.function, c.suspect, c.bytes, c.ready, l.concurrency FROM ("
-"         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function ORDER BY c.run_at, c.id) AS nth"
-"           FROM (SELECT *, true AS ready FROM candidates"
-"                 UNION ALL SELECT *, false FROM lanes) c) c"
+"  SELECT c.id, c.function, c.suspect, c.run_at, c.priority, c.bytes, c.ready, l.concurrency FROM ("
+"         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function"
+"                                                    ORDER BY c.priority, c.run_at, c.id) AS nth"
+"           FROM (" READY_UNION
+"                 UNION ALL SELECT *, false FROM lane_urgent"
+"                 UNION ALL SELECT *, false FROM lane_ready"
+"                 UNION ALL SELECT *, false FROM lane_later) c) c"
 "    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
 "   WHERE l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance"
-"   ORDER BY c.run_at, c.id LIMIT $1),"
+"   ORDER BY c.priority, c.run_at, c.id LIMIT $1),"
 CLAIM_WITHIN_BYTES("allowed")
 " picked AS ("
 "  SELECT a.id, a.function, a.concurrency, a.ready FROM within_bytes a"
@@ -191,22 +262,15 @@ CLAIM_UPDATE;
  * then makes the next claim read the limits again.
  */
 static const char *claim_fast_sql =
-"WITH candidates AS ("
-"  SELECT j.id, j.function, j.suspect, j.run_at,"
-"         pg_catalog.pg_column_size(j.payload) AS bytes FROM async.jobs j"
-"   WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
-"     AND j.run_at OPERATOR(pg_catalog.>=) $4"
-"     AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-"     AND j.state OPERATOR(pg_catalog.=) 'queued'"
-"     AND NOT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")"
-"   ORDER BY j.run_at LIMIT $1"
-"     FOR UPDATE SKIP LOCKED),"
-CLAIM_WITHIN_BYTES("candidates")
+"WITH"
+READY_PARTS("NOT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")")
+" ready AS (" READY_UNION "),"
+CLAIM_WITHIN_BYTES("ready")
 " picked AS ("
-"  SELECT c.id, c.function, true AS ready FROM within_bytes c"
-"   WHERE NOT EXISTS (SELECT FROM candidates s WHERE s.suspect)"
+"  SELECT c.id, c.function, c.ready FROM within_bytes c"
+"   WHERE NOT EXISTS (SELECT FROM ready s WHERE s.suspect)"
 "  UNION ALL"
-"  (SELECT s.id, s.function, true FROM candidates s WHERE s.suspect LIMIT 1))"
+"  (SELECT s.id, s.function, s.ready FROM ready s WHERE s.suspect LIMIT 1))"
 CLAIM_UPDATE;
 
 /*
@@ -225,26 +289,36 @@ static const char *saturated_sql =
 static const char *limits_sql =
 "SELECT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")";
 
+/* a queued job outside the lanes, not held by a pause or a limit */
+#define WAITING_JOB \
+" j.finished_at IS NULL AND NOT j.paused AND NOT j.limited" \
+" AND j.state OPERATOR(pg_catalog.=) 'queued' AND " NOT_HELD
+
 /*
  * When the next job is due, leaving out those of paused or saturated
- * functions: the first of jobs_ready_idx from the ready floor ($1), and the
- * first of each limited function with room left in jobs_limited_idx.
+ * functions: the first of jobs_ready_idx from the ready floor ($1), the
+ * first of jobs_priority_idx, and the first of each limited function with
+ * room left in jobs_limited_idx, in each range of priorities.
  */
 static const char *next_run_sql =
 "WITH" LIMITS_CTE
 " SELECT LEAST("
 "  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-"    WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
-"      AND j.run_at OPERATOR(pg_catalog.>=) $1"
-"      AND j.state OPERATOR(pg_catalog.=) 'queued'"
-"      AND j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l"
-"            WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))),"
+"    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.=) 0"
+"      AND j.run_at OPERATOR(pg_catalog.>=) $1),"
+"  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
+"    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0),"
 "  (SELECT pg_catalog.min(x.run_at) FROM limits l CROSS JOIN LATERAL ("
 "     SELECT j.run_at FROM async.jobs j"
-"      WHERE j.function OPERATOR(pg_catalog.=) l.name"
-"        AND j.limited AND NOT j.paused AND j.finished_at IS NULL"
-"        AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.=) 0"
 "      ORDER BY j.run_at LIMIT 1) x"
+"    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
+"  (SELECT pg_catalog.min(x.run_at) FROM limits l CROSS JOIN LATERAL ("
+"     SELECT pg_catalog.min(j.run_at) AS run_at FROM async.jobs j"
+"      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.<) 0"
+"     UNION ALL"
+"     SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
+"      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.>) 0) x"
 "    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0))";
 
 /* prepare_plans prepares the claim's statements, once. */
@@ -389,9 +463,24 @@ list_saturated(uint64 epoch)
 	saturated_epoch = epoch;
 }
 
+/* job_order orders claimed jobs as the claim took them */
+static int
+job_order(const void *a, const void *b)
+{
+	const AsyncJob *x = (const AsyncJob *) a;
+	const AsyncJob *y = (const AsyncJob *) b;
+
+	if (x->priority != y->priority)
+		return x->priority < y->priority ? -1 : 1;
+	if (x->due_at != y->due_at)
+		return x->due_at < y->due_at ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id ? 1 : 0;
+}
+
 /*
  * copy_claimed_jobs copies the n jobs a claim returned (SPI_tuptable) into
- * cxt, as *jobs_out.
+ * cxt, as *jobs_out, in the order the batch runs them: by priority, then
+ * run_at and id (an UPDATE returns its rows in no particular order).
  */
 static void
 copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz claim_start)
@@ -429,6 +518,7 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 				job->timeout_ms = 1;
 		}
 		job->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
+		job->priority = DatumGetInt16(SPI_getbinval(tup, desc, 20, &isnull));
 		job->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
 		job->enqueued_by = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
 		d = SPI_getbinval(tup, desc, 15, &isnull);
@@ -443,6 +533,7 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 										  TextDatumGetCString(SPI_getbinval(tup, desc, 14, &isnull)));
 		}
 	}
+	qsort(jobs, n, sizeof(AsyncJob), job_order);
 	*jobs_out = jobs;
 	MemoryContextSwitchTo(oldcxt);
 }
@@ -465,6 +556,7 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	TimestampTz claim_start;
 	TimestampTz floor;
 	TimestampTz first_run_at = DT_NOEND;
+	bool		walked = true;
 	uint64		epoch;
 
 	*jobs_out = NULL;
@@ -530,6 +622,10 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18, &isnull);
 		if (!isnull && DatumGetBool(d))
 			pg_async_floor_note(first_run_at);
+
+		/* jobs of a lower priority filled the batch before the walk began */
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 19, &isnull);
+		walked = isnull || DatumGetBool(d);
 	}
 
 	/*
@@ -541,11 +637,13 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	 * floor to the start, and this claim's claim_low with it: enqueue.c's
 	 * pg_async_functions_changed.)  That costs a statement, which an idle
 	 * worker's claims spend only when they walked from the start (a
-	 * sweep): between sweeps, the floor stays at the last job claimed.
+	 * sweep): between sweeps, the floor stays at the last job claimed.  A
+	 * claim that did not walk jobs_ready_idx at all tells nothing.
 	 */
 	if (AsyncReadyFloor)
 		pg_async_floor_claim_end(MyAsyncSlot,
-								 n > 0 || limited || (floor == DT_NOBEGIN && !read_limits(false)),
+								 walked &&
+								 (n > 0 || limited || (floor == DT_NOBEGIN && !read_limits(false))),
 								 first_run_at, GetCurrentTransactionStartTimestamp());
 
 	if (n > 0)

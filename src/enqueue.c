@@ -75,6 +75,7 @@ typedef struct RegistrationEntry
 	bool		paused;			/* its new jobs are marked paused (async.pause) */
 	bool		limited;		/* and limited (it has a concurrency limit) */
 	bool		held;			/* the limit is 0: its jobs wake no worker */
+	int16		priority;		/* of its jobs enqueued without one */
 } RegistrationEntry;
 
 static HTAB *registrations = NULL;
@@ -97,6 +98,7 @@ registration_invalidate(Datum arg, Oid relid)
 
 /* the registration lookup, and the one for a schema older than 0.5 */
 static SPIPlanPtr lookup_plan = NULL;
+static SPIPlanPtr lookup_08_plan = NULL;
 static SPIPlanPtr lookup_legacy_plan = NULL;
 
 /* pg_async_note_enqueued counts jobs to wake workers for at commit. */
@@ -212,18 +214,19 @@ pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /*
  * prepare_lookup prepares, for the backend's lifetime, the look-up of a
- * registration whose handler's OID is the expression 'handler'.
+ * registration whose handler's OID is the expression 'handler', and its
+ * jobs' default priority the expression 'priority'.
  */
 static SPIPlanPtr
-prepare_lookup(const char *handler)
+prepare_lookup(const char *handler, const char *priority)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	SPIPlanPtr	plan;
 
 	plan = SPI_prepare(psprintf("SELECT %s, f.paused, f.concurrency,"
-								"       f.handler IS NULL, f.run_as::pg_catalog.oid"
+								"       f.handler IS NULL, f.run_as::pg_catalog.oid, %s"
 								"  FROM async.functions f"
-								" WHERE f.name OPERATOR(pg_catalog.=) $1", handler),
+								" WHERE f.name OPERATOR(pg_catalog.=) $1", handler, priority),
 					   1, argtypes);
 	if (plan == NULL || SPI_keepplan(plan) != 0)
 		elog(ERROR, "pg_async: preparing the registration lookup failed");
@@ -246,6 +249,7 @@ lookup_registration(const char *function)
 	bool		paused = false;
 	bool		limited = false;
 	bool		held = false;
+	int16		priority = 0;
 	RegistrationEntry *entry;
 	bool		found;
 	int			rc;
@@ -289,11 +293,19 @@ lookup_registration(const char *function)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
-	if (pg_async_handlers_bound(functions_relid))
+	if (pg_async_handlers_bound(functions_relid) &&
+		get_attnum(functions_relid, "priority") != InvalidAttrNumber)
 	{
 		if (lookup_plan == NULL)
-			lookup_plan = prepare_lookup("f.handler::pg_catalog.oid");
+			lookup_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority");
 		plan = lookup_plan;
+	}
+	else if (pg_async_handlers_bound(functions_relid))
+	{
+		/* 0.5 to 0.8, until ALTER EXTENSION UPDATE: no priorities */
+		if (lookup_08_plan == NULL)
+			lookup_08_plan = prepare_lookup("f.handler::pg_catalog.oid", "0::pg_catalog.int2");
+		plan = lookup_08_plan;
 	}
 	else
 	{
@@ -303,7 +315,8 @@ lookup_registration(const char *function)
 		 */
 		if (lookup_legacy_plan == NULL)
 			lookup_legacy_plan =
-				prepare_lookup("pg_catalog.to_regprocedure(f.handler)::pg_catalog.oid");
+				prepare_lookup("pg_catalog.to_regprocedure(f.handler)::pg_catalog.oid",
+							   "0::pg_catalog.int2");
 		plan = lookup_legacy_plan;
 	}
 	args[0] = CStringGetTextDatum(function);
@@ -327,9 +340,11 @@ lookup_registration(const char *function)
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
 		/* a signature of 0.4 that no longer resolves is not external */
 		external = !isnull && DatumGetBool(d) &&
-			plan == lookup_plan;
+			plan != lookup_legacy_plan;
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
 		run_as = isnull ? InvalidOid : DatumGetObjectId(d);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+		priority = isnull ? 0 : DatumGetInt16(d);
 	}
 	SPI_finish();
 
@@ -359,6 +374,7 @@ lookup_registration(const char *function)
 	entry->paused = paused;
 	entry->limited = limited;
 	entry->held = held;
+	entry->priority = priority;
 	return entry;
 }
 
@@ -427,7 +443,8 @@ pg_async_functions_changed(PG_FUNCTION_ARGS)
  * The columns of async.jobs the trigger reads.  Their numbers are looked up
  * by name once per shape of the table (its row type and number of
  * attributes: an extension update adds columns and never renumbers them),
- * not for every row.
+ * not for every row.  Those added after 0.1 may be missing until ALTER
+ * EXTENSION UPDATE.
  */
 typedef enum JobColumn
 {
@@ -440,12 +457,13 @@ typedef enum JobColumn
 	JOB_RUN_AT,
 	JOB_PAUSED,					/* from 0.2 */
 	JOB_LIMITED,				/* from 0.3 */
+	JOB_PRIORITY,				/* from 0.9 */
 	JOB_NCOLUMNS
 } JobColumn;
 
 static const char *const job_column_names[JOB_NCOLUMNS] = {
 	"state", "attempts", "enqueued_at", "function", "event_id", "payload",
-	"run_at", "paused", "limited"
+	"run_at", "paused", "limited", "priority"
 };
 
 static Oid	job_columns_type = InvalidOid;
@@ -454,8 +472,8 @@ static AttrNumber job_columns[JOB_NCOLUMNS];
 
 /*
  * job_attnum is the number of column col of async.jobs, as desc describes
- * it, or InvalidAttrNumber where a schema older than 0.2 or 0.3 lacks it
- * (before ALTER EXTENSION UPDATE, enqueues go on as they did).
+ * it, or InvalidAttrNumber where an older schema lacks it (before ALTER
+ * EXTENSION UPDATE, enqueues go on as they did).
  */
 static AttrNumber
 job_attnum(TupleDesc desc, JobColumn col)
@@ -503,17 +521,25 @@ is_paused(HeapTuple tuple, TupleDesc desc)
 
 /*
  * note_if_ready notes, for the ready floor, the run_at of a job row that is
- * in jobs_ready_idx: queued, unfinished, neither paused nor limited.
+ * in jobs_ready_idx: queued, unfinished, neither paused nor limited, of
+ * priority 0 (claims walk the others' index without a floor).
  */
 static void
 note_if_ready(HeapTuple tuple, TupleDesc desc)
 {
 	AttrNumber	attnum = job_attnum(desc, JOB_LIMITED);
+	AttrNumber	priority_attnum = job_attnum(desc, JOB_PRIORITY);
 	bool		isnull;
 	Datum		d;
 
 	if (is_paused(tuple, desc))
 		return;
+	if (priority_attnum != InvalidAttrNumber)
+	{
+		d = SPI_getbinval(tuple, desc, priority_attnum, &isnull);
+		if (!isnull && DatumGetInt16(d) != 0)
+			return;
+	}
 	if (attnum != InvalidAttrNumber)
 	{
 		d = SPI_getbinval(tuple, desc, attnum, &isnull);
@@ -547,6 +573,50 @@ set_mark(HeapTuple tuple, TupleDesc desc, JobColumn column, bool value)
 		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &newval, &null);
 	}
 	return tuple;
+}
+
+/*
+ * fill_priority gives a job whose INSERT named no priority (NULL) the
+ * priority dflt.
+ */
+static HeapTuple
+fill_priority(HeapTuple tuple, TupleDesc desc, int16 dflt)
+{
+	AttrNumber	attnum = job_attnum(desc, JOB_PRIORITY);
+	bool		isnull;
+
+	if (attnum == InvalidAttrNumber)
+		return tuple;
+	(void) SPI_getbinval(tuple, desc, attnum, &isnull);
+	if (isnull)
+	{
+		int			cols[1] = {attnum};
+		Datum		newval = Int16GetDatum(dflt);
+		bool		null = false;
+
+		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &newval, &null);
+	}
+	return tuple;
+}
+
+/*
+ * check_priority raises an error when a new job names a priority below
+ * what pg_async.min_priority allows the enqueueing role.  The function's
+ * own priority, which fill_priority gives a job that names none, was
+ * checked when it was registered.
+ */
+static void
+check_priority(HeapTuple tuple, TupleDesc desc)
+{
+	AttrNumber	attnum = job_attnum(desc, JOB_PRIORITY);
+	bool		isnull;
+	Datum		d;
+
+	if (attnum == InvalidAttrNumber)
+		return;
+	d = SPI_getbinval(tuple, desc, attnum, &isnull);
+	if (!isnull)
+		(void) pg_async_check_priority(DatumGetInt16(d));
 }
 
 /*
@@ -624,6 +694,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	if (state == NULL || strcmp(state, "queued") != 0 ||
 		isnull || DatumGetInt32(d) != 0)
 	{
+		tuple = fill_priority(tuple, desc, 0);
 		if (state != NULL && strcmp(state, "queued") == 0)
 			note_if_ready(tuple, desc);
 		return PointerGetDatum(tuple);
@@ -632,6 +703,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	if (!isnull && DatumGetTimestampTz(d) < GetCurrentTransactionStartTimestamp() &&
 		superuser())
 	{
+		tuple = fill_priority(tuple, desc, 0);
 		note_if_ready(tuple, desc);
 		if (due_soon(tuple, desc, is_paused(tuple, desc)))
 			pg_async_note_enqueued(1);
@@ -696,6 +768,8 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	 */
 	tuple = set_mark(tuple, desc, JOB_PAUSED, entry->paused);
 	tuple = set_mark(tuple, desc, JOB_LIMITED, entry->limited || entry->external);
+	check_priority(tuple, desc);
+	tuple = fill_priority(tuple, desc, entry->priority);
 	note_if_ready(tuple, desc);
 	pg_async_pending(function)->received++;
 

@@ -27,25 +27,67 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(pg_async_invoke);
+PG_FUNCTION_INFO_V1(pg_async_priority);
 PG_FUNCTION_INFO_V1(pg_async_cancel);
 PG_FUNCTION_INFO_V1(pg_async_redrive);
 PG_FUNCTION_INFO_V1(pg_async_purge_dead_letters);
 PG_FUNCTION_INFO_V1(pg_async_valid_condition);
 
 /* async.invoke's statement, prepared once per backend */
+/* the INSERT of async.invoke: of 0.9 and later, and of 0.8 (no priority) */
 static SPIPlanPtr invoke_plan = NULL;
+static SPIPlanPtr invoke_plan_08 = NULL;
 
 /*
- * async.invoke(function, payload, event_id, run_at): enqueues one event as
- * the caller, and returns its event_id.  An event_id already taken is
- * skipped (idempotent delivery) and counted as a duplicate.
+ * pg_async_check_priority returns priority as a job's priority (smallint),
+ * or raises an error when it is out of that range, or below
+ * pg_async.min_priority: a role puts its jobs ahead of the others' only as
+ * far as the superuser let it (the setting is PGC_SUSET, set per role).
+ */
+int16
+pg_async_check_priority(int32 priority)
+{
+	if (priority < PG_INT16_MIN || priority > PG_INT16_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("priority must be between %d and %d", PG_INT16_MIN, PG_INT16_MAX),
+				 errdetail("It was %d.", priority),
+				 errhint("A lower priority runs first; 0 is the default.")));
+	if (priority < pg_async_min_priority)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("priority %d is below pg_async.min_priority (%d)",
+						priority, pg_async_min_priority),
+				 errhint("A superuser can lower pg_async.min_priority for a role with ALTER ROLE ... SET.")));
+	return (int16) priority;
+}
+
+/*
+ * async._priority(priority): the check of pg_async_check_priority, for
+ * async.invoke_many; NULL (the function's priority) stays NULL.
+ */
+Datum
+pg_async_priority(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_INT16(pg_async_check_priority(PG_GETARG_INT32(0)));
+}
+
+/*
+ * async.invoke(function, payload, event_id, run_at, priority): enqueues one
+ * event as the caller, and returns its event_id.  An event_id already
+ * taken is skipped (idempotent delivery) and counted as a duplicate.  A
+ * NULL priority is the function's (the row trigger fills it in).
  */
 Datum
 pg_async_invoke(PG_FUNCTION_ARGS)
 {
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			rc;
+	bool		with_priority = PG_NARGS() >= 5;
+	SPIPlanPtr *plan = with_priority ? &invoke_plan : &invoke_plan_08;
 
 	args[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
 	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
@@ -57,24 +99,39 @@ pg_async_invoke(PG_FUNCTION_ARGS)
 		nulls[0] = 'n';
 	if (PG_ARGISNULL(1))
 		nulls[1] = 'n';
+	if (!with_priority || PG_ARGISNULL(4))
+	{
+		args[4] = (Datum) 0;
+		nulls[4] = 'n';
+	}
+	else
+		args[4] = Int16GetDatum(pg_async_check_priority(PG_GETARG_INT32(4)));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
-	if (invoke_plan == NULL)
+	if (*plan == NULL)
 	{
-		Oid			argtypes[4] = {TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID};
-		SPIPlanPtr	plan;
+		Oid			argtypes[5] = {TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, INT2OID};
+		SPIPlanPtr	p;
 
-		/* as the caller: the row trigger checks its right to enqueue */
-		plan = SPI_prepare("INSERT INTO async.jobs (function, payload, event_id, run_at)"
-						   " VALUES ($1, $2, $3, $4)"
-						   " ON CONFLICT ON CONSTRAINT jobs_event_id_key DO NOTHING",
-						   4, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
+		/*
+		 * As the caller: the row trigger checks its right to enqueue.  The
+		 * schema of 0.8, before ALTER EXTENSION UPDATE, calls with four
+		 * arguments, and its async.jobs has no priority.
+		 */
+		p = SPI_prepare(with_priority ?
+						"INSERT INTO async.jobs (function, payload, event_id, run_at, priority)"
+						" VALUES ($1, $2, $3, $4, $5)"
+						" ON CONFLICT ON CONSTRAINT jobs_event_id_key DO NOTHING" :
+						"INSERT INTO async.jobs (function, payload, event_id, run_at)"
+						" VALUES ($1, $2, $3, $4)"
+						" ON CONFLICT ON CONSTRAINT jobs_event_id_key DO NOTHING",
+						with_priority ? 5 : 4, argtypes);
+		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "pg_async: preparing async.invoke failed");
-		invoke_plan = plan;
+		*plan = p;
 	}
-	rc = SPI_execute_plan(invoke_plan, args, nulls, false, 0);
+	rc = SPI_execute_plan(*plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "pg_async: async.invoke failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)

@@ -29,6 +29,7 @@ int			pg_async_batch_size = 1000;
 int			pg_async_batch_max_bytes = 16 * 1024;	/* kB */
 double		pg_async_batch_wait = 5.0;	/* ms */
 int			pg_async_max_payload_size = 1024 * 1024;
+int			pg_async_min_priority = PG_INT16_MIN;
 int			pg_async_log_failures = LOG;
 int			pg_async_attempts_retention = 86400;
 bool		pg_async_track_stats = true;
@@ -121,6 +122,15 @@ pg_async_define_gucs(void)
 							1024 * 1024, 1, MaxAllocSize,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.min_priority",
+							"Lowest priority (the first to run) a role may give its jobs or functions.",
+							"Set per role with ALTER ROLE ... SET, so that only trusted roles can put their jobs ahead of the others'.",
+							&pg_async_min_priority,
+							PG_INT16_MIN, PG_INT16_MIN, PG_INT16_MAX,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("pg_async.log_failures",

@@ -80,6 +80,7 @@ extern int	pg_async_batch_size;
 extern int	pg_async_batch_max_bytes;
 extern double pg_async_batch_wait;
 extern int	pg_async_max_payload_size;
+extern int	pg_async_min_priority;
 extern int	pg_async_log_failures;
 extern int	pg_async_attempts_retention;
 extern bool pg_async_track_stats;
@@ -259,6 +260,7 @@ typedef struct AsyncJob
 	Datum		payload;		/* detoasted jsonb */
 	int32		attempt;		/* this attempt's number, from 1 */
 	TimestampTz due_at;			/* run_at when claimed: when it became due */
+	int16		priority;		/* lower runs first */
 	TimestampTz enqueued_at;
 	Oid			enqueued_by;
 	bool		registered;		/* false when no registration was found */
@@ -296,6 +298,9 @@ extern void pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySub
 extern void pg_async_note_enqueued(int njobs);
 extern bool pg_async_in_worker;
 extern Datum pg_async_make_event_id(void);
+
+/* jobfuncs.c */
+extern int16 pg_async_check_priority(int32 priority);
 
 /* external.c */
 extern Size pg_async_consumers_shmem_size(void);

@@ -453,10 +453,12 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 	Oid			old_run_as;
 	Oid			old_registered_by;
 	bool		old_external;
-	Oid			argtypes[11] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
-		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID};
-	Datum		args[11];
-	char		nulls[12] = "           ";
+	Oid			argtypes[12] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
+		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID,
+	INT2OID};
+	Datum		args[12];
+	char		nulls[13] = "            ";
+	int16		priority;
 	bool		isnull;
 	int			i;
 
@@ -467,7 +469,9 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 					 errmsg("%s must not be null",
 							i == 0 ? "max_attempts" : i == 1 ? "retry_delays" : "timeout")));
 
-	if (!pg_async_handlers_bound(get_relname_relid("functions",
+	/* the schema of 0.8 and older, until ALTER EXTENSION UPDATE */
+	if (PG_NARGS() <= first + 8 ||
+		!pg_async_handlers_bound(get_relname_relid("functions",
 												   get_namespace_oid("async", false))))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -521,6 +525,13 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("concurrency must be NULL (no limit), 0 (hold the jobs) or more"),
 				 errdetail("It was %d.", PG_GETARG_INT32(first + 5))));
+
+	if (PG_ARGISNULL(first + 8))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("priority must not be null"),
+				 errhint("0 is the default priority; a lower one runs first.")));
+	priority = pg_async_check_priority(PG_GETARG_INT32(first + 8));
 
 	run_as = PG_ARGISNULL(first + 3) ? default_run_as : PG_GETARG_OID(first + 3);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run_as)))
@@ -604,8 +615,9 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 						  i == 0 ? "on_success" : "on_failure");
 	}
 	check_no_cycle(name, args[9], nulls[9] == 'n', args[10], nulls[10] == 'n');
-	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-								 11, argtypes, args, nulls, &isnull);
+	args[11] = Int16GetDatum(priority);
+	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+								 12, argtypes, args, nulls, &isnull);
 
 	/* a lifted limit may have made held jobs ready: wake whoever runs them at commit */
 	if (OidIsValid(handler))
@@ -616,7 +628,7 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 
 /*
  * async.register(handler, name, max_attempts, retry_delays, timeout, run_as,
- *				  max_event_age, concurrency, on_success, on_failure)
+ *				  max_event_age, concurrency, on_success, on_failure, priority)
  *
  * Registers handler under name, or updates the registration.  A caller who
  * is not superuser must have the privileges of the handler's owner and of
@@ -658,7 +670,7 @@ pg_async_register(PG_FUNCTION_ARGS)
 /*
  * async.register_external(name, max_attempts, retry_delays, timeout,
  *						   run_as, max_event_age, concurrency, on_success,
- *						   on_failure)
+ *						   on_failure, priority)
  *
  * Registers a function whose jobs consumers outside the server claim
  * (external.c), or updates its registration.  run_as defaults to the

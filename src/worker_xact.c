@@ -99,7 +99,8 @@ warn_older_extension(bool *warned)
  * worker that waited for one while holding another could deadlock with
  * DROP EXTENSION, which locks them all exclusively.  An extension older
  * than the library (0.4 and older held handlers as signatures, where the
- * claim reads OIDs) is not ready either: the workers wait for its update.
+ * claim reads OIDs; 0.8 and older have no priorities, by which it orders)
+ * is not ready either: the workers wait for its update.
  */
 bool
 pg_async_extension_ready(void)
@@ -143,6 +144,12 @@ pg_async_extension_ready(void)
 			return false;
 		}
 		bound_functions_relid = relids[1];
+	}
+	/* the claims order jobs by priority (0.9 and later) */
+	if (get_attnum(relids[0], "priority") == InvalidAttrNumber)
+	{
+		warn_older_extension(&warned_old);
+		return false;
 	}
 	if (relids[0] != AsyncJobsRelId || !jobs_triggers_known)
 	{

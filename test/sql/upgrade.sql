@@ -65,6 +65,13 @@ SELECT function, ready, held, running FROM async.stats WHERE function LIKE 'up%'
 -- new default event ids are time-ordered UUIDs (version 7)
 WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING event_id)
 SELECT substr(event_id, 15, 1) AS uuid_version, event_id::uuid IS NOT NULL AS is_uuid FROM i;
+-- 0.9: the jobs, registrations and dead letters of before have priority 0,
+-- and a new job takes its function's
+SELECT count(*) FILTER (WHERE priority <> 0) AS not_zero, count(*) AS jobs FROM async.jobs;
+SELECT bool_and(priority = 0) AS all_zero FROM async.functions;
+SELECT async.configure('up_noop', priority => 4);
+WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING priority)
+SELECT priority FROM i;
 -- ids made one after another sort one after another
 SELECT bool_and(a < b) AS ordered
   FROM (SELECT async.new_event_id() AS a, pg_sleep(0.002), async.new_event_id() AS b

@@ -218,7 +218,7 @@ ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 50 FROM async.jobs WHERE event_id LIKE 'after-%' AND state = 'succeeded'"),
 	'the other jobs run');
 $log = slurp_file($node->logfile, $log_from);
-my @scans = ($log =~ /Index Scan using jobs_ready_idx on jobs j_1 .*\n(?:\s+(?:Index Cond|Filter|Rows Removed by Filter).*\n)*/g);
+my @scans = ($log =~ /Index Scan using jobs_ready_idx on jobs j_\d+ .*\n(?:\s+(?:Index Cond|Filter|Rows Removed by Filter).*\n)*/g);
 my @removed = map { /Rows Removed by Filter: (\d+)/ ? $1 : 0 } @scans;
 my $walked = 0;
 foreach (@removed) { $walked = $_ if $_ > $walked; }
