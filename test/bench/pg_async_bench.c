@@ -25,6 +25,13 @@
  *	held	 N jobs of a function with concurrency 0, then the drain's number
  *			 of no-op jobs behind them -> their drain rate, against drains
  *			 of the same size just before and after, without the held jobs.
+ *	held-xmin drains while a snapshot is held -> the last against the one
+ *			 before it.
+ *	priorities drains of the drain's number of no-op jobs, all of priority
+ *			 0 and of priorities -2 to 2 (four in five not 0), alternating
+ *			 in five pairs -> the median ratio; then one job of priority
+ *			 -10 enqueued behind half as many queued ones -> how many of
+ *			 those it overtook.
  *
  * The program creates the handlers and tables it needs (bench_noop,
  * bench_latency, bench_fail, bench_latency_log, bench_plain, bench_plain_idx
@@ -83,11 +90,13 @@ enum
 	SC_SOAK,
 	SC_HELD,
 	SC_HELD_XMIN,
+	SC_PRIORITIES,
 	SC_COUNT
 };
 
 static const char *const scenario_names[SC_COUNT] = {
-	"drain", "enqueue", "latency", "mixed", "backlog", "soak", "held", "held-xmin"
+	"drain", "enqueue", "latency", "mixed", "backlog", "soak", "held", "held-xmin",
+	"priorities"
 };
 
 /* command-line options; -1 (or a negative rate) means "not given" */
@@ -2089,6 +2098,110 @@ json_number(double v)
 		printf("%.6g", v);
 }
 
+/* pairs of drains (all priority 0, mixed priorities) of run_priorities */
+#define PRIORITY_PAIRS	5
+
+/*
+ * drain_priorities queues n no-op jobs in one transaction, of priority 0
+ * or, with mixed, of priorities -2 to 2 in turn, and times them from the
+ * COMMIT until every one has succeeded.  Returns jobs/s.
+ */
+static double
+drain_priorities(PGconn *conn, int64_t n, bool mixed)
+{
+	char		sql[256];
+	int64_t		base;
+	int64_t		t1;
+	int64_t		t2;
+
+	reset_queue(conn);
+	base = jobs_done(conn);
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO async.jobs (function, payload, priority)"
+			 " SELECT 'bench_noop', '{}', %s FROM generate_series(1, %" PRId64 ") i",
+			 mixed ? "i % 5 - 2" : "0", n);
+	exec_command(conn, sql);
+	t1 = mono_us();
+	t2 = wait_for_jobs(conn, base, n);
+	if (query_int64(conn, "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'") != n)
+		die("priorities: not every job succeeded");
+	return n / ((t2 - t1) / 1e6);
+}
+
+/*
+ * run_priorities measures what priorities cost the drain (issue 21's
+ * target: mixed priorities drain at 0.9 of none or better), in
+ * alternating pairs of drains, and how far a job of priority -10 jumps a
+ * queue of n / 2 jobs of priority 0 that the workers are draining: the
+ * share of the jobs still waiting when it was enqueued that it started
+ * before (started_at is when a job's claim began).
+ */
+static void
+run_priorities(PGconn *conn, int64_t n)
+{
+	double		plain[PRIORITY_PAIRS];
+	double		mixed[PRIORITY_PAIRS];
+	double		ratios[PRIORITY_PAIRS];
+	char		sql[512];
+	int64_t		base;
+	int64_t		waiting;
+	int64_t		overtaken;
+	int			r;
+
+	progress("priorities: %d pairs of drains of %" PRId64 " jobs, without and with priorities",
+			 PRIORITY_PAIRS, n);
+	for (r = 0; r < PRIORITY_PAIRS; r++)
+	{
+		plain[r] = drain_priorities(conn, n, false);
+		mixed[r] = drain_priorities(conn, n, true);
+		ratios[r] = mixed[r] / plain[r];
+		progress("priorities: pair %d: %.1f jobs/s all 0, %.1f jobs/s mixed, ratio %.3f",
+				 r + 1, plain[r], mixed[r], ratios[r]);
+	}
+	qsort(plain, PRIORITY_PAIRS, sizeof(double), compare_double);
+	qsort(mixed, PRIORITY_PAIRS, sizeof(double), compare_double);
+	qsort(ratios, PRIORITY_PAIRS, sizeof(double), compare_double);
+
+	/* the jump: wait until the workers are into the backlog, then enqueue */
+	reset_queue(conn);
+	base = jobs_done(conn);
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO async.jobs (function, payload)"
+			 " SELECT 'bench_noop', '{}' FROM generate_series(1, %" PRId64 ")", n / 2);
+	exec_command(conn, sql);
+	while (jobs_done(conn) - base < (n / 20 < 1000 ? n / 20 : 1000))
+		usleep(POLL_US);
+	exec_command(conn, "INSERT INTO async.jobs (function, payload, priority, event_id)"
+				 " VALUES ('bench_noop', '{}', -10, 'bench-urgent')");
+	wait_for_jobs(conn, base, n / 2 + 1);
+	snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM async.jobs j, async.jobs u"
+			 " WHERE u.event_id = 'bench-urgent' AND j.event_id <> 'bench-urgent'"
+			 "   AND j.started_at >= u.enqueued_at");
+	waiting = query_int64(conn, sql);
+	snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM async.jobs j, async.jobs u"
+			 " WHERE u.event_id = 'bench-urgent' AND j.event_id <> 'bench-urgent'"
+			 "   AND j.started_at > u.started_at");
+	overtaken = query_int64(conn, sql);
+	progress("priorities: the job of priority -10 started before %" PRId64 " of the %" PRId64
+			 " jobs waiting when it came", overtaken, waiting);
+
+	add_figure(SC_PRIORITIES, "jobs", "jobs per drain", FIG_INT, (double) n, "", -1);
+	add_figure(SC_PRIORITIES, "pairs", "pairs of drains", FIG_INT, PRIORITY_PAIRS, "", -1);
+	add_figure(SC_PRIORITIES, "plain_jobs_per_second", "jobs/s, all priority 0 (median)",
+			   FIG_NUM, median_of_sorted(plain, PRIORITY_PAIRS), "", -1);
+	add_figure(SC_PRIORITIES, "mixed_jobs_per_second", "jobs/s, priorities -2 to 2 (median)",
+			   FIG_NUM, median_of_sorted(mixed, PRIORITY_PAIRS), "", -1);
+	add_figure(SC_PRIORITIES, "ratio", "mixed / all 0 (median of the pairs)", FIG_NUM,
+			   median_of_sorted(ratios, PRIORITY_PAIRS), ">= 0.9",
+			   median_of_sorted(ratios, PRIORITY_PAIRS) >= 0.9);
+	add_figure(SC_PRIORITIES, "urgent_waiting", "jobs waiting when the -10 job came",
+			   FIG_INT, (double) waiting, "", -1);
+	add_figure(SC_PRIORITIES, "urgent_overtaken", "of them started after it", FIG_INT,
+			   (double) overtaken, "most", waiting > 0 && overtaken * 2 > waiting);
+}
+
 /*
  * print_json prints every setting and figure as one JSON object.
  */
@@ -2263,7 +2376,7 @@ usage(void)
 		   "Usage: pg_async_bench [OPTION]...\n\n"
 		   "  -d, --dbname=CONNINFO     libpq connection string or database name (default: PG* variables)\n"
 		   "  -s, --scenario=NAME       drain, enqueue, latency, mixed, backlog, soak, held,\n"
-		   "                            held-xmin or all\n"
+		   "                            held-xmin, priorities or all\n"
 		   "                            (repeatable or comma-separated; default all)\n"
 		   "  -n, --jobs=N              jobs of drain (200000) and backlog (1000000), events of latency (10000)\n"
 		   "      --duration=SECONDS    enqueue per table (20), mixed (60), soak (600)\n"
@@ -2583,6 +2696,8 @@ main(int argc, char **argv)
 		run_held(conn, opts.held_jobs);
 	if (opts.scenarios[SC_HELD_XMIN])
 		run_held_xmin(conn, opts.held_xmin_jobs, opts.held_xmin_drains);
+	if (opts.scenarios[SC_PRIORITIES])
+		run_priorities(conn, opts.drain_jobs);
 
 	/* leave the queue empty behind us */
 	exec_command(conn, "TRUNCATE async.jobs, async.dead_letters, public.bench_latency_log");

@@ -58,7 +58,8 @@ my %figures = (
 	'held-xmin' => [
 		qw(before_jobs_per_second first_jobs_per_second last_jobs_per_second
 		  ratio_last_to_before table_bytes released_jobs_per_second)
-	]);
+	],
+	priorities => [qw(plain_jobs_per_second mixed_jobs_per_second ratio)]);
 foreach my $scenario (sort keys %figures)
 {
 	foreach my $key (@{ $figures{$scenario} })
@@ -78,6 +79,12 @@ cmp_ok(abs(($r->{'held-xmin'}{ratio_last_to_before} // 0)
 	  / ($r->{'held-xmin'}{before_jobs_per_second} || 1)), '<', 0.001,
 	'held-xmin: its ratio is the last drain over the one before');
 cmp_ok($r->{soak}{samples} // 0, '>=', 2, 'soak took a sample every interval');
+is($r->{priorities}{pairs}, 5, 'priorities drained in five pairs');
+ok(defined $r->{priorities}{urgent_waiting}
+	  && defined $r->{priorities}{urgent_overtaken}
+	  && $r->{priorities}{urgent_overtaken} <= $r->{priorities}{urgent_waiting},
+	'priorities: the urgent job overtook no more jobs than were waiting')
+  or diag(explain($r->{priorities}));
 
 # The figures are measurements, not placeholders: each agrees with what the
 # scenario was asked to do and with the others.
