@@ -34,6 +34,7 @@ static SPIPlanPtr claim_fast_plan = NULL;
 static SPIPlanPtr limits_plan = NULL;
 static SPIPlanPtr next_run_plan = NULL;
 static SPIPlanPtr saturated_plan = NULL;
+static SPIPlanPtr scheduled_plan = NULL;
 
 /*
  * Whether some function is paused or has a concurrency limit, as last read
@@ -65,8 +66,15 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
  * the first run_at the walk of jobs_ready_idx found, whether it locked
  * jobs it did not take (picked.ready: the job came from that walk, not
  * from another part of the claim), and whether the walk was made at all
- * (not when jobs of a lower priority filled the batch).
+ * (not when jobs of a lower priority filled the batch); for the priority
+ * floor, the same of the walks of jobs_priority_idx (picked.prio), the
+ * first job as its priority and run_at, and whether the walk above 0 was
+ * made.
  */
+/* the jobs the walks of jobs_priority_idx found */
+#define PRIORITY_FOUND \
+"(SELECT u.priority, u.run_at FROM urgent u UNION ALL SELECT l.priority, l.run_at FROM later l)"
+
 #define CLAIM_UPDATE \
 " UPDATE async.jobs j" \
 "    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1," \
@@ -87,7 +95,16 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "           (SELECT pg_catalog.count(*) FROM candidates c) OPERATOR(pg_catalog.>)" \
 "             (SELECT pg_catalog.count(*) FROM picked p WHERE p.ready)," \
 "           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.<) $1," \
-"           j.priority"
+"           j.priority," \
+"           (SELECT x.priority FROM " PRIORITY_FOUND " x" \
+"             ORDER BY x.priority, x.run_at LIMIT 1)," \
+"           (SELECT x.run_at FROM " PRIORITY_FOUND " x" \
+"             ORDER BY x.priority, x.run_at LIMIT 1)," \
+"           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.+)" \
+"             (SELECT pg_catalog.count(*) FROM candidates c) OPERATOR(pg_catalog.<) $1," \
+"           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.+)" \
+"             (SELECT pg_catalog.count(*) FROM later l) OPERATOR(pg_catalog.>)" \
+"             (SELECT pg_catalog.count(*) FROM picked p WHERE p.prio)"
 
 /* what each part of a claim reads of a job */
 #define PART_COLUMNS \
@@ -103,17 +120,19 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 /*
  * The walk of the ready jobs by priority, as three CTEs that each take what
  * the ones before left of the batch ($1): urgent, the jobs of a priority
- * below 0 (jobs_priority_idx); candidates, those of priority 0
- * (jobs_ready_idx, from the ready floor $4), the common case; later, those
- * above 0.  Each walk stops at the batch, so that jobs of priority 0 never
- * have a walk of an index with other priorities in their way.  cond leaves
- * out the jobs of paused and saturated functions.
+ * below 0 (jobs_priority_idx, from the priority floor ($5, $6)); candidates,
+ * those of priority 0 (jobs_ready_idx, from the ready floor $4), the common
+ * case; later, those above 0 (jobs_priority_idx, from the priority floor).
+ * Each walk stops at the batch, so that jobs of priority 0 never have a
+ * walk of an index with other priorities in their way.  cond leaves out
+ * the jobs of paused and saturated functions.
  */
 #define READY_PARTS(cond) \
 " urgent AS (" \
 "  SELECT" PART_COLUMNS " FROM async.jobs j" \
 "   WHERE" READY_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0" \
-"     AND j.priority OPERATOR(pg_catalog.<) 0 AND " cond \
+"     AND j.priority OPERATOR(pg_catalog.<) 0" \
+"     AND (j.priority, j.run_at) OPERATOR(pg_catalog.>=) ($5, $6) AND " cond \
 "   ORDER BY j.priority, j.run_at LIMIT $1" \
 "     FOR UPDATE SKIP LOCKED)," \
 " candidates AS (" \
@@ -126,17 +145,21 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 " later AS (" \
 "  SELECT" PART_COLUMNS " FROM async.jobs j" \
 "   WHERE" READY_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0" \
-"     AND j.priority OPERATOR(pg_catalog.>) 0 AND " cond \
+"     AND j.priority OPERATOR(pg_catalog.>) 0" \
+"     AND (j.priority, j.run_at) OPERATOR(pg_catalog.>=) ($5, $6) AND " cond \
 "   ORDER BY j.priority, j.run_at" \
 "   LIMIT $1 OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)" \
 "            OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM candidates)" \
 "     FOR UPDATE SKIP LOCKED),"
 
-/* the parts of READY_PARTS, with whether each came from jobs_ready_idx */
+/*
+ * the parts of READY_PARTS, with whether each came from jobs_ready_idx
+ * (ready) or from jobs_priority_idx (prio)
+ */
 #define READY_UNION \
-" SELECT *, false AS ready FROM urgent" \
-" UNION ALL SELECT *, true FROM candidates" \
-" UNION ALL SELECT *, false FROM later"
+" SELECT *, false AS ready, true AS prio FROM urgent" \
+" UNION ALL SELECT *, true, false FROM candidates" \
+" UNION ALL SELECT *, false, true FROM later"
 
 /*
  * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
@@ -229,22 +252,23 @@ LANE_PART("lane_ready", "OPERATOR(pg_catalog.=) 0", "j.run_at",
 LANE_PART("lane_later", "OPERATOR(pg_catalog.>) 0", "j.priority, j.run_at",
 		  LANE_ALLOWANCE LANE_TAKEN("lane_urgent") LANE_TAKEN("lane_ready"))
 " allowed AS ("
-"  SELECT c.id, c.function, c.suspect, c.run_at, c.priority, c.bytes, c.ready, l.concurrency FROM ("
+"  SELECT c.id, c.function, c.suspect, c.run_at, c.priority, c.bytes, c.ready, c.prio,"
+"         l.concurrency FROM ("
 "         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function"
 "                                                    ORDER BY c.priority, c.run_at, c.id) AS nth"
 "           FROM (" READY_UNION
-"                 UNION ALL SELECT *, false FROM lane_urgent"
-"                 UNION ALL SELECT *, false FROM lane_ready"
-"                 UNION ALL SELECT *, false FROM lane_later) c) c"
+"                 UNION ALL SELECT *, false, false FROM lane_urgent"
+"                 UNION ALL SELECT *, false, false FROM lane_ready"
+"                 UNION ALL SELECT *, false, false FROM lane_later) c) c"
 "    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
 "   WHERE l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance"
 "   ORDER BY c.priority, c.run_at, c.id LIMIT $1),"
 CLAIM_WITHIN_BYTES("allowed")
 " picked AS ("
-"  SELECT a.id, a.function, a.concurrency, a.ready FROM within_bytes a"
+"  SELECT a.id, a.function, a.concurrency, a.ready, a.prio FROM within_bytes a"
 "   WHERE NOT EXISTS (SELECT FROM allowed s WHERE s.suspect)"
 "  UNION ALL"
-"  (SELECT s.id, s.function, s.concurrency, s.ready FROM allowed s WHERE s.suspect LIMIT 1)),"
+"  (SELECT s.id, s.function, s.concurrency, s.ready, s.prio FROM allowed s WHERE s.suspect LIMIT 1)),"
 " reserved AS ("
 "  INSERT INTO async.running (job_id, function)"
 "  SELECT p.id, p.function FROM picked p WHERE p.concurrency IS NOT NULL)"
@@ -267,10 +291,10 @@ READY_PARTS("NOT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")")
 " ready AS (" READY_UNION "),"
 CLAIM_WITHIN_BYTES("ready")
 " picked AS ("
-"  SELECT c.id, c.function, c.ready FROM within_bytes c"
+"  SELECT c.id, c.function, c.ready, c.prio FROM within_bytes c"
 "   WHERE NOT EXISTS (SELECT FROM ready s WHERE s.suspect)"
 "  UNION ALL"
-"  (SELECT s.id, s.function, s.ready FROM ready s WHERE s.suspect LIMIT 1))"
+"  (SELECT s.id, s.function, s.ready, s.prio FROM ready s WHERE s.suspect LIMIT 1))"
 CLAIM_UPDATE;
 
 /*
@@ -297,8 +321,9 @@ static const char *limits_sql =
 /*
  * When the next job is due, leaving out those of paused or saturated
  * functions: the first of jobs_ready_idx from the ready floor ($1), the
- * first of jobs_priority_idx, and the first of each limited function with
- * room left in jobs_limited_idx, in each range of priorities.
+ * first of jobs_priority_idx from the priority floor ($2, $3), and the
+ * first of each limited function with room left in jobs_limited_idx, in
+ * each range of priorities.
  */
 static const char *next_run_sql =
 "WITH" LIMITS_CTE
@@ -307,7 +332,8 @@ static const char *next_run_sql =
 "    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.=) 0"
 "      AND j.run_at OPERATOR(pg_catalog.>=) $1),"
 "  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-"    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0),"
+"    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0"
+"      AND (j.priority, j.run_at) OPERATOR(pg_catalog.>=) ($2, $3)),"
 "  (SELECT pg_catalog.min(x.run_at) FROM limits l CROSS JOIN LATERAL ("
 "     SELECT j.run_at FROM async.jobs j"
 "      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.=) 0"
@@ -321,20 +347,104 @@ static const char *next_run_sql =
 "      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.>) 0) x"
 "    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0))";
 
+/*
+ * The first job of jobs_priority_idx after ($1, $2), of a priority below
+ * $3, that is scheduled after $2: the priority floor may rise past no such
+ * job (see raise_priority_floor).  Jobs a claim could not see may be found
+ * (the statement takes a new snapshot), which only holds the floor lower.
+ */
+static const char *scheduled_sql =
+"SELECT j.priority, j.run_at FROM async.jobs j"
+" WHERE j.priority OPERATOR(pg_catalog.<>) 0 AND j.finished_at IS NULL"
+"   AND NOT j.paused AND NOT j.limited AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"   AND (j.priority, j.run_at) OPERATOR(pg_catalog.>) ($1, $2)"
+"   AND j.priority OPERATOR(pg_catalog.<) $3 AND j.run_at OPERATOR(pg_catalog.>) $2"
+" ORDER BY j.priority, j.run_at LIMIT 1";
+
 /* prepare_plans prepares the claim's statements, once. */
 static void
 prepare_plans(void)
 {
-	Oid			claim_types[4] = {INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID};
-	Oid			next_run_types[1] = {TIMESTAMPTZOID};
+	Oid			claim_types[6] = {INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID,
+	INT2OID, TIMESTAMPTZOID};
+	Oid			next_run_types[3] = {TIMESTAMPTZOID, INT2OID, TIMESTAMPTZOID};
+	Oid			scheduled_types[3] = {INT2OID, TIMESTAMPTZOID, INT4OID};
 
 	if (claim_plan != NULL)
 		return;
-	claim_plan = pg_async_prepare_plan(claim_sql, 4, claim_types);
-	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 4, claim_types);
+	claim_plan = pg_async_prepare_plan(claim_sql, 6, claim_types);
+	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 6, claim_types);
 	limits_plan = pg_async_prepare_plan(limits_sql, 0, NULL);
-	next_run_plan = pg_async_prepare_plan(next_run_sql, 1, next_run_types);
+	next_run_plan = pg_async_prepare_plan(next_run_sql, 3, next_run_types);
 	saturated_plan = pg_async_prepare_plan(saturated_sql, 0, NULL);
+	scheduled_plan = pg_async_prepare_plan(scheduled_sql, 3, scheduled_types);
+}
+
+/*
+ * raise_priority_floor raises the priority floor after a claim that began
+ * at it, (floor_priority, floor_run_at), as far as the claim's walks of
+ * jobs_priority_idx tell: no ready job it could take lies below the first
+ * it found (found, with found_priority and found_run_at), or, if it found
+ * none, below the end of what it walked (the end of the priorities below 0
+ * when the walk above 0 was not made, else the end of all).  Time makes
+ * scheduled jobs ready with no trigger to lower the floor, so it may not
+ * pass a scheduled job either: between the walk's start and the first job
+ * found, within the first priority walked, every job has a run_at below
+ * that job's, and is due; past that priority, the first scheduled job is
+ * looked up (scheduled_sql), and the floor goes no higher than its
+ * priority at claim_now.
+ */
+static void
+raise_priority_floor(int16 floor_priority, TimestampTz floor_run_at, bool found,
+					 int16 found_priority, TimestampTz found_run_at, bool walked_all,
+					 TimestampTz claim_now)
+{
+	uint64		floor_key = pg_async_priority_floor_key(floor_priority, floor_run_at);
+	uint64		target;
+	int32		bound;
+	Datum		args[3];
+	int			rc;
+
+	if (found)
+	{
+		target = pg_async_priority_floor_key(found_priority, found_run_at);
+		if (found_priority == floor_priority)
+		{
+			pg_async_priority_floor_claim_end(MyAsyncSlot, target);
+			return;
+		}
+		bound = found_priority;
+	}
+	else if (walked_all)
+	{
+		target = pg_async_priority_floor_key(PG_INT16_MAX, claim_now);
+		bound = PG_INT16_MAX + 1;
+	}
+	else
+	{
+		target = pg_async_priority_floor_key(1, DT_NOBEGIN);
+		bound = 1;
+	}
+	if (target <= floor_key)
+		return;
+
+	args[0] = Int16GetDatum(floor_priority);
+	args[1] = TimestampTzGetDatum(claim_now);
+	args[2] = Int32GetDatum(bound);
+	/* in a new snapshot, as list_saturated's */
+	rc = SPI_execute_plan(scheduled_plan, args, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: reading the scheduled jobs failed: %s",
+			 SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		int16		priority = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+
+		target = Min(target, pg_async_priority_floor_key(priority, claim_now));
+	}
+	pg_async_priority_floor_claim_end(MyAsyncSlot, target);
 }
 
 /* functions_changed forgets limits_exist when async.functions changes. */
@@ -547,16 +657,24 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 int
 pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 {
-	Datum		args[4];
-	Datum		next_run_args[1];
+	Datum		args[6];
+	Datum		next_run_args[3];
 	int			rc;
 	int			n;
 	int			save_nestlevel;
 	bool		limited;
+	bool		informed;
 	TimestampTz claim_start;
+	TimestampTz claim_now = GetCurrentTransactionStartTimestamp();
 	TimestampTz floor;
+	int16		prio_floor = PG_INT16_MIN;
+	TimestampTz prio_floor_run_at = DT_NOBEGIN;
 	TimestampTz first_run_at = DT_NOEND;
 	bool		walked = true;
+	bool		prio_found = false;
+	int16		prio_first = 0;
+	TimestampTz prio_first_run_at = 0;
+	bool		prio_walked_all = true;
 	uint64		epoch;
 
 	*jobs_out = NULL;
@@ -590,11 +708,14 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	claim_start = GetCurrentTimestamp();
 	/* before the claim's snapshot: see shmem.c and ready_floor.c */
 	epoch = pg_async_limits_epoch();
-	floor = AsyncReadyFloor ? pg_async_floor_claim_begin(MyAsyncSlot) : DT_NOBEGIN;
+	floor = AsyncReadyFloor ?
+		pg_async_floor_claim_begin(MyAsyncSlot, &prio_floor, &prio_floor_run_at) : DT_NOBEGIN;
 	args[0] = Int32GetDatum(pg_async_batch_limit());
 	args[1] = Int32GetDatum(MyProcPid);
 	args[2] = Int64GetDatum((int64) pg_async_batch_max_bytes * 1024);
 	args[3] = TimestampTzGetDatum(floor);
+	args[4] = Int16GetDatum(prio_floor);
+	args[5] = TimestampTzGetDatum(prio_floor_run_at);
 	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "pg_async: claiming jobs failed: %s",
@@ -608,8 +729,10 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 
 	if (n > 0)
 	{
+		HeapTuple	first = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 17, &isnull);
+		Datum		d = SPI_getbinval(first, desc, 17, &isnull);
 
 		if (!isnull)
 			first_run_at = DatumGetTimestampTz(d);
@@ -619,41 +742,63 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 		 * the allowance) were skipped by other claims meanwhile: they
 		 * lower the floor again when this transaction commits.
 		 */
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18, &isnull);
+		d = SPI_getbinval(first, desc, 18, &isnull);
 		if (!isnull && DatumGetBool(d))
 			pg_async_floor_note(first_run_at);
 
 		/* jobs of a lower priority filled the batch before the walk began */
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 19, &isnull);
+		d = SPI_getbinval(first, desc, 19, &isnull);
 		walked = isnull || DatumGetBool(d);
+
+		/* the same of the walks of jobs_priority_idx */
+		d = SPI_getbinval(first, desc, 21, &isnull);
+		if (!isnull)
+		{
+			prio_found = true;
+			prio_first = DatumGetInt16(d);
+			prio_first_run_at = DatumGetTimestampTz(SPI_getbinval(first, desc, 22, &isnull));
+		}
+		d = SPI_getbinval(first, desc, 23, &isnull);
+		prio_walked_all = isnull || DatumGetBool(d);
+		d = SPI_getbinval(first, desc, 24, &isnull);
+		if (prio_found && !isnull && DatumGetBool(d))
+			pg_async_priority_floor_note(prio_first, prio_first_run_at);
+
+		copy_claimed_jobs(cxt, jobs_out, n, claim_start);
 	}
 
 	/*
-	 * The floor rises to the first job the walk found, or to now() if it
-	 * found none.  A fast claim that claimed nothing may not have walked at
-	 * all (a limit it had not heard of): it may raise the floor only if no
-	 * function is paused or limited even now, in a later snapshot.  (One
-	 * that was, and no longer is, was changed by a commit that lowered the
-	 * floor to the start, and this claim's claim_low with it: enqueue.c's
+	 * The floors rise to the first job the walks found, or to now() if
+	 * they found none (see raise_priority_floor for the priority floor).  A
+	 * fast claim that claimed nothing may not have walked at all (a limit
+	 * it had not heard of): it may raise the floors only if no function is
+	 * paused or limited even now, in a later snapshot.  (One that was, and
+	 * no longer is, was changed by a commit that lowered the floors to the
+	 * start, and this claim's claim_low with them: enqueue.c's
 	 * pg_async_functions_changed.)  That costs a statement, which an idle
 	 * worker's claims spend only when they walked from the start (a
-	 * sweep): between sweeps, the floor stays at the last job claimed.  A
-	 * claim that did not walk jobs_ready_idx at all tells nothing.
+	 * sweep): between sweeps, the floors stay at the last jobs claimed.  A
+	 * claim that did not walk jobs_ready_idx at all tells nothing of it.
 	 */
 	if (AsyncReadyFloor)
-		pg_async_floor_claim_end(MyAsyncSlot,
-								 walked &&
-								 (n > 0 || limited || (floor == DT_NOBEGIN && !read_limits(false))),
-								 first_run_at, GetCurrentTransactionStartTimestamp());
+	{
+		informed = n > 0 || limited || (floor == DT_NOBEGIN && !read_limits(false));
+		if (informed)
+			raise_priority_floor(prio_floor, prio_floor_run_at, prio_found, prio_first,
+								 prio_first_run_at, prio_walked_all, claim_now);
+		pg_async_floor_claim_end(MyAsyncSlot, walked && informed, first_run_at, claim_now);
+	}
 
-	if (n > 0)
-		copy_claimed_jobs(cxt, jobs_out, n, claim_start);
-	else
+	if (n == 0)
 	{
 		/* in a new snapshot, for the same reasons as list_saturated's */
-		/* from the floor as it is now, if a commit lowered it meanwhile */
+		/* from the floors as they are now, if a commit lowered them meanwhile */
 		next_run_args[0] = TimestampTzGetDatum(AsyncReadyFloor ?
 											   Min(floor, pg_async_floor_current()) : floor);
+		if (AsyncReadyFloor)
+			pg_async_priority_floor_current(&prio_floor, &prio_floor_run_at);
+		next_run_args[1] = Int16GetDatum(prio_floor);
+		next_run_args[2] = TimestampTzGetDatum(prio_floor_run_at);
 		rc = SPI_execute_plan(next_run_plan, next_run_args, NULL, false, 1);
 		if (rc == SPI_OK_SELECT && SPI_processed == 1)
 		{

@@ -435,7 +435,7 @@ pg_async_functions_changed(PG_FUNCTION_ARGS)
 	 * was paused or limited may have walked nothing at all (claim.c).  The
 	 * commit lowers the floor to the start.
 	 */
-	pg_async_floor_note(DT_NOBEGIN);
+	pg_async_floor_note_start();
 	return PointerGetDatum(NULL);
 }
 
@@ -520,34 +520,40 @@ is_paused(HeapTuple tuple, TupleDesc desc)
 }
 
 /*
- * note_if_ready notes, for the ready floor, the run_at of a job row that is
- * in jobs_ready_idx: queued, unfinished, neither paused nor limited, of
- * priority 0 (claims walk the others' index without a floor).
+ * note_if_ready notes, for the floors, the run_at of a queued job row that
+ * is in jobs_ready_idx or jobs_priority_idx: unfinished, neither paused nor
+ * limited.  Those of priority 0 go to the ready floor, the others to the
+ * priority floor, with their priority.
  */
 static void
 note_if_ready(HeapTuple tuple, TupleDesc desc)
 {
 	AttrNumber	attnum = job_attnum(desc, JOB_LIMITED);
 	AttrNumber	priority_attnum = job_attnum(desc, JOB_PRIORITY);
+	int16		priority = 0;
+	TimestampTz run_at;
 	bool		isnull;
 	Datum		d;
 
 	if (is_paused(tuple, desc))
 		return;
-	if (priority_attnum != InvalidAttrNumber)
-	{
-		d = SPI_getbinval(tuple, desc, priority_attnum, &isnull);
-		if (!isnull && DatumGetInt16(d) != 0)
-			return;
-	}
 	if (attnum != InvalidAttrNumber)
 	{
 		d = SPI_getbinval(tuple, desc, attnum, &isnull);
 		if (!isnull && DatumGetBool(d))
 			return;
 	}
+	if (priority_attnum != InvalidAttrNumber)
+	{
+		d = SPI_getbinval(tuple, desc, priority_attnum, &isnull);
+		priority = isnull ? PG_INT16_MIN : DatumGetInt16(d);
+	}
 	d = column_value(tuple, desc, JOB_RUN_AT, &isnull);
-	pg_async_floor_note(isnull ? DT_NOBEGIN : DatumGetTimestampTz(d));
+	run_at = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+	if (priority == 0)
+		pg_async_floor_note(run_at);
+	else
+		pg_async_priority_floor_note(priority, run_at);
 }
 
 /*

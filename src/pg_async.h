@@ -64,6 +64,14 @@
 #define ASYNC_DESTINATIONS_LOCK	3
 #define ASYNC_EXTERNAL_CLAIM_LOCK	4	/* with a function's name hash (external.c) */
 
+/*
+ * The floors of ready_floor.c: of jobs_ready_idx (the jobs of priority 0,
+ * by run_at) and of jobs_priority_idx (the others, by priority and run_at).
+ */
+#define ASYNC_FLOOR_READY		0
+#define ASYNC_FLOOR_PRIORITY	1
+#define ASYNC_NFLOORS			2
+
 /* Saturated concurrency limits shared memory remembers (see shmem.c). */
 #define ASYNC_MAX_SATURATED		16
 
@@ -128,11 +136,11 @@ typedef struct AsyncWorkerSlot
 	pg_atomic_uint64 next_look_at;
 
 	/*
-	 * While the worker claims: the lowest run_at, as a key of ready_floor.c,
-	 * of the jobs made ready since its claim began; the floor is raised no
-	 * higher.  0 when it does not claim.
+	 * While the worker claims: for each floor of ready_floor.c, the lowest
+	 * key of the jobs made ready since its claim began; the floor is raised
+	 * no higher.  0 when it does not claim.
 	 */
-	pg_atomic_uint64 claim_low;
+	pg_atomic_uint64 claim_low[ASYNC_NFLOORS];
 
 	/*
 	 * The start (TimestampTz) of the worker's current transaction, or
@@ -168,12 +176,12 @@ typedef struct AsyncShared
 	char		saturated[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 
 	/*
-	 * The ready floor (ready_floor.c): no ready job waits below it, as a
-	 * key; when the last sweep from the start ended, or, while one is in
+	 * The floors (ready_floor.c): no ready job waits below them, as keys;
+	 * when the last sweep from the start ended, or, while one is in
 	 * progress, when its lease ends (TimestampTz); and how long the last
 	 * sweep took (microseconds).
 	 */
-	pg_atomic_uint64 ready_floor;
+	pg_atomic_uint64 floors[ASYNC_NFLOORS];
 	pg_atomic_uint64 sweep_end;
 	pg_atomic_uint64 sweep_us;
 
@@ -198,14 +206,20 @@ extern bool pg_async_limit_saturated(const char *function);
 
 /* ready_floor.c: where claims start their walk of the ready jobs */
 extern void pg_async_floor_note(TimestampTz run_at);
+extern void pg_async_priority_floor_note(int16 priority, TimestampTz run_at);
+extern void pg_async_floor_note_start(void);
 extern void pg_async_floor_note_touched(void);
 extern void pg_async_floor_end_xact(bool commit);
 extern void pg_async_floor_subxact_abort(void);
 extern void pg_async_floor_reset(void);
-extern TimestampTz pg_async_floor_claim_begin(AsyncWorkerSlot *slot);
+extern TimestampTz pg_async_floor_claim_begin(AsyncWorkerSlot *slot,
+											  int16 *priority, TimestampTz *priority_run_at);
 extern TimestampTz pg_async_floor_current(void);
 extern void pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
 									 TimestampTz first_run_at, TimestampTz claim_now);
+extern uint64 pg_async_priority_floor_key(int16 priority, TimestampTz run_at);
+extern void pg_async_priority_floor_claim_end(AsyncWorkerSlot *slot, uint64 key);
+extern void pg_async_priority_floor_current(int16 *priority, TimestampTz *run_at);
 
 /* inflight.c: which job each worker runs, surviving a crash restart */
 extern void pg_async_inflight_open(int slot);

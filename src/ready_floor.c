@@ -40,6 +40,14 @@
  *	    sweeps are expensive (1% of one worker's time at most, as the look
  *	    for dead workers' jobs in recovery.c is paced).
  *
+ *	  The jobs of other priorities than 0 are in jobs_priority_idx, by
+ *	  priority and run_at, which has a floor of its own, with the same
+ *	  protocol: its key is a priority and a time (priority_key).  A time
+ *	  passes jobs from "scheduled" to "due" without any trigger, so that
+ *	  floor must not pass a scheduled job of a lower priority than the ready
+ *	  job a claim found: claim.c raises it only as far as it knows nothing
+ *	  of that kind lies below.
+ *
  *-------------------------------------------------------------------------
  */
 #include "pg_async.h"
@@ -65,8 +73,8 @@ PG_FUNCTION_INFO_V1(pg_async_ready_floor);
 /* the key above every time: a claim's claim_low as it begins */
 #define FLOOR_TOP		PG_UINT64_MAX
 
-/* the lowest run_at of the jobs this transaction made ready, as a key */
-static uint64 pending_low = FLOOR_TOP;
+/* for each floor, the lowest key of the jobs this transaction made ready */
+static uint64 pending_low[ASYNC_NFLOORS] = {FLOOR_TOP, FLOOR_TOP};
 
 /* this transaction updated or deleted jobs outside a worker */
 static bool touched = false;
@@ -91,6 +99,34 @@ floor_time(uint64 key)
 	return (TimestampTz) (key ^ (UINT64CONST(1) << 63));
 }
 
+/*
+ * pg_async_priority_floor_key is the key of the priority floor for a job
+ * of that priority and run_at: the priority, offset to be unsigned, in
+ * the top 16 bits, and the time in milliseconds since 2000 in the other 48
+ * (8,900 years), rounded down; a time before 2000, or DT_NOBEGIN, is 0.  A
+ * key never lies above the job it was made of, so a floor made of it
+ * passes no job.
+ */
+#define PRIORITY_TIME_BITS	48
+#define PRIORITY_TIME_MASK	((UINT64CONST(1) << PRIORITY_TIME_BITS) - 1)
+
+uint64
+pg_async_priority_floor_key(int16 priority, TimestampTz t)
+{
+	uint64		ms = t <= 0 ? 0 : Min((uint64) (t / 1000), PRIORITY_TIME_MASK);
+
+	return ((uint64) ((int32) priority - PG_INT16_MIN) << PRIORITY_TIME_BITS) | ms;
+}
+
+static inline void
+priority_key_parts(uint64 key, int16 *priority, TimestampTz *t)
+{
+	uint64		ms = key & PRIORITY_TIME_MASK;
+
+	*priority = (int16) ((int32) (key >> PRIORITY_TIME_BITS) + PG_INT16_MIN);
+	*t = ms == 0 ? DT_NOBEGIN : (TimestampTz) ms * 1000;
+}
+
 /* atomic_lower lowers *var to key, if key is lower. */
 static void
 atomic_lower(pg_atomic_uint64 *var, uint64 key)
@@ -105,11 +141,11 @@ atomic_lower(pg_atomic_uint64 *var, uint64 key)
 }
 
 /*
- * floor_lower lowers the floor to key: first every claim in progress, then
+ * floor_lower lowers floor f to key: first every claim in progress, then
  * the floor.  The caller's jobs are already visible to new snapshots.
  */
 static void
-floor_lower(uint64 key)
+floor_lower(int f, uint64 key)
 {
 	int			i;
 
@@ -119,13 +155,53 @@ floor_lower(uint64 key)
 	/*
 	 * The floor first, for the claims that begin now; then the claims in
 	 * progress; then the floor again, for a claim that raised it meanwhile
-	 * (it re-reads its claim_low after its raise, see
-	 * pg_async_floor_claim_end).
+	 * (it re-reads its claim_low after its raise, see floor_raise).
 	 */
-	atomic_lower(&AsyncShmem->ready_floor, key);
+	atomic_lower(&AsyncShmem->floors[f], key);
 	for (i = 0; i < AsyncShmem->nslots; i++)
-		atomic_lower(&AsyncShmem->slots[i].claim_low, key);
-	atomic_lower(&AsyncShmem->ready_floor, key);
+		atomic_lower(&AsyncShmem->slots[i].claim_low[f], key);
+	atomic_lower(&AsyncShmem->floors[f], key);
+}
+
+/* floor_lower_all lowers every floor to the start. */
+static void
+floor_lower_all(void)
+{
+	int			f;
+
+	for (f = 0; f < ASYNC_NFLOORS; f++)
+		floor_lower(f, FLOOR_BOTTOM);
+}
+
+/*
+ * floor_raise raises floor f towards found, for the claim of slot: no
+ * higher than the slot's claim_low, which the lowerings since the claim
+ * began have lowered.
+ */
+static void
+floor_raise(int f, AsyncWorkerSlot *slot, uint64 found)
+{
+	uint64		floor = pg_atomic_read_u64(&AsyncShmem->floors[f]);
+
+	for (;;)
+	{
+		uint64		key = Min(found, pg_atomic_read_u64(&slot->claim_low[f]));
+
+		if (key <= floor)
+			break;
+		/* fails, and tries again, if a lowering came in meanwhile */
+		if (pg_atomic_compare_exchange_u64(&AsyncShmem->floors[f], &floor, key))
+		{
+			/*
+			 * A lowering that found the floor low enough already, and
+			 * lowered only our claim_low after we read it, would be lost:
+			 * take it into account now.
+			 */
+			atomic_lower(&AsyncShmem->floors[f],
+						 pg_atomic_read_u64(&slot->claim_low[f]));
+			break;
+		}
+	}
 }
 
 /*
@@ -138,8 +214,36 @@ pg_async_floor_note(TimestampTz run_at)
 {
 	uint64		key = floor_key(run_at);
 
-	if (key < pending_low)
-		pending_low = key;
+	if (key < pending_low[ASYNC_FLOOR_READY])
+		pending_low[ASYNC_FLOOR_READY] = key;
+}
+
+/*
+ * pg_async_priority_floor_note notes that the current transaction made a
+ * job of jobs_priority_idx ready, or scheduled one (which time will make
+ * ready): its commit lowers the priority floor.
+ */
+void
+pg_async_priority_floor_note(int16 priority, TimestampTz run_at)
+{
+	uint64		key = pg_async_priority_floor_key(priority, run_at);
+
+	if (key < pending_low[ASYNC_FLOOR_PRIORITY])
+		pending_low[ASYNC_FLOOR_PRIORITY] = key;
+}
+
+/*
+ * pg_async_floor_note_start notes that the current transaction may have
+ * made jobs ready anywhere (a pause or a limit lifted): its commit lowers
+ * every floor to the start.
+ */
+void
+pg_async_floor_note_start(void)
+{
+	int			f;
+
+	for (f = 0; f < ASYNC_NFLOORS; f++)
+		pending_low[f] = FLOOR_BOTTOM;
 }
 
 /*
@@ -163,11 +267,16 @@ pg_async_floor_note_touched(void)
 void
 pg_async_floor_end_xact(bool commit)
 {
-	if (!commit && touched)
-		floor_lower(FLOOR_BOTTOM);
-	else if (commit && pending_low != FLOOR_TOP)
-		floor_lower(pending_low);
-	pending_low = FLOOR_TOP;
+	int			f;
+
+	for (f = 0; f < ASYNC_NFLOORS; f++)
+	{
+		if (!commit && touched)
+			floor_lower(f, FLOOR_BOTTOM);
+		else if (commit && pending_low[f] != FLOOR_TOP)
+			floor_lower(f, pending_low[f]);
+		pending_low[f] = FLOOR_TOP;
+	}
 	touched = false;
 }
 
@@ -176,7 +285,7 @@ void
 pg_async_floor_subxact_abort(void)
 {
 	if (touched)
-		floor_lower(FLOOR_BOTTOM);
+		floor_lower_all();
 }
 
 /*
@@ -188,7 +297,7 @@ pg_async_floor_subxact_abort(void)
 void
 pg_async_floor_reset(void)
 {
-	floor_lower(FLOOR_BOTTOM);
+	floor_lower_all();
 	if (sweeping && AsyncShmem != NULL)
 	{
 		pg_atomic_write_u64(&AsyncShmem->sweep_end, (uint64) GetCurrentTimestamp());
@@ -198,20 +307,25 @@ pg_async_floor_reset(void)
 
 /*
  * pg_async_floor_claim_begin starts a claim by slot: it tells the run_at
- * the claim's walk of jobs_ready_idx starts at (DT_NOBEGIN for a sweep).
+ * the claim's walk of jobs_ready_idx starts at, and the priority and run_at
+ * its walks of jobs_priority_idx start at (both the start, for a sweep).
  * It runs before the claim takes its snapshot.
  */
 TimestampTz
-pg_async_floor_claim_begin(AsyncWorkerSlot *slot)
+pg_async_floor_claim_begin(AsyncWorkerSlot *slot, int16 *priority, TimestampTz *priority_run_at)
 {
 	uint64		floor;
 	uint64		last;
 	int64		interval_ms;
 	TimestampTz now;
+	int			f;
 
-	pg_atomic_write_u64(&slot->claim_low, FLOOR_TOP);
+	for (f = 0; f < ASYNC_NFLOORS; f++)
+		pg_atomic_write_u64(&slot->claim_low[f], FLOOR_TOP);
 	pg_memory_barrier();
-	floor = pg_atomic_read_u64(&AsyncShmem->ready_floor);
+	floor = pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_READY]);
+	priority_key_parts(pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_PRIORITY]),
+					   priority, priority_run_at);
 
 	/*
 	 * One worker sweeps when it is time; the others go on from the floor.
@@ -231,6 +345,7 @@ pg_async_floor_claim_begin(AsyncWorkerSlot *slot)
 	{
 		sweeping = true;
 		sweep_start = now;
+		priority_key_parts(FLOOR_BOTTOM, priority, priority_run_at);
 		return DT_NOBEGIN;
 	}
 	return floor_time(floor);
@@ -246,32 +361,12 @@ void
 pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
 						 TimestampTz first_run_at, TimestampTz claim_now)
 {
+	int			f;
+
 	if (raise)
-	{
-		uint64		found = floor_key(Min(first_run_at, claim_now));
-		uint64		floor = pg_atomic_read_u64(&AsyncShmem->ready_floor);
-
-		for (;;)
-		{
-			uint64		key = Min(found, pg_atomic_read_u64(&slot->claim_low));
-
-			if (key <= floor)
-				break;
-			/* fails, and tries again, if a lowering came in meanwhile */
-			if (pg_atomic_compare_exchange_u64(&AsyncShmem->ready_floor, &floor, key))
-			{
-				/*
-				 * A lowering that found the floor low enough already, and
-				 * lowered only our claim_low after we read it, would be
-				 * lost: take it into account now.
-				 */
-				atomic_lower(&AsyncShmem->ready_floor,
-							 pg_atomic_read_u64(&slot->claim_low));
-				break;
-			}
-		}
-	}
-	pg_atomic_write_u64(&slot->claim_low, FLOOR_BOTTOM);
+		floor_raise(ASYNC_FLOOR_READY, slot, floor_key(Min(first_run_at, claim_now)));
+	for (f = 0; f < ASYNC_NFLOORS; f++)
+		pg_atomic_write_u64(&slot->claim_low[f], FLOOR_BOTTOM);
 
 	if (sweeping)
 	{
@@ -283,11 +378,36 @@ pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
 	}
 }
 
-/* pg_async_floor_current is the floor as it is now. */
+/*
+ * pg_async_priority_floor_claim_end raises the priority floor, for the
+ * claim of slot, to key (pg_async_priority_floor_key): claim.c found no
+ * job below it that is ready or that time will make ready.  It runs
+ * before pg_async_floor_claim_end, which ends the claim.
+ */
+void
+pg_async_priority_floor_claim_end(AsyncWorkerSlot *slot, uint64 key)
+{
+	floor_raise(ASYNC_FLOOR_PRIORITY, slot, key);
+}
+
+/*
+ * pg_async_priority_floor_current lowers (*priority, *run_at) to the
+ * priority floor as it is now, if that is lower.
+ */
+void
+pg_async_priority_floor_current(int16 *priority, TimestampTz *run_at)
+{
+	uint64		key = pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_PRIORITY]);
+
+	if (key < pg_async_priority_floor_key(*priority, *run_at))
+		priority_key_parts(key, priority, run_at);
+}
+
+/* pg_async_floor_current is the ready floor as it is now. */
 TimestampTz
 pg_async_floor_current(void)
 {
-	return floor_time(pg_atomic_read_u64(&AsyncShmem->ready_floor));
+	return floor_time(pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_READY]));
 }
 
 /*
@@ -311,7 +431,7 @@ pg_async_ready_floor(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		values[0] = TimestampTzGetDatum(floor_time(pg_atomic_read_u64(&AsyncShmem->ready_floor)));
+		values[0] = TimestampTzGetDatum(floor_time(pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_READY])));
 		values[1] = Float8GetDatum(pg_atomic_read_u64(&AsyncShmem->sweep_us) / 1000.0);
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));

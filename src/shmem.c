@@ -40,6 +40,7 @@ pg_async_shmem_init(void)
 {
 	bool		found;
 	int			i;
+	int			f;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	AsyncShmem = ShmemInitStruct("pg_async", pg_async_shmem_size(), &found);
@@ -57,7 +58,8 @@ pg_async_shmem_init(void)
 		AsyncShmem->nsaturated = 0;
 		AsyncShmem->skipped_wakeups = 0;
 		/* no floor: the first claims walk from the start */
-		pg_atomic_init_u64(&AsyncShmem->ready_floor, 0);
+		for (i = 0; i < ASYNC_NFLOORS; i++)
+			pg_atomic_init_u64(&AsyncShmem->floors[i], 0);
 		pg_atomic_init_u64(&AsyncShmem->sweep_end, 0);
 		pg_atomic_init_u64(&AsyncShmem->sweep_us, 0);
 		AsyncShmem->nslots = max_worker_processes;
@@ -69,7 +71,8 @@ pg_async_shmem_init(void)
 			SpinLockInit(&slot->mutex);
 			pg_atomic_init_u32(&slot->sleeping, ASYNC_SLOT_AWAKE);
 			pg_atomic_init_u64(&slot->next_look_at, PG_INT64_MAX);
-			pg_atomic_init_u64(&slot->claim_low, 0);
+			for (f = 0; f < ASYNC_NFLOORS; f++)
+				pg_atomic_init_u64(&slot->claim_low[f], 0);
 			pg_atomic_init_u64(&slot->xact_start, PG_INT64_MAX);
 		}
 	}

@@ -105,6 +105,7 @@ typedef struct Options
 	const char *conninfo;
 	bool		scenarios[SC_COUNT];
 	bool		json;
+	bool		held_xmin_priorities;	/* held-xmin drains of mixed priorities */
 	bool		quick;
 	int64_t		n;				/* -n: drain, latency and backlog */
 	double		duration;		/* --duration: enqueue, mixed and soak */
@@ -938,6 +939,11 @@ run_enqueue(PGconn *conn, int k, double secs)
 				 "CREATE TABLE public.bench_plain_idx (LIKE async.jobs"
 				 " INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS"
 				 " INCLUDING INDEXES)");
+	/* what the trigger of async.jobs fills in: the function's priority */
+	exec_command(conn,
+				 "ALTER TABLE public.bench_plain ALTER COLUMN priority SET DEFAULT 0");
+	exec_command(conn,
+				 "ALTER TABLE public.bench_plain_idx ALTER COLUMN priority SET DEFAULT 0");
 
 	memset(&consumer, 0, sizeof(consumer));
 	consumer.conn = connect_db();
@@ -1639,8 +1645,9 @@ drain_kept(PGconn *conn, int64_t n)
 	int64_t		t2;
 
 	snprintf(sql, sizeof(sql),
-			 "INSERT INTO async.jobs (function, payload)"
-			 " SELECT 'bench_noop', '{}' FROM generate_series(1, %" PRId64 ")", n);
+			 "INSERT INTO async.jobs (function, payload, priority)"
+			 " SELECT 'bench_noop', '{}', %s FROM generate_series(1, %" PRId64 ") i",
+			 opts.held_xmin_priorities ? "i % 5 - 2" : "0", n);
 	exec_command(conn, sql);
 	t1 = mono_us();
 	t2 = wait_for_jobs(conn, base, n);
@@ -2386,6 +2393,7 @@ usage(void)
 		   "      --drain-jobs=N, --latency-events=N, --backlog-jobs=N, --held-jobs=N,\n"
 		   "      --held-xmin-jobs=N    (100000; quick 10000)\n"
 		   "      --held-xmin-drains=N  drains of held-xmin under the held snapshot (10)\n"
+		   "      --held-xmin-priorities  held-xmin drains jobs of priorities -2 to 2, not 0\n"
 		   "      --enqueue-duration=S, --mixed-duration=S, --soak-duration=S\n"
 		   "      --latency-rate=R, --mixed-rate=R, --soak-rate=R\n"
 		   "                            the same, for one scenario\n"
@@ -2500,6 +2508,7 @@ parse_options(int argc, char **argv)
 		{"held-xmin-jobs", required_argument, NULL, 19},
 		{"held-xmin-drains", required_argument, NULL, 20},
 		{"soak-hold", no_argument, NULL, 21},
+		{"held-xmin-priorities", no_argument, NULL, 22},
 		{NULL, 0, NULL, 0}
 	};
 	double		n = -1;
@@ -2601,6 +2610,9 @@ parse_options(int argc, char **argv)
 				break;
 			case 21:
 				opts.soak_hold = true;
+				break;
+			case 22:
+				opts.held_xmin_priorities = true;
 				break;
 			case 20:
 				held_xmin_drains = parse_number("--held-xmin-drains", optarg);

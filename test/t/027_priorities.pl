@@ -5,7 +5,8 @@
 # priority 0, and a job of priority -10 enqueued behind it starts within
 # the next claim of each worker: before all but at most a batch per worker
 # of the jobs still waiting.  A function's lane (concurrency) does the same
-# through its own index.
+# through its own index.  Last, the priority floor passes no job that is
+# scheduled or enqueued below it.
 use strict;
 use warnings;
 
@@ -93,6 +94,64 @@ cmp_ok($waiting, '>', 10000, 'many jobs still waited when the urgent one came');
 cmp_ok($before, '<=', 2 * $batch,
 	'it waited at most for the next claim of each worker');
 cmp_ok($overtaken, '>', $waiting / 2, 'it started before most of the backlog');
+
+# The priority floor: claims start their walk of jobs_priority_idx past the
+# jobs already run, and the floor must pass no job that is scheduled (time
+# makes it due with no trigger to lower the floor) nor one enqueued below it.
+# Sweeps, which would find a job the floor passed, are made rare here, so
+# that such a job would wait and the test fail.
+$node->append_conf('postgresql.conf', "pg_async.sweep_interval = '1h'\n");
+$node->restart;
+ok(wait_for_workers($node, 2), 'the workers start again');
+$node->safe_psql('postgres', q{
+TRUNCATE public.ran;
+INSERT INTO async.jobs (function, payload, priority, run_at, event_id) VALUES
+	('logged', '{"p": 1}', 1, clock_timestamp() + interval '1.5 s', 'sched-1'),
+	('logged', '{"p": -1}', -1, clock_timestamp() + interval '2.5 s', 'sched-minus-1'),
+	('logged', '{"p": 4}', 4, clock_timestamp() + interval '3 s', 'sched-4');
+});
+# a stream of ready jobs of priority 3 meanwhile: the claims find them
+# past the scheduled jobs of priorities -1 and 1, and must not raise the
+# floor past those
+foreach my $i (1 .. 40)
+{
+	$node->safe_psql('postgres', q{
+INSERT INTO async.jobs (function, payload, priority) VALUES ('logged', '{"p": 3}', 3);
+SELECT pg_sleep(0.1);
+});
+}
+ok($node->poll_query_until('postgres', q{
+SELECT count(*) = 3 FROM async.jobs WHERE event_id LIKE 'sched-%' AND state = 'succeeded'}),
+	'the scheduled jobs of other priorities ran');
+my $late = $node->safe_psql('postgres', q{
+SELECT string_agg(event_id || ' ' || round(extract(epoch FROM started_at - run_at)::numeric, 2), ', ')
+  FROM async.jobs WHERE event_id LIKE 'sched-%' AND started_at - run_at > interval '1 second'});
+is($late, '', 'each started within a second of its run_at, with no sweep');
+
+# once the queue is empty the claims raise the floor to the top; a job
+# enqueued then, of any priority, lowers it again
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM async.jobs WHERE finished_at IS NULL"),
+	'the queue empties');
+$node->safe_psql('postgres', q{
+INSERT INTO async.jobs (function, payload, priority, event_id) VALUES ('logged', '{"p": 9}', 9, 'after-idle');
+});
+ok($node->poll_query_until('postgres', q{
+SELECT state = 'succeeded' AND started_at - enqueued_at < interval '1 second'
+  FROM async.jobs WHERE event_id = 'after-idle'}),
+	'a job enqueued into an idle queue runs at once');
+
+# a paused function's jobs of other priorities run after resume
+$node->safe_psql('postgres', q{
+SELECT async.pause('logged');
+INSERT INTO async.jobs (function, payload, priority)
+SELECT 'logged', '{"p": -5}', -5 FROM generate_series(1, 100);
+SELECT pg_sleep(0.5);
+SELECT async.resume('logged');
+});
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM async.jobs WHERE finished_at IS NULL"),
+	'a resumed function\'s jobs of priority -5 run');
 
 $node->stop;
 done_testing();
