@@ -72,7 +72,7 @@ build/pg_async_router--$(PG_ASYNC_ROUTER_VERSION).sql: sql/pg_async_router.sql
 	$(MKDIR_P) build
 	cp $< $@
 
-$(addprefix build/,$(SQL_UPDATES)): build/%: sql/updates/% sql/pg_async.sql sql/assemble.sh
+$(addprefix build/,$(SQL_UPDATES)): build/%: sql/updates/% sql/pg_async.sql sql/assemble.sh $(wildcard $(srcdir)/sql/updates/pg_async--*-functions.sql)
 	$(MKDIR_P) build
 	$(SHELL) $(srcdir)/sql/assemble.sh $(srcdir)/sql/pg_async.sql $< > $@.tmp
 	mv $@.tmp $@

@@ -9,16 +9,28 @@
 # "CREATE OR REPLACE FUNCTION".  The Makefile runs it for each file of
 # sql/updates, so that a function an update changes is written once, in
 # sql/pg_async.sql.  The update keeps its DDL, and the comments and grants
-# of a new function.  A directive that names no function, or more than one,
-# fails the build.
+# of a new function.  A line
+#
+#   -- @function@0.8 async.name(
+#
+# takes the definition from pg_async--0.8-functions.sql, beside UPDATE
+# instead: the function as that version had it, for the updates before a
+# version that changed it in a way their own schema cannot hold.  A
+# directive that names no function, or more than one, fails the build.
 set -eu
 
-awk -v install="$1" -v update="$2" '
-BEGIN {
+awk -v install="$1" -v update="$2" -v dir="$(dirname "$2")" '
+# load(file) reads file into source[1..n]
+function load(file,    line) {
 	n = 0
-	while ((getline line < install) > 0)
+	while ((getline line < file) > 0)
 		source[++n] = line
-	close(install)
+	close(file)
+	loaded = file
+}
+
+BEGIN {
+	load(install)
 }
 
 # the definition starting at line i of the install script: up to the first
@@ -51,8 +63,16 @@ function gsub_literal(text, tag,    count, at) {
 	return count
 }
 
-/^-- @function / {
-	prefix = "CREATE FUNCTION " substr($0, length("-- @function ") + 1)
+/^-- @function(@[0-9.]+)? / {
+	from = install
+	if (match($0, /^-- @function@[0-9.]+ /)) {
+		from = dir "/pg_async--" substr($0, length("-- @function@") + 1,
+			RLENGTH - length("-- @function@") - 1) "-functions.sql"
+		prefix = "CREATE FUNCTION " substr($0, RLENGTH + 1)
+	} else
+		prefix = "CREATE FUNCTION " substr($0, length("-- @function ") + 1)
+	if (loaded != from)
+		load(from)
 	found = 0
 	for (i = 1; i <= n; i++)
 		if (index(source[i], prefix) == 1) {
@@ -61,7 +81,7 @@ function gsub_literal(text, tag,    count, at) {
 		}
 	if (found != 1) {
 		printf "%s:%d: %d functions of %s start with \"%s\"\n",
-			update, FNR, found, install, prefix > "/dev/stderr"
+			update, FNR, found, from, prefix > "/dev/stderr"
 		exit 1
 	}
 	text = definition(at)

@@ -22,28 +22,7 @@ COMMENT ON COLUMN async.functions.handler IS
 'the handler function, bound by OID: one dropped and created again, by anyone, is not it, and the jobs then fail until the function is registered again. pg_dump writes it as a signature, which a restore binds again';
 
 DROP FUNCTION async._upsert_registration(text, text, regrole, integer, interval[], interval, regrole, interval, integer, text, text);
-/* as of 0.8: 0.9 changed it, and its update writes it again */
-CREATE OR REPLACE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text) RETURNS void
-    LANGUAGE sql
-    AS $$
-	INSERT INTO async.functions AS f
-		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
-		 max_event_age, concurrency, on_success, on_failure)
-	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
-			p_max_event_age, p_concurrency, p_on_success, p_on_failure)
-	ON CONFLICT (name) DO UPDATE SET
-		on_success = excluded.on_success,
-		on_failure = excluded.on_failure,
-		handler = excluded.handler,
-		run_as = excluded.run_as,
-		max_attempts = excluded.max_attempts,
-		retry_delays = excluded.retry_delays,
-		timeout = excluded.timeout,
-		max_event_age = excluded.max_event_age,
-		concurrency = excluded.concurrency,
-		registered_by = excluded.registered_by,
-		updated_at = pg_catalog.now();
-$$;
+-- @function@0.8 async._upsert_registration(
 REVOKE ALL ON FUNCTION async._upsert_registration(text, regprocedure, regrole, integer, interval[], interval, regrole, interval, integer, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION async._upsert_registration(text, regprocedure, regrole, integer, interval[], interval, regrole, interval, integer, text, text) IS
 'internal: writes a registration for async.register()';
@@ -131,10 +110,7 @@ COMMENT ON FUNCTION async.purge_dead_letters(text, text, interval) IS
  * role forge counters for any name is gone, and the counters' table in
  * shared memory has a fixed size (C).
  * ------------------------------------------------------------------------ */
-/* as of 0.8: 0.9 changed it, and its update writes it again */
-CREATE OR REPLACE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT clock_timestamp()) RETURNS text
-    LANGUAGE c
-    AS 'MODULE_PATHNAME', 'pg_async_invoke';
+-- @function@0.8 async.invoke(
 DROP FUNCTION async._note_duplicate(text);
 
 /* ------------------------------------------------------------------------
@@ -161,26 +137,7 @@ DELETE FROM async.running r
  * of other registrations.  async.register refuses a free name while other
  * roles' jobs of an earlier registration of it are unfinished (C).
  * ------------------------------------------------------------------------ */
-/* as of 0.8: 0.9 changed it, and its update writes it again */
-CREATE OR REPLACE FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text, p_state text) RETURNS void
-    LANGUAGE sql
-    AS $$
-	WITH dead AS (
-		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
-			   last_error = p_message, paused = false, limited = false
-		 WHERE j.id OPERATOR(pg_catalog.=) ANY (p_ids) AND j.finished_at IS NULL
-		   AND (p_state IS NULL OR j.state OPERATOR(pg_catalog.=) p_state)
-		RETURNING j.*),
-	released AS (
-		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids))
-	INSERT INTO async.dead_letters
-		(job_id, event_id, function, payload, attempts, errors, reason,
-		 last_error, enqueued_at, enqueued_by, dead_at)
-	SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
-		   COALESCE(d.errors, '[]'::jsonb), p_reason, d.last_error,
-		   d.enqueued_at, d.enqueued_by, d.finished_at
-	  FROM dead d;
-$$;
+-- @function@0.8 async._bury_jobs(
 REVOKE ALL ON FUNCTION async._bury_jobs(bigint[], text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION async._bury_jobs(bigint[], text, text, text) IS
 'internal: moves the unfinished jobs p_ids (those in state p_state, if given) to the dead letters with reason p_reason and message p_message, touching nothing else: for async.unregister(cancel_jobs), and for a job whose failed attempt could not be recorded (reason error)';
@@ -203,78 +160,7 @@ COMMENT ON FUNCTION async._unregister(text, boolean) IS
  * still be allowed to enqueue for the function.
  * ------------------------------------------------------------------------ */
 DROP FUNCTION async._redrive(text);
-/* as of 0.8: 0.9 changed it, and its update writes it again */
-CREATE OR REPLACE FUNCTION async._redrive(p_dead_letter_id bigint) RETURNS boolean
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-	v_dl async.dead_letters;
-	v_handler regprocedure;
-	v_registered_at timestamptz;
-	v_run_as regrole;
-BEGIN
-	DELETE FROM async.dead_letters d WHERE d.id OPERATOR(pg_catalog.=) p_dead_letter_id
-	RETURNING d.* INTO v_dl;
-	IF NOT FOUND THEN
-		RETURN false;
-	END IF;
-
-	SELECT f.handler, f.registered_at, f.run_as INTO v_handler, v_registered_at, v_run_as
-	  FROM async.functions f
-	 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'function "%" is not registered with pg_async', v_dl.function
-			USING ERRCODE = 'undefined_function',
-				  HINT = 'Register it again, then redrive the event.';
-	END IF;
-	/*
-	 * a name registered anew since the event died may belong to someone
-	 * else: the event goes to it only if its enqueuer has the rights of
-	 * the role the new registration runs as
-	 */
-	IF v_registered_at OPERATOR(pg_catalog.>) v_dl.dead_at
-	   AND NOT COALESCE(pg_catalog.pg_has_role(v_dl.enqueued_by::pg_catalog.oid,
-											  v_run_as::pg_catalog.oid, 'USAGE'), false) THEN
-		RAISE EXCEPTION 'function "%" was registered again after event "%" was dead-lettered', v_dl.function, v_dl.event_id
-			USING ERRCODE = 'object_in_use',
-				  DETAIL = pg_catalog.format('Its jobs now run as role %s, whose privileges role %s lacks.',
-											 v_run_as, v_dl.enqueued_by),
-				  HINT = 'To hand the payload to the new registration, enqueue it again with async.invoke().';
-	END IF;
-	IF NOT async._may_enqueue(v_dl.enqueued_by, v_handler, v_run_as) THEN
-		RAISE EXCEPTION 'role % may not enqueue for function "%"', v_dl.enqueued_by, v_dl.function
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'Redriving needs the right to enqueue that the event needed: EXECUTE on the function''s handler, or the privileges of an external function''s run_as role.';
-	END IF;
-
-	UPDATE async.jobs j
-	   SET state = 'queued', attempts = 0, run_at = pg_catalog.now(),
-		   finished_at = NULL, last_error = NULL, errors = NULL, suspect = false,
-		   limited = async._is_limited(j.function)
-	 WHERE j.id OPERATOR(pg_catalog.=) v_dl.job_id
-	   AND j.event_id OPERATOR(pg_catalog.=) v_dl.event_id
-	   AND j.state OPERATOR(pg_catalog.=) 'dead';
-	IF NOT FOUND THEN
-		IF EXISTS (SELECT FROM async.jobs j WHERE j.event_id OPERATOR(pg_catalog.=) v_dl.event_id) THEN
-			RAISE EXCEPTION 'event_id "%" is taken by another job', v_dl.event_id
-				USING ERRCODE = 'unique_violation',
-					  HINT = 'Redrive it once that job has finished and pg_async.retention has passed.';
-		END IF;
-		/*
-		 * the job row went with pg_async.retention: enqueue the event anew.
-		 * The INSERT trigger takes a row with an earlier enqueued_at as a
-		 * restore, as it is: so the marks are set here.
-		 */
-		INSERT INTO async.jobs (event_id, function, payload, enqueued_at, enqueued_by,
-								paused, limited)
-		VALUES (v_dl.event_id, v_dl.function, v_dl.payload, v_dl.enqueued_at, v_dl.enqueued_by,
-				EXISTS (SELECT FROM async.functions f
-						 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function AND f.paused),
-				async._is_limited(v_dl.function));
-	END IF;
-	RETURN true;
-END;
-$$;
+-- @function@0.8 async._redrive(
 REVOKE ALL ON FUNCTION async._redrive(bigint) FROM PUBLIC;
 COMMENT ON FUNCTION async._redrive(bigint) IS
 'internal: puts the dead letter with this id back in the queue, for async.redrive()';
