@@ -414,6 +414,7 @@ CREATE TABLE async.jobs (
     paused boolean DEFAULT false NOT NULL,
     limited boolean DEFAULT false NOT NULL,
     priority smallint NOT NULL,
+    depth integer DEFAULT 0 NOT NULL,
     CONSTRAINT jobs_state_check CHECK ((state = ANY ('{queued,running,succeeded,dead}'::text[])))
 )
 WITH (fillfactor='50', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_threshold='1000', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.05', autovacuum_vacuum_cost_delay='0');
@@ -458,6 +459,8 @@ COMMENT ON COLUMN async.jobs.paused IS 'true while the job waits for its paused 
 
 COMMENT ON COLUMN async.jobs.limited IS 'true while the queued job belongs to a function with a concurrency limit: it then waits in jobs_limited_idx, by function, rather than in the index every claim walks';
 
+COMMENT ON COLUMN async.jobs.depth IS 'how many events led to this one: 0 for an event enqueued outside the workers, one more than the event whose handler or destination enqueued it. Past the function''s max_depth (pg_async.max_depth) the event is dead-lettered with reason loop instead of running';
+
 COMMENT ON COLUMN async.jobs.priority IS 'lower runs first (ties by run_at, then id); an INSERT that gives none takes the function''s priority. Jobs of priority 0 wait in jobs_ready_idx, the others in jobs_priority_idx';
 
 CREATE FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb) RETURNS void
@@ -485,7 +488,7 @@ BEGIN
 		RETURN;
 	END IF;
 	BEGIN
-	INSERT INTO async.jobs (function, payload, enqueued_by)
+	INSERT INTO async.jobs (function, payload, enqueued_by, depth)
 	VALUES (v_target, pg_catalog.jsonb_build_object(
 		'version', '1.0',
 		'timestamp', pg_catalog.now(),
@@ -497,7 +500,8 @@ BEGIN
 		'requestPayload', p_job.payload,
 		'responseContext', pg_catalog.jsonb_build_object(
 			'statusCode', CASE WHEN p_condition OPERATOR(pg_catalog.=) 'Success' THEN 200 ELSE 500 END),
-		'responsePayload', p_response), p_job.enqueued_by);
+		'responsePayload', p_response), p_job.enqueued_by,
+		p_job.depth OPERATOR(pg_catalog.+) 1);
 	EXCEPTION WHEN OTHERS THEN
 		/* a broken destination must not stop the job from finishing */
 		RAISE WARNING 'pg_async: could not enqueue the % record of event "%" for destination "%": %',
@@ -519,7 +523,10 @@ DECLARE
 BEGIN
 	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) p_job_id;
 
-	/* an event that expired before it ran is dead at once, its claim not an attempt */
+	/*
+	 * an event that expired before it ran, or that came too deep in a chain
+	 * (a loop), is dead at once, its claim not an attempt
+	 */
 	IF p_reason IS NOT NULL THEN
 		UPDATE async.jobs j SET
 			state = 'dead', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
@@ -535,8 +542,11 @@ BEGIN
 			VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
 					v_job.attempts, COALESCE(v_job.errors, '[]'::jsonb), p_reason, p_message,
 					v_job.enqueued_at, v_job.enqueued_by, p_failed_at, v_job.priority);
-			PERFORM async._destination(v_job, 'EventAgeExceeded',
-				pg_catalog.jsonb_build_object('errorMessage', p_message));
+			/* a loop stopped goes to no destination, which would carry it on */
+			IF p_reason OPERATOR(pg_catalog.=) 'expired' THEN
+				PERFORM async._destination(v_job, 'EventAgeExceeded',
+					pg_catalog.jsonb_build_object('errorMessage', p_message));
+			END IF;
 		END IF;
 		RETURN;
 	END IF;
@@ -590,11 +600,11 @@ $$;
 
 COMMENT ON FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamp with time zone, p_reason text, OUT new_state text, OUT retry_at timestamp with time zone) IS 'internal: records a failed attempt; retries the job after its delay or moves it to async.dead_letters';
 
-CREATE FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) RETURNS SETOF record
+CREATE FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT loops_stopped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) RETURNS SETOF record
     LANGUAGE c STRICT
     AS 'MODULE_PATHNAME', 'pg_async_function_stats';
 
-COMMENT ON FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) IS 'internal: the shared-memory counters behind async.function_stats';
+COMMENT ON FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT loops_stopped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) IS 'internal: the shared-memory counters behind async.function_stats';
 
 CREATE FUNCTION async._functions_changed() RETURNS trigger
     LANGUAGE c
@@ -902,7 +912,7 @@ BEGIN
 	END IF;
 
 	UPDATE async.jobs j
-	   SET state = 'queued', attempts = 0, run_at = pg_catalog.now(),
+	   SET state = 'queued', attempts = 0, run_at = pg_catalog.now(), depth = 0,
 		   finished_at = NULL, last_error = NULL, errors = NULL, suspect = false,
 		   limited = async._is_limited(j.function)
 	 WHERE j.id OPERATOR(pg_catalog.=) v_dl.job_id
@@ -1193,16 +1203,17 @@ $$;
 
 COMMENT ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) IS 'internal: the checks and writes behind async.unregister()';
 
-CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint) RETURNS void
+CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer) RETURNS void
     LANGUAGE sql
     AS $$
 	INSERT INTO async.functions AS f
 		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
-		 max_event_age, concurrency, on_success, on_failure, priority)
+		 max_event_age, concurrency, on_success, on_failure, priority, max_depth)
 	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
-			p_max_event_age, p_concurrency, p_on_success, p_on_failure, p_priority)
+			p_max_event_age, p_concurrency, p_on_success, p_on_failure, p_priority, p_max_depth)
 	ON CONFLICT (name) DO UPDATE SET
 		priority = excluded.priority,
+		max_depth = excluded.max_depth,
 		on_success = excluded.on_success,
 		on_failure = excluded.on_failure,
 		handler = excluded.handler,
@@ -1216,7 +1227,7 @@ CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, 
 		updated_at = pg_catalog.now();
 $$;
 
-COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint) IS 'internal: writes a registration for async.register()';
+COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer) IS 'internal: writes a registration for async.register()';
 
 CREATE FUNCTION async._valid_condition(condition text) RETURNS void
     LANGUAGE c STRICT
@@ -1311,7 +1322,7 @@ CREATE FUNCTION async.heartbeat(job_id bigint, lease uuid) RETURNS timestamp wit
 
 COMMENT ON FUNCTION async.heartbeat(job_id bigint, lease uuid) IS 'a claimed job is still being worked on: its deadline moves to now plus the function''s timeout, and is returned; NULL, and nothing changed, when the lease is no longer the job''s';
 
-CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT NULL::integer) RETURNS text
+CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, max_depth integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1328,6 +1339,9 @@ BEGIN
 		RAISE EXCEPTION 'concurrency must be -1 (no limit), 0 (hold) or more'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	f.max_depth := CASE WHEN configure.max_depth IS NULL THEN f.max_depth
+						WHEN configure.max_depth OPERATOR(pg_catalog.=) -1 THEN NULL
+						ELSE configure.max_depth END;
 	f.max_attempts := COALESCE(configure.max_attempts, f.max_attempts);
 	f.retry_delays := COALESCE(configure.retry_delays, f.retry_delays);
 	f.timeout := COALESCE(configure.timeout, f.timeout);
@@ -1341,15 +1355,15 @@ BEGIN
 	IF f.handler IS NULL THEN
 		RETURN async.register_external(f.name, f.max_attempts, f.retry_delays, f.timeout,
 			f.run_as, f.max_event_age, f.concurrency, f.on_success, f.on_failure,
-			COALESCE(configure.priority, f.priority));
+			COALESCE(configure.priority, f.priority), f.max_depth);
 	END IF;
 	RETURN async.register(f.handler::pg_catalog.regprocedure, f.name, f.max_attempts,
 		f.retry_delays, f.timeout, f.run_as, f.max_event_age, f.concurrency,
-		f.on_success, f.on_failure, COALESCE(configure.priority, f.priority));
+		f.on_success, f.on_failure, COALESCE(configure.priority, f.priority), f.max_depth);
 END;
 $$;
 
-COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer) IS 'changes some settings of a registration and keeps the others; concurrency -1 removes the limit, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
+COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer) IS 'changes some settings of a registration and keeps the others; concurrency -1 removes the limit, max_depth -1 goes back to pg_async.max_depth, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
 
 CREATE FUNCTION async.detach(source regclass, function text) RETURNS boolean
     LANGUAGE plpgsql
@@ -1620,7 +1634,8 @@ BEGIN
 			('failed', 'Attempts that failed.'),
 			('retried', 'Failed attempts queued again.'),
 			('dead_lettered', 'Events moved to the dead letters.'),
-			('duplicates_skipped', 'Events skipped by async.invoke() for a taken event_id.')) m(name, help) LOOP
+			('duplicates_skipped', 'Events skipped by async.invoke() for a taken event_id.'),
+			('loops_stopped', 'Events dead-lettered for coming deeper than max_depth in a chain (a loop).')) m(name, help) LOOP
 		v_out := v_out || format(E'# HELP pg_async_%1$s_total %2$s\n# TYPE pg_async_%1$s_total counter\n',
 								 r.name, r.help);
 		v_out := v_out || COALESCE((
@@ -1714,17 +1729,17 @@ $$;
 
 COMMENT ON FUNCTION async.redrive_many(function text, reason text, dead_after timestamp with time zone, dead_before timestamp with time zone) IS 'redrives every dead letter of the caller that matches function, reason and dead_at range (NULL matches all); returns how many';
 
-CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0) RETURNS text
+CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_register';
 
-COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days, priority (of the jobs enqueued without one; lower runs first) -32768 to 32767';
+COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days, priority (of the jobs enqueued without one; lower runs first) -32768 to 32767, max_depth (the deepest chain of events it runs; NULL: pg_async.max_depth) 1 to 1000';
 
-CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0) RETURNS text
+CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_register_external';
 
-COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
+COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
 
 CREATE FUNCTION async.resume(name text) RETURNS boolean
     LANGUAGE c STRICT
@@ -1882,7 +1897,7 @@ COMMENT ON COLUMN async.attempt_log.worker_pid IS 'process id of the worker that
 
 COMMENT ON COLUMN async.attempt_log.duration IS 'run time of the handler';
 
-COMMENT ON COLUMN async.attempt_log.outcome IS 'failed, crashed (the worker died while it ran) or expired; succeeded for attempts of jobs deleted by pg_async.retention while pg_async.attempts_retention was longer';
+COMMENT ON COLUMN async.attempt_log.outcome IS 'failed, crashed (the worker died while it ran), expired or loop (not run: deeper than max_depth); succeeded for attempts of jobs deleted by pg_async.retention while pg_async.attempts_retention was longer';
 
 COMMENT ON COLUMN async.attempt_log.error IS 'error message of a failed attempt';
 
@@ -1932,7 +1947,7 @@ COMMENT ON COLUMN async.attempts.started_at IS 'when the handler started';
 
 COMMENT ON COLUMN async.attempts.duration IS 'run time of the handler';
 
-COMMENT ON COLUMN async.attempts.outcome IS 'succeeded, failed, crashed (the worker died while it ran) or expired';
+COMMENT ON COLUMN async.attempts.outcome IS 'succeeded, failed, crashed (the worker died while it ran), expired or loop (not run: deeper than max_depth)';
 
 COMMENT ON COLUMN async.attempts.error IS 'error message of a failed attempt';
 
@@ -1964,7 +1979,7 @@ COMMENT ON COLUMN async.dead_letters.priority IS 'priority of the job, which asy
 
 COMMENT ON COLUMN async.dead_letters.errors IS 'every attempt''s failure: attempt, at, message, sqlstate';
 
-COMMENT ON COLUMN async.dead_letters.reason IS 'why the event died: exhausted (every attempt failed), expired (older than max_event_age when claimed), unregistered (its function was unregistered with cancel_jobs), error (its failed attempt could not be recorded)';
+COMMENT ON COLUMN async.dead_letters.reason IS 'why the event died: exhausted (every attempt failed), expired (older than max_event_age when claimed), loop (deeper than its function''s max_depth: a chain of handlers or destinations that enqueue each other), unregistered (its function was unregistered with cancel_jobs), error (its failed attempt could not be recorded)';
 
 COMMENT ON COLUMN async.dead_letters.dead_at IS 'time the last attempt failed';
 
@@ -1986,6 +2001,7 @@ CREATE VIEW async.function_stats AS
     s.retried,
     s.dead_lettered,
     s.duplicates_skipped,
+    s.loops_stopped,
     s.duration_avg_ms,
     s.duration_p50_ms,
     s.duration_p95_ms,
@@ -1995,9 +2011,9 @@ CREATE VIEW async.function_stats AS
     s.wait_p95_ms,
     s.wait_max_ms,
     s.stats_reset
-   FROM async._function_stats() s(function, received, started, succeeded, failed, retried, dead_lettered, duplicates_skipped, duration_avg_ms, duration_p50_ms, duration_p95_ms, duration_max_ms, wait_avg_ms, wait_p50_ms, wait_p95_ms, wait_max_ms, stats_reset);
+   FROM async._function_stats() s(function, received, started, succeeded, failed, retried, dead_lettered, duplicates_skipped, loops_stopped, duration_avg_ms, duration_p50_ms, duration_p95_ms, duration_max_ms, wait_avg_ms, wait_p50_ms, wait_p95_ms, wait_max_ms, stats_reset);
 
-COMMENT ON VIEW async.function_stats IS 'cumulative counters per function since stats_reset: received, started, succeeded, failed attempts, retried, dead-lettered, duplicates skipped (by async.invoke), handler duration and queue wait (from when the job became due to its start), in milliseconds; kept across clean restarts';
+COMMENT ON VIEW async.function_stats IS 'cumulative counters per function since stats_reset: received, started, succeeded, failed attempts, retried, dead-lettered, duplicates skipped (by async.invoke), loops stopped (events dead-lettered deeper than max_depth), handler duration and queue wait (from when the job became due to its start), in milliseconds; kept across clean restarts';
 
 CREATE TABLE async.functions (
     name text NOT NULL COLLATE pg_catalog."C",
@@ -2015,7 +2031,9 @@ CREATE TABLE async.functions (
     registered_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     priority smallint DEFAULT 0 NOT NULL,
+    max_depth integer,
     CONSTRAINT functions_concurrency_check CHECK ((concurrency >= 0)),
+    CONSTRAINT functions_max_depth_check CHECK (((max_depth >= 1) AND (max_depth <= 1000))),
     CONSTRAINT functions_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT functions_max_event_age_check CHECK (((max_event_age >= '00:00:01'::interval) AND (max_event_age <= '30 days'::interval))),
     CONSTRAINT functions_name_check CHECK (((name <> ''::text) AND (octet_length(name) <= 127))),
@@ -2046,6 +2064,8 @@ COMMENT ON COLUMN async.functions.paused IS 'true: its jobs wait, without spendi
 COMMENT ON COLUMN async.functions.on_success IS 'registered function that gets an invocation record (condition Success) when a job succeeds';
 
 COMMENT ON COLUMN async.functions.on_failure IS 'registered function that gets an invocation record (condition RetriesExhausted or EventAgeExceeded) when an event is dead-lettered';
+
+COMMENT ON COLUMN async.functions.max_depth IS 'deepest chain of events (async.jobs.depth) the function runs; a deeper event is dead-lettered with reason loop. NULL: pg_async.max_depth';
 
 COMMENT ON COLUMN async.functions.priority IS 'priority of the jobs enqueued for the function without one (lower runs first)';
 
@@ -2252,8 +2272,8 @@ REVOKE ALL ON FUNCTION async._destination(p_job async.jobs, p_condition text, p_
 
 REVOKE ALL ON FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamp with time zone, p_reason text, OUT new_state text, OUT retry_at timestamp with time zone) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) TO pg_monitor;
+REVOKE ALL ON FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT loops_stopped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION async._function_stats(OUT function text, OUT received bigint, OUT started bigint, OUT succeeded bigint, OUT failed bigint, OUT retried bigint, OUT dead_lettered bigint, OUT duplicates_skipped bigint, OUT loops_stopped bigint, OUT duration_avg_ms double precision, OUT duration_p50_ms double precision, OUT duration_p95_ms double precision, OUT duration_max_ms double precision, OUT wait_avg_ms double precision, OUT wait_p50_ms double precision, OUT wait_p95_ms double precision, OUT wait_max_ms double precision, OUT stats_reset timestamp with time zone) TO pg_monitor;
 
 REVOKE ALL ON FUNCTION async._functions_limit_changed() FROM PUBLIC;
 
@@ -2292,7 +2312,7 @@ REVOKE ALL ON FUNCTION async._unpause_jobs() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._worker_started_at(pid integer) FROM PUBLIC;
 

@@ -104,7 +104,8 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "             (SELECT pg_catalog.count(*) FROM candidates c) OPERATOR(pg_catalog.<) $1," \
 "           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.+)" \
 "             (SELECT pg_catalog.count(*) FROM later l) OPERATOR(pg_catalog.>)" \
-"             (SELECT pg_catalog.count(*) FROM picked p WHERE p.prio)"
+"             (SELECT pg_catalog.count(*) FROM picked p WHERE p.prio)," \
+"           j.depth, COALESCE(f.max_depth, $7)"
 
 /* what each part of a claim reads of a job */
 #define PART_COLUMNS \
@@ -365,15 +366,15 @@ static const char *scheduled_sql =
 static void
 prepare_plans(void)
 {
-	Oid			claim_types[6] = {INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID,
-	INT2OID, TIMESTAMPTZOID};
+	Oid			claim_types[7] = {INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID,
+	INT2OID, TIMESTAMPTZOID, INT4OID};
 	Oid			next_run_types[3] = {TIMESTAMPTZOID, INT2OID, TIMESTAMPTZOID};
 	Oid			scheduled_types[3] = {INT2OID, TIMESTAMPTZOID, INT4OID};
 
 	if (claim_plan != NULL)
 		return;
-	claim_plan = pg_async_prepare_plan(claim_sql, 6, claim_types);
-	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 6, claim_types);
+	claim_plan = pg_async_prepare_plan(claim_sql, 7, claim_types);
+	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 7, claim_types);
 	limits_plan = pg_async_prepare_plan(limits_sql, 0, NULL);
 	next_run_plan = pg_async_prepare_plan(next_run_sql, 3, next_run_types);
 	saturated_plan = pg_async_prepare_plan(saturated_sql, 0, NULL);
@@ -629,6 +630,7 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 		}
 		job->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
 		job->priority = DatumGetInt16(SPI_getbinval(tup, desc, 20, &isnull));
+		job->depth = DatumGetInt32(SPI_getbinval(tup, desc, 25, &isnull));
 		job->enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
 		job->enqueued_by = DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull));
 		d = SPI_getbinval(tup, desc, 15, &isnull);
@@ -641,6 +643,18 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 			job->expired = true;
 			job->error_message = psprintf("event is older than max_event_age (%s)",
 										  TextDatumGetCString(SPI_getbinval(tup, desc, 14, &isnull)));
+		}
+		else if (job->registered)
+		{
+			int32		max_depth = DatumGetInt32(SPI_getbinval(tup, desc, 26, &isnull));
+
+			/* a loop of handlers or destinations that enqueue each other */
+			if (job->depth > max_depth)
+			{
+				job->looped = true;
+				job->error_message = psprintf("event is %d deep in a chain of events, past max_depth (%d)",
+											  job->depth, max_depth);
+			}
 		}
 	}
 	qsort(jobs, n, sizeof(AsyncJob), job_order);
@@ -657,7 +671,7 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 int
 pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 {
-	Datum		args[6];
+	Datum		args[7];
 	Datum		next_run_args[3];
 	int			rc;
 	int			n;
@@ -716,6 +730,7 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	args[3] = TimestampTzGetDatum(floor);
 	args[4] = Int16GetDatum(prio_floor);
 	args[5] = TimestampTzGetDatum(prio_floor_run_at);
+	args[6] = Int32GetDatum(pg_async_max_depth);
 	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "pg_async: claiming jobs failed: %s",

@@ -61,6 +61,13 @@ static bool limits_changed = false;
 bool		pg_async_in_worker = false;
 
 /*
+ * While a worker runs a handler, the depth of its job (async.jobs.depth),
+ * else -1: what the handler enqueues, itself or through a table it
+ * changes, is one deeper.
+ */
+int32		pg_async_current_depth = -1;
+
+/*
  * Registrations this backend looked up, by function name: the handler's
  * OID.  Any write to async.functions sends a relcache invalidation of that
  * table (its statement trigger), which empties the cache; so does DROP
@@ -458,12 +465,13 @@ typedef enum JobColumn
 	JOB_PAUSED,					/* from 0.2 */
 	JOB_LIMITED,				/* from 0.3 */
 	JOB_PRIORITY,				/* from 0.9 */
+	JOB_DEPTH,					/* from 0.9 */
 	JOB_NCOLUMNS
 } JobColumn;
 
 static const char *const job_column_names[JOB_NCOLUMNS] = {
 	"state", "attempts", "enqueued_at", "function", "event_id", "payload",
-	"run_at", "paused", "limited", "priority"
+	"run_at", "paused", "limited", "priority", "depth"
 };
 
 static Oid	job_columns_type = InvalidOid;
@@ -598,6 +606,31 @@ fill_priority(HeapTuple tuple, TupleDesc desc, int16 dflt)
 	{
 		int			cols[1] = {attnum};
 		Datum		newval = Int16GetDatum(dflt);
+		bool		null = false;
+
+		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &newval, &null);
+	}
+	return tuple;
+}
+
+/*
+ * set_depth makes a job enqueued while a worker runs a handler one deeper
+ * than that handler's job, whatever the INSERT said.
+ */
+static HeapTuple
+set_depth(HeapTuple tuple, TupleDesc desc)
+{
+	AttrNumber	attnum = job_attnum(desc, JOB_DEPTH);
+	bool		isnull;
+	Datum		d;
+
+	if (attnum == InvalidAttrNumber || pg_async_current_depth < 0)
+		return tuple;
+	d = SPI_getbinval(tuple, desc, attnum, &isnull);
+	if (isnull || DatumGetInt32(d) <= pg_async_current_depth)
+	{
+		int			cols[1] = {attnum};
+		Datum		newval = Int32GetDatum(pg_async_current_depth + 1);
 		bool		null = false;
 
 		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &newval, &null);
@@ -776,6 +809,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	tuple = set_mark(tuple, desc, JOB_LIMITED, entry->limited || entry->external);
 	check_priority(tuple, desc);
 	tuple = fill_priority(tuple, desc, entry->priority);
+	tuple = set_depth(tuple, desc);
 	note_if_ready(tuple, desc);
 	pg_async_pending(function)->received++;
 

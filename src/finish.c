@@ -187,11 +187,11 @@ record_attempts(AsyncJob *jobs, int n)
 		ids[k] = job->id;
 		starts[k] = job->started_at;
 		durations[k] = job->duration_us;
-		attempts[k] = job->expired ? job->attempt - 1 : job->attempt;
+		attempts[k] = job->expired || job->looped ? job->attempt - 1 : job->attempt;
 		owners[k] = (int32) job->enqueued_by;
 		event_ids[k] = job->event_id;
 		functions[k] = job->function;
-		outcomes[k] = job->expired ? "expired" : "failed";
+		outcomes[k] = job->expired ? "expired" : job->looped ? "loop" : "failed";
 		errors[k] = job->error_message;
 		sqlstates[k] = job->sqlstate[0] ? job->sqlstate : NULL;
 		nfailed++;
@@ -226,6 +226,11 @@ log_failure(AsyncJob *job, bool dead, TimestampTz retry_at)
 		ereport(pg_async_log_failures,
 				(errmsg("pg_async: function \"%s\" event \"%s\" expired: %s; dead-lettered",
 						job->function, job->event_id, job->error_message)));
+	else if (job->looped)
+		ereport(pg_async_log_failures,
+				(errmsg("pg_async: function \"%s\" event \"%s\" stopped as a loop: %s; dead-lettered",
+						job->function, job->event_id, job->error_message),
+				 errhint("Raise the function's max_depth if such a chain is meant.")));
 	else if (dead)
 		ereport(pg_async_log_failures,
 				(errmsg("pg_async: function \"%s\" event \"%s\" attempt %d of %d failed: %s (SQLSTATE %s); dead-lettered",
@@ -283,8 +288,9 @@ record_failures(AsyncJob *jobs, int n, int only, FailOutcome *outcomes, char **e
 			args[1] = CStringGetTextDatum(job->error_message);
 			args[2] = CStringGetTextDatum(job->sqlstate);
 			args[3] = TimestampTzGetDatum(job->failed_at);
-			args[4] = CStringGetTextDatum("expired");
-			rc = SPI_execute_plan(fail_plan, args, job->expired ? NULL : "    n", false, 0);
+			args[4] = CStringGetTextDatum(job->looped ? "loop" : "expired");
+			rc = SPI_execute_plan(fail_plan, args,
+								  job->expired || job->looped ? NULL : "    n", false, 0);
 			if (rc != SPI_OK_SELECT || SPI_processed != 1)
 				elog(ERROR, "pg_async: recording a failed attempt failed: %s",
 					 SPI_result_code_string(rc));
@@ -493,7 +499,9 @@ pg_async_finish_jobs(AsyncJob *jobs, int n)
 		if (!job->failed)
 			continue;
 		c = pg_async_pending(job->function);
-		if (!job->expired)
+		if (job->looped)
+			c->loops++;
+		else if (!job->expired)
 			c->failed++;
 		if (outcomes[i].dead)
 			c->dead++;

@@ -30,6 +30,7 @@ int			pg_async_batch_max_bytes = 16 * 1024;	/* kB */
 double		pg_async_batch_wait = 5.0;	/* ms */
 int			pg_async_max_payload_size = 1024 * 1024;
 int			pg_async_min_priority = PG_INT16_MIN;
+int			pg_async_max_depth = 16;
 int			pg_async_log_failures = LOG;
 int			pg_async_attempts_retention = 86400;
 bool		pg_async_track_stats = true;
@@ -130,6 +131,15 @@ pg_async_define_gucs(void)
 							&pg_async_min_priority,
 							PG_INT16_MIN, PG_INT16_MIN, PG_INT16_MAX,
 							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.max_depth",
+							"Deepest chain of events a function runs, unless its registration says otherwise.",
+							"An event enqueued by a handler or a destination is one deeper than the event that led to it; past this depth it is dead-lettered with reason loop instead of running.",
+							&pg_async_max_depth,
+							16, 1, 1000,
+							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
 

@@ -75,6 +75,9 @@
 /* Saturated concurrency limits shared memory remembers (see shmem.c). */
 #define ASYNC_MAX_SATURATED		16
 
+/* The deepest chain of events a function may allow (max_depth). */
+#define ASYNC_MAX_DEPTH			1000
+
 /* A worker never sleeps longer than this without looking at the queue. */
 #define ASYNC_MAX_SLEEP_MS		5000
 /* how soon an awake worker must be about to claim to take a new job itself */
@@ -89,6 +92,7 @@ extern int	pg_async_batch_max_bytes;
 extern double pg_async_batch_wait;
 extern int	pg_async_max_payload_size;
 extern int	pg_async_min_priority;
+extern int	pg_async_max_depth;
 extern int	pg_async_log_failures;
 extern int	pg_async_attempts_retention;
 extern bool pg_async_track_stats;
@@ -246,6 +250,7 @@ typedef struct AsyncCounters
 	int64		retried;		/* failed attempts queued again */
 	int64		dead;			/* events moved to the dead letters */
 	int64		duplicates;		/* async.invoke() with a taken event_id */
+	int64		loops;			/* events dead-lettered past max_depth */
 	AsyncDuration duration;		/* handler run time */
 	AsyncDuration wait;			/* from due (enqueue or run_at) to start */
 } AsyncCounters;
@@ -275,6 +280,7 @@ typedef struct AsyncJob
 	int32		attempt;		/* this attempt's number, from 1 */
 	TimestampTz due_at;			/* run_at when claimed: when it became due */
 	int16		priority;		/* lower runs first */
+	int32		depth;			/* events that led to it (async.jobs.depth) */
 	TimestampTz enqueued_at;
 	Oid			enqueued_by;
 	bool		registered;		/* false when no registration was found */
@@ -284,6 +290,7 @@ typedef struct AsyncJob
 	int32		timeout_ms;
 
 	bool		expired;		/* older than max_event_age when claimed: not run */
+	bool		looped;			/* deeper than its max_depth when claimed: not run */
 	bool		has_destination;	/* its function has an on_success destination */
 	bool		reserved;		/* its claim reserved a place in async.running */
 	Datum		result;			/* what the handler returned, as jsonb, or 0 */
@@ -311,6 +318,7 @@ extern void pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySub
 									  SubTransactionId parentSubid, void *arg);
 extern void pg_async_note_enqueued(int njobs);
 extern bool pg_async_in_worker;
+extern int32 pg_async_current_depth;
 extern Datum pg_async_make_event_id(void);
 
 /* jobfuncs.c */

@@ -453,11 +453,11 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 	Oid			old_run_as;
 	Oid			old_registered_by;
 	bool		old_external;
-	Oid			argtypes[12] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
+	Oid			argtypes[13] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
 		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID,
-	INT2OID};
-	Datum		args[12];
-	char		nulls[13] = "            ";
+	INT2OID, INT4OID};
+	Datum		args[13];
+	char		nulls[14] = "             ";
 	int16		priority;
 	bool		isnull;
 	int			i;
@@ -470,7 +470,7 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 							i == 0 ? "max_attempts" : i == 1 ? "retry_delays" : "timeout")));
 
 	/* the schema of 0.8 and older, until ALTER EXTENSION UPDATE */
-	if (PG_NARGS() <= first + 8 ||
+	if (PG_NARGS() <= first + 9 ||
 		!pg_async_handlers_bound(get_relname_relid("functions",
 												   get_namespace_oid("async", false))))
 		ereport(ERROR,
@@ -532,6 +532,13 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 				 errmsg("priority must not be null"),
 				 errhint("0 is the default priority; a lower one runs first.")));
 	priority = pg_async_check_priority(PG_GETARG_INT32(first + 8));
+	if (!PG_ARGISNULL(first + 9) &&
+		(PG_GETARG_INT32(first + 9) < 1 || PG_GETARG_INT32(first + 9) > ASYNC_MAX_DEPTH))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_depth must be NULL (pg_async.max_depth) or between 1 and %d",
+						ASYNC_MAX_DEPTH),
+				 errdetail("It was %d.", PG_GETARG_INT32(first + 9))));
 
 	run_as = PG_ARGISNULL(first + 3) ? default_run_as : PG_GETARG_OID(first + 3);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run_as)))
@@ -616,8 +623,11 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 	}
 	check_no_cycle(name, args[9], nulls[9] == 'n', args[10], nulls[10] == 'n');
 	args[11] = Int16GetDatum(priority);
-	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-								 12, argtypes, args, nulls, &isnull);
+	args[12] = PG_ARGISNULL(first + 9) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(first + 9));
+	if (PG_ARGISNULL(first + 9))
+		nulls[12] = 'n';
+	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+								 13, argtypes, args, nulls, &isnull);
 
 	/* a lifted limit may have made held jobs ready: wake whoever runs them at commit */
 	if (OidIsValid(handler))
@@ -628,7 +638,8 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 
 /*
  * async.register(handler, name, max_attempts, retry_delays, timeout, run_as,
- *				  max_event_age, concurrency, on_success, on_failure, priority)
+ *				  max_event_age, concurrency, on_success, on_failure, priority,
+ *				  max_depth)
  *
  * Registers handler under name, or updates the registration.  A caller who
  * is not superuser must have the privileges of the handler's owner and of
@@ -670,7 +681,7 @@ pg_async_register(PG_FUNCTION_ARGS)
 /*
  * async.register_external(name, max_attempts, retry_delays, timeout,
  *						   run_as, max_event_age, concurrency, on_success,
- *						   on_failure, priority)
+ *						   on_failure, priority, max_depth)
  *
  * Registers a function whose jobs consumers outside the server claim
  * (external.c), or updates its registration.  run_as defaults to the

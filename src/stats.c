@@ -30,7 +30,7 @@ PG_FUNCTION_INFO_V1(pg_async_function_stats);
 PG_FUNCTION_INFO_V1(pg_async_stats_reset);
 
 #define ASYNC_STATS_FILE		"pg_stat/pg_async.stat"
-#define ASYNC_STATS_MAGIC		0x70617331	/* "pas1" */
+#define ASYNC_STATS_MAGIC		0x70617332	/* "pas2": 0.9 added loops */
 
 typedef struct AsyncStatsEntry
 {
@@ -129,6 +129,7 @@ add_counters(AsyncCounters *to, const AsyncCounters *from)
 	to->retried += from->retried;
 	to->dead += from->dead;
 	to->duplicates += from->duplicates;
+	to->loops += from->loops;
 	add_duration(&to->duration, &from->duration);
 	add_duration(&to->wait, &from->wait);
 }
@@ -360,7 +361,8 @@ histogram_percentile(const AsyncDuration *d, double p)
 /*
  * async._function_stats(): one row per function with its counters, the
  * average, p50, p95 and maximum of handler duration and queue wait (ms),
- * and when the counters were last reset.
+ * and when the counters were last reset.  The function of 0.8 and older,
+ * until ALTER EXTENSION UPDATE, has no loops_stopped.
  */
 Datum
 pg_async_function_stats(PG_FUNCTION_ARGS)
@@ -369,16 +371,19 @@ pg_async_function_stats(PG_FUNCTION_ARGS)
 	HASH_SEQ_STATUS seq;
 	AsyncStatsEntry *entry;
 
+	bool		with_loops;
+
 	InitMaterializedSRF(fcinfo, 0);
 	if (StatsShared == NULL)
 		return (Datum) 0;
+	with_loops = rsinfo->setDesc->natts >= 18;
 
 	LWLockAcquire(StatsShared->lock, LW_SHARED);
 	hash_seq_init(&seq, StatsHash);
 	while ((entry = hash_seq_search(&seq)) != NULL)
 	{
-		Datum		values[17];
-		bool		nulls[17] = {false};
+		Datum		values[18];
+		bool		nulls[18] = {false};
 		AsyncCounters *c = &entry->c;
 		int			k = 0;
 
@@ -390,6 +395,8 @@ pg_async_function_stats(PG_FUNCTION_ARGS)
 		values[k++] = Int64GetDatum(c->retried);
 		values[k++] = Int64GetDatum(c->dead);
 		values[k++] = Int64GetDatum(c->duplicates);
+		if (with_loops)
+			values[k++] = Int64GetDatum(c->loops);
 		values[k++] = Float8GetDatum(c->duration.count ? c->duration.sum_us / c->duration.count / 1000.0 : 0);
 		values[k++] = Float8GetDatum(histogram_percentile(&c->duration, 0.50));
 		values[k++] = Float8GetDatum(histogram_percentile(&c->duration, 0.95));

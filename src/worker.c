@@ -207,9 +207,9 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		AsyncCounters *c = pg_async_pending(job->function);
 
 		job->started_at = GetCurrentTimestamp();
-		if (job->expired)
+		if (job->expired || job->looped)
 		{
-			/* not run: it goes to the dead letters as expired */
+			/* not run: it goes to the dead letters as expired, or as a loop */
 			job->failed = true;
 			job->failed_at = job->started_at;
 			job->duration_us = 0;
@@ -217,7 +217,10 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		}
 		show_job(job);
 		pg_async_inflight_before_run(job);
+		/* what the handler enqueues is one deeper (enqueue.c) */
+		pg_async_current_depth = job->depth;
 		pg_async_execute_job(job);
+		pg_async_current_depth = -1;
 		CommandCounterIncrement();
 		job->duration_us = GetCurrentTimestamp() - job->started_at;
 		pg_async_batch_note_job(job->duration_us);

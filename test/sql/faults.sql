@@ -125,16 +125,17 @@ SELECT state, last_error, errors->0->>'sqlstate' AS sqlstate FROM async.jobs WHE
 SELECT count(*) AS jobs FROM async.jobs WHERE function = 'deep';
 SELECT count(*) AS effects FROM faults.effects WHERE tag = 'deep';
 
--- a chain without end: every run enqueues the next event.  Nothing bounds
--- it; it runs one job after another until the function is paused.  Then
--- it can be unregistered, its waiting event moved to the dead letters.
+-- a chain without end: every run enqueues the next event.  Only its
+-- max_depth (here the largest, 1000; see loops.sql) bounds it; it runs one
+-- job after another until the function is paused.  Then it can be
+-- unregistered, its waiting event moved to the dead letters.
 CREATE FUNCTION faults.forever(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	INSERT INTO faults.effects (tag, event) VALUES ('forever', e);
 	PERFORM async.invoke('forever', jsonb_build_object('n', (e->>'n')::int + 1),
 	                     'forever-' || ((e->>'n')::int + 1));
 END $$;
-SELECT async.register('faults.forever(jsonb)');
+SELECT async.register('faults.forever(jsonb)', max_depth => 1000);
 SELECT async.invoke('forever', '{"n": 1}', 'forever-1');
 DO $$
 BEGIN

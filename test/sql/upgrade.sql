@@ -69,6 +69,9 @@ SELECT substr(event_id, 15, 1) AS uuid_version, event_id::uuid IS NOT NULL AS is
 -- and a new job takes its function's
 SELECT count(*) FILTER (WHERE priority <> 0) AS not_zero, count(*) AS jobs FROM async.jobs;
 SELECT bool_and(priority = 0) AS all_zero FROM async.functions;
+-- and depth 0, no max_depth of their own
+SELECT count(*) FILTER (WHERE depth <> 0) AS deep FROM async.jobs;
+SELECT count(max_depth) AS own_max_depth FROM async.functions;
 SELECT async.configure('up_noop', priority => 4);
 WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING priority)
 SELECT priority FROM i;

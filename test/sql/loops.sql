@@ -1,0 +1,97 @@
+-- loops: a handler that enqueues for itself, or a chain through handlers
+-- and destinations that comes back, is stopped past max_depth (default
+-- pg_async.max_depth, 16), as Lambda stops recursive loops: the event is
+-- dead-lettered with reason loop instead of running.
+CREATE TABLE public.loop_runs (function text, depth integer);
+CREATE FUNCTION public.loop_self(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.loop_runs VALUES ('loop_self', (SELECT depth FROM async.jobs WHERE event_id = e->>'id'));
+	INSERT INTO async.jobs (function, payload, event_id)
+	VALUES ('loop_self', jsonb_build_object('id', e->>'id' || '+'), e->>'id' || '+');
+END;
+$$;
+SELECT async.register('public.loop_self(jsonb)');
+
+-- a direct loop: depths 0 to 16 run, the event of depth 17 is stopped
+SELECT async.invoke('loop_self', '{"id": "s"}', 's');
+SELECT async.wait_idle();
+SELECT count(*) AS runs, min(depth), max(depth) FROM public.loop_runs WHERE function = 'loop_self';
+SELECT function, reason, attempts, last_error FROM async.dead_letters WHERE function = 'loop_self';
+SELECT state, depth, attempts FROM async.jobs WHERE event_id = 's' || repeat('+', 17);
+SELECT outcome, error FROM async.attempts WHERE function = 'loop_self' AND outcome <> 'succeeded';
+SELECT loops_stopped, dead_lettered, failed FROM async.function_stats WHERE function = 'loop_self';
+
+-- a redrive starts the chain again from depth 0
+SELECT async.pause('loop_self');
+SELECT async.redrive('s' || repeat('+', 17));
+SELECT state, depth FROM async.jobs WHERE event_id = 's' || repeat('+', 17);
+SELECT async.unregister('loop_self', cancel_jobs => true);
+
+-- A -> B -> A through handlers; B allows only 5
+CREATE FUNCTION public.loop_a(e jsonb) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO public.loop_runs VALUES ('loop_a', NULL);
+	INSERT INTO async.jobs (function, payload) VALUES ('loop_b', e);
+$$;
+CREATE FUNCTION public.loop_b(e jsonb) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO public.loop_runs VALUES ('loop_b', NULL);
+	INSERT INTO async.jobs (function, payload) VALUES ('loop_a', e);
+$$;
+SELECT async.register('public.loop_a(jsonb)');
+SELECT async.register('public.loop_b(jsonb)', max_depth => 5);
+SELECT name, max_depth FROM async.functions WHERE name LIKE 'loop\_%' ORDER BY name;
+SELECT async.invoke('loop_a', '{}', 'ab');
+SELECT async.wait_idle();
+-- a at 0, 2, 4; b at 1, 3, 5; the b of depth 7 is stopped (b's max_depth
+-- is 5: the a of depth 6 runs, its b does not)
+SELECT function, count(*) FROM public.loop_runs WHERE function IN ('loop_a', 'loop_b') GROUP BY function ORDER BY function;
+SELECT function, reason FROM async.dead_letters WHERE function IN ('loop_a', 'loop_b');
+
+-- through a destination: c succeeds, its record goes to d, whose handler
+-- enqueues c again; each step is one deeper
+CREATE FUNCTION public.loop_c(e jsonb) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO public.loop_runs VALUES ('loop_c', NULL);
+$$;
+CREATE FUNCTION public.loop_d(e jsonb) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO public.loop_runs VALUES ('loop_d', NULL);
+	INSERT INTO async.jobs (function, payload) VALUES ('loop_c', '{}');
+$$;
+SELECT async.register('public.loop_d(jsonb)');
+SELECT async.register('public.loop_c(jsonb)', on_success => 'loop_d');
+SELECT async.invoke('loop_c', '{}', 'cd');
+SELECT async.wait_idle();
+SELECT function, count(*) FROM public.loop_runs WHERE function IN ('loop_c', 'loop_d') GROUP BY function ORDER BY function;
+SELECT function, reason FROM async.dead_letters WHERE function IN ('loop_c', 'loop_d');
+
+-- a deeper chain that is meant: max_depth raised for the function
+CREATE FUNCTION public.loop_count(e jsonb) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO public.loop_runs VALUES ('loop_count', (e->>'n')::integer);
+	INSERT INTO async.jobs (function, payload)
+	SELECT 'loop_count', jsonb_build_object('n', (e->>'n')::integer + 1) WHERE (e->>'n')::integer < 24;
+$$;
+SELECT async.register('public.loop_count(jsonb)', max_depth => 30);
+SELECT async.invoke('loop_count', '{"n": 0}', 'count');
+SELECT async.wait_idle();
+SELECT count(*) AS runs, max(depth) FROM public.loop_runs WHERE function = 'loop_count';
+SELECT count(*) AS stopped FROM async.dead_letters WHERE function = 'loop_count';
+-- configure keeps it, or goes back to pg_async.max_depth with -1
+SELECT async.configure('loop_count', max_attempts => 2);
+SELECT max_depth FROM async.functions WHERE name = 'loop_count';
+SELECT async.configure('loop_count', max_depth => -1);
+SELECT max_depth FROM async.functions WHERE name = 'loop_count';
+
+-- bad input changes nothing; no role may set a job's depth
+SELECT async.register('public.loop_count(jsonb)', max_depth => 0);
+SELECT async.register('public.loop_count(jsonb)', max_depth => 1001);
+SELECT async.configure('loop_count', max_depth => -2);
+SELECT max_depth FROM async.functions WHERE name = 'loop_count';
+CREATE ROLE regress_loop_app;
+GRANT EXECUTE ON FUNCTION public.loop_count(jsonb) TO regress_loop_app;
+SET ROLE regress_loop_app;
+INSERT INTO async.jobs (function, payload, depth) VALUES ('loop_count', '{"n": 99}', 500);
+RESET ROLE;
+
+SELECT async.unregister(name, cancel_jobs => true) FROM async.functions WHERE name LIKE 'loop\_%' ORDER BY name;
+DROP FUNCTION public.loop_self(jsonb), public.loop_a(jsonb), public.loop_b(jsonb),
+	public.loop_c(jsonb), public.loop_d(jsonb), public.loop_count(jsonb);
+DROP ROLE regress_loop_app;
+DROP TABLE public.loop_runs;
