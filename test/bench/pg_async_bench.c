@@ -939,11 +939,17 @@ run_enqueue(PGconn *conn, int k, double secs)
 				 "CREATE TABLE public.bench_plain_idx (LIKE async.jobs"
 				 " INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS"
 				 " INCLUDING INDEXES)");
-	/* what the trigger of async.jobs fills in: the function's priority */
+	/*
+	 * what the trigger of async.jobs fills in: the function's priority (0.9
+	 * and later; an older pg_async has no such column)
+	 */
 	exec_command(conn,
-				 "ALTER TABLE public.bench_plain ALTER COLUMN priority SET DEFAULT 0");
-	exec_command(conn,
-				 "ALTER TABLE public.bench_plain_idx ALTER COLUMN priority SET DEFAULT 0");
+				 "DO $$ BEGIN"
+				 " IF EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'async.jobs'::regclass"
+				 "             AND attname = 'priority') THEN"
+				 "  ALTER TABLE public.bench_plain ALTER COLUMN priority SET DEFAULT 0;"
+				 "  ALTER TABLE public.bench_plain_idx ALTER COLUMN priority SET DEFAULT 0;"
+				 " END IF; END $$");
 
 	memset(&consumer, 0, sizeof(consumer));
 	consumer.conn = connect_db();
