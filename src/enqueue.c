@@ -564,6 +564,16 @@ note_if_ready(HeapTuple tuple, TupleDesc desc)
 		pg_async_priority_floor_note(priority, run_at);
 }
 
+/* set_column returns a copy of a job row with column attnum set to value. */
+static HeapTuple
+set_column(HeapTuple tuple, TupleDesc desc, AttrNumber attnum, Datum value)
+{
+	int			cols[1] = {attnum};
+	bool		null = false;
+
+	return heap_modify_tuple_by_cols(tuple, desc, 1, cols, &value, &null);
+}
+
 /*
  * set_mark sets the mark column (JOB_PAUSED or JOB_LIMITED) of a new job to
  * value, whatever the INSERT said.
@@ -579,13 +589,7 @@ set_mark(HeapTuple tuple, TupleDesc desc, JobColumn column, bool value)
 		return tuple;
 	d = SPI_getbinval(tuple, desc, attnum, &isnull);
 	if (isnull || DatumGetBool(d) != value)
-	{
-		int			cols[1] = {attnum};
-		Datum		newval = BoolGetDatum(value);
-		bool		null = false;
-
-		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &newval, &null);
-	}
+		tuple = set_column(tuple, desc, attnum, BoolGetDatum(value));
 	return tuple;
 }
 
@@ -603,13 +607,7 @@ fill_priority(HeapTuple tuple, TupleDesc desc, int16 dflt)
 		return tuple;
 	(void) SPI_getbinval(tuple, desc, attnum, &isnull);
 	if (isnull)
-	{
-		int			cols[1] = {attnum};
-		Datum		newval = Int16GetDatum(dflt);
-		bool		null = false;
-
-		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &newval, &null);
-	}
+		tuple = set_column(tuple, desc, attnum, Int16GetDatum(dflt));
 	return tuple;
 }
 
@@ -628,13 +626,7 @@ set_depth(HeapTuple tuple, TupleDesc desc)
 		return tuple;
 	d = SPI_getbinval(tuple, desc, attnum, &isnull);
 	if (isnull || DatumGetInt32(d) <= pg_async_current_depth)
-	{
-		int			cols[1] = {attnum};
-		Datum		newval = Int32GetDatum(pg_async_current_depth + 1);
-		bool		null = false;
-
-		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, cols, &newval, &null);
-	}
+		tuple = set_column(tuple, desc, attnum, Int32GetDatum(pg_async_current_depth + 1));
 	return tuple;
 }
 
