@@ -58,6 +58,7 @@ typedef struct Job
 	char		err[2 * RUN_STDERR_TAIL + 1];	/* the end of standard error,
 												 * and room for a terminator */
 	size_t		err_len;
+	bool		err_cut;		/* err lost its beginning: it starts mid-line */
 	double		term_at;		/* when SIGTERM was sent, or 0 */
 	bool		killed;			/* SIGKILL sent */
 	double		started;

@@ -239,6 +239,7 @@ keep_err(Job *job, const char *buf, size_t n)
 	{
 		memcpy(job->err, buf + n - RUN_STDERR_TAIL, RUN_STDERR_TAIL);
 		job->err_len = RUN_STDERR_TAIL;
+		job->err_cut = true;
 		return;
 	}
 	if (job->err_len + n > 2 * RUN_STDERR_TAIL)
@@ -247,6 +248,7 @@ keep_err(Job *job, const char *buf, size_t n)
 
 		memmove(job->err, job->err + job->err_len - keep, keep);
 		job->err_len = keep;
+		job->err_cut = true;
 	}
 	memcpy(job->err + job->err_len, buf, n);
 	job->err_len += n;
@@ -373,7 +375,8 @@ child_enforce_deadline(Job *job, double now)
 /*
  * err_tail: the end of the command's standard error, at most
  * RUN_STDERR_TAIL bytes, from the start of a line where it was cut, without
- * its final newlines.
+ * its final newlines.  What keep_err kept may itself begin mid-line, even
+ * when the final newlines leave less than RUN_STDERR_TAIL bytes.
  */
 static const char *
 err_tail(Job *job)
@@ -385,9 +388,10 @@ err_tail(Job *job)
 	while (len > 0 && job->err[len - 1] == '\n')
 		len--;
 	job->err[len] = '\0';
-	if (len >= RUN_STDERR_TAIL)
+	if (len > RUN_STDERR_TAIL || job->err_cut)
 	{
-		start = job->err + len - RUN_STDERR_TAIL;
+		if (len > RUN_STDERR_TAIL)
+			start = job->err + len - RUN_STDERR_TAIL;
 		if ((nl = strchr(start, '\n')) != NULL)
 			start = nl + 1;
 	}
