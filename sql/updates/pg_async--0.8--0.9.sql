@@ -4,12 +4,14 @@
 \echo Use "ALTER EXTENSION pg_async UPDATE TO '0.9'" to load this file. \quit
 
 /*
- * 0.9: priorities, and loop detection.  Each job has one (lower runs first); an INSERT that
- * names none takes its function's.  The claims walk three indexes by
- * priority: jobs_priority_idx (below 0), jobs_ready_idx (0, now only those)
- * and jobs_priority_idx again (above 0); the lanes of limited and external
- * functions are ordered by priority too.  The indexes are built again: on
- * a large queue, this update takes as long as building them.
+ * 0.9: priorities, and loop detection.  Each job has a priority (lower runs
+ * first); an INSERT that names none takes its function's.  The claims walk
+ * three indexes by priority: jobs_priority_idx (below 0), jobs_ready_idx
+ * (0, now only those) and jobs_priority_idx again (above 0); the lanes of
+ * limited and external functions are ordered by priority too.  The indexes
+ * are built again: on a large queue, this update takes as long as building
+ * them.  Each job also has a depth, and each function a max_depth, past
+ * which a chain of events is stopped as a loop.
  */
 ALTER TABLE async.jobs ADD COLUMN priority smallint NOT NULL DEFAULT 0;
 ALTER TABLE async.jobs ALTER COLUMN priority DROP DEFAULT;
