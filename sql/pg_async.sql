@@ -33,23 +33,22 @@ CREATE TYPE async.context AS (
 COMMENT ON TYPE async.context IS 'second argument of a handler declared f(event jsonb, ctx async.context): event_id, function, attempt (from 1), max_attempts, enqueued_at, and the deadline of this attempt';
 
 CREATE FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text, p_state text) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-	WITH dead AS (
+DECLARE
+	v_job async.jobs;
+BEGIN
+	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids);
+	FOR v_job IN
 		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
 			   last_error = p_message, paused = false, limited = false
 		 WHERE j.id OPERATOR(pg_catalog.=) ANY (p_ids) AND j.finished_at IS NULL
 		   AND (p_state IS NULL OR j.state OPERATOR(pg_catalog.=) p_state)
-		RETURNING j.*),
-	released AS (
-		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids))
-	INSERT INTO async.dead_letters
-		(job_id, event_id, function, payload, attempts, errors, reason,
-		 last_error, enqueued_at, enqueued_by, dead_at, priority)
-	SELECT d.id, d.event_id, d.function, d.payload, d.attempts,
-		   COALESCE(d.errors, '[]'::jsonb), p_reason, d.last_error,
-		   d.enqueued_at, d.enqueued_by, d.finished_at, d.priority
-	  FROM dead d;
+		RETURNING j.*
+	LOOP
+		PERFORM async._dead_letter(v_job, p_reason);
+	END LOOP;
+END;
 $$;
 
 COMMENT ON FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text, p_state text) IS 'internal: moves the unfinished jobs p_ids (those in state p_state, if given) to the dead letters with reason p_reason and message p_message, touching nothing else: for async.unregister(cancel_jobs), and for a job whose failed attempt could not be recorded (reason error)';
@@ -230,40 +229,40 @@ CREATE FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_resu
     LANGUAGE plpgsql
     AS $$
 DECLARE
-	v_now timestamp with time zone := pg_catalog.clock_timestamp();
-	v_job async.jobs;
+	v_ids bigint[];
+	v_results jsonb[];
 	v_destinations boolean;
 BEGIN
-	v_destinations := EXISTS (
-		SELECT FROM async.running r JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) r.function
-		 WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids) AND f.on_success IS NOT NULL);
 	/*
-	 * A lease is the job's while its row in async.running is there: its
-	 * deletion is what completes the job, as async._succeed does a worker's
-	 * (one statement, rather than arrays for async._succeed: no per-job
-	 * lookups of the run times and the functions first)
+	 * A lease is the job's while its row in async.running is there: the
+	 * rows locked here are deleted by async._succeed.  A lease that an
+	 * expiry or another completion took first is not found once its lock
+	 * is granted.
 	 */
-	FOR v_job IN
-		WITH gone AS (
-			DELETE FROM async.running r
-			 USING ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_leases),
+	SELECT pg_catalog.array_agg(x.id), pg_catalog.array_agg(x.result),
+		   COALESCE(pg_catalog.bool_or(x.on_success), false)
+	  INTO v_ids, v_results, v_destinations
+	  FROM (SELECT r.job_id AS id, x.result,
+				   EXISTS (SELECT FROM async.functions f
+							WHERE f.name OPERATOR(pg_catalog.=) r.function
+							  AND f.on_success IS NOT NULL) AS on_success
+			  FROM async.running r,
+				   ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_leases),
 							  pg_catalog.unnest(p_results)) AS x(id, lease, result)
 			 WHERE r.job_id OPERATOR(pg_catalog.=) x.id
 			   AND r.lease OPERATOR(pg_catalog.=) x.lease
-			RETURNING r.job_id, x.result)
-		UPDATE async.jobs j SET state = 'succeeded', finished_at = v_now,
-			   duration = v_now OPERATOR(pg_catalog.-) j.started_at, result = g.result
-		  FROM gone g
-		 WHERE j.id OPERATOR(pg_catalog.=) g.job_id
-		RETURNING j.*
-	LOOP
-		function := v_job.function;
-		duration_us := (EXTRACT(epoch FROM v_job.duration) OPERATOR(pg_catalog.*) 1000000)::bigint;
-		RETURN NEXT;
-		IF v_destinations THEN
-			PERFORM async._destination(v_job, 'Success', v_job.result);
-		END IF;
-	END LOOP;
+			   FOR UPDATE OF r) x;
+	IF v_ids IS NULL THEN
+		RETURN;
+	END IF;
+
+	PERFORM async._succeed(v_ids, v_results, v_destinations, NULL, NULL);
+
+	RETURN QUERY
+		SELECT j.function,
+			   (EXTRACT(epoch FROM j.duration) OPERATOR(pg_catalog.*) 1000000)::bigint
+		  FROM async.jobs j
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (v_ids);
 END;
 $$;
 
@@ -463,6 +462,19 @@ COMMENT ON COLUMN async.jobs.depth IS 'how many events led to this one: 0 for an
 
 COMMENT ON COLUMN async.jobs.priority IS 'lower runs first (ties by run_at, then id); an INSERT that gives none takes the function''s priority. Jobs of priority 0 wait in jobs_ready_idx, the others in jobs_priority_idx';
 
+CREATE FUNCTION async._dead_letter(p_job async.jobs, p_reason text) RETURNS void
+    LANGUAGE sql
+    AS $$
+	INSERT INTO async.dead_letters
+		(job_id, event_id, function, payload, attempts, errors, reason,
+		 last_error, enqueued_at, enqueued_by, dead_at, priority)
+	VALUES (p_job.id, p_job.event_id, p_job.function, p_job.payload, p_job.attempts,
+			COALESCE(p_job.errors, '[]'::jsonb), p_reason, p_job.last_error,
+			p_job.enqueued_at, p_job.enqueued_by, p_job.finished_at, p_job.priority);
+$$;
+
+COMMENT ON FUNCTION async._dead_letter(p_job async.jobs, p_reason text) IS 'internal: the one place a job enters async.dead_letters: copies p_job, just made dead, with reason p_reason (exhausted, expired, loop, unregistered, error; see the column''s comment)';
+
 CREATE FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -536,12 +548,7 @@ BEGIN
 		RETURNING j.* INTO v_job;
 		IF FOUND THEN
 			new_state := 'dead';
-			INSERT INTO async.dead_letters
-				(job_id, event_id, function, payload, attempts, errors, reason,
-				 last_error, enqueued_at, enqueued_by, dead_at, priority)
-			VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
-					v_job.attempts, COALESCE(v_job.errors, '[]'::jsonb), p_reason, p_message,
-					v_job.enqueued_at, v_job.enqueued_by, p_failed_at, v_job.priority);
+			PERFORM async._dead_letter(v_job, p_reason);
 			/* a loop stopped goes to no destination, which would carry it on */
 			IF p_reason OPERATOR(pg_catalog.=) 'expired' THEN
 				PERFORM async._destination(v_job, 'EventAgeExceeded',
@@ -586,12 +593,7 @@ BEGIN
 	END IF;
 
 	IF v_job.state OPERATOR(pg_catalog.=) 'dead' THEN
-		INSERT INTO async.dead_letters
-			(job_id, event_id, function, payload, attempts, errors, reason,
-			 last_error, enqueued_at, enqueued_by, dead_at, priority)
-		VALUES (v_job.id, v_job.event_id, v_job.function, v_job.payload,
-				v_job.attempts, v_job.errors, 'exhausted', v_job.last_error,
-				v_job.enqueued_at, v_job.enqueued_by, p_failed_at, v_job.priority);
+		PERFORM async._dead_letter(v_job, 'exhausted');
 		PERFORM async._destination(v_job, 'RetriesExhausted',
 			pg_catalog.jsonb_build_object('errorMessage', p_message, 'errorType', p_sqlstate));
 	END IF;
@@ -1089,27 +1091,41 @@ CREATE FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations
     LANGUAGE plpgsql
     AS $$
 DECLARE
-	v_job async.jobs;
+	v_now timestamp with time zone := pg_catalog.clock_timestamp();
+	v_done bigint[];
 BEGIN
-	DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) ANY (p_ids);
-	FOR v_job IN
-		UPDATE async.jobs j SET state = 'succeeded', finished_at = r.finished_at,
-			   duration = r.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::interval,
-			   result = r.result
+	/*
+	 * The one place where jobs succeed: a worker's batch, with the end and
+	 * run time of each handler, and async.complete(), whose jobs end now
+	 * (p_finished and p_duration_us NULL).  One statement when no
+	 * destination waits: the rows the update returns are kept only for
+	 * those.
+	 */
+	WITH released AS (
+		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids)),
+	done AS (
+		UPDATE async.jobs j SET state = 'succeeded',
+			   finished_at = COALESCE(d.finished_at, v_now),
+			   duration = COALESCE(d.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::interval,
+								   v_now OPERATOR(pg_catalog.-) j.started_at),
+			   result = d.result
 		  FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_results),
 						  pg_catalog.unnest(p_finished), pg_catalog.unnest(p_duration_us))
-			   AS r(id, result, finished_at, duration_us)
-		 WHERE j.id OPERATOR(pg_catalog.=) r.id
-		RETURNING j.*
-	LOOP
-		IF p_destinations THEN
-			PERFORM async._destination(v_job, 'Success', v_job.result);
-		END IF;
-	END LOOP;
+			   AS d(id, result, finished_at, duration_us)
+		 WHERE j.id OPERATOR(pg_catalog.=) d.id
+		RETURNING j.id)
+	SELECT pg_catalog.array_agg(d.id) INTO v_done FROM done d WHERE p_destinations;
+
+	IF v_done IS NOT NULL THEN
+		PERFORM async._destination(j, 'Success', j.result)
+		   FROM async.jobs j
+		  WHERE j.id OPERATOR(pg_catalog.=) ANY (v_done)
+		  ORDER BY j.id;
+	END IF;
 END;
 $$;
 
-COMMENT ON FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations boolean, p_finished timestamp with time zone[], p_duration_us bigint[]) IS 'internal: marks jobs succeeded with their handlers'' results and run times, and enqueues on_success records';
+COMMENT ON FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations boolean, p_finished timestamp with time zone[], p_duration_us bigint[]) IS 'internal: the one place jobs succeed: marks jobs p_ids succeeded with their handlers'' results (or NULL), end and run times (NULL: now, since their claim), and enqueues their on_success records if p_destinations';
 
 CREATE FUNCTION async._try_recovery_lock() RETURNS boolean
     LANGUAGE c STRICT
@@ -2268,6 +2284,7 @@ GRANT INSERT(priority) ON TABLE async.jobs TO PUBLIC;
 
 GRANT INSERT(run_at) ON TABLE async.jobs TO PUBLIC;
 
+REVOKE ALL ON FUNCTION async._dead_letter(p_job async.jobs, p_reason text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION async._destination(p_job async.jobs, p_condition text, p_response jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamp with time zone, p_reason text, OUT new_state text, OUT retry_at timestamp with time zone) FROM PUBLIC;

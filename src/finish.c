@@ -3,10 +3,10 @@
  * finish.c
  *	  The finish of a batch: what became of each job, written in the
  *	  transaction that ran its handler (never in the handler's own
- *	  subtransaction, which would create a MultiXact per row).  A job that
- *	  succeeded is marked so in one UPDATE for the batch, or through
- *	  async._succeed() when a result or a destination needs keeping; a
- *	  failed attempt goes through async._fail(), which retries the job or
+ *	  subtransaction, which would create a MultiXact per row).  The jobs
+ *	  that succeeded are marked so by one call of async._succeed() for the
+ *	  batch, the one place where jobs succeed (async.complete() calls it
+ *	  too); a failed attempt goes through async._fail(), which retries the job or
  *	  moves it to the dead letters; failed attempts are kept in
  *	  async.attempt_log and counted, and logged at pg_async.log_failures.
  *	  Jobs claimed but not run are given back.
@@ -23,24 +23,10 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-static SPIPlanPtr success_plan = NULL;
 static SPIPlanPtr succeed_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 static SPIPlanPtr attempts_plan = NULL;
 static SPIPlanPtr release_plan = NULL;
-
-/*
- * Successful jobs keep their handler's end and run time: async.attempts
- * shows their attempt from there, so success writes no history row.
- */
-static const char *success_sql =
-"WITH released AS (DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1))"
-" UPDATE async.jobs j SET state = 'succeeded', finished_at = d.finished_at,"
-"        duration = d.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::pg_catalog.interval"
-"   FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
-"                   pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
-"                   pg_catalog.unnest($3::pg_catalog.int8[])) AS d(id, finished_at, duration_us)"
-"  WHERE j.id OPERATOR(pg_catalog.=) d.id";
 
 /*
  * Jobs claimed but not run, given back: queued again with the attempt the
@@ -76,7 +62,6 @@ static void
 prepare_plans(void)
 {
 	Oid			release_types[1] = {INT8ARRAYOID};
-	Oid			success_types[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
 	Oid			fail_types[5] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
 	Oid			attempt_types[11] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
@@ -84,9 +69,8 @@ prepare_plans(void)
 	Oid			succeed_types[5] = {INT8ARRAYOID, JSONBARRAYOID, BOOLOID,
 	TIMESTAMPTZARRAYOID, INT8ARRAYOID};
 
-	if (success_plan != NULL)
+	if (succeed_plan != NULL)
 		return;
-	success_plan = pg_async_prepare_plan(success_sql, 3, success_types);
 	succeed_plan = pg_async_prepare_plan("SELECT async._succeed($1, $2, $3, $4, $5)", 5,
 										 succeed_types);
 	fail_plan = pg_async_prepare_plan(fail_sql, 5, fail_types);
@@ -415,35 +399,31 @@ pg_async_finish_jobs(AsyncJob *jobs, int n)
 			pg_async_pending(jobs[i].function)->succeeded++;
 		}
 
-	if (nok > 0 && !with_results && !with_destinations)
+	if (nok > 0)
 	{
-		/* the common case: one UPDATE, nothing else to keep */
-		Datum		args[3];
-		int			rc;
-
-		args[0] = int8_array(ok_ids, nok, INT8OID);
-		args[1] = int8_array(ok_finished, nok, TIMESTAMPTZOID);
-		args[2] = int8_array(ok_durations, nok, INT8OID);
-		rc = SPI_execute_plan(success_plan, args, NULL, false, 0);
-
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "pg_async: finishing jobs failed: %s",
-				 SPI_result_code_string(rc));
-	}
-	else if (nok > 0)
-	{
+		/*
+		 * Successful jobs keep their handler's end and run time: async.attempts
+		 * shows their attempt from there, so success writes no history row.
+		 */
 		Datum		args[5];
+		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 		int			dims[1] = {nok};
 		int			lbs[1] = {1};
 		int			rc;
 
 		args[0] = int8_array(ok_ids, nok, INT8OID);
-		args[1] = PointerGetDatum(construct_md_array(results, result_nulls, 1, dims, lbs,
-													 JSONBOID, -1, false, TYPALIGN_INT));
+		if (with_results)
+			args[1] = PointerGetDatum(construct_md_array(results, result_nulls, 1, dims, lbs,
+														 JSONBOID, -1, false, TYPALIGN_INT));
+		else
+		{
+			args[1] = (Datum) 0;
+			nulls[1] = 'n';
+		}
 		args[2] = BoolGetDatum(with_destinations);
 		args[3] = int8_array(ok_finished, nok, TIMESTAMPTZOID);
 		args[4] = int8_array(ok_durations, nok, INT8OID);
-		rc = SPI_execute_plan(succeed_plan, args, NULL, false, 0);
+		rc = SPI_execute_plan(succeed_plan, args, nulls, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "pg_async: finishing jobs failed: %s",
 				 SPI_result_code_string(rc));

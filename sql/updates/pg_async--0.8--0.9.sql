@@ -94,8 +94,8 @@ REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regproc
 
 /* the dead letters keep the priority; the external claims go by it */
 -- @function async._destination(
--- @function async._bury_jobs(
--- @function async._fail(
+-- @function@0.9 async._bury_jobs(
+-- @function@0.9 async._fail(
 -- @function async._redrive(
 -- @function async._claim_external(
 -- @function async._next_external_run(
