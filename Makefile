@@ -40,7 +40,7 @@ PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 DOCS = contrib/postgres_exporter.yml
 
 # pg_regress: a throwaway instance with the library preloaded.
-REGRESS = setup register enqueue execute retry privileges monitoring observability lambda external priorities loops faults security upgrade
+REGRESS = setup register enqueue execute retry privileges monitoring observability lambda external priorities loops rates faults security upgrade
 REGRESS_OPTS = --inputdir=$(srcdir)/test --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
 
 # TAP tests (PostgreSQL::Test::Cluster) for restarts, crashes and kills.

@@ -124,6 +124,7 @@ DECLARE
 	/* not now(): a consumer's transaction may have begun before the jobs came */
 	v_now timestamp with time zone := pg_catalog.clock_timestamp();
 	v_deadline timestamp with time zone;
+	v_started integer := 0;
 BEGIN
 	SELECT * INTO v_f FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_function;
 	IF NOT FOUND OR v_f.handler IS NOT NULL OR v_f.paused THEN
@@ -136,6 +137,14 @@ BEGIN
 		v_n := LEAST(v_n, v_f.concurrency OPERATOR(pg_catalog.-)
 			(SELECT pg_catalog.count(*)::integer FROM async.running x
 			  WHERE x.function OPERATOR(pg_catalog.=) p_function));
+		IF v_n OPERATOR(pg_catalog.<=) 0 THEN
+			RETURN;
+		END IF;
+	END IF;
+	IF v_f.rate_limit IS NOT NULL THEN
+		/* the same lock keeps the window's count current */
+		v_n := LEAST(v_n, v_f.rate_limit OPERATOR(pg_catalog.-)
+			async._rate_used(p_function, v_f.rate_period, v_now));
 		IF v_n OPERATOR(pg_catalog.<=) 0 THEN
 			RETURN;
 		END IF;
@@ -217,9 +226,14 @@ BEGIN
 				  FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) job_id;
 			END IF;
 			PERFORM async._fail(job_id, expired, NULL, v_now, 'expired');
+		ELSE
+			v_started := v_started OPERATOR(pg_catalog.+) 1;
 		END IF;
 		RETURN NEXT;
 	END LOOP;
+	IF v_f.rate_limit IS NOT NULL AND v_started OPERATOR(pg_catalog.>) 0 THEN
+		PERFORM async._rate_note(ARRAY[p_function], ARRAY[v_started], v_now);
+	END IF;
 END;
 $$;
 
@@ -364,8 +378,12 @@ COMMENT ON FUNCTION async._may_enqueue(p_role regrole, p_handler regprocedure, p
 CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
     AS $$
-	/* by range of priorities, each an index range of jobs_limited_idx */
-	SELECT LEAST(
+	/*
+	 * by range of priorities, each an index range of jobs_limited_idx; not
+	 * before its rate limit has room
+	 */
+	SELECT GREATEST(n.due, async._rate_room_at(p_function, pg_catalog.clock_timestamp()))
+	  FROM (SELECT LEAST(
 		(SELECT j.run_at FROM async.jobs j
 		  WHERE j.function OPERATOR(pg_catalog.=) p_function
 			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
@@ -381,10 +399,11 @@ CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with
 		  WHERE j.function OPERATOR(pg_catalog.=) p_function
 			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 			AND j.state OPERATOR(pg_catalog.=) 'queued'
-			AND j.priority OPERATOR(pg_catalog.>) 0));
+			AND j.priority OPERATOR(pg_catalog.>) 0)) AS due) n
+	 WHERE n.due IS NOT NULL;
 $$;
 
-COMMENT ON FUNCTION async._next_external_run(p_function text) IS 'internal: when the next queued job of an external function is due, for async.claim() to wake then';
+COMMENT ON FUNCTION async._next_external_run(p_function text) IS 'internal: when the next queued job of an external function is due, or its rate limit has room for it if later, for async.claim() to wake then';
 
 CREATE FUNCTION async.new_event_id() RETURNS text
     LANGUAGE c PARALLEL SAFE
@@ -559,7 +578,8 @@ BEGIN
 	END IF;
 
 	/* the queued jobs of limited and of external functions are marked limited */
-	SELECT f.max_attempts, f.retry_delays, f.concurrency IS NOT NULL OR f.handler IS NULL
+	SELECT f.max_attempts, f.retry_delays,
+		   f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL OR f.handler IS NULL
 	  INTO v_max, v_delays, v_limited
 	  FROM async.jobs j JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) j.function
 	 WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
@@ -617,11 +637,16 @@ COMMENT ON FUNCTION async._functions_changed() IS 'internal: after a write to as
 CREATE FUNCTION async._functions_limit_changed() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
+DECLARE
+	v_was boolean := TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND
+		(OLD.concurrency IS NOT NULL OR OLD.rate_limit IS NOT NULL);
+	v_is boolean := TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND
+		(NEW.concurrency IS NOT NULL OR NEW.rate_limit IS NOT NULL);
 BEGIN
-	IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.concurrency IS NOT NULL THEN
+	IF v_was THEN
 		/* an external function's jobs stay marked: only consumers claim them */
 		IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR
-		   (NEW.concurrency IS NULL AND NEW.handler IS NOT NULL) THEN
+		   (NOT v_is AND NEW.handler IS NOT NULL) THEN
 			/* both statements walk an index: jobs_limited_idx, jobs_paused_idx */
 			UPDATE async.jobs j SET limited = false
 			 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
@@ -630,7 +655,7 @@ BEGIN
 			 WHERE j.paused AND j.limited
 			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
 		END IF;
-	ELSIF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND NEW.concurrency IS NOT NULL THEN
+	ELSIF v_is THEN
 		/* the same two indexes: jobs_ready_idx, jobs_paused_idx */
 		UPDATE async.jobs j SET limited = true
 		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
@@ -641,21 +666,27 @@ BEGIN
 		   AND j.state OPERATOR(pg_catalog.=) 'queued'
 		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
 	END IF;
+	/* the starts of a rate limit no longer there are forgotten */
+	IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.rate_limit IS NOT NULL AND
+	   (TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR NEW.rate_limit IS NULL) THEN
+		DELETE FROM async.rate_windows w WHERE w.function OPERATOR(pg_catalog.=) OLD.name;
+	END IF;
 	RETURN NULL;
 END;
 $$;
 
-COMMENT ON FUNCTION async._functions_limit_changed() IS 'internal: marks the queued jobs of a function that gets a concurrency limit limited, and releases them when it loses the limit or its registration';
+COMMENT ON FUNCTION async._functions_limit_changed() IS 'internal: marks the queued jobs of a function that gets a concurrency or rate limit limited, and releases them when it loses its limits or its registration';
 
 CREATE FUNCTION async._is_limited(p_function text) RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
 	SELECT EXISTS (SELECT FROM async.functions f
 					WHERE f.name OPERATOR(pg_catalog.=) p_function
-					  AND (f.concurrency IS NOT NULL OR f.handler IS NULL));
+					  AND (f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL
+						   OR f.handler IS NULL));
 $$;
 
-COMMENT ON FUNCTION async._is_limited(p_function text) IS 'internal: whether the queued jobs of a function are marked limited: it has a concurrency limit, or is external';
+COMMENT ON FUNCTION async._is_limited(p_function text) IS 'internal: whether the queued jobs of a function are marked limited: it has a concurrency or rate limit, or is external';
 
 CREATE FUNCTION async._jobs_trigger() RETURNS trigger
     LANGUAGE c
@@ -788,6 +819,61 @@ CREATE FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_
 $$;
 
 COMMENT ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval, p_from timestamp with time zone, OUT purged integer, OUT last_finished_at timestamp with time zone) IS 'internal: deletes, oldest first, at most p_limit jobs that finished from p_from on and more than p_older_than ago (pg_async.retention), keeping in async.attempt_log the successful attempts younger than p_attempts_older_than (pg_async.attempts_retention); returns how many and the last finished_at deleted, where the next batch starts';
+
+CREATE FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at timestamp with time zone) RETURNS void
+    LANGUAGE sql
+    AS $$
+	/*
+	 * a claim at p_at started p_counts[i] jobs of p_functions[i]: the
+	 * window keeps its starts, without those that left it
+	 */
+	INSERT INTO async.rate_windows AS w (function, starts, counts)
+	SELECT x.function, ARRAY[p_at], ARRAY[x.n]
+	  FROM ROWS FROM (pg_catalog.unnest(p_functions), pg_catalog.unnest(p_counts)) AS x(function, n)
+	 WHERE x.n OPERATOR(pg_catalog.>) 0
+	ON CONFLICT (function) DO UPDATE SET (starts, counts) = (
+		SELECT pg_catalog.array_agg(y.s ORDER BY y.s), pg_catalog.array_agg(y.c ORDER BY y.s)
+		  FROM (SELECT z.s, z.c
+				  FROM ROWS FROM (pg_catalog.unnest(w.starts), pg_catalog.unnest(w.counts)) AS z(s, c)
+				 WHERE z.s OPERATOR(pg_catalog.>) (p_at OPERATOR(pg_catalog.-)
+					   (SELECT f.rate_period FROM async.functions f
+						 WHERE f.name OPERATOR(pg_catalog.=) w.function))
+				UNION ALL
+				SELECT p_at, excluded.counts[1]) AS y(s, c));
+$$;
+
+COMMENT ON FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at timestamp with time zone) IS 'internal: records in async.rate_windows that a claim at p_at started p_counts[i] jobs of each rate-limited function p_functions[i]';
+
+CREATE FUNCTION async._rate_room_at(p_function text, p_at timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+	/*
+	 * the window is full while the latest starts fill it: it has room again
+	 * once the oldest of them leaves it
+	 */
+	SELECT x.s OPERATOR(pg_catalog.+) f.rate_period
+	  FROM async.functions f, async.rate_windows w,
+		   LATERAL (SELECT y.s, pg_catalog.sum(y.c) OVER (ORDER BY y.s DESC) AS used
+					  FROM ROWS FROM (pg_catalog.unnest(w.starts), pg_catalog.unnest(w.counts)) AS y(s, c)
+					 WHERE y.s OPERATOR(pg_catalog.>) (p_at OPERATOR(pg_catalog.-) f.rate_period)) x
+	 WHERE f.name OPERATOR(pg_catalog.=) p_function
+	   AND w.function OPERATOR(pg_catalog.=) p_function
+	   AND x.used OPERATOR(pg_catalog.>=) f.rate_limit
+	 ORDER BY x.s DESC LIMIT 1;
+$$;
+
+COMMENT ON FUNCTION async._rate_room_at(p_function text, p_at timestamp with time zone) IS 'internal: when the rate limit of p_function, full at p_at, has room again; NULL when it has room at p_at';
+
+CREATE FUNCTION async._rate_used(p_function text, p_period interval, p_at timestamp with time zone) RETURNS integer
+    LANGUAGE sql STABLE
+    AS $$
+	SELECT COALESCE(pg_catalog.sum(y.c), 0)::integer
+	  FROM async.rate_windows w, ROWS FROM (pg_catalog.unnest(w.starts), pg_catalog.unnest(w.counts)) AS y(s, c)
+	 WHERE w.function OPERATOR(pg_catalog.=) p_function
+	   AND y.s OPERATOR(pg_catalog.>) (p_at OPERATOR(pg_catalog.-) p_period);
+$$;
+
+COMMENT ON FUNCTION async._rate_used(p_function text, p_period interval, p_at timestamp with time zone) IS 'internal: how many jobs of p_function started in the window of length p_period that ends at p_at';
 
 CREATE FUNCTION async._recover() RETURNS integer
     LANGUAGE plpgsql
@@ -1219,15 +1305,19 @@ $$;
 
 COMMENT ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) IS 'internal: the checks and writes behind async.unregister()';
 
-CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer) RETURNS void
+CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval) RETURNS void
     LANGUAGE sql
     AS $$
 	INSERT INTO async.functions AS f
 		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
-		 max_event_age, concurrency, on_success, on_failure, priority, max_depth)
+		 max_event_age, concurrency, on_success, on_failure, priority, max_depth,
+		 rate_limit, rate_period)
 	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
-			p_max_event_age, p_concurrency, p_on_success, p_on_failure, p_priority, p_max_depth)
+			p_max_event_age, p_concurrency, p_on_success, p_on_failure, p_priority, p_max_depth,
+			p_rate_limit, p_rate_period)
 	ON CONFLICT (name) DO UPDATE SET
+		rate_limit = excluded.rate_limit,
+		rate_period = excluded.rate_period,
 		priority = excluded.priority,
 		max_depth = excluded.max_depth,
 		on_success = excluded.on_success,
@@ -1243,7 +1333,7 @@ CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, 
 		updated_at = pg_catalog.now();
 $$;
 
-COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer) IS 'internal: writes a registration for async.register()';
+COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval) IS 'internal: writes a registration for async.register()';
 
 CREATE FUNCTION async._valid_condition(condition text) RETURNS void
     LANGUAGE c STRICT
@@ -1338,7 +1428,7 @@ CREATE FUNCTION async.heartbeat(job_id bigint, lease uuid) RETURNS timestamp wit
 
 COMMENT ON FUNCTION async.heartbeat(job_id bigint, lease uuid) IS 'a claimed job is still being worked on: its deadline moves to now plus the function''s timeout, and is returned; NULL, and nothing changed, when the lease is no longer the job''s';
 
-CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, max_depth integer DEFAULT NULL::integer) RETURNS text
+CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, max_depth integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_period interval DEFAULT NULL::interval) RETURNS text
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1355,6 +1445,14 @@ BEGIN
 		RAISE EXCEPTION 'concurrency must be -1 (no limit), 0 (hold) or more'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF configure.rate_limit OPERATOR(pg_catalog.<) -1 THEN
+		RAISE EXCEPTION 'rate_limit must be -1 (no limit) or 1 to 10000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	f.rate_limit := CASE WHEN configure.rate_limit IS NULL THEN f.rate_limit
+						 WHEN configure.rate_limit OPERATOR(pg_catalog.=) -1 THEN NULL
+						 ELSE configure.rate_limit END;
+	f.rate_period := COALESCE(configure.rate_period, f.rate_period);
 	f.max_depth := CASE WHEN configure.max_depth IS NULL THEN f.max_depth
 						WHEN configure.max_depth OPERATOR(pg_catalog.=) -1 THEN NULL
 						ELSE configure.max_depth END;
@@ -1371,15 +1469,16 @@ BEGIN
 	IF f.handler IS NULL THEN
 		RETURN async.register_external(f.name, f.max_attempts, f.retry_delays, f.timeout,
 			f.run_as, f.max_event_age, f.concurrency, f.on_success, f.on_failure,
-			COALESCE(configure.priority, f.priority), f.max_depth);
+			COALESCE(configure.priority, f.priority), f.max_depth, f.rate_limit, f.rate_period);
 	END IF;
 	RETURN async.register(f.handler::pg_catalog.regprocedure, f.name, f.max_attempts,
 		f.retry_delays, f.timeout, f.run_as, f.max_event_age, f.concurrency,
-		f.on_success, f.on_failure, COALESCE(configure.priority, f.priority), f.max_depth);
+		f.on_success, f.on_failure, COALESCE(configure.priority, f.priority), f.max_depth,
+		f.rate_limit, f.rate_period);
 END;
 $$;
 
-COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer) IS 'changes some settings of a registration and keeps the others; concurrency -1 removes the limit, max_depth -1 goes back to pg_async.max_depth, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
+COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval) IS 'changes some settings of a registration and keeps the others; concurrency -1 and rate_limit -1 remove those limits, max_depth -1 goes back to pg_async.max_depth, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
 
 CREATE FUNCTION async.detach(source regclass, function text) RETURNS boolean
     LANGUAGE plpgsql
@@ -1745,17 +1844,17 @@ $$;
 
 COMMENT ON FUNCTION async.redrive_many(function text, reason text, dead_after timestamp with time zone, dead_before timestamp with time zone) IS 'redrives every dead letter of the caller that matches function, reason and dead_at range (NULL matches all); returns how many';
 
-CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer) RETURNS text
+CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_period interval DEFAULT '00:00:01'::interval) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_register';
 
-COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days, priority (of the jobs enqueued without one; lower runs first) -32768 to 32767, max_depth (the deepest chain of events it runs; NULL: pg_async.max_depth) 1 to 1000';
+COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days, priority (of the jobs enqueued without one; lower runs first) -32768 to 32767, max_depth (the deepest chain of events it runs; NULL: pg_async.max_depth) 1 to 1000, rate_limit (the most jobs started in any window of rate_period; NULL: no limit) 1 to 10000, rate_period 10 milliseconds to 1 day';
 
-CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer) RETURNS text
+CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_period interval DEFAULT '00:00:01'::interval) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_register_external';
 
-COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
+COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
 
 CREATE FUNCTION async.resume(name text) RETURNS boolean
     LANGUAGE c STRICT
@@ -1854,7 +1953,9 @@ BEGIN
 			WITH look AS MATERIALIZED (
 				SELECT pg_catalog.clock_timestamp() AS now,
 					   ARRAY(SELECT f.name FROM async.functions f
-							  WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0) AS held)
+							  WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0
+								 OR async._rate_used(f.name, f.rate_period, pg_catalog.clock_timestamp())
+									OPERATOR(pg_catalog.>=) f.rate_limit) AS held)
 			(SELECT FROM async.jobs j
 			  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
 				AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
@@ -1889,7 +1990,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION async.wait_idle(timeout interval) IS 'waits until no job that can run is ready or running (jobs of paused functions and of functions with concurrency 0 do not count); false when timeout passes first. Meant for tests and scripts; call it outside an explicit REPEATABLE READ transaction.';
+COMMENT ON FUNCTION async.wait_idle(timeout interval) IS 'waits until no job that can run is ready or running (jobs of paused functions, of functions with concurrency 0, and of functions whose rate limit is full for now do not count); false when timeout passes first. Meant for tests and scripts; call it outside an explicit REPEATABLE READ transaction.';
 
 CREATE TABLE async.attempt_log (
     job_id bigint NOT NULL,
@@ -2048,11 +2149,15 @@ CREATE TABLE async.functions (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     priority smallint DEFAULT 0 NOT NULL,
     max_depth integer,
+    rate_limit integer,
+    rate_period interval DEFAULT '00:00:01'::interval NOT NULL,
     CONSTRAINT functions_concurrency_check CHECK ((concurrency >= 0)),
     CONSTRAINT functions_max_depth_check CHECK (((max_depth >= 1) AND (max_depth <= 1000))),
     CONSTRAINT functions_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT functions_max_event_age_check CHECK (((max_event_age >= '00:00:01'::interval) AND (max_event_age <= '30 days'::interval))),
     CONSTRAINT functions_name_check CHECK (((name <> ''::text) AND (octet_length(name) <= 127))),
+    CONSTRAINT functions_rate_limit_check CHECK (((rate_limit >= 1) AND (rate_limit <= 10000))),
+    CONSTRAINT functions_rate_period_check CHECK (((rate_period >= '00:00:00.01'::interval) AND (rate_period <= '1 day'::interval))),
     CONSTRAINT functions_retry_delays_check CHECK (((cardinality(retry_delays) <= 100) AND ((cardinality(retry_delays) = 0) OR ((array_ndims(retry_delays) = 1) AND (array_lower(retry_delays, 1) = 1))) AND (array_position(retry_delays, NULL::interval) IS NULL) AND ('00:00:00'::interval <= ALL (retry_delays)) AND ('30 days'::interval >= ALL (retry_delays)))),
     CONSTRAINT functions_timeout_check CHECK (((timeout > '00:00:00'::interval) AND (timeout <= '1 day'::interval)))
 );
@@ -2083,6 +2188,10 @@ COMMENT ON COLUMN async.functions.on_failure IS 'registered function that gets a
 
 COMMENT ON COLUMN async.functions.max_depth IS 'deepest chain of events (async.jobs.depth) the function runs; a deeper event is dead-lettered with reason loop. NULL: pg_async.max_depth';
 
+COMMENT ON COLUMN async.functions.rate_limit IS 'most jobs of the function started in any window of rate_period, across all workers and consumers; NULL: no limit';
+
+COMMENT ON COLUMN async.functions.rate_period IS 'the window of rate_limit';
+
 COMMENT ON COLUMN async.functions.priority IS 'priority of the jobs enqueued for the function without one (lower runs first)';
 
 COMMENT ON COLUMN async.functions.registered_by IS 'role that last called async.register() for this name';
@@ -2108,6 +2217,18 @@ COMMENT ON TABLE async.running IS 'internal: the claimed, unfinished jobs of fun
 COMMENT ON COLUMN async.running.lease IS 'the lease of a job claimed with async.claim(): async.complete(), async.fail() and async.heartbeat() act only with it; NULL for a worker''s claim';
 
 COMMENT ON COLUMN async.running.deadline IS 'when the lease of an external job expires: its attempt then fails with "lease expired"';
+
+CREATE TABLE async.rate_windows (
+    function text NOT NULL COLLATE pg_catalog."C",
+    starts timestamp with time zone[] NOT NULL,
+    counts integer[] NOT NULL
+);
+
+COMMENT ON TABLE async.rate_windows IS 'internal: for each function with a rate limit, the starts of its last rate_period: claims read and write it under the function''s claim lock';
+
+COMMENT ON COLUMN async.rate_windows.starts IS 'when each claim of the window took jobs of the function, in order';
+
+COMMENT ON COLUMN async.rate_windows.counts IS 'how many jobs each of those claims started';
 
 CREATE VIEW async.schedules AS
  SELECT s.name,
@@ -2147,19 +2268,35 @@ CREATE VIEW async.stats WITH (security_barrier='true') AS
     count(*) FILTER (WHERE (j.state = 'succeeded'::text)) AS succeeded,
     count(*) FILTER (WHERE (j.state = 'dead'::text)) AS dead,
     (now() - min(j.run_at) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND (NOT h.held)))) AS oldest_ready_age,
-    count(*) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND h.held)) AS held
-   FROM (((( SELECT f_1.name
+    count(*) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND h.held)) AS held,
+    min(h.held_reason) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND h.held)) AS held_reason
+   FROM ((((( SELECT f_1.name
            FROM async.functions f_1
         UNION
          SELECT DISTINCT x.function
            FROM async.jobs x
           WHERE (pg_has_role((x.enqueued_by)::oid, 'USAGE'::text) OR pg_has_role('pg_monitor'::name, 'USAGE'::text))) n
      LEFT JOIN async.functions f ON ((f.name = n.name)))
+     LEFT JOIN ( SELECT w.function,
+            sum(y.c) AS used
+           FROM async.rate_windows w
+             JOIN async.functions g ON ((g.name = w.function)),
+            LATERAL ROWS FROM (unnest(w.starts), unnest(w.counts)) y(s, c)
+          WHERE (y.s > (now() - g.rate_period))
+          GROUP BY w.function) u ON ((u.function = n.name)))
      LEFT JOIN async.jobs j ON (((j.function = n.name) AND (pg_has_role((j.enqueued_by)::oid, 'USAGE'::text) OR pg_has_role('pg_monitor'::name, 'USAGE'::text)))))
-     CROSS JOIN LATERAL ( SELECT COALESCE((f.paused OR (f.concurrency = 0)), false) AS held) h)
+     CROSS JOIN LATERAL ( SELECT r.held_reason IS NOT NULL AS held,
+            r.held_reason
+           FROM ( SELECT
+                        CASE
+                            WHEN f.paused THEN 'paused'::text
+                            WHEN (f.concurrency = 0) THEN 'concurrency 0'::text
+                            WHEN (u.used >= f.rate_limit) THEN 'rate limit'::text
+                            ELSE NULL::text
+                        END AS held_reason) r) h)
   GROUP BY n.name;
 
-COMMENT ON VIEW async.stats IS 'one row per function: jobs ready to run, scheduled for later (retries included), running, succeeded and dead, the age of the oldest ready job, and jobs held (due, but their function is paused or has concurrency 0); counts the jobs the caller may see';
+COMMENT ON VIEW async.stats IS 'one row per function: jobs ready to run, scheduled for later (retries included), running, succeeded and dead, the age of the oldest ready job, and jobs held (due, but their function is paused, has concurrency 0, or has started as many jobs as its rate limit allows in the current window), with held_reason (paused, concurrency 0, rate limit; NULL when none is held); counts the jobs the caller may see';
 
 CREATE VIEW async.workers AS
  SELECT w.pid,
@@ -2178,6 +2315,9 @@ ALTER TABLE ONLY async.dead_letters
 
 ALTER TABLE ONLY async.functions
     ADD CONSTRAINT functions_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY async.rate_windows
+    ADD CONSTRAINT rate_windows_pkey PRIMARY KEY (function);
 
 ALTER TABLE ONLY async.jobs
     ADD CONSTRAINT jobs_event_id_key UNIQUE (event_id);
@@ -2212,7 +2352,7 @@ CREATE INDEX running_function_idx ON async.running USING btree (function);
 
 CREATE TRIGGER functions_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON async.functions FOR EACH STATEMENT EXECUTE FUNCTION async._functions_changed();
 
-CREATE TRIGGER functions_limit_changed AFTER INSERT OR DELETE OR UPDATE OF concurrency ON async.functions FOR EACH ROW EXECUTE FUNCTION async._functions_limit_changed();
+CREATE TRIGGER functions_limit_changed AFTER INSERT OR DELETE OR UPDATE OF concurrency, rate_limit ON async.functions FOR EACH ROW EXECUTE FUNCTION async._functions_limit_changed();
 
 CREATE TRIGGER jobs_enqueue BEFORE INSERT ON async.jobs FOR EACH ROW EXECUTE FUNCTION async._jobs_trigger();
 
@@ -2308,6 +2448,9 @@ REVOKE ALL ON FUNCTION async._purge_dead_letters(p_function text, p_reason text,
 
 REVOKE ALL ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval, p_from timestamp with time zone, OUT purged integer, OUT last_finished_at timestamp with time zone) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._rate_room_at(p_function text, p_at timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._rate_used(p_function text, p_period interval, p_at timestamp with time zone) FROM PUBLIC;
 REVOKE ALL ON FUNCTION async._recover() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._redrive(p_dead_letter_id bigint) FROM PUBLIC;
@@ -2329,7 +2472,7 @@ REVOKE ALL ON FUNCTION async._unpause_jobs() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._worker_started_at(pid integer) FROM PUBLIC;
 

@@ -26,6 +26,7 @@
 #include "optimizer/plancat.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 
@@ -78,7 +79,7 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 #define CLAIM_UPDATE \
 " UPDATE async.jobs j" \
 "    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1," \
-"        started_at = pg_catalog.now(), worker_pid = $2, suspect = false, limited = false" \
+"        started_at = $8, worker_pid = $2, suspect = false, limited = false" \
 "   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function" \
 "  WHERE j.id OPERATOR(pg_catalog.=) p.id" \
 " RETURNING j.id, j.event_id, j.function, j.payload, j.attempts," \
@@ -105,7 +106,7 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.+)" \
 "             (SELECT pg_catalog.count(*) FROM later l) OPERATOR(pg_catalog.>)" \
 "             (SELECT pg_catalog.count(*) FROM picked p WHERE p.prio)," \
-"           j.depth, COALESCE(f.max_depth, $7)"
+"           j.depth, COALESCE(f.max_depth, $7), f.rate_limit IS NOT NULL"
 
 /* what each part of a claim reads of a job */
 #define PART_COLUMNS \
@@ -179,25 +180,36 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 "   WHERE w.before OPERATOR(pg_catalog.<) $3),"
 
 /*
- * The functions that are paused or have a concurrency limit: whether there
- * is any decides between the two claims.  External functions are left out:
+ * The functions that are paused or have a concurrency or rate limit: whether
+ * there is any decides between the two claims.  External functions are left out:
  * their jobs are never in jobs_ready_idx, and only consumers claim them
  * (external.c).
  */
 #define LIMITED_FUNCTIONS \
-" async.functions f WHERE (f.paused OR f.concurrency IS NOT NULL) AND f.handler IS NOT NULL"
+" async.functions f" \
+" WHERE (f.paused OR f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL)" \
+"   AND f.handler IS NOT NULL"
 
 /*
  * The CTE limits: each such function, and how many more of its jobs may
- * run (allowance, NULL without a limit), counting its reservations in
- * async.running.
+ * start at time 'at' (allowance, NULL without a limit): within its
+ * concurrency limit, counting its reservations in async.running (room),
+ * and within its rate limit, counting the starts of the window that ends
+ * at 'at' (async.rate_windows).  room_at: when a full rate limit has room
+ * again.
  */
-#define LIMITS_CTE \
+#define LIMITS_CTE(at) \
 " limits AS MATERIALIZED (" \
-"  SELECT f.name, f.paused, f.concurrency," \
-"         f.concurrency OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*)::pg_catalog.int4" \
-"            FROM async.running r WHERE r.function OPERATOR(pg_catalog.=) f.name) AS allowance" \
-"    FROM" LIMITED_FUNCTIONS ")"
+"  SELECT l.*, LEAST(l.room, l.rate_limit OPERATOR(pg_catalog.-) l.rate_used) AS allowance" \
+"    FROM (SELECT f.name, f.paused, f.concurrency, f.rate_limit," \
+"                 f.concurrency OPERATOR(pg_catalog.-)" \
+"                   (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM async.running r" \
+"                     WHERE r.function OPERATOR(pg_catalog.=) f.name) AS room," \
+"                 CASE WHEN f.rate_limit IS NOT NULL" \
+"                      THEN async._rate_used(f.name, f.rate_period, " at ") END AS rate_used," \
+"                 CASE WHEN f.rate_limit IS NOT NULL" \
+"                      THEN async._rate_room_at(f.name, " at ") END AS room_at" \
+"            FROM" LIMITED_FUNCTIONS ") l)"
 
 /* the jobs of paused or saturated functions, which the full claim leaves */
 #define NOT_HELD \
@@ -245,7 +257,7 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
  * which the next claim counts.  Every part goes by priority, then run_at.
  */
 static const char *claim_sql =
-"WITH" LIMITS_CTE ","
+"WITH" LIMITS_CTE("$8") ","
 READY_PARTS(NOT_HELD)
 LANE_PART("lane_urgent", "OPERATOR(pg_catalog.<) 0", "j.priority, j.run_at", LANE_ALLOWANCE)
 LANE_PART("lane_ready", "OPERATOR(pg_catalog.=) 0", "j.run_at",
@@ -300,14 +312,16 @@ CLAIM_UPDATE;
 
 /*
  * The functions at their concurrency limit, after a full claim: their
- * reservations, this claim's among them, leave no allowance.  Paused ones
+ * reservations, this claim's among them, leave no room.  Paused ones
  * and those held at 0 are left out: their enqueues wake nobody anyway.
+ * So are full rate limits: time, not a commit, gives them room again (a
+ * claim's next_run_at then wakes a worker for their jobs).
  */
 static const char *saturated_sql =
-"WITH" LIMITS_CTE
+"WITH" LIMITS_CTE("pg_catalog.clock_timestamp()")
 " SELECT l.name FROM limits l"
 "  WHERE NOT l.paused AND l.concurrency OPERATOR(pg_catalog.>) 0"
-"    AND l.allowance OPERATOR(pg_catalog.<=) 0"
+"    AND l.room OPERATOR(pg_catalog.<=) 0"
 "  LIMIT " CppAsString2(ASYNC_MAX_SATURATED);
 
 /* whether the full claim is needed: some function is paused or limited */
@@ -322,12 +336,13 @@ static const char *limits_sql =
 /*
  * When the next job is due, leaving out those of paused or saturated
  * functions: the first of jobs_ready_idx from the ready floor ($1), the
- * first of jobs_priority_idx from the priority floor ($2, $3), and the
+ * first of jobs_priority_idx from the priority floor ($2, $3), the
  * first of each limited function with room left in jobs_limited_idx, in
- * each range of priorities.
+ * each range of priorities, and when each full rate limit with jobs
+ * waiting has room again.
  */
 static const char *next_run_sql =
-"WITH" LIMITS_CTE
+"WITH" LIMITS_CTE("pg_catalog.clock_timestamp()")
 " SELECT LEAST("
 "  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
 "    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.=) 0"
@@ -346,7 +361,10 @@ static const char *next_run_sql =
 "     UNION ALL"
 "     SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
 "      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.>) 0) x"
-"    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0))";
+"    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
+"  (SELECT pg_catalog.min(l.room_at) FROM limits l"
+"    WHERE NOT l.paused AND l.room_at IS NOT NULL"
+"      AND EXISTS (SELECT FROM async.jobs j WHERE" LANE_JOB ")))";
 
 /*
  * The first job of jobs_priority_idx after ($1, $2), of a priority below
@@ -366,15 +384,15 @@ static const char *scheduled_sql =
 static void
 prepare_plans(void)
 {
-	Oid			claim_types[7] = {INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID,
-	INT2OID, TIMESTAMPTZOID, INT4OID};
+	Oid			claim_types[8] = {INT4OID, INT4OID, INT8OID, TIMESTAMPTZOID,
+	INT2OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID};
 	Oid			next_run_types[3] = {TIMESTAMPTZOID, INT2OID, TIMESTAMPTZOID};
 	Oid			scheduled_types[3] = {INT2OID, TIMESTAMPTZOID, INT4OID};
 
 	if (claim_plan != NULL)
 		return;
-	claim_plan = pg_async_prepare_plan(claim_sql, 7, claim_types);
-	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 7, claim_types);
+	claim_plan = pg_async_prepare_plan(claim_sql, 8, claim_types);
+	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 8, claim_types);
 	limits_plan = pg_async_prepare_plan(limits_sql, 0, NULL);
 	next_run_plan = pg_async_prepare_plan(next_run_sql, 3, next_run_types);
 	saturated_plan = pg_async_prepare_plan(saturated_sql, 0, NULL);
@@ -637,6 +655,8 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 		job->has_destination = !isnull && DatumGetBool(d);
 		d = SPI_getbinval(tup, desc, 16, &isnull);
 		job->reserved = !isnull && DatumGetBool(d);
+		d = SPI_getbinval(tup, desc, 27, &isnull);
+		job->rate_limited = !isnull && DatumGetBool(d);
 		d = SPI_getbinval(tup, desc, 13, &isnull);
 		if (!isnull && DatumGetBool(d))
 		{
@@ -663,6 +683,50 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 }
 
 /*
+ * note_rate_starts records in the rate windows the jobs of rate-limited
+ * functions that the claim at claim_start will run (not those that expired
+ * or looped), in its transaction, under the claim lock that made the
+ * claim count the window.  The recorded time is the jobs' started_at.
+ */
+static void
+note_rate_starts(AsyncJob *jobs, int n, TimestampTz claim_start)
+{
+	Datum	   *names = palloc(sizeof(Datum) * n);
+	Datum	   *counts = palloc(sizeof(Datum) * n);
+	int			nfunctions = 0;
+	int			i;
+	int			k;
+	Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
+	Datum		args[3];
+
+	for (i = 0; i < n; i++)
+	{
+		if (!jobs[i].rate_limited || jobs[i].expired || jobs[i].looped)
+			continue;
+		for (k = 0; k < nfunctions; k++)
+			if (strcmp(TextDatumGetCString(names[k]), jobs[i].function) == 0)
+				break;
+		if (k == nfunctions)
+		{
+			names[nfunctions] = CStringGetTextDatum(jobs[i].function);
+			counts[nfunctions++] = Int32GetDatum(0);
+		}
+		counts[k] = Int32GetDatum(DatumGetInt32(counts[k]) + 1);
+	}
+	if (nfunctions == 0)
+		return;
+
+	args[0] = PointerGetDatum(construct_array(names, nfunctions, TEXTOID, -1, false,
+											  TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(counts, nfunctions, INT4OID, sizeof(int32),
+											  true, TYPALIGN_INT));
+	args[2] = TimestampTzGetDatum(claim_start);
+	if (SPI_execute_with_args("SELECT async._rate_note($1, $2, $3)", 3, argtypes, args,
+							  NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: recording the starts of rate limits failed");
+}
+
+/*
  * pg_async_claim_jobs marks up to pg_async_batch_limit() ready jobs 'running'
  * and counts their attempt, in the caller's transaction, with SPI connected.
  * The jobs are copied into cxt.  With no job ready it reports when the next
@@ -671,7 +735,7 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 int
 pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 {
-	Datum		args[7];
+	Datum		args[8];
 	Datum		next_run_args[3];
 	int			rc;
 	int			n;
@@ -731,6 +795,7 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	args[4] = Int16GetDatum(prio_floor);
 	args[5] = TimestampTzGetDatum(prio_floor_run_at);
 	args[6] = Int32GetDatum(pg_async_max_depth);
+	args[7] = TimestampTzGetDatum(claim_start);
 	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "pg_async: claiming jobs failed: %s",
@@ -780,6 +845,8 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 			pg_async_priority_floor_note(prio_first, prio_first_run_at);
 
 		copy_claimed_jobs(cxt, jobs_out, n, claim_start);
+		if (limited)
+			note_rate_starts(*jobs_out, n, claim_start);
 	}
 
 	/*

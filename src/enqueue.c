@@ -105,6 +105,7 @@ registration_invalidate(Datum arg, Oid relid)
 
 /* the registration lookup, and the one for a schema older than 0.5 */
 static SPIPlanPtr lookup_plan = NULL;
+static SPIPlanPtr lookup_09_plan = NULL;
 static SPIPlanPtr lookup_08_plan = NULL;
 static SPIPlanPtr lookup_legacy_plan = NULL;
 
@@ -221,19 +222,21 @@ pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /*
  * prepare_lookup prepares, for the backend's lifetime, the look-up of a
- * registration whose handler's OID is the expression 'handler', and its
- * jobs' default priority the expression 'priority'.
+ * registration whose handler's OID is the expression 'handler', its
+ * jobs' default priority the expression 'priority', and whether it has a
+ * rate limit the expression 'rated'.
  */
 static SPIPlanPtr
-prepare_lookup(const char *handler, const char *priority)
+prepare_lookup(const char *handler, const char *priority, const char *rated)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	SPIPlanPtr	plan;
 
 	plan = SPI_prepare(psprintf("SELECT %s, f.paused, f.concurrency,"
-								"       f.handler IS NULL, f.run_as::pg_catalog.oid, %s"
+								"       f.handler IS NULL, f.run_as::pg_catalog.oid, %s, %s"
 								"  FROM async.functions f"
-								" WHERE f.name OPERATOR(pg_catalog.=) $1", handler, priority),
+								" WHERE f.name OPERATOR(pg_catalog.=) $1", handler, priority,
+								rated),
 					   1, argtypes);
 	if (plan == NULL || SPI_keepplan(plan) != 0)
 		elog(ERROR, "pg_async: preparing the registration lookup failed");
@@ -301,17 +304,27 @@ lookup_registration(const char *function)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
 	if (pg_async_handlers_bound(functions_relid) &&
-		get_attnum(functions_relid, "priority") != InvalidAttrNumber)
+		get_attnum(functions_relid, "rate_limit") != InvalidAttrNumber)
 	{
 		if (lookup_plan == NULL)
-			lookup_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority");
+			lookup_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority",
+										 "f.rate_limit IS NOT NULL");
 		plan = lookup_plan;
+	}
+	else if (pg_async_handlers_bound(functions_relid) &&
+			 get_attnum(functions_relid, "priority") != InvalidAttrNumber)
+	{
+		/* 0.9, until ALTER EXTENSION UPDATE: no rate limits */
+		if (lookup_09_plan == NULL)
+			lookup_09_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority", "false");
+		plan = lookup_09_plan;
 	}
 	else if (pg_async_handlers_bound(functions_relid))
 	{
 		/* 0.5 to 0.8, until ALTER EXTENSION UPDATE: no priorities */
 		if (lookup_08_plan == NULL)
-			lookup_08_plan = prepare_lookup("f.handler::pg_catalog.oid", "0::pg_catalog.int2");
+			lookup_08_plan = prepare_lookup("f.handler::pg_catalog.oid", "0::pg_catalog.int2",
+											"false");
 		plan = lookup_08_plan;
 	}
 	else
@@ -323,7 +336,7 @@ lookup_registration(const char *function)
 		if (lookup_legacy_plan == NULL)
 			lookup_legacy_plan =
 				prepare_lookup("pg_catalog.to_regprocedure(f.handler)::pg_catalog.oid",
-							   "0::pg_catalog.int2");
+							   "0::pg_catalog.int2", "false");
 		plan = lookup_legacy_plan;
 	}
 	args[0] = CStringGetTextDatum(function);
@@ -352,6 +365,10 @@ lookup_registration(const char *function)
 		run_as = isnull ? InvalidOid : DatumGetObjectId(d);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
 		priority = isnull ? 0 : DatumGetInt16(d);
+		/* a rate limit holds jobs as a concurrency limit does */
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull);
+		if (!isnull && DatumGetBool(d))
+			limited = true;
 	}
 	SPI_finish();
 

@@ -313,8 +313,11 @@ lookup_external(const char *function, const char *action)
 
 	args[0] = CStringGetTextDatum(function);
 	pg_async_owner_begin(&scope);
+	/* limited: its claims count under its lock (rate_limit: 0.10 and later) */
 	if (run_cached(&lookup_plan, "SELECT f.handler IS NULL, f.run_as::pg_catalog.oid,"
-							  "       f.concurrency IS NOT NULL, f.handler::pg_catalog.text"
+							  "       f.concurrency IS NOT NULL OR"
+							  "       (pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) 'rate_limit') IS NOT NULL,"
+							  "       f.handler::pg_catalog.text"
 							  "  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading async.functions failed");

@@ -77,6 +77,9 @@
 
 /* The deepest chain of events a function may allow (max_depth). */
 #define ASYNC_MAX_DEPTH			1000
+/* a rate limit's bounds: its window keeps at most that many starts */
+#define ASYNC_MAX_RATE_LIMIT	10000
+#define ASYNC_MIN_RATE_PERIOD_US	10000
 
 /* A worker never sleeps longer than this without looking at the queue. */
 #define ASYNC_MAX_SLEEP_MS		5000
@@ -293,6 +296,7 @@ typedef struct AsyncJob
 	bool		looped;			/* deeper than its max_depth when claimed: not run */
 	bool		has_destination;	/* its function has an on_success destination */
 	bool		reserved;		/* its claim reserved a place in async.running */
+	bool		rate_limited;	/* its function has a rate limit (claim.c) */
 	Datum		result;			/* what the handler returned, as jsonb, or 0 */
 
 	/* outcome */

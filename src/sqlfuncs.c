@@ -453,11 +453,12 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 	Oid			old_run_as;
 	Oid			old_registered_by;
 	bool		old_external;
-	Oid			argtypes[13] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
+	Oid			argtypes[15] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
 		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID,
-	INT2OID, INT4OID};
-	Datum		args[13];
-	char		nulls[14] = "             ";
+	INT2OID, INT4OID, INT4OID, INTERVALOID};
+	Datum		args[15];
+	char		nulls[16] = "               ";
+	Interval   *rate_period;
 	int16		priority;
 	bool		isnull;
 	int			i;
@@ -469,8 +470,8 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 					 errmsg("%s must not be null",
 							i == 0 ? "max_attempts" : i == 1 ? "retry_delays" : "timeout")));
 
-	/* the schema of 0.8 and older, until ALTER EXTENSION UPDATE */
-	if (PG_NARGS() <= first + 9 ||
+	/* the schema of 0.9 and older, until ALTER EXTENSION UPDATE */
+	if (PG_NARGS() <= first + 11 ||
 		!pg_async_handlers_bound(get_relname_relid("functions",
 												   get_namespace_oid("async", false))))
 		ereport(ERROR,
@@ -539,6 +540,26 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 				 errmsg("max_depth must be NULL (pg_async.max_depth) or between 1 and %d",
 						ASYNC_MAX_DEPTH),
 				 errdetail("It was %d.", PG_GETARG_INT32(first + 9))));
+	if (!PG_ARGISNULL(first + 10) &&
+		(PG_GETARG_INT32(first + 10) < 1 || PG_GETARG_INT32(first + 10) > ASYNC_MAX_RATE_LIMIT))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rate_limit must be NULL (no limit) or between 1 and %d",
+						ASYNC_MAX_RATE_LIMIT),
+				 errdetail("It was %d.", PG_GETARG_INT32(first + 10)),
+				 errhint("To hold a function's jobs, use async.pause() or concurrency => 0.")));
+	if (PG_ARGISNULL(first + 11))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("rate_period must not be null")));
+	rate_period = PG_GETARG_INTERVAL_P(first + 11);
+	if (rate_period->month < 0 || rate_period->day < 0 || rate_period->time < 0 ||
+		(rate_period->month == 0 && rate_period->day == 0 &&
+		 rate_period->time < ASYNC_MIN_RATE_PERIOD_US))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rate_period must be at least 10 milliseconds")));
+	pg_async_check_at_most(rate_period, "rate_period", "1 day");
 
 	run_as = PG_ARGISNULL(first + 3) ? default_run_as : PG_GETARG_OID(first + 3);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run_as)))
@@ -626,8 +647,12 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 	args[12] = PG_ARGISNULL(first + 9) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(first + 9));
 	if (PG_ARGISNULL(first + 9))
 		nulls[12] = 'n';
-	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-								 13, argtypes, args, nulls, &isnull);
+	args[13] = PG_ARGISNULL(first + 10) ? (Datum) 0 : Int32GetDatum(PG_GETARG_INT32(first + 10));
+	if (PG_ARGISNULL(first + 10))
+		nulls[13] = 'n';
+	args[14] = IntervalPGetDatum(rate_period);
+	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+								 15, argtypes, args, nulls, &isnull);
 
 	/* a lifted limit may have made held jobs ready: wake whoever runs them at commit */
 	if (OidIsValid(handler))
@@ -639,7 +664,7 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 /*
  * async.register(handler, name, max_attempts, retry_delays, timeout, run_as,
  *				  max_event_age, concurrency, on_success, on_failure, priority,
- *				  max_depth)
+ *				  max_depth, rate_limit, rate_period)
  *
  * Registers handler under name, or updates the registration.  A caller who
  * is not superuser must have the privileges of the handler's owner and of
@@ -681,7 +706,8 @@ pg_async_register(PG_FUNCTION_ARGS)
 /*
  * async.register_external(name, max_attempts, retry_delays, timeout,
  *						   run_as, max_event_age, concurrency, on_success,
- *						   on_failure, priority, max_depth)
+ *						   on_failure, priority, max_depth, rate_limit,
+ *						   rate_period)
  *
  * Registers a function whose jobs consumers outside the server claim
  * (external.c), or updates its registration.  run_as defaults to the

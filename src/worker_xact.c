@@ -145,8 +145,12 @@ pg_async_extension_ready(void)
 		}
 		bound_functions_relid = relids[1];
 	}
-	/* the claims order jobs by priority (0.9 and later) */
-	if (get_attnum(relids[0], "priority") == InvalidAttrNumber)
+	/*
+	 * the claims order jobs by priority (0.9 and later), and count rate
+	 * limits (0.10 and later)
+	 */
+	if (get_attnum(relids[0], "priority") == InvalidAttrNumber ||
+		get_attnum(relids[1], "rate_limit") == InvalidAttrNumber)
 	{
 		warn_older_extension(&warned_old);
 		return false;

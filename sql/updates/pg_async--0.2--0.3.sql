@@ -40,7 +40,7 @@ CREATE INDEX jobs_limited_idx ON async.jobs (function, run_at)
  * A function that gets a limit has its queued jobs marked; one that loses
  * it, or its registration, has them released into jobs_ready_idx.
  */
--- @function async._functions_limit_changed(
+-- @function@0.9 async._functions_limit_changed(
 REVOKE ALL ON FUNCTION async._functions_limit_changed() FROM PUBLIC;
 COMMENT ON FUNCTION async._functions_limit_changed() IS
 'internal: marks the queued jobs of a function that gets a concurrency limit limited, and releases them when it loses the limit or its registration';
@@ -53,7 +53,7 @@ CREATE TRIGGER functions_limit_changed
  * _is_limited tells whether jobs of 'function' wait for a concurrency
  * limit: how a job put back in the queue is marked.
  */
--- @function async._is_limited(
+-- @function@0.9 async._is_limited(
 REVOKE ALL ON FUNCTION async._is_limited(text) FROM PUBLIC;
 COMMENT ON FUNCTION async._is_limited(text) IS
 'internal: whether the jobs of a function wait for a concurrency limit (are marked limited when queued)';

@@ -117,7 +117,7 @@ $$;
  *   its pause or its registration may still have marked jobs, which run
  *   once a worker releases them.
  */
--- @function async.wait_idle(
+-- @function@0.9 async.wait_idle(
 COMMENT ON FUNCTION async.wait_idle(interval) IS
 'waits until no job that can run is ready or running (jobs of paused functions and of functions with concurrency 0 do not count); false when timeout passes first. Meant for tests and scripts; call it outside an explicit REPEATABLE READ transaction.';
 

@@ -76,19 +76,19 @@ DROP FUNCTION async.invoke_many(text, jsonb[]);
 COMMENT ON FUNCTION async.invoke_many(function text, payloads jsonb[], priority integer) IS 'enqueues one event per payload for a registered function, in one statement; returns their event_ids. priority (lower runs first) defaults to the function''s';
 
 DROP FUNCTION async.register(regprocedure, text, integer, interval[], interval, regrole, interval, integer, text, text);
--- @function async.register(
+-- @function@0.9 async.register(
 COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days, priority (of the jobs enqueued without one; lower runs first) -32768 to 32767, max_depth (the deepest chain of events it runs; NULL: pg_async.max_depth) 1 to 1000';
 
 DROP FUNCTION async.register_external(text, integer, interval[], interval, regrole, interval, integer, text, text);
--- @function async.register_external(
+-- @function@0.9 async.register_external(
 COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
 
 DROP FUNCTION async.configure(text, integer, interval[], interval, interval, integer, text, text);
--- @function async.configure(
+-- @function@0.9 async.configure(
 COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer) IS 'changes some settings of a registration and keeps the others; concurrency -1 removes the limit, max_depth -1 goes back to pg_async.max_depth, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
 
 DROP FUNCTION async._upsert_registration(text, regprocedure, regrole, integer, interval[], interval, regrole, interval, integer, text, text);
--- @function async._upsert_registration(
+-- @function@0.9 async._upsert_registration(
 COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer) IS 'internal: writes a registration for async.register()';
 REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer) FROM PUBLIC;
 
@@ -97,7 +97,7 @@ REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regproc
 -- @function@0.9 async._bury_jobs(
 -- @function@0.9 async._fail(
 -- @function async._redrive(
--- @function async._claim_external(
--- @function async._next_external_run(
+-- @function@0.9 async._claim_external(
+-- @function@0.9 async._next_external_run(
 -- @function async.health(
 -- @function async.metrics(

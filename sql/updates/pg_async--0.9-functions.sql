@@ -113,3 +113,293 @@ BEGIN
 	END IF;
 END;
 $$;
+
+CREATE FUNCTION async._functions_limit_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+	IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.concurrency IS NOT NULL THEN
+		/* an external function's jobs stay marked: only consumers claim them */
+		IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR
+		   (NEW.concurrency IS NULL AND NEW.handler IS NOT NULL) THEN
+			/* both statements walk an index: jobs_limited_idx, jobs_paused_idx */
+			UPDATE async.jobs j SET limited = false
+			 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
+			UPDATE async.jobs j SET limited = false
+			 WHERE j.paused AND j.limited
+			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
+		END IF;
+	ELSIF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND NEW.concurrency IS NOT NULL THEN
+		/* the same two indexes: jobs_ready_idx, jobs_paused_idx */
+		UPDATE async.jobs j SET limited = true
+		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
+		UPDATE async.jobs j SET limited = true
+		 WHERE j.paused AND NOT j.limited AND j.finished_at IS NULL
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
+	END IF;
+	RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION async._is_limited(p_function text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+	SELECT EXISTS (SELECT FROM async.functions f
+					WHERE f.name OPERATOR(pg_catalog.=) p_function
+					  AND (f.concurrency IS NOT NULL OR f.handler IS NULL));
+$$;
+
+CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer) RETURNS void
+    LANGUAGE sql
+    AS $$
+	INSERT INTO async.functions AS f
+		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
+		 max_event_age, concurrency, on_success, on_failure, priority, max_depth)
+	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
+			p_max_event_age, p_concurrency, p_on_success, p_on_failure, p_priority, p_max_depth)
+	ON CONFLICT (name) DO UPDATE SET
+		priority = excluded.priority,
+		max_depth = excluded.max_depth,
+		on_success = excluded.on_success,
+		on_failure = excluded.on_failure,
+		handler = excluded.handler,
+		run_as = excluded.run_as,
+		max_attempts = excluded.max_attempts,
+		retry_delays = excluded.retry_delays,
+		timeout = excluded.timeout,
+		max_event_age = excluded.max_event_age,
+		concurrency = excluded.concurrency,
+		registered_by = excluded.registered_by,
+		updated_at = pg_catalog.now();
+$$;
+
+CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer) RETURNS text
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_register';
+
+CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer) RETURNS text
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_register_external';
+
+CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, max_depth integer DEFAULT NULL::integer) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+	f async.functions;
+BEGIN
+	SELECT * INTO f FROM async.functions x WHERE x.name OPERATOR(pg_catalog.=) configure.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function "%" is not registered with pg_async', configure.name
+			USING ERRCODE = 'undefined_function',
+				  HINT = 'Register it with async.register().';
+	END IF;
+	IF configure.concurrency OPERATOR(pg_catalog.<) -1 THEN
+		RAISE EXCEPTION 'concurrency must be -1 (no limit), 0 (hold) or more'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	f.max_depth := CASE WHEN configure.max_depth IS NULL THEN f.max_depth
+						WHEN configure.max_depth OPERATOR(pg_catalog.=) -1 THEN NULL
+						ELSE configure.max_depth END;
+	f.max_attempts := COALESCE(configure.max_attempts, f.max_attempts);
+	f.retry_delays := COALESCE(configure.retry_delays, f.retry_delays);
+	f.timeout := COALESCE(configure.timeout, f.timeout);
+	f.max_event_age := COALESCE(configure.max_event_age, f.max_event_age);
+	f.concurrency := CASE WHEN configure.concurrency IS NULL THEN f.concurrency
+						  WHEN configure.concurrency OPERATOR(pg_catalog.=) -1 THEN NULL
+						  ELSE configure.concurrency END;
+	f.on_success := NULLIF(COALESCE(configure.on_success, f.on_success), '');
+	f.on_failure := NULLIF(COALESCE(configure.on_failure, f.on_failure), '');
+	/* an external function has no handler */
+	IF f.handler IS NULL THEN
+		RETURN async.register_external(f.name, f.max_attempts, f.retry_delays, f.timeout,
+			f.run_as, f.max_event_age, f.concurrency, f.on_success, f.on_failure,
+			COALESCE(configure.priority, f.priority), f.max_depth);
+	END IF;
+	RETURN async.register(f.handler::pg_catalog.regprocedure, f.name, f.max_attempts,
+		f.retry_delays, f.timeout, f.run_as, f.max_event_age, f.concurrency,
+		f.on_success, f.on_failure, COALESCE(configure.priority, f.priority), f.max_depth);
+END;
+$$;
+
+CREATE FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint) RETURNS SETOF record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_f async.functions;
+	v_n integer;
+	/* not now(): a consumer's transaction may have begun before the jobs came */
+	v_now timestamp with time zone := pg_catalog.clock_timestamp();
+	v_deadline timestamp with time zone;
+BEGIN
+	SELECT * INTO v_f FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_function;
+	IF NOT FOUND OR v_f.handler IS NOT NULL OR v_f.paused THEN
+		RETURN;
+	END IF;
+	v_n := p_max;
+	v_deadline := v_now OPERATOR(pg_catalog.+) v_f.timeout;
+	IF v_f.concurrency IS NOT NULL THEN
+		/* the caller holds the function's claim lock: the count is current */
+		v_n := LEAST(v_n, v_f.concurrency OPERATOR(pg_catalog.-)
+			(SELECT pg_catalog.count(*)::integer FROM async.running x
+			  WHERE x.function OPERATOR(pg_catalog.=) p_function));
+		IF v_n OPERATOR(pg_catalog.<=) 0 THEN
+			RETURN;
+		END IF;
+	END IF;
+	/*
+	 * The queued jobs of an external function wait in jobs_limited_idx,
+	 * by function and priority, and keep that mark while they run: the
+	 * workers' claims and their recovery never see them.  As the workers'
+	 * claims, three walks by priority each take what the ones before
+	 * left, so that the jobs of priority 0 have no other in their way.
+	 */
+	FOR job_id, event_id, payload, attempt, deadline, lease, expired, wait_us IN
+	WITH urgent AS (
+		SELECT j.id FROM async.jobs j
+		 WHERE j.function OPERATOR(pg_catalog.=) p_function
+		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.priority OPERATOR(pg_catalog.<) 0
+		 ORDER BY j.priority, j.run_at LIMIT v_n
+		   FOR UPDATE SKIP LOCKED),
+	ready AS (
+		SELECT j.id FROM async.jobs j
+		 WHERE j.function OPERATOR(pg_catalog.=) p_function
+		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.priority OPERATOR(pg_catalog.=) 0
+		 ORDER BY j.run_at
+		 LIMIT v_n OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)
+		   FOR UPDATE SKIP LOCKED),
+	later AS (
+		SELECT j.id FROM async.jobs j
+		 WHERE j.function OPERATOR(pg_catalog.=) p_function
+		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
+		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.priority OPERATOR(pg_catalog.>) 0
+		 ORDER BY j.priority, j.run_at
+		 LIMIT v_n OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)
+				   OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM ready)
+		   FOR UPDATE SKIP LOCKED),
+	picked AS (
+		SELECT u.id FROM urgent u UNION ALL SELECT r.id FROM ready r
+		UNION ALL SELECT l.id FROM later l),
+	claimed AS (
+		UPDATE async.jobs j
+		   SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1,
+			   started_at = v_now, worker_pid = p_pid, suspect = false
+		  FROM picked p
+		 WHERE j.id OPERATOR(pg_catalog.=) p.id
+		RETURNING j.id, j.event_id, j.payload, j.attempts, j.run_at, j.priority,
+			   v_now OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at, CASE WHEN j.errors IS NULL THEN j.run_at
+				   ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)
+				 OPERATOR(pg_catalog.>) v_f.max_event_age AS too_old,
+			   pg_catalog.gen_random_uuid() AS lease),
+	leased AS (
+		INSERT INTO async.running (job_id, function, lease, deadline)
+		SELECT c.id, p_function, c.lease, v_deadline
+		  FROM claimed c WHERE NOT c.too_old)
+	SELECT c.id, c.event_id, c.payload, c.attempts,
+		   CASE WHEN NOT c.too_old THEN v_deadline END,
+		   CASE WHEN NOT c.too_old THEN c.lease END,
+		   CASE WHEN c.too_old THEN
+				pg_catalog.format('event is older than max_event_age (%s)', v_f.max_event_age) END,
+		   (EXTRACT(epoch FROM v_now OPERATOR(pg_catalog.-) c.run_at)
+			OPERATOR(pg_catalog.*) 1000000)::bigint
+	  FROM claimed c
+	 ORDER BY c.priority, c.run_at, c.id
+	LOOP
+		/* an event that expired before it ran is dead at once, unrun */
+		IF expired IS NOT NULL THEN
+			IF pg_catalog.current_setting('pg_async.attempts_retention') OPERATOR(pg_catalog.<>) '0' THEN
+				INSERT INTO async.attempt_log
+					(job_id, event_id, function, attempt, worker_pid, started_at, duration,
+					 outcome, error, sqlstate, enqueued_by)
+				SELECT j.id, j.event_id, j.function, j.attempts OPERATOR(pg_catalog.-) 1, p_pid,
+					   v_now, NULL, 'expired', expired, NULL, j.enqueued_by
+				  FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) job_id;
+			END IF;
+			PERFORM async._fail(job_id, expired, NULL, v_now, 'expired');
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+END;
+$$;
+
+CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+	/* by range of priorities, each an index range of jobs_limited_idx */
+	SELECT LEAST(
+		(SELECT j.run_at FROM async.jobs j
+		  WHERE j.function OPERATOR(pg_catalog.=) p_function
+			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+			AND j.state OPERATOR(pg_catalog.=) 'queued'
+			AND j.priority OPERATOR(pg_catalog.=) 0
+		  ORDER BY j.run_at LIMIT 1),
+		(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
+		  WHERE j.function OPERATOR(pg_catalog.=) p_function
+			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+			AND j.state OPERATOR(pg_catalog.=) 'queued'
+			AND j.priority OPERATOR(pg_catalog.<) 0),
+		(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
+		  WHERE j.function OPERATOR(pg_catalog.=) p_function
+			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+			AND j.state OPERATOR(pg_catalog.=) 'queued'
+			AND j.priority OPERATOR(pg_catalog.>) 0));
+$$;
+
+CREATE FUNCTION async.wait_idle(timeout interval DEFAULT '00:00:30'::interval) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+	v_deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
+BEGIN
+	LOOP
+		IF NOT EXISTS (
+			WITH look AS MATERIALIZED (
+				SELECT pg_catalog.clock_timestamp() AS now,
+					   ARRAY(SELECT f.name FROM async.functions f
+							  WHERE f.paused OR f.concurrency OPERATOR(pg_catalog.=) 0) AS held)
+			(SELECT FROM async.jobs j
+			  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
+				AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
+				AND (j.state OPERATOR(pg_catalog.=) 'running'
+					 OR j.function OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[]))
+			  LIMIT 1)
+			UNION ALL
+			SELECT FROM async._limited_job_functions() n(name) CROSS JOIN LATERAL (
+				SELECT FROM async.jobs j
+				 WHERE j.function OPERATOR(pg_catalog.=) n.name
+				   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
+				   /* a held function's jobs are not even looked at */
+				   AND n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[])
+				 LIMIT 1) x
+			UNION ALL
+			SELECT FROM async._paused_job_functions() n(name) CROSS JOIN LATERAL (
+				SELECT FROM async.jobs j
+				 WHERE j.function OPERATOR(pg_catalog.=) n.name
+				   AND j.paused AND j.finished_at IS NULL
+				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
+				   /* a held function's jobs are not even looked at */
+				   AND n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[])
+				 LIMIT 1) x) THEN
+			RETURN true;
+		END IF;
+		IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) v_deadline THEN
+			RETURN false;
+		END IF;
+		PERFORM pg_catalog.pg_sleep(0.01);
+	END LOOP;
+END;
+$$;
