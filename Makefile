@@ -10,17 +10,21 @@ OBJS = \
 	src/worker_xact.o \
 	src/batching.o \
 	src/claim.o \
+	src/claim_sql.o \
 	src/ready_floor.o \
 	src/executor.o \
 	src/finish.o \
 	src/recovery.o \
 	src/maintenance.o \
 	src/enqueue.o \
+	src/registration.o \
 	src/sqlfuncs.o \
+	src/register.o \
 	src/stats.o \
 	src/inflight.o \
 	src/jobfuncs.o \
-	src/external.o
+	src/external.o \
+	src/external_wait.o
 
 # The scripts CREATE EXTENSION and ALTER EXTENSION ... UPDATE run, made into
 # build/: the install script of the current version is sql/pg_async.sql;
@@ -78,7 +82,7 @@ $(addprefix build/,$(SQL_UPDATES)): build/%: sql/updates/% sql/pg_async.sql sql/
 	mv $@.tmp $@
 
 # every object depends on the shared headers
-$(OBJS): src/pg_async.h src/compat.h src/worker_internal.h
+$(OBJS): src/pg_async.h src/compat.h src/worker_internal.h src/shmem.h src/stats.h src/job.h
 
 # pg_async_top (bin/pg_async_top.c and the files bin/pg_async_top.h lists),
 # the live monitor: a libpq client, not part of the module (it is not in

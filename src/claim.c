@@ -14,6 +14,7 @@
  *	  of the claim itself.  The jobs of limited functions reserve a place
  *	  in async.running; the claim also tells shared memory which limits it
  *	  found reached, so that enqueues of their jobs wake nobody (shmem.c).
+ *	  The statements themselves are in claim_sql.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,7 +29,6 @@
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
 
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr claim_fast_plan = NULL;
@@ -38,13 +38,11 @@ static SPIPlanPtr saturated_plan = NULL;
 static SPIPlanPtr scheduled_plan = NULL;
 
 /*
- * Whether some function is paused or has a concurrency limit, as last read
- * from async.functions (limits_relid); limits_known turns false when
- * async.functions changes (every write to it sends a relcache
- * invalidation).
+ * Whether some function is paused or has a concurrency or rate limit, as
+ * last read from async.functions, and the generation of that table it was
+ * read in (pg_async_functions_generation; 0: read it again).
  */
-static Oid	limits_relid = InvalidOid;
-static bool limits_known = false;
+static uint64 limits_generation = 0;
 static bool limits_exist = true;
 
 /*
@@ -61,325 +59,6 @@ static int	nsaturated = -1;		/* -1: this transaction made no list */
 static uint64 saturated_epoch;
 static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 
-/*
- * The end of both claims: mark the picked jobs 'running', count the attempt,
- * and return what the worker needs to run them, and, for the ready floor,
- * the first run_at the walk of jobs_ready_idx found, whether it locked
- * jobs it did not take (picked.ready: the job came from that walk, not
- * from another part of the claim), and whether the walk was made at all
- * (not when jobs of a lower priority filled the batch); for the priority
- * floor, the same of the walks of jobs_priority_idx (picked.prio), the
- * first job as its priority and run_at, and whether the walk above 0 was
- * made.
- */
-/* the jobs the walks of jobs_priority_idx found */
-#define PRIORITY_FOUND \
-"(SELECT u.priority, u.run_at FROM urgent u UNION ALL SELECT l.priority, l.run_at FROM later l)"
-
-#define CLAIM_UPDATE \
-" UPDATE async.jobs j" \
-"    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1," \
-"        started_at = $8, worker_pid = $2, suspect = false, limited = false" \
-"   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function" \
-"  WHERE j.id OPERATOR(pg_catalog.=) p.id" \
-" RETURNING j.id, j.event_id, j.function, j.payload, j.attempts," \
-"           f.handler::pg_catalog.oid, f.run_as::pg_catalog.oid, f.max_attempts," \
-"           (EXTRACT(epoch FROM f.timeout) OPERATOR(pg_catalog.*) 1000)::pg_catalog.float8," \
-"           j.run_at, j.enqueued_at, j.enqueued_by::pg_catalog.oid," \
-"           pg_catalog.now() OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at," \
-"               CASE WHEN j.errors IS NULL THEN j.run_at" \
-"                    ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)" \
-"             OPERATOR(pg_catalog.>) f.max_event_age," \
-"           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL," \
-"           f.concurrency IS NOT NULL," \
-"           (SELECT pg_catalog.min(c.run_at) FROM candidates c)," \
-"           (SELECT pg_catalog.count(*) FROM candidates c) OPERATOR(pg_catalog.>)" \
-"             (SELECT pg_catalog.count(*) FROM picked p WHERE p.ready)," \
-"           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.<) $1," \
-"           j.priority," \
-"           (SELECT x.priority FROM " PRIORITY_FOUND " x" \
-"             ORDER BY x.priority, x.run_at LIMIT 1)," \
-"           (SELECT x.run_at FROM " PRIORITY_FOUND " x" \
-"             ORDER BY x.priority, x.run_at LIMIT 1)," \
-"           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.+)" \
-"             (SELECT pg_catalog.count(*) FROM candidates c) OPERATOR(pg_catalog.<) $1," \
-"           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.+)" \
-"             (SELECT pg_catalog.count(*) FROM later l) OPERATOR(pg_catalog.>)" \
-"             (SELECT pg_catalog.count(*) FROM picked p WHERE p.prio)," \
-"           j.depth, COALESCE(f.max_depth, $7), f.rate_limit IS NOT NULL"
-
-/* what each part of a claim reads of a job */
-#define PART_COLUMNS \
-" j.id, j.function, j.suspect, j.run_at, j.priority," \
-" pg_catalog.pg_column_size(j.payload) AS bytes"
-
-/* a job that is due and waits, outside the lanes of limited functions */
-#define READY_JOB \
-" j.finished_at IS NULL AND NOT j.paused AND NOT j.limited" \
-" AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()" \
-" AND j.state OPERATOR(pg_catalog.=) 'queued'"
-
-/*
- * The walk of the ready jobs by priority, as three CTEs that each take what
- * the ones before left of the batch ($1): urgent, the jobs of a priority
- * below 0 (jobs_priority_idx, from the priority floor ($5, $6)); candidates,
- * those of priority 0 (jobs_ready_idx, from the ready floor $4), the common
- * case; later, those above 0 (jobs_priority_idx, from the priority floor).
- * Each walk stops at the batch, so that jobs of priority 0 never have a
- * walk of an index with other priorities in their way.  cond leaves out
- * the jobs of paused and saturated functions.
- */
-#define READY_PARTS(cond) \
-" urgent AS (" \
-"  SELECT" PART_COLUMNS " FROM async.jobs j" \
-"   WHERE" READY_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0" \
-"     AND j.priority OPERATOR(pg_catalog.<) 0" \
-"     AND (j.priority, j.run_at) OPERATOR(pg_catalog.>=) ($5, $6) AND " cond \
-"   ORDER BY j.priority, j.run_at LIMIT $1" \
-"     FOR UPDATE SKIP LOCKED)," \
-" candidates AS (" \
-"  SELECT" PART_COLUMNS " FROM async.jobs j" \
-"   WHERE" READY_JOB " AND j.priority OPERATOR(pg_catalog.=) 0" \
-"     AND j.run_at OPERATOR(pg_catalog.>=) $4 AND " cond \
-"   ORDER BY j.run_at" \
-"   LIMIT $1 OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)" \
-"     FOR UPDATE SKIP LOCKED)," \
-" later AS (" \
-"  SELECT" PART_COLUMNS " FROM async.jobs j" \
-"   WHERE" READY_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0" \
-"     AND j.priority OPERATOR(pg_catalog.>) 0" \
-"     AND (j.priority, j.run_at) OPERATOR(pg_catalog.>=) ($5, $6) AND " cond \
-"   ORDER BY j.priority, j.run_at" \
-"   LIMIT $1 OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)" \
-"            OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM candidates)" \
-"     FOR UPDATE SKIP LOCKED),"
-
-/*
- * the parts of READY_PARTS, with whether each came from jobs_ready_idx
- * (ready) or from jobs_priority_idx (prio)
- */
-#define READY_UNION \
-" SELECT *, false AS ready, true AS prio FROM urgent" \
-" UNION ALL SELECT *, true, false FROM candidates" \
-" UNION ALL SELECT *, false, true FROM later"
-
-/*
- * The jobs of a claim's CTE src that fit in $3 bytes of payload, as stored,
- * counting the payloads before each in the order of the claim (priority,
- * run_at, id); the first job always fits.  A batch's payloads stay in the
- * worker's memory until it ends, so pg_async.batch_max_bytes bounds them
- * whatever pg_async.batch_size is.  The other jobs stay locked, not
- * claimed, until the claim commits.
- */
-#define CLAIM_WITHIN_BYTES(src) \
-" within_bytes AS (" \
-"  SELECT w.* FROM (SELECT s.*, pg_catalog.sum(s.bytes) OVER (ORDER BY s.priority, s.run_at, s.id" \
-"                                                     ROWS UNBOUNDED PRECEDING)" \
-"                              OPERATOR(pg_catalog.-) s.bytes AS before" \
-"                     FROM " src " s) w" \
-"   WHERE w.before OPERATOR(pg_catalog.<) $3),"
-
-/*
- * The functions that are paused or have a concurrency or rate limit: whether
- * there is any decides between the two claims.  External functions are left out:
- * their jobs are never in jobs_ready_idx, and only consumers claim them
- * (external.c).
- */
-#define LIMITED_FUNCTIONS \
-" async.functions f" \
-" WHERE (f.paused OR f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL)" \
-"   AND f.handler IS NOT NULL"
-
-/*
- * The CTE limits: each such function, and how many more of its jobs may
- * start at time 'at' (allowance, NULL without a limit): within its
- * concurrency limit, counting its reservations in async.running (room),
- * and within its rate limit, counting the starts of the window that ends
- * at 'at' (async.rate_windows).  room_at: when a full rate limit has room
- * again.
- */
-#define LIMITS_CTE(at) \
-" limits AS MATERIALIZED (" \
-"  SELECT l.*, LEAST(l.room, l.rate_limit OPERATOR(pg_catalog.-) l.rate_used) AS allowance" \
-"    FROM (SELECT f.name, f.paused, f.concurrency, f.rate_limit," \
-"                 f.concurrency OPERATOR(pg_catalog.-)" \
-"                   (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM async.running r" \
-"                     WHERE r.function OPERATOR(pg_catalog.=) f.name) AS room," \
-"                 CASE WHEN f.rate_limit IS NOT NULL" \
-"                      THEN async._rate_used(f.name, f.rate_period, " at ") END AS rate_used," \
-"                 CASE WHEN f.rate_limit IS NOT NULL" \
-"                      THEN async._rate_room_at(f.name, " at ") END AS room_at" \
-"            FROM" LIMITED_FUNCTIONS ") l)"
-
-/* the jobs of paused or saturated functions, which the full claim leaves */
-#define NOT_HELD \
-"j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l" \
-"   WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))"
-
-/* a queued job in the lane of limited function l, in jobs_limited_idx */
-#define LANE_JOB \
-" j.function OPERATOR(pg_catalog.=) l.name" \
-" AND j.limited AND NOT j.paused AND j.finished_at IS NULL" \
-" AND j.state OPERATOR(pg_catalog.=) 'queued'"
-
-/*
- * A part of the lanes: for each limited function with room left, its ready
- * jobs whose priority passes test, in the given order, up to limit, in
- * the function's range of jobs_limited_idx.  As in READY_PARTS, three
- * parts by priority each take what the ones before left.
- */
-#define LANE_PART(name, test, order, limit) \
-" " name " AS (" \
-"  SELECT c.* FROM limits l CROSS JOIN LATERAL (" \
-"    SELECT" PART_COLUMNS " FROM async.jobs j" \
-"     WHERE" LANE_JOB " AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()" \
-"       AND j.priority " test \
-"     ORDER BY " order " LIMIT " limit \
-"       FOR UPDATE SKIP LOCKED) c" \
-"   WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
-
-#define LANE_ALLOWANCE "LEAST(l.allowance, $1)"
-#define LANE_TAKEN(part) \
-" OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM " part " t" \
-"   WHERE t.function OPERATOR(pg_catalog.=) l.name)"
-
-/*
- * The claim.  Functions that are paused, or whose concurrency limit is
- * reached, are left out of the scan itself, so that their jobs wait without
- * spending attempts and without blocking other functions' jobs behind them.
- * The queued jobs of limited functions are not in jobs_ready_idx at all
- * (they are marked limited): each limited function with room left gets at
- * most its remaining allowance from its own range of jobs_limited_idx, so
- * that a large backlog held by a limit is not walked by every claim.  A
- * job of a limited function may still be found in jobs_ready_idx (enqueued
- * by a session that had not yet seen the limit): the allowance counts it
- * too.  Claimed jobs of limited functions are recorded in async.running,
- * which the next claim counts.  Every part goes by priority, then run_at.
- */
-static const char *claim_sql =
-"WITH" LIMITS_CTE("$8") ","
-READY_PARTS(NOT_HELD)
-LANE_PART("lane_urgent", "OPERATOR(pg_catalog.<) 0", "j.priority, j.run_at", LANE_ALLOWANCE)
-LANE_PART("lane_ready", "OPERATOR(pg_catalog.=) 0", "j.run_at",
-		  LANE_ALLOWANCE LANE_TAKEN("lane_urgent"))
-LANE_PART("lane_later", "OPERATOR(pg_catalog.>) 0", "j.priority, j.run_at",
-		  LANE_ALLOWANCE LANE_TAKEN("lane_urgent") LANE_TAKEN("lane_ready"))
-" allowed AS ("
-"  SELECT c.id, c.function, c.suspect, c.run_at, c.priority, c.bytes, c.ready, c.prio,"
-"         l.concurrency FROM ("
-"         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function"
-"                                                    ORDER BY c.priority, c.run_at, c.id) AS nth"
-"           FROM (" READY_UNION
-"                 UNION ALL SELECT *, false, false FROM lane_urgent"
-"                 UNION ALL SELECT *, false, false FROM lane_ready"
-"                 UNION ALL SELECT *, false, false FROM lane_later) c) c"
-"    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
-"   WHERE l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance"
-"   ORDER BY c.priority, c.run_at, c.id LIMIT $1),"
-CLAIM_WITHIN_BYTES("allowed")
-" picked AS ("
-"  SELECT a.id, a.function, a.concurrency, a.ready, a.prio FROM within_bytes a"
-"   WHERE NOT EXISTS (SELECT FROM allowed s WHERE s.suspect)"
-"  UNION ALL"
-"  (SELECT s.id, s.function, s.concurrency, s.ready, s.prio FROM allowed s WHERE s.suspect LIMIT 1)),"
-" reserved AS ("
-"  INSERT INTO async.running (job_id, function)"
-"  SELECT p.id, p.function FROM picked p WHERE p.concurrency IS NOT NULL)"
-CLAIM_UPDATE;
-
-/*
- * The claim while no function is paused or limited (the common case): the
- * same, without counting async.running.  Whether some function is limited
- * is cached (any_limits), and the cache can be stale: the invalidation that
- * clears it is processed at the next lock this worker takes, which may come
- * after the claim's snapshot already sees the change, for instance when the
- * claim runs in the transaction of a batch that began before it.  So the
- * claim checks, in its own snapshot, that no function is paused or limited
- * (an InitPlan, run once), and claims nothing otherwise; an empty fast claim
- * then makes the next claim read the limits again.
- */
-static const char *claim_fast_sql =
-"WITH"
-READY_PARTS("NOT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")")
-" ready AS (" READY_UNION "),"
-CLAIM_WITHIN_BYTES("ready")
-" picked AS ("
-"  SELECT c.id, c.function, c.ready, c.prio FROM within_bytes c"
-"   WHERE NOT EXISTS (SELECT FROM ready s WHERE s.suspect)"
-"  UNION ALL"
-"  (SELECT s.id, s.function, s.ready, s.prio FROM ready s WHERE s.suspect LIMIT 1))"
-CLAIM_UPDATE;
-
-/*
- * The functions at their concurrency limit, after a full claim: their
- * reservations, this claim's among them, leave no room.  Paused ones
- * and those held at 0 are left out: their enqueues wake nobody anyway.
- * So are full rate limits: time, not a commit, gives them room again (a
- * claim's next_run_at then wakes a worker for their jobs).
- */
-static const char *saturated_sql =
-"WITH" LIMITS_CTE("pg_catalog.clock_timestamp()")
-" SELECT l.name FROM limits l"
-"  WHERE NOT l.paused AND l.concurrency OPERATOR(pg_catalog.>) 0"
-"    AND l.room OPERATOR(pg_catalog.<=) 0"
-"  LIMIT " CppAsString2(ASYNC_MAX_SATURATED);
-
-/* whether the full claim is needed: some function is paused or limited */
-static const char *limits_sql =
-"SELECT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")";
-
-/* a queued job outside the lanes, not held by a pause or a limit */
-#define WAITING_JOB \
-" j.finished_at IS NULL AND NOT j.paused AND NOT j.limited" \
-" AND j.state OPERATOR(pg_catalog.=) 'queued' AND " NOT_HELD
-
-/*
- * When the next job is due, leaving out those of paused or saturated
- * functions: the first of jobs_ready_idx from the ready floor ($1), the
- * first of jobs_priority_idx from the priority floor ($2, $3), the
- * first of each limited function with room left in jobs_limited_idx, in
- * each range of priorities, and when each full rate limit with jobs
- * waiting has room again.
- */
-static const char *next_run_sql =
-"WITH" LIMITS_CTE("pg_catalog.clock_timestamp()")
-" SELECT LEAST("
-"  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-"    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.=) 0"
-"      AND j.run_at OPERATOR(pg_catalog.>=) $1),"
-"  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-"    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0"
-"      AND (j.priority, j.run_at) OPERATOR(pg_catalog.>=) ($2, $3)),"
-"  (SELECT pg_catalog.min(x.run_at) FROM limits l CROSS JOIN LATERAL ("
-"     SELECT j.run_at FROM async.jobs j"
-"      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.=) 0"
-"      ORDER BY j.run_at LIMIT 1) x"
-"    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
-"  (SELECT pg_catalog.min(x.run_at) FROM limits l CROSS JOIN LATERAL ("
-"     SELECT pg_catalog.min(j.run_at) AS run_at FROM async.jobs j"
-"      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.<) 0"
-"     UNION ALL"
-"     SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-"      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.>) 0) x"
-"    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
-"  (SELECT pg_catalog.min(l.room_at) FROM limits l"
-"    WHERE NOT l.paused AND l.room_at IS NOT NULL"
-"      AND EXISTS (SELECT FROM async.jobs j WHERE" LANE_JOB ")))";
-
-/*
- * The first job of jobs_priority_idx after ($1, $2), of a priority below
- * $3, that is scheduled after $2: the priority floor may rise past no such
- * job (see raise_priority_floor).  Jobs a claim could not see may be found
- * (the statement takes a new snapshot), which only holds the floor lower.
- */
-static const char *scheduled_sql =
-"SELECT j.priority, j.run_at FROM async.jobs j"
-" WHERE j.priority OPERATOR(pg_catalog.<>) 0 AND j.finished_at IS NULL"
-"   AND NOT j.paused AND NOT j.limited AND j.state OPERATOR(pg_catalog.=) 'queued'"
-"   AND (j.priority, j.run_at) OPERATOR(pg_catalog.>) ($1, $2)"
-"   AND j.priority OPERATOR(pg_catalog.<) $3 AND j.run_at OPERATOR(pg_catalog.>) $2"
-" ORDER BY j.priority, j.run_at LIMIT 1";
-
 /* prepare_plans prepares the claim's statements, once. */
 static void
 prepare_plans(void)
@@ -391,12 +70,12 @@ prepare_plans(void)
 
 	if (claim_plan != NULL)
 		return;
-	claim_plan = pg_async_prepare_plan(claim_sql, 8, claim_types);
-	claim_fast_plan = pg_async_prepare_plan(claim_fast_sql, 8, claim_types);
-	limits_plan = pg_async_prepare_plan(limits_sql, 0, NULL);
-	next_run_plan = pg_async_prepare_plan(next_run_sql, 3, next_run_types);
-	saturated_plan = pg_async_prepare_plan(saturated_sql, 0, NULL);
-	scheduled_plan = pg_async_prepare_plan(scheduled_sql, 3, scheduled_types);
+	claim_plan = pg_async_prepare_plan(pg_async_claim_sql, 8, claim_types);
+	claim_fast_plan = pg_async_prepare_plan(pg_async_claim_fast_sql, 8, claim_types);
+	limits_plan = pg_async_prepare_plan(pg_async_limits_sql, 0, NULL);
+	next_run_plan = pg_async_prepare_plan(pg_async_next_run_sql, 3, next_run_types);
+	saturated_plan = pg_async_prepare_plan(pg_async_saturated_sql, 0, NULL);
+	scheduled_plan = pg_async_prepare_plan(pg_async_scheduled_sql, 3, scheduled_types);
 }
 
 /*
@@ -410,7 +89,7 @@ prepare_plans(void)
  * pass a scheduled job either: between the walk's start and the first job
  * found, within the first priority walked, every job has a run_at below
  * that job's, and is due; past that priority, the first scheduled job is
- * looked up (scheduled_sql), and the floor goes no higher than its
+ * looked up (pg_async_scheduled_sql), and the floor goes no higher than its
  * priority at claim_now.
  */
 static void
@@ -466,14 +145,6 @@ raise_priority_floor(int16 floor_priority, TimestampTz floor_run_at, bool found,
 	pg_async_priority_floor_claim_end(MyAsyncSlot, target);
 }
 
-/* functions_changed forgets limits_exist when async.functions changes. */
-static void
-functions_changed(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == limits_relid)
-		limits_known = false;
-}
-
 /*
  * read_limits tells whether some function is paused or has a concurrency
  * limit: in the transaction's snapshot when read_only, else in a new one
@@ -502,15 +173,11 @@ read_limits(bool read_only)
 static bool
 any_limits(void)
 {
-	/* a new async.functions (the extension was created again) */
-	if (AsyncFunctionsRelId != limits_relid)
-	{
-		limits_relid = AsyncFunctionsRelId;
-		limits_known = false;
-	}
-	if (limits_known)
+	uint64		generation = pg_async_functions_generation(AsyncFunctionsRelId);
+
+	if (limits_generation == generation)
 		return limits_exist;
-	limits_known = true;
+	limits_generation = generation;
 	limits_exist = read_limits(true);
 	return limits_exist;
 }
@@ -803,9 +470,9 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 
 	n = (int) SPI_processed;
 
-	/* perhaps a limit the cache has not heard of yet (see claim_fast_sql) */
+	/* perhaps a limit the cache has not heard of yet (see pg_async_claim_fast_sql) */
 	if (n == 0 && !limited)
-		limits_known = false;
+		limits_generation = 0;
 
 	if (n > 0)
 	{
@@ -966,13 +633,11 @@ pg_async_commit_batch(void)
 
 /*
  * pg_async_claim_init sets up, once per worker, what keeps the claim's
- * plans right: the cache of whether limits exist, and the planner's floor
- * for the size of async.jobs.
+ * plans right: the planner's floor for the size of async.jobs.
  */
 void
 pg_async_claim_init(void)
 {
-	CacheRegisterRelcacheCallback(functions_changed, (Datum) 0);
 	prev_get_relation_info_hook = get_relation_info_hook;
 	get_relation_info_hook = jobs_rows_floor;
 }

@@ -9,6 +9,8 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_async.h"
+#include "shmem.h"
+#include "stats.h"
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
@@ -66,48 +68,6 @@ bool		pg_async_in_worker = false;
  * changes, is one deeper.
  */
 int32		pg_async_current_depth = -1;
-
-/*
- * Registrations this backend looked up, by function name: the handler's
- * OID.  Any write to async.functions sends a relcache invalidation of that
- * table (its statement trigger), which empties the cache; so does DROP
- * EXTENSION.  A handler dropped since is noticed by its missing OID.
- */
-typedef struct RegistrationEntry
-{
-	char		name[ASYNC_NAME_SIZE];	/* hash key */
-	Oid			handler;		/* InvalidOid for an external function */
-	bool		external;		/* consumers run its jobs (async.claim) */
-	Oid			run_as;			/* whose privileges enqueueing for it needs */
-	bool		paused;			/* its new jobs are marked paused (async.pause) */
-	bool		limited;		/* and limited (it has a concurrency limit) */
-	bool		held;			/* the limit is 0: its jobs wake no worker */
-	int16		priority;		/* of its jobs enqueued without one */
-} RegistrationEntry;
-
-static HTAB *registrations = NULL;
-static bool registrations_stale = false;
-static bool registration_callback_set = false;
-static Oid	functions_relid = InvalidOid;
-
-/*
- * registration_invalidate marks the cache stale when async.functions
- * changes.  It only sets a flag: invalidations are processed in the middle
- * of catalog and SPI calls, while lookup_registration may hold an entry, so
- * the cache is emptied at the start of the next look-up instead.
- */
-static void
-registration_invalidate(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == functions_relid)
-		registrations_stale = true;
-}
-
-/* the registration lookup, and the one for a schema older than 0.5 */
-static SPIPlanPtr lookup_plan = NULL;
-static SPIPlanPtr lookup_09_plan = NULL;
-static SPIPlanPtr lookup_08_plan = NULL;
-static SPIPlanPtr lookup_legacy_plan = NULL;
 
 /* pg_async_note_enqueued counts jobs to wake workers for at commit. */
 void
@@ -218,224 +178,6 @@ pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		pg_async_floor_subxact_abort();
-}
-
-/*
- * prepare_lookup prepares, for the backend's lifetime, the look-up of a
- * registration whose handler's OID is the expression 'handler', its
- * jobs' default priority the expression 'priority', and whether it has a
- * rate limit the expression 'rated'.
- */
-static SPIPlanPtr
-prepare_lookup(const char *handler, const char *priority, const char *rated)
-{
-	Oid			argtypes[1] = {TEXTOID};
-	SPIPlanPtr	plan;
-
-	plan = SPI_prepare(psprintf("SELECT %s, f.paused, f.concurrency,"
-								"       f.handler IS NULL, f.run_as::pg_catalog.oid, %s, %s"
-								"  FROM async.functions f"
-								" WHERE f.name OPERATOR(pg_catalog.=) $1", handler, priority,
-								rated),
-					   1, argtypes);
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "pg_async: preparing the registration lookup failed");
-	return plan;
-}
-
-/*
- * lookup_registration returns the cache entry of 'function', looking the
- * registration up in async.functions when the cache has none, or NULL
- * when the function is not registered.
- */
-static RegistrationEntry *
-lookup_registration(const char *function)
-{
-	Datum		args[1];
-	char		key[ASYNC_NAME_SIZE];
-	Oid			handler = InvalidOid;
-	bool		external = false;
-	Oid			run_as = InvalidOid;
-	bool		paused = false;
-	bool		limited = false;
-	bool		held = false;
-	int16		priority = 0;
-	RegistrationEntry *entry;
-	bool		found;
-	int			rc;
-	SPIPlanPtr	plan;
-
-	if (strlen(function) >= ASYNC_NAME_SIZE)
-		return NULL;			/* longer than any registered name */
-
-	if (!registration_callback_set)
-	{
-		CacheRegisterRelcacheCallback(registration_invalidate, (Datum) 0);
-		registration_callback_set = true;
-	}
-	if (registrations_stale && registrations != NULL)
-	{
-		hash_destroy(registrations);
-		registrations = NULL;
-	}
-	registrations_stale = false;
-	if (registrations == NULL)
-	{
-		HASHCTL		info;
-
-		functions_relid = get_relname_relid("functions", get_namespace_oid("async", false));
-
-		memset(&info, 0, sizeof(info));
-		info.keysize = ASYNC_NAME_SIZE;
-		info.entrysize = sizeof(RegistrationEntry);
-		info.hcxt = TopMemoryContext;
-		registrations = hash_create("pg_async registrations", 64, &info,
-									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-
-	memset(key, 0, sizeof(key));
-	strlcpy(key, function, sizeof(key));
-	entry = hash_search(registrations, key, HASH_FIND, NULL);
-	if (entry != NULL &&
-		(entry->external ||
-		 SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(entry->handler))))
-		return entry;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "pg_async: SPI_connect failed");
-	if (pg_async_handlers_bound(functions_relid) &&
-		get_attnum(functions_relid, "rate_limit") != InvalidAttrNumber)
-	{
-		if (lookup_plan == NULL)
-			lookup_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority",
-										 "f.rate_limit IS NOT NULL");
-		plan = lookup_plan;
-	}
-	else if (pg_async_handlers_bound(functions_relid) &&
-			 get_attnum(functions_relid, "priority") != InvalidAttrNumber)
-	{
-		/* 0.9, until ALTER EXTENSION UPDATE: no rate limits */
-		if (lookup_09_plan == NULL)
-			lookup_09_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority", "false");
-		plan = lookup_09_plan;
-	}
-	else if (pg_async_handlers_bound(functions_relid))
-	{
-		/* 0.5 to 0.8, until ALTER EXTENSION UPDATE: no priorities */
-		if (lookup_08_plan == NULL)
-			lookup_08_plan = prepare_lookup("f.handler::pg_catalog.oid", "0::pg_catalog.int2",
-											"false");
-		plan = lookup_08_plan;
-	}
-	else
-	{
-		/*
-		 * 0.4 and older, until ALTER EXTENSION UPDATE: the signature, as
-		 * those versions resolved it
-		 */
-		if (lookup_legacy_plan == NULL)
-			lookup_legacy_plan =
-				prepare_lookup("pg_catalog.to_regprocedure(f.handler)::pg_catalog.oid",
-							   "0::pg_catalog.int2", "false");
-		plan = lookup_legacy_plan;
-	}
-	args[0] = CStringGetTextDatum(function);
-	rc = SPI_execute_plan(plan, args, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pg_async: registration lookup failed: %s",
-			 SPI_result_code_string(rc));
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			handler = DatumGetObjectId(d);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		paused = !isnull && DatumGetBool(d);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-		limited = !isnull;
-		held = !isnull && DatumGetInt32(d) == 0;
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
-		/* a signature of 0.4 that no longer resolves is not external */
-		external = !isnull && DatumGetBool(d) &&
-			plan != lookup_legacy_plan;
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
-		run_as = isnull ? InvalidOid : DatumGetObjectId(d);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
-		priority = isnull ? 0 : DatumGetInt16(d);
-		/* a rate limit holds jobs as a concurrency limit does */
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull);
-		if (!isnull && DatumGetBool(d))
-			limited = true;
-	}
-	SPI_finish();
-
-	if (!OidIsValid(handler) && !external)
-	{
-		if (entry != NULL)
-			(void) hash_search(registrations, key, HASH_REMOVE, NULL);
-		return NULL;
-	}
-
-	/* bound to the function's OID: one dropped and created again is another */
-	if (!external && !SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(handler)))
-	{
-		if (entry != NULL)
-			(void) hash_search(registrations, key, HASH_REMOVE, NULL);
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler of function \"%s\" does not exist", function),
-				 errdetail("The function it was registered with was dropped; one created again with the same name is another function."),
-				 errhint("Register the function again with async.register().")));
-	}
-
-	entry = hash_search(registrations, key, HASH_ENTER, &found);
-	entry->handler = handler;
-	entry->external = external;
-	entry->run_as = run_as;
-	entry->paused = paused;
-	entry->limited = limited;
-	entry->held = held;
-	entry->priority = priority;
-	return entry;
-}
-
-/*
- * check_registration raises an error unless 'function' is registered and
- * the current user may EXECUTE its handler (for an external function: has
- * the privileges of its run_as role), and returns its registration.
- */
-static RegistrationEntry *
-check_registration(const char *function)
-{
-	RegistrationEntry *entry = lookup_registration(function);
-
-	if (entry == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function \"%s\" is not registered with pg_async", function),
-				 errhint("Register a handler for it with async.register().")));
-
-	if (entry->external)
-	{
-		if (!pg_async_may_act_as(entry->run_as))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to enqueue for function \"%s\"", function),
-					 errdetail("Enqueueing for an external function needs the privileges of role \"%s\".",
-							   GetUserNameFromId(entry->run_as, true) ?
-							   GetUserNameFromId(entry->run_as, true) : "?")));
-		return entry;
-	}
-	if (pg_async_proc_aclcheck(entry->handler, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to enqueue for function \"%s\"", function),
-				 errdetail("Enqueueing needs EXECUTE on its handler %s.",
-						   format_procedure(entry->handler))));
-	return entry;
 }
 
 /*
@@ -707,7 +449,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	char	   *state;
 	char	   *function;
 	char	   *event_id;
-	RegistrationEntry *entry;
+	AsyncRegistration *entry;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "pg_async_jobs_trigger: not called as a trigger");
@@ -806,7 +548,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 				 errmsg("run_at of a job must not be null"),
 				 errhint("Leave run_at out to run the job as soon as possible.")));
 
-	entry = check_registration(function);
+	entry = pg_async_check_registration(function);
 
 	/*
 	 * A paused function's new job is marked paused, and a limited

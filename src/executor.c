@@ -10,6 +10,7 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_async.h"
+#include "job.h"
 
 #include "access/htup_details.h"
 #include "access/transam.h"

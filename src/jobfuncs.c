@@ -16,6 +16,7 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_async.h"
+#include "stats.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"

@@ -8,6 +8,8 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_async.h"
+#include "shmem.h"
+#include "stats.h"
 
 #include "access/xact.h"
 #include "miscadmin.h"

@@ -51,6 +51,7 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_async.h"
+#include "shmem.h"
 
 #include "access/htup_details.h"
 #include "funcapi.h"

@@ -11,6 +11,8 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_async.h"
+#include "shmem.h"
+#include "stats.h"
 
 #include "miscadmin.h"
 #include "storage/ipc.h"

@@ -6,7 +6,8 @@
  *
  *	  worker.c       the loop: claim, run, finish, sleep
  *	  claim.c        the claim: which ready jobs a worker takes, and the
- *	                 concurrency limits it keeps
+ *	                 concurrency and rate limits it keeps
+ *	  claim_sql.c    the statements of the claim
  *	  batching.c     the batching policy: how many jobs a claim takes, when
  *	                 it waits to take more, and who claims new jobs
  *	  finish.c       the finish: success, retry, dead letter, history,
@@ -17,9 +18,9 @@
  *	  worker_xact.c  what every worker transaction shares: the worker's
  *	                 slot, the checks and locks at its start, its commit
  *
- *	  executor.c runs one handler, inflight.c keeps the in-flight
- *	  markers, and ready_floor.c where claims start their walk of the
- *	  ready jobs; pg_async.h declares them.
+ *	  executor.c runs one handler and inflight.c keeps the in-flight
+ *	  markers (job.h declares them), and ready_floor.c where claims start
+ *	  their walk of the ready jobs (shmem.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,9 +28,20 @@
 #define PG_ASYNC_WORKER_INTERNAL_H
 
 #include "pg_async.h"
+#include "job.h"
+#include "shmem.h"
+#include "stats.h"
 
 #include "executor/spi.h"
 #include "utils/palloc.h"
+
+/* claim_sql.c: the statements of the claim */
+extern const char *const pg_async_claim_sql;
+extern const char *const pg_async_claim_fast_sql;
+extern const char *const pg_async_saturated_sql;
+extern const char *const pg_async_limits_sql;
+extern const char *const pg_async_next_run_sql;
+extern const char *const pg_async_scheduled_sql;
 
 /* worker_xact.c: this worker, and its transactions */
 extern AsyncWorkerSlot *MyAsyncSlot;

@@ -1,0 +1,258 @@
+/*-------------------------------------------------------------------------
+ *
+ * external_wait.c
+ *	  Consumers of external functions waiting in shared memory.  A consumer
+ *	  whose async.claim() found nothing sleeps on its latch, in a slot that
+ *	  names the function it waits for; a commit that made jobs of that
+ *	  function ready sets its latch.  No LISTEN/NOTIFY, and no polling.
+ *	  Also the flag that tells the worker of slot 0 whether leases may
+ *	  have expired.
+ *
+ * IDENTIFICATION
+ *	  src/external_wait.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_async.h"
+
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+/*
+ * Consumers waiting in async.claim(): one slot per backend at most, found
+ * free by its pid, with the hash of the function it waits for (0: none).
+ */
+typedef struct ConsumerWait
+{
+	pg_atomic_uint32 pid;
+	pg_atomic_uint32 function_hash;
+	Latch	   *latch;
+} ConsumerWait;
+
+typedef struct ConsumerWaits
+{
+	pg_atomic_uint32 nwaiting;
+
+	/*
+	 * 0 once the worker of slot 0 found no lease left, and no claim that
+	 * made leases has committed since: it then skips its look for expired
+	 * ones (pg_async_leases_to_expire).
+	 */
+	pg_atomic_uint32 leases_exist;
+	int			nslots;
+	ConsumerWait slots[FLEXIBLE_ARRAY_MEMBER];
+} ConsumerWaits;
+
+static ConsumerWaits *Waits = NULL;
+static ConsumerWait *MyWait = NULL;
+static bool wait_cleanup_set = false;
+
+/*
+ * Functions whose jobs this transaction made ready; their waiting consumers
+ * are woken at commit.  Past ASYNC_PENDING_EXTERNAL functions, every
+ * waiting consumer is.
+ */
+#define ASYNC_PENDING_EXTERNAL	8
+static uint32 pending_hashes[ASYNC_PENDING_EXTERNAL];
+static int	npending = 0;
+static bool pending_all = false;
+
+/* this transaction's claims made leases */
+static bool leased = false;
+
+/* pg_async_consumers_shmem_size: one wait slot per backend */
+Size
+pg_async_consumers_shmem_size(void)
+{
+	return add_size(offsetof(ConsumerWaits, slots),
+					mul_size(MaxBackends, sizeof(ConsumerWait)));
+}
+
+void
+pg_async_consumers_shmem_init(void)
+{
+	bool		found;
+	int			i;
+
+	Waits = ShmemInitStruct("pg_async consumers", pg_async_consumers_shmem_size(), &found);
+	if (found)
+		return;
+	pg_atomic_init_u32(&Waits->nwaiting, 0);
+	/* leases from before a restart expire too */
+	pg_atomic_init_u32(&Waits->leases_exist, 1);
+	Waits->nslots = MaxBackends;
+	for (i = 0; i < MaxBackends; i++)
+	{
+		pg_atomic_init_u32(&Waits->slots[i].pid, 0);
+		pg_atomic_init_u32(&Waits->slots[i].function_hash, 0);
+		Waits->slots[i].latch = NULL;
+	}
+}
+
+/* function_hash: the hash that names a function in a wait slot, never 0 */
+static uint32
+function_hash(const char *function)
+{
+	return hash_bytes((const unsigned char *) function, strlen(function)) | 1;
+}
+
+/* pg_async_consumer_wait_end gives back this backend's wait slot, if it holds one. */
+void
+pg_async_consumer_wait_end(void)
+{
+	if (MyWait == NULL)
+		return;
+	pg_atomic_write_u32(&MyWait->function_hash, 0);
+	pg_atomic_write_u32(&MyWait->pid, 0);
+	pg_atomic_fetch_sub_u32(&Waits->nwaiting, 1);
+	MyWait = NULL;
+}
+
+static void
+wait_cleanup(int code, Datum arg)
+{
+	pg_async_consumer_wait_end();
+}
+
+/*
+ * pg_async_consumer_wait_begin takes a wait slot for 'function', before the claim that may
+ * find nothing: a commit after that claim's snapshot then finds the slot,
+ * and sets the latch the claim will sleep on.  Without shared memory (the
+ * library not preloaded) there is none, and the claim only sleeps.
+ */
+void
+pg_async_consumer_wait_begin(const char *function)
+{
+	int			i;
+
+	if (Waits == NULL)
+		return;
+	if (!wait_cleanup_set)
+	{
+		before_shmem_exit(wait_cleanup, (Datum) 0);
+		wait_cleanup_set = true;
+	}
+	for (i = 0; i < Waits->nslots; i++)
+	{
+		ConsumerWait *slot = &Waits->slots[i];
+		uint32		expected = 0;
+
+		if (pg_atomic_read_u32(&slot->pid) == 0 &&
+			pg_atomic_compare_exchange_u32(&slot->pid, &expected, (uint32) MyProcPid))
+		{
+			slot->latch = MyLatch;
+			pg_atomic_write_u32(&slot->function_hash, function_hash(function));
+			pg_atomic_fetch_add_u32(&Waits->nwaiting, 1);
+			MyWait = slot;
+			break;
+		}
+	}
+	pg_memory_barrier();
+}
+
+/*
+ * pg_async_note_external_ready notes that the current transaction made jobs
+ * of the external function ready (enqueued, retried, or room made under
+ * its limit): its waiting consumers are woken at commit.
+ */
+void
+pg_async_note_external_ready(const char *function)
+{
+	uint32		hash = function_hash(function);
+	int			i;
+
+	if (pending_all)
+		return;
+	for (i = 0; i < npending; i++)
+		if (pending_hashes[i] == hash)
+			return;
+	if (npending == ASYNC_PENDING_EXTERNAL)
+	{
+		pending_all = true;
+		return;
+	}
+	pending_hashes[npending++] = hash;
+}
+
+/*
+ * pg_async_external_end_xact wakes, after a commit, the consumers waiting for
+ * the functions the transaction made jobs ready for; the jobs are visible by
+ * then.  After an abort it forgets them.
+ */
+void
+pg_async_external_end_xact(bool commit)
+{
+	int			i;
+
+	if (commit && leased && Waits != NULL)
+		pg_atomic_write_u32(&Waits->leases_exist, 1);
+	leased = false;
+
+	if (commit && (npending > 0 || pending_all) && Waits != NULL &&
+		pg_atomic_read_u32(&Waits->nwaiting) > 0)
+	{
+		pg_memory_barrier();
+		for (i = 0; i < Waits->nslots; i++)
+		{
+			ConsumerWait *slot = &Waits->slots[i];
+			uint32		hash = pg_atomic_read_u32(&slot->function_hash);
+			bool		wake = pending_all && hash != 0;
+			int			k;
+
+			for (k = 0; !wake && hash != 0 && k < npending; k++)
+				wake = pending_hashes[k] == hash;
+			if (wake && slot->latch != NULL)
+				SetLatch(slot->latch);
+		}
+	}
+	npending = 0;
+	pending_all = false;
+}
+
+/*
+ * pg_async_leases_to_expire tells the worker of slot 0 whether to look for
+ * expired leases now: if a claim made leases since it last found none, or
+ * every ASYNC_LEASE_FULL_LOOK_MS anyway, for leases no claim made here (a
+ * restore).  It clears leases_exist before the look's transaction, whose
+ * statements see every lease committed before that (external_end_xact
+ * sets the flag after its commit), and async._expire_leases() sets the flag
+ * again if leases remain.  Outside a transaction: most of the time, no
+ * transaction is spent.
+ */
+#define ASYNC_LEASE_FULL_LOOK_MS	60000
+
+bool
+pg_async_leases_to_expire(TimestampTz now)
+{
+	static TimestampTz last_full_look = 0;
+
+	if (Waits != NULL && pg_atomic_exchange_u32(&Waits->leases_exist, 0) == 0 &&
+		!TimestampDifferenceExceeds(last_full_look, now, ASYNC_LEASE_FULL_LOOK_MS))
+		return false;
+	pg_memory_barrier();
+	last_full_look = now;
+	return true;
+}
+
+/* pg_async_note_leases_made: this transaction's claims made leases */
+void
+pg_async_note_leases_made(void)
+{
+	leased = true;
+}
+
+/*
+ * pg_async_note_leases_remain: leases are left, which the worker of slot 0
+ * must look at again (see pg_async_leases_to_expire)
+ */
+void
+pg_async_note_leases_remain(void)
+{
+	if (Waits != NULL)
+		pg_atomic_write_u32(&Waits->leases_exist, 1);
+}

@@ -1,0 +1,147 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  pg_async's shared memory: the worker slots, the wake-up handshake,
+ *	  the limits found reached, and the floors where claims start
+ *	  (shmem.c, ready_floor.c).
+ *
+ * IDENTIFICATION
+ *	  src/shmem.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_ASYNC_SHMEM_H
+#define PG_ASYNC_SHMEM_H
+
+#include "pg_async.h"
+
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+/*
+ * One slot per possible worker.  The launcher owns in_use, generation and the
+ * restart bookkeeping; the worker fills in the rest under mutex.  'sleeping'
+ * is the wake-up handshake: a worker sets it to ASYNC_SLOT_CLAIMING before
+ * its last look at the queue, and to ASYNC_SLOT_ASLEEP if that found nothing;
+ * a committing backend swaps either to ASYNC_SLOT_AWAKE and sets the latch.
+ */
+#define ASYNC_SLOT_AWAKE		0
+#define ASYNC_SLOT_ASLEEP		1
+#define ASYNC_SLOT_CLAIMING		2
+
+typedef struct AsyncWorkerSlot
+{
+	/* launcher only */
+	bool		in_use;
+	uint32		generation;
+
+	/* worker, under mutex */
+	slock_t		mutex;
+	pid_t		pid;
+	TimestampTz proc_start;		/* when the worker process started */
+	Latch	   *latch;
+	bool		busy;
+	char		function[ASYNC_NAME_SIZE];
+	char		event_id[ASYNC_MAX_EVENT_ID + 1];
+	int32		attempt;
+	TimestampTz started_at;
+	uint64		jobs_done;
+
+	pg_atomic_uint32 sleeping;
+
+	/*
+	 * While awake: the time (TimestampTz) by which the worker will look at
+	 * the queue again, as it estimates; PG_INT64_MAX when it cannot tell
+	 * (upkeep, exiting).  A committer need not wake a colleague for a job
+	 * that an awake worker will claim within ASYNC_WAKE_SLACK_US anyway.
+	 */
+	pg_atomic_uint64 next_look_at;
+
+	/*
+	 * While the worker claims: for each floor of ready_floor.c, the lowest
+	 * key of the jobs made ready since its claim began; the floor is raised
+	 * no higher.  0 when it does not claim.
+	 */
+	pg_atomic_uint64 claim_low[ASYNC_NFLOORS];
+
+	/*
+	 * The start (TimestampTz) of the worker's current transaction, or
+	 * PG_INT64_MAX: a job it finishes gets a later finished_at, which the
+	 * retention's walk relies on (maintenance.c).
+	 */
+	pg_atomic_uint64 xact_start;
+} AsyncWorkerSlot;
+
+typedef struct AsyncShared
+{
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	pg_atomic_uint32 wake_cursor;	/* round robin over sleeping workers */
+	pg_atomic_uint32 recovery_epoch;	/* bumped whenever a worker exits */
+	pg_atomic_uint64 jobs_committed;	/* jobs made ready by commits, ever */
+	/* markers of the last server lifetime: 0 unread, 1 being read, 2 done */
+	pg_atomic_uint32 inflight_state;
+
+	/*
+	 * Functions whose concurrency limit a claim found reached, so that an
+	 * enqueue of their jobs wakes nobody (shmem.c).  limits_epoch is bumped
+	 * after every commit that may have given a limit room again; the list
+	 * holds only while it is still the epoch read before the claim that
+	 * made it.  skipped_wakeups counts the enqueues that relied on a list
+	 * since the last bump, which wakes a worker for them.
+	 */
+	pg_atomic_uint64 limits_epoch;
+	slock_t		saturated_mutex;
+	uint64		saturated_epoch;
+	uint32		skipped_wakeups;
+	int			nsaturated;
+	char		saturated[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
+
+	/*
+	 * The floors (ready_floor.c): no ready job waits below them, as keys;
+	 * when the last sweep from the start ended, or, while one is in
+	 * progress, when its lease ends (TimestampTz); and how long the last
+	 * sweep took (microseconds).
+	 */
+	pg_atomic_uint64 floors[ASYNC_NFLOORS];
+	pg_atomic_uint64 sweep_end;
+	pg_atomic_uint64 sweep_us;
+
+	int			nslots;
+	AsyncWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} AsyncShared;
+
+/* shmem.c */
+extern AsyncShared *AsyncShmem;
+extern Size pg_async_shmem_size(void);
+extern void pg_async_shmem_init(void);
+extern void pg_async_wake_workers(int njobs);
+extern void pg_async_jobs_committed(int njobs);
+extern TimestampTz pg_async_wake_slack(void);
+extern bool pg_async_slot_looks_by(AsyncWorkerSlot *slot, TimestampTz by,
+								   TimestampTz now);
+extern void pg_async_wake_launcher(void);
+extern uint64 pg_async_limits_epoch(void);
+extern uint64 pg_async_limits_released(void);
+extern void pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n);
+extern bool pg_async_limit_saturated(const char *function);
+
+/* ready_floor.c: where claims start their walk of the ready jobs */
+extern void pg_async_floor_note(TimestampTz run_at);
+extern void pg_async_priority_floor_note(int16 priority, TimestampTz run_at);
+extern void pg_async_floor_note_start(void);
+extern void pg_async_floor_note_touched(void);
+extern void pg_async_floor_end_xact(bool commit);
+extern void pg_async_floor_subxact_abort(void);
+extern void pg_async_floor_reset(void);
+extern TimestampTz pg_async_floor_claim_begin(AsyncWorkerSlot *slot,
+											  int16 *priority, TimestampTz *priority_run_at);
+extern TimestampTz pg_async_floor_current(void);
+extern void pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
+									 TimestampTz first_run_at, TimestampTz claim_now);
+extern uint64 pg_async_priority_floor_key(int16 priority, TimestampTz run_at);
+extern void pg_async_priority_floor_claim_end(AsyncWorkerSlot *slot, uint64 key);
+extern void pg_async_priority_floor_current(int16 *priority, TimestampTz *run_at);
+
+#endif							/* PG_ASYNC_SHMEM_H */
