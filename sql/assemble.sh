@@ -17,6 +17,12 @@
 # instead: the function as that version had it, for the updates before a
 # version that changed it in a way their own schema cannot hold.  A
 # directive that names no function, or more than one, fails the build.
+# A line
+#
+#   -- @view async.name WITH
+#
+# does the same for the view whose "CREATE VIEW" line starts with that
+# text, made "CREATE OR REPLACE VIEW".
 set -eu
 
 awk -v install="$1" -v update="$2" -v dir="$(dirname "$2")" '
@@ -63,14 +69,24 @@ function gsub_literal(text, tag,    count, at) {
 	return count
 }
 
+/^-- @view / {
+	from = install
+	kind = "VIEW"
+	prefix = "CREATE VIEW " substr($0, length("-- @view ") + 1)
+}
+
 /^-- @function(@[0-9.]+)? / {
 	from = install
+	kind = "FUNCTION"
 	if (match($0, /^-- @function@[0-9.]+ /)) {
 		from = dir "/pg_async--" substr($0, length("-- @function@") + 1,
 			RLENGTH - length("-- @function@") - 1) "-functions.sql"
 		prefix = "CREATE FUNCTION " substr($0, RLENGTH + 1)
 	} else
 		prefix = "CREATE FUNCTION " substr($0, length("-- @function ") + 1)
+}
+
+/^-- @(function(@[0-9.]+)?|view) / {
 	if (loaded != from)
 		load(from)
 	found = 0
@@ -90,7 +106,7 @@ function gsub_literal(text, tag,    count, at) {
 			update, FNR, prefix > "/dev/stderr"
 		exit 1
 	}
-	sub(/^CREATE FUNCTION /, "CREATE OR REPLACE FUNCTION ", text)
+	sub("^CREATE " kind " ", "CREATE OR REPLACE " kind " ", text)
 	printf "%s", text
 	next
 }

@@ -820,6 +820,22 @@ $$;
 
 COMMENT ON FUNCTION async._purge_finished(p_older_than interval, p_limit integer, p_attempts_older_than interval, p_from timestamp with time zone, OUT purged integer, OUT last_finished_at timestamp with time zone) IS 'internal: deletes, oldest first, at most p_limit jobs that finished from p_from on and more than p_older_than ago (pg_async.retention), keeping in async.attempt_log the successful attempts younger than p_attempts_older_than (pg_async.attempts_retention); returns how many and the last finished_at deleted, where the next batch starts';
 
+CREATE FUNCTION async._rate_window(p_period interval) RETURNS interval
+    LANGUAGE sql IMMUTABLE
+    AS $$
+	/*
+	 * The claims count the starts of rate_period and a tenth more (at most
+	 * 100 ms): a start is recorded at its claim, and a handler starts after
+	 * the claim commits, a few milliseconds later, by an amount that varies
+	 * from batch to batch; the margin keeps the handlers' start times, not
+	 * only the claims', within the limit.
+	 */
+	SELECT p_period OPERATOR(pg_catalog.+)
+		   LEAST(p_period OPERATOR(pg_catalog./) 10, '00:00:00.1'::interval);
+$$;
+
+COMMENT ON FUNCTION async._rate_window(p_period interval) IS 'internal: the window a rate limit counts its starts in: rate_period, and a tenth more (at most 100 ms) for the time from a claim to its handler''s start; PUBLIC may execute it, for async.stats';
+
 CREATE FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at timestamp with time zone) RETURNS void
     LANGUAGE sql
     AS $$
@@ -836,7 +852,7 @@ CREATE FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at ti
 		  FROM (SELECT z.s, z.c
 				  FROM ROWS FROM (pg_catalog.unnest(w.starts), pg_catalog.unnest(w.counts)) AS z(s, c)
 				 WHERE z.s OPERATOR(pg_catalog.>) (p_at OPERATOR(pg_catalog.-)
-					   (SELECT f.rate_period FROM async.functions f
+					   (SELECT async._rate_window(f.rate_period) FROM async.functions f
 						 WHERE f.name OPERATOR(pg_catalog.=) w.function))
 				UNION ALL
 				SELECT p_at, excluded.counts[1]) AS y(s, c));
@@ -851,11 +867,12 @@ CREATE FUNCTION async._rate_room_at(p_function text, p_at timestamp with time zo
 	 * the window is full while the latest starts fill it: it has room again
 	 * once the oldest of them leaves it
 	 */
-	SELECT x.s OPERATOR(pg_catalog.+) f.rate_period
+	SELECT x.s OPERATOR(pg_catalog.+) async._rate_window(f.rate_period)
 	  FROM async.functions f, async.rate_windows w,
 		   LATERAL (SELECT y.s, pg_catalog.sum(y.c) OVER (ORDER BY y.s DESC) AS used
 					  FROM ROWS FROM (pg_catalog.unnest(w.starts), pg_catalog.unnest(w.counts)) AS y(s, c)
-					 WHERE y.s OPERATOR(pg_catalog.>) (p_at OPERATOR(pg_catalog.-) f.rate_period)) x
+					 WHERE y.s OPERATOR(pg_catalog.>)
+						   (p_at OPERATOR(pg_catalog.-) async._rate_window(f.rate_period))) x
 	 WHERE f.name OPERATOR(pg_catalog.=) p_function
 	   AND w.function OPERATOR(pg_catalog.=) p_function
 	   AND x.used OPERATOR(pg_catalog.>=) f.rate_limit
@@ -870,7 +887,7 @@ CREATE FUNCTION async._rate_used(p_function text, p_period interval, p_at timest
 	SELECT COALESCE(pg_catalog.sum(y.c), 0)::integer
 	  FROM async.rate_windows w, ROWS FROM (pg_catalog.unnest(w.starts), pg_catalog.unnest(w.counts)) AS y(s, c)
 	 WHERE w.function OPERATOR(pg_catalog.=) p_function
-	   AND y.s OPERATOR(pg_catalog.>) (p_at OPERATOR(pg_catalog.-) p_period);
+	   AND y.s OPERATOR(pg_catalog.>) (p_at OPERATOR(pg_catalog.-) async._rate_window(p_period));
 $$;
 
 COMMENT ON FUNCTION async._rate_used(p_function text, p_period interval, p_at timestamp with time zone) IS 'internal: how many jobs of p_function started in the window of length p_period that ends at p_at';
@@ -2282,7 +2299,7 @@ CREATE VIEW async.stats WITH (security_barrier='true') AS
            FROM async.rate_windows w
              JOIN async.functions g ON ((g.name = w.function)),
             LATERAL ROWS FROM (unnest(w.starts), unnest(w.counts)) y(s, c)
-          WHERE (y.s > (now() - g.rate_period))
+          WHERE (y.s > (now() - async._rate_window(g.rate_period)))
           GROUP BY w.function) u ON ((u.function = n.name)))
      LEFT JOIN async.jobs j ON (((j.function = n.name) AND (pg_has_role((j.enqueued_by)::oid, 'USAGE'::text) OR pg_has_role('pg_monitor'::name, 'USAGE'::text)))))
      CROSS JOIN LATERAL ( SELECT r.held_reason IS NOT NULL AS held,

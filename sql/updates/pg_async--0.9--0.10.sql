@@ -30,12 +30,14 @@ COMMENT ON TABLE async.rate_windows IS 'internal: for each function with a rate 
 COMMENT ON COLUMN async.rate_windows.starts IS 'when each claim of the window took jobs of the function, in order';
 COMMENT ON COLUMN async.rate_windows.counts IS 'how many jobs each of those claims started';
 
+-- @function async._rate_window(
 -- @function async._rate_note(
 -- @function async._rate_room_at(
 -- @function async._rate_used(
 COMMENT ON FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at timestamp with time zone) IS 'internal: records in async.rate_windows that a claim at p_at started p_counts[i] jobs of each rate-limited function p_functions[i]';
 COMMENT ON FUNCTION async._rate_room_at(p_function text, p_at timestamp with time zone) IS 'internal: when the rate limit of p_function, full at p_at, has room again; NULL when it has room at p_at';
 COMMENT ON FUNCTION async._rate_used(p_function text, p_period interval, p_at timestamp with time zone) IS 'internal: how many jobs of p_function started in the window of length p_period that ends at p_at';
+COMMENT ON FUNCTION async._rate_window(p_period interval) IS 'internal: the window a rate limit counts its starts in: rate_period, and a tenth more (at most 100 ms) for the time from a claim to its handler''s start; PUBLIC may execute it, for async.stats';
 REVOKE ALL ON FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at timestamp with time zone) FROM PUBLIC;
 REVOKE ALL ON FUNCTION async._rate_room_at(p_function text, p_at timestamp with time zone) FROM PUBLIC;
 REVOKE ALL ON FUNCTION async._rate_used(p_function text, p_period interval, p_at timestamp with time zone) FROM PUBLIC;
@@ -68,41 +70,7 @@ COMMENT ON FUNCTION async.wait_idle(timeout interval) IS 'waits until no job tha
 -- @function async._next_external_run(
 COMMENT ON FUNCTION async._next_external_run(p_function text) IS 'internal: when the next queued job of an external function is due, or its rate limit has room for it if later, for async.claim() to wake then';
 
-CREATE OR REPLACE VIEW async.stats WITH (security_barrier='true') AS
- SELECT n.name AS function,
-    count(*) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND (NOT h.held))) AS ready,
-    count(*) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at > now()))) AS scheduled,
-    count(*) FILTER (WHERE (j.state = 'running'::text)) AS running,
-    count(*) FILTER (WHERE (j.state = 'succeeded'::text)) AS succeeded,
-    count(*) FILTER (WHERE (j.state = 'dead'::text)) AS dead,
-    (now() - min(j.run_at) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND (NOT h.held)))) AS oldest_ready_age,
-    count(*) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND h.held)) AS held,
-    min(h.held_reason) FILTER (WHERE ((j.state = 'queued'::text) AND (j.run_at <= now()) AND h.held)) AS held_reason
-   FROM ((((( SELECT f_1.name
-           FROM async.functions f_1
-        UNION
-         SELECT DISTINCT x.function
-           FROM async.jobs x
-          WHERE (pg_has_role((x.enqueued_by)::oid, 'USAGE'::text) OR pg_has_role('pg_monitor'::name, 'USAGE'::text))) n
-     LEFT JOIN async.functions f ON ((f.name = n.name)))
-     LEFT JOIN ( SELECT w.function,
-            sum(y.c) AS used
-           FROM async.rate_windows w
-             JOIN async.functions g ON ((g.name = w.function)),
-            LATERAL ROWS FROM (unnest(w.starts), unnest(w.counts)) y(s, c)
-          WHERE (y.s > (now() - g.rate_period))
-          GROUP BY w.function) u ON ((u.function = n.name)))
-     LEFT JOIN async.jobs j ON (((j.function = n.name) AND (pg_has_role((j.enqueued_by)::oid, 'USAGE'::text) OR pg_has_role('pg_monitor'::name, 'USAGE'::text)))))
-     CROSS JOIN LATERAL ( SELECT r.held_reason IS NOT NULL AS held,
-            r.held_reason
-           FROM ( SELECT
-                        CASE
-                            WHEN f.paused THEN 'paused'::text
-                            WHEN (f.concurrency = 0) THEN 'concurrency 0'::text
-                            WHEN (u.used >= f.rate_limit) THEN 'rate limit'::text
-                            ELSE NULL::text
-                        END AS held_reason) r) h)
-  GROUP BY n.name;
+-- @view async.stats WITH
 COMMENT ON VIEW async.stats IS 'one row per function: jobs ready to run, scheduled for later (retries included), running, succeeded and dead, the age of the oldest ready job, and jobs held (due, but their function is paused, has concurrency 0, or has started as many jobs as its rate limit allows in the current window), with held_reason (paused, concurrency 0, rate limit; NULL when none is held); counts the jobs the caller may see';
 
 /*

@@ -75,6 +75,12 @@ SELECT count(max_depth) AS own_max_depth FROM async.functions;
 SELECT async.configure('up_noop', priority => 4);
 WITH i AS (INSERT INTO async.jobs (function) VALUES ('up_noop') RETURNING priority)
 SELECT priority FROM i;
+-- 0.10: the registrations of before have no rate limit, a period of a
+-- second; a function held by concurrency 0 says so
+SELECT count(rate_limit) AS limited, bool_and(rate_period = '1 second') AS second
+  FROM async.functions;
+SELECT async.configure('up_limited', rate_limit => 1, rate_period => '1 day');
+SELECT function, held, held_reason FROM async.stats WHERE function = 'up_limited';
 -- ids made one after another sort one after another
 SELECT bool_and(a < b) AS ordered
   FROM (SELECT async.new_event_id() AS a, pg_sleep(0.002), async.new_event_id() AS b
