@@ -18,6 +18,7 @@ OBJS = \
 	src/maintenance.o \
 	src/enqueue.o \
 	src/registration.o \
+	src/keys.o \
 	src/sqlfuncs.o \
 	src/register.o \
 	src/stats.o \
@@ -44,7 +45,7 @@ PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 DOCS = contrib/postgres_exporter.yml
 
 # pg_regress: a throwaway instance with the library preloaded.
-REGRESS = setup register enqueue execute retry privileges monitoring observability lambda external priorities loops rates faults security upgrade
+REGRESS = setup register enqueue execute retry privileges monitoring observability lambda external priorities loops rates keys faults security upgrade
 REGRESS_OPTS = --inputdir=$(srcdir)/test --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
 
 # TAP tests (PostgreSQL::Test::Cluster) for restarts, crashes and kills.

@@ -1,5 +1,5 @@
-/* sql/pg_async.sql: the whole of pg_async 0.8, for CREATE EXTENSION; the
- * Makefile installs it as pg_async--0.8.sql.
+/* sql/pg_async.sql: the whole of pg_async, for CREATE EXTENSION; the
+ * Makefile installs it as pg_async--<version>.sql.
  *
  * An installation reached from 0.1 by ALTER EXTENSION pg_async UPDATE
  * (pg_async--0.1.sql, then each sql/updates/pg_async--A--B.sql) ends with exactly
@@ -155,6 +155,8 @@ BEGIN
 	 * workers' claims and their recovery never see them.  As the workers'
 	 * claims, three walks by priority each take what the ones before
 	 * left, so that the jobs of priority 0 have no other in their way.
+	 * Under a concurrency_key, the keys are visited in turn instead
+	 * (_keyed_jobs).
 	 */
 	FOR job_id, event_id, payload, attempt, deadline, lease, expired, wait_us IN
 	WITH urgent AS (
@@ -162,7 +164,7 @@ BEGIN
 		 WHERE j.function OPERATOR(pg_catalog.=) p_function
 		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
-		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND v_f.key_concurrency IS NULL
 		   AND j.priority OPERATOR(pg_catalog.<) 0
 		 ORDER BY j.priority, j.run_at LIMIT v_n
 		   FOR UPDATE SKIP LOCKED),
@@ -171,7 +173,7 @@ BEGIN
 		 WHERE j.function OPERATOR(pg_catalog.=) p_function
 		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
-		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND v_f.key_concurrency IS NULL
 		   AND j.priority OPERATOR(pg_catalog.=) 0
 		 ORDER BY j.run_at
 		 LIMIT v_n OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)
@@ -181,29 +183,32 @@ BEGIN
 		 WHERE j.function OPERATOR(pg_catalog.=) p_function
 		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 		   AND j.run_at OPERATOR(pg_catalog.<=) v_now
-		   AND j.state OPERATOR(pg_catalog.=) 'queued'
+		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND v_f.key_concurrency IS NULL
 		   AND j.priority OPERATOR(pg_catalog.>) 0
 		 ORDER BY j.priority, j.run_at
 		 LIMIT v_n OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM urgent)
 				   OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM ready)
 		   FOR UPDATE SKIP LOCKED),
+	keyed AS (
+		SELECT k.id FROM async._keyed_jobs(p_function, v_f.key_concurrency, v_n, v_now) k
+		 WHERE v_f.key_concurrency IS NOT NULL),
 	picked AS (
 		SELECT u.id FROM urgent u UNION ALL SELECT r.id FROM ready r
-		UNION ALL SELECT l.id FROM later l),
+		UNION ALL SELECT l.id FROM later l UNION ALL SELECT k.id FROM keyed k),
 	claimed AS (
 		UPDATE async.jobs j
 		   SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1,
 			   started_at = v_now, worker_pid = p_pid, suspect = false
 		  FROM picked p
 		 WHERE j.id OPERATOR(pg_catalog.=) p.id
-		RETURNING j.id, j.event_id, j.payload, j.attempts, j.run_at, j.priority,
+		RETURNING j.id, j.event_id, j.payload, j.attempts, j.run_at, j.priority, j.key,
 			   v_now OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at, CASE WHEN j.errors IS NULL THEN j.run_at
 				   ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)
 				 OPERATOR(pg_catalog.>) v_f.max_event_age AS too_old,
 			   pg_catalog.gen_random_uuid() AS lease),
 	leased AS (
-		INSERT INTO async.running (job_id, function, lease, deadline)
-		SELECT c.id, p_function, c.lease, v_deadline
+		INSERT INTO async.running (job_id, function, lease, deadline, key)
+		SELECT c.id, p_function, c.lease, v_deadline, c.key
 		  FROM claimed c WHERE NOT c.too_old)
 	SELECT c.id, c.event_id, c.payload, c.attempts,
 		   CASE WHEN NOT c.too_old THEN v_deadline END,
@@ -380,25 +385,35 @@ CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with
     AS $$
 	/*
 	 * by range of priorities, each an index range of jobs_limited_idx; not
-	 * before its rate limit has room
+	 * before its rate limit has room.  A due job with a key waits for its
+	 * key to have room: the completion that gives it wakes the consumers.
 	 */
 	SELECT GREATEST(n.due, async._rate_room_at(p_function, pg_catalog.clock_timestamp()))
-	  FROM (SELECT LEAST(
+	  FROM (WITH keyed AS (
+			SELECT CASE WHEN EXISTS (SELECT FROM async.functions f
+									  WHERE f.name OPERATOR(pg_catalog.=) p_function
+										AND f.concurrency_key IS NOT NULL)
+						THEN pg_catalog.clock_timestamp()
+						ELSE '-infinity'::pg_catalog.timestamptz END AS after)
+			SELECT LEAST(
 		(SELECT j.run_at FROM async.jobs j
 		  WHERE j.function OPERATOR(pg_catalog.=) p_function
 			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 			AND j.state OPERATOR(pg_catalog.=) 'queued'
+			AND j.run_at OPERATOR(pg_catalog.>) (SELECT k.after FROM keyed k)
 			AND j.priority OPERATOR(pg_catalog.=) 0
 		  ORDER BY j.run_at LIMIT 1),
 		(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
 		  WHERE j.function OPERATOR(pg_catalog.=) p_function
 			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 			AND j.state OPERATOR(pg_catalog.=) 'queued'
+			AND j.run_at OPERATOR(pg_catalog.>) (SELECT k.after FROM keyed k)
 			AND j.priority OPERATOR(pg_catalog.<) 0),
 		(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
 		  WHERE j.function OPERATOR(pg_catalog.=) p_function
 			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 			AND j.state OPERATOR(pg_catalog.=) 'queued'
+			AND j.run_at OPERATOR(pg_catalog.>) (SELECT k.after FROM keyed k)
 			AND j.priority OPERATOR(pg_catalog.>) 0)) AS due) n
 	 WHERE n.due IS NOT NULL;
 $$;
@@ -433,6 +448,7 @@ CREATE TABLE async.jobs (
     limited boolean DEFAULT false NOT NULL,
     priority smallint NOT NULL,
     depth integer DEFAULT 0 NOT NULL,
+    key text COLLATE pg_catalog."C",
     CONSTRAINT jobs_state_check CHECK ((state = ANY ('{queued,running,succeeded,dead}'::text[])))
 )
 WITH (fillfactor='50', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_threshold='1000', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.05', autovacuum_vacuum_cost_delay='0');
@@ -478,6 +494,8 @@ COMMENT ON COLUMN async.jobs.paused IS 'true while the job waits for its paused 
 COMMENT ON COLUMN async.jobs.limited IS 'true while the queued job belongs to a function with a concurrency limit: it then waits in jobs_limited_idx, by function, rather than in the index every claim walks';
 
 COMMENT ON COLUMN async.jobs.depth IS 'how many events led to this one: 0 for an event enqueued outside the workers, one more than the event whose handler or destination enqueued it. Past the function''s max_depth (pg_async.max_depth) the event is dead-lettered with reason loop instead of running';
+
+COMMENT ON COLUMN async.jobs.key IS 'for a function with a concurrency_key, the value of that key in the payload as text (the empty string when it is missing or null; the md5 of a value longer than 200 bytes): its jobs wait in jobs_keyed_idx by key. NULL for the other functions. Set by pg_async, not by the INSERT';
 
 COMMENT ON COLUMN async.jobs.priority IS 'lower runs first (ties by run_at, then id); an INSERT that gives none takes the function''s priority. Jobs of priority 0 wait in jobs_ready_idx, the others in jobs_priority_idx';
 
@@ -551,6 +569,7 @@ DECLARE
 	v_max integer;
 	v_delays interval[];
 	v_limited boolean;
+	v_key_name text;
 BEGIN
 	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) p_job_id;
 
@@ -577,10 +596,15 @@ BEGIN
 		RETURN;
 	END IF;
 
-	/* the queued jobs of limited and of external functions are marked limited */
+	/*
+	 * the queued jobs of limited and of external functions are marked
+	 * limited, with their key under a concurrency_key
+	 */
 	SELECT f.max_attempts, f.retry_delays,
-		   f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL OR f.handler IS NULL
-	  INTO v_max, v_delays, v_limited
+		   f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL OR
+		   f.key_concurrency IS NOT NULL OR f.handler IS NULL,
+		   f.concurrency_key
+	  INTO v_max, v_delays, v_limited, v_key_name
 	  FROM async.jobs j JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) j.function
 	 WHERE j.id OPERATOR(pg_catalog.=) p_job_id;
 	/* an unregistered function keeps the default policy */
@@ -595,6 +619,7 @@ BEGIN
 						'0'::interval) END,
 		finished_at = CASE WHEN j.attempts OPERATOR(pg_catalog.>=) v_max THEN p_failed_at END,
 		limited = j.attempts OPERATOR(pg_catalog.<) v_max AND COALESCE(v_limited, false),
+		key = async._key_value(j.payload, v_key_name),
 		last_error = p_message,
 		errors = COALESCE(j.errors, '[]'::jsonb) OPERATOR(pg_catalog.||)
 			pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
@@ -639,19 +664,21 @@ CREATE FUNCTION async._functions_limit_changed() RETURNS trigger
     AS $$
 DECLARE
 	v_was boolean := TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND
-		(OLD.concurrency IS NOT NULL OR OLD.rate_limit IS NOT NULL);
+		(OLD.concurrency IS NOT NULL OR OLD.rate_limit IS NOT NULL OR
+		 OLD.key_concurrency IS NOT NULL);
 	v_is boolean := TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND
-		(NEW.concurrency IS NOT NULL OR NEW.rate_limit IS NOT NULL);
+		(NEW.concurrency IS NOT NULL OR NEW.rate_limit IS NOT NULL OR
+		 NEW.key_concurrency IS NOT NULL);
 BEGIN
 	IF v_was THEN
 		/* an external function's jobs stay marked: only consumers claim them */
 		IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR
 		   (NOT v_is AND NEW.handler IS NOT NULL) THEN
 			/* both statements walk an index: jobs_limited_idx, jobs_paused_idx */
-			UPDATE async.jobs j SET limited = false
+			UPDATE async.jobs j SET limited = false, key = NULL
 			 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
 			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
-			UPDATE async.jobs j SET limited = false
+			UPDATE async.jobs j SET limited = false, key = NULL
 			 WHERE j.paused AND j.limited
 			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
 		END IF;
@@ -666,6 +693,26 @@ BEGIN
 		   AND j.state OPERATOR(pg_catalog.=) 'queued'
 		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
 	END IF;
+	/*
+	 * a new concurrency_key gives each queued job its key, and each
+	 * running one, so that the next claims count them
+	 */
+	IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' AND NEW.concurrency_key IS NOT NULL OR
+	   TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND
+	   NEW.concurrency_key IS DISTINCT FROM OLD.concurrency_key THEN
+		UPDATE async.jobs j SET key = async._key_value(j.payload, NEW.concurrency_key)
+		 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+		   AND j.function OPERATOR(pg_catalog.=) NEW.name
+		   AND j.key IS DISTINCT FROM async._key_value(j.payload, NEW.concurrency_key);
+		UPDATE async.jobs j SET key = async._key_value(j.payload, NEW.concurrency_key)
+		 WHERE j.paused AND j.function OPERATOR(pg_catalog.=) NEW.name
+		   AND j.finished_at IS NULL
+		   AND j.key IS DISTINCT FROM async._key_value(j.payload, NEW.concurrency_key);
+		UPDATE async.running r SET key = async._key_value(j.payload, NEW.concurrency_key)
+		  FROM async.jobs j
+		 WHERE r.function OPERATOR(pg_catalog.=) NEW.name
+		   AND j.id OPERATOR(pg_catalog.=) r.job_id;
+	END IF;
 	/* the starts of a rate limit no longer there are forgotten */
 	IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.rate_limit IS NOT NULL AND
 	   (TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR NEW.rate_limit IS NULL) THEN
@@ -675,7 +722,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION async._functions_limit_changed() IS 'internal: marks the queued jobs of a function that gets a concurrency or rate limit limited, and releases them when it loses its limits or its registration';
+COMMENT ON FUNCTION async._functions_limit_changed() IS 'internal: marks the queued jobs of a function that gets a concurrency, key or rate limit limited, gives them their key when its concurrency_key changes, and releases them when it loses its limits or its registration';
 
 CREATE FUNCTION async._is_limited(p_function text) RETURNS boolean
     LANGUAGE sql STABLE
@@ -683,10 +730,114 @@ CREATE FUNCTION async._is_limited(p_function text) RETURNS boolean
 	SELECT EXISTS (SELECT FROM async.functions f
 					WHERE f.name OPERATOR(pg_catalog.=) p_function
 					  AND (f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL
-						   OR f.handler IS NULL));
+						   OR f.key_concurrency IS NOT NULL OR f.handler IS NULL));
 $$;
 
-COMMENT ON FUNCTION async._is_limited(p_function text) IS 'internal: whether the queued jobs of a function are marked limited: it has a concurrency or rate limit, or is external';
+COMMENT ON FUNCTION async._is_limited(p_function text) IS 'internal: whether the queued jobs of a function are marked limited: it has a concurrency, key or rate limit, or is external';
+
+CREATE FUNCTION async._job_key(p_function text, p_payload jsonb) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+	SELECT async._key_value(p_payload, f.concurrency_key)
+	  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_function;
+$$;
+
+COMMENT ON FUNCTION async._job_key(p_function text, p_payload jsonb) IS 'internal: the key (async.jobs.key) of a job of p_function with p_payload, by the function''s concurrency_key; NULL when it has none';
+
+CREATE FUNCTION async._key_value(p_payload jsonb, p_key text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_key_value';
+
+COMMENT ON FUNCTION async._key_value(p_payload jsonb, p_key text) IS 'internal: the value of payload key p_key as a job''s key: p_payload ->> p_key, the empty string when that is NULL, and ''md5:'' and the md5 of a value of more than 200 bytes';
+
+CREATE FUNCTION async._key_cursor(p_function text) RETURNS text
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_key_cursor';
+
+COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the last key of p_function this session''s claims visited, where the next claim goes on (NULL: from the first)';
+
+CREATE FUNCTION async._set_key_cursor(p_function text, p_key text) RETURNS void
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_set_key_cursor';
+
+COMMENT ON FUNCTION async._set_key_cursor(p_function text, p_key text) IS 'internal: remembers, for this session, the last key of p_function its claim visited';
+
+CREATE FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone) RETURNS TABLE(id bigint, function text, suspect boolean, run_at timestamp with time zone, priority smallint, key text, bytes integer)
+    LANGUAGE plpgsql STRICT
+    AS $$
+DECLARE
+	/* this session's last claim stopped after this key: start past it */
+	v_from text := async._key_cursor(p_function);
+	v_key text := v_from;
+	v_wrapped boolean := v_from IS NULL;
+	v_visited text;
+	v_room integer;
+	v_left integer := p_max;
+	v_taken integer;
+	v_visits integer := 0;
+BEGIN
+	/*
+	 * Visit the keys with a queued job in order, each once, going round
+	 * from the key after the cursor to the one it names, and lock as many
+	 * of the due jobs of each as it has room for under p_key_concurrency,
+	 * until p_max.  The
+	 * caller holds the claim lock of the function, so that the running
+	 * jobs counted are all there are.
+	 */
+	WHILE v_left OPERATOR(pg_catalog.>) 0 AND v_visits OPERATOR(pg_catalog.<) 10000 LOOP
+		/*
+		 * the next key, one descent of jobs_keyed_idx: whether it has a
+		 * job due is for the walk of its jobs below to find out
+		 */
+		IF v_key IS NULL THEN
+			SELECT j.key INTO v_key FROM async.jobs j
+			 WHERE j.function OPERATOR(pg_catalog.=) p_function
+			   AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+			 ORDER BY j.key LIMIT 1;
+		ELSE
+			SELECT j.key INTO v_key FROM async.jobs j
+			 WHERE j.function OPERATOR(pg_catalog.=) p_function
+			   AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+			   AND j.key OPERATOR(pg_catalog.>) v_key
+			 ORDER BY j.key LIMIT 1;
+		END IF;
+		IF NOT FOUND THEN
+			EXIT WHEN v_wrapped;
+			/* past the last key: on from the first */
+			v_wrapped := true;
+			v_key := NULL;
+			CONTINUE;
+		END IF;
+		EXIT WHEN v_wrapped AND v_from IS NOT NULL AND v_key OPERATOR(pg_catalog.>) v_from;
+		v_visits := v_visits OPERATOR(pg_catalog.+) 1;
+		v_visited := v_key;
+		v_room := p_key_concurrency OPERATOR(pg_catalog.-)
+			(SELECT pg_catalog.count(*)::integer FROM async.running r
+			  WHERE r.function OPERATOR(pg_catalog.=) p_function
+				AND r.key OPERATOR(pg_catalog.=) v_key);
+		CONTINUE WHEN v_room OPERATOR(pg_catalog.<=) 0;
+		RETURN QUERY
+			SELECT j.id, j.function, j.suspect, j.run_at, j.priority, j.key,
+				   pg_catalog.pg_column_size(j.payload)
+			  FROM async.jobs j
+			 WHERE j.function OPERATOR(pg_catalog.=) p_function
+			   AND j.key OPERATOR(pg_catalog.=) v_key
+			   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+			   AND j.state OPERATOR(pg_catalog.=) 'queued'
+			   AND j.run_at OPERATOR(pg_catalog.<=) p_at
+			 ORDER BY j.priority, j.run_at
+			 LIMIT LEAST(v_room, v_left)
+			   FOR UPDATE SKIP LOCKED;
+		GET DIAGNOSTICS v_taken = ROW_COUNT;
+		v_left := v_left OPERATOR(pg_catalog.-) v_taken;
+	END LOOP;
+	IF v_visited IS NOT NULL THEN
+		PERFORM async._set_key_cursor(p_function, v_visited);
+	END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone) IS 'internal: locks up to p_max due jobs of a function with a concurrency_key for a claim, visiting its keys in turn from where this session''s last claim stopped, and taking of each key no more than key_concurrency less its running jobs';
 
 CREATE FUNCTION async._jobs_trigger() RETURNS trigger
     LANGUAGE c
@@ -941,7 +1092,8 @@ BEGIN
 				UPDATE async.jobs j
 				   SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
 					   suspect = true, run_at = pg_catalog.now(),
-					   limited = async._is_limited(j.function)
+					   limited = async._is_limited(j.function),
+					   key = async._job_key(j.function, j.payload)
 				 WHERE j.id OPERATOR(pg_catalog.=) r.id;
 				DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) r.id;
 			ELSE
@@ -1019,7 +1171,8 @@ BEGIN
 	UPDATE async.jobs j
 	   SET state = 'queued', attempts = 0, run_at = pg_catalog.now(), depth = 0,
 		   finished_at = NULL, last_error = NULL, errors = NULL, suspect = false,
-		   limited = async._is_limited(j.function)
+		   limited = async._is_limited(j.function),
+		   key = async._job_key(j.function, j.payload)
 	 WHERE j.id OPERATOR(pg_catalog.=) v_dl.job_id
 	   AND j.event_id OPERATOR(pg_catalog.=) v_dl.event_id
 	   AND j.state OPERATOR(pg_catalog.=) 'dead';
@@ -1035,12 +1188,13 @@ BEGIN
 		 * restore, as it is: so the marks are set here.
 		 */
 		INSERT INTO async.jobs (event_id, function, payload, enqueued_at, enqueued_by,
-								priority, paused, limited)
+								priority, paused, limited, key)
 		VALUES (v_dl.event_id, v_dl.function, v_dl.payload, v_dl.enqueued_at, v_dl.enqueued_by,
 				v_dl.priority,
 				EXISTS (SELECT FROM async.functions f
 						 WHERE f.name OPERATOR(pg_catalog.=) v_dl.function AND f.paused),
-				async._is_limited(v_dl.function));
+				async._is_limited(v_dl.function),
+				async._job_key(v_dl.function, v_dl.payload));
 	END IF;
 	RETURN true;
 END;
@@ -1251,7 +1405,7 @@ CREATE FUNCTION async._unpause_jobs() RETURNS integer
 		   AND j.paused
 		RETURNING 1),
 	unlimited AS (
-		UPDATE async.jobs j SET limited = false
+		UPDATE async.jobs j SET limited = false, key = NULL
 		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
 			   SELECT x.id FROM async.jobs x
 				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
@@ -1260,12 +1414,43 @@ CREATE FUNCTION async._unpause_jobs() RETURNS integer
 					   WHERE NOT async._is_limited(h.name)))
 				  FOR UPDATE SKIP LOCKED))
 		   AND j.limited AND NOT j.paused
+		RETURNING 1),
+	/*
+	 * a job enqueued under a change of concurrency_key by a session that
+	 * had not seen it yet: without a key, a function with one never
+	 * claims it (a walk of its lane in jobs_limited_idx, which only
+	 * functions with a concurrency_key pay for); with a key, a function
+	 * without one leaves it in jobs_keyed_idx (an index range)
+	 */
+	keyless AS (
+		UPDATE async.jobs j SET key = async._job_key(j.function, j.payload)
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.functions f JOIN async.jobs x
+					  ON x.function OPERATOR(pg_catalog.=) f.name
+				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
+				  AND x.state OPERATOR(pg_catalog.=) 'queued'
+				  AND x.key IS NULL AND f.concurrency_key IS NOT NULL
+				  FOR UPDATE OF x SKIP LOCKED))
+		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
+		RETURNING 1),
+	unkeyed AS (
+		UPDATE async.jobs j SET key = NULL
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.functions f JOIN async.jobs x
+					  ON x.function OPERATOR(pg_catalog.=) f.name
+				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
+				  AND x.state OPERATOR(pg_catalog.=) 'queued'
+				  AND x.key IS NOT NULL AND f.concurrency_key IS NULL
+				  FOR UPDATE OF x SKIP LOCKED))
+		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
 		RETURNING 1)
 	SELECT ((SELECT pg_catalog.count(*) FROM unpaused) OPERATOR(pg_catalog.+)
-			(SELECT pg_catalog.count(*) FROM unlimited))::integer;
+			(SELECT pg_catalog.count(*) FROM unlimited) OPERATOR(pg_catalog.+)
+			(SELECT pg_catalog.count(*) FROM keyless) OPERATOR(pg_catalog.+)
+			(SELECT pg_catalog.count(*) FROM unkeyed))::integer;
 $$;
 
-COMMENT ON FUNCTION async._unpause_jobs() IS 'internal: releases the paused jobs whose function is no longer paused, and the limited jobs whose function no longer has a concurrency limit (or either, no longer registered)';
+COMMENT ON FUNCTION async._unpause_jobs() IS 'internal: releases the paused jobs whose function is no longer paused, and the limited jobs whose function no longer has a concurrency limit (or either, no longer registered), and gives a queued job the key its function''s concurrency_key gives it when an enqueue that raced a change of it did not';
 
 CREATE FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) RETURNS void
     LANGUAGE plpgsql
@@ -1322,17 +1507,19 @@ $$;
 
 COMMENT ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) IS 'internal: the checks and writes behind async.unregister()';
 
-CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval) RETURNS void
+CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval, p_concurrency_key text, p_key_concurrency integer) RETURNS void
     LANGUAGE sql
     AS $$
 	INSERT INTO async.functions AS f
 		(name, handler, run_as, max_attempts, retry_delays, timeout, registered_by,
 		 max_event_age, concurrency, on_success, on_failure, priority, max_depth,
-		 rate_limit, rate_period)
+		 rate_limit, rate_period, concurrency_key, key_concurrency)
 	VALUES (p_name, p_handler, p_run_as, p_max_attempts, p_retry_delays, p_timeout, p_registered_by,
 			p_max_event_age, p_concurrency, p_on_success, p_on_failure, p_priority, p_max_depth,
-			p_rate_limit, p_rate_period)
+			p_rate_limit, p_rate_period, p_concurrency_key, p_key_concurrency)
 	ON CONFLICT (name) DO UPDATE SET
+		concurrency_key = excluded.concurrency_key,
+		key_concurrency = excluded.key_concurrency,
 		rate_limit = excluded.rate_limit,
 		rate_period = excluded.rate_period,
 		priority = excluded.priority,
@@ -1350,7 +1537,7 @@ CREATE FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, 
 		updated_at = pg_catalog.now();
 $$;
 
-COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval) IS 'internal: writes a registration for async.register()';
+COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval, p_concurrency_key text, p_key_concurrency integer) IS 'internal: writes a registration for async.register()';
 
 CREATE FUNCTION async._valid_condition(condition text) RETURNS void
     LANGUAGE c STRICT
@@ -1445,7 +1632,7 @@ CREATE FUNCTION async.heartbeat(job_id bigint, lease uuid) RETURNS timestamp wit
 
 COMMENT ON FUNCTION async.heartbeat(job_id bigint, lease uuid) IS 'a claimed job is still being worked on: its deadline moves to now plus the function''s timeout, and is returned; NULL, and nothing changed, when the lease is no longer the job''s';
 
-CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, max_depth integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_period interval DEFAULT NULL::interval) RETURNS text
+CREATE FUNCTION async.configure(name text, max_attempts integer DEFAULT NULL::integer, retry_delays interval[] DEFAULT NULL::interval[], timeout interval DEFAULT NULL::interval, max_event_age interval DEFAULT NULL::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, max_depth integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_period interval DEFAULT NULL::interval, concurrency_key text DEFAULT NULL::text, key_concurrency integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1465,6 +1652,22 @@ BEGIN
 	IF configure.rate_limit OPERATOR(pg_catalog.<) -1 THEN
 		RAISE EXCEPTION 'rate_limit must be -1 (no limit) or 1 to 10000'
 			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF configure.key_concurrency OPERATOR(pg_catalog.<) -1 THEN
+		RAISE EXCEPTION 'key_concurrency must be -1 (no limit by key) or 1 to 10000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	/* key_concurrency -1 removes the limit by key, and its key with it */
+	IF configure.key_concurrency OPERATOR(pg_catalog.=) -1 THEN
+		IF configure.concurrency_key IS NOT NULL THEN
+			RAISE EXCEPTION 'key_concurrency -1 removes the concurrency_key: give none'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		f.concurrency_key := NULL;
+		f.key_concurrency := NULL;
+	ELSE
+		f.concurrency_key := COALESCE(configure.concurrency_key, f.concurrency_key);
+		f.key_concurrency := COALESCE(configure.key_concurrency, f.key_concurrency);
 	END IF;
 	f.rate_limit := CASE WHEN configure.rate_limit IS NULL THEN f.rate_limit
 						 WHEN configure.rate_limit OPERATOR(pg_catalog.=) -1 THEN NULL
@@ -1486,16 +1689,17 @@ BEGIN
 	IF f.handler IS NULL THEN
 		RETURN async.register_external(f.name, f.max_attempts, f.retry_delays, f.timeout,
 			f.run_as, f.max_event_age, f.concurrency, f.on_success, f.on_failure,
-			COALESCE(configure.priority, f.priority), f.max_depth, f.rate_limit, f.rate_period);
+			COALESCE(configure.priority, f.priority), f.max_depth, f.rate_limit, f.rate_period,
+			f.concurrency_key, f.key_concurrency);
 	END IF;
 	RETURN async.register(f.handler::pg_catalog.regprocedure, f.name, f.max_attempts,
 		f.retry_delays, f.timeout, f.run_as, f.max_event_age, f.concurrency,
 		f.on_success, f.on_failure, COALESCE(configure.priority, f.priority), f.max_depth,
-		f.rate_limit, f.rate_period);
+		f.rate_limit, f.rate_period, f.concurrency_key, f.key_concurrency);
 END;
 $$;
 
-COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval) IS 'changes some settings of a registration and keeps the others; concurrency -1 and rate_limit -1 remove those limits, max_depth -1 goes back to pg_async.max_depth, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
+COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval, concurrency_key text, key_concurrency integer) IS 'changes some settings of a registration and keeps the others; concurrency -1, rate_limit -1 and key_concurrency -1 (with its concurrency_key) remove those limits, max_depth -1 goes back to pg_async.max_depth, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
 
 CREATE FUNCTION async.detach(source regclass, function text) RETURNS boolean
     LANGUAGE plpgsql
@@ -1861,17 +2065,17 @@ $$;
 
 COMMENT ON FUNCTION async.redrive_many(function text, reason text, dead_after timestamp with time zone, dead_before timestamp with time zone) IS 'redrives every dead letter of the caller that matches function, reason and dead_at range (NULL matches all); returns how many';
 
-CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_period interval DEFAULT '00:00:01'::interval) RETURNS text
+CREATE FUNCTION async.register(handler regprocedure, name text DEFAULT NULL::text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_period interval DEFAULT '00:00:01'::interval, concurrency_key text DEFAULT NULL::text, key_concurrency integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_register';
 
-COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days, priority (of the jobs enqueued without one; lower runs first) -32768 to 32767, max_depth (the deepest chain of events it runs; NULL: pg_async.max_depth) 1 to 1000, rate_limit (the most jobs started in any window of rate_period; NULL: no limit) 1 to 10000, rate_period 10 milliseconds to 1 day';
+COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval, concurrency_key text, key_concurrency integer) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days, priority (of the jobs enqueued without one; lower runs first) -32768 to 32767, max_depth (the deepest chain of events it runs; NULL: pg_async.max_depth) 1 to 1000, rate_limit (the most jobs started in any window of rate_period; NULL: no limit) 1 to 10000, rate_period 10 milliseconds to 1 day, concurrency_key (a key of the payload; NULL: none) 1 to 127 bytes, and with it key_concurrency (the most jobs with the same value of that key running at once) 1 to 10000';
 
-CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_period interval DEFAULT '00:00:01'::interval) RETURNS text
+CREATE FUNCTION async.register_external(name text, max_attempts integer DEFAULT 3, retry_delays interval[] DEFAULT '{00:01:00,00:02:00}'::interval[], timeout interval DEFAULT '00:01:00'::interval, run_as regrole DEFAULT NULL::regrole, max_event_age interval DEFAULT '06:00:00'::interval, concurrency integer DEFAULT NULL::integer, on_success text DEFAULT NULL::text, on_failure text DEFAULT NULL::text, priority integer DEFAULT 0, max_depth integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, rate_period interval DEFAULT '00:00:01'::interval, concurrency_key text DEFAULT NULL::text, key_concurrency integer DEFAULT NULL::integer) RETURNS text
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_register_external';
 
-COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
+COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval, concurrency_key text, key_concurrency integer) IS 'registers a function whose jobs consumers outside the server run (async.claim()), or updates its registration; returns the name. Claiming and enqueueing its jobs need the privileges of run_as, by default the caller. timeout is the lease of each attempt. Bounds as async.register()';
 
 CREATE FUNCTION async.resume(name text) RETURNS boolean
     LANGUAGE c STRICT
@@ -2168,7 +2372,11 @@ CREATE TABLE async.functions (
     max_depth integer,
     rate_limit integer,
     rate_period interval DEFAULT '00:00:01'::interval NOT NULL,
+    concurrency_key text COLLATE pg_catalog."C",
+    key_concurrency integer,
     CONSTRAINT functions_concurrency_check CHECK ((concurrency >= 0)),
+    CONSTRAINT functions_concurrency_key_check CHECK (((concurrency_key <> ''::text) AND (octet_length(concurrency_key) <= 127) AND ((concurrency_key IS NULL) = (key_concurrency IS NULL)))),
+    CONSTRAINT functions_key_concurrency_check CHECK (((key_concurrency >= 1) AND (key_concurrency <= 10000))),
     CONSTRAINT functions_max_depth_check CHECK (((max_depth >= 1) AND (max_depth <= 1000))),
     CONSTRAINT functions_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT functions_max_event_age_check CHECK (((max_event_age >= '00:00:01'::interval) AND (max_event_age <= '30 days'::interval))),
@@ -2209,6 +2417,10 @@ COMMENT ON COLUMN async.functions.rate_limit IS 'most jobs of the function start
 
 COMMENT ON COLUMN async.functions.rate_period IS 'the window of rate_limit';
 
+COMMENT ON COLUMN async.functions.concurrency_key IS 'a key of the payload, such as tenant_id: at most key_concurrency jobs with the same value of it run at once, and claims take the values in turn; NULL: no limit by key';
+
+COMMENT ON COLUMN async.functions.key_concurrency IS 'most jobs of the function with the same value of concurrency_key running at once, across all workers and consumers';
+
 COMMENT ON COLUMN async.functions.priority IS 'priority of the jobs enqueued for the function without one (lower runs first)';
 
 COMMENT ON COLUMN async.functions.registered_by IS 'role that last called async.register() for this name';
@@ -2226,12 +2438,15 @@ CREATE TABLE async.running (
     job_id bigint NOT NULL,
     function text NOT NULL COLLATE pg_catalog."C",
     lease uuid,
-    deadline timestamp with time zone
+    deadline timestamp with time zone,
+    key text COLLATE pg_catalog."C"
 );
 
 COMMENT ON TABLE async.running IS 'internal: the claimed, unfinished jobs of functions with a concurrency limit, and of external functions; claims count them under one lock';
 
 COMMENT ON COLUMN async.running.lease IS 'the lease of a job claimed with async.claim(): async.complete(), async.fail() and async.heartbeat() act only with it; NULL for a worker''s claim';
+
+COMMENT ON COLUMN async.running.key IS 'the job''s key (async.jobs.key), for a function with a concurrency_key: claims count the running jobs of each key';
 
 COMMENT ON COLUMN async.running.deadline IS 'when the lease of an external job expires: its attempt then fails with "lease expired"';
 
@@ -2359,17 +2574,21 @@ CREATE INDEX jobs_finished_idx ON async.jobs USING btree (finished_at) WHERE (fi
 
 CREATE INDEX jobs_limited_idx ON async.jobs USING btree (function, priority, run_at) WHERE (limited AND (NOT paused) AND (finished_at IS NULL));
 
+CREATE INDEX jobs_keyed_idx ON async.jobs USING btree (function, key, priority, run_at) WHERE (limited AND (NOT paused) AND (finished_at IS NULL) AND (key IS NOT NULL));
+
+COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued jobs of functions with a concurrency_key, by key: the claims visit the keys in turn';
+
 CREATE INDEX jobs_paused_idx ON async.jobs USING btree (function) WHERE paused;
 
 CREATE INDEX jobs_priority_idx ON async.jobs USING btree (priority, run_at) WHERE ((priority <> 0) AND (finished_at IS NULL) AND (NOT paused) AND (NOT limited));
 
 CREATE INDEX jobs_ready_idx ON async.jobs USING btree (run_at) WHERE ((priority = 0) AND (finished_at IS NULL) AND (NOT paused) AND (NOT limited));
 
-CREATE INDEX running_function_idx ON async.running USING btree (function);
+CREATE INDEX running_function_idx ON async.running USING btree (function, key);
 
 CREATE TRIGGER functions_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON async.functions FOR EACH STATEMENT EXECUTE FUNCTION async._functions_changed();
 
-CREATE TRIGGER functions_limit_changed AFTER INSERT OR DELETE OR UPDATE OF concurrency, rate_limit ON async.functions FOR EACH ROW EXECUTE FUNCTION async._functions_limit_changed();
+CREATE TRIGGER functions_limit_changed AFTER INSERT OR DELETE OR UPDATE OF concurrency, rate_limit, concurrency_key, key_concurrency ON async.functions FOR EACH ROW EXECUTE FUNCTION async._functions_limit_changed();
 
 CREATE TRIGGER jobs_enqueue BEFORE INSERT ON async.jobs FOR EACH ROW EXECUTE FUNCTION async._jobs_trigger();
 
@@ -2453,6 +2672,16 @@ REVOKE ALL ON FUNCTION async._functions_limit_changed() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._is_limited(p_function text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION async._job_key(p_function text, p_payload jsonb) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._key_value(p_payload jsonb, p_key text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._key_cursor(p_function text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._set_key_cursor(p_function text, p_key text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION async._limited_job_functions() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._live_worker_pids() FROM PUBLIC;
@@ -2489,7 +2718,7 @@ REVOKE ALL ON FUNCTION async._unpause_jobs() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._unregister(p_name text, p_cancel_jobs boolean) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval, p_concurrency_key text, p_key_concurrency integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._worker_started_at(pid integer) FROM PUBLIC;
 

@@ -45,7 +45,7 @@
 "                    ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)" \
 "             OPERATOR(pg_catalog.>) f.max_event_age," \
 "           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL," \
-"           f.concurrency IS NOT NULL," \
+"           f.concurrency IS NOT NULL OR f.key_concurrency IS NOT NULL," \
 "           (SELECT pg_catalog.min(c.run_at) FROM candidates c)," \
 "           (SELECT pg_catalog.count(*) FROM candidates c) OPERATOR(pg_catalog.>)" \
 "             (SELECT pg_catalog.count(*) FROM picked p WHERE p.ready)," \
@@ -64,7 +64,7 @@
 
 /* what each part of a claim reads of a job */
 #define PART_COLUMNS \
-" j.id, j.function, j.suspect, j.run_at, j.priority," \
+" j.id, j.function, j.suspect, j.run_at, j.priority, j.key," \
 " pg_catalog.pg_column_size(j.payload) AS bytes"
 
 /* a job that is due and waits, outside the lanes of limited functions */
@@ -134,14 +134,15 @@
 "   WHERE w.before OPERATOR(pg_catalog.<) $3),"
 
 /*
- * The functions that are paused or have a concurrency or rate limit: whether
- * there is any decides between the two claims.  External functions are left out:
+ * The functions that are paused or have a concurrency, key or rate limit:
+ * whether there is any decides between the two claims.  External functions are left out:
  * their jobs are never in jobs_ready_idx, and only consumers claim them
  * (external.c).
  */
 #define LIMITED_FUNCTIONS \
 " async.functions f" \
-" WHERE (f.paused OR f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL)" \
+" WHERE (f.paused OR f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL" \
+"        OR f.key_concurrency IS NOT NULL)" \
 "   AND f.handler IS NOT NULL"
 
 /*
@@ -150,12 +151,17 @@
  * concurrency limit, counting its reservations in async.running (room),
  * and within its rate limit, counting the starts of the window that ends
  * at 'at' (async.rate_windows).  room_at: when a full rate limit has room
- * again.
+ * again.  A limit by key is applied key by key (async._keyed_jobs); after:
+ * the jobs of such a function that wait for time, not for room, are those
+ * due after 'at'.
  */
 #define LIMITS_CTE(at) \
 " limits AS MATERIALIZED (" \
 "  SELECT l.*, LEAST(l.room, l.rate_limit OPERATOR(pg_catalog.-) l.rate_used) AS allowance" \
 "    FROM (SELECT f.name, f.paused, f.concurrency, f.rate_limit," \
+"                 f.concurrency_key, f.key_concurrency," \
+"                 CASE WHEN f.key_concurrency IS NOT NULL THEN " at \
+"                      ELSE '-infinity'::pg_catalog.timestamptz END AS after," \
 "                 f.concurrency OPERATOR(pg_catalog.-)" \
 "                   (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM async.running r" \
 "                     WHERE r.function OPERATOR(pg_catalog.=) f.name) AS room," \
@@ -177,10 +183,10 @@
 " AND j.state OPERATOR(pg_catalog.=) 'queued'"
 
 /*
- * A part of the lanes: for each limited function with room left, its ready
- * jobs whose priority passes test, in the given order, up to limit, in
- * the function's range of jobs_limited_idx.  As in READY_PARTS, three
- * parts by priority each take what the ones before left.
+ * A part of the lanes: for each limited function with room left and no
+ * concurrency_key, its ready jobs whose priority passes test, in the given
+ * order, up to limit, in the function's range of jobs_limited_idx.  As in
+ * READY_PARTS, three parts by priority each take what the ones before left.
  */
 #define LANE_PART(name, test, order, limit) \
 " " name " AS (" \
@@ -190,7 +196,20 @@
 "       AND j.priority " test \
 "     ORDER BY " order " LIMIT " limit \
 "       FOR UPDATE SKIP LOCKED) c" \
-"   WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
+"   WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0" \
+"     AND l.key_concurrency IS NULL),"
+
+/*
+ * The lane of each function with a concurrency_key and room left: its keys
+ * visited in turn, each giving what it has room for (async._keyed_jobs).
+ */
+#define LANE_KEYED \
+" lane_keyed AS (" \
+"  SELECT c.* FROM limits l CROSS JOIN LATERAL" \
+"         async._keyed_jobs(l.name, l.key_concurrency," \
+"                           COALESCE(LEAST(l.allowance, $1), $1), $8) c" \
+"   WHERE NOT l.paused AND l.key_concurrency IS NOT NULL" \
+"     AND COALESCE(l.allowance, 1) OPERATOR(pg_catalog.>) 0),"
 
 #define LANE_ALLOWANCE "LEAST(l.allowance, $1)"
 #define LANE_TAKEN(part) \
@@ -207,8 +226,11 @@
  * that a large backlog held by a limit is not walked by every claim.  A
  * job of a limited function may still be found in jobs_ready_idx (enqueued
  * by a session that had not yet seen the limit): the allowance counts it
- * too.  Claimed jobs of limited functions are recorded in async.running,
- * which the next claim counts.  Every part goes by priority, then run_at.
+ * too, but one of a function with a concurrency_key is not taken: it has
+ * no key yet, and the claim marks it and gives it its key (rekeyed).
+ * Claimed jobs of functions with a concurrency or key limit are recorded
+ * in async.running, which the next claim counts.  Every part goes by
+ * priority, then run_at.
  */
 const char *const pg_async_claim_sql =
 "WITH" LIMITS_CTE("$8") ","
@@ -218,27 +240,38 @@ LANE_PART("lane_ready", "OPERATOR(pg_catalog.=) 0", "j.run_at",
 		  LANE_ALLOWANCE LANE_TAKEN("lane_urgent"))
 LANE_PART("lane_later", "OPERATOR(pg_catalog.>) 0", "j.priority, j.run_at",
 		  LANE_ALLOWANCE LANE_TAKEN("lane_urgent") LANE_TAKEN("lane_ready"))
+LANE_KEYED
+" rekeyed AS ("
+"  UPDATE async.jobs j SET limited = true,"
+"         key = async._key_value(j.payload, l.concurrency_key)"
+"    FROM (" READY_UNION ") c JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
+"   WHERE j.id OPERATOR(pg_catalog.=) c.id AND l.concurrency_key IS NOT NULL),"
 " allowed AS ("
-"  SELECT c.id, c.function, c.suspect, c.run_at, c.priority, c.bytes, c.ready, c.prio,"
-"         l.concurrency FROM ("
+"  SELECT c.id, c.function, c.suspect, c.run_at, c.priority, c.key, c.bytes, c.ready, c.prio,"
+"         l.concurrency, l.key_concurrency FROM ("
 "         SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.function"
 "                                                    ORDER BY c.priority, c.run_at, c.id) AS nth"
 "           FROM (" READY_UNION
 "                 UNION ALL SELECT *, false, false FROM lane_urgent"
 "                 UNION ALL SELECT *, false, false FROM lane_ready"
-"                 UNION ALL SELECT *, false, false FROM lane_later) c) c"
+"                 UNION ALL SELECT *, false, false FROM lane_later"
+"                 UNION ALL SELECT *, false, false FROM lane_keyed) c) c"
 "    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
-"   WHERE l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance"
+"   WHERE (l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance)"
+"     AND (l.key_concurrency IS NULL OR c.key IS NOT NULL)"
 "   ORDER BY c.priority, c.run_at, c.id LIMIT $1),"
 CLAIM_WITHIN_BYTES("allowed")
 " picked AS ("
-"  SELECT a.id, a.function, a.concurrency, a.ready, a.prio FROM within_bytes a"
+"  SELECT a.id, a.function, a.concurrency, a.key_concurrency, a.key, a.ready, a.prio"
+"    FROM within_bytes a"
 "   WHERE NOT EXISTS (SELECT FROM allowed s WHERE s.suspect)"
 "  UNION ALL"
-"  (SELECT s.id, s.function, s.concurrency, s.ready, s.prio FROM allowed s WHERE s.suspect LIMIT 1)),"
+"  (SELECT s.id, s.function, s.concurrency, s.key_concurrency, s.key, s.ready, s.prio"
+"     FROM allowed s WHERE s.suspect LIMIT 1)),"
 " reserved AS ("
-"  INSERT INTO async.running (job_id, function)"
-"  SELECT p.id, p.function FROM picked p WHERE p.concurrency IS NOT NULL)"
+"  INSERT INTO async.running (job_id, function, key)"
+"  SELECT p.id, p.function, p.key FROM picked p"
+"   WHERE p.concurrency IS NOT NULL OR p.key_concurrency IS NOT NULL)"
 CLAIM_UPDATE;
 
 /*
@@ -293,7 +326,10 @@ const char *const pg_async_limits_sql =
  * first of jobs_priority_idx from the priority floor ($2, $3), the
  * first of each limited function with room left in jobs_limited_idx, in
  * each range of priorities, and when each full rate limit with jobs
- * waiting has room again.
+ * waiting has room again.  A due job of a function with a concurrency_key
+ * waits for its key to have room, which only the finish of a job of that
+ * key gives, and the worker that finishes it claims again: so for those
+ * functions only the jobs due later count.
  */
 const char *const pg_async_next_run_sql =
 "WITH" LIMITS_CTE("pg_catalog.clock_timestamp()")
@@ -307,15 +343,18 @@ const char *const pg_async_next_run_sql =
 "  (SELECT pg_catalog.min(x.run_at) FROM limits l CROSS JOIN LATERAL ("
 "     SELECT j.run_at FROM async.jobs j"
 "      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.=) 0"
+"        AND j.run_at OPERATOR(pg_catalog.>) l.after"
 "      ORDER BY j.run_at LIMIT 1) x"
-"    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
+"    WHERE NOT l.paused AND COALESCE(l.allowance, 1) OPERATOR(pg_catalog.>) 0),"
 "  (SELECT pg_catalog.min(x.run_at) FROM limits l CROSS JOIN LATERAL ("
 "     SELECT pg_catalog.min(j.run_at) AS run_at FROM async.jobs j"
 "      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.<) 0"
+"        AND j.run_at OPERATOR(pg_catalog.>) l.after"
 "     UNION ALL"
 "     SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
-"      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.>) 0) x"
-"    WHERE NOT l.paused AND l.allowance OPERATOR(pg_catalog.>) 0),"
+"      WHERE" LANE_JOB " AND j.priority OPERATOR(pg_catalog.>) 0"
+"        AND j.run_at OPERATOR(pg_catalog.>) l.after) x"
+"    WHERE NOT l.paused AND COALESCE(l.allowance, 1) OPERATOR(pg_catalog.>) 0),"
 "  (SELECT pg_catalog.min(l.room_at) FROM limits l"
 "    WHERE NOT l.paused AND l.room_at IS NOT NULL"
 "      AND EXISTS (SELECT FROM async.jobs j WHERE" LANE_JOB ")))";

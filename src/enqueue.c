@@ -225,12 +225,13 @@ typedef enum JobColumn
 	JOB_LIMITED,				/* from 0.3 */
 	JOB_PRIORITY,				/* from 0.9 */
 	JOB_DEPTH,					/* from 0.9 */
+	JOB_KEY,					/* from 0.11 */
 	JOB_NCOLUMNS
 } JobColumn;
 
 static const char *const job_column_names[JOB_NCOLUMNS] = {
 	"state", "attempts", "enqueued_at", "function", "event_id", "payload",
-	"run_at", "paused", "limited", "priority", "depth"
+	"run_at", "paused", "limited", "priority", "depth", "key"
 };
 
 static Oid	job_columns_type = InvalidOid;
@@ -350,6 +351,40 @@ set_mark(HeapTuple tuple, TupleDesc desc, JobColumn column, bool value)
 	if (isnull || DatumGetBool(d) != value)
 		tuple = set_column(tuple, desc, attnum, BoolGetDatum(value));
 	return tuple;
+}
+
+/*
+ * set_key gives a new job the key of its payload under its function's
+ * concurrency_key, or none when the function has none, whatever the INSERT
+ * said.
+ */
+static HeapTuple
+set_key(HeapTuple tuple, TupleDesc desc, const AsyncRegistration *entry)
+{
+	AttrNumber	attnum = job_attnum(desc, JOB_KEY);
+	bool		isnull;
+	int			cols[1];
+	Datum		value = (Datum) 0;
+	bool		null = true;
+
+	if (attnum == InvalidAttrNumber)
+		return tuple;
+	if (entry->concurrency_key[0] != '\0')
+	{
+		Datum		payload = column_value(tuple, desc, JOB_PAYLOAD, &isnull);
+
+		value = PointerGetDatum(pg_async_job_key(payload,
+												 cstring_to_text(entry->concurrency_key)));
+		null = false;
+	}
+	else
+	{
+		(void) SPI_getbinval(tuple, desc, attnum, &isnull);
+		if (isnull)
+			return tuple;
+	}
+	cols[0] = attnum;
+	return heap_modify_tuple_by_cols(tuple, desc, 1, cols, &value, &null);
 }
 
 /*
@@ -558,6 +593,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	 */
 	tuple = set_mark(tuple, desc, JOB_PAUSED, entry->paused);
 	tuple = set_mark(tuple, desc, JOB_LIMITED, entry->limited || entry->external);
+	tuple = set_key(tuple, desc, entry);
 	check_priority(tuple, desc);
 	tuple = fill_priority(tuple, desc, entry->priority);
 	tuple = set_depth(tuple, desc);

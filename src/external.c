@@ -102,7 +102,7 @@ run_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 typedef struct ExternalFunction
 {
 	Oid			run_as;
-	bool		limited;		/* it has a concurrency limit */
+	bool		limited;		/* it has a concurrency, rate or key limit */
 } ExternalFunction;
 
 /*
@@ -124,10 +124,14 @@ lookup_external(const char *function, const char *action)
 
 	args[0] = CStringGetTextDatum(function);
 	pg_async_owner_begin(&scope);
-	/* limited: its claims count under its lock (rate_limit: 0.10 and later) */
+	/*
+	 * limited: its claims count under its lock (rate_limit: 0.10 and later;
+	 * key_concurrency: 0.11 and later)
+	 */
 	if (run_cached(&lookup_plan, "SELECT f.handler IS NULL, f.run_as::pg_catalog.oid,"
 							  "       f.concurrency IS NOT NULL OR"
-							  "       (pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) 'rate_limit') IS NOT NULL,"
+							  "       (pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) 'rate_limit') IS NOT NULL OR"
+							  "       (pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) 'key_concurrency') IS NOT NULL,"
 							  "       f.handler::pg_catalog.text"
 							  "  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
@@ -190,7 +194,9 @@ check_leased_jobs(Datum ids, const char *action)
 
 	args[0] = ids;
 	pg_async_owner_begin(&scope);
-	if (run_cached(&leases_plan, "SELECT l.function, l.run_as, f.concurrency IS NOT NULL"
+	/* a completion gives room under a concurrency or key limit (0.11 and later) */
+	if (run_cached(&leases_plan, "SELECT l.function, l.run_as, f.concurrency IS NOT NULL OR"
+							  "       (pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) 'key_concurrency') IS NOT NULL"
 							  "  FROM async._lease_roles($1) l"
 							  "  JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) l.function",
 							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)

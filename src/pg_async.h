@@ -79,6 +79,10 @@
 /* a rate limit's bounds: its window keeps at most that many starts */
 #define ASYNC_MAX_RATE_LIMIT	10000
 #define ASYNC_MIN_RATE_PERIOD_US	10000
+/* limits by key: the most a key runs at once, a key's name and value */
+#define ASYNC_MAX_KEY_CONCURRENCY	10000
+#define ASYNC_MAX_KEY_NAME_LEN	127
+#define ASYNC_MAX_KEY_VALUE		200
 
 /* A worker never sleeps longer than this without looking at the queue. */
 #define ASYNC_MAX_SLEEP_MS		5000
@@ -129,12 +133,16 @@ typedef struct AsyncRegistration
 	bool		external;		/* consumers run its jobs (async.claim) */
 	Oid			run_as;			/* whose privileges enqueueing for it needs */
 	bool		paused;			/* its new jobs are marked paused (async.pause) */
-	bool		limited;		/* and limited (a concurrency or rate limit) */
+	bool		limited;		/* and limited (a concurrency, rate or key limit) */
 	bool		held;			/* the limit is 0: its jobs wake no worker */
 	int16		priority;		/* of its jobs enqueued without one */
+	char		concurrency_key[ASYNC_NAME_SIZE];	/* payload key, "" for none */
 } AsyncRegistration;
 
 extern AsyncRegistration *pg_async_check_registration(const char *function);
+
+/* keys.c */
+extern text *pg_async_job_key(Datum payload, text *key_name);
 extern uint64 pg_async_functions_generation(Oid relid);
 
 /* external_wait.c */

@@ -323,11 +323,52 @@ check_name_free(text *name)
 }
 
 /*
+ * check_key_limit checks the limit by key that arguments 'at' and 'at' + 1
+ * of fcinfo give: concurrency_key, a payload key, and key_concurrency, how
+ * many jobs with one value of it may run at once; both or neither.
+ */
+static void
+check_key_limit(FunctionCallInfo fcinfo, int at)
+{
+	if (!PG_ARGISNULL(at))
+	{
+		text	   *key = PG_GETARG_TEXT_PP(at);
+
+		if (VARSIZE_ANY_EXHDR(key) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("concurrency_key must not be empty"),
+					 errhint("Name the payload key whose values are limited, such as 'tenant_id'.")));
+		if (VARSIZE_ANY_EXHDR(key) > ASYNC_MAX_KEY_NAME_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("concurrency_key is too long"),
+					 errdetail("A concurrency_key has at most %d bytes.", ASYNC_MAX_KEY_NAME_LEN)));
+	}
+	if (!PG_ARGISNULL(at + 1) &&
+		(PG_GETARG_INT32(at + 1) < 1 || PG_GETARG_INT32(at + 1) > ASYNC_MAX_KEY_CONCURRENCY))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key_concurrency must be NULL (no limit by key) or between 1 and %d",
+						ASYNC_MAX_KEY_CONCURRENCY),
+				 errdetail("It was %d.", PG_GETARG_INT32(at + 1)),
+				 errhint("To hold a function's jobs, use async.pause() or concurrency => 0.")));
+	if (PG_ARGISNULL(at) != PG_ARGISNULL(at + 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg(PG_ARGISNULL(at) ? "key_concurrency needs a concurrency_key" :
+						"concurrency_key needs a key_concurrency"),
+				 errhint("Give both, for instance concurrency_key => 'tenant_id', key_concurrency => 1.")));
+}
+
+/*
  * register_function writes the registration 'name' of handler, or of an
  * external function when handler is InvalidOid, after checking the options
  * that async.register() and async.register_external() share: the
  * arguments of fcinfo from 'first' on are max_attempts, retry_delays,
- * timeout, run_as, max_event_age, concurrency, on_success and on_failure.
+ * timeout, run_as, max_event_age, concurrency, on_success, on_failure,
+ * priority, max_depth, rate_limit, rate_period, concurrency_key and
+ * key_concurrency.
  * run_as defaults to default_run_as, for a handler its owner, whose
  * privileges the caller must have.  A name keeps its kind: a function
  * registered with a handler is not made external, nor the reverse, since
@@ -345,11 +386,11 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 	Oid			old_run_as;
 	Oid			old_registered_by;
 	bool		old_external;
-	Oid			argtypes[15] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
+	Oid			argtypes[17] = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID,
 		INTERVALARRAYOID, INTERVALOID, REGROLEOID, INTERVALOID, INT4OID, TEXTOID, TEXTOID,
-	INT2OID, INT4OID, INT4OID, INTERVALOID};
-	Datum		args[15];
-	char		nulls[16] = "               ";
+	INT2OID, INT4OID, INT4OID, INTERVALOID, TEXTOID, INT4OID};
+	Datum		args[17];
+	char		nulls[18] = "                 ";
 	Interval   *rate_period;
 	int16		priority;
 	bool		isnull;
@@ -362,8 +403,8 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 					 errmsg("%s must not be null",
 							i == 0 ? "max_attempts" : i == 1 ? "retry_delays" : "timeout")));
 
-	/* the schema of 0.9 and older, until ALTER EXTENSION UPDATE */
-	if (PG_NARGS() <= first + 11 ||
+	/* the schema of 0.10 and older, until ALTER EXTENSION UPDATE */
+	if (PG_NARGS() <= first + 13 ||
 		!pg_async_handlers_bound(get_relname_relid("functions",
 												   get_namespace_oid("async", false))))
 		ereport(ERROR,
@@ -452,6 +493,7 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rate_period must be at least 10 milliseconds")));
 	pg_async_check_at_most(rate_period, "rate_period", "1 day");
+	check_key_limit(fcinfo, first + 12);
 
 	run_as = PG_ARGISNULL(first + 3) ? default_run_as : PG_GETARG_OID(first + 3);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run_as)))
@@ -543,8 +585,13 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 	if (PG_ARGISNULL(first + 10))
 		nulls[13] = 'n';
 	args[14] = IntervalPGetDatum(rate_period);
-	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-								 15, argtypes, args, nulls, &isnull);
+	for (i = 0; i <= 1; i++)
+	{
+		nulls[15 + i] = PG_ARGISNULL(first + 12 + i) ? 'n' : ' ';
+		args[15 + i] = PG_ARGISNULL(first + 12 + i) ? (Datum) 0 : PG_GETARG_DATUM(first + 12 + i);
+	}
+	(void) pg_async_run_as_owner("SELECT async._upsert_registration($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+								 17, argtypes, args, nulls, &isnull);
 
 	/* a lifted limit may have made held jobs ready: wake whoever runs them at commit */
 	if (OidIsValid(handler))
@@ -556,7 +603,8 @@ register_function(FunctionCallInfo fcinfo, int first, text *name, Oid handler,
 /*
  * async.register(handler, name, max_attempts, retry_delays, timeout, run_as,
  *				  max_event_age, concurrency, on_success, on_failure, priority,
- *				  max_depth, rate_limit, rate_period)
+ *				  max_depth, rate_limit, rate_period, concurrency_key,
+ *				  key_concurrency)
  *
  * Registers handler under name, or updates the registration.  A caller who
  * is not superuser must have the privileges of the handler's owner and of
@@ -599,7 +647,7 @@ pg_async_register(PG_FUNCTION_ARGS)
  * async.register_external(name, max_attempts, retry_delays, timeout,
  *						   run_as, max_event_age, concurrency, on_success,
  *						   on_failure, priority, max_depth, rate_limit,
- *						   rate_period)
+ *						   rate_period, concurrency_key, key_concurrency)
  *
  * Registers a function whose jobs consumers outside the server claim
  * (external.c), or updates its registration.  run_as defaults to the

@@ -80,6 +80,7 @@ pg_async_functions_generation(Oid relid)
 
 /* the registration lookup, and the one for a schema older than 0.5 */
 static SPIPlanPtr lookup_plan = NULL;
+static SPIPlanPtr lookup_010_plan = NULL;
 static SPIPlanPtr lookup_09_plan = NULL;
 static SPIPlanPtr lookup_08_plan = NULL;
 static SPIPlanPtr lookup_legacy_plan = NULL;
@@ -87,20 +88,22 @@ static SPIPlanPtr lookup_legacy_plan = NULL;
 /*
  * prepare_lookup prepares, for the backend's lifetime, the look-up of a
  * registration whose handler's OID is the expression 'handler', its
- * jobs' default priority the expression 'priority', and whether it has a
- * rate limit the expression 'rated'.
+ * jobs' default priority the expression 'priority', whether it has a
+ * rate or key limit the expression 'rated', and its concurrency_key the
+ * expression 'key'.
  */
 static SPIPlanPtr
-prepare_lookup(const char *handler, const char *priority, const char *rated)
+prepare_lookup(const char *handler, const char *priority, const char *rated,
+			   const char *key)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	SPIPlanPtr	plan;
 
 	plan = SPI_prepare(psprintf("SELECT %s, f.paused, f.concurrency,"
-								"       f.handler IS NULL, f.run_as::pg_catalog.oid, %s, %s"
+								"       f.handler IS NULL, f.run_as::pg_catalog.oid, %s, %s, %s"
 								"  FROM async.functions f"
 								" WHERE f.name OPERATOR(pg_catalog.=) $1", handler, priority,
-								rated),
+								rated, key),
 					   1, argtypes);
 	if (plan == NULL || SPI_keepplan(plan) != 0)
 		elog(ERROR, "pg_async: preparing the registration lookup failed");
@@ -124,6 +127,7 @@ lookup_registration(const char *function)
 	bool		limited = false;
 	bool		held = false;
 	int16		priority = 0;
+	char		concurrency_key[ASYNC_NAME_SIZE] = "";
 	AsyncRegistration *entry;
 	bool		found;
 	int			rc;
@@ -164,19 +168,30 @@ lookup_registration(const char *function)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
 	if (pg_async_handlers_bound(functions_relid) &&
-		get_attnum(functions_relid, "rate_limit") != InvalidAttrNumber)
+		get_attnum(functions_relid, "key_concurrency") != InvalidAttrNumber)
 	{
 		if (lookup_plan == NULL)
 			lookup_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority",
-										 "f.rate_limit IS NOT NULL");
+										 "f.rate_limit IS NOT NULL OR f.key_concurrency IS NOT NULL",
+										 "f.concurrency_key");
 		plan = lookup_plan;
+	}
+	else if (pg_async_handlers_bound(functions_relid) &&
+			 get_attnum(functions_relid, "rate_limit") != InvalidAttrNumber)
+	{
+		/* 0.10, until ALTER EXTENSION UPDATE: no limits by key */
+		if (lookup_010_plan == NULL)
+			lookup_010_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority",
+											 "f.rate_limit IS NOT NULL", "NULL::pg_catalog.text");
+		plan = lookup_010_plan;
 	}
 	else if (pg_async_handlers_bound(functions_relid) &&
 			 get_attnum(functions_relid, "priority") != InvalidAttrNumber)
 	{
 		/* 0.9, until ALTER EXTENSION UPDATE: no rate limits */
 		if (lookup_09_plan == NULL)
-			lookup_09_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority", "false");
+			lookup_09_plan = prepare_lookup("f.handler::pg_catalog.oid", "f.priority", "false",
+											"NULL::pg_catalog.text");
 		plan = lookup_09_plan;
 	}
 	else if (pg_async_handlers_bound(functions_relid))
@@ -184,7 +199,7 @@ lookup_registration(const char *function)
 		/* 0.5 to 0.8, until ALTER EXTENSION UPDATE: no priorities */
 		if (lookup_08_plan == NULL)
 			lookup_08_plan = prepare_lookup("f.handler::pg_catalog.oid", "0::pg_catalog.int2",
-											"false");
+											"false", "NULL::pg_catalog.text");
 		plan = lookup_08_plan;
 	}
 	else
@@ -196,7 +211,7 @@ lookup_registration(const char *function)
 		if (lookup_legacy_plan == NULL)
 			lookup_legacy_plan =
 				prepare_lookup("pg_catalog.to_regprocedure(f.handler)::pg_catalog.oid",
-							   "0::pg_catalog.int2", "false");
+							   "0::pg_catalog.int2", "false", "NULL::pg_catalog.text");
 		plan = lookup_legacy_plan;
 	}
 	args[0] = CStringGetTextDatum(function);
@@ -225,10 +240,14 @@ lookup_registration(const char *function)
 		run_as = isnull ? InvalidOid : DatumGetObjectId(d);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
 		priority = isnull ? 0 : DatumGetInt16(d);
-		/* a rate limit holds jobs as a concurrency limit does */
+		/* a rate or key limit holds jobs as a concurrency limit does */
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull);
 		if (!isnull && DatumGetBool(d))
 			limited = true;
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
+		if (!isnull)
+			text_to_cstring_buffer(DatumGetTextPP(d), concurrency_key,
+								   sizeof(concurrency_key));
 	}
 	SPI_finish();
 
@@ -259,6 +278,7 @@ lookup_registration(const char *function)
 	entry->limited = limited;
 	entry->held = held;
 	entry->priority = priority;
+	strlcpy(entry->concurrency_key, concurrency_key, ASYNC_NAME_SIZE);
 	return entry;
 }
 

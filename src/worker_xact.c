@@ -146,11 +146,11 @@ pg_async_extension_ready(void)
 		bound_functions_relid = relids[1];
 	}
 	/*
-	 * the claims order jobs by priority (0.9 and later), and count rate
-	 * limits (0.10 and later)
+	 * the claims order jobs by priority (0.9 and later), count rate limits
+	 * (0.10 and later) and limits by key (0.11 and later)
 	 */
 	if (get_attnum(relids[0], "priority") == InvalidAttrNumber ||
-		get_attnum(relids[1], "rate_limit") == InvalidAttrNumber)
+		get_attnum(relids[1], "key_concurrency") == InvalidAttrNumber)
 	{
 		warn_older_extension(&warned_old);
 		return false;

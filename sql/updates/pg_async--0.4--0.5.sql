@@ -395,4 +395,4 @@ AS $$
 	SELECT pg_catalog.count(*)::integer FROM gone;
 $$;
 
--- @function async._unpause_jobs(
+-- @function@0.10 async._unpause_jobs(

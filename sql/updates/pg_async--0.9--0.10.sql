@@ -47,10 +47,10 @@ DROP FUNCTION async.configure(text, integer, interval[], interval, interval, int
 DROP FUNCTION async.register(regprocedure, text, integer, interval[], interval, regrole, interval, integer, text, text, integer, integer);
 DROP FUNCTION async.register_external(text, integer, interval[], interval, regrole, interval, integer, text, text, integer, integer);
 DROP FUNCTION async._upsert_registration(text, regprocedure, regrole, integer, interval[], interval, regrole, interval, integer, text, text, smallint, integer);
--- @function async._upsert_registration(
--- @function async.register(
--- @function async.register_external(
--- @function async.configure(
+-- @function@0.10 async._upsert_registration(
+-- @function@0.10 async.register(
+-- @function@0.10 async.register_external(
+-- @function@0.10 async.configure(
 REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval) FROM PUBLIC;
 COMMENT ON FUNCTION async._upsert_registration(p_name text, p_handler regprocedure, p_run_as regrole, p_max_attempts integer, p_retry_delays interval[], p_timeout interval, p_registered_by regrole, p_max_event_age interval, p_concurrency integer, p_on_success text, p_on_failure text, p_priority smallint, p_max_depth integer, p_rate_limit integer, p_rate_period interval) IS 'internal: writes a registration for async.register()';
 COMMENT ON FUNCTION async.register(handler regprocedure, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as regrole, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval) IS 'registers handler (a function taking jsonb, or jsonb and async.context, not temporary) under name (default: the function''s name), or updates the registration; returns the name. The handler runs as run_as, by default its owner, which must have the privileges of run_as. Bounds: max_attempts 1 to 100, at most 100 retry_delays of 0 to 30 days each, timeout up to 1 day, max_event_age 1 second to 30 days, priority (of the jobs enqueued without one; lower runs first) -32768 to 32767, max_depth (the deepest chain of events it runs; NULL: pg_async.max_depth) 1 to 1000, rate_limit (the most jobs started in any window of rate_period; NULL: no limit) 1 to 10000, rate_period 10 milliseconds to 1 day';
@@ -58,16 +58,16 @@ COMMENT ON FUNCTION async.register_external(name text, max_attempts integer, ret
 COMMENT ON FUNCTION async.configure(name text, max_attempts integer, retry_delays interval[], timeout interval, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval) IS 'changes some settings of a registration and keeps the others; concurrency -1 and rate_limit -1 remove those limits, max_depth -1 goes back to pg_async.max_depth, on_success or on_failure '''' removes a destination. Needs the same rights as async.register().';
 
 /* a rate limit holds jobs as a concurrency limit does */
--- @function async._is_limited(
--- @function async._functions_limit_changed(
+-- @function@0.10 async._is_limited(
+-- @function@0.10 async._functions_limit_changed(
 COMMENT ON FUNCTION async._is_limited(p_function text) IS 'internal: whether the queued jobs of a function are marked limited: it has a concurrency or rate limit, or is external';
 COMMENT ON FUNCTION async._functions_limit_changed() IS 'internal: marks the queued jobs of a function that gets a concurrency or rate limit limited, and releases them when it loses its limits or its registration';
 DROP TRIGGER functions_limit_changed ON async.functions;
 CREATE TRIGGER functions_limit_changed AFTER INSERT OR DELETE OR UPDATE OF concurrency, rate_limit ON async.functions FOR EACH ROW EXECUTE FUNCTION async._functions_limit_changed();
 -- @function async.wait_idle(
 COMMENT ON FUNCTION async.wait_idle(timeout interval) IS 'waits until no job that can run is ready or running (jobs of paused functions, of functions with concurrency 0, and of functions whose rate limit is full for now do not count); false when timeout passes first. Meant for tests and scripts; call it outside an explicit REPEATABLE READ transaction.';
--- @function async._claim_external(
--- @function async._next_external_run(
+-- @function@0.10 async._claim_external(
+-- @function@0.10 async._next_external_run(
 COMMENT ON FUNCTION async._next_external_run(p_function text) IS 'internal: when the next queued job of an external function is due, or its rate limit has room for it if later, for async.claim() to wake then';
 
 -- @view async.stats WITH
@@ -86,7 +86,7 @@ COMMENT ON FUNCTION async._dead_letter(p_job async.jobs, p_reason text) IS 'inte
 REVOKE ALL ON FUNCTION async._dead_letter(p_job async.jobs, p_reason text) FROM PUBLIC;
 
 -- @function async._bury_jobs(
--- @function async._fail(
+-- @function@0.10 async._fail(
 -- @function async._succeed(
 -- @function async._complete_external(
 

@@ -51,7 +51,7 @@ DELETE FROM async.functions;
 -- nor may he call the internal functions
 SELECT async._fail(1, 'x', 'XX000', now());
 SELECT async._redrive(1);
-SELECT async._upsert_registration('x', 'public.note(pg_catalog.jsonb)', 'postgres', 1, '{}', '1 minute', 'postgres', '1 hour', NULL, NULL, NULL, 0::smallint, NULL, NULL, '1 second');
+SELECT async._upsert_registration('x', 'public.note(pg_catalog.jsonb)', 'postgres', 1, '{}', '1 minute', 'postgres', '1 hour', NULL, NULL, NULL, 0::smallint, NULL, NULL, '1 second', NULL, NULL);
 RESET ROLE;
 
 -- with EXECUTE granted bob may enqueue; the handler still runs as alice

@@ -81,6 +81,12 @@ SELECT count(rate_limit) AS limited, bool_and(rate_period = '1 second') AS secon
   FROM async.functions;
 SELECT async.configure('up_limited', rate_limit => 1, rate_period => '1 day');
 SELECT function, held, held_reason FROM async.stats WHERE function = 'up_limited';
+-- 0.11: the jobs of before have no key; a concurrency_key gives the queued
+-- ones theirs
+SELECT count(key) AS keyed FROM async.jobs;
+SELECT async.configure('up_limited', concurrency_key => 'n', key_concurrency => 1);
+SELECT key, limited, count(*) FROM async.jobs
+ WHERE function = 'up_limited' AND state = 'queued' GROUP BY 1, 2 ORDER BY 1;
 -- ids made one after another sort one after another
 SELECT bool_and(a < b) AS ordered
   FROM (SELECT async.new_event_id() AS a, pg_sleep(0.002), async.new_event_id() AS b

@@ -1,0 +1,122 @@
+-- keys: with concurrency_key and key_concurrency, at most key_concurrency
+-- jobs with one value of that payload key run at once, across workers and
+-- consumers, and the claims visit the values in turn.
+CREATE TABLE public.key_runs (key text, n integer, running integer,
+							  at timestamptz DEFAULT clock_timestamp());
+-- each run notes how many jobs of its key were running then, itself included
+CREATE FUNCTION public.key_note(e jsonb) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO public.key_runs (key, n, running)
+	SELECT e->>'tenant', (e->>'n')::integer, count(*)::integer
+	  FROM async.jobs j
+	 WHERE j.function = 'key_note' AND j.state = 'running' AND j.key = COALESCE(e->>'tenant', '') $$;
+CREATE FUNCTION public.key_fail(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'failing on purpose';
+END $$;
+
+-- bad input changes nothing
+SELECT async.register('public.key_note(jsonb)', concurrency_key => 'tenant');
+SELECT async.register('public.key_note(jsonb)', key_concurrency => 1);
+SELECT async.register('public.key_note(jsonb)', concurrency_key => '', key_concurrency => 1);
+SELECT async.register('public.key_note(jsonb)', concurrency_key => repeat('k', 128), key_concurrency => 1);
+SELECT async.register('public.key_note(jsonb)', concurrency_key => 'tenant', key_concurrency => 0);
+SELECT async.register('public.key_note(jsonb)', concurrency_key => 'tenant', key_concurrency => -1);
+SELECT async.register('public.key_note(jsonb)', concurrency_key => 'tenant', key_concurrency => 10001);
+SELECT count(*) FROM async.functions WHERE name = 'key_note';
+
+-- the key of a job: the payload's value as text, '' when missing or null,
+-- the md5 of a long one; the INSERT cannot choose it
+SELECT async.register('public.key_note(jsonb)', concurrency_key => 'tenant', key_concurrency => 1);
+SELECT concurrency_key, key_concurrency, concurrency FROM async.functions WHERE name = 'key_note';
+SELECT async.pause('key_note');
+INSERT INTO async.jobs (function, event_id, payload) VALUES
+	('key_note', 'k-string', '{"tenant": "acme"}'),
+	('key_note', 'k-number', '{"tenant": 42}'),
+	('key_note', 'k-bool', '{"tenant": true}'),
+	('key_note', 'k-null', '{"tenant": null}'),
+	('key_note', 'k-missing', '{"other": 1}'),
+	('key_note', 'k-object', '{"tenant": {"a": [1, 2]}}'),
+	('key_note', 'k-array', '[1, 2]'),
+	('key_note', 'k-long', jsonb_build_object('tenant', repeat('x', 201))),
+	('key_note', 'k-200', jsonb_build_object('tenant', repeat('y', 200)));
+SELECT event_id, left(key, 40) AS key, length(key), key = async._key_value(payload, 'tenant') AS same,
+	   limited, paused
+  FROM async.jobs WHERE function = 'key_note' ORDER BY id;
+INSERT INTO async.jobs (function, payload, key) VALUES ('key_note', '{}', 'mine');
+SELECT key FROM async.jobs WHERE function = 'key_note' AND payload = '{}';
+
+-- a new concurrency_key gives the queued jobs their new keys; -1 removes it
+SELECT async.configure('key_note', concurrency_key => 'other');
+SELECT event_id, key FROM async.jobs WHERE function = 'key_note' AND event_id IN ('k-string', 'k-missing') ORDER BY 1;
+SELECT async.configure('key_note', key_concurrency => -1, concurrency_key => 'tenant');
+SELECT async.configure('key_note', key_concurrency => -2);
+SELECT async.configure('key_note', key_concurrency => -1);
+SELECT concurrency_key, key_concurrency FROM async.functions WHERE name = 'key_note';
+SELECT count(*) AS keyed, bool_or(limited) AS limited FROM async.jobs
+ WHERE function = 'key_note' AND key IS NOT NULL;
+SELECT async.configure('key_note', concurrency_key => 'tenant');
+SELECT async.configure('key_note', concurrency_key => 'tenant', key_concurrency => 1);
+SELECT count(*) FILTER (WHERE key IS NOT NULL) AS keyed, bool_and(limited) AS limited
+  FROM async.jobs WHERE function = 'key_note';
+DELETE FROM async.jobs WHERE function = 'key_note';
+
+-- one at a time per key: three tenants of five jobs each, and jobs
+-- without the key, which share the key ''
+INSERT INTO async.jobs (function, payload)
+SELECT 'key_note', jsonb_build_object('tenant', t, 'n', n)
+  FROM unnest(ARRAY['a', 'b', 'c']) t, generate_series(1, 5) n;
+INSERT INTO async.jobs (function, payload) SELECT 'key_note', jsonb_build_object('n', n) FROM generate_series(1, 3) n;
+SELECT async.resume('key_note');
+SELECT async.wait_idle();
+SELECT COALESCE(key, '') AS key, count(*) AS runs, max(running) AS most_running
+  FROM public.key_runs GROUP BY 1 ORDER BY 1;
+SELECT state, count(*) FROM async.jobs WHERE function = 'key_note' GROUP BY 1;
+SELECT count(*) AS reservations_left FROM async.running WHERE function = 'key_note';
+-- the first claim took one job of every key, not the first five of one
+SELECT count(DISTINCT COALESCE(key, '')) AS keys_in_first_four
+  FROM (SELECT key FROM public.key_runs ORDER BY at LIMIT 4) f;
+
+-- a job queued again keeps its key: a retry, and a redrive
+SELECT async.register('public.key_fail(jsonb)', concurrency_key => 'tenant', key_concurrency => 2,
+					  max_attempts => 2, retry_delays => '{0}');
+SELECT async.invoke('key_fail', '{"tenant": "zed"}', 'key-fail-1');
+SELECT async.wait_idle();
+SELECT state, attempts, key FROM async.jobs WHERE event_id = 'key-fail-1';
+SELECT async.configure('key_fail', max_attempts => 1);
+SELECT async.pause('key_fail');
+SELECT async.redrive('key-fail-1');
+SELECT state, key, limited FROM async.jobs WHERE event_id = 'key-fail-1';
+SELECT async.unregister('key_fail', cancel_jobs => true);
+
+-- consumers: an external function's claims take at most key_concurrency of
+-- a key until their jobs complete
+SELECT async.register_external('key_ext', concurrency_key => 'tenant', key_concurrency => 1);
+SELECT count(async.invoke('key_ext', jsonb_build_object('tenant', t, 'n', n)))
+  FROM unnest(ARRAY['a', 'b']) t, generate_series(1, 3) n;
+CREATE TEMP TABLE leases AS SELECT * FROM async.claim('key_ext', 10);
+SELECT payload->>'tenant' AS tenant, count(*) FROM leases GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS more FROM async.claim('key_ext', 10);
+SELECT async.complete(job_id, lease) FROM leases WHERE payload->>'tenant' = 'a';
+SELECT payload->>'tenant' AS tenant, count(*) FROM async.claim('key_ext', 10) GROUP BY 1 ORDER BY 1;
+SELECT key, count(*) FROM async.running WHERE function = 'key_ext' GROUP BY 1 ORDER BY 1;
+SELECT count(async.complete(job_id, lease)) FROM async.running WHERE function = 'key_ext';
+SELECT async.unregister('key_ext', cancel_jobs => true);
+
+-- the keys are pg_async's: a role neither sets a job's key nor calls the
+-- claim's internals
+CREATE ROLE regress_key_mallory;
+GRANT EXECUTE ON FUNCTION public.key_note(jsonb) TO regress_key_mallory;
+SET ROLE regress_key_mallory;
+INSERT INTO async.jobs (function, payload, key) VALUES ('key_note', '{"tenant": "a"}', 'b');
+SELECT * FROM async._keyed_jobs('key_note', 100, 100, now());
+SELECT async._set_key_cursor('key_note', 'z');
+SELECT async._key_cursor('key_note');
+SELECT async._job_key('key_note', '{}');
+SELECT async._key_value('{}', 'tenant');
+UPDATE async.running SET key = 'x';
+RESET ROLE;
+DROP OWNED BY regress_key_mallory;
+DROP ROLE regress_key_mallory;
+SELECT async.unregister('key_note');
+DROP TABLE public.key_runs;
+DROP FUNCTION public.key_note(jsonb), public.key_fail(jsonb);

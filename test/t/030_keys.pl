@@ -1,0 +1,92 @@
+# Limits by key: tenant A floods a function with 50,000 jobs and tenants B
+# to D enqueue 20 each behind them, under key_concurrency 1.  The claims
+# visit the keys in turn, so B to D finish within a few seconds while A is
+# still draining, and no key ever has two jobs running at once: neither in
+# async.running, sampled while they run, nor in the handlers' own start
+# and end times.  A alone runs one job at a time: the test pauses it once
+# that is seen.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $node = pg_async_node('keys', conf => "pg_async.workers = 2\n");
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_async;
+CREATE TABLE public.runs (tenant text, started timestamptz, ended timestamptz);
+CREATE FUNCTION public.tenant_job(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+BEGIN
+	INSERT INTO public.runs VALUES (e->>'tenant', t0, clock_timestamp());
+END $$;
+SELECT async.register('public.tenant_job(jsonb)', concurrency_key => 'tenant', key_concurrency => 1);
+});
+ok(wait_for_workers($node, 2), 'workers start');
+
+# A's flood first, then the others' few, all due at once
+$node->safe_psql('postgres', q{
+SELECT async.pause('tenant_job');
+INSERT INTO async.jobs (function, payload)
+SELECT 'tenant_job', '{"tenant": "A"}' FROM generate_series(1, 50000);
+INSERT INTO async.jobs (function, payload)
+SELECT 'tenant_job', jsonb_build_object('tenant', t) FROM unnest(ARRAY['B', 'C', 'D']) t, generate_series(1, 20);
+});
+my $start = time;
+$node->safe_psql('postgres', "SELECT async.resume('tenant_job')");
+
+# sample the running jobs by key until B to D are done
+my $most_running = 0;
+my $others_done;
+while (time - $start < 120)
+{
+	my ($most, $done) = split /\|/, $node->safe_psql('postgres', q{
+		SELECT COALESCE((SELECT max(n) FROM (SELECT count(*) AS n FROM async.running
+											  WHERE function = 'tenant_job' GROUP BY key) r), 0),
+			   (SELECT count(*) FROM async.jobs WHERE function = 'tenant_job'
+				   AND key <> 'A' AND state = 'succeeded')});
+	$most_running = $most if $most > $most_running;
+	if ($done == 60)
+	{
+		$others_done = time - $start;
+		last;
+	}
+}
+ok(defined $others_done, 'the 60 jobs of B, C and D run');
+my $a_done = $node->safe_psql('postgres',
+	"SELECT count(*) FROM async.jobs WHERE function = 'tenant_job' AND key = 'A' AND state = 'succeeded'");
+diag(sprintf('B, C and D done %.2f s after the start, when %d of A\'s 50,000 jobs had run',
+		$others_done // -1, $a_done));
+cmp_ok($others_done // 999, '<', 5, 'within a few seconds');
+cmp_ok($a_done, '<', 50000, 'while A is still draining');
+cmp_ok($most_running, '<=', 1, 'no key had two jobs in async.running at once');
+
+# A drains on, one job at a time; the test stops it after a few seconds
+my $a_start = time;
+sleep 3;
+$node->safe_psql('postgres', "SELECT async.pause('tenant_job')");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM async.running"),
+	'the paused function\'s last jobs end');
+my $a_ran = $node->safe_psql('postgres',
+	"SELECT count(*) FROM async.jobs WHERE function = 'tenant_job' AND key = 'A' AND state = 'succeeded'");
+diag(sprintf('A, one job at a time: %.0f jobs/s', ($a_ran - $a_done) / (time - $a_start)));
+cmp_ok($a_ran, '>', $a_done, 'A went on meanwhile');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM (SELECT started, lag(ended) OVER (PARTITION BY tenant ORDER BY started) AS before
+							FROM public.runs) r
+	 WHERE started < before}),
+	'0', 'no handler of a key started before the one before it had ended');
+is($node->safe_psql('postgres', "SELECT count(*) FROM public.runs"),
+	$node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'"),
+	'each job that succeeded ran once');
+is($node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE attempts > 1"), '0',
+	'waiting for a key spent no attempt');
+
+$node->stop;
+done_testing();
