@@ -125,6 +125,8 @@ DECLARE
 	v_now timestamp with time zone := pg_catalog.clock_timestamp();
 	v_deadline timestamp with time zone;
 	v_started integer := 0;
+	v_key text;
+	v_keys text[] := '{}';
 BEGIN
 	SELECT * INTO v_f FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_function;
 	IF NOT FOUND OR v_f.handler IS NOT NULL OR v_f.paused THEN
@@ -158,7 +160,7 @@ BEGIN
 	 * Under a concurrency_key, the keys are visited in turn instead
 	 * (_keyed_jobs).
 	 */
-	FOR job_id, event_id, payload, attempt, deadline, lease, expired, wait_us IN
+	FOR job_id, event_id, payload, attempt, deadline, lease, expired, wait_us, v_key IN
 	WITH urgent AS (
 		SELECT j.id FROM async.jobs j
 		 WHERE j.function OPERATOR(pg_catalog.=) p_function
@@ -190,7 +192,8 @@ BEGIN
 				   OPERATOR(pg_catalog.-) (SELECT pg_catalog.count(*) FROM ready)
 		   FOR UPDATE SKIP LOCKED),
 	keyed AS (
-		SELECT k.id FROM async._keyed_jobs(p_function, v_f.key_concurrency, v_n, v_now) k
+		SELECT k.id FROM async._keyed_jobs(p_function, v_f.key_concurrency, v_n, v_now,
+										   async._key_cursor(p_function)) k
 		 WHERE v_f.key_concurrency IS NOT NULL),
 	picked AS (
 		SELECT u.id FROM urgent u UNION ALL SELECT r.id FROM ready r
@@ -216,7 +219,8 @@ BEGIN
 		   CASE WHEN c.too_old THEN
 				pg_catalog.format('event is older than max_event_age (%s)', v_f.max_event_age) END,
 		   (EXTRACT(epoch FROM v_now OPERATOR(pg_catalog.-) c.run_at)
-			OPERATOR(pg_catalog.*) 1000000)::bigint
+			OPERATOR(pg_catalog.*) 1000000)::bigint,
+		   c.key
 	  FROM claimed c
 	 ORDER BY c.priority, c.run_at, c.id
 	LOOP
@@ -234,8 +238,13 @@ BEGIN
 		ELSE
 			v_started := v_started OPERATOR(pg_catalog.+) 1;
 		END IF;
+		v_keys := v_keys OPERATOR(pg_catalog.||) v_key;
 		RETURN NEXT;
 	END LOOP;
+	/* the next claim takes the keys on from where this one stopped */
+	IF v_f.key_concurrency IS NOT NULL THEN
+		PERFORM async._advance_key_cursor(p_function, v_keys);
+	END IF;
 	IF v_f.rate_limit IS NOT NULL AND v_started OPERATOR(pg_catalog.>) 0 THEN
 		PERFORM async._rate_note(ARRAY[p_function], ARRAY[v_started], v_now);
 	END IF;
@@ -754,90 +763,82 @@ CREATE FUNCTION async._key_cursor(p_function text) RETURNS text
     LANGUAGE c STRICT
     AS 'MODULE_PATHNAME', 'pg_async_key_cursor';
 
-COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the last key of p_function this session''s claims visited, where the next claim goes on (NULL: from the first)';
+COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function this session''s last claim took jobs of last, after which its next claim goes on (NULL: from the first)';
 
-CREATE FUNCTION async._set_key_cursor(p_function text, p_key text) RETURNS void
-    LANGUAGE c
-    AS 'MODULE_PATHNAME', 'pg_async_set_key_cursor';
+CREATE FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) RETURNS void
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_advance_key_cursor_sql';
 
-COMMENT ON FUNCTION async._set_key_cursor(p_function text, p_key text) IS 'internal: remembers, for this session, the last key of p_function its claim visited';
+COMMENT ON FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) IS 'internal: moves this session''s cursor among the keys of p_function past the keys of the jobs its claim took, p_keys: to the last of them in the order async._keyed_jobs visited them';
 
-CREATE FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone) RETURNS TABLE(id bigint, function text, suspect boolean, run_at timestamp with time zone, priority smallint, key text, bytes integer)
-    LANGUAGE plpgsql STRICT
+CREATE FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone, p_from text) RETURNS TABLE(id bigint, function text, suspect boolean, run_at timestamp with time zone, priority smallint, key text, bytes integer)
+    LANGUAGE plpgsql
     AS $$
-DECLARE
-	/* this session's last claim stopped after this key: start past it */
-	v_from text := async._key_cursor(p_function);
-	v_key text := v_from;
-	v_wrapped boolean := v_from IS NULL;
-	v_visited text;
-	v_room integer;
-	v_left integer := p_max;
-	v_taken integer;
-	v_visits integer := 0;
 BEGIN
 	/*
-	 * Visit the keys with a queued job in order, each once, going round
-	 * from the key after the cursor to the one it names, and lock as many
-	 * of the due jobs of each as it has room for under p_key_concurrency,
-	 * until p_max.  The
+	 * The keys with a queued job in order, each once, going round from the
+	 * key after p_from (the caller's cursor) to p_from itself (after, then
+	 * upto: loose scans of jobs_keyed_idx, one descent each); of each, as
+	 * many of its due jobs as it has room for under p_key_concurrency,
+	 * counting its running ones in async.running; until p_max.  The
+	 * executor pulls the scans only as far as the jobs taken need.  The
 	 * caller holds the claim lock of the function, so that the running
-	 * jobs counted are all there are.
+	 * jobs counted are all there are.  In PL/pgSQL for its plan, which
+	 * the session keeps: an SQL function would be planned again at each
+	 * claim, from statistics that a large enqueue has not reached yet.
 	 */
-	WHILE v_left OPERATOR(pg_catalog.>) 0 AND v_visits OPERATOR(pg_catalog.<) 10000 LOOP
-		/*
-		 * the next key, one descent of jobs_keyed_idx: whether it has a
-		 * job due is for the walk of its jobs below to find out
-		 */
-		IF v_key IS NULL THEN
-			SELECT j.key INTO v_key FROM async.jobs j
-			 WHERE j.function OPERATOR(pg_catalog.=) p_function
-			   AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
-			 ORDER BY j.key LIMIT 1;
-		ELSE
-			SELECT j.key INTO v_key FROM async.jobs j
-			 WHERE j.function OPERATOR(pg_catalog.=) p_function
-			   AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
-			   AND j.key OPERATOR(pg_catalog.>) v_key
-			 ORDER BY j.key LIMIT 1;
-		END IF;
-		IF NOT FOUND THEN
-			EXIT WHEN v_wrapped;
-			/* past the last key: on from the first */
-			v_wrapped := true;
-			v_key := NULL;
-			CONTINUE;
-		END IF;
-		EXIT WHEN v_wrapped AND v_from IS NOT NULL AND v_key OPERATOR(pg_catalog.>) v_from;
-		v_visits := v_visits OPERATOR(pg_catalog.+) 1;
-		v_visited := v_key;
-		v_room := p_key_concurrency OPERATOR(pg_catalog.-)
-			(SELECT pg_catalog.count(*)::integer FROM async.running r
-			  WHERE r.function OPERATOR(pg_catalog.=) p_function
-				AND r.key OPERATOR(pg_catalog.=) v_key);
-		CONTINUE WHEN v_room OPERATOR(pg_catalog.<=) 0;
-		RETURN QUERY
+	RETURN QUERY
+		WITH RECURSIVE after(key) AS (
+			(SELECT j.key FROM async.jobs j
+			  WHERE j.function OPERATOR(pg_catalog.=) p_function
+				AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+				AND j.key OPERATOR(pg_catalog.>) p_from
+			  ORDER BY j.key LIMIT 1)
+			UNION ALL
+			SELECT (SELECT j.key FROM async.jobs j
+					 WHERE j.function OPERATOR(pg_catalog.=) p_function
+					   AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+					   AND j.key OPERATOR(pg_catalog.>) a.key
+					 ORDER BY j.key LIMIT 1)
+			  FROM after a WHERE a.key IS NOT NULL),
+		upto(key) AS (
+			(SELECT j.key FROM async.jobs j
+			  WHERE j.function OPERATOR(pg_catalog.=) p_function
+				AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+			  ORDER BY j.key LIMIT 1)
+			UNION ALL
+			SELECT (SELECT j.key FROM async.jobs j
+					 WHERE j.function OPERATOR(pg_catalog.=) p_function
+					   AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+					   AND j.key OPERATOR(pg_catalog.>) u.key
+					 ORDER BY j.key LIMIT 1)
+			  FROM upto u
+			 WHERE u.key IS NOT NULL AND (p_from IS NULL OR u.key OPERATOR(pg_catalog.<) p_from)),
+		keys AS (
+			SELECT a.key FROM after a WHERE a.key IS NOT NULL
+			UNION ALL
+			SELECT u.key FROM upto u
+			 WHERE u.key IS NOT NULL AND (p_from IS NULL OR u.key OPERATOR(pg_catalog.<=) p_from))
+		SELECT c.* FROM (SELECT k.key FROM keys k LIMIT 100000) k CROSS JOIN LATERAL (
 			SELECT j.id, j.function, j.suspect, j.run_at, j.priority, j.key,
 				   pg_catalog.pg_column_size(j.payload)
 			  FROM async.jobs j
 			 WHERE j.function OPERATOR(pg_catalog.=) p_function
-			   AND j.key OPERATOR(pg_catalog.=) v_key
+			   AND j.key OPERATOR(pg_catalog.=) k.key
 			   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 			   AND j.state OPERATOR(pg_catalog.=) 'queued'
 			   AND j.run_at OPERATOR(pg_catalog.<=) p_at
 			 ORDER BY j.priority, j.run_at
-			 LIMIT LEAST(v_room, v_left)
-			   FOR UPDATE SKIP LOCKED;
-		GET DIAGNOSTICS v_taken = ROW_COUNT;
-		v_left := v_left OPERATOR(pg_catalog.-) v_taken;
-	END LOOP;
-	IF v_visited IS NOT NULL THEN
-		PERFORM async._set_key_cursor(p_function, v_visited);
-	END IF;
+			 LIMIT GREATEST(0, p_key_concurrency OPERATOR(pg_catalog.-)
+					(SELECT pg_catalog.count(*)::integer FROM async.running r
+					  WHERE r.function OPERATOR(pg_catalog.=) p_function
+						AND r.key OPERATOR(pg_catalog.=) k.key))
+			   FOR UPDATE SKIP LOCKED) c
+		LIMIT p_max;
 END;
 $$;
 
-COMMENT ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone) IS 'internal: locks up to p_max due jobs of a function with a concurrency_key for a claim, visiting its keys in turn from where this session''s last claim stopped, and taking of each key no more than key_concurrency less its running jobs';
+COMMENT ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone, p_from text) IS 'internal: locks up to p_max due jobs of a function with a concurrency_key for a claim, visiting its keys in turn from the one after p_from (the session''s cursor, async._key_cursor), and taking of each key no more than p_key_concurrency less its running jobs';
 
 CREATE FUNCTION async._jobs_trigger() RETURNS trigger
     LANGUAGE c
@@ -2678,9 +2679,9 @@ REVOKE ALL ON FUNCTION async._key_value(p_payload jsonb, p_key text) FROM PUBLIC
 
 REVOKE ALL ON FUNCTION async._key_cursor(p_function text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._set_key_cursor(p_function text, p_key text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone, p_from text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._limited_job_functions() FROM PUBLIC;
 

@@ -324,6 +324,8 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 		job->reserved = !isnull && DatumGetBool(d);
 		d = SPI_getbinval(tup, desc, 27, &isnull);
 		job->rate_limited = !isnull && DatumGetBool(d);
+		d = SPI_getbinval(tup, desc, 28, &isnull);
+		job->key = isnull ? NULL : TextDatumGetCString(d);
 		d = SPI_getbinval(tup, desc, 13, &isnull);
 		if (!isnull && DatumGetBool(d))
 		{
@@ -359,6 +361,7 @@ static void
 note_rate_starts(AsyncJob *jobs, int n, TimestampTz claim_start)
 {
 	Datum	   *names = palloc(sizeof(Datum) * n);
+	const char **functions = palloc(sizeof(char *) * n);
 	Datum	   *counts = palloc(sizeof(Datum) * n);
 	int			nfunctions = 0;
 	int			i;
@@ -371,10 +374,11 @@ note_rate_starts(AsyncJob *jobs, int n, TimestampTz claim_start)
 		if (!jobs[i].rate_limited || jobs[i].expired || jobs[i].looped)
 			continue;
 		for (k = 0; k < nfunctions; k++)
-			if (strcmp(TextDatumGetCString(names[k]), jobs[i].function) == 0)
+			if (strcmp(functions[k], jobs[i].function) == 0)
 				break;
 		if (k == nfunctions)
 		{
+			functions[nfunctions] = jobs[i].function;
 			names[nfunctions] = CStringGetTextDatum(jobs[i].function);
 			counts[nfunctions++] = Int32GetDatum(0);
 		}
@@ -391,6 +395,36 @@ note_rate_starts(AsyncJob *jobs, int n, TimestampTz claim_start)
 	if (SPI_execute_with_args("SELECT async._rate_note($1, $2, $3)", 3, argtypes, args,
 							  NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: recording the starts of rate limits failed");
+}
+
+/*
+ * note_key_turns moves this worker's cursor among the keys of each function
+ * with a concurrency_key past the keys of its jobs just claimed, so that
+ * its next claim takes the keys on from there (keys.c).
+ */
+static void
+note_key_turns(AsyncJob *jobs, int n)
+{
+	const char **keys = palloc(sizeof(char *) * n);
+	bool	   *done = palloc0(sizeof(bool) * n);
+	int			i;
+	int			k;
+
+	for (i = 0; i < n; i++)
+	{
+		int			nkeys = 0;
+
+		if (jobs[i].key == NULL || done[i])
+			continue;
+		for (k = i; k < n; k++)
+			if (jobs[k].key != NULL && !done[k] &&
+				strcmp(jobs[k].function, jobs[i].function) == 0)
+			{
+				keys[nkeys++] = jobs[k].key;
+				done[k] = true;
+			}
+		pg_async_advance_key_cursor(jobs[i].function, keys, nkeys);
+	}
 }
 
 /*
@@ -513,7 +547,10 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 
 		copy_claimed_jobs(cxt, jobs_out, n, claim_start);
 		if (limited)
+		{
 			note_rate_starts(*jobs_out, n, claim_start);
+			note_key_turns(*jobs_out, n);
+		}
 	}
 
 	/*

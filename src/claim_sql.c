@@ -60,7 +60,8 @@
 "           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.+)" \
 "             (SELECT pg_catalog.count(*) FROM later l) OPERATOR(pg_catalog.>)" \
 "             (SELECT pg_catalog.count(*) FROM picked p WHERE p.prio)," \
-"           j.depth, COALESCE(f.max_depth, $7), f.rate_limit IS NOT NULL"
+"           j.depth, COALESCE(f.max_depth, $7), f.rate_limit IS NOT NULL," \
+"           CASE WHEN f.key_concurrency IS NOT NULL THEN j.key END"
 
 /* what each part of a claim reads of a job */
 #define PART_COLUMNS \
@@ -201,13 +202,16 @@
 
 /*
  * The lane of each function with a concurrency_key and room left: its keys
- * visited in turn, each giving what it has room for (async._keyed_jobs).
+ * visited in turn from where this worker's last claim of it stopped, each
+ * giving what it has room for (async._keyed_jobs; claim.c moves the cursor
+ * on, from the keys of the jobs claimed).
  */
 #define LANE_KEYED \
 " lane_keyed AS (" \
 "  SELECT c.* FROM limits l CROSS JOIN LATERAL" \
 "         async._keyed_jobs(l.name, l.key_concurrency," \
-"                           COALESCE(LEAST(l.allowance, $1), $1), $8) c" \
+"                           COALESCE(LEAST(l.allowance, $1), $1), $8," \
+"                           async._key_cursor(l.name)) c" \
 "   WHERE NOT l.paused AND l.key_concurrency IS NOT NULL" \
 "     AND COALESCE(l.allowance, 1) OPERATOR(pg_catalog.>) 0),"
 

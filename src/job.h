@@ -38,6 +38,7 @@ typedef struct AsyncJob
 	bool		has_destination;	/* its function has an on_success destination */
 	bool		reserved;		/* its claim reserved a place in async.running */
 	bool		rate_limited;	/* its function has a rate limit (claim.c) */
+	char	   *key;			/* its key, if its function has a concurrency_key */
 	Datum		result;			/* what the handler returned, as jsonb, or 0 */
 
 	/* outcome */

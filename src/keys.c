@@ -6,7 +6,9 @@
  *	  (enqueue.c) and the SQL functions that queue a job again
  *	  (async._key_value) compute alike, and where this session's last claim
  *	  of each such function stopped among its keys, so that the next one
- *	  goes on from the key after it (async._keyed_jobs).
+ *	  goes on from the key after it (async._keyed_jobs, which claim.c and
+ *	  async._claim_external call with the cursor, and tell where they
+ *	  stopped).
  *
  * IDENTIFICATION
  *	  src/keys.c
@@ -15,6 +17,8 @@
  */
 #include "pg_async.h"
 
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
@@ -22,7 +26,7 @@
 
 PG_FUNCTION_INFO_V1(pg_async_key_value);
 PG_FUNCTION_INFO_V1(pg_async_key_cursor);
-PG_FUNCTION_INFO_V1(pg_async_set_key_cursor);
+PG_FUNCTION_INFO_V1(pg_async_advance_key_cursor_sql);
 
 /*
  * The keys of the functions this session claimed last, a few of them: a
@@ -107,33 +111,80 @@ pg_async_key_cursor(PG_FUNCTION_ARGS)
 }
 
 /*
- * async._set_key_cursor(function text, key text): remembers key as the
- * last this session's claim of function visited; NULL forgets it.
+ * pg_async_advance_key_cursor moves this session's cursor among the keys of
+ * function past keys, those of the jobs its claim just took from
+ * async._keyed_jobs, which visited the keys after the cursor in order,
+ * then from the first key up to the cursor: the new cursor is the last
+ * of them in that order.  Keys compare as collation "C" does, byte by
+ * byte.
  */
-Datum
-pg_async_set_key_cursor(PG_FUNCTION_ARGS)
+void
+pg_async_advance_key_cursor(const char *function, const char **keys, int nkeys)
 {
-	char	   *function;
 	KeyCursor  *cursor;
+	const char *from;
+	const char *last_after = NULL;	/* the greatest key past the cursor */
+	const char *last_upto = NULL;	/* the greatest key up to the cursor */
+	int			i;
 
-	if (PG_ARGISNULL(0))
-		PG_RETURN_VOID();
-	function = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (function[0] == '\0' || strlen(function) >= ASYNC_NAME_SIZE)
-		PG_RETURN_VOID();
-
+	if (nkeys == 0 || function[0] == '\0' || strlen(function) >= ASYNC_NAME_SIZE)
+		return;
 	cursor = find_cursor(function);
+	from = cursor != NULL ? cursor->key : NULL;
+	for (i = 0; i < nkeys; i++)
+	{
+		if (from != NULL && strcmp(keys[i], from) <= 0)
+		{
+			if (last_upto == NULL || strcmp(keys[i], last_upto) > 0)
+				last_upto = keys[i];
+		}
+		else if (last_after == NULL || strcmp(keys[i], last_after) > 0)
+			last_after = keys[i];
+	}
+
 	if (cursor == NULL)
 	{
 		cursor = &key_cursors[next_evicted];
 		next_evicted = (next_evicted + 1) % KEY_CURSORS;
 		strlcpy(cursor->function, function, ASYNC_NAME_SIZE);
+		if (cursor->key != NULL)
+			pfree(cursor->key);
+		cursor->key = NULL;
 	}
+	/* a claim that went round past the last key ended up to the cursor */
+	from = last_upto != NULL ? last_upto : last_after;
+	if (cursor->key != NULL && strcmp(cursor->key, from) == 0)
+		return;
 	if (cursor->key != NULL)
 		pfree(cursor->key);
-	cursor->key = NULL;
-	if (!PG_ARGISNULL(1))
-		cursor->key = MemoryContextStrdup(TopMemoryContext,
-										  text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	cursor->key = MemoryContextStrdup(TopMemoryContext, from);
+}
+
+/*
+ * async._advance_key_cursor(function text, keys text[]):
+ * pg_async_advance_key_cursor, for async._claim_external
+ */
+Datum
+pg_async_advance_key_cursor_sql(PG_FUNCTION_ARGS)
+{
+	char	   *function = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ArrayType  *array = PG_GETARG_ARRAYTYPE_P(1);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	const char **keys;
+	int			nkeys = 0;
+	int			i;
+
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("keys must be a one-dimensional array")));
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
+	keys = palloc(sizeof(char *) * Max(nelems, 1));
+	for (i = 0; i < nelems; i++)
+		if (!nulls[i])
+			keys[nkeys++] = TextDatumGetCString(elems[i]);
+	pg_async_advance_key_cursor(function, keys, nkeys);
 	PG_RETURN_VOID();
 }

@@ -143,6 +143,7 @@ extern AsyncRegistration *pg_async_check_registration(const char *function);
 
 /* keys.c */
 extern text *pg_async_job_key(Datum payload, text *key_name);
+extern void pg_async_advance_key_cursor(const char *function, const char **keys, int nkeys);
 extern uint64 pg_async_functions_generation(Oid relid);
 
 /* external_wait.c */

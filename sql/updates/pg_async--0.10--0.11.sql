@@ -32,18 +32,18 @@ CREATE INDEX running_function_idx ON async.running USING btree (function, key);
 -- @function async._key_value(
 -- @function async._job_key(
 -- @function async._key_cursor(
--- @function async._set_key_cursor(
+-- @function async._advance_key_cursor(
 -- @function async._keyed_jobs(
 COMMENT ON FUNCTION async._key_value(p_payload jsonb, p_key text) IS 'internal: the value of payload key p_key as a job''s key: p_payload ->> p_key, the empty string when that is NULL, and ''md5:'' and the md5 of a value of more than 200 bytes';
 COMMENT ON FUNCTION async._job_key(p_function text, p_payload jsonb) IS 'internal: the key (async.jobs.key) of a job of p_function with p_payload, by the function''s concurrency_key; NULL when it has none';
-COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the last key of p_function this session''s claims visited, where the next claim goes on (NULL: from the first)';
-COMMENT ON FUNCTION async._set_key_cursor(p_function text, p_key text) IS 'internal: remembers, for this session, the last key of p_function its claim visited';
-COMMENT ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone) IS 'internal: locks up to p_max due jobs of a function with a concurrency_key for a claim, visiting its keys in turn from where this session''s last claim stopped, and taking of each key no more than key_concurrency less its running jobs';
+COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function this session''s last claim took jobs of last, after which its next claim goes on (NULL: from the first)';
+COMMENT ON FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) IS 'internal: moves this session''s cursor among the keys of p_function past the keys of the jobs its claim took, p_keys: to the last of them in the order async._keyed_jobs visited them';
+COMMENT ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone, p_from text) IS 'internal: locks up to p_max due jobs of a function with a concurrency_key for a claim, visiting its keys in turn from the one after p_from (the session''s cursor, async._key_cursor), and taking of each key no more than p_key_concurrency less its running jobs';
 REVOKE ALL ON FUNCTION async._key_value(p_payload jsonb, p_key text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION async._job_key(p_function text, p_payload jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION async._key_cursor(p_function text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION async._set_key_cursor(p_function text, p_key text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone, p_from text) FROM PUBLIC;
 
 /* register, register_external, configure: concurrency_key and key_concurrency */
 DROP FUNCTION async.configure(text, integer, interval[], interval, interval, integer, text, text, integer, integer, integer, interval);

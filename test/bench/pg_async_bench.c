@@ -32,6 +32,11 @@
  *			 in five pairs -> the median ratio; then one job of priority
  *			 -10 enqueued behind half as many queued ones -> how many of
  *			 those it overtook.
+ *	keys	 drains of the drain's number of no-op jobs spread over
+ *			 --key-tenants tenants, of a function without a limit and of one
+ *			 with concurrency_key and --key-concurrency (bench_keyed,
+ *			 registered for this scenario only), alternating in five pairs
+ *			 -> the median ratio.
  *
  * The program creates the handlers and tables it needs (bench_noop,
  * bench_latency, bench_fail, bench_latency_log, bench_plain, bench_plain_idx
@@ -91,12 +96,13 @@ enum
 	SC_HELD,
 	SC_HELD_XMIN,
 	SC_PRIORITIES,
+	SC_KEYS,
 	SC_COUNT
 };
 
 static const char *const scenario_names[SC_COUNT] = {
 	"drain", "enqueue", "latency", "mixed", "backlog", "soak", "held", "held-xmin",
-	"priorities"
+	"priorities", "keys"
 };
 
 /* command-line options; -1 (or a negative rate) means "not given" */
@@ -128,6 +134,8 @@ typedef struct Options
 	double		soak_warmup;
 	int			soak_retention;
 	bool		soak_hold;		/* --soak-hold: a snapshot held for half the soak */
+	int			key_tenants;	/* --key-tenants: the keys scenario's tenants */
+	int			key_concurrency;	/* --key-concurrency: its limit per tenant */
 	double		timeout;
 } Options;
 
@@ -2111,6 +2119,125 @@ json_number(double v)
 		printf("%.6g", v);
 }
 
+/* pairs of drains (without keys, with) of run_keys */
+#define KEY_PAIRS	5
+
+/*
+ * wait_for_keyed_jobs waits until the workers have run n jobs since the
+ * jobs_done reading base, and then until every job has finished.  Not
+ * wait_for_jobs: the queued jobs of a function with a key limit are
+ * marked limited, and its look for ready jobs leaves those out.  Returns
+ * the monotonic time at which the last job was found finished.
+ */
+static int64_t
+wait_for_keyed_jobs(PGconn *conn, int64_t base, int64_t n)
+{
+	int64_t		start = mono_us();
+	int64_t		last_progress = start;
+	int64_t		last_done = base;
+	int64_t		done;
+
+	while ((done = jobs_done(conn)) - base < n ||
+		   query_int64(conn, "SELECT count(*) FROM (SELECT FROM async.jobs"
+					   " WHERE finished_at IS NULL LIMIT 1) s") > 0)
+	{
+		if (done != last_done)
+		{
+			last_done = done;
+			last_progress = mono_us();
+		}
+		if (mono_us() - last_progress > STALL_US)
+			die("keys: no job finished for %d s (%" PRId64 " of %" PRId64 " done)",
+				STALL_US / 1000000, done - base, n);
+		if (mono_us() - start > (int64_t) (opts.timeout * 1e6))
+			die("keys: timed out after %.0f s", opts.timeout);
+		sleep_us(done - base < n ? POLL_US : 1000);
+	}
+	return mono_us();
+}
+
+/*
+ * drain_keys queues n no-op jobs in one transaction, their payloads naming
+ * tenants 0 to tenants - 1 in turn, for bench_noop or, with keyed, for
+ * bench_keyed, and times them from the COMMIT until every one has
+ * succeeded.  Returns jobs/s.
+ */
+static double
+drain_keys(PGconn *conn, int64_t n, int tenants, bool keyed)
+{
+	char		sql[256];
+	int64_t		succeeded;
+	int64_t		base;
+	int64_t		t1;
+	int64_t		t2;
+
+	reset_queue(conn);
+	base = jobs_done(conn);
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO async.jobs (function, payload)"
+			 " SELECT '%s', jsonb_build_object('tenant', i %% %d)"
+			 " FROM generate_series(1, %" PRId64 ") i",
+			 keyed ? "bench_keyed" : "bench_noop", tenants, n);
+	exec_command(conn, sql);
+	t1 = mono_us();
+	t2 = wait_for_keyed_jobs(conn, base, n);
+	succeeded = query_int64(conn, "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'");
+	if (succeeded != n)
+		die("keys: %" PRId64 " of the %" PRId64 " jobs of %s succeeded", succeeded, n,
+			keyed ? "bench_keyed" : "bench_noop");
+	return n / ((t2 - t1) / 1e6);
+}
+
+/*
+ * run_keys measures what a limit by key costs the drain (issue 21's
+ * target: a drain with keys at 0.8 of one without or better), in
+ * alternating pairs of drains of the same jobs, spread over the same
+ * tenants.
+ */
+static void
+run_keys(PGconn *conn, int64_t n)
+{
+	double		plain[KEY_PAIRS];
+	double		keyed[KEY_PAIRS];
+	double		ratios[KEY_PAIRS];
+	char		sql[256];
+	int			r;
+
+	/* registered here: the other scenarios run without a limit in the way */
+	snprintf(sql, sizeof(sql),
+			 "SELECT async.register('public.bench_noop(jsonb)', name => 'bench_keyed',"
+			 " concurrency_key => 'tenant', key_concurrency => %d)", opts.key_concurrency);
+	exec_command(conn, sql);
+	progress("keys: %d pairs of drains of %" PRId64 " jobs of %d tenants, without and with"
+			 " key_concurrency %d", KEY_PAIRS, n, opts.key_tenants, opts.key_concurrency);
+	for (r = 0; r < KEY_PAIRS; r++)
+	{
+		plain[r] = drain_keys(conn, n, opts.key_tenants, false);
+		keyed[r] = drain_keys(conn, n, opts.key_tenants, true);
+		ratios[r] = keyed[r] / plain[r];
+		progress("keys: pair %d: %.1f jobs/s without, %.1f jobs/s with, ratio %.3f",
+				 r + 1, plain[r], keyed[r], ratios[r]);
+	}
+	qsort(plain, KEY_PAIRS, sizeof(double), compare_double);
+	qsort(keyed, KEY_PAIRS, sizeof(double), compare_double);
+	qsort(ratios, KEY_PAIRS, sizeof(double), compare_double);
+
+	reset_queue(conn);
+	exec_command(conn, "SELECT async.unregister('bench_keyed')");
+
+	add_figure(SC_KEYS, "jobs", "jobs per drain", FIG_INT, (double) n, "", -1);
+	add_figure(SC_KEYS, "tenants", "tenants (keys)", FIG_INT, opts.key_tenants, "", -1);
+	add_figure(SC_KEYS, "key_concurrency", "key_concurrency", FIG_INT, opts.key_concurrency, "", -1);
+	add_figure(SC_KEYS, "pairs", "pairs of drains", FIG_INT, KEY_PAIRS, "", -1);
+	add_figure(SC_KEYS, "plain_jobs_per_second", "jobs/s, no limit (median)",
+			   FIG_NUM, median_of_sorted(plain, KEY_PAIRS), "", -1);
+	add_figure(SC_KEYS, "keyed_jobs_per_second", "jobs/s, limited by key (median)",
+			   FIG_NUM, median_of_sorted(keyed, KEY_PAIRS), "", -1);
+	add_figure(SC_KEYS, "ratio", "with keys / without (median of the pairs)", FIG_NUM,
+			   median_of_sorted(ratios, KEY_PAIRS), ">= 0.8",
+			   median_of_sorted(ratios, KEY_PAIRS) >= 0.8);
+}
+
 /* pairs of drains (all priority 0, mixed priorities) of run_priorities */
 #define PRIORITY_PAIRS	5
 
@@ -2389,7 +2516,7 @@ usage(void)
 		   "Usage: pg_async_bench [OPTION]...\n\n"
 		   "  -d, --dbname=CONNINFO     libpq connection string or database name (default: PG* variables)\n"
 		   "  -s, --scenario=NAME       drain, enqueue, latency, mixed, backlog, soak, held,\n"
-		   "                            held-xmin, priorities or all\n"
+		   "                            held-xmin, priorities, keys or all\n"
 		   "                            (repeatable or comma-separated; default all)\n"
 		   "  -n, --jobs=N              jobs of drain (200000) and backlog (1000000), events of latency (10000)\n"
 		   "      --duration=SECONDS    enqueue per table (20), mixed (60), soak (600)\n"
@@ -2400,6 +2527,8 @@ usage(void)
 		   "      --held-xmin-jobs=N    (100000; quick 10000)\n"
 		   "      --held-xmin-drains=N  drains of held-xmin under the held snapshot (10)\n"
 		   "      --held-xmin-priorities  held-xmin drains jobs of priorities -2 to 2, not 0\n"
+		   "      --key-tenants=N       tenants of the keys scenario's jobs (1000)\n"
+		   "      --key-concurrency=N   its key_concurrency (5)\n"
 		   "      --enqueue-duration=S, --mixed-duration=S, --soak-duration=S\n"
 		   "      --latency-rate=R, --mixed-rate=R, --soak-rate=R\n"
 		   "                            the same, for one scenario\n"
@@ -2515,12 +2644,16 @@ parse_options(int argc, char **argv)
 		{"held-xmin-drains", required_argument, NULL, 20},
 		{"soak-hold", no_argument, NULL, 21},
 		{"held-xmin-priorities", no_argument, NULL, 22},
+		{"key-tenants", required_argument, NULL, 23},
+		{"key-concurrency", required_argument, NULL, 24},
 		{NULL, 0, NULL, 0}
 	};
 	double		n = -1;
 	double		duration = -1;
 	double		rate = -1;
 	double		drain_jobs = -1;
+	double		key_tenants = -1;
+	double		key_concurrency = -1;
 	double		latency_events = -1;
 	double		backlog_jobs = -1;
 	double		held_jobs = -1;
@@ -2620,6 +2753,12 @@ parse_options(int argc, char **argv)
 			case 22:
 				opts.held_xmin_priorities = true;
 				break;
+			case 23:
+				key_tenants = parse_number("--key-tenants", optarg);
+				break;
+			case 24:
+				key_concurrency = parse_number("--key-concurrency", optarg);
+				break;
 			case 20:
 				held_xmin_drains = parse_number("--held-xmin-drains", optarg);
 				break;
@@ -2661,6 +2800,8 @@ parse_options(int argc, char **argv)
 	opts.soak_warmup = pick(soak_warmup, -1, 15, 60);
 	opts.soak_retention = (int) pick(soak_retention, -1, 10, 30);
 	opts.timeout = pick(timeout, -1, 1800, 1800);
+	opts.key_tenants = (int) pick(key_tenants, -1, 100, 1000);
+	opts.key_concurrency = (int) pick(key_concurrency, -1, 5, 5);
 	opts.n = (int64_t) n;
 	opts.duration = duration;
 	opts.rate = rate;
@@ -2670,6 +2811,8 @@ parse_options(int argc, char **argv)
 		die("job counts must be at least 1");
 	if (opts.connections < 1 || opts.producers < 1)
 		die("-c and -p must be at least 1");
+	if (opts.key_tenants < 1 || opts.key_concurrency < 1 || opts.key_concurrency > 10000)
+		die("--key-tenants must be at least 1, --key-concurrency 1 to 10000");
 	if (opts.enqueue_duration <= 0 || opts.mixed_duration <= 0 || opts.soak_duration <= 0 ||
 		opts.soak_interval <= 0 || opts.soak_warmup < 0)
 		die("durations must be positive");
@@ -2716,6 +2859,8 @@ main(int argc, char **argv)
 		run_held_xmin(conn, opts.held_xmin_jobs, opts.held_xmin_drains);
 	if (opts.scenarios[SC_PRIORITIES])
 		run_priorities(conn, opts.drain_jobs);
+	if (opts.scenarios[SC_KEYS])
+		run_keys(conn, opts.drain_jobs);
 
 	/* leave the queue empty behind us */
 	exec_command(conn, "TRUNCATE async.jobs, async.dead_letters, public.bench_latency_log");

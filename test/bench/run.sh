@@ -12,7 +12,7 @@
 #   --quick            every scenario scaled down, for smoke tests
 #   --json             results as one JSON object on stdout
 #   --scenario NAME    drain, enqueue, latency, mixed, backlog, soak, held,
-#                      held-xmin, priorities or all
+#                      held-xmin, priorities, keys or all
 #                      (repeatable or comma-separated; default all)
 #   --workers N        pg_async.workers (default 2)
 #   --batch-size N     pg_async.batch_size (default 1000, the server default)

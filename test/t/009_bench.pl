@@ -34,6 +34,7 @@ my $ok = IPC::Run::run(
 		'--held-xmin-jobs', '2000', '--held-xmin-drains', '2',
 		'--soak-duration', '4', '--soak-interval', '2', '--soak-warmup', '1',
 		'--soak-rate', '300', '--soak-retention', '2',
+		'--key-tenants', '100', '--key-concurrency', '2',
 		'--timeout', '120'
 	],
 	'>', \$stdout, '2>', \$stderr);
@@ -59,7 +60,8 @@ my %figures = (
 		qw(before_jobs_per_second first_jobs_per_second last_jobs_per_second
 		  ratio_last_to_before table_bytes released_jobs_per_second)
 	],
-	priorities => [qw(plain_jobs_per_second mixed_jobs_per_second ratio)]);
+	priorities => [qw(plain_jobs_per_second mixed_jobs_per_second ratio)],
+	keys => [qw(plain_jobs_per_second keyed_jobs_per_second ratio tenants key_concurrency)]);
 foreach my $scenario (sort keys %figures)
 {
 	foreach my $key (@{ $figures{$scenario} })
@@ -80,6 +82,8 @@ cmp_ok(abs(($r->{'held-xmin'}{ratio_last_to_before} // 0)
 	'held-xmin: its ratio is the last drain over the one before');
 cmp_ok($r->{soak}{samples} // 0, '>=', 2, 'soak took a sample every interval');
 is($r->{priorities}{pairs}, 5, 'priorities drained in five pairs');
+is($r->{keys}{pairs}, 5, 'keys drained in five pairs');
+is($r->{keys}{tenants}, 100, 'keys spread the jobs over the tenants asked for');
 ok(defined $r->{priorities}{urgent_waiting}
 	  && defined $r->{priorities}{urgent_overtaken}
 	  && $r->{priorities}{urgent_overtaken} <= $r->{priorities}{urgent_waiting},
