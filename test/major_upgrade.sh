@@ -40,10 +40,10 @@ dir_of() {
 	echo "$(pg_prefix "$1")$dir-$1"
 }
 
-# start_server MAJOR PORT makes and starts a cluster of MAJOR that serves
-# database app with two workers and listens on 127.0.0.1:PORT
+# start_server MAJOR PORT [WORKERS] makes and starts a cluster of MAJOR that
+# serves database app with WORKERS workers (2) and listens on 127.0.0.1:PORT
 start_server() {
-	local m=$1 bin=/usr/lib/postgresql/$1/bin
+	local m=$1 bin=/usr/lib/postgresql/$1/bin workers=${3:-2}
 	run_as_postgres "$m" "rm -rf $dir-$m && mkdir -m 700 $dir-$m &&
 		$bin/initdb -D $dir-$m/data -A trust -U postgres >/dev/null"
 	cat >>"$(dir_of "$m")/data/postgresql.conf" <<-EOF
@@ -52,7 +52,7 @@ start_server() {
 		unix_socket_directories = '$dir-$m'
 		shared_preload_libraries = 'pg_async'
 		pg_async.database = 'app'
-		pg_async.workers = 2
+		pg_async.workers = $workers
 	EOF
 	started+=("$m")
 	# in the foreground of a command that lasts as long as the server: the
@@ -176,7 +176,9 @@ SELECT string_agg(x.kind || ' ' || x.row, E'\n' ORDER BY x.kind, x.row::text) FR
 for new in "${news[@]}"; do
 	bin=/usr/lib/postgresql/$new/bin
 	port=$(free_port 27400)
-	start_server "$new" "$port"
+	# no worker until the restored database has been compared with the
+	# old one: they would run its queued jobs meanwhile
+	start_server "$new" "$port" 0
 	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres \
 		-c 'CREATE DATABASE app'
 	# The PostgreSQL 15 and 17 of the Debian archive this runs against give
@@ -198,6 +200,8 @@ for new in "${news[@]}"; do
 		same "$old_port" "$port" "$snapshot"
 	check "$new: the same pg_async version" \
 		same "$old_port" "$port" "SELECT extversion FROM pg_extension WHERE extname = 'pg_async'"
+	echo "pg_async.workers = 2" >>"$(dir_of "$new")/data/postgresql.conf"
+	sql "$port" "SELECT pg_reload_conf()" >/dev/null
 	check "$new: the workers serve the restored database" \
 		wait_until "$port" "SELECT count(*) = 2 FROM async.workers"
 	check "$new: the queued jobs run, once each" \
