@@ -27,7 +27,8 @@ SELECT async.wait_idle();
 SELECT count(*) AS ran FROM public.rate_runs WHERE function = 'rate_note';
 SELECT state, limited, attempts, count(*) FROM async.jobs WHERE function = 'rate_note'
  GROUP BY 1, 2, 3 ORDER BY 1;
-SELECT cardinality(starts) AS claims, (SELECT sum(c) FROM unnest(counts) c) AS started
+-- (one claim or several, as the two workers' wake-ups fall)
+SELECT cardinality(starts) BETWEEN 1 AND 3 AS claims, (SELECT sum(c) FROM unnest(counts) c) AS started
   FROM async.rate_windows WHERE function = 'rate_note';
 SELECT ready, held, held_reason FROM async.stats WHERE function = 'rate_note';
 
