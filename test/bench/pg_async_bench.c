@@ -414,6 +414,56 @@ query_text(PGconn *conn, const char *sql, char *buf, size_t len)
 }
 
 /*
+ * report_stall prints, before the program gives up on jobs that stopped
+ * finishing, what the server is doing: the unfinished jobs by function and
+ * state, the reservations, and what each worker and other backend waits
+ * on.  A stall is rare and seldom comes again on demand: the report is the
+ * evidence.  Errors here are printed, not fatal.
+ */
+static void
+report_stall(PGconn *conn)
+{
+	static const char *const queries[] = {
+		"SELECT function, state, limited, paused, key IS NOT NULL AS keyed, count(*)"
+		"  FROM async.jobs WHERE finished_at IS NULL GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2",
+		"SELECT function, count(*) AS reserved, count(DISTINCT key) AS keys"
+		"  FROM async.running GROUP BY 1",
+		"SELECT * FROM async.workers",
+		"SELECT pid, backend_type, state, wait_event_type, wait_event,"
+		"       now() - xact_start AS xact_age, left(query, 100) AS query"
+		"  FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type <> 'checkpointer'"
+		" ORDER BY backend_type, pid",
+	};
+	int			q;
+
+	for (q = 0; q < (int) (sizeof(queries) / sizeof(queries[0])); q++)
+	{
+		PGresult   *res = PQexec(conn, queries[q]);
+		int			r;
+		int			c;
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			fprintf(stderr, "pg_async_bench: stall report: %s", PQerrorMessage(conn));
+			PQclear(res);
+			continue;
+		}
+		for (c = 0; c < PQnfields(res); c++)
+			fprintf(stderr, "%s%s", c ? " | " : "pg_async_bench: stall: ", PQfname(res, c));
+		fprintf(stderr, "\n");
+		for (r = 0; r < PQntuples(res); r++)
+		{
+			for (c = 0; c < PQnfields(res); c++)
+				fprintf(stderr, "%s%s", c ? " | " : "pg_async_bench: stall: ",
+						PQgetisnull(res, r, c) ? "NULL" : PQgetvalue(res, r, c));
+			fprintf(stderr, "\n");
+		}
+		PQclear(res);
+	}
+	fflush(stderr);
+}
+
+/*
  * prepare_stmt prepares a named statement on conn.
  */
 static void
@@ -595,9 +645,12 @@ wait_for_jobs_of(PGconn *conn, int64_t base, int64_t target, const char *functio
 				return mono_us();
 		}
 		if (now - last_progress > STALL_US)
+		{
+			report_stall(conn);
 			die("no job finished for %d s (%" PRId64 " of %" PRId64 " done);"
 				" are the workers running? see the server log",
 				STALL_US / 1000000, done - base, target);
+		}
 		if (now - start > (int64_t) (opts.timeout * 1e6))
 			die("timed out after %.0f s waiting for %" PRId64 " jobs (%" PRId64 " done)",
 				opts.timeout, target, done - base);
@@ -2147,8 +2200,11 @@ wait_for_keyed_jobs(PGconn *conn, int64_t base, int64_t n)
 			last_progress = mono_us();
 		}
 		if (mono_us() - last_progress > STALL_US)
+		{
+			report_stall(conn);
 			die("keys: no job finished for %d s (%" PRId64 " of %" PRId64 " done)",
 				STALL_US / 1000000, done - base, n);
+		}
 		if (mono_us() - start > (int64_t) (opts.timeout * 1e6))
 			die("keys: timed out after %.0f s", opts.timeout);
 		sleep_us(done - base < n ? POLL_US : 1000);
