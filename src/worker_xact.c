@@ -270,6 +270,9 @@ pg_async_commit_without_flush(void)
 /*
  * pg_async_run_upkeep_sql runs one statement of upkeep in a transaction of its
  * own and returns its integer result (0 when pg_async is not installed).
+ * Without JIT: the upkeep statements walk a few index ranges, but their
+ * estimates, from a queue of any size, may pass jit_above_cost, and their
+ * compilation then took a worker 1 to 2 s every few seconds of a drain.
  */
 int
 pg_async_run_upkeep_sql(const char *activity, const char *sql, int nargs,
@@ -281,9 +284,13 @@ pg_async_run_upkeep_sql(const char *activity, const char *sql, int nargs,
 	pg_async_begin_work(activity);
 	if (pg_async_extension_ready())
 	{
-		int			rc = SPI_execute_with_args(sql, nargs, argtypes, args, NULL,
-											   false, 1);
+		int			nestlevel = NewGUCNestLevel();
+		int			rc;
 		bool		isnull;
+
+		(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		rc = SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 1);
 
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "pg_async: \"%s\" failed: %s", sql,
@@ -292,6 +299,7 @@ pg_async_run_upkeep_sql(const char *activity, const char *sql, int nargs,
 											 SPI_tuptable->tupdesc, 1, &isnull));
 		if (isnull)
 			result = 0;
+		AtEOXact_GUC(true, nestlevel);
 	}
 	pg_async_end_work();
 	return result;
