@@ -786,30 +786,34 @@ BEGIN
 	 * jobs counted are all there are.  In PL/pgSQL for its plan, which
 	 * the session keeps: an SQL function would be planned again at each
 	 * claim, from statistics that a large enqueue has not reached yet.
+	 * No qual names limited: jobs_limited_idx, whose predicate would then
+	 * hold too, costs the same as jobs_keyed_idx while the statistics say
+	 * the queue is small, and a plan that took it walked the function's
+	 * whole lane for each key.
 	 */
 	RETURN QUERY
 		WITH RECURSIVE after(key) AS (
 			(SELECT j.key FROM async.jobs j
 			  WHERE j.function OPERATOR(pg_catalog.=) p_function
-				AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+				AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
 				AND j.key OPERATOR(pg_catalog.>) p_from
 			  ORDER BY j.key LIMIT 1)
 			UNION ALL
 			SELECT (SELECT j.key FROM async.jobs j
 					 WHERE j.function OPERATOR(pg_catalog.=) p_function
-					   AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+					   AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
 					   AND j.key OPERATOR(pg_catalog.>) a.key
 					 ORDER BY j.key LIMIT 1)
 			  FROM after a WHERE a.key IS NOT NULL),
 		upto(key) AS (
 			(SELECT j.key FROM async.jobs j
 			  WHERE j.function OPERATOR(pg_catalog.=) p_function
-				AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+				AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
 			  ORDER BY j.key LIMIT 1)
 			UNION ALL
 			SELECT (SELECT j.key FROM async.jobs j
 					 WHERE j.function OPERATOR(pg_catalog.=) p_function
-					   AND j.limited AND NOT j.paused AND j.finished_at IS NULL AND j.key IS NOT NULL
+					   AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
 					   AND j.key OPERATOR(pg_catalog.>) u.key
 					 ORDER BY j.key LIMIT 1)
 			  FROM upto u
@@ -825,8 +829,7 @@ BEGIN
 			  FROM async.jobs j
 			 WHERE j.function OPERATOR(pg_catalog.=) p_function
 			   AND j.key OPERATOR(pg_catalog.=) k.key
-			   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
-			   AND j.state OPERATOR(pg_catalog.=) 'queued'
+			   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
 			   AND j.run_at OPERATOR(pg_catalog.<=) p_at
 			 ORDER BY j.priority, j.run_at
 			 LIMIT GREATEST(0, p_key_concurrency OPERATOR(pg_catalog.-)
@@ -1405,44 +1408,53 @@ CREATE FUNCTION async._unpause_jobs() RETURNS integer
 				  FOR UPDATE SKIP LOCKED))
 		   AND j.paused
 		RETURNING 1),
+	/*
+	 * Each part goes function by function (a LATERAL subquery that locks
+	 * rows is not flattened: a nested loop, one index range per function),
+	 * so that a part with no function to act on reads no job.
+	 */
 	unlimited AS (
 		UPDATE async.jobs j SET limited = false, key = NULL
 		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-			   SELECT x.id FROM async.jobs x
-				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
-				  AND x.function OPERATOR(pg_catalog.=) ANY (ARRAY(
-					  SELECT h.name FROM async._limited_job_functions() h(name)
-					   WHERE NOT async._is_limited(h.name)))
-				  FOR UPDATE SKIP LOCKED))
+			   SELECT x.id FROM async._limited_job_functions() h(name) CROSS JOIN LATERAL (
+					  SELECT x.id FROM async.jobs x
+					   WHERE x.function OPERATOR(pg_catalog.=) h.name
+						 AND x.limited AND NOT x.paused AND x.finished_at IS NULL
+						 FOR UPDATE SKIP LOCKED) x
+				WHERE NOT async._is_limited(h.name)))
 		   AND j.limited AND NOT j.paused
 		RETURNING 1),
 	/*
 	 * a job enqueued under a change of concurrency_key by a session that
 	 * had not seen it yet: without a key, a function with one never
-	 * claims it (a walk of its lane in jobs_limited_idx, which only
-	 * functions with a concurrency_key pay for); with a key, a function
-	 * without one leaves it in jobs_keyed_idx (an index range)
+	 * claims it (a walk of the function's lane in jobs_limited_idx, which
+	 * only functions with a concurrency_key pay for); with a key, a
+	 * function without one leaves it in jobs_keyed_idx (an index range,
+	 * empty but for that race).  10,000 of either a sweep.
 	 */
 	keyless AS (
 		UPDATE async.jobs j SET key = async._job_key(j.function, j.payload)
 		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-			   SELECT x.id FROM async.functions f JOIN async.jobs x
-					  ON x.function OPERATOR(pg_catalog.=) f.name
-				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
-				  AND x.state OPERATOR(pg_catalog.=) 'queued'
-				  AND x.key IS NULL AND f.concurrency_key IS NOT NULL
-				  FOR UPDATE OF x SKIP LOCKED))
+			   SELECT x.id FROM async.functions f CROSS JOIN LATERAL (
+					  SELECT x.id FROM async.jobs x
+					   WHERE x.function OPERATOR(pg_catalog.=) f.name
+						 AND x.limited AND NOT x.paused AND x.finished_at IS NULL
+						 AND x.state OPERATOR(pg_catalog.=) 'queued' AND x.key IS NULL
+					   ORDER BY x.priority, x.run_at LIMIT 10000
+						 FOR UPDATE SKIP LOCKED) x
+				WHERE f.concurrency_key IS NOT NULL))
 		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
 		RETURNING 1),
 	unkeyed AS (
 		UPDATE async.jobs j SET key = NULL
 		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-			   SELECT x.id FROM async.functions f JOIN async.jobs x
-					  ON x.function OPERATOR(pg_catalog.=) f.name
-				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
-				  AND x.state OPERATOR(pg_catalog.=) 'queued'
-				  AND x.key IS NOT NULL AND f.concurrency_key IS NULL
-				  FOR UPDATE OF x SKIP LOCKED))
+			   SELECT x.id FROM async.functions f CROSS JOIN LATERAL (
+					  SELECT x.id FROM async.jobs x
+					   WHERE x.function OPERATOR(pg_catalog.=) f.name AND x.key IS NOT NULL
+						 AND x.state OPERATOR(pg_catalog.=) 'queued' AND NOT x.paused
+					   ORDER BY x.key, x.priority, x.run_at LIMIT 10000
+						 FOR UPDATE SKIP LOCKED) x
+				WHERE f.concurrency_key IS NULL))
 		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
 		RETURNING 1)
 	SELECT ((SELECT pg_catalog.count(*) FROM unpaused) OPERATOR(pg_catalog.+)
@@ -2575,9 +2587,9 @@ CREATE INDEX jobs_finished_idx ON async.jobs USING btree (finished_at) WHERE (fi
 
 CREATE INDEX jobs_limited_idx ON async.jobs USING btree (function, priority, run_at) WHERE (limited AND (NOT paused) AND (finished_at IS NULL));
 
-CREATE INDEX jobs_keyed_idx ON async.jobs USING btree (function, key, priority, run_at) WHERE (limited AND (NOT paused) AND (finished_at IS NULL) AND (key IS NOT NULL));
+CREATE INDEX jobs_keyed_idx ON async.jobs USING btree (function, key, priority, run_at) WHERE ((key IS NOT NULL) AND (state = 'queued'::text) AND (NOT paused));
 
-COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued jobs of functions with a concurrency_key, by key: the claims visit the keys in turn';
+COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued jobs of functions with a concurrency_key, by key: the claims visit the keys in turn.  Its predicate does not name limited, so that no claim of a key can take jobs_limited_idx for it';
 
 CREATE INDEX jobs_paused_idx ON async.jobs USING btree (function) WHERE paused;
 

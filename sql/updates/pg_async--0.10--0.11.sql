@@ -23,8 +23,8 @@ COMMENT ON COLUMN async.jobs.key IS 'for a function with a concurrency_key, the 
 ALTER TABLE async.running ADD COLUMN key text COLLATE pg_catalog."C";
 COMMENT ON COLUMN async.running.key IS 'the job''s key (async.jobs.key), for a function with a concurrency_key: claims count the running jobs of each key';
 
-CREATE INDEX jobs_keyed_idx ON async.jobs USING btree (function, key, priority, run_at) WHERE (limited AND (NOT paused) AND (finished_at IS NULL) AND (key IS NOT NULL));
-COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued jobs of functions with a concurrency_key, by key: the claims visit the keys in turn';
+CREATE INDEX jobs_keyed_idx ON async.jobs USING btree (function, key, priority, run_at) WHERE ((key IS NOT NULL) AND (state = 'queued'::text) AND (NOT paused));
+COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued jobs of functions with a concurrency_key, by key: the claims visit the keys in turn.  Its predicate does not name limited, so that no claim of a key can take jobs_limited_idx for it';
 DROP INDEX async.running_function_idx;
 CREATE INDEX running_function_idx ON async.running USING btree (function, key);
 

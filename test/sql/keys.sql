@@ -102,6 +102,20 @@ SELECT key, count(*) FROM async.running WHERE function = 'key_ext' GROUP BY 1 OR
 SELECT count(async.complete(job_id, lease)) FROM async.running WHERE function = 'key_ext';
 SELECT async.unregister('key_ext', cancel_jobs => true);
 
+-- a job that an enqueue racing a change of concurrency_key left without
+-- its key, or with a key its function no longer has, is mended by the
+-- workers' sweep (async._unpause_jobs), which finds it in an index range
+SELECT async.register('public.key_fail(jsonb)', name => 'key_plain', concurrency => 1);
+INSERT INTO async.jobs (function, event_id, payload, run_at) VALUES
+	('key_note', 'k-race', '{"tenant": "acme"}', now() + interval '1 hour'),
+	('key_plain', 'k-plain', '{"tenant": "acme"}', now() + interval '1 hour');
+UPDATE async.jobs SET key = NULL WHERE event_id = 'k-race';
+UPDATE async.jobs SET key = 'stale' WHERE event_id = 'k-plain';
+SELECT async._unpause_jobs() >= 0 AS swept;
+SELECT event_id, key, limited FROM async.jobs WHERE event_id IN ('k-race', 'k-plain') ORDER BY 1;
+DELETE FROM async.jobs WHERE event_id IN ('k-race', 'k-plain');
+SELECT async.unregister('key_plain');
+
 -- the keys are pg_async's: a role neither sets a job's key nor calls the
 -- claim's internals
 CREATE ROLE regress_key_mallory;
