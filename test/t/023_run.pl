@@ -249,7 +249,10 @@ my $rate = $n / (time - $t0);
 is($node->safe_psql('postgres', q{SELECT count(*) FROM async.jobs WHERE function = 'true_' AND state = 'succeeded'}),
 	$n, "-c 8 -- /bin/true ran all $n jobs");
 diag(sprintf('pg_async_run -c 8 --once -- /bin/true: %d jobs in %.2f s, %.0f jobs/s', $n, time - $t0, $rate));
-cmp_ok($rate, '>', 300, 'at more than 300 jobs/s (a floor far below the figure, against a regression)');
+# On a 2-core machine it is fork and exec bound: 230 to 390 jobs/s across
+# CI runs, lower while other work takes the processors.  The floor is
+# against a gross regression (a wait per job, slots run one at a time).
+cmp_ok($rate, '>', 150, 'at more than 150 jobs/s (a floor far below the figure, against a regression)');
 
 $node->stop;
 done_testing();
