@@ -477,13 +477,18 @@ pg_async_worker_main(Datum main_arg)
 
 			/*
 			 * Asleep from here, unless a committer has already swapped the
-			 * handshake and set the latch: then we look again at once.
+			 * handshake: then we look again at once.  Not by its latch
+			 * alone: the claim may have waited for a lock, and that wait
+			 * consumed the latch the committer set.  Sleeping then, with
+			 * the handshake swapped, no committer could wake us, and its
+			 * jobs waited for our next look (5 s).
 			 */
 			{
 				uint32		expected = ASYNC_SLOT_CLAIMING;
 
-				(void) pg_atomic_compare_exchange_u32(&MyAsyncSlot->sleeping, &expected,
-													  ASYNC_SLOT_ASLEEP);
+				if (!pg_atomic_compare_exchange_u32(&MyAsyncSlot->sleeping, &expected,
+													ASYNC_SLOT_ASLEEP))
+					continue;
 			}
 
 			(void) WaitLatch(MyLatch,
