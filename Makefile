@@ -6,6 +6,7 @@ OBJS = \
 	src/pg_async.o \
 	src/shmem.o \
 	src/launcher.o \
+	src/databases.o \
 	src/worker.o \
 	src/worker_xact.o \
 	src/batching.o \

@@ -113,7 +113,13 @@ CREATE FUNCTION async._check_setup() RETURNS void
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_check_setup';
 
-COMMENT ON FUNCTION async._check_setup() IS 'internal: warns when pg_async is not in shared_preload_libraries or pg_async.database names another database';
+COMMENT ON FUNCTION async._check_setup() IS 'internal: warns when pg_async is not in shared_preload_libraries or its settings leave this database out, and has the launcher look at this database at commit';
+
+CREATE FUNCTION async._database_served() RETURNS boolean
+    LANGUAGE c STABLE
+    AS 'MODULE_PATHNAME', 'pg_async_database_served_sql';
+
+COMMENT ON FUNCTION async._database_served() IS 'internal: whether pg_async.databases and pg_async.database have the workers serve this database';
 
 CREATE FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint) RETURNS SETOF record
     LANGUAGE plpgsql
@@ -1767,10 +1773,11 @@ BEGIN
 		status := 'critical';
 		detail := 'no pg_async launcher is running';
 		hint := 'Add pg_async to shared_preload_libraries and restart the server.';
-	ELSIF current_setting('pg_async.database') <> current_database() THEN
+	ELSIF NOT async._database_served() THEN
 		status := 'critical';
-		detail := format('the workers serve database %s, not this one', current_setting('pg_async.database'));
-		hint := format('Set pg_async.database = %L and reload the configuration.', current_database());
+		detail := format('pg_async.databases (%s) and pg_async.database (%s) leave this database out',
+						 current_setting('pg_async.databases'), current_setting('pg_async.database'));
+		hint := format('Add %I to pg_async.databases and reload the configuration.', current_database());
 	ELSIF v_workers < current_setting('pg_async.workers')::integer THEN
 		status := CASE WHEN v_workers = 0 THEN 'critical' ELSE 'warning' END;
 		detail := format('%s of %s workers running', v_workers, current_setting('pg_async.workers'));

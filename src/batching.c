@@ -71,7 +71,7 @@ static double stream_gap_us = USECS_PER_SEC;
 
 /* jobs made ready a second by all commits (see ASYNC_HANDOFF_RATE) */
 static double commit_rate = 0;
-static uint64 rate_jobs = 0;		/* AsyncShmem->jobs_committed at rate_since */
+static uint64 rate_jobs = 0;		/* this database's jobs_committed at rate_since */
 static TimestampTz rate_since = 0;
 
 /*
@@ -155,7 +155,7 @@ keeps_new_jobs(TimestampTz now)
 {
 	if (now - rate_since >= ASYNC_RATE_INTERVAL_US)
 	{
-		uint64		committed = pg_atomic_read_u64(&AsyncShmem->jobs_committed);
+		uint64		committed = pg_atomic_read_u64(&pg_async_my_db()->jobs_committed);
 
 		if (rate_since > 0)
 			commit_rate = (double) (committed - rate_jobs) * USECS_PER_SEC /
@@ -168,8 +168,8 @@ keeps_new_jobs(TimestampTz now)
 }
 
 /*
- * colleague_claims_first tells whether a worker in a lower slot is awake
- * and will claim by 'when'.  Only lower slots count, so that two workers
+ * colleague_claims_first tells whether a worker of lower rank is awake
+ * and will claim by 'when'.  Only lower ranks count, so that two workers
  * never both leave the jobs to the other.  An awake worker takes a new
  * snapshot for a claim before it sleeps, so jobs committed before we sleep
  * are not left behind, even those whose committer left them to us.  A
@@ -182,9 +182,12 @@ colleague_claims_first(TimestampTz when)
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
-	for (i = 0; i < MyAsyncSlotIndex; i++)
+	for (i = 0; i < AsyncShmem->nslots; i++)
 	{
-		if (pg_async_slot_looks_by(&AsyncShmem->slots[i], when, now))
+		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+
+		if (pg_async_same_db(slot) && slot->rank < MyAsyncSlot->rank &&
+			pg_async_slot_looks_by(slot, when, now))
 			return true;
 	}
 	return false;

@@ -460,7 +460,7 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	*next_run_at = 0;
 
 	/* no claim until the markers of a crash have been acted on */
-	if (pg_atomic_read_u32(&AsyncShmem->inflight_state) != 2)
+	if (pg_atomic_read_u32(&pg_async_my_db()->inflight_state) != 2)
 	{
 		*next_run_at = GetCurrentTimestamp();
 		return 0;

@@ -150,6 +150,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			limits_changed = false;
 			pg_async_external_end_xact(true);
 			pg_async_stats_flush(true);
+			pg_async_databases_end_xact(true);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -160,6 +161,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			limits_changed = false;
 			pg_async_external_end_xact(false);
 			pg_async_stats_flush(false);
+			pg_async_databases_end_xact(false);
 			/* a prepared transaction's jobs are left to the next sweep too */
 			pg_async_floor_end_xact(false);
 			break;

@@ -6,7 +6,7 @@
  *	  deadline; async.complete(), async.complete_many(), async.fail() and
  *	  async.heartbeat() act on a job only with its lease; a lease whose
  *	  deadline passes is a failed attempt ("lease expired"), found by the
- *	  claims of its function and by the worker of slot 0.
+ *	  claims of its function and by the first worker of the database.
  *
  *	  A consumer with nothing to claim sleeps on its latch, in a slot of
  *	  shared memory that names the function it waits for, until a commit
@@ -53,7 +53,7 @@ PG_FUNCTION_INFO_V1(pg_async_expire_leases);
 #define ASYNC_MAX_CLAIM_WAIT	"1 hour"
 #define ASYNC_MAX_RETRY_AFTER	ASYNC_MAX_RETRY_DELAY
 
-/* leases the worker of slot 0, or one claim, fails at most in one transaction */
+/* leases the first worker of the database, or one claim, fails at most in one transaction */
 #define ASYNC_EXPIRE_BATCH		100
 
 /*
@@ -332,7 +332,7 @@ expire_leases(const char *function)
 }
 
 /*
- * async._expire_leases(): the worker of slot 0 fails the attempts whose
+ * async._expire_leases(): the first worker of the database fails the attempts whose
  * lease expired, whoever claimed them (maintenance.c), and notes whether
  * leases remain.
  */

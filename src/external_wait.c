@@ -5,7 +5,7 @@
  *	  whose async.claim() found nothing sleeps on its latch, in a slot that
  *	  names the function it waits for; a commit that made jobs of that
  *	  function ready sets its latch.  No LISTEN/NOTIFY, and no polling.
- *	  Also the flag that tells the worker of slot 0 whether leases may
+ *	  Also the flag that tells the first worker of the database whether leases may
  *	  have expired.
  *
  * IDENTIFICATION
@@ -14,6 +14,7 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_async.h"
+#include "shmem.h"
 
 #include "common/hashfn.h"
 #include "miscadmin.h"
@@ -37,13 +38,6 @@ typedef struct ConsumerWait
 typedef struct ConsumerWaits
 {
 	pg_atomic_uint32 nwaiting;
-
-	/*
-	 * 0 once the worker of slot 0 found no lease left, and no claim that
-	 * made leases has committed since: it then skips its look for expired
-	 * ones (pg_async_leases_to_expire).
-	 */
-	pg_atomic_uint32 leases_exist;
 	int			nslots;
 	ConsumerWait slots[FLEXIBLE_ARRAY_MEMBER];
 } ConsumerWaits;
@@ -83,8 +77,6 @@ pg_async_consumers_shmem_init(void)
 	if (found)
 		return;
 	pg_atomic_init_u32(&Waits->nwaiting, 0);
-	/* leases from before a restart expire too */
-	pg_atomic_init_u32(&Waits->leases_exist, 1);
 	Waits->nslots = MaxBackends;
 	for (i = 0; i < MaxBackends; i++)
 	{
@@ -94,11 +86,13 @@ pg_async_consumers_shmem_init(void)
 	}
 }
 
-/* function_hash: the hash that names a function in a wait slot, never 0 */
+/* function_hash: the hash that names a function of this database in a wait slot, never 0 */
 static uint32
 function_hash(const char *function)
 {
-	return hash_bytes((const unsigned char *) function, strlen(function)) | 1;
+	/* a function of the same name in another database is another function */
+	return hash_combine(hash_bytes((const unsigned char *) function, strlen(function)),
+						hash_bytes_uint32((uint32) MyDatabaseId)) | 1;
 }
 
 /* pg_async_consumer_wait_end gives back this backend's wait slot, if it holds one. */
@@ -190,7 +184,7 @@ pg_async_external_end_xact(bool commit)
 	int			i;
 
 	if (commit && leased && Waits != NULL)
-		pg_atomic_write_u32(&Waits->leases_exist, 1);
+		pg_atomic_write_u32(&pg_async_my_db()->leases_exist, 1);
 	leased = false;
 
 	if (commit && (npending > 0 || pending_all) && Waits != NULL &&
@@ -215,7 +209,7 @@ pg_async_external_end_xact(bool commit)
 }
 
 /*
- * pg_async_leases_to_expire tells the worker of slot 0 whether to look for
+ * pg_async_leases_to_expire tells the first worker of the database whether to look for
  * expired leases now: if a claim made leases since it last found none, or
  * every ASYNC_LEASE_FULL_LOOK_MS anyway, for leases no claim made here (a
  * restore).  It clears leases_exist before the look's transaction, whose
@@ -231,7 +225,7 @@ pg_async_leases_to_expire(TimestampTz now)
 {
 	static TimestampTz last_full_look = 0;
 
-	if (Waits != NULL && pg_atomic_exchange_u32(&Waits->leases_exist, 0) == 0 &&
+	if (Waits != NULL && pg_atomic_exchange_u32(&pg_async_my_db()->leases_exist, 0) == 0 &&
 		!TimestampDifferenceExceeds(last_full_look, now, ASYNC_LEASE_FULL_LOOK_MS))
 		return false;
 	pg_memory_barrier();
@@ -247,12 +241,12 @@ pg_async_note_leases_made(void)
 }
 
 /*
- * pg_async_note_leases_remain: leases are left, which the worker of slot 0
+ * pg_async_note_leases_remain: leases are left, which the first worker
  * must look at again (see pg_async_leases_to_expire)
  */
 void
 pg_async_note_leases_remain(void)
 {
 	if (Waits != NULL)
-		pg_atomic_write_u32(&Waits->leases_exist, 1);
+		pg_atomic_write_u32(&pg_async_my_db()->leases_exist, 1);
 }

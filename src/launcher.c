@@ -2,12 +2,17 @@
  *
  * launcher.c
  *	  The pg_async launcher: one background worker, started by the
- *	  postmaster, that keeps pg_async.workers workers running in
- *	  pg_async.database and starts again any that exit.
+ *	  postmaster, that keeps pg_async.workers workers running in each
+ *	  database it serves (databases.c) and starts again any that exit.
  *
- *	  The launcher connects to no database (only shared catalogs), so that
- *	  a missing or dropped database makes it wait and warn, not crash-loop.
- *	  It never raises an ERROR for exhausted resources: it warns and retries.
+ *	  The launcher connects to no database: it reads pg_database, a shared
+ *	  catalog, and a database it does not know yet gets one worker, which
+ *	  looks for the extension and either stays (the database is served) or
+ *	  exits and marks the database as without it.  CREATE EXTENSION pg_async
+ *	  wakes the launcher at its commit (databases.c); so does a worker that
+ *	  exits.  A missing or dropped database makes the launcher wait and warn,
+ *	  not crash-loop.  It never raises an ERROR for exhausted resources: it
+ *	  warns and retries.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,6 +45,9 @@
 /* how often it repeats a warning that nothing changed */
 #define ASYNC_WARN_INTERVAL_MS	60000
 
+/* how often the launcher reads pg_database when nothing wakes it */
+#define ASYNC_RESCAN_INTERVAL_MS	10000
+
 /* per slot, in the launcher's memory */
 typedef struct LauncherSlot
 {
@@ -48,6 +56,14 @@ typedef struct LauncherSlot
 } LauncherSlot;
 
 static LauncherSlot *launcher_slots = NULL;
+
+/* a database the settings serve, as pg_database has it */
+typedef struct LauncherDatabase
+{
+	Oid			dboid;
+	char		name[NAMEDATALEN];
+	AsyncDatabase *entry;		/* NULL: no shared entry was free */
+} LauncherDatabase;
 
 /* pg_async_register_launcher registers the launcher with the postmaster. */
 void
@@ -76,41 +92,119 @@ launcher_detach(int code, Datum arg)
 	AsyncShmem->launcher_pid = 0;
 }
 
+
 /*
- * database_exists looks pg_async.database up in pg_database; the launcher
- * may read shared catalogs without being connected to a database.
+ * scan_databases reads pg_database: the databases the settings serve, and
+ * in *all every database's OID.  A plain scan, as the autovacuum launcher
+ * does: an index scan would need pg_class, which a process without a
+ * database cannot read.  Templates are left out (a worker connected to one
+ * would make CREATE DATABASE fail), and so are databases that accept no
+ * connections or that a DROP DATABASE left half dropped.
  */
-static bool
-database_exists(const char *dbname)
+static List *
+scan_databases(List **all)
 {
-	bool		exists = false;
+	List	   *served = NIL;
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
+	MemoryContext cxt = CurrentMemoryContext;
 
-	/*
-	 * A plain scan of pg_database, as the autovacuum launcher does: an index
-	 * scan would need pg_class, which a process without a database cannot
-	 * read.
-	 */
+	*all = NIL;
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	scan = table_beginscan_catalog(rel, 0, NULL);
 	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
 	{
-		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		Form_pg_database d = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		if (strcmp(NameStr(db->datname), dbname) == 0 && db->datallowconn)
+		*all = lappend_oid(*all, d->oid);
+		if (d->datallowconn && !d->datistemplate && d->datconnlimit != -2 &&
+			pg_async_database_served(NameStr(d->datname)))
 		{
-			exists = true;
-			break;
+			LauncherDatabase *ldb = palloc0(sizeof(LauncherDatabase));
+
+			ldb->dboid = d->oid;
+			strlcpy(ldb->name, NameStr(d->datname), NAMEDATALEN);
+			served = lappend(served, ldb);
 		}
+		MemoryContextSwitchTo(old);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
-	return exists;
+	MemoryContextSwitchTo(cxt);
+	return served;
+}
+
+/*
+ * warn_missing warns, at most once a minute, of the databases the settings
+ * name that pg_database does not have (or that accept no connections).
+ */
+static void
+warn_missing(List *served, TimestampTz *last_warning)
+{
+	List	   *named = pg_async_named_databases();
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (*last_warning != 0 &&
+		!TimestampDifferenceExceeds(*last_warning, now, ASYNC_WARN_INTERVAL_MS))
+		return;
+	foreach(lc, named)
+	{
+		const char *name = (const char *) lfirst(lc);
+		ListCell   *lc2;
+		bool		found = false;
+
+		foreach(lc2, served)
+		{
+			if (strcmp(((LauncherDatabase *) lfirst(lc2))->name, name) == 0)
+				found = true;
+		}
+		if (found)
+			continue;
+		if (strcmp(pg_async_databases, "*") == 0)
+			ereport(WARNING,
+					(errcode(ERRCODE_UNDEFINED_DATABASE),
+					 errmsg("pg_async.database \"%s\" does not exist", name),
+					 errdetail("The pg_async workers are not started until it exists and accepts connections."),
+					 errhint("Create the database, or set pg_async.database and reload the configuration.")));
+		else
+			ereport(WARNING,
+					(errcode(ERRCODE_UNDEFINED_DATABASE),
+					 errmsg("database \"%s\" of pg_async.databases does not exist", name),
+					 errdetail("The pg_async workers are not started in it until it exists and accepts connections."),
+					 errhint("Create the database, or change pg_async.databases and reload the configuration.")));
+		*last_warning = now;
+	}
+}
+
+/*
+ * forget_gone_databases gives back the shared entries of the databases that
+ * pg_database no longer has, once none of their workers is left.
+ */
+static void
+forget_gone_databases(List *all)
+{
+	int			i;
+	int			s;
+
+	for (i = 0; i < AsyncShmem->ndbs; i++)
+	{
+		AsyncDatabase *db = &AsyncShmem->dbs[i];
+		Oid			dboid = db->dboid;
+		bool		busy = false;
+
+		if (!OidIsValid(dboid) || list_member_oid(all, dboid))
+			continue;
+		for (s = 0; s < AsyncShmem->nslots && !busy; s++)
+			busy = (AsyncShmem->slots[s].in_use && AsyncShmem->slots[s].dboid == dboid);
+		if (!busy)
+			pg_async_free_db(db);
+	}
 }
 
 /* slot_alive tells whether the worker last started in a slot may still run. */
@@ -146,11 +240,12 @@ slot_alive(int i)
 }
 
 /*
- * start_worker registers a dynamic background worker for slot i.  Returns
- * false, after a rate-limited warning, when the postmaster has no room.
+ * start_worker registers a dynamic background worker in slot i, for rank
+ * 'rank' of database dboid.  Returns false, after a rate-limited warning,
+ * when the postmaster has no room.
  */
 static bool
-start_worker(int i, TimestampTz *last_warning)
+start_worker(int i, Oid dboid, int rank, TimestampTz *last_warning)
 {
 	AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
 	LauncherSlot *ls = &launcher_slots[i];
@@ -159,6 +254,8 @@ start_worker(int i, TimestampTz *last_warning)
 	MemoryContext oldcxt;
 
 	slot->generation++;
+	slot->dboid = dboid;
+	slot->rank = rank;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -186,7 +283,7 @@ start_worker(int i, TimestampTz *last_warning)
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("pg_async launcher could not start worker %d", i),
 					 errdetail("No background worker slot is free."),
-					 errhint("Raise max_worker_processes to at least pg_async.workers plus the other background workers, then restart the server.")));
+					 errhint("Raise max_worker_processes to at least pg_async.workers times the databases served, plus the launcher and the other background workers, then restart the server.")));
 			*last_warning = GetCurrentTimestamp();
 		}
 		return false;
@@ -198,7 +295,11 @@ start_worker(int i, TimestampTz *last_warning)
 	return true;
 }
 
-/* stop_worker asks the worker in slot i to exit. */
+/*
+ * stop_worker asks the worker in slot i to exit: the worker finishes the
+ * batch it runs when it sees that it is no longer wanted (worker.c), and a
+ * SIGTERM ends it otherwise.
+ */
 static void
 stop_worker(int i)
 {
@@ -218,20 +319,112 @@ stop_worker(int i)
 		kill(pid, SIGTERM);
 }
 
+/* workers_wanted: how many workers a database gets, by what is known of it */
+static int
+workers_wanted(AsyncDatabase *entry)
+{
+	if (entry == NULL)
+		return 0;
+	switch (pg_atomic_read_u32(&entry->state))
+	{
+		case ASYNC_DB_SERVED:
+			return pg_async_workers;
+		case ASYNC_DB_UNKNOWN:
+			/* one worker looks whether the extension is there */
+			return Min(pg_async_workers, 1);
+		default:
+			return 0;
+	}
+}
+
+/* find_database finds dboid among the databases served, or returns NULL. */
+static LauncherDatabase *
+find_database(List *served, Oid dboid)
+{
+	ListCell   *lc;
+
+	foreach(lc, served)
+	{
+		LauncherDatabase *ldb = (LauncherDatabase *) lfirst(lc);
+
+		if (ldb->dboid == dboid)
+			return ldb;
+	}
+	return NULL;
+}
+
+/*
+ * start_rank starts the worker of rank 'rank' of a database, in the slot that
+ * last ran it if that slot is free (after ASYNC_RESTART_DELAY_MS, so that a
+ * worker that keeps failing is not restarted in a loop), else in any free
+ * slot.  Returns how long to wait before trying again, or 0.
+ */
+static long
+start_rank(bool *alive, LauncherDatabase *ldb, int rank, TimestampTz now,
+		   TimestampTz *last_slot_warning)
+{
+	int			free_slot = -1;
+	int			i;
+
+	for (i = 0; i < AsyncShmem->nslots; i++)
+	{
+		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+
+		if (alive[i])
+			continue;
+		if (slot->dboid == ldb->dboid && slot->rank == rank &&
+			launcher_slots[i].last_start != 0)
+		{
+			long		secs;
+			int			usecs;
+			long		since;
+
+			TimestampDifference(launcher_slots[i].last_start, now, &secs, &usecs);
+			since = secs * 1000 + usecs / 1000;
+			if (since < ASYNC_RESTART_DELAY_MS)
+				return ASYNC_RESTART_DELAY_MS - since;
+			free_slot = i;
+			break;
+		}
+		if (free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot < 0)
+	{
+		if (*last_slot_warning == 0 ||
+			TimestampDifferenceExceeds(*last_slot_warning, now, ASYNC_WARN_INTERVAL_MS))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("pg_async launcher could not start a worker in database \"%s\"",
+							ldb->name),
+					 errdetail("All %d worker slots are taken.", AsyncShmem->nslots),
+					 errhint("Raise max_worker_processes, then restart the server.")));
+			*last_slot_warning = now;
+		}
+		return ASYNC_RESTART_DELAY_MS;
+	}
+	if (!start_worker(free_slot, ldb->dboid, rank, last_slot_warning))
+		return ASYNC_RESTART_DELAY_MS;
+	alive[free_slot] = true;
+	return 0;
+}
+
 /*
  * pg_async_launcher_main is the launcher's entry point and loop: every time
- * its latch is set (a worker exited, a setting changed) or a second passed,
- * it makes the set of running workers match pg_async.workers.
+ * its latch is set (a worker exited, a setting changed, a database or the
+ * extension was created) or ten seconds passed, it reads pg_database and
+ * makes the set of running workers match what each database served wants.
  */
 void
 pg_async_launcher_main(Datum main_arg)
 {
-	char	   *served_db = NULL;
-	bool		db_ok = false;
-	TimestampTz last_db_check = 0;
 	TimestampTz last_db_warning = 0;
 	TimestampTz last_slot_warning = 0;
+	TimestampTz last_entry_warning = 0;
+	MemoryContext loop_cxt;
 	uint32		wait_event;
+	bool	   *alive;
 	int			i;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -248,6 +441,9 @@ pg_async_launcher_main(Datum main_arg)
 
 	launcher_slots = MemoryContextAllocZero(TopMemoryContext,
 											sizeof(LauncherSlot) * AsyncShmem->nslots);
+	alive = MemoryContextAllocZero(TopMemoryContext, sizeof(bool) * AsyncShmem->nslots);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_async launcher loop",
+									 ALLOCSET_DEFAULT_SIZES);
 
 	/*
 	 * Workers started by a launcher that exited are still running: keep those
@@ -256,96 +452,93 @@ pg_async_launcher_main(Datum main_arg)
 	for (i = 0; i < AsyncShmem->nslots; i++)
 		(void) slot_alive(i);
 
-	served_db = MemoryContextStrdup(TopMemoryContext, pg_async_database);
-
 	ereport(LOG,
 			(errmsg("pg_async launcher started"),
-			 errdetail("Serving database \"%s\" with %d workers.",
-					   pg_async_database, pg_async_workers)));
+			 errdetail("Serving databases \"%s\" with %d workers each.",
+					   (pg_async_databases != NULL && strcmp(pg_async_databases, "*") == 0 &&
+						pg_async_database[0] != '\0') ? pg_async_database : pg_async_databases,
+					   pg_async_workers)));
 
 	for (;;)
 	{
+		List	   *served;
+		List	   *all;
+		ListCell   *lc;
 		TimestampTz now;
-		long		timeout = 10000;
-		int			want;
+		long		timeout = ASYNC_RESCAN_INTERVAL_MS;
 
 		CHECK_FOR_INTERRUPTS();
 
 		if (ConfigReloadPending)
 		{
+			/* workers of databases no longer served are stopped below */
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			if (strcmp(served_db, pg_async_database) != 0)
-			{
-				/* workers of the old database exit by themselves on reload */
-				pfree(served_db);
-				served_db = MemoryContextStrdup(TopMemoryContext, pg_async_database);
-				last_db_check = 0;
-				last_db_warning = 0;
-			}
+			last_db_warning = 0;
 		}
 
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
 		now = GetCurrentTimestamp();
-		if (!db_ok || last_db_check == 0 ||
-			TimestampDifferenceExceeds(last_db_check, now, 10000))
+		served = scan_databases(&all);
+		warn_missing(served, &last_db_warning);
+		forget_gone_databases(all);
+
+		foreach(lc, served)
 		{
-			db_ok = database_exists(served_db);
-			last_db_check = now;
-			if (!db_ok && (last_db_warning == 0 ||
-						   TimestampDifferenceExceeds(last_db_warning, now,
-													  ASYNC_WARN_INTERVAL_MS)))
+			LauncherDatabase *ldb = (LauncherDatabase *) lfirst(lc);
+
+			ldb->entry = pg_async_find_db(ldb->dboid, true);
+			if (ldb->entry == NULL &&
+				(last_entry_warning == 0 ||
+				 TimestampDifferenceExceeds(last_entry_warning, now, ASYNC_WARN_INTERVAL_MS)))
 			{
 				ereport(WARNING,
-						(errcode(ERRCODE_UNDEFINED_DATABASE),
-						 errmsg("pg_async.database \"%s\" does not exist", served_db),
-						 errdetail("The pg_async workers are not started until it exists."),
-						 errhint("Create the database, or set pg_async.database and reload the configuration.")));
-				last_db_warning = now;
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("pg_async does not serve database \"%s\"", ldb->name),
+						 errdetail("pg_async serves no more than %d databases.", AsyncShmem->ndbs),
+						 errhint("Raise pg_async.max_databases, or narrow pg_async.databases, then restart the server.")));
+				last_entry_warning = now;
 			}
 		}
 
-		if (!db_ok)
-			timeout = ASYNC_RESTART_DELAY_MS;
-		want = db_ok ? Min(pg_async_workers, AsyncShmem->nslots) : 0;
+		/* the workers no longer wanted go */
 		for (i = 0; i < AsyncShmem->nslots; i++)
 		{
-			bool		alive = slot_alive(i);
+			AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+			LauncherDatabase *ldb;
 
-			if (alive && i >= want)
+			alive[i] = slot_alive(i);
+			if (!alive[i])
+				continue;
+			ldb = find_database(served, slot->dboid);
+			if (ldb == NULL || slot->rank >= workers_wanted(ldb->entry))
 				stop_worker(i);
-			else if (!alive && i < want)
+		}
+
+		/* the workers missing start */
+		foreach(lc, served)
+		{
+			LauncherDatabase *ldb = (LauncherDatabase *) lfirst(lc);
+			int			want = workers_wanted(ldb->entry);
+			int			rank;
+
+			for (rank = 0; rank < want; rank++)
 			{
-				LauncherSlot *ls = &launcher_slots[i];
-				long		since = 0;
+				bool		running = false;
+				long		retry;
 
-				if (ls->last_start != 0)
-				{
-					long		secs;
-					int			usecs;
-
-					TimestampDifference(ls->last_start, now, &secs, &usecs);
-					since = secs * 1000 + usecs / 1000;
-				}
-				if (ls->last_start == 0 || since >= ASYNC_RESTART_DELAY_MS)
-				{
-					/*
-					 * A worker that exited may have found its database gone
-					 * (DROP DATABASE ... WITH (FORCE)): look again before
-					 * starting another, rather than restart it in a loop.
-					 */
-					if (ls->last_start != 0 && !database_exists(served_db))
-					{
-						db_ok = false;
-						last_db_check = now;
-						break;
-					}
-					if (!start_worker(i, &last_slot_warning))
-						timeout = Min(timeout, ASYNC_RESTART_DELAY_MS);
-				}
-				else
-					timeout = Min(timeout, ASYNC_RESTART_DELAY_MS - since);
+				for (i = 0; i < AsyncShmem->nslots && !running; i++)
+					running = alive[i] && AsyncShmem->slots[i].dboid == ldb->dboid &&
+						AsyncShmem->slots[i].rank == rank;
+				if (running)
+					continue;
+				retry = start_rank(alive, ldb, rank, now, &last_slot_warning);
+				if (retry > 0)
+					timeout = Min(timeout, retry);
 			}
 		}
+		MemoryContextSwitchTo(TopMemoryContext);
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

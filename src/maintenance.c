@@ -15,11 +15,11 @@
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
-/* how often the worker of slot 0 releases stale paused or limited marks */
+/* how often the first worker of the database releases stale paused or limited marks */
 #define ASYNC_RELEASE_INTERVAL_MS	5000
-/* how often the worker of slot 0 fails the attempts whose lease expired */
+/* how often the first worker of the database fails the attempts whose lease expired */
 #define ASYNC_EXPIRE_INTERVAL_MS	1000
-/* how often the worker of slot 0 applies pg_async.retention */
+/* how often the first worker of the database applies pg_async.retention */
 #define ASYNC_RETENTION_INTERVAL_MS	10000
 /* how many finished jobs one retention transaction deletes */
 #define ASYNC_RETENTION_BATCH		5000
@@ -56,7 +56,7 @@ static TimestampTz retention_next_from;
 
 /*
  * oldest_worker_xact_start is the start of the oldest transaction a worker
- * has open, or PG_INT64_MAX.
+ * of this database has open, or PG_INT64_MAX.
  */
 static TimestampTz
 oldest_worker_xact_start(void)
@@ -66,8 +66,11 @@ oldest_worker_xact_start(void)
 
 	for (i = 0; i < AsyncShmem->nslots; i++)
 	{
-		TimestampTz t = (TimestampTz) pg_atomic_read_u64(&AsyncShmem->slots[i].xact_start);
+		TimestampTz t;
 
+		if (!pg_async_same_db(&AsyncShmem->slots[i]))
+			continue;
+		t = (TimestampTz) pg_atomic_read_u64(&AsyncShmem->slots[i].xact_start);
 		oldest = Min(oldest, t);
 	}
 	return oldest;
@@ -215,7 +218,7 @@ pg_async_maintenance(void)
 	 * async.unregister): released on a timer of their own, however the
 	 * recovery of dead workers is paced, since nothing else would release them.
 	 */
-	if (MyAsyncSlotIndex == 0 &&
+	if (MyAsyncSlot->rank == 0 &&
 		(last_release == 0 ||
 		 TimestampDifferenceExceeds(last_release, now, ASYNC_RELEASE_INTERVAL_MS)))
 	{
@@ -231,7 +234,7 @@ pg_async_maintenance(void)
 	 * have no consumer left.  Not before ALTER EXTENSION UPDATE to 0.8, as
 	 * the last look at the extension found.
 	 */
-	if (MyAsyncSlotIndex == 0 && AsyncLeases &&
+	if (MyAsyncSlot->rank == 0 && AsyncLeases &&
 		(last_expiry == 0 ||
 		 TimestampDifferenceExceeds(last_expiry, now, ASYNC_EXPIRE_INTERVAL_MS)) &&
 		pg_async_leases_to_expire(now))
@@ -242,7 +245,7 @@ pg_async_maintenance(void)
 			requeued = true;
 	}
 
-	if (MyAsyncSlotIndex == 0 &&
+	if (MyAsyncSlot->rank == 0 &&
 		(retention_round || last_retention == 0 ||
 		 TimestampDifferenceExceeds(last_retention, now, ASYNC_RETENTION_INTERVAL_MS)))
 	{

@@ -25,6 +25,8 @@ PG_MODULE_MAGIC;
 void		_PG_init(void);
 
 char	   *pg_async_database = NULL;
+char	   *pg_async_databases = NULL;
+int			pg_async_max_databases = 128;
 int			pg_async_workers = 2;
 int			pg_async_retention = 86400;
 int			pg_async_batch_size = 1000;
@@ -64,18 +66,36 @@ bool		pg_async_preloaded = false;
 static void
 pg_async_define_gucs(void)
 {
+	DefineCustomStringVariable("pg_async.databases",
+							   "Databases the pg_async workers serve.",
+							   "'*' serves every database that has the extension and accepts connections, templates excepted; a comma-separated list serves those named.",
+							   &pg_async_databases,
+							   "*",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   pg_async_check_databases, NULL, NULL);
+
 	DefineCustomStringVariable("pg_async.database",
-							   "Database the pg_async workers serve.",
-							   "Jobs are run only in this database.",
+							   "The one database the pg_async workers serve, as before 0.12.",
+							   "Used when pg_async.databases is '*'; empty leaves the choice to pg_async.databases.",
 							   &pg_async_database,
-							   "postgres",
+							   "",
 							   PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pg_async.max_databases",
+							"Most databases pg_async serves at once.",
+							"Each database served has a small entry in shared memory.",
+							&pg_async_max_databases,
+							128, 1, 10000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("pg_async.workers",
-							"Number of pg_async worker processes.",
-							"Each worker is a background worker; max_worker_processes must leave room for them and the launcher.",
+							"Number of pg_async worker processes in each database served.",
+							"Each worker is a background worker; max_worker_processes must leave room for the launcher and the workers of every database served.",
 							&pg_async_workers,
 							2, 0, MAX_BACKENDS,
 							PGC_SIGHUP,
@@ -243,5 +263,6 @@ _PG_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = pg_async_shmem_startup;
 
+	pg_async_install_utility_hook();
 	pg_async_register_launcher();
 }

@@ -16,6 +16,8 @@
 #include "access/xact.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "nodes/pg_list.h"
+#include "utils/guc.h"
 
 /* Longest event_id accepted at enqueue. */
 #define ASYNC_MAX_EVENT_ID		255
@@ -91,6 +93,8 @@
 
 /* settings (pg_async.c) */
 extern char *pg_async_database;
+extern char *pg_async_databases;
+extern int	pg_async_max_databases;
 extern int	pg_async_workers;
 extern int	pg_async_retention;
 extern int	pg_async_batch_size;
@@ -105,6 +109,14 @@ extern bool pg_async_track_stats;
 extern bool pg_async_synchronous_commit;
 extern int	pg_async_sweep_interval;
 extern bool pg_async_preloaded;
+
+/* databases.c */
+extern bool pg_async_check_databases(char **newval, void **extra, GucSource source);
+extern bool pg_async_database_served(const char *dbname);
+extern List *pg_async_named_databases(void);
+extern void pg_async_note_extension_created(void);
+extern void pg_async_databases_end_xact(bool commit);
+extern void pg_async_install_utility_hook(void);
 
 /* launcher.c */
 extern PGDLLEXPORT void pg_async_launcher_main(Datum main_arg);

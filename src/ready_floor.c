@@ -158,10 +158,13 @@ floor_lower(int f, uint64 key)
 	 * progress; then the floor again, for a claim that raised it meanwhile
 	 * (it re-reads its claim_low after its raise, see floor_raise).
 	 */
-	atomic_lower(&AsyncShmem->floors[f], key);
+	atomic_lower(&pg_async_my_db()->floors[f], key);
 	for (i = 0; i < AsyncShmem->nslots; i++)
-		atomic_lower(&AsyncShmem->slots[i].claim_low[f], key);
-	atomic_lower(&AsyncShmem->floors[f], key);
+	{
+		if (pg_async_same_db(&AsyncShmem->slots[i]))
+			atomic_lower(&AsyncShmem->slots[i].claim_low[f], key);
+	}
+	atomic_lower(&pg_async_my_db()->floors[f], key);
 }
 
 /* floor_lower_all lowers every floor to the start. */
@@ -182,7 +185,7 @@ floor_lower_all(void)
 static void
 floor_raise(int f, AsyncWorkerSlot *slot, uint64 found)
 {
-	uint64		floor = pg_atomic_read_u64(&AsyncShmem->floors[f]);
+	uint64		floor = pg_atomic_read_u64(&pg_async_my_db()->floors[f]);
 
 	for (;;)
 	{
@@ -191,14 +194,14 @@ floor_raise(int f, AsyncWorkerSlot *slot, uint64 found)
 		if (key <= floor)
 			break;
 		/* fails, and tries again, if a lowering came in meanwhile */
-		if (pg_atomic_compare_exchange_u64(&AsyncShmem->floors[f], &floor, key))
+		if (pg_atomic_compare_exchange_u64(&pg_async_my_db()->floors[f], &floor, key))
 		{
 			/*
 			 * A lowering that found the floor low enough already, and
 			 * lowered only our claim_low after we read it, would be lost:
 			 * take it into account now.
 			 */
-			atomic_lower(&AsyncShmem->floors[f],
+			atomic_lower(&pg_async_my_db()->floors[f],
 						 pg_atomic_read_u64(&slot->claim_low[f]));
 			break;
 		}
@@ -301,7 +304,7 @@ pg_async_floor_reset(void)
 	floor_lower_all();
 	if (sweeping && AsyncShmem != NULL)
 	{
-		pg_atomic_write_u64(&AsyncShmem->sweep_end, (uint64) GetCurrentTimestamp());
+		pg_atomic_write_u64(&pg_async_my_db()->sweep_end, (uint64) GetCurrentTimestamp());
 		sweeping = false;
 	}
 }
@@ -324,8 +327,8 @@ pg_async_floor_claim_begin(AsyncWorkerSlot *slot, int16 *priority, TimestampTz *
 	for (f = 0; f < ASYNC_NFLOORS; f++)
 		pg_atomic_write_u64(&slot->claim_low[f], FLOOR_TOP);
 	pg_memory_barrier();
-	floor = pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_READY]);
-	priority_key_parts(pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_PRIORITY]),
+	floor = pg_atomic_read_u64(&pg_async_my_db()->floors[ASYNC_FLOOR_READY]);
+	priority_key_parts(pg_atomic_read_u64(&pg_async_my_db()->floors[ASYNC_FLOOR_PRIORITY]),
 					   priority, priority_run_at);
 
 	/*
@@ -334,14 +337,14 @@ pg_async_floor_claim_begin(AsyncWorkerSlot *slot, int16 *priority, TimestampTz *
 	 * the last one took if that is longer, up to ASYNC_SWEEP_MAX_INTERVAL_MS.
 	 */
 	now = GetCurrentTimestamp();
-	last = pg_atomic_read_u64(&AsyncShmem->sweep_end);
+	last = pg_atomic_read_u64(&pg_async_my_db()->sweep_end);
 	interval_ms = Max((int64) pg_async_sweep_interval,
-					  Min((int64) pg_atomic_read_u64(&AsyncShmem->sweep_us) / 1000 * ASYNC_SWEEP_COST_RATIO,
+					  Min((int64) pg_atomic_read_u64(&pg_async_my_db()->sweep_us) / 1000 * ASYNC_SWEEP_COST_RATIO,
 						  ASYNC_SWEEP_MAX_INTERVAL_MS));
 	sweeping = false;
 	/* a sweep in progress holds sweep_end in the future, as a lease */
 	if ((TimestampTz) last + interval_ms * 1000 <= now &&
-		pg_atomic_compare_exchange_u64(&AsyncShmem->sweep_end, &last,
+		pg_atomic_compare_exchange_u64(&pg_async_my_db()->sweep_end, &last,
 									   (uint64) (now + (TimestampTz) ASYNC_SWEEP_MAX_INTERVAL_MS * 1000)))
 	{
 		sweeping = true;
@@ -373,8 +376,8 @@ pg_async_floor_claim_end(AsyncWorkerSlot *slot, bool raise,
 	{
 		TimestampTz end = GetCurrentTimestamp();
 
-		pg_atomic_write_u64(&AsyncShmem->sweep_us, (uint64) (end - sweep_start));
-		pg_atomic_write_u64(&AsyncShmem->sweep_end, (uint64) end);
+		pg_atomic_write_u64(&pg_async_my_db()->sweep_us, (uint64) (end - sweep_start));
+		pg_atomic_write_u64(&pg_async_my_db()->sweep_end, (uint64) end);
 		sweeping = false;
 	}
 }
@@ -398,7 +401,7 @@ pg_async_priority_floor_claim_end(AsyncWorkerSlot *slot, uint64 key)
 void
 pg_async_priority_floor_current(int16 *priority, TimestampTz *run_at)
 {
-	uint64		key = pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_PRIORITY]);
+	uint64		key = pg_atomic_read_u64(&pg_async_my_db()->floors[ASYNC_FLOOR_PRIORITY]);
 
 	if (key < pg_async_priority_floor_key(*priority, *run_at))
 		priority_key_parts(key, priority, run_at);
@@ -408,7 +411,7 @@ pg_async_priority_floor_current(int16 *priority, TimestampTz *run_at)
 TimestampTz
 pg_async_floor_current(void)
 {
-	return floor_time(pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_READY]));
+	return floor_time(pg_atomic_read_u64(&pg_async_my_db()->floors[ASYNC_FLOOR_READY]));
 }
 
 /*
@@ -432,8 +435,8 @@ pg_async_ready_floor(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		values[0] = TimestampTzGetDatum(floor_time(pg_atomic_read_u64(&AsyncShmem->floors[ASYNC_FLOOR_READY])));
-		values[1] = Float8GetDatum(pg_atomic_read_u64(&AsyncShmem->sweep_us) / 1000.0);
+		values[0] = TimestampTzGetDatum(floor_time(pg_atomic_read_u64(&pg_async_my_db()->floors[ASYNC_FLOOR_READY])));
+		values[1] = Float8GetDatum(pg_atomic_read_u64(&pg_async_my_db()->sweep_us) / 1000.0);
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

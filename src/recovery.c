@@ -90,8 +90,8 @@ pg_async_recover_lost_claims(void)
 	bool		busy = false;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (pg_atomic_read_u32(&AsyncShmem->inflight_state) == 2 ||
-		!pg_atomic_compare_exchange_u32(&AsyncShmem->inflight_state, &expected, 1))
+	if (pg_atomic_read_u32(&pg_async_my_db()->inflight_state) == 2 ||
+		!pg_atomic_compare_exchange_u32(&pg_async_my_db()->inflight_state, &expected, 1))
 		return;
 
 	pg_async_announce_next_look(PG_INT64_MAX);
@@ -130,11 +130,11 @@ pg_async_recover_lost_claims(void)
 	if (busy)
 	{
 		/* claims keep waiting (inflight_state) until the markers are done */
-		pg_atomic_write_u32(&AsyncShmem->inflight_state, 0);
+		pg_atomic_write_u32(&pg_async_my_db()->inflight_state, 0);
 		return;
 	}
 	pg_async_inflight_reset();
-	pg_atomic_write_u32(&AsyncShmem->inflight_state, 2);
+	pg_atomic_write_u32(&pg_async_my_db()->inflight_state, 2);
 
 	if (charged > 0)
 		ereport(LOG,
@@ -159,7 +159,7 @@ pg_async_recover_lost_claims(void)
 bool
 pg_async_recover_dead_workers(TimestampTz now)
 {
-	uint32		epoch = pg_atomic_read_u32(&AsyncShmem->recovery_epoch);
+	uint32		epoch = pg_atomic_read_u32(&pg_async_my_db()->recovery_epoch);
 	int			n;
 	int64		took_ms;
 

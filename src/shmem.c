@@ -18,6 +18,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 AsyncShared *AsyncShmem = NULL;
@@ -29,8 +30,38 @@ AsyncShared *AsyncShmem = NULL;
 Size
 pg_async_shmem_size(void)
 {
-	return add_size(offsetof(AsyncShared, slots),
+	Size		size;
+
+	size = add_size(offsetof(AsyncShared, slots),
 					mul_size(max_worker_processes, sizeof(AsyncWorkerSlot)));
+	size = MAXALIGN(size);
+	return add_size(size, mul_size(pg_async_max_databases, sizeof(AsyncDatabase)));
+}
+
+/* init_db gives a database's entry its starting values. */
+static void
+init_db(AsyncDatabase *db)
+{
+	int			i;
+
+	pg_atomic_init_u32(&db->state, ASYNC_DB_UNKNOWN);
+	pg_atomic_init_u32(&db->created, 0);
+	pg_atomic_init_u32(&db->wake_cursor, 0);
+	pg_atomic_init_u32(&db->recovery_epoch, 0);
+	pg_atomic_init_u64(&db->jobs_committed, 0);
+	pg_atomic_init_u32(&db->inflight_state, 0);
+	/* leases from before a restart expire too */
+	pg_atomic_init_u32(&db->leases_exist, 1);
+	pg_atomic_init_u64(&db->limits_epoch, 1);
+	SpinLockInit(&db->saturated_mutex);
+	db->saturated_epoch = 0;
+	db->nsaturated = 0;
+	db->skipped_wakeups = 0;
+	/* no floor: the first claims walk from the start */
+	for (i = 0; i < ASYNC_NFLOORS; i++)
+		pg_atomic_init_u64(&db->floors[i], 0);
+	pg_atomic_init_u64(&db->sweep_end, 0);
+	pg_atomic_init_u64(&db->sweep_us, 0);
 }
 
 /*
@@ -50,20 +81,17 @@ pg_async_shmem_init(void)
 	{
 		AsyncShmem->launcher_pid = 0;
 		AsyncShmem->launcher_latch = NULL;
-		pg_atomic_init_u32(&AsyncShmem->wake_cursor, 0);
-		pg_atomic_init_u32(&AsyncShmem->recovery_epoch, 0);
-		pg_atomic_init_u64(&AsyncShmem->jobs_committed, 0);
-		pg_atomic_init_u32(&AsyncShmem->inflight_state, 0);
-		pg_atomic_init_u64(&AsyncShmem->limits_epoch, 1);
-		SpinLockInit(&AsyncShmem->saturated_mutex);
-		AsyncShmem->saturated_epoch = 0;
-		AsyncShmem->nsaturated = 0;
-		AsyncShmem->skipped_wakeups = 0;
-		/* no floor: the first claims walk from the start */
-		for (i = 0; i < ASYNC_NFLOORS; i++)
-			pg_atomic_init_u64(&AsyncShmem->floors[i], 0);
-		pg_atomic_init_u64(&AsyncShmem->sweep_end, 0);
-		pg_atomic_init_u64(&AsyncShmem->sweep_us, 0);
+		SpinLockInit(&AsyncShmem->dbs_mutex);
+		AsyncShmem->ndbs = pg_async_max_databases;
+		AsyncShmem->dbs = (AsyncDatabase *)
+			((char *) AsyncShmem +
+			 MAXALIGN(add_size(offsetof(AsyncShared, slots),
+							   mul_size(max_worker_processes, sizeof(AsyncWorkerSlot)))));
+		for (i = 0; i < AsyncShmem->ndbs; i++)
+		{
+			AsyncShmem->dbs[i].dboid = InvalidOid;
+			init_db(&AsyncShmem->dbs[i]);
+		}
 		AsyncShmem->nslots = max_worker_processes;
 		for (i = 0; i < max_worker_processes; i++)
 		{
@@ -151,17 +179,16 @@ wake_slot(AsyncWorkerSlot *slot, uint32 from)
 void
 pg_async_wake_workers(int njobs)
 {
+	AsyncDatabase *db;
 	int			wanted;
 	int			nslots;
 	uint32		start;
 	int			i;
 
-	if (AsyncShmem == NULL || njobs <= 0)
+	if (AsyncShmem == NULL || njobs <= 0 || pg_async_workers <= 0)
 		return;
-
-	nslots = Min(AsyncShmem->nslots, pg_async_workers);
-	if (nslots <= 0)
-		return;
+	db = pg_async_my_db();
+	nslots = AsyncShmem->nslots;
 	wanted = (njobs + pg_async_batch_size - 1) / pg_async_batch_size;
 
 	pg_memory_barrier();
@@ -171,22 +198,26 @@ pg_async_wake_workers(int njobs)
 
 		for (i = 0; i < nslots; i++)
 		{
-			if (pg_async_slot_looks_by(&AsyncShmem->slots[i],
+			if (pg_async_same_db(&AsyncShmem->slots[i]) &&
+				pg_async_slot_looks_by(&AsyncShmem->slots[i],
 									   now + pg_async_wake_slack(), now))
 				return;
 		}
 		for (i = 0; i < nslots; i++)
 		{
-			if (wake_slot(&AsyncShmem->slots[i], ASYNC_SLOT_CLAIMING))
+			if (pg_async_same_db(&AsyncShmem->slots[i]) &&
+				wake_slot(&AsyncShmem->slots[i], ASYNC_SLOT_CLAIMING))
 				return;
 		}
 	}
 
-	start = pg_atomic_fetch_add_u32(&AsyncShmem->wake_cursor, 1);
+	start = pg_atomic_fetch_add_u32(&db->wake_cursor, 1);
 	for (i = 0; i < nslots && wanted > 0; i++)
 	{
 		AsyncWorkerSlot *slot = &AsyncShmem->slots[(start + i) % nslots];
 
+		if (!pg_async_same_db(slot))
+			continue;
 		if (wake_slot(slot, ASYNC_SLOT_ASLEEP) || wake_slot(slot, ASYNC_SLOT_CLAIMING))
 			wanted--;
 	}
@@ -202,8 +233,95 @@ pg_async_jobs_committed(int njobs)
 {
 	if (AsyncShmem == NULL || njobs <= 0)
 		return;
-	pg_atomic_fetch_add_u64(&AsyncShmem->jobs_committed, njobs);
+	pg_atomic_fetch_add_u64(&pg_async_my_db()->jobs_committed, njobs);
 	pg_async_wake_workers(njobs);
+}
+
+/*
+ * pg_async_find_db returns the entry of database dboid, or NULL when it has
+ * none; with create, it takes a free entry for it first, and returns NULL
+ * only when pg_async.max_databases entries are all taken.
+ */
+AsyncDatabase *
+pg_async_find_db(Oid dboid, bool create)
+{
+	AsyncDatabase *found = NULL;
+	AsyncDatabase *free_entry = NULL;
+	int			i;
+
+	if (AsyncShmem == NULL || !OidIsValid(dboid))
+		return NULL;
+	SpinLockAcquire(&AsyncShmem->dbs_mutex);
+	for (i = 0; i < AsyncShmem->ndbs && found == NULL; i++)
+	{
+		AsyncDatabase *db = &AsyncShmem->dbs[i];
+
+		if (db->dboid == dboid)
+			found = db;
+		else if (!OidIsValid(db->dboid) && free_entry == NULL)
+			free_entry = db;
+	}
+	if (found == NULL && create && free_entry != NULL)
+	{
+		/* nobody reads an entry before it names their database */
+		init_db(free_entry);
+		pg_write_barrier();
+		free_entry->dboid = dboid;
+		found = free_entry;
+	}
+	SpinLockRelease(&AsyncShmem->dbs_mutex);
+	return found;
+}
+
+/*
+ * pg_async_free_db gives the entry of a database that is gone back; the
+ * launcher calls it once no worker of that database is left.
+ */
+void
+pg_async_free_db(AsyncDatabase *db)
+{
+	SpinLockAcquire(&AsyncShmem->dbs_mutex);
+	db->dboid = InvalidOid;
+	SpinLockRelease(&AsyncShmem->dbs_mutex);
+}
+
+/*
+ * pg_async_my_db returns the entry of this backend's database.  When every
+ * entry is taken (more databases use pg_async than pg_async.max_databases),
+ * it warns once and returns an entry of the backend's own memory: no worker
+ * serves that database, and its commits wake nobody.
+ */
+AsyncDatabase *
+pg_async_my_db(void)
+{
+	static AsyncDatabase *mine = NULL;
+	static AsyncDatabase *local = NULL;
+
+	if (mine != NULL && mine->dboid == MyDatabaseId)
+		return mine;
+	mine = pg_async_find_db(MyDatabaseId, true);
+	if (mine != NULL)
+		return mine;
+	if (local == NULL)
+	{
+		local = MemoryContextAllocZero(TopMemoryContext, sizeof(AsyncDatabase));
+		init_db(local);
+		local->dboid = MyDatabaseId;
+		if (AsyncShmem != NULL && OidIsValid(MyDatabaseId))
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("pg_async serves no more than %d databases", AsyncShmem->ndbs),
+					 errdetail("Jobs enqueued in this database stay queued."),
+					 errhint("Raise pg_async.max_databases and restart the server.")));
+	}
+	return local;
+}
+
+/* pg_async_same_db tells whether a worker slot serves this backend's database. */
+bool
+pg_async_same_db(AsyncWorkerSlot *slot)
+{
+	return slot->in_use && slot->dboid == MyDatabaseId;
 }
 
 /* pg_async_wake_launcher sets the launcher's latch, if there is a launcher. */
@@ -249,7 +367,7 @@ uint64
 pg_async_limits_epoch(void)
 {
 	pg_memory_barrier();
-	return pg_atomic_read_u64(&AsyncShmem->limits_epoch);
+	return pg_atomic_read_u64(&pg_async_my_db()->limits_epoch);
 }
 
 /*
@@ -260,16 +378,18 @@ pg_async_limits_epoch(void)
 uint64
 pg_async_limits_released(void)
 {
+	AsyncDatabase *db;
 	uint64		before;
 	uint32		skipped;
 
 	if (AsyncShmem == NULL)
 		return 0;
-	SpinLockAcquire(&AsyncShmem->saturated_mutex);
-	before = pg_atomic_fetch_add_u64(&AsyncShmem->limits_epoch, 1);
-	skipped = AsyncShmem->skipped_wakeups;
-	AsyncShmem->skipped_wakeups = 0;
-	SpinLockRelease(&AsyncShmem->saturated_mutex);
+	db = pg_async_my_db();
+	SpinLockAcquire(&db->saturated_mutex);
+	before = pg_atomic_fetch_add_u64(&db->limits_epoch, 1);
+	skipped = db->skipped_wakeups;
+	db->skipped_wakeups = 0;
+	SpinLockRelease(&db->saturated_mutex);
 	if (skipped > 0)
 		pg_async_wake_workers(1);
 	return before;
@@ -285,18 +405,19 @@ pg_async_limits_released(void)
 void
 pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n)
 {
+	AsyncDatabase *db = pg_async_my_db();
 	int			i;
 
 	n = Min(n, ASYNC_MAX_SATURATED);
-	SpinLockAcquire(&AsyncShmem->saturated_mutex);
-	if (epoch >= AsyncShmem->saturated_epoch)
+	SpinLockAcquire(&db->saturated_mutex);
+	if (epoch >= db->saturated_epoch)
 	{
-		AsyncShmem->saturated_epoch = epoch;
+		db->saturated_epoch = epoch;
 		for (i = 0; i < n; i++)
-			strlcpy(AsyncShmem->saturated[i], names[i], ASYNC_NAME_SIZE);
-		AsyncShmem->nsaturated = n;
+			strlcpy(db->saturated[i], names[i], ASYNC_NAME_SIZE);
+		db->nsaturated = n;
 	}
-	SpinLockRelease(&AsyncShmem->saturated_mutex);
+	SpinLockRelease(&db->saturated_mutex);
 }
 
 /*
@@ -307,19 +428,21 @@ pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n)
 bool
 pg_async_limit_saturated(const char *function)
 {
+	AsyncDatabase *db;
 	bool		saturated = false;
 	int			i;
 
 	if (AsyncShmem == NULL)
 		return false;
-	SpinLockAcquire(&AsyncShmem->saturated_mutex);
-	if (AsyncShmem->saturated_epoch == pg_atomic_read_u64(&AsyncShmem->limits_epoch))
+	db = pg_async_my_db();
+	SpinLockAcquire(&db->saturated_mutex);
+	if (db->saturated_epoch == pg_atomic_read_u64(&db->limits_epoch))
 	{
-		for (i = 0; i < AsyncShmem->nsaturated && !saturated; i++)
-			saturated = (strcmp(AsyncShmem->saturated[i], function) == 0);
+		for (i = 0; i < db->nsaturated && !saturated; i++)
+			saturated = (strcmp(db->saturated[i], function) == 0);
 	}
 	if (saturated)
-		AsyncShmem->skipped_wakeups++;
-	SpinLockRelease(&AsyncShmem->saturated_mutex);
+		db->skipped_wakeups++;
+	SpinLockRelease(&db->saturated_mutex);
 	return saturated;
 }

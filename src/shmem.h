@@ -32,9 +32,11 @@
 
 typedef struct AsyncWorkerSlot
 {
-	/* launcher only */
+	/* set by the launcher: readers tell by dboid whose worker it is */
 	bool		in_use;
 	uint32		generation;
+	Oid			dboid;			/* the database the worker serves */
+	int			rank;			/* 0 .. pg_async.workers - 1 in it */
 
 	/* worker, under mutex */
 	slock_t		mutex;
@@ -73,15 +75,35 @@ typedef struct AsyncWorkerSlot
 	pg_atomic_uint64 xact_start;
 } AsyncWorkerSlot;
 
-typedef struct AsyncShared
+/*
+ * What a served database shares: its workers' wake-ups, the limits found
+ * reached, and the floors where its claims start.  One entry per database
+ * the launcher serves or looks at (databases.c), found by its OID; a
+ * backend uses the entry of its own database (pg_async_my_db).  The launcher
+ * sets state; the rest belongs to the database's backends and workers.
+ */
+#define ASYNC_DB_UNKNOWN		0	/* look whether pg_async is installed */
+#define ASYNC_DB_SERVED			1	/* installed: its workers run */
+#define ASYNC_DB_ABSENT			2	/* not installed: no worker until it is */
+#define ASYNC_DB_DROPPING		3	/* DROP DATABASE under way: no worker */
+
+typedef struct AsyncDatabase
 {
-	pid_t		launcher_pid;
-	Latch	   *launcher_latch;
+	Oid			dboid;			/* InvalidOid: a free entry; under dbs_mutex */
+	pg_atomic_uint32 state;		/* ASYNC_DB_* */
+	pg_atomic_uint32 created;	/* commits of CREATE EXTENSION pg_async */
 	pg_atomic_uint32 wake_cursor;	/* round robin over sleeping workers */
 	pg_atomic_uint32 recovery_epoch;	/* bumped whenever a worker exits */
 	pg_atomic_uint64 jobs_committed;	/* jobs made ready by commits, ever */
 	/* markers of the last server lifetime: 0 unread, 1 being read, 2 done */
 	pg_atomic_uint32 inflight_state;
+
+	/*
+	 * 0 once the database's first worker found no lease left, and no claim
+	 * that made leases has committed since: it then skips its look for
+	 * expired ones (external_wait.c).
+	 */
+	pg_atomic_uint32 leases_exist;
 
 	/*
 	 * Functions whose concurrency limit a claim found reached, so that an
@@ -107,6 +129,16 @@ typedef struct AsyncShared
 	pg_atomic_uint64 floors[ASYNC_NFLOORS];
 	pg_atomic_uint64 sweep_end;
 	pg_atomic_uint64 sweep_us;
+} AsyncDatabase;
+
+typedef struct AsyncShared
+{
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+
+	slock_t		dbs_mutex;		/* protects the dboid of every entry */
+	int			ndbs;
+	AsyncDatabase *dbs;			/* pg_async.max_databases entries */
 
 	int			nslots;
 	AsyncWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
@@ -122,6 +154,10 @@ extern TimestampTz pg_async_wake_slack(void);
 extern bool pg_async_slot_looks_by(AsyncWorkerSlot *slot, TimestampTz by,
 								   TimestampTz now);
 extern void pg_async_wake_launcher(void);
+extern AsyncDatabase *pg_async_my_db(void);
+extern AsyncDatabase *pg_async_find_db(Oid dboid, bool create);
+extern void pg_async_free_db(AsyncDatabase *db);
+extern bool pg_async_same_db(AsyncWorkerSlot *slot);
 extern uint64 pg_async_limits_epoch(void);
 extern uint64 pg_async_limits_released(void);
 extern void pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n);

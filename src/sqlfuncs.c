@@ -140,7 +140,8 @@ pg_async_may_act_as(Oid role)
 }
 
 /*
- * async._workers(): one row per live worker slot, copied under its spinlock.
+ * async._workers(): one row per live worker of this database, copied under
+ * its slot's spinlock.
  */
 Datum
 pg_async_workers_view(PG_FUNCTION_ARGS)
@@ -166,7 +167,8 @@ pg_async_workers_view(PG_FUNCTION_ARGS)
 		copy.jobs_done = slot->jobs_done;
 		SpinLockRelease(&slot->mutex);
 
-		if (copy.pid == 0)
+		/* the workers of this database */
+		if (copy.pid == 0 || !pg_async_same_db(slot))
 			continue;
 
 		values[0] = Int32GetDatum(copy.pid);
@@ -205,7 +207,7 @@ pg_async_worker_started_at(PG_FUNCTION_ARGS)
 		bool		match;
 
 		SpinLockAcquire(&slot->mutex);
-		match = (slot->pid != 0 && slot->pid == pid);
+		match = (slot->pid != 0 && slot->pid == pid && pg_async_same_db(slot));
 		if (match)
 			started = slot->proc_start;
 		SpinLockRelease(&slot->mutex);
@@ -239,7 +241,7 @@ pg_async_live_worker_pids(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&slot->mutex);
 		pid = slot->pid;
 		SpinLockRelease(&slot->mutex);
-		if (pid != 0)
+		if (pid != 0 && pg_async_same_db(slot))
 			pids[n++] = Int32GetDatum(pid);
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(pids, n, INT4OID, sizeof(int32), true,
@@ -248,12 +250,14 @@ pg_async_live_worker_pids(PG_FUNCTION_ARGS)
 
 /*
  * async._check_setup(): run by CREATE EXTENSION, warns when no worker will
- * serve this database.
+ * serve this database; at commit, the launcher looks at it again.
  */
 Datum
 pg_async_check_setup(PG_FUNCTION_ARGS)
 {
 	char	   *dbname = get_database_name(MyDatabaseId);
+
+	pg_async_note_extension_created();
 
 	if (!pg_async_preloaded)
 		ereport(WARNING,
@@ -261,13 +265,13 @@ pg_async_check_setup(PG_FUNCTION_ARGS)
 				 errmsg("pg_async is not in shared_preload_libraries: no worker will run jobs"),
 				 errdetail("Jobs can be enqueued, but they stay queued until workers run."),
 				 errhint("Add pg_async to shared_preload_libraries in postgresql.conf and restart the server.")));
-	else if (dbname != NULL && strcmp(dbname, pg_async_database) != 0)
+	else if (dbname != NULL && !pg_async_database_served(dbname))
 		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pg_async workers serve database \"%s\", not \"%s\"",
-						pg_async_database, dbname),
-				 errdetail("Jobs enqueued in this database stay queued."),
-				 errhint("Set pg_async.database = '%s' and reload the configuration.", dbname)));
+				 errmsg("pg_async workers do not serve database \"%s\"", dbname),
+				 errdetail("pg_async.databases is \"%s\" and pg_async.database is \"%s\"; jobs enqueued in this database stay queued.",
+						   pg_async_databases, pg_async_database),
+				 errhint("Add the database to pg_async.databases (or set it to '*' and pg_async.database to '') and reload the configuration.")));
 	else if (pg_async_workers == 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

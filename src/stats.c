@@ -31,13 +31,28 @@ PG_FUNCTION_INFO_V1(pg_async_function_stats);
 PG_FUNCTION_INFO_V1(pg_async_stats_reset);
 
 #define ASYNC_STATS_FILE		"pg_stat/pg_async.stat"
-#define ASYNC_STATS_MAGIC		0x70617332	/* "pas2": 0.9 added loops */
+#define ASYNC_STATS_MAGIC		0x70617333	/* "pas3": 0.12 added the database */
 
+/* a function of one database */
+typedef struct AsyncStatsKey
+{
+	Oid			dboid;
+	char		name[ASYNC_NAME_SIZE];
+} AsyncStatsKey;
+
+/* in shared memory, and in the file */
 typedef struct AsyncStatsEntry
+{
+	AsyncStatsKey key;			/* hash key */
+	AsyncCounters c;
+} AsyncStatsEntry;
+
+/* this backend's pending counts, by function */
+typedef struct AsyncPendingEntry
 {
 	char		name[ASYNC_NAME_SIZE];	/* hash key */
 	AsyncCounters c;
-} AsyncStatsEntry;
+} AsyncPendingEntry;
 
 typedef struct AsyncStatsShared
 {
@@ -160,8 +175,8 @@ stats_load(void)
 
 		if (fread(&e, sizeof(e), 1, f) != 1)
 			break;
-		e.name[ASYNC_NAME_SIZE - 1] = '\0';
-		entry = hash_search(StatsHash, e.name, HASH_ENTER_NULL, NULL);
+		e.key.name[ASYNC_NAME_SIZE - 1] = '\0';
+		entry = hash_search(StatsHash, &e.key, HASH_ENTER_NULL, NULL);
 		if (entry == NULL)
 			break;
 		entry->c = e.c;
@@ -233,11 +248,11 @@ pg_async_stats_shmem_init(void)
 	}
 
 	memset(&info, 0, sizeof(info));
-	info.keysize = ASYNC_NAME_SIZE;
+	info.keysize = sizeof(AsyncStatsKey);
 	info.entrysize = sizeof(AsyncStatsEntry);
 	StatsHash = ShmemInitHash("pg_async stats hash",
 							  ASYNC_STATS_MAX_FUNCTIONS, ASYNC_STATS_MAX_FUNCTIONS,
-							  &info, HASH_ELEM | HASH_STRINGS | HASH_FIXED_SIZE);
+							  &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 
 	if (!IsUnderPostmaster)
 	{
@@ -252,7 +267,7 @@ static AsyncCounters *
 pending_entry(const char *function)
 {
 	char		key[ASYNC_NAME_SIZE];
-	AsyncStatsEntry *entry;
+	AsyncPendingEntry *entry;
 	bool		found;
 
 	if (PendingHash == NULL)
@@ -261,7 +276,7 @@ pending_entry(const char *function)
 
 		memset(&info, 0, sizeof(info));
 		info.keysize = ASYNC_NAME_SIZE;
-		info.entrysize = sizeof(AsyncStatsEntry);
+		info.entrysize = sizeof(AsyncPendingEntry);
 		info.hcxt = TopMemoryContext;
 		PendingHash = hash_create("pg_async pending stats", 16, &info,
 								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
@@ -297,7 +312,7 @@ void
 pg_async_stats_flush(bool commit)
 {
 	HASH_SEQ_STATUS seq;
-	AsyncStatsEntry *pending;
+	AsyncPendingEntry *pending;
 
 	if (PendingHash == NULL || hash_get_num_entries(PendingHash) == 0)
 		return;
@@ -310,10 +325,15 @@ pg_async_stats_flush(bool commit)
 		hash_seq_init(&seq, PendingHash);
 		while ((pending = hash_seq_search(&seq)) != NULL)
 		{
+			AsyncStatsKey key;
 			AsyncStatsEntry *entry;
 			bool		found;
 
-			entry = hash_search(StatsHash, pending->name, HASH_ENTER_NULL, &found);
+			memset(&key, 0, sizeof(key));
+			key.dboid = MyDatabaseId;
+			/* a string key: the bytes after its end are not copied */
+			strlcpy(key.name, pending->name, sizeof(key.name));
+			entry = hash_search(StatsHash, &key, HASH_ENTER_NULL, &found);
 			if (entry == NULL)
 			{
 				if (!warned)
@@ -388,7 +408,10 @@ pg_async_function_stats(PG_FUNCTION_ARGS)
 		AsyncCounters *c = &entry->c;
 		int			k = 0;
 
-		values[k++] = CStringGetTextDatum(entry->name);
+		/* the functions of this database */
+		if (entry->key.dboid != MyDatabaseId)
+			continue;
+		values[k++] = CStringGetTextDatum(entry->key.name);
 		values[k++] = Int64GetDatum(c->received);
 		values[k++] = Int64GetDatum(c->started);
 		values[k++] = Int64GetDatum(c->succeeded);
@@ -414,7 +437,10 @@ pg_async_function_stats(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* async.stats_reset(): forgets every counter. */
+/*
+ * async.stats_reset(): forgets every counter of this database.  The time of
+ * the reset is the cluster's last, whatever the database.
+ */
 Datum
 pg_async_stats_reset(PG_FUNCTION_ARGS)
 {
@@ -430,7 +456,10 @@ pg_async_stats_reset(PG_FUNCTION_ARGS)
 	LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
 	hash_seq_init(&seq, StatsHash);
 	while ((entry = hash_seq_search(&seq)) != NULL)
-		(void) hash_search(StatsHash, entry->name, HASH_REMOVE, NULL);
+	{
+		if (entry->key.dboid == MyDatabaseId)
+			(void) hash_search(StatsHash, &entry->key, HASH_REMOVE, NULL);
+	}
 	StatsShared->stats_reset = GetCurrentTimestamp();
 	LWLockRelease(StatsShared->lock);
 	PG_RETURN_VOID();
@@ -464,7 +493,7 @@ Datum
 pg_async_note_duplicate(PG_FUNCTION_ARGS)
 {
 	char		key[ASYNC_NAME_SIZE];
-	AsyncStatsEntry *entry;
+	AsyncPendingEntry *entry;
 
 	if (PG_ARGISNULL(0) || PendingHash == NULL)
 		PG_RETURN_VOID();

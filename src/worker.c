@@ -25,6 +25,8 @@
 #include "worker_internal.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -54,6 +56,7 @@ static uint32 WaitEventStandby = PG_WAIT_EXTENSION;
 
 static MemoryContext WorkerContext = NULL;	/* the worker's lifetime */
 static MemoryContext BatchContext = NULL;	/* one batch; reset every loop */
+static AsyncDatabase *MyAsyncDb = NULL;	/* the shared state of its database */
 
 /*
  * worker_detach gives the slot back when the worker exits, however it exits
@@ -77,7 +80,7 @@ worker_detach(int code, Datum arg)
 	}
 	SpinLockRelease(&MyAsyncSlot->mutex);
 
-	pg_atomic_fetch_add_u32(&AsyncShmem->recovery_epoch, 1);
+	pg_atomic_fetch_add_u32(&pg_async_my_db()->recovery_epoch, 1);
 	pg_atomic_write_u64(&MyAsyncSlot->xact_start, (uint64) PG_INT64_MAX);
 	/* job rows it held locked are ready again, perhaps below the floor */
 	pg_async_floor_reset();
@@ -351,6 +354,54 @@ sleep_time(TimestampTz next_run_at)
 }
 
 /*
+ * extension_present tells whether pg_async is installed in the worker's
+ * database, and publishes the answer in the database's state: served, or
+ * without the extension, which stops its workers until CREATE EXTENSION
+ * (databases.c).  It also learns the database's name.
+ */
+static bool
+extension_present(void)
+{
+	uint32		created = pg_atomic_read_u32(&MyAsyncDb->created);
+	uint32		state;
+	bool		present;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (MyAsyncDatabase == NULL)
+		MyAsyncDatabase = MemoryContextStrdup(WorkerContext,
+											  get_database_name(MyDatabaseId));
+	present = OidIsValid(get_extension_oid("pg_async", true));
+	CommitTransactionCommand();
+
+	state = pg_atomic_read_u32(&MyAsyncDb->state);
+	if (state == ASYNC_DB_DROPPING)
+		return present;
+	if (present)
+	{
+		if (state == ASYNC_DB_UNKNOWN &&
+			pg_atomic_compare_exchange_u32(&MyAsyncDb->state, &state, ASYNC_DB_SERVED))
+			pg_async_wake_launcher();	/* the other workers can start */
+		return true;
+	}
+	if (pg_atomic_compare_exchange_u32(&MyAsyncDb->state, &state, ASYNC_DB_ABSENT))
+	{
+		/* a CREATE EXTENSION our snapshot missed: look again */
+		pg_memory_barrier();
+		if (pg_atomic_read_u32(&MyAsyncDb->created) != created)
+		{
+			state = ASYNC_DB_ABSENT;
+			(void) pg_atomic_compare_exchange_u32(&MyAsyncDb->state, &state,
+												  ASYNC_DB_UNKNOWN);
+		}
+		ereport(DEBUG1,
+				(errmsg("pg_async worker exits: database \"%s\" has no pg_async extension",
+						MyAsyncDatabase)));
+	}
+	return false;
+}
+
+/*
  * pg_async_worker_main is a worker's entry point and loop.
  */
 void
@@ -368,19 +419,22 @@ pg_async_worker_main(Datum main_arg)
 										  ALLOCSET_DEFAULT_SIZES);
 	BatchContext = AllocSetContextCreate(WorkerContext, "pg_async batch",
 										 ALLOCSET_DEFAULT_SIZES);
-	MyAsyncDatabase = MemoryContextStrdup(WorkerContext, pg_async_database);
-
-	BackgroundWorkerInitializeConnection(MyAsyncDatabase, NULL, 0);
+	if (MyAsyncSlotIndex < 0 || MyAsyncSlotIndex >= AsyncShmem->nslots)
+		proc_exit(0);
+	BackgroundWorkerInitializeConnectionByOid(AsyncShmem->slots[MyAsyncSlotIndex].dboid,
+											  InvalidOid, 0);
 
 	/*
 	 * Take the slot once connected, so that async.workers lists only workers
 	 * that serve the database.  worker_detach is an on_shmem_exit callback:
 	 * it runs after the transaction was aborted.
 	 */
-	if (MyAsyncSlotIndex < 0 || MyAsyncSlotIndex >= AsyncShmem->nslots ||
-		!worker_attach())
+	if (!worker_attach())
 		proc_exit(0);			/* the launcher gave this slot to another */
 	on_shmem_exit(worker_detach, (Datum) 0);
+	MyAsyncDb = pg_async_my_db();
+	if (!extension_present())
+		proc_exit(0);
 
 	pg_async_claim_init();
 	pg_async_inflight_open(MyAsyncSlotIndex);
@@ -401,6 +455,7 @@ pg_async_worker_main(Datum main_arg)
 		int			cur = 0;
 		AsyncJob   *jobs = NULL;
 		int			n = 0;
+		bool		served = pg_async_database_served(MyAsyncDatabase);
 
 		batch_cxt[0] = BatchContext;
 		batch_cxt[1] = AllocSetContextCreate(WorkerContext, "pg_async next batch",
@@ -418,10 +473,11 @@ pg_async_worker_main(Datum main_arg)
 			{
 				ConfigReloadPending = false;
 				ProcessConfigFile(PGC_SIGHUP);
+				served = pg_async_database_served(MyAsyncDatabase);
 			}
-			/* the launcher starts workers for a new database or count */
-			if (strcmp(MyAsyncDatabase, pg_async_database) != 0 ||
-				MyAsyncSlotIndex >= pg_async_workers)
+			/* the launcher starts workers for other databases or counts */
+			if (!served || MyAsyncSlot->rank >= pg_async_workers ||
+				pg_atomic_read_u32(&MyAsyncDb->state) != ASYNC_DB_SERVED)
 				leaving = true;
 
 			if (n > 0)
@@ -490,6 +546,9 @@ pg_async_worker_main(Datum main_arg)
 													ASYNC_SLOT_ASLEEP))
 					continue;
 			}
+			/* DROP EXTENSION pg_async: leave, and the database unserved */
+			if (!ready && !extension_present())
+				proc_exit(0);
 
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

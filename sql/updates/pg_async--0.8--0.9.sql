@@ -99,5 +99,5 @@ REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regproc
 -- @function async._redrive(
 -- @function@0.9 async._claim_external(
 -- @function@0.9 async._next_external_run(
--- @function async.health(
+-- @function@0.11 async.health(
 -- @function async.metrics(

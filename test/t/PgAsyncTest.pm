@@ -19,6 +19,8 @@ our @EXPORT = qw(pg_async_node wait_for_workers wait_for_running server_pg_confi
 
 # pg_async_node returns a new cluster, started, with pg_async preloaded.
 #   database  pg_async.database (default 'postgres')
+#   databases pg_async.databases instead ('*', or a list), with no
+#             pg_async.database
 #   workers   pg_async.workers (default 2)
 #   preload   shared_preload_libraries (default 'pg_async')
 #   conf      more lines for postgresql.conf
@@ -34,7 +36,9 @@ sub pg_async_node
 	$node->init(allows_streaming => $opt{allows_streaming});
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = '" . ($opt{preload} // 'pg_async') . "'\n"
-		  . "pg_async.database = '$database'\n"
+		  . (defined $opt{databases}
+			? "pg_async.databases = '$opt{databases}'\n"
+			: "pg_async.database = '$database'\n")
 		  . "pg_async.workers = $workers\n"
 		  . ($opt{conf} // ''));
 	$node->start;
