@@ -71,7 +71,7 @@ static double stream_gap_us = USECS_PER_SEC;
 
 /* jobs made ready a second by all commits (see ASYNC_HANDOFF_RATE) */
 static double commit_rate = 0;
-static uint64 rate_jobs = 0;		/* this database's jobs_committed at rate_since */
+static uint64 rate_jobs = 0;		/* the database's jobs_committed at rate_since */
 static TimestampTz rate_since = 0;
 
 /*

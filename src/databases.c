@@ -24,6 +24,7 @@
 
 #include "access/xact.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -136,10 +137,12 @@ pg_async_named_databases(void)
 void
 pg_async_note_extension_created(void)
 {
-	extension_created = true;
+	/* async._check_setup() called by hand is only a check */
+	if (creating_extension)
+		extension_created = true;
 }
 
-/* pg_async_databases_end_xact tells the launcher of a committed CREATE EXTENSION. */
+/* pg_async_databases_end_xact: a committed CREATE EXTENSION, to the launcher */
 void
 pg_async_databases_end_xact(bool commit)
 {
@@ -151,18 +154,15 @@ pg_async_databases_end_xact(bool commit)
 	if (!commit || (db = pg_async_find_db(MyDatabaseId, true)) == NULL)
 		return;
 	/*
-	 * Look again, unless the database is being dropped.  The count tells a
-	 * worker that found no extension with a snapshot older than this commit
-	 * to look again too (worker.c).
+	 * A database known to be without the extension is looked at again.  The
+	 * count tells a worker looking right now, with a snapshot older than
+	 * this commit, to look again too (worker.c).
 	 */
 	pg_atomic_fetch_add_u32(&db->created, 1);
-	for (;;)
 	{
-		uint32		state = pg_atomic_read_u32(&db->state);
+		uint32		expected = ASYNC_DB_ABSENT;
 
-		if (state == ASYNC_DB_DROPPING ||
-			pg_atomic_compare_exchange_u32(&db->state, &state, ASYNC_DB_UNKNOWN))
-			break;
+		(void) pg_atomic_compare_exchange_u32(&db->state, &expected, ASYNC_DB_UNKNOWN);
 	}
 	pg_async_wake_launcher();
 }

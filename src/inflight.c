@@ -2,8 +2,11 @@
  *
  * inflight.c
  *	  In-flight markers: which job each worker's handler is running, in a
- *	  small file (pg_async/inflight in the data directory, one record per
- *	  worker slot), written without fsync.
+ *	  small file per database (pg_async/inflight.<database OID> in the data
+ *	  directory, one record per worker slot), written without fsync.  A
+ *	  file of its own, so that one database's recovery, which empties it,
+ *	  and the workers of another, which may take the same slots after a
+ *	  restart, leave its markers alone.
  *
  *	  A claim must outlive a crash of the handler it starts: a handler that
  *	  kills its worker (and so restarts the server) must spend an attempt,
@@ -35,7 +38,7 @@
 #include "storage/fd.h"
 
 #define INFLIGHT_DIR		"pg_async"
-#define INFLIGHT_FILE		"pg_async/inflight"
+#define INFLIGHT_FILE		"pg_async/inflight.%u"
 #define INFLIGHT_MAGIC		0x70676173	/* "pgas" */
 
 /* one record per worker slot, at offset slot * sizeof(InflightRecord) */
@@ -59,6 +62,29 @@ static bool inflight_set = false;
  */
 static XLogRecPtr unflushed_claim = InvalidXLogRecPtr;
 
+/* inflight_path is the marker file of this database. */
+static void
+inflight_path(char *path)
+{
+	snprintf(path, MAXPGPATH, INFLIGHT_FILE, MyDatabaseId);
+}
+
+/*
+ * pg_async_inflight_forget removes the marker file of a database that is
+ * gone, so that a new database given its OID finds no marker in it.
+ */
+void
+pg_async_inflight_forget(Oid dboid)
+{
+	char		path[MAXPGPATH];
+
+	snprintf(path, MAXPGPATH, INFLIGHT_FILE, dboid);
+	if (unlink(path) < 0 && errno != ENOENT)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not remove file \"%s\": %m", path)));
+}
+
 /*
  * open_file opens (creating it and its directory if needed) the marker
  * file, or returns -1 with a WARNING.
@@ -66,6 +92,7 @@ static XLogRecPtr unflushed_claim = InvalidXLogRecPtr;
 static int
 open_file(void)
 {
+	char		path[MAXPGPATH];
 	int			fd;
 
 	if (MakePGDirectory(INFLIGHT_DIR) < 0 && errno != EEXIST)
@@ -75,11 +102,12 @@ open_file(void)
 				 errmsg("could not create directory \"%s\": %m", INFLIGHT_DIR)));
 		return -1;
 	}
-	fd = BasicOpenFile(INFLIGHT_FILE, O_RDWR | O_CREAT | PG_BINARY);
+	inflight_path(path);
+	fd = BasicOpenFile(path, O_RDWR | O_CREAT | PG_BINARY);
 	if (fd < 0)
 		ereport(WARNING,
 				(errcode_for_file_access(),
-				 errmsg("could not open file \"%s\": %m", INFLIGHT_FILE)));
+				 errmsg("could not open file \"%s\": %m", path)));
 	return fd;
 }
 
@@ -125,7 +153,8 @@ write_marker(int64 job_id, int32 attempt)
 	{
 		ereport(WARNING,
 				(errcode_for_file_access(),
-				 errmsg("could not write file \"%s\": %m", INFLIGHT_FILE),
+				 errmsg("could not write the in-flight marker file of database %u: %m",
+						MyDatabaseId),
 				 errdetail("pg_async workers flush their claims to disk instead.")));
 		close(inflight_fd);
 		inflight_fd = -1;
@@ -196,6 +225,7 @@ pg_async_inflight_clear(void)
 int
 pg_async_inflight_read(int64 **job_ids, int32 **attempts)
 {
+	char		path[MAXPGPATH];
 	int			fd;
 	struct stat st;
 	int			n = 0;
@@ -206,13 +236,14 @@ pg_async_inflight_read(int64 **job_ids, int32 **attempts)
 
 	*job_ids = NULL;
 	*attempts = NULL;
-	fd = BasicOpenFile(INFLIGHT_FILE, O_RDONLY | PG_BINARY);
+	inflight_path(path);
+	fd = BasicOpenFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
 	{
 		if (errno != ENOENT)
 			ereport(WARNING,
 					(errcode_for_file_access(),
-					 errmsg("could not open file \"%s\": %m", INFLIGHT_FILE)));
+					 errmsg("could not open file \"%s\": %m", path)));
 		return 0;
 	}
 	if (fstat(fd, &st) < 0 || st.st_size < (off_t) sizeof(InflightRecord))
@@ -227,7 +258,7 @@ pg_async_inflight_read(int64 **job_ids, int32 **attempts)
 	{
 		ereport(WARNING,
 				(errcode_for_file_access(),
-				 errmsg("could not read file \"%s\": %m", INFLIGHT_FILE)));
+				 errmsg("could not read file \"%s\": %m", path)));
 		close(fd);
 		return 0;
 	}
@@ -249,19 +280,23 @@ pg_async_inflight_read(int64 **job_ids, int32 **attempts)
 }
 
 /*
- * pg_async_inflight_reset empties the marker file, once its markers have
- * been acted on.  No worker writes one before that (none claims).
+ * pg_async_inflight_reset empties this database's marker file, once its
+ * markers have been acted on.  No worker of the database writes one before
+ * that (none claims).
  */
 void
 pg_async_inflight_reset(void)
 {
-	int			fd = BasicOpenFile(INFLIGHT_FILE, O_RDWR | PG_BINARY);
+	char		path[MAXPGPATH];
+	int			fd;
 
+	inflight_path(path);
+	fd = BasicOpenFile(path, O_RDWR | PG_BINARY);
 	if (fd < 0)
 		return;
 	if (ftruncate(fd, 0) < 0)
 		ereport(WARNING,
 				(errcode_for_file_access(),
-				 errmsg("could not truncate file \"%s\": %m", INFLIGHT_FILE)));
+				 errmsg("could not truncate file \"%s\": %m", path)));
 	close(fd);
 }

@@ -65,5 +65,6 @@ extern bool pg_async_inflight_available(void);
 extern void pg_async_inflight_clear(void);
 extern int	pg_async_inflight_read(int64 **job_ids, int32 **attempts);
 extern void pg_async_inflight_reset(void);
+extern void pg_async_inflight_forget(Oid dboid);
 
 #endif							/* PG_ASYNC_JOB_H */

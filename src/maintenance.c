@@ -3,9 +3,10 @@
  * maintenance.c
  *	  The upkeep a worker does between batches: recovery of the jobs of
  *	  dead workers and of claims lost in a crash (recovery.c), and, in the
- *	  worker of slot 0 only, the release of stale paused or limited marks,
- *	  the failure of external jobs whose lease expired, and the deletion of
- *	  finished jobs and old attempts past their retention.  Each statement runs in a transaction of its own.
+ *	  first worker (rank 0) of each database only, the release of stale
+ *	  paused or limited marks, the failure of external jobs whose lease
+ *	  expired, and the deletion of finished jobs and old attempts past
+ *	  their retention.  Each statement runs in a transaction of its own.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,11 +16,11 @@
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
-/* how often the first worker of the database releases stale paused or limited marks */
+/* how often a database's first worker releases stale paused or limited marks */
 #define ASYNC_RELEASE_INTERVAL_MS	5000
-/* how often the first worker of the database fails the attempts whose lease expired */
+/* how often a database's first worker fails the attempts whose lease expired */
 #define ASYNC_EXPIRE_INTERVAL_MS	1000
-/* how often the first worker of the database applies pg_async.retention */
+/* how often a database's first worker applies pg_async.retention */
 #define ASYNC_RETENTION_INTERVAL_MS	10000
 /* how many finished jobs one retention transaction deletes */
 #define ASYNC_RETENTION_BATCH		5000

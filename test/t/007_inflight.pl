@@ -29,7 +29,9 @@ ok(wait_for_workers($node, 2), 'workers start');
 # their batch commits.
 $node->safe_psql('postgres', q{SELECT async.invoke('work', '{"id": "warm"}', 'warm')});
 ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM public.effects"), 'a job runs');
-my $file = $node->data_dir . '/pg_async/inflight';
+my $dboid = $node->safe_psql('postgres',
+	"SELECT oid FROM pg_database WHERE datname = 'postgres'");
+my $file = $node->data_dir . "/pg_async/inflight.$dboid";
 ok(-e $file, 'the marker file exists');
 ok( $node->poll_query_until('postgres', "SELECT state = 'succeeded' FROM async.jobs WHERE event_id = 'warm'"),
 	'the job succeeded');

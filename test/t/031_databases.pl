@@ -21,7 +21,7 @@ use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time);
+use Time::HiRes qw(time usleep);
 
 my $node = pg_async_node('databases', databases => '*', workers => 2,
 	conf => "max_worker_processes = 20\n");
