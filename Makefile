@@ -7,6 +7,7 @@ OBJS = \
 	src/shmem.o \
 	src/launcher.o \
 	src/databases.o \
+	src/idle.o \
 	src/worker.o \
 	src/worker_xact.o \
 	src/batching.o \

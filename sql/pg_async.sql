@@ -121,6 +121,12 @@ CREATE FUNCTION async._database_served() RETURNS boolean
 
 COMMENT ON FUNCTION async._database_served() IS 'internal: whether pg_async.databases and pg_async.database have the workers serve this database';
 
+CREATE FUNCTION async._database_workers(OUT idle boolean, OUT waiting_since timestamp with time zone) RETURNS record
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'pg_async_database_workers';
+
+COMMENT ON FUNCTION async._database_workers(OUT idle boolean, OUT waiting_since timestamp with time zone) IS 'internal: whether this database is idle (its workers left, pg_async.worker_idle_timeout), and since when it has waited for a worker slot (pg_async.max_workers), NULL when it does not';
+
 CREATE FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint) RETURNS SETOF record
     LANGUAGE plpgsql
     AS $$
@@ -1778,6 +1784,16 @@ BEGIN
 		detail := format('pg_async.databases (%s) and pg_async.database (%s) leave this database out',
 						 current_setting('pg_async.databases'), current_setting('pg_async.database'));
 		hint := format('Add %I to pg_async.databases and reload the configuration.', current_database());
+	ELSIF (SELECT w.waiting_since FROM async._database_workers() w) IS NOT NULL THEN
+		status := 'warning';
+		detail := format('waiting %s for a worker: pg_async.max_workers (%s) workers run in other databases',
+						 date_trunc('second', now() - (SELECT w.waiting_since FROM async._database_workers() w)),
+						 current_setting('pg_async.max_workers'));
+		hint := 'Raise pg_async.max_workers (and max_worker_processes) if this lasts; the databases take turns meanwhile.';
+	ELSIF v_workers = 0 AND (SELECT w.idle FROM async._database_workers() w) THEN
+		status := 'ok';
+		detail := 'idle: no worker runs until a job is enqueued or comes due (pg_async.worker_idle_timeout)';
+		hint := NULL;
 	ELSIF v_workers < current_setting('pg_async.workers')::integer THEN
 		status := CASE WHEN v_workers = 0 THEN 'critical' ELSE 'warning' END;
 		detail := format('%s of %s workers running', v_workers, current_setting('pg_async.workers'));

@@ -25,6 +25,7 @@
 #include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "funcapi.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -321,4 +322,29 @@ pg_async_database_served_sql(PG_FUNCTION_ARGS)
 	char	   *dbname = get_database_name(MyDatabaseId);
 
 	PG_RETURN_BOOL(dbname != NULL && pg_async_database_served(dbname));
+}
+
+PG_FUNCTION_INFO_V1(pg_async_database_workers);
+
+/*
+ * async._database_workers(): whether this database is idle, and since when
+ * it has waited for a worker slot (NULL: it does not), for async.health().
+ */
+Datum
+pg_async_database_workers(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, true};
+	AsyncDatabase *db = pg_async_find_db(MyDatabaseId, false);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pg_async_database_workers: return type must be a row type");
+	values[0] = BoolGetDatum(db != NULL && pg_atomic_read_u32(&db->idle) != 0);
+	if (db != NULL && db->waiting_since != 0)
+	{
+		values[1] = TimestampTzGetDatum(db->waiting_since);
+		nulls[1] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -42,6 +42,13 @@ PG_FUNCTION_INFO_V1(pg_async_jobs_touched);
 static int	pending_wakeups = 0;
 
 /*
+ * The earliest run_at of the jobs this transaction scheduled too far ahead
+ * to wake a worker for: at commit, an idle database's launcher learns it
+ * (pg_async_wake_at).
+ */
+static TimestampTz pending_scheduled = PG_INT64_MAX;
+
+/*
  * Jobs of functions with a concurrency limit are counted apart, by
  * function: at commit, those whose limit a worker found reached wake nobody
  * (pg_async_limit_saturated).  Past ASYNC_PENDING_LIMITED functions in one
@@ -144,8 +151,11 @@ pg_async_xact_callback(XactEvent event, void *arg)
 				njobs = wakeups_at_commit();
 				if (njobs > 0)
 					pg_async_jobs_committed(njobs);
+				if (pending_scheduled != PG_INT64_MAX && AsyncShmem != NULL)
+					pg_async_wake_at(pg_async_my_db(), pending_scheduled);
 			}
 			pending_wakeups = 0;
+			pending_scheduled = PG_INT64_MAX;
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_external_end_xact(true);
@@ -157,6 +167,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			/* a prepared transaction's jobs are found by the workers' next look */
 			pending_wakeups = 0;
+			pending_scheduled = PG_INT64_MAX;
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_external_end_xact(false);
@@ -465,8 +476,11 @@ due_soon(HeapTuple tuple, TupleDesc desc, bool held)
 	if (held)
 		return false;
 	d = column_value(tuple, desc, JOB_RUN_AT, &isnull);
-	return isnull ||
-		DatumGetTimestampTz(d) <= GetCurrentTimestamp() + (TimestampTz) ASYNC_MAX_SLEEP_MS * 1000;
+	if (isnull ||
+		DatumGetTimestampTz(d) <= GetCurrentTimestamp() + (TimestampTz) ASYNC_MAX_SLEEP_MS * 1000)
+		return true;
+	pending_scheduled = Min(pending_scheduled, DatumGetTimestampTz(d));
+	return false;
 }
 
 /*

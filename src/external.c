@@ -53,7 +53,7 @@ PG_FUNCTION_INFO_V1(pg_async_expire_leases);
 #define ASYNC_MAX_CLAIM_WAIT	"1 hour"
 #define ASYNC_MAX_RETRY_AFTER	ASYNC_MAX_RETRY_DELAY
 
-/* leases the first worker of the database, or one claim, fails at most in one transaction */
+/* leases a database's first worker, or one claim, fails at most in one transaction */
 #define ASYNC_EXPIRE_BATCH		100
 
 /*
@@ -332,9 +332,9 @@ expire_leases(const char *function)
 }
 
 /*
- * async._expire_leases(): the first worker of the database fails the attempts whose
- * lease expired, whoever claimed them (maintenance.c), and notes whether
- * leases remain.
+ * async._expire_leases(): the first worker of the database fails the
+ * attempts whose lease expired, whoever claimed them (maintenance.c), and
+ * notes whether leases remain.
  */
 Datum
 pg_async_expire_leases(PG_FUNCTION_ARGS)
@@ -425,7 +425,7 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 		for (k = 0; k < 6; k++)
 			values[k] = SPI_getbinval(tup, desc, k + 1, &nulls[k]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		pg_async_note_leases_made();
+		pg_async_note_leases_made(nulls[4] ? PG_INT64_MAX : DatumGetTimestampTz(values[4]));
 		c->started++;
 		pg_async_count_duration(&c->wait,
 								Max(DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull)), 0));

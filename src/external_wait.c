@@ -5,8 +5,8 @@
  *	  whose async.claim() found nothing sleeps on its latch, in a slot that
  *	  names the function it waits for; a commit that made jobs of that
  *	  function ready sets its latch.  No LISTEN/NOTIFY, and no polling.
- *	  Also the flag that tells the first worker of the database whether leases may
- *	  have expired.
+ *	  Also the flag that tells the first worker of the database whether
+ *	  leases may have expired.
  *
  * IDENTIFICATION
  *	  src/external_wait.c
@@ -56,8 +56,9 @@ static uint32 pending_hashes[ASYNC_PENDING_EXTERNAL];
 static int	npending = 0;
 static bool pending_all = false;
 
-/* this transaction's claims made leases */
+/* this transaction's claims made leases, the first to expire at this time */
 static bool leased = false;
+static TimestampTz first_deadline = PG_INT64_MAX;
 
 /* pg_async_consumers_shmem_size: one wait slot per backend */
 Size
@@ -86,7 +87,7 @@ pg_async_consumers_shmem_init(void)
 	}
 }
 
-/* function_hash: the hash that names a function of this database in a wait slot, never 0 */
+/* function_hash names a function of this database in a wait slot; never 0 */
 static uint32
 function_hash(const char *function)
 {
@@ -184,8 +185,13 @@ pg_async_external_end_xact(bool commit)
 	int			i;
 
 	if (commit && leased && Waits != NULL)
+	{
 		pg_atomic_write_u32(&pg_async_my_db()->leases_exist, 1);
+		/* an idle database gets a worker to fail them if they expire */
+		pg_async_wake_at(pg_async_my_db(), first_deadline);
+	}
 	leased = false;
+	first_deadline = PG_INT64_MAX;
 
 	if (commit && (npending > 0 || pending_all) && Waits != NULL &&
 		pg_atomic_read_u32(&Waits->nwaiting) > 0)
@@ -209,10 +215,10 @@ pg_async_external_end_xact(bool commit)
 }
 
 /*
- * pg_async_leases_to_expire tells the first worker of the database whether to look for
- * expired leases now: if a claim made leases since it last found none, or
- * every ASYNC_LEASE_FULL_LOOK_MS anyway, for leases no claim made here (a
- * restore).  It clears leases_exist before the look's transaction, whose
+ * pg_async_leases_to_expire tells the first worker of the database whether
+ * to look for expired leases now: if a claim made leases since it last
+ * found none, or every ASYNC_LEASE_FULL_LOOK_MS anyway, for leases no
+ * claim made here (a restore).  It clears leases_exist before the look's transaction, whose
  * statements see every lease committed before that (external_end_xact
  * sets the flag after its commit), and async._expire_leases() sets the flag
  * again if leases remain.  Outside a transaction: most of the time, no
@@ -233,11 +239,12 @@ pg_async_leases_to_expire(TimestampTz now)
 	return true;
 }
 
-/* pg_async_note_leases_made: this transaction's claims made leases */
+/* pg_async_note_leases_made: this transaction's claims made a lease */
 void
-pg_async_note_leases_made(void)
+pg_async_note_leases_made(TimestampTz deadline)
 {
 	leased = true;
+	first_deadline = Min(first_deadline, deadline);
 }
 
 /*

@@ -18,6 +18,7 @@
  */
 #include "pg_async.h"
 #include "shmem.h"
+#include "job.h"
 
 #include <signal.h>
 
@@ -32,6 +33,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -57,12 +59,19 @@ typedef struct LauncherSlot
 
 static LauncherSlot *launcher_slots = NULL;
 
+/* how much earlier than its wake_at an idle database gets its workers */
+#define ASYNC_WAKE_EARLY_MS		500
+/* how long a database's only worker runs before it yields to a waiting one */
+#define ASYNC_FAIR_QUANTUM_MS	500
+
 /* a database the settings serve, as pg_database has it */
 typedef struct LauncherDatabase
 {
 	Oid			dboid;
 	char		name[NAMEDATALEN];
 	AsyncDatabase *entry;		/* NULL: no shared entry was free */
+	int			wants;			/* workers it should have now */
+	int			alive;			/* workers it has */
 } LauncherDatabase;
 
 /* pg_async_register_launcher registers the launcher with the postmaster. */
@@ -184,7 +193,8 @@ warn_missing(List *served, TimestampTz *last_warning)
 
 /*
  * forget_gone_databases gives back the shared entries of the databases that
- * pg_database no longer has, once none of their workers is left.
+ * pg_database no longer has, once none of their workers is left, and
+ * removes their in-flight marker files (inflight.c).
  */
 static void
 forget_gone_databases(List *all)
@@ -203,8 +213,39 @@ forget_gone_databases(List *all)
 		for (s = 0; s < AsyncShmem->nslots && !busy; s++)
 			busy = (AsyncShmem->slots[s].in_use && AsyncShmem->slots[s].dboid == dboid);
 		if (!busy)
+		{
 			pg_async_free_db(db);
+			pg_async_inflight_forget(dboid);
+		}
 	}
+}
+
+/*
+ * forget_stale_markers removes, once at the launcher's start, the in-flight
+ * marker files of databases that no longer exist (dropped while no launcher
+ * ran), and the single file of the versions before 0.12.
+ */
+static void
+forget_stale_markers(List *all)
+{
+	DIR		   *dir;
+	struct dirent *de;
+
+	dir = AllocateDir("pg_async");
+	if (dir == NULL)
+		return;
+	while ((de = ReadDirExtended(dir, "pg_async", LOG)) != NULL)
+	{
+		unsigned int dboid;
+		char		rest;
+
+		if (strcmp(de->d_name, "inflight") == 0)
+			(void) unlink("pg_async/inflight");
+		else if (sscanf(de->d_name, "inflight.%u%c", &dboid, &rest) == 1 &&
+				 !list_member_oid(all, (Oid) dboid))
+			pg_async_inflight_forget((Oid) dboid);
+	}
+	FreeDir(dir);
 }
 
 /* slot_alive tells whether the worker last started in a slot may still run. */
@@ -256,6 +297,8 @@ start_worker(int i, Oid dboid, int rank, TimestampTz *last_warning)
 	slot->generation++;
 	slot->dboid = dboid;
 	slot->rank = rank;
+	slot->started = GetCurrentTimestamp();
+	pg_atomic_write_u32(&slot->yield, 0);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -319,22 +362,119 @@ stop_worker(int i)
 		kill(pid, SIGTERM);
 }
 
-/* workers_wanted: how many workers a database gets, by what is known of it */
+/*
+ * workers_wanted: how many workers a database gets now, by what is known of
+ * it.  A served database gets pg_async.workers, unless it is idle (idle.c);
+ * a demand or its wake_at makes it busy again.  *timeout is lowered to the
+ * time until an idle database's wake_at.
+ */
 static int
-workers_wanted(AsyncDatabase *entry)
+workers_wanted(AsyncDatabase *entry, TimestampTz now, long *timeout)
 {
+	TimestampTz wake;
+
 	if (entry == NULL)
 		return 0;
 	switch (pg_atomic_read_u32(&entry->state))
 	{
 		case ASYNC_DB_SERVED:
-			return pg_async_workers;
+			if (pg_atomic_exchange_u32(&entry->demand, 0) != 0)
+				pg_atomic_write_u32(&entry->idle, 0);
+			wake = (TimestampTz) pg_atomic_read_u64(&entry->wake_at);
+			if (wake != PG_INT64_MAX)
+			{
+				if (wake <= TimestampTzPlusMilliseconds(now, ASYNC_WAKE_EARLY_MS))
+				{
+					pg_atomic_write_u64(&entry->wake_at, (uint64) PG_INT64_MAX);
+					pg_atomic_write_u32(&entry->idle, 0);
+				}
+				else if (pg_atomic_read_u32(&entry->idle) != 0)
+					*timeout = Min(*timeout,
+								   (long) ((wake - now) / 1000) - ASYNC_WAKE_EARLY_MS);
+			}
+			return pg_atomic_read_u32(&entry->idle) != 0 ? 0 : pg_async_workers;
 		case ASYNC_DB_UNKNOWN:
 			/* one worker looks whether the extension is there */
 			return Min(pg_async_workers, 1);
 		default:
 			return 0;
 	}
+}
+
+/*
+ * stays_running tells whether a worker of that database and rank keeps
+ * running: not in a database no longer served, or that lost the extension
+ * or is being dropped, nor past pg_async.workers.  An idle database's
+ * workers leave by themselves.
+ */
+static bool
+stays_running(LauncherDatabase *ldb, int rank)
+{
+	uint32		state;
+
+	if (ldb == NULL || ldb->entry == NULL || rank >= pg_async_workers)
+		return false;
+	state = pg_atomic_read_u32(&ldb->entry->state);
+	return state == ASYNC_DB_SERVED || (state == ASYNC_DB_UNKNOWN && rank == 0);
+}
+
+/*
+ * pick_yielder chooses the worker to leave its slot to a database that waits
+ * for one: a worker asleep, else one beside others of its database, else
+ * the one that has run longest, once it has run ASYNC_FAIR_QUANTUM_MS.
+ * Returns its slot, or -1 (and lowers *timeout to when one may be asked).
+ */
+static int
+pick_yielder(bool *alive, TimestampTz now, long *timeout)
+{
+	int			best = -1;
+	int			best_class = 0;
+	int			i;
+
+	for (i = 0; i < AsyncShmem->nslots; i++)
+	{
+		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+		int			class;
+
+		if (!alive[i] || slot->latch == NULL || pg_atomic_read_u32(&slot->yield) != 0)
+			continue;
+		if (pg_atomic_read_u32(&slot->sleeping) == ASYNC_SLOT_ASLEEP)
+			class = 3;
+		else if (slot->rank > 0)
+			class = 2;
+		else if (TimestampDifferenceExceeds(slot->started, now, ASYNC_FAIR_QUANTUM_MS))
+			class = 1;
+		else
+		{
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(now, TimestampTzPlusMilliseconds(slot->started,
+																   ASYNC_FAIR_QUANTUM_MS),
+								&secs, &usecs);
+			*timeout = Min(*timeout, secs * 1000 + usecs / 1000 + 1);
+			continue;
+		}
+		if (class > best_class ||
+			(class == best_class && slot->started < AsyncShmem->slots[best].started))
+		{
+			best = i;
+			best_class = class;
+		}
+	}
+	return best;
+}
+
+/* waiting_order sorts the databases by how long they have waited for a slot */
+static int
+waiting_order(const ListCell *a, const ListCell *b)
+{
+	AsyncDatabase *ea = ((LauncherDatabase *) lfirst(a))->entry;
+	AsyncDatabase *eb = ((LauncherDatabase *) lfirst(b))->entry;
+	TimestampTz wa = (ea != NULL && ea->waiting_since != 0) ? ea->waiting_since : PG_INT64_MAX;
+	TimestampTz wb = (eb != NULL && eb->waiting_since != 0) ? eb->waiting_since : PG_INT64_MAX;
+
+	return (wa > wb) - (wa < wb);
 }
 
 /* find_database finds dboid among the databases served, or returns NULL. */
@@ -466,6 +606,13 @@ pg_async_launcher_main(Datum main_arg)
 		ListCell   *lc;
 		TimestampTz now;
 		long		timeout = ASYNC_RESCAN_INTERVAL_MS;
+		int			total = 0;
+		int			cap;
+		int			maxwants = 0;
+		int			nwaiting;
+		int			nwanting;
+		int			rank;
+		static bool markers_checked = false;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -483,6 +630,11 @@ pg_async_launcher_main(Datum main_arg)
 		served = scan_databases(&all);
 		warn_missing(served, &last_db_warning);
 		forget_gone_databases(all);
+		if (!markers_checked)
+		{
+			forget_stale_markers(all);
+			markers_checked = true;
+		}
 
 		foreach(lc, served)
 		{
@@ -511,31 +663,99 @@ pg_async_launcher_main(Datum main_arg)
 			alive[i] = slot_alive(i);
 			if (!alive[i])
 				continue;
+			total++;
 			ldb = find_database(served, slot->dboid);
-			if (ldb == NULL || slot->rank >= workers_wanted(ldb->entry))
+			if (!stays_running(ldb, slot->rank))
 				stop_worker(i);
+			else
+				ldb->alive++;
 		}
 
-		/* the workers missing start */
+		/*
+		 * The workers missing start, within pg_async.max_workers: rank 0 of
+		 * every database first, then rank 1, and so on, the databases that
+		 * have waited longest for a slot first.
+		 */
 		foreach(lc, served)
 		{
 			LauncherDatabase *ldb = (LauncherDatabase *) lfirst(lc);
-			int			want = workers_wanted(ldb->entry);
-			int			rank;
 
-			for (rank = 0; rank < want; rank++)
+			ldb->wants = workers_wanted(ldb->entry, now, &timeout);
+			maxwants = Max(maxwants, ldb->wants);
+		}
+		list_sort(served, waiting_order);
+		cap = Min(pg_async_max_workers, AsyncShmem->nslots);
+		for (rank = 0; rank < maxwants; rank++)
+		{
+			foreach(lc, served)
 			{
+				LauncherDatabase *ldb = (LauncherDatabase *) lfirst(lc);
 				bool		running = false;
 				long		retry;
 
+				if (rank >= ldb->wants)
+					continue;
 				for (i = 0; i < AsyncShmem->nslots && !running; i++)
 					running = alive[i] && AsyncShmem->slots[i].dboid == ldb->dboid &&
 						AsyncShmem->slots[i].rank == rank;
-				if (running)
+				if (running || total >= cap)
 					continue;
 				retry = start_rank(alive, ldb, rank, now, &last_slot_warning);
 				if (retry > 0)
 					timeout = Min(timeout, retry);
+				else
+				{
+					total++;
+					ldb->alive++;
+				}
+			}
+		}
+
+		/*
+		 * A database with fewer workers than it wants waits for a slot:
+		 * idle workers leave at once meanwhile.  One with none at all also
+		 * has another database's worker asked to yield its slot, one per
+		 * such database.
+		 */
+		nwaiting = 0;
+		nwanting = 0;
+		foreach(lc, served)
+		{
+			LauncherDatabase *ldb = (LauncherDatabase *) lfirst(lc);
+
+			if (ldb->entry == NULL)
+				continue;
+			if (ldb->alive < ldb->wants)
+				nwanting++;
+			if (ldb->wants > 0 && ldb->alive == 0)
+			{
+				if (ldb->entry->waiting_since == 0)
+					ldb->entry->waiting_since = now;
+				nwaiting++;
+			}
+			else
+				ldb->entry->waiting_since = 0;
+		}
+		pg_atomic_write_u32(&AsyncShmem->dbs_waiting,
+							(uint32) (total >= cap ? nwanting : 0));
+		if (nwaiting > 0 && total >= cap)
+		{
+			int			yielding = 0;
+
+			for (i = 0; i < AsyncShmem->nslots; i++)
+				if (alive[i] && pg_atomic_read_u32(&AsyncShmem->slots[i].yield) != 0)
+					yielding++;
+			for (; yielding < nwaiting; yielding++)
+			{
+				int			victim = pick_yielder(alive, now, &timeout);
+				Latch	   *latch;
+
+				if (victim < 0)
+					break;
+				pg_atomic_write_u32(&AsyncShmem->slots[victim].yield, 1);
+				latch = AsyncShmem->slots[victim].latch;
+				if (latch != NULL)
+					SetLatch(latch);
 			}
 		}
 		MemoryContextSwitchTo(TopMemoryContext);

@@ -27,6 +27,8 @@ void		_PG_init(void);
 char	   *pg_async_database = NULL;
 char	   *pg_async_databases = NULL;
 int			pg_async_max_databases = 128;
+int			pg_async_max_workers = 8;
+int			pg_async_worker_idle_timeout = 60000;	/* ms */
 int			pg_async_workers = 2;
 int			pg_async_retention = 86400;
 int			pg_async_batch_size = 1000;
@@ -91,6 +93,24 @@ pg_async_define_gucs(void)
 							128, 1, 10000,
 							PGC_POSTMASTER,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.max_workers",
+							"Most pg_async worker processes in the cluster, all databases together.",
+							"When databases wait for a worker because this many run, the launcher gives each its turn: idle workers leave at once, and busy ones after their batch.",
+							&pg_async_max_workers,
+							8, 0, MAX_BACKENDS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_async.worker_idle_timeout",
+							"How long a database's workers wait with nothing to run before they exit.",
+							"An enqueue's commit, or a job's run_at, starts them again. -1 keeps them running.",
+							&pg_async_worker_idle_timeout,
+							60000, -1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pg_async.workers",

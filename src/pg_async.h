@@ -95,6 +95,8 @@
 extern char *pg_async_database;
 extern char *pg_async_databases;
 extern int	pg_async_max_databases;
+extern int	pg_async_max_workers;
+extern int	pg_async_worker_idle_timeout;
 extern int	pg_async_workers;
 extern int	pg_async_retention;
 extern int	pg_async_batch_size;
@@ -166,7 +168,7 @@ extern void pg_async_external_end_xact(bool commit);
 extern bool pg_async_leases_to_expire(TimestampTz now);
 extern void pg_async_consumer_wait_begin(const char *function);
 extern void pg_async_consumer_wait_end(void);
-extern void pg_async_note_leases_made(void);
+extern void pg_async_note_leases_made(TimestampTz deadline);
 extern void pg_async_note_leases_remain(void);
 
 /* sqlfuncs.c */

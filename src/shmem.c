@@ -46,6 +46,11 @@ init_db(AsyncDatabase *db)
 
 	pg_atomic_init_u32(&db->state, ASYNC_DB_UNKNOWN);
 	pg_atomic_init_u32(&db->created, 0);
+	pg_atomic_init_u32(&db->demand, 0);
+	pg_atomic_init_u32(&db->idle, 0);
+	pg_atomic_init_u64(&db->wake_at, (uint64) PG_INT64_MAX);
+	db->active = true;			/* served from the start, until idle */
+	db->waiting_since = 0;
 	pg_atomic_init_u32(&db->wake_cursor, 0);
 	pg_atomic_init_u32(&db->recovery_epoch, 0);
 	pg_atomic_init_u64(&db->jobs_committed, 0);
@@ -81,6 +86,7 @@ pg_async_shmem_init(void)
 	{
 		AsyncShmem->launcher_pid = 0;
 		AsyncShmem->launcher_latch = NULL;
+		pg_atomic_init_u32(&AsyncShmem->dbs_waiting, 0);
 		SpinLockInit(&AsyncShmem->dbs_mutex);
 		AsyncShmem->ndbs = pg_async_max_databases;
 		AsyncShmem->dbs = (AsyncDatabase *)
@@ -104,6 +110,7 @@ pg_async_shmem_init(void)
 			for (f = 0; f < ASYNC_NFLOORS; f++)
 				pg_atomic_init_u64(&slot->claim_low[f], 0);
 			pg_atomic_init_u64(&slot->xact_start, PG_INT64_MAX);
+			pg_atomic_init_u32(&slot->yield, 0);
 		}
 	}
 	pg_async_stats_shmem_init();
@@ -182,6 +189,7 @@ pg_async_wake_workers(int njobs)
 	AsyncDatabase *db;
 	int			wanted;
 	int			nslots;
+	int			alive = 0;
 	uint32		start;
 	int			i;
 
@@ -192,6 +200,23 @@ pg_async_wake_workers(int njobs)
 	wanted = (njobs + pg_async_batch_size - 1) / pg_async_batch_size;
 
 	pg_memory_barrier();
+
+	/* an idle database, or one whose workers all left: a cold start */
+	for (i = 0; i < nslots; i++)
+	{
+		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+
+		if (pg_async_same_db(slot) && slot->latch != NULL &&
+			pg_atomic_read_u32(&slot->sleeping) != ASYNC_SLOT_LEAVING)
+			alive++;
+	}
+	if (alive == 0 || pg_atomic_read_u32(&db->idle) != 0)
+	{
+		pg_async_demand_workers(db);
+		if (alive == 0)
+			return;
+	}
+
 	if (njobs < pg_async_batch_size)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -220,6 +245,42 @@ pg_async_wake_workers(int njobs)
 			continue;
 		if (wake_slot(slot, ASYNC_SLOT_ASLEEP) || wake_slot(slot, ASYNC_SLOT_CLAIMING))
 			wanted--;
+	}
+
+	/* more work than the workers running: the launcher may start others */
+	if (wanted > 0 && njobs >= pg_async_batch_size && alive < pg_async_workers)
+		pg_async_demand_workers(db);
+}
+
+/*
+ * pg_async_demand_workers asks the launcher for the workers of a database:
+ * it found none to wake, or too few.
+ */
+void
+pg_async_demand_workers(AsyncDatabase *db)
+{
+	if (pg_atomic_read_u32(&db->demand) == 0 &&
+		pg_atomic_exchange_u32(&db->demand, 1) == 0)
+		pg_async_wake_launcher();
+}
+
+/*
+ * pg_async_wake_at tells the launcher that the database needs a worker at
+ * 'when' (a job scheduled then, a lease's deadline), in case it is idle
+ * by then.
+ */
+void
+pg_async_wake_at(AsyncDatabase *db, TimestampTz when)
+{
+	uint64		old = pg_atomic_read_u64(&db->wake_at);
+
+	while ((uint64) when < old)
+	{
+		if (pg_atomic_compare_exchange_u64(&db->wake_at, &old, (uint64) when))
+		{
+			pg_async_wake_launcher();
+			break;
+		}
 	}
 }
 

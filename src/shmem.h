@@ -29,6 +29,7 @@
 #define ASYNC_SLOT_AWAKE		0
 #define ASYNC_SLOT_ASLEEP		1
 #define ASYNC_SLOT_CLAIMING		2
+#define ASYNC_SLOT_LEAVING		3	/* about to exit: commits do not count on it */
 
 typedef struct AsyncWorkerSlot
 {
@@ -37,6 +38,9 @@ typedef struct AsyncWorkerSlot
 	uint32		generation;
 	Oid			dboid;			/* the database the worker serves */
 	int			rank;			/* 0 .. pg_async.workers - 1 in it */
+	TimestampTz started;		/* when the launcher started it */
+	/* the launcher asks it to leave after its batch, for another database */
+	pg_atomic_uint32 yield;
 
 	/* worker, under mutex */
 	slock_t		mutex;
@@ -92,6 +96,23 @@ typedef struct AsyncDatabase
 	Oid			dboid;			/* InvalidOid: a free entry; under dbs_mutex */
 	pg_atomic_uint32 state;		/* ASYNC_DB_* */
 	pg_atomic_uint32 created;	/* commits of CREATE EXTENSION pg_async */
+
+	/*
+	 * Workers on demand (launcher.c).  demand: a commit found no worker of
+	 * the database to wake, or wants more, or a worker gave its slot to
+	 * another database with work left.  idle: the first worker found
+	 * nothing to do for pg_async.worker_idle_timeout; the workers leave,
+	 * and the launcher starts others at the next demand, or at wake_at
+	 * (TimestampTz; PG_INT64_MAX: never), when a scheduled job, a lease's
+	 * deadline or the retention next needs one.  active and waiting_since
+	 * are the launcher's: whether the database gets its workers, and since
+	 * when it has waited for a slot (0: it does not).
+	 */
+	pg_atomic_uint32 demand;
+	pg_atomic_uint32 idle;
+	pg_atomic_uint64 wake_at;
+	bool		active;
+	TimestampTz waiting_since;
 	pg_atomic_uint32 wake_cursor;	/* round robin over sleeping workers */
 	pg_atomic_uint32 recovery_epoch;	/* bumped whenever a worker exits */
 	pg_atomic_uint64 jobs_committed;	/* jobs made ready by commits, ever */
@@ -136,6 +157,9 @@ typedef struct AsyncShared
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 
+	/* databases that want more workers than they have: idle ones leave */
+	pg_atomic_uint32 dbs_waiting;
+
 	slock_t		dbs_mutex;		/* protects the dboid of every entry */
 	int			ndbs;
 	AsyncDatabase *dbs;			/* pg_async.max_databases entries */
@@ -158,6 +182,8 @@ extern AsyncDatabase *pg_async_my_db(void);
 extern AsyncDatabase *pg_async_find_db(Oid dboid, bool create);
 extern void pg_async_free_db(AsyncDatabase *db);
 extern bool pg_async_same_db(AsyncWorkerSlot *slot);
+extern void pg_async_demand_workers(AsyncDatabase *db);
+extern void pg_async_wake_at(AsyncDatabase *db, TimestampTz when);
 extern uint64 pg_async_limits_epoch(void);
 extern uint64 pg_async_limits_released(void);
 extern void pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n);

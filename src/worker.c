@@ -57,6 +57,7 @@ static uint32 WaitEventStandby = PG_WAIT_EXTENSION;
 static MemoryContext WorkerContext = NULL;	/* the worker's lifetime */
 static MemoryContext BatchContext = NULL;	/* one batch; reset every loop */
 static AsyncDatabase *MyAsyncDb = NULL;	/* the shared state of its database */
+static bool left_clean = false;	/* leaves with no job of its own */
 
 /*
  * worker_detach gives the slot back when the worker exits, however it exits
@@ -85,8 +86,14 @@ worker_detach(int code, Datum arg)
 	/* job rows it held locked are ready again, perhaps below the floor */
 	pg_async_floor_reset();
 	pg_async_wake_launcher();
-	/* a sleeping colleague recovers our jobs now rather than in a few seconds */
-	pg_async_wake_workers(1);
+
+	/*
+	 * A sleeping colleague recovers our jobs now rather than in a few
+	 * seconds.  Not after a clean leave (idle.c): no job is ours, and the
+	 * wake-up would only ask the launcher to start us again.
+	 */
+	if (!left_clean)
+		pg_async_wake_workers(1);
 }
 
 /*
@@ -456,6 +463,7 @@ pg_async_worker_main(Datum main_arg)
 		AsyncJob   *jobs = NULL;
 		int			n = 0;
 		bool		served = pg_async_database_served(MyAsyncDatabase);
+		TimestampTz idle_since = 0; /* since when its claims find nothing */
 
 		batch_cxt[0] = BatchContext;
 		batch_cxt[1] = AllocSetContextCreate(WorkerContext, "pg_async next batch",
@@ -464,8 +472,10 @@ pg_async_worker_main(Datum main_arg)
 		for (;;)
 		{
 			TimestampTz next_run_at;
+			TimestampTz now;
 			bool		ready;
 			bool		leaving = false;
+			bool		yielding = false;
 
 			CHECK_FOR_INTERRUPTS();
 
@@ -478,6 +488,12 @@ pg_async_worker_main(Datum main_arg)
 			/* the launcher starts workers for other databases or counts */
 			if (!served || MyAsyncSlot->rank >= pg_async_workers ||
 				pg_atomic_read_u32(&MyAsyncDb->state) != ASYNC_DB_SERVED)
+				leaving = true;
+			/* the launcher gives our slot to a database that waits for one */
+			if (pg_atomic_read_u32(&MyAsyncSlot->yield) != 0)
+				leaving = yielding = true;
+			/* the first worker took the database idle (idle.c) */
+			if (MyAsyncSlot->rank != 0 && pg_atomic_read_u32(&MyAsyncDb->idle) != 0)
 				leaving = true;
 
 			if (n > 0)
@@ -498,7 +514,14 @@ pg_async_worker_main(Datum main_arg)
 			}
 
 			if (leaving)
+			{
+				/* jobs left behind: the database waits for its turn */
+				if (yielding &&
+					!pg_async_prepare_leave(!pg_async_colleague_alive(), 0))
+					pg_async_demand_workers(MyAsyncDb);
+				left_clean = true;
 				proc_exit(0);
+			}
 
 			MemoryContextReset(batch_cxt[cur]);
 
@@ -528,6 +551,7 @@ pg_async_worker_main(Datum main_arg)
 			if (n > 0)
 			{
 				pg_atomic_write_u32(&MyAsyncSlot->sleeping, ASYNC_SLOT_AWAKE);
+				idle_since = 0;
 				continue;
 			}
 
@@ -550,9 +574,28 @@ pg_async_worker_main(Datum main_arg)
 			if (!ready && !extension_present())
 				proc_exit(0);
 
+			/* nothing to run for a while, or a database waits: leave */
+			now = GetCurrentTimestamp();
+			if (idle_since == 0)
+				idle_since = now;
+			if (ready && pg_async_leave_idle(idle_since, now))
+			{
+				bool		take_idle = MyAsyncSlot->rank == 0 ||
+					!pg_async_colleague_alive();
+
+				if (pg_async_prepare_leave(take_idle, next_run_at))
+				{
+					left_clean = true;
+					proc_exit(0);
+				}
+				idle_since = 0;
+				continue;
+			}
+
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 ready ? sleep_time(next_run_at) : ASYNC_MAX_SLEEP_MS,
+							 pg_async_idle_sleep_ms(idle_since,
+													ready ? sleep_time(next_run_at) : ASYNC_MAX_SLEEP_MS),
 							 WaitEventIdle);
 			ResetLatch(MyLatch);
 		}

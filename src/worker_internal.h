@@ -65,6 +65,14 @@ extern void pg_async_end_work(void);
 extern int	pg_async_push_planner_settings(void);
 extern void pg_async_pop_planner_settings(int nestlevel);
 extern void pg_async_commit_without_flush(void);
+/* idle.c */
+extern bool pg_async_leave_idle(TimestampTz idle_since, TimestampTz now);
+extern long pg_async_idle_sleep_ms(TimestampTz idle_since, long ms);
+extern bool pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at);
+extern bool pg_async_colleague_alive(void);
+
+extern Datum pg_async_upkeep_value(const char *activity, const char *sql, int nargs,
+								   Oid *argtypes, Datum *args, bool *isnull);
 extern int	pg_async_run_upkeep_sql(const char *activity, const char *sql,
 									int nargs, Oid *argtypes, Datum *args);
 

@@ -268,25 +268,26 @@ pg_async_commit_without_flush(void)
 }
 
 /*
- * pg_async_run_upkeep_sql runs one statement of upkeep in a transaction of its
- * own and returns its integer result (0 when pg_async is not installed).
- * Without JIT: the upkeep statements walk a few index ranges, but their
- * estimates, from a queue of any size, may pass jit_above_cost, and their
- * compilation then took a worker 1 to 2 s every few seconds of a drain.
+ * pg_async_upkeep_value runs one statement of upkeep in a transaction of
+ * its own and returns its result, a value passed by value (*isnull when it
+ * is NULL, or when pg_async is not installed).  Without JIT: the upkeep
+ * statements walk a few index ranges, but their estimates, from a queue of
+ * any size, may pass jit_above_cost, and their compilation then took a
+ * worker 1 to 2 s every few seconds of a drain.
  */
-int
-pg_async_run_upkeep_sql(const char *activity, const char *sql, int nargs,
-						Oid *argtypes, Datum *args)
+Datum
+pg_async_upkeep_value(const char *activity, const char *sql, int nargs,
+					  Oid *argtypes, Datum *args, bool *isnull)
 {
-	int			result = 0;
+	Datum		result = (Datum) 0;
 
+	*isnull = true;
 	pg_async_announce_next_look(PG_INT64_MAX);
 	pg_async_begin_work(activity);
 	if (pg_async_extension_ready())
 	{
 		int			nestlevel = NewGUCNestLevel();
 		int			rc;
-		bool		isnull;
 
 		(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
@@ -295,12 +296,25 @@ pg_async_run_upkeep_sql(const char *activity, const char *sql, int nargs,
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "pg_async: \"%s\" failed: %s", sql,
 				 SPI_result_code_string(rc));
-		result = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 1, &isnull));
-		if (isnull)
-			result = 0;
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+							   isnull);
 		AtEOXact_GUC(true, nestlevel);
 	}
 	pg_async_end_work();
 	return result;
+}
+
+/*
+ * pg_async_run_upkeep_sql runs one statement of upkeep (as above) and returns
+ * its integer result, 0 when it is NULL or pg_async is not installed.
+ */
+int
+pg_async_run_upkeep_sql(const char *activity, const char *sql, int nargs,
+						Oid *argtypes, Datum *args)
+{
+	bool		isnull;
+	Datum		result = pg_async_upkeep_value(activity, sql, nargs, argtypes,
+											   args, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(result);
 }
