@@ -1,8 +1,9 @@
-# Chaos: producers enqueue events with unique event_ids while the test
-# kills workers and the launcher with SIGKILL, cancels and terminates
-# workers, and restarts the server in immediate mode mid-batch.  Handlers
-# fail at random and some run past their timeout.  At the end every
-# accepted event must be exactly one of:
+# Chaos: producers enqueue events with unique event_ids into two databases
+# at once (pg_async.databases = '*': each has its own workers), while the
+# test kills workers of either database and the launcher with SIGKILL,
+# cancels and terminates workers, and restarts the server in immediate mode
+# mid-batch.  Handlers fail at random and some run past their timeout.  At
+# the end every accepted event, in each database, must be exactly one of:
 #   succeeded, with exactly one effect row;
 #   dead-lettered, with no effect row and attempts = max_attempts;
 #   still queued, with a future run_at and no effect row.
@@ -24,16 +25,25 @@ use List::Util qw(max);
 my $chaos_seconds = $ENV{PG_ASYNC_CHAOS_SECONDS} || 150;
 my $max_attempts = 3;
 my $batch_events = 10;    # events per producer transaction
-my $nproducers = 2;
+# one producer per database; the blows hit the whole cluster, so a crash
+# or restart interrupts both databases' batches at once
+my @databases = ('postgres', 'chaos2');
+my $nproducers = scalar @databases;
 
-my $node = pg_async_node('chaos', conf => q{
+# room for 2 databases x 2 workers, the launcher and the logical
+# replication launcher
+my $node = pg_async_node('chaos', databases => '*', workers => 2, conf => q{
 max_worker_processes = 16
 restart_after_crash = on
 log_statement = none
 });
 
+$node->safe_psql('postgres', 'CREATE DATABASE chaos2');
+
 # effects has no unique constraint: a duplicate would show as a second row
-$node->safe_psql('postgres', qq{
+for my $db (@databases)
+{
+	$node->safe_psql($db, qq{
 CREATE EXTENSION pg_async;
 CREATE TABLE public.effects (event_id text, pid int, at timestamptz DEFAULT clock_timestamp());
 CREATE FUNCTION public.chaos(e jsonb) RETURNS void LANGUAGE plpgsql AS \$\$
@@ -53,20 +63,20 @@ END \$\$;
 SELECT async.register('public.chaos(jsonb)', max_attempts => $max_attempts,
                       retry_delays => '{0.2 seconds}', timeout => '200 milliseconds');
 });
-ok(wait_for_workers($node, 2),
-	'two workers start');
+}
+ok(wait_for_workers($node, 2, $_), "$_: two workers start") for @databases;
 
 # ---------------------------------------------------------------------------
-# Producers: shell loops of psql.  Each transaction enqueues the events
-# p<N>-<batch>-1..10.  A failed INSERT (the server restarting) is retried with
-# the same event_ids and ON CONFLICT DO NOTHING until it succeeds: only then
-# is the batch written to the producer's list of accepted batches.  A
-# producer stops at the next batch once the stop file exists.
+# Producers: shell loops of psql, producer N into database $databases[N-1].
+# Each transaction enqueues the events p<N>-<batch>-1..10.  A failed INSERT
+# (the server restarting) is retried with the same event_ids and ON
+# CONFLICT DO NOTHING until it succeeds: only then is the batch written to
+# the producer's list of accepted batches.  A producer stops at the next
+# batch once the stop file exists.
 # ---------------------------------------------------------------------------
 my $dir = PostgreSQL::Test::Utils::tempdir;
 my $stopfile = "$dir/stop";
 my $psql = $node->installed_command('psql');
-my $connstr = $node->connstr('postgres');
 
 my $producer_script = "$dir/producer.sh";
 open my $fh, '>', $producer_script or die "cannot write $producer_script: $!";
@@ -115,7 +125,8 @@ for my $n (1 .. $nproducers)
 {
 	push @producers,
 	  IPC::Run::start([
-		  'bash', $producer_script, $n, $psql, $connstr, $stopfile,
+		  'bash', $producer_script, $n, $psql,
+		  $node->connstr($databases[ $n - 1 ]), $stopfile,
 		  "$dir/accepted_$n", "$dir/producer_$n.log"
 	  ]);
 }
@@ -129,13 +140,16 @@ my %count = (
 	terminate => 0,
 	cancel => 0,
 	restart => 0);
+# blows at workers (kill, terminate, cancel), by the database they served
+my %hits = map { $_ => 0 } @databases;
 
-# query: the output of a query, or undef when the server does not answer
+# query: the output of a query in database db (default 'postgres'), or undef
+# when the server does not answer
 sub query
 {
-	my ($sql) = @_;
+	my ($sql, $db) = @_;
 	my ($stdout, $stderr, $timed_out);
-	my $ret = $node->psql('postgres', $sql,
+	my $ret = $node->psql($db // 'postgres', $sql,
 		stdout => \$stdout, stderr => \$stderr,
 		timeout => 30, timed_out => \$timed_out);
 	return (defined $ret && $ret == 0) ? $stdout : undef;
@@ -170,20 +184,27 @@ sub is_ours
 	return 0;
 }
 
-# a worker pid to hit, preferably one running a handler
+# a worker pid to hit and its database: a database at random (async.workers
+# lists only the workers of the database it is read in), and there
+# preferably a worker running a handler
 sub pick_worker
 {
+	my $db = $databases[ int(rand(@databases)) ];
 	my $out = query(q{
 SELECT COALESCE((SELECT pid FROM async.workers WHERE state = 'running' ORDER BY random() LIMIT 1),
-                (SELECT pid FROM async.workers ORDER BY random() LIMIT 1))});
-	return (defined $out && $out =~ /^(\d+)$/) ? $1 : undef;
+                (SELECT pid FROM async.workers ORDER BY random() LIMIT 1))}, $db);
+	return (defined $out && $out =~ /^(\d+)$/) ? ($1, $db) : ();
 }
 
 sub kill_worker
 {
-	my $pid = pick_worker();
+	my ($pid, $db) = pick_worker();
 	return unless $pid && is_ours($pid);
-	$count{kill_worker}++ if kill('KILL', $pid);
+	if (kill('KILL', $pid))
+	{
+		$count{kill_worker}++;
+		$hits{$db}++;
+	}
 }
 
 sub kill_launcher
@@ -196,20 +217,27 @@ sub kill_launcher
 sub signal_worker
 {
 	my ($how) = @_;
-	my $pid = pick_worker();
+	my ($pid, $db) = pick_worker();
 	return unless $pid;
 	my $out = query("SELECT pg_${how}_backend($pid)");
-	$count{$how}++ if defined $out && $out eq 't';
+	if (defined $out && $out eq 't')
+	{
+		$count{$how}++;
+		$hits{$db}++;
+	}
 }
 
-# immediate shutdown while a batch runs, then start again
+# immediate shutdown while a batch runs, in either database, then start again
 sub restart_immediate
 {
 	my $deadline = time + 10;
-	while (time < $deadline)
+	RUNNING: while (time < $deadline)
 	{
-		my $out = query("SELECT count(*) > 0 FROM async.workers WHERE state = 'running'");
-		last if defined $out && $out eq 't';
+		for my $db (@databases)
+		{
+			my $out = query("SELECT count(*) > 0 FROM async.workers WHERE state = 'running'", $db);
+			last RUNNING if defined $out && $out eq 't';
+		}
 		usleep(20_000);
 	}
 	$node->stop('immediate');
@@ -273,50 +301,64 @@ for my $h (@producers)
 	}
 }
 
-ok(wait_for_workers($node, 2),
-	'the workers are back after the chaos');
+ok(wait_for_workers($node, 2, $_), "$_: the workers are back after the chaos")
+  for @databases;
 
 # first until nothing is ready or running, then (a little longer) until
-# the retries have run too; queued jobs with a future run_at are allowed
-my $settled = 0;
-my $deadline = time + 120;
-while (time < $deadline)
+# the retries have run too; queued jobs with a future run_at are allowed.
+# Both databases drain at the same time, each with its own workers, so
+# waiting for one after the other costs little more than the slower one.
+for my $db (@databases)
 {
-	my $out = query(q{
-SELECT count(*) FILTER (WHERE state = 'running' OR run_at <= now()) || ' ' || count(*)
-  FROM async.jobs WHERE finished_at IS NULL});
-	if (defined $out && $out =~ /^(\d+) (\d+)$/)
+	my $settled = 0;
+	my $deadline = time + 120;
+	while (time < $deadline)
 	{
-		$settled = 1 if $1 == 0;
-		last if $2 == 0;
+		my $out = query(q{
+SELECT count(*) FILTER (WHERE state = 'running' OR run_at <= now()) || ' ' || count(*)
+  FROM async.jobs WHERE finished_at IS NULL}, $db);
+		if (defined $out && $out =~ /^(\d+) (\d+)$/)
+		{
+			$settled = 1 if $1 == 0;
+			last if $2 == 0;
+		}
+		usleep(200_000);
 	}
-	usleep(200_000);
+	ok($settled, "$db: the queue settles: no job ready or running");
 }
-ok($settled, 'the queue settles: no job ready or running');
 
 # ---------------------------------------------------------------------------
-# Check every accepted event
+# Check every accepted event, database by database
 # ---------------------------------------------------------------------------
-my @values;
-for my $n (1 .. $nproducers)
+my @names = qw(accepted succeeded dead queued_later lost duplicates effects_of_dead
+  stuck running ready doomed_succeeded dead_total over_attempts phantom_effects unaccepted_jobs);
+
+# check_database loads the batches accepted by db's producers into
+# public.accepted of db and returns the figures of @names for it
+sub check_database
 {
-	my $file = "$dir/accepted_$n";
-	next unless -e $file;
-	for my $b (split /\n/, slurp_file($file))
+	my ($db) = @_;
+	my @values;
+	for my $n (1 .. $nproducers)
 	{
-		push @values, "($n, $b)" if $b =~ /^\d+$/;
+		next unless $databases[ $n - 1 ] eq $db;
+		my $file = "$dir/accepted_$n";
+		next unless -e $file;
+		for my $b (split /\n/, slurp_file($file))
+		{
+			push @values, "($n, $b)" if $b =~ /^\d+$/;
+		}
 	}
-}
-$node->safe_psql('postgres', 'CREATE TABLE public.accepted (event_id text PRIMARY KEY)');
-while (my @chunk = splice(@values, 0, 1000))
-{
-	$node->safe_psql('postgres', qq{
+	$node->safe_psql($db, 'CREATE TABLE public.accepted (event_id text PRIMARY KEY)');
+	while (my @chunk = splice(@values, 0, 1000))
+	{
+		$node->safe_psql($db, qq{
 INSERT INTO public.accepted
 SELECT 'p' || p || '-' || b || '-' || i
   FROM (VALUES @{[ join(',', @chunk) ]}) v(p, b), generate_series(1, $batch_events) i});
-}
+	}
 
-my $result = $node->safe_psql('postgres', qq{
+	my $result = $node->safe_psql($db, qq{
 WITH e AS (SELECT event_id, count(*) AS n FROM public.effects GROUP BY event_id),
 d AS (SELECT event_id, count(*) AS n, min(attempts) AS attempts FROM async.dead_letters GROUP BY event_id),
 c AS (
@@ -347,50 +389,57 @@ SELECT count(*) AS accepted,
        (SELECT count(*) FROM async.jobs j
          WHERE NOT EXISTS (SELECT FROM public.accepted a WHERE a.event_id = j.event_id)) AS unaccepted_jobs
   FROM c});
-my @names = qw(accepted succeeded dead queued_later lost duplicates effects_of_dead
-  stuck running ready doomed_succeeded dead_total over_attempts phantom_effects unaccepted_jobs);
-my %r;
-@r{@names} = split /\|/, $result;
+	my %r;
+	@r{@names} = split /\|/, $result;
+	return \%r;
+}
+my %result = map { $_ => check_database($_) } @databases;
 
 my $crash_restarts = () = slurp_file($node->logfile) =~
   /all server processes terminated; reinitializing/g;
 my $log = slurp_file($node->logfile);
 
-diag(sprintf('chaos: %d s, events accepted %d: succeeded %d, dead-lettered %d, queued for later %d',
-	$chaos_seconds, $r{accepted}, $r{succeeded}, $r{dead}, $r{queued_later}));
-diag(sprintf('chaos: kills %d (workers %d, launcher %d), terminates %d, cancels %d, '
+diag(sprintf('chaos: %d s, kills %d (workers %d, launcher %d), terminates %d, cancels %d, '
 	  . 'immediate restarts %d, crash restarts %d',
-	$count{kill_worker} + $count{kill_launcher}, $count{kill_worker},
+	$chaos_seconds, $count{kill_worker} + $count{kill_launcher}, $count{kill_worker},
 	$count{kill_launcher}, $count{terminate}, $count{cancel}, $count{restart},
 	$crash_restarts));
-diag(sprintf('chaos: lost = %d, duplicate effects = %d, effects of dead events = %d, '
-	  . 'stuck jobs = %d (running %d, ready %d)',
-	$r{lost}, $r{duplicates}, $r{effects_of_dead}, $r{stuck}, $r{running}, $r{ready}));
+for my $db (@databases)
+{
+	my %r = %{ $result{$db} };
+	diag(sprintf('%s: events accepted %d: succeeded %d, dead-lettered %d, queued for later %d; '
+		  . 'its workers hit %d times',
+		$db, $r{accepted}, $r{succeeded}, $r{dead}, $r{queued_later}, $hits{$db}));
+	diag(sprintf('%s: lost = %d, duplicate effects = %d, effects of dead events = %d, '
+		  . 'stuck jobs = %d (running %d, ready %d)',
+		$db, $r{lost}, $r{duplicates}, $r{effects_of_dead}, $r{stuck}, $r{running}, $r{ready}));
+}
 
-cmp_ok($r{accepted}, '>=', 500, 'events accepted');
 cmp_ok($count{kill_worker}, '>=', 1, 'workers killed with SIGKILL');
 cmp_ok($count{kill_launcher}, '>=', 1, 'launcher killed with SIGKILL');
 cmp_ok($count{terminate}, '>=', 1, 'workers terminated');
 cmp_ok($count{cancel}, '>=', 1, 'workers cancelled');
 cmp_ok($count{restart}, '>=', 3, 'immediate restarts');
-is($r{lost}, 0, 'lost = 0');
-is($r{duplicates}, 0, 'duplicate effects = 0');
-is($r{effects_of_dead}, 0, 'no effect of a dead-lettered event');
-is($r{stuck}, 0, 'stuck jobs = 0');
-is($r{running} + $r{ready}, 0, 'no job left running or ready');
-is($r{succeeded} + $r{dead} + $r{queued_later}, $r{accepted},
-	'every accepted event: succeeded once, dead-lettered without effect, or queued for later');
-is($r{dead}, $r{dead_total}, 'every dead event: no effect, attempts = max_attempts, one dead letter');
-is($r{doomed_succeeded}, 0, 'events whose handler always fails never succeed');
-is($r{over_attempts}, 0, 'no job ran more than max_attempts charged attempts');
-is($r{phantom_effects}, 0, 'no effect of an event that was never accepted');
-is($r{unaccepted_jobs}, 0, 'no job that no producer saw committed');
-unlike($log, qr/terminated by signal (?!9)\d+|PANIC|TRAP:/,
-	'no process crashed except those killed with SIGKILL');
-
-if ($r{accepted} != $r{succeeded} + $r{dead} + $r{queued_later})
+for my $db (@databases)
 {
-	diag($node->safe_psql('postgres', q{
+	my %r = %{ $result{$db} };
+	cmp_ok($r{accepted}, '>=', 500, "$db: events accepted");
+	cmp_ok($hits{$db}, '>=', 1, "$db: its workers were killed, terminated or cancelled");
+	is($r{lost}, 0, "$db: lost = 0");
+	is($r{duplicates}, 0, "$db: duplicate effects = 0");
+	is($r{effects_of_dead}, 0, "$db: no effect of a dead-lettered event");
+	is($r{stuck}, 0, "$db: stuck jobs = 0");
+	is($r{running} + $r{ready}, 0, "$db: no job left running or ready");
+	is($r{succeeded} + $r{dead} + $r{queued_later}, $r{accepted},
+		"$db: every accepted event: succeeded once, dead-lettered without effect, or queued for later");
+	is($r{dead}, $r{dead_total}, "$db: every dead event: no effect, attempts = max_attempts, one dead letter");
+	is($r{doomed_succeeded}, 0, "$db: events whose handler always fails never succeed");
+	is($r{over_attempts}, 0, "$db: no job ran more than max_attempts charged attempts");
+	is($r{phantom_effects}, 0, "$db: no effect of an event that was never accepted");
+	is($r{unaccepted_jobs}, 0, "$db: no job that no producer saw committed");
+
+	next if $r{accepted} == $r{succeeded} + $r{dead} + $r{queued_later};
+	diag("$db: events that are none of the three:\n" . $node->safe_psql($db, q{
 SELECT a.event_id, j.state, j.attempts, j.run_at > now() AS later, j.payload->>'kind' AS kind,
        (SELECT count(*) FROM public.effects f WHERE f.event_id = a.event_id) AS effects,
        (SELECT count(*) FROM async.dead_letters d WHERE d.event_id = a.event_id) AS dead_letters,
@@ -403,6 +452,8 @@ SELECT a.event_id, j.state, j.attempts, j.run_at > now() AS later, j.payload->>'
     OR j.state = 'running' OR (j.state = 'queued' AND j.run_at <= now())
  LIMIT 20}));
 }
+unlike($log, qr/terminated by signal (?!9)\d+|PANIC|TRAP:/,
+	'no process crashed except those killed with SIGKILL');
 
 $node->stop;
 done_testing();
