@@ -96,6 +96,7 @@ TOP_SRCS = \
 	bin/top_terminal.c \
 	bin/top_text.c \
 	bin/top_sample.c \
+	bin/top_databases.c \
 	bin/top_draw.c
 
 all: $(TOP)

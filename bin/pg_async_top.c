@@ -143,6 +143,12 @@ handle_key(char c)
 		case 'r':
 			sort_reverse = !sort_reverse;
 			break;
+		case 'd':
+		case 'D':
+			/* the next (or previous) database watched, sampled at once */
+			show_database((current_database + (c == 'd' ? 1 : ndatabases - 1)) % ndatabases);
+			sample();
+			break;
 		case 'h':
 		case '?':
 			show_help = true;
@@ -234,18 +240,33 @@ run_interactive(void)
 }
 
 /*
- * run_once samples twice, one interval apart, and prints one snapshot.
+ * run_once samples every database watched twice, one interval apart, and
+ * prints one snapshot of each.
  */
 static void
 run_once(void)
 {
+	int			i;
+
 	interactive = false;
-	if (!sample())
-		die("could not read the statistics: %s", refresh_error);
+	for (i = 0; i < ndatabases; i++)
+	{
+		show_database(i);
+		if (!sample())
+			die("could not read the statistics of database \"%s\": %s",
+				PQdb(conn), refresh_error);
+	}
 	sleep_seconds(opts.interval);
-	if (!sample())
-		die("could not read the statistics: %s", refresh_error);
-	draw();
+	for (i = 0; i < ndatabases; i++)
+	{
+		show_database(i);
+		if (!sample())
+			die("could not read the statistics of database \"%s\": %s",
+				PQdb(conn), refresh_error);
+		if (i > 0)
+			putchar('\n');
+		draw();
+	}
 }
 
 /*
@@ -255,8 +276,10 @@ static void
 usage(void)
 {
 	printf("pg_async_top: live monitor of pg_async\n\n"
-		   "Usage: pg_async_top [OPTION]... [CONNINFO]\n\n"
-		   "  -d, --dbname=CONNINFO     database name or libpq connection string\n"
+		   "Usage: pg_async_top [OPTION]... [CONNINFO]...\n\n"
+		   "  -d, --dbname=CONNINFO     database name or libpq connection string; give\n"
+		   "                            several (or several arguments) to watch several\n"
+		   "                            databases, \"d\" switching between them\n"
 		   "  -h, --host=HOST           server host or socket directory\n"
 		   "  -p, --port=PORT           server port\n"
 		   "  -U, --username=USER       user name\n"
@@ -266,7 +289,8 @@ usage(void)
 		   "  -V, --version             print the version and exit\n"
 		   "  -?, --help                show this help and exit\n\n"
 		   "Without options, the PG* environment variables and libpq's defaults apply.\n"
-		   "Keys: q quit, s sort by the next column, r reverse the order, h or ? help.\n"
+		   "Keys: q quit, s sort by the next column, r reverse the order, d (D) the next\n"
+		   "(previous) database, h or ? help.\n"
 		   "Rates, failures, queue waits, workers and health need the privileges of\n"
 		   "pg_monitor.\n");
 }
@@ -303,7 +327,9 @@ parse_options(int argc, char **argv)
 		switch (c)
 		{
 			case 'd':
-				opts.dbname = optarg;
+				if (opts.ndbnames >= MAX_DATABASES)
+					die("too many databases: pg_async_top watches at most %d", MAX_DATABASES);
+				opts.dbnames[opts.ndbnames++] = optarg;
 				break;
 			case 'h':
 				opts.host = optarg;
@@ -335,14 +361,13 @@ parse_options(int argc, char **argv)
 				exit(1);
 		}
 	}
-	if (optind < argc)
+	/* databases as arguments too, after those of -d */
+	while (optind < argc)
 	{
-		if (opts.dbname != NULL)
-			die("give the database either with -d or as an argument, not both");
-		opts.dbname = argv[optind++];
+		if (opts.ndbnames >= MAX_DATABASES)
+			die("too many databases: pg_async_top watches at most %d", MAX_DATABASES);
+		opts.dbnames[opts.ndbnames++] = argv[optind++];
 	}
-	if (optind < argc)
-		die("too many arguments (the first is \"%s\")", argv[optind]);
 }
 
 /*
@@ -361,12 +386,14 @@ main(int argc, char **argv)
 	if (!opts.once && !isatty(STDOUT_FILENO))
 		die("standard output is not a terminal; use --once for a snapshot");
 
-	connect_db();
-	check_extension();
+	if (opts.ndbnames == 0)
+		add_database(NULL);
+	for (int i = 0; i < opts.ndbnames; i++)
+		add_database(opts.dbnames[i]);
+	show_database(0);
 	if (opts.once)
 		run_once();
 	else
 		run_interactive();
-	PQfinish(conn);
 	return 0;
 }

@@ -12,6 +12,8 @@
  *	                  frame
  *	  top_sample.c    the database: connection, checks of the extension and
  *	                  of the privileges, and the sample of the statistics
+ *	  top_databases.c several databases watched: each one's connection and
+ *	                  last sample, and the switch between them
  *	  top_draw.c      the frame: the sort, the header, the health checks,
  *	                  the functions, the workers and the help
  *
@@ -43,10 +45,14 @@ typedef enum SortKey
 	SORT_COUNT
 } SortKey;
 
+#define MAX_DATABASES	32		/* databases one pg_async_top watches */
+
 /* command-line options */
 typedef struct Options
 {
-	const char *dbname;			/* -d or the argument: a conninfo or a name */
+	/* -d (repeated) or the arguments: conninfos or names */
+	const char *dbnames[MAX_DATABASES];
+	int			ndbnames;
 	const char *host;
 	const char *port;
 	const char *user;
@@ -81,6 +87,7 @@ extern char *ext_version;
 extern bool can_counters;		/* may read async.function_stats */
 extern bool can_workers;		/* may read async.workers */
 extern bool can_health;			/* may execute async.health() */
+extern bool has_held;			/* async.stats has the column held (0.4) */
 
 /* top_sample.c: the last sample */
 extern FuncRow *funcs;
@@ -131,10 +138,18 @@ extern void sparkline(char *buf, size_t size, const FuncRow *f);
 extern void put_line(const char *attr, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
 
+/* top_databases.c: the database shown, of how many */
+extern int	current_database;
+extern int	ndatabases;
+
 /* top_sample.c */
-extern void connect_db(void);
+extern void connect_db(const char *dbname);
 extern void check_extension(void);
 extern bool sample(void);
+
+/* top_databases.c */
+extern void add_database(const char *dbname);
+extern void show_database(int i);
 
 /* top_draw.c */
 extern void draw(void);

@@ -113,6 +113,7 @@ draw_header(void)
 	char		workersbuf[64] = "";
 	char		healthbuf[64] = "";
 	char		overbuf[32] = "";
+	char		dbcount[32] = "";
 	int			i;
 
 	for (i = 0; i < nfuncs; i++)
@@ -161,10 +162,12 @@ draw_header(void)
 					 critical, warning);
 	}
 
+	if (ndatabases > 1)
+		snprintf(dbcount, sizeof(dbcount), " (%d of %d)", current_database + 1, ndatabases);
 	put_line(interactive ? "\033[1m" : NULL,
-			 "pg_async_top  %s  database %s on %s:%s  PostgreSQL %d.%d  pg_async %s",
-			 sample_clock, PQdb(conn), host && host[0] ? host : "localhost", PQport(conn),
-			 server / 10000, server % 10000, ext_version);
+			 "pg_async_top  %s  database %s%s on %s:%s  PostgreSQL %d.%d  pg_async %s",
+			 sample_clock, PQdb(conn), dbcount, host && host[0] ? host : "localhost",
+			 PQport(conn), server / 10000, server % 10000, ext_version);
 	if (opts.once)
 		snprintf(overbuf, sizeof(overbuf), " (over %gs)", opts.interval);
 	put_line(NULL, "jobs/s %s%s  ready %lld  held %lld  scheduled %lld  running %lld  failed %lld  dead %lld%s%s",
@@ -172,8 +175,9 @@ draw_header(void)
 			 (long long) running, (long long) failed, (long long) dead,
 			 workersbuf, healthbuf);
 	if (!opts.once)
-		put_line(NULL, "every %gs  sort %s%s  keys: s sort, r reverse, h help, q quit",
-				 opts.interval, sort_names[sort_key], sort_reverse ? " (reversed)" : "");
+		put_line(NULL, "every %gs  sort %s%s  keys: s sort, r reverse,%s h help, q quit",
+				 opts.interval, sort_names[sort_key], sort_reverse ? " (reversed)" : "",
+				 ndatabases > 1 ? " d database," : "");
 	if (refresh_error[0] != '\0')
 		put_line(interactive ? "\033[1;31m" : NULL, "refresh failed, showing %s: %s",
 				 sample_time >= 0 ? "the last sample" : "nothing yet", refresh_error);
@@ -324,6 +328,7 @@ draw_help(void)
 		"  s          sort the functions by the next column:",
 		"             name, rate, backlog, oldest, p95 wait, failures",
 		"  r          reverse the order",
+		"  d, D       the next, the previous database watched (-d given more than once)",
 		"  h, ?       show or hide this help",
 		"",
 		"Functions (async.stats and async.function_stats)",

@@ -21,7 +21,7 @@ char	   *ext_version;
 bool		can_counters;		/* may read async.function_stats */
 bool		can_workers;		/* may read async.workers */
 bool		can_health;			/* may execute async.health() */
-static bool has_held;			/* async.stats has the column held (0.4) */
+bool		has_held;			/* async.stats has the column held (0.4) */
 
 /* the last sample */
 FuncRow    *funcs;
@@ -46,11 +46,12 @@ strdup_or_die(const char *s)
 }
 
 /*
- * connect_db opens the connection from the options, the PG* environment
- * variables and libpq's defaults, and exits on failure.
+ * connect_db opens the connection to dbname (a name or a connection
+ * string) from the options, the PG* environment variables and libpq's
+ * defaults, and exits on failure.
  */
 void
-connect_db(void)
+connect_db(const char *dbname)
 {
 	const char *keywords[6];
 	const char *values[6];
@@ -75,7 +76,7 @@ connect_db(void)
 	values[n++] = "pg_async_top";
 	/* last, so that a connection string in it overrides the options above */
 	keywords[n] = "dbname";
-	values[n++] = opts.dbname ? opts.dbname : "";
+	values[n++] = dbname ? dbname : "";
 	keywords[n] = NULL;
 	values[n] = NULL;
 

@@ -1,8 +1,9 @@
 # pg_async_top --once against a cluster in a known state: functions with a
 # backlog, held jobs of a paused function, scheduled jobs, failures and dead
 # jobs, two workers busy with a
-# slow handler, and a health check that is not ok.  Then the errors: a bad
-# connection string and a database without the extension.
+# slow handler, and a health check that is not ok.  Then two databases at
+# once, and the errors: a bad connection string and a database without the
+# extension.
 use strict;
 use warnings;
 
@@ -160,6 +161,23 @@ note "stdout:\n$out";
 is($? >> 8, 0, 'second --once exits 0');
 ok($out =~ /^top_ok$row/m && $1 > 0, 'top_ok: a rate above 0 while jobs finish')
   or diag "rate: " . ($1 // 'none');
+
+# Several databases: one snapshot of each, in the order given.
+$node->safe_psql('postgres', 'CREATE DATABASE second');
+$node->safe_psql('second', q{
+CREATE EXTENSION pg_async;
+CREATE FUNCTION public.second_fn(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
+SELECT async.register('public.second_fn(jsonb)');
+});
+IPC::Run::run([ $top, '--once', '-i', '0.1', '-d', $connstr, $node->connstr('second') ],
+	'>', \$out, '2>', \$err);
+is($? >> 8, 0, 'two databases: --once exits 0');
+like($out, qr/database postgres \(1 of 2\) .*database second \(2 of 2\) /s,
+	'two databases: a snapshot of each, in the order given');
+like($out, qr/database second .*^second_fn\b/ms,
+	"two databases: the second one's functions, under its header");
+unlike($out, qr/database second .*^top_ok\b/ms,
+	"two databases: the first one's functions stay under its own header");
 
 # Errors: exit 1 and a message on stderr.
 command_checks_all(
