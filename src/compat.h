@@ -23,9 +23,13 @@
 #if PG_VERSION_NUM >= 160000
 #define pg_async_proc_aclcheck(proc, role, mode) \
 	object_aclcheck(ProcedureRelationId, (proc), (role), (mode))
+#define pg_async_database_ownercheck(db, role) \
+	object_ownercheck(DatabaseRelationId, (db), (role))
 #else
 #define pg_async_proc_aclcheck(proc, role, mode) \
 	pg_proc_aclcheck((proc), (role), (mode))
+#define pg_async_database_ownercheck(db, role) \
+	pg_database_ownercheck((db), (role))
 #endif
 
 /*

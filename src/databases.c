@@ -23,6 +23,7 @@
 #include <signal.h>
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "funcapi.h"
@@ -33,6 +34,7 @@
 #include "storage/latch.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -44,12 +46,15 @@
 /* this transaction ran CREATE EXTENSION pg_async (async._check_setup) */
 static bool extension_created = false;
 
+/* this transaction created a database: the launcher looks at its commit */
+static bool database_created = false;
+
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /*
  * pg_async_check_databases is the check hook of pg_async.databases: '*' or
- * a list of names, as search_path takes them (a name with capitals or a
- * comma between double quotes).
+ * a comma-separated list of names, taken as written (a name with a comma
+ * or spaces between double quotes).
  */
 bool
 pg_async_check_databases(char **newval, void **extra, GucSource source)
@@ -149,6 +154,12 @@ pg_async_databases_end_xact(bool commit)
 {
 	AsyncDatabase *db;
 
+	if (database_created)
+	{
+		database_created = false;
+		if (commit)
+			pg_async_wake_launcher();
+	}
 	if (!extension_created)
 		return;
 	extension_created = false;
@@ -160,6 +171,7 @@ pg_async_databases_end_xact(bool commit)
 	 * this commit, to look again too (worker.c).
 	 */
 	pg_atomic_fetch_add_u32(&db->created, 1);
+	pg_atomic_fetch_add_u32(&AsyncShmem->extensions_created, 1);
 	{
 		uint32		expected = ASYNC_DB_ABSENT;
 
@@ -172,12 +184,13 @@ pg_async_databases_end_xact(bool commit)
  * hold_workers sends the workers of database dboid away and keeps the
  * launcher from starting others (ASYNC_DB_DROPPING), then waits up to
  * ASYNC_HOLD_WAIT_MS for them to exit.  Returns the database's entry, or
- * NULL when pg_async has none for it.
+ * NULL when pg_async has none for it (all entries taken).  The caller
+ * gives the database back (ASYNC_DB_UNKNOWN) if its command fails.
  */
 static AsyncDatabase *
 hold_workers(Oid dboid)
 {
-	AsyncDatabase *db = pg_async_find_db(dboid, false);
+	AsyncDatabase *db = pg_async_find_db(dboid, true);
 	TimestampTz start = GetCurrentTimestamp();
 
 	if (db == NULL)
@@ -217,29 +230,58 @@ hold_workers(Oid dboid)
 }
 
 /*
+ * may_create_database tells whether the current role has CREATEDB (or is a
+ * superuser), as CREATE DATABASE requires.
+ */
+static bool
+may_create_database(void)
+{
+	HeapTuple	tup;
+	bool		createdb;
+
+	if (superuser())
+		return true;
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	createdb = ((Form_pg_authid) GETSTRUCT(tup))->rolcreatedb;
+	ReleaseSysCache(tup);
+	return createdb;
+}
+
+/*
  * held_database tells which database a utility command needs without
- * connections, and whether it goes away (DROP DATABASE).
+ * connections, and whether it goes away (DROP DATABASE).  Only when the
+ * command may succeed: the caller owns that database (and may create
+ * databases, to copy it), and the command is not in a transaction block,
+ * where those commands fail.  Otherwise any role could send another
+ * database's workers away, running jobs and all, with a command that is
+ * then refused.  A served database is never a template, which anyone with
+ * CREATEDB may copy.
  */
 static Oid
 held_database(Node *parsetree, bool *drops)
 {
 	ListCell   *lc;
+	Oid			dboid = InvalidOid;
+	bool		creates = false;
 
 	*drops = false;
 	switch (nodeTag(parsetree))
 	{
 		case T_DropdbStmt:
 			*drops = true;
-			return get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+			dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+			break;
 		case T_RenameStmt:
 			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
-				return get_database_oid(((RenameStmt *) parsetree)->subname, true);
+				dboid = get_database_oid(((RenameStmt *) parsetree)->subname, true);
 			break;
 		case T_AlterDatabaseStmt:
 			foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
 			{
 				if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
-					return get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true);
+					dboid = get_database_oid(((AlterDatabaseStmt *) parsetree)->dbname, true);
 			}
 			break;
 		case T_CreatedbStmt:
@@ -248,13 +290,18 @@ held_database(Node *parsetree, bool *drops)
 				DefElem    *opt = (DefElem *) lfirst(lc);
 
 				if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
-					return get_database_oid(defGetString(opt), true);
+					dboid = get_database_oid(defGetString(opt), true);
 			}
+			creates = true;
 			break;
 		default:
 			break;
 	}
-	return InvalidOid;
+	if (!OidIsValid(dboid) || dboid == MyDatabaseId || IsTransactionBlock() ||
+		!pg_async_database_ownercheck(dboid, GetUserId()) ||
+		(creates && !may_create_database()))
+		return InvalidOid;
+	return dboid;
 }
 
 /*
@@ -269,16 +316,18 @@ pg_async_process_utility(PlannedStmt *pstmt, const char *queryString,
 						 ParamListInfo params, QueryEnvironment *queryEnv,
 						 DestReceiver *dest, QueryCompletion *qc)
 {
-	AsyncDatabase *db = NULL;
+	AsyncDatabase *volatile db = NULL;
 	bool		drops = false;
 	Oid			dboid;
+	Node	   *parsetree = pstmt->utilityStmt;
 
-	dboid = held_database(pstmt->utilityStmt, &drops);
-	if (OidIsValid(dboid) && dboid != MyDatabaseId)
-		db = hold_workers(dboid);
+	dboid = held_database(parsetree, &drops);
 
 	PG_TRY();
 	{
+		/* in here: a cancel while the workers leave gives the database back */
+		if (OidIsValid(dboid))
+			db = hold_workers(dboid);
 		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
@@ -298,8 +347,24 @@ pg_async_process_utility(PlannedStmt *pstmt, const char *queryString,
 	/* a dropped database stays held until the launcher frees its entry */
 	if (db != NULL && !drops && db->dboid == dboid)
 		pg_atomic_write_u32(&db->state, ASYNC_DB_UNKNOWN);
-	if (db != NULL || IsA(pstmt->utilityStmt, CreatedbStmt))
+	if (db != NULL)
 		pg_async_wake_launcher();
+	/* a new database, perhaps a copy of one with pg_async: once committed */
+	if (IsA(parsetree, CreatedbStmt))
+		database_created = true;
+
+	/*
+	 * COMMIT PREPARED makes jobs ready whose enqueue woke nobody (its PREPARE
+	 * could not): an idle database would not look at them.
+	 */
+	if (IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+	{
+		AsyncDatabase *mine = pg_async_find_db(MyDatabaseId, false);
+
+		if (mine != NULL)
+			pg_async_demand_workers(mine);
+	}
 }
 
 /* pg_async_install_utility_hook installs the hook above (preloaded only). */

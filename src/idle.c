@@ -52,6 +52,14 @@ static const char *const wake_at_sql =
 "      AND j.state OPERATOR(pg_catalog.=) 'queued'"
 "      AND f.handler IS NOT NULL"
 "      AND f.concurrency IS DISTINCT FROM 0)"
+/* a job left marked paused after its function's resume, for the sweep */
+" OR EXISTS ("
+"   SELECT FROM async.jobs j JOIN async.functions f"
+"       ON f.name OPERATOR(pg_catalog.=) j.function"
+"    WHERE j.paused AND NOT f.paused AND j.finished_at IS NULL"
+"      AND j.state OPERATOR(pg_catalog.=) 'queued'"
+"      AND f.handler IS NOT NULL"
+"      AND f.concurrency IS DISTINCT FROM 0)"
 " THEN '-infinity'::pg_catalog.timestamptz"
 " ELSE LEAST("
 "   (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
@@ -115,10 +123,10 @@ pg_async_colleague_alive(void)
 }
 
 /*
- * pg_async_leave_idle tells whether this worker, whose last claim found
+ * pg_async_leave_idle tells whether this worker, whose claims have found
  * nothing since idle_since, should leave now: after
- * pg_async.worker_idle_timeout, or at once when a database waits for a
- * slot.  The first worker then takes the whole database idle
+ * pg_async.worker_idle_timeout without a claim of jobs in its database, or
+ * at once when a database waits for a slot.  The first worker then takes the whole database idle
  * (pg_async_go_idle); the others leave only for a waiting database, and
  * otherwise when the first one has marked the database idle.
  */
@@ -127,6 +135,9 @@ pg_async_leave_idle(TimestampTz idle_since, TimestampTz now)
 {
 	bool		timed_out;
 
+	/* idle since the database's last claim, whichever worker made it */
+	idle_since = Max(idle_since,
+					 (TimestampTz) pg_atomic_read_u64(&pg_async_my_db()->last_work));
 	timed_out = pg_async_worker_idle_timeout >= 0 &&
 		TimestampDifferenceExceeds(idle_since, now, pg_async_worker_idle_timeout);
 	if (pg_atomic_read_u32(&AsyncShmem->dbs_waiting) > 0)
@@ -146,10 +157,13 @@ pg_async_idle_sleep_ms(TimestampTz idle_since, long ms)
 
 	if (pg_async_worker_idle_timeout < 0 || MyAsyncSlot->rank != 0)
 		return ms;
+	idle_since = Max(idle_since,
+					 (TimestampTz) pg_atomic_read_u64(&pg_async_my_db()->last_work));
 	end = TimestampTzPlusMilliseconds(idle_since, pg_async_worker_idle_timeout);
 	now = GetCurrentTimestamp();
+	/* past it, a colleague is still busy: its next look is soon enough */
 	if (end <= now)
-		return Min(ms, 10);
+		return ms;
 	return Min(ms, (long) ((end - now + 999) / 1000));
 }
 
@@ -172,6 +186,7 @@ pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at)
 	Datum		args[1];
 	Datum		value;
 	bool		isnull;
+	bool		ran;
 	TimestampTz wake;
 
 	/*
@@ -190,9 +205,10 @@ pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at)
 
 	args[0] = Int64GetDatum((int64) pg_async_retention);
 	value = pg_async_upkeep_value("pg_async: leaving", wake_at_sql, 1,
-								  argtypes, args, &isnull);
+								  argtypes, args, &isnull, &ran);
 	wake = isnull ? PG_INT64_MAX : DatumGetTimestampTz(value);
-	if (wake == DT_NOBEGIN)
+	/* a look that could not run (the tables locked) may have missed one */
+	if (!ran || wake == DT_NOBEGIN)
 	{
 		/* a job is ready */
 		pg_atomic_write_u32(&MyAsyncSlot->sleeping, ASYNC_SLOT_AWAKE);
@@ -200,12 +216,13 @@ pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at)
 			pg_atomic_write_u32(&db->idle, 0);
 		return false;
 	}
+	/* what the database needs next, in case it is idle by then */
+	if (next_run_at != 0 && next_run_at > GetCurrentTimestamp())
+		wake = Min(wake, next_run_at);
+	if (wake != PG_INT64_MAX)
+		pg_async_wake_at(db, wake);
 	if (take_idle)
 	{
-		if (next_run_at != 0 && next_run_at > GetCurrentTimestamp())
-			wake = Min(wake, next_run_at);
-		if (wake != PG_INT64_MAX)
-			pg_async_wake_at(db, wake);
 		/* the colleagues asleep see the mark now, and leave too */
 		for (int i = 0; i < AsyncShmem->nslots; i++)
 		{

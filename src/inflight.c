@@ -86,6 +86,45 @@ pg_async_inflight_forget(Oid dboid)
 }
 
 /*
+ * pg_async_inflight_migrate moves the markers of the single file of the
+ * versions before 0.12 (pg_async/inflight) into the file of each one's
+ * database, at the same place, and removes it.  The launcher calls it
+ * before it starts any worker: a crash under 0.11 followed by an update
+ * still charges the jobs it interrupted.
+ */
+void
+pg_async_inflight_migrate(void)
+{
+	int			fd;
+	InflightRecord rec;
+	off_t		off = 0;
+
+	fd = BasicOpenFile(INFLIGHT_DIR "/inflight", O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		return;
+	while (pread(fd, &rec, sizeof(rec), off) == sizeof(rec))
+	{
+		if (rec.magic == INFLIGHT_MAGIC && OidIsValid(rec.database))
+		{
+			char		path[MAXPGPATH];
+			int			out;
+
+			snprintf(path, MAXPGPATH, INFLIGHT_FILE, rec.database);
+			out = BasicOpenFile(path, O_RDWR | O_CREAT | PG_BINARY);
+			if (out < 0 || pwrite(out, &rec, sizeof(rec), off) != sizeof(rec))
+				ereport(WARNING,
+						(errcode_for_file_access(),
+						 errmsg("could not write file \"%s\": %m", path)));
+			if (out >= 0)
+				close(out);
+		}
+		off += sizeof(rec);
+	}
+	close(fd);
+	(void) unlink(INFLIGHT_DIR "/inflight");
+}
+
+/*
  * open_file opens (creating it and its directory if needed) the marker
  * file, or returns -1 with a WARNING.
  */

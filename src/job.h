@@ -66,5 +66,6 @@ extern void pg_async_inflight_clear(void);
 extern int	pg_async_inflight_read(int64 **job_ids, int32 **attempts);
 extern void pg_async_inflight_reset(void);
 extern void pg_async_inflight_forget(Oid dboid);
+extern void pg_async_inflight_migrate(void);
 
 #endif							/* PG_ASYNC_JOB_H */

@@ -223,7 +223,8 @@ forget_gone_databases(List *all)
 /*
  * forget_stale_markers removes, once at the launcher's start, the in-flight
  * marker files of databases that no longer exist (dropped while no launcher
- * ran), and the single file of the versions before 0.12.
+ * ran), after the single file of the versions before 0.12 was split into
+ * them.
  */
 static void
 forget_stale_markers(List *all)
@@ -231,6 +232,7 @@ forget_stale_markers(List *all)
 	DIR		   *dir;
 	struct dirent *de;
 
+	pg_async_inflight_migrate();
 	dir = AllocateDir("pg_async");
 	if (dir == NULL)
 		return;
@@ -239,9 +241,7 @@ forget_stale_markers(List *all)
 		unsigned int dboid;
 		char		rest;
 
-		if (strcmp(de->d_name, "inflight") == 0)
-			(void) unlink("pg_async/inflight");
-		else if (sscanf(de->d_name, "inflight.%u%c", &dboid, &rest) == 1 &&
+		if (sscanf(de->d_name, "inflight.%u%c", &dboid, &rest) == 1 &&
 				 !list_member_oid(all, (Oid) dboid))
 			pg_async_inflight_forget((Oid) dboid);
 	}
@@ -268,9 +268,15 @@ slot_alive(int i)
 	}
 	else
 	{
-		/* adopted from a previous launcher: alive while it holds its slot */
+		/*
+		 * Adopted from a previous launcher: alive while it holds its slot.
+		 * One started but not attached yet must not attach later, in a slot
+		 * we now count as free: the new generation turns it away.
+		 */
 		SpinLockAcquire(&slot->mutex);
 		pid = slot->pid;
+		if (pid == 0)
+			slot->generation++;
 		SpinLockRelease(&slot->mutex);
 		if (pid != 0 && kill(pid, 0) == 0)
 			return true;
@@ -339,27 +345,24 @@ start_worker(int i, Oid dboid, int rank, TimestampTz *last_warning)
 }
 
 /*
- * stop_worker asks the worker in slot i to exit: the worker finishes the
- * batch it runs when it sees that it is no longer wanted (worker.c), and a
- * SIGTERM ends it otherwise.
+ * ask_to_leave asks the worker in slot i to exit after its batch (worker.c
+ * sees the yield, or its own settings): a database no longer served, or a
+ * rank past pg_async.workers.  Its running handlers finish.  A database
+ * being dropped has its workers terminated by the dropping backend
+ * (databases.c), and one without the extension sees it gone.
  */
 static void
-stop_worker(int i)
+ask_to_leave(int i)
 {
 	AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
-	LauncherSlot *ls = &launcher_slots[i];
-	pid_t		pid;
+	Latch	   *latch;
 
-	if (ls->handle != NULL)
-	{
-		TerminateBackgroundWorker(ls->handle);
+	if (pg_atomic_read_u32(&slot->yield) != 0)
 		return;
-	}
-	SpinLockAcquire(&slot->mutex);
-	pid = slot->pid;
-	SpinLockRelease(&slot->mutex);
-	if (pid != 0)
-		kill(pid, SIGTERM);
+	pg_atomic_write_u32(&slot->yield, 1);
+	latch = slot->latch;
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 /*
@@ -418,6 +421,18 @@ stays_running(LauncherDatabase *ldb, int rank)
 	return state == ASYNC_DB_SERVED || (state == ASYNC_DB_UNKNOWN && rank == 0);
 }
 
+/* has_colleague tells whether another worker of slot i's database runs */
+static bool
+has_colleague(bool *alive, int i)
+{
+	int			k;
+
+	for (k = 0; k < AsyncShmem->nslots; k++)
+		if (k != i && alive[k] && AsyncShmem->slots[k].dboid == AsyncShmem->slots[i].dboid)
+			return true;
+	return false;
+}
+
 /*
  * pick_yielder chooses the worker to leave its slot to a database that waits
  * for one: a worker asleep, else one beside others of its database, else
@@ -438,7 +453,9 @@ pick_yielder(bool *alive, TimestampTz now, long *timeout)
 
 		if (!alive[i] || slot->latch == NULL || pg_atomic_read_u32(&slot->yield) != 0)
 			continue;
-		if (pg_atomic_read_u32(&slot->sleeping) == ASYNC_SLOT_ASLEEP)
+		/* not a first worker before its colleagues: it does the upkeep */
+		if (pg_atomic_read_u32(&slot->sleeping) == ASYNC_SLOT_ASLEEP &&
+			(slot->rank > 0 || !has_colleague(alive, i)))
 			class = 3;
 		else if (slot->rank > 0)
 			class = 2;
@@ -562,6 +579,9 @@ pg_async_launcher_main(Datum main_arg)
 	TimestampTz last_db_warning = 0;
 	TimestampTz last_slot_warning = 0;
 	TimestampTz last_entry_warning = 0;
+	List	   *absent = NIL;	/* databases found without the extension */
+	uint32		last_created = 0;
+	uint32		created;
 	MemoryContext loop_cxt;
 	uint32		wait_event;
 	bool	   *alive;
@@ -610,7 +630,6 @@ pg_async_launcher_main(Datum main_arg)
 		int			cap;
 		int			maxwants = 0;
 		int			nwaiting;
-		int			nwanting;
 		int			rank;
 		static bool markers_checked = false;
 
@@ -636,11 +655,46 @@ pg_async_launcher_main(Datum main_arg)
 			markers_checked = true;
 		}
 
+		/*
+		 * The databases found without the extension keep no shared entry
+		 * (any role with CREATEDB can make many), only a place in
+		 * 'absent' here, until a CREATE EXTENSION pg_async commits
+		 * anywhere.
+		 */
+		created = pg_atomic_read_u32(&AsyncShmem->extensions_created);
+		if (created != last_created)
+		{
+			list_free(absent);
+			absent = NIL;
+			last_created = created;
+		}
 		foreach(lc, served)
 		{
 			LauncherDatabase *ldb = (LauncherDatabase *) lfirst(lc);
+			bool		busy = false;
 
-			ldb->entry = pg_async_find_db(ldb->dboid, true);
+			ldb->entry = pg_async_find_db(ldb->dboid, false);
+			if (ldb->entry != NULL &&
+				pg_atomic_read_u32(&ldb->entry->state) == ASYNC_DB_ABSENT)
+			{
+				for (i = 0; i < AsyncShmem->nslots && !busy; i++)
+					busy = (AsyncShmem->slots[i].in_use &&
+							AsyncShmem->slots[i].dboid == ldb->dboid);
+				if (!busy)
+				{
+					MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+					absent = lappend_oid(absent, ldb->dboid);
+					MemoryContextSwitchTo(old);
+					pg_async_free_db(ldb->entry);
+					ldb->entry = NULL;
+				}
+				continue;
+			}
+			if (ldb->entry == NULL && list_member_oid(absent, ldb->dboid))
+				continue;
+			if (ldb->entry == NULL)
+				ldb->entry = pg_async_find_db(ldb->dboid, true);
 			if (ldb->entry == NULL &&
 				(last_entry_warning == 0 ||
 				 TimestampDifferenceExceeds(last_entry_warning, now, ASYNC_WARN_INTERVAL_MS)))
@@ -666,7 +720,7 @@ pg_async_launcher_main(Datum main_arg)
 			total++;
 			ldb = find_database(served, slot->dboid);
 			if (!stays_running(ldb, slot->rank))
-				stop_worker(i);
+				ask_to_leave(i);
 			else
 				ldb->alive++;
 		}
@@ -712,21 +766,20 @@ pg_async_launcher_main(Datum main_arg)
 		}
 
 		/*
-		 * A database with fewer workers than it wants waits for a slot:
-		 * idle workers leave at once meanwhile.  One with none at all also
-		 * has another database's worker asked to yield its slot, one per
-		 * such database.
+		 * A database that wants workers and has none waits for a slot:
+		 * idle workers of the others leave at once meanwhile, and one busy
+		 * worker per waiting database is asked to yield its slot.  (Not for
+		 * a database that has fewer workers than it wants: that would
+		 * start and stop workers without end when pg_async.workers exceeds
+		 * pg_async.max_workers.)
 		 */
 		nwaiting = 0;
-		nwanting = 0;
 		foreach(lc, served)
 		{
 			LauncherDatabase *ldb = (LauncherDatabase *) lfirst(lc);
 
 			if (ldb->entry == NULL)
 				continue;
-			if (ldb->alive < ldb->wants)
-				nwanting++;
 			if (ldb->wants > 0 && ldb->alive == 0)
 			{
 				if (ldb->entry->waiting_since == 0)
@@ -737,7 +790,7 @@ pg_async_launcher_main(Datum main_arg)
 				ldb->entry->waiting_since = 0;
 		}
 		pg_atomic_write_u32(&AsyncShmem->dbs_waiting,
-							(uint32) (total >= cap ? nwanting : 0));
+							(uint32) (total >= cap ? nwaiting : 0));
 		if (nwaiting > 0 && total >= cap)
 		{
 			int			yielding = 0;

@@ -49,7 +49,7 @@ init_db(AsyncDatabase *db)
 	pg_atomic_init_u32(&db->demand, 0);
 	pg_atomic_init_u32(&db->idle, 0);
 	pg_atomic_init_u64(&db->wake_at, (uint64) PG_INT64_MAX);
-	db->active = true;			/* served from the start, until idle */
+	pg_atomic_init_u64(&db->last_work, 0);
 	db->waiting_since = 0;
 	pg_atomic_init_u32(&db->wake_cursor, 0);
 	pg_atomic_init_u32(&db->recovery_epoch, 0);
@@ -87,6 +87,7 @@ pg_async_shmem_init(void)
 		AsyncShmem->launcher_pid = 0;
 		AsyncShmem->launcher_latch = NULL;
 		pg_atomic_init_u32(&AsyncShmem->dbs_waiting, 0);
+		pg_atomic_init_u32(&AsyncShmem->extensions_created, 0);
 		SpinLockInit(&AsyncShmem->dbs_mutex);
 		AsyncShmem->ndbs = pg_async_max_databases;
 		AsyncShmem->dbs = (AsyncDatabase *)

@@ -104,14 +104,14 @@ typedef struct AsyncDatabase
 	 * nothing to do for pg_async.worker_idle_timeout; the workers leave,
 	 * and the launcher starts others at the next demand, or at wake_at
 	 * (TimestampTz; PG_INT64_MAX: never), when a scheduled job, a lease's
-	 * deadline or the retention next needs one.  active and waiting_since
-	 * are the launcher's: whether the database gets its workers, and since
-	 * when it has waited for a slot (0: it does not).
+	 * deadline or the retention next needs one.  waiting_since is the
+	 * launcher's: since when the database has waited for a slot (0: it
+	 * does not).
 	 */
 	pg_atomic_uint32 demand;
 	pg_atomic_uint32 idle;
 	pg_atomic_uint64 wake_at;
-	bool		active;
+	pg_atomic_uint64 last_work;	/* when a worker last claimed jobs */
 	TimestampTz waiting_since;
 	pg_atomic_uint32 wake_cursor;	/* round robin over sleeping workers */
 	pg_atomic_uint32 recovery_epoch;	/* bumped whenever a worker exits */
@@ -157,8 +157,10 @@ typedef struct AsyncShared
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 
-	/* databases that want more workers than they have: idle ones leave */
+	/* databases waiting for a worker slot: idle workers leave at once */
 	pg_atomic_uint32 dbs_waiting;
+	/* commits of CREATE EXTENSION pg_async, in any database */
+	pg_atomic_uint32 extensions_created;
 
 	slock_t		dbs_mutex;		/* protects the dboid of every entry */
 	int			ndbs;

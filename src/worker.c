@@ -476,6 +476,7 @@ pg_async_worker_main(Datum main_arg)
 			bool		ready;
 			bool		leaving = false;
 			bool		yielding = false;
+			bool		following = false;	/* the first worker took it idle */
 
 			CHECK_FOR_INTERRUPTS();
 
@@ -494,7 +495,7 @@ pg_async_worker_main(Datum main_arg)
 				leaving = yielding = true;
 			/* the first worker took the database idle (idle.c) */
 			if (MyAsyncSlot->rank != 0 && pg_atomic_read_u32(&MyAsyncDb->idle) != 0)
-				leaving = true;
+				leaving = following = true;
 
 			if (n > 0)
 			{
@@ -515,9 +516,13 @@ pg_async_worker_main(Datum main_arg)
 
 			if (leaving)
 			{
-				/* jobs left behind: the database waits for its turn */
-				if (yielding &&
-					!pg_async_prepare_leave(!pg_async_colleague_alive(), 0))
+				/*
+				 * Jobs left behind (ready ones, or a retry its last batch
+				 * scheduled): the database asks for its turn, or leaves
+				 * when it needs a worker next.
+				 */
+				if ((yielding || following) &&
+					!pg_async_prepare_leave(yielding && !pg_async_colleague_alive(), 0))
 					pg_async_demand_workers(MyAsyncDb);
 				left_clean = true;
 				proc_exit(0);
@@ -552,6 +557,7 @@ pg_async_worker_main(Datum main_arg)
 			{
 				pg_atomic_write_u32(&MyAsyncSlot->sleeping, ASYNC_SLOT_AWAKE);
 				idle_since = 0;
+				pg_atomic_write_u64(&MyAsyncDb->last_work, (uint64) GetCurrentTimestamp());
 				continue;
 			}
 

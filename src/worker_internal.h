@@ -72,7 +72,8 @@ extern bool pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at);
 extern bool pg_async_colleague_alive(void);
 
 extern Datum pg_async_upkeep_value(const char *activity, const char *sql, int nargs,
-								   Oid *argtypes, Datum *args, bool *isnull);
+								   Oid *argtypes, Datum *args, bool *isnull,
+								   bool *ran);
 extern int	pg_async_run_upkeep_sql(const char *activity, const char *sql,
 									int nargs, Oid *argtypes, Datum *args);
 

@@ -270,18 +270,20 @@ pg_async_commit_without_flush(void)
 /*
  * pg_async_upkeep_value runs one statement of upkeep in a transaction of
  * its own and returns its result, a value passed by value (*isnull when it
- * is NULL, or when pg_async is not installed).  Without JIT: the upkeep
+ * is NULL, or when the statement did not run: *ran is false when pg_async
+ * is not installed, or its tables are locked).  Without JIT: the upkeep
  * statements walk a few index ranges, but their estimates, from a queue of
  * any size, may pass jit_above_cost, and their compilation then took a
  * worker 1 to 2 s every few seconds of a drain.
  */
 Datum
 pg_async_upkeep_value(const char *activity, const char *sql, int nargs,
-					  Oid *argtypes, Datum *args, bool *isnull)
+					  Oid *argtypes, Datum *args, bool *isnull, bool *ran)
 {
 	Datum		result = (Datum) 0;
 
 	*isnull = true;
+	*ran = false;
 	pg_async_announce_next_look(PG_INT64_MAX);
 	pg_async_begin_work(activity);
 	if (pg_async_extension_ready())
@@ -298,6 +300,7 @@ pg_async_upkeep_value(const char *activity, const char *sql, int nargs,
 				 SPI_result_code_string(rc));
 		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 							   isnull);
+		*ran = true;
 		AtEOXact_GUC(true, nestlevel);
 	}
 	pg_async_end_work();
@@ -313,8 +316,9 @@ pg_async_run_upkeep_sql(const char *activity, const char *sql, int nargs,
 						Oid *argtypes, Datum *args)
 {
 	bool		isnull;
+	bool		ran;
 	Datum		result = pg_async_upkeep_value(activity, sql, nargs, argtypes,
-											   args, &isnull);
+											   args, &isnull, &ran);
 
 	return isnull ? 0 : DatumGetInt32(result);
 }

@@ -8,10 +8,12 @@
 # 3. A database without the extension keeps no worker.
 # 4. pg_async.databases narrowed by a reload: the databases left out lose
 #    their workers, and get them back when it is '*' again.
-# 5. DROP EXTENSION in one database, DROP DATABASE ... WITH (FORCE) of a
+# 5. A role that does not own a database cannot send its workers away.
+# 6. DROP EXTENSION in one database, DROP DATABASE ... WITH (FORCE) of a
 #    second and a plain DROP DATABASE of a third, each while its jobs run:
 #    none hangs or fails, and the fourth database goes on.
-# 6. async.health() says when the settings leave a database out.
+# 7. CREATE EXTENSION after DROP EXTENSION serves the database again.
+# async.health() says when the settings leave a database out (4).
 use strict;
 use warnings;
 
@@ -142,7 +144,20 @@ ok( $node->poll_query_until('db3',
 is($node->safe_psql('db3', "SELECT status FROM async.health() WHERE \"check\" = 'workers'"),
 	'ok', 'health: db3 is served again');
 
-# 5. Drops while jobs run.
+# 5. A role that does not own db4 cannot send its workers away with a
+# command that is then refused: they keep running, with the same pids.
+$node->safe_psql('postgres', 'CREATE ROLE regress_mallory LOGIN CREATEDB');
+my $pids = $node->safe_psql('db4', 'SELECT string_agg(pid::text, \',\' ORDER BY pid) FROM async.workers');
+for my $cmd ('DROP DATABASE db4', 'ALTER DATABASE db4 RENAME TO db4x',
+	'CREATE DATABASE db4copy TEMPLATE db4')
+{
+	my ($r, $o, $e) = $node->psql('postgres', "SET ROLE regress_mallory; $cmd");
+	like($e, qr/must be owner|permission denied|being accessed/, "a non-owner's $cmd is refused");
+}
+is($node->safe_psql('db4', 'SELECT string_agg(pid::text, \',\' ORDER BY pid) FROM async.workers'),
+	$pids, "db4's workers were not sent away by the refused commands");
+
+# 6. Drops while jobs run.
 enqueue($_, 'busy', 2000, 1) for qw(db1 db2 db3);
 for my $db (qw(db1 db2 db3))
 {
@@ -181,7 +196,7 @@ ok( $node->poll_query_until('postgres', q{
 SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'pg_async worker'}),
 	'only the two workers of db4 are left');
 
-# 6. CREATE EXTENSION again in db2: served again.
+# 7. CREATE EXTENSION again in db2: served again.
 $node->safe_psql('db2', q{
 CREATE EXTENSION pg_async;
 SELECT async.register('public.work(jsonb)');

@@ -29,6 +29,7 @@ my $node = pg_async_node('on_demand', databases => '*', workers => 2, conf => q{
 max_worker_processes = 24
 pg_async.max_workers = 8
 pg_async.worker_idle_timeout = '1s'
+max_prepared_transactions = 2
 });
 
 # setup_database creates database db with pg_async and a handler that
@@ -125,6 +126,20 @@ SELECT round(extract(epoch FROM f.started - j.run_at) * 1000)
   FROM public.effects f JOIN async.jobs j ON j.event_id = f.event_id});
 ok($late >= 0 && $late < 1000, "sched: it starts $late ms after its run_at (0 to 1000)");
 
+# A job enqueued in a prepared transaction wakes nobody at PREPARE: its
+# COMMIT PREPARED starts an idle database's workers.
+ok(wait_no_worker('sched'), 'sched: idle again');
+$node->safe_psql('sched', q{
+BEGIN;
+INSERT INTO async.jobs (function, event_id, payload) VALUES ('work', 'prepared', '{"id": "prepared"}');
+PREPARE TRANSACTION 'enqueue';
+});
+$node->safe_psql('sched', q{COMMIT PREPARED 'enqueue'});
+my $t0 = time;
+ok($node->poll_query_until('sched', "SELECT count(*) = 1 FROM public.effects WHERE event_id = 'prepared'"),
+	'sched: the job of a prepared transaction runs after COMMIT PREPARED');
+ok(time - $t0 < 3, sprintf('sched: within %.2f s of COMMIT PREPARED (under 3 s)', time - $t0));
+
 # 4. Fairness: one backlog, three trickles, two worker slots in all.
 $node->append_conf('postgresql.conf', "pg_async.max_workers = 2\n");
 $node->reload;
@@ -199,7 +214,8 @@ sub cpu_ticks
 	my @f = split / /, slurp_file("/proc/$launcher/stat") =~ s/^.*\) //r;
 	return $f[11] + $f[12];
 }
-my ($t0, $c0) = (time, cpu_ticks());
+my $c0;
+($t0, $c0) = (time, cpu_ticks());
 sleep 10;
 my ($t1, $c1) = (time, cpu_ticks());
 my $cpu = ($c1 - $c0) / 100 / ($t1 - $t0) * 100;
