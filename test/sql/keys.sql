@@ -66,6 +66,19 @@ INSERT INTO async.jobs (function, payload)
 SELECT 'key_note', jsonb_build_object('tenant', t, 'n', n)
   FROM unnest(ARRAY['a', 'b', 'c']) t, generate_series(1, 5) n;
 INSERT INTO async.jobs (function, payload) SELECT 'key_note', jsonb_build_object('n', n) FROM generate_series(1, 3) n;
+-- one worker claims: the turn of the keys is its claims' (each worker
+-- keeps its own place in the turn, and two workers' claims interleave as
+-- their timing goes)
+ALTER SYSTEM SET pg_async.workers = 1;
+SELECT pg_reload_conf();
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN (SELECT count(*) FROM async.workers) = 1;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT count(*) AS workers FROM async.workers;
 SELECT async.resume('key_note');
 SELECT async.wait_idle();
 SELECT COALESCE(key, '') AS key, count(*) AS runs, max(running) AS most_running
@@ -75,6 +88,16 @@ SELECT count(*) AS reservations_left FROM async.running WHERE function = 'key_no
 -- the first claim took one job of every key, not the first five of one
 SELECT count(DISTINCT COALESCE(key, '')) AS keys_in_first_four
   FROM (SELECT key FROM public.key_runs ORDER BY at LIMIT 4) f;
+ALTER SYSTEM RESET pg_async.workers;
+SELECT pg_reload_conf();
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN (SELECT count(*) FROM async.workers) = 2;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT count(*) AS workers FROM async.workers;
 
 -- a job queued again keeps its key: a retry, and a redrive
 SELECT async.register('public.key_fail(jsonb)', concurrency_key => 'tenant', key_concurrency => 2,
