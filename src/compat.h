@@ -78,8 +78,10 @@
  */
 #if PG_VERSION_NUM < 160000
 #pragma weak pg_proc_aclcheck
+#pragma weak pg_database_ownercheck
 #else
 #pragma weak object_aclcheck
+#pragma weak object_ownercheck
 #endif
 #if PG_VERSION_NUM >= 170000
 #pragma weak WaitEventExtensionNew
