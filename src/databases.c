@@ -87,37 +87,24 @@ pg_async_check_databases(char **newval, void **extra, GucSource source)
 bool
 pg_async_database_served(const char *dbname)
 {
-	char	   *copy;
-	List	   *names;
+	List	   *names = pg_async_named_databases();
 	ListCell   *lc;
-	bool		served = false;
 
-	if (pg_async_databases == NULL || strcmp(pg_async_databases, "*") == 0)
-	{
-		if (pg_async_database != NULL && pg_async_database[0] != '\0')
-			return strcmp(dbname, pg_async_database) == 0;
+	/* no names: every database */
+	if (names == NIL)
 		return true;
-	}
-	copy = pstrdup(pg_async_databases);
-	if (SplitGUCList(copy, ',', &names))
+	foreach(lc, names)
 	{
-		foreach(lc, names)
-		{
-			if (strcmp((char *) lfirst(lc), dbname) == 0)
-			{
-				served = true;
-				break;
-			}
-		}
+		if (strcmp((char *) lfirst(lc), dbname) == 0)
+			return true;
 	}
-	list_free(names);
-	pfree(copy);
-	return served;
+	return false;
 }
 
 /*
  * pg_async_named_databases returns the names the settings give, or NIL when
- * they serve every database.
+ * they serve every database.  (The check hook refuses a list that names
+ * none, or does not parse.)
  */
 List *
 pg_async_named_databases(void)

@@ -93,7 +93,6 @@ colleagues_asleep(void)
 	for (i = 0; i < AsyncShmem->nslots; i++)
 	{
 		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
-
 		uint32		sleeping;
 
 		if (slot == MyAsyncSlot || !pg_async_same_db(slot) || slot->latch == NULL)
@@ -115,8 +114,7 @@ pg_async_colleague_alive(void)
 	{
 		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
 
-		if (slot != MyAsyncSlot && pg_async_same_db(slot) && slot->latch != NULL &&
-			pg_atomic_read_u32(&slot->sleeping) != ASYNC_SLOT_LEAVING)
+		if (slot != MyAsyncSlot && pg_async_slot_counts(slot))
 			return true;
 	}
 	return false;
@@ -126,9 +124,10 @@ pg_async_colleague_alive(void)
  * pg_async_leave_idle tells whether this worker, whose claims have found
  * nothing since idle_since, should leave now: after
  * pg_async.worker_idle_timeout without a claim of jobs in its database, or
- * at once when a database waits for a slot.  The first worker then takes the whole database idle
- * (pg_async_go_idle); the others leave only for a waiting database, and
- * otherwise when the first one has marked the database idle.
+ * at once when a database waits for a slot.  The first worker then takes
+ * the whole database idle (pg_async_prepare_leave); the others leave only
+ * for a waiting database, and otherwise when the first one has marked the
+ * database idle.
  */
 bool
 pg_async_leave_idle(TimestampTz idle_since, TimestampTz now)

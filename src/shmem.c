@@ -205,10 +205,7 @@ pg_async_wake_workers(int njobs)
 	/* an idle database, or one whose workers all left: a cold start */
 	for (i = 0; i < nslots; i++)
 	{
-		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
-
-		if (pg_async_same_db(slot) && slot->latch != NULL &&
-			pg_atomic_read_u32(&slot->sleeping) != ASYNC_SLOT_LEAVING)
+		if (pg_async_slot_counts(&AsyncShmem->slots[i]))
 			alive++;
 	}
 	if (alive == 0 || pg_atomic_read_u32(&db->idle) != 0)
@@ -384,6 +381,17 @@ bool
 pg_async_same_db(AsyncWorkerSlot *slot)
 {
 	return slot->in_use && slot->dboid == MyDatabaseId;
+}
+
+/*
+ * pg_async_slot_counts tells whether a worker of this database runs and no
+ * commit must do without it: attached, and not leaving (idle.c).
+ */
+bool
+pg_async_slot_counts(AsyncWorkerSlot *slot)
+{
+	return pg_async_same_db(slot) && slot->latch != NULL &&
+		pg_atomic_read_u32(&slot->sleeping) != ASYNC_SLOT_LEAVING;
 }
 
 /* pg_async_wake_launcher sets the launcher's latch, if there is a launcher. */

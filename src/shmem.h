@@ -184,6 +184,7 @@ extern AsyncDatabase *pg_async_my_db(void);
 extern AsyncDatabase *pg_async_find_db(Oid dboid, bool create);
 extern void pg_async_free_db(AsyncDatabase *db);
 extern bool pg_async_same_db(AsyncWorkerSlot *slot);
+extern bool pg_async_slot_counts(AsyncWorkerSlot *slot);
 extern void pg_async_demand_workers(AsyncDatabase *db);
 extern void pg_async_wake_at(AsyncDatabase *db, TimestampTz when);
 extern uint64 pg_async_limits_epoch(void);
