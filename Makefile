@@ -49,6 +49,10 @@ DOCS = contrib/postgres_exporter.yml
 # pg_regress: a throwaway instance with the library preloaded.
 REGRESS = setup register enqueue execute retry privileges monitoring observability lambda external priorities loops rates keys faults security upgrade
 REGRESS_OPTS = --inputdir=$(srcdir)/test --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_regress
+# isolation tests (test/specs): concurrent sessions, in a database that no
+# worker serves (regress.conf serves contrib_regression only)
+ISOLATION = pause_skips_held_jobs
+ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-config=$(srcdir)/test/regress.conf --temp-instance=tmp_check_iso
 
 # TAP tests (PostgreSQL::Test::Cluster) for restarts, crashes and kills.
 TAP_TESTS = 1

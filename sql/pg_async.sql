@@ -695,20 +695,37 @@ BEGIN
 		/* an external function's jobs stay marked: only consumers claim them */
 		IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR
 		   (NOT v_is AND NEW.handler IS NOT NULL) THEN
-			/* both statements walk an index: jobs_limited_idx, jobs_paused_idx */
+			/*
+			 * both statements walk an index: jobs_limited_idx,
+			 * jobs_paused_idx; the first skips the jobs other
+			 * transactions hold, as async._set_paused() does, and
+			 * async._unpause_jobs() releases those later
+			 */
 			UPDATE async.jobs j SET limited = false, key = NULL
-			 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
-			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
+			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+				   SELECT x.id FROM async.jobs x
+					WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
+					  AND x.function OPERATOR(pg_catalog.=) OLD.name
+					  FOR UPDATE SKIP LOCKED))
+			   AND j.limited AND NOT j.paused;
 			UPDATE async.jobs j SET limited = false, key = NULL
 			 WHERE j.paused AND j.limited
 			   AND j.function OPERATOR(pg_catalog.=) OLD.name;
 		END IF;
 	ELSIF v_is THEN
-		/* the same two indexes: jobs_ready_idx, jobs_paused_idx */
+		/*
+		 * the same two indexes: jobs_ready_idx, jobs_paused_idx; a job
+		 * skipped here (held by another transaction) is claimed within
+		 * the limit all the same
+		 */
 		UPDATE async.jobs j SET limited = true
-		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-		   AND j.state OPERATOR(pg_catalog.=) 'queued'
-		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.jobs x
+				WHERE x.finished_at IS NULL AND NOT x.paused AND NOT x.limited
+				  AND x.state OPERATOR(pg_catalog.=) 'queued'
+				  AND x.function OPERATOR(pg_catalog.=) NEW.name
+				  FOR UPDATE SKIP LOCKED))
+		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused AND NOT j.limited;
 		UPDATE async.jobs j SET limited = true
 		 WHERE j.paused AND NOT j.limited AND j.finished_at IS NULL
 		   AND j.state OPERATOR(pg_catalog.=) 'queued'
@@ -722,16 +739,24 @@ BEGIN
 	   TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND
 	   NEW.concurrency_key IS DISTINCT FROM OLD.concurrency_key THEN
 		UPDATE async.jobs j SET key = async._key_value(j.payload, NEW.concurrency_key)
-		 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
-		   AND j.function OPERATOR(pg_catalog.=) NEW.name
-		   AND j.key IS DISTINCT FROM async._key_value(j.payload, NEW.concurrency_key);
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.jobs x
+				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
+				  AND x.function OPERATOR(pg_catalog.=) NEW.name
+				  AND x.key IS DISTINCT FROM async._key_value(x.payload, NEW.concurrency_key)
+				  FOR UPDATE SKIP LOCKED))
+		   AND j.limited AND NOT j.paused;
 		UPDATE async.jobs j SET key = async._key_value(j.payload, NEW.concurrency_key)
 		 WHERE j.paused AND j.function OPERATOR(pg_catalog.=) NEW.name
 		   AND j.finished_at IS NULL
 		   AND j.key IS DISTINCT FROM async._key_value(j.payload, NEW.concurrency_key);
+		/* a reservation a finishing worker holds is going anyway */
 		UPDATE async.running r SET key = async._key_value(j.payload, NEW.concurrency_key)
 		  FROM async.jobs j
-		 WHERE r.function OPERATOR(pg_catalog.=) NEW.name
+		 WHERE r.job_id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.job_id FROM async.running x
+				WHERE x.function OPERATOR(pg_catalog.=) NEW.name
+				  FOR UPDATE SKIP LOCKED))
 		   AND j.id OPERATOR(pg_catalog.=) r.job_id;
 	END IF;
 	/* the starts of a rate limit no longer there are forgotten */
@@ -1314,17 +1339,35 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
+	/*
+	 * The marks skip the jobs another transaction holds: a job the workers
+	 * claimed since this statement's snapshot is locked again, in its
+	 * latest version, to be rechecked, and a worker that then finishes it
+	 * waits for this transaction; had this one waited for the worker's
+	 * claim in turn, the two would deadlock.  A claim skips the jobs of a
+	 * paused function whether or not they are marked; the mark keeps them
+	 * out of the indexes the claims walk.
+	 */
 	IF p_paused THEN
 		/* the queued jobs in jobs_ready_idx, then those in jobs_limited_idx */
 		UPDATE async.jobs j SET paused = true
-		 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-		   AND j.state OPERATOR(pg_catalog.=) 'queued'
-		   AND j.function OPERATOR(pg_catalog.=) p_name;
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.jobs x
+				WHERE x.finished_at IS NULL AND NOT x.paused AND NOT x.limited
+				  AND x.state OPERATOR(pg_catalog.=) 'queued'
+				  AND x.function OPERATOR(pg_catalog.=) p_name
+				  FOR UPDATE SKIP LOCKED))
+		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused;
 		UPDATE async.jobs j SET paused = true
-		 WHERE j.function OPERATOR(pg_catalog.=) p_name
-		   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
-		   AND j.state OPERATOR(pg_catalog.=) 'queued';
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+			   SELECT x.id FROM async.jobs x
+				WHERE x.function OPERATOR(pg_catalog.=) p_name
+				  AND x.limited AND NOT x.paused AND x.finished_at IS NULL
+				  AND x.state OPERATOR(pg_catalog.=) 'queued'
+				  FOR UPDATE SKIP LOCKED))
+		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused;
 	ELSE
+		/* no worker holds a paused job */
 		UPDATE async.jobs j SET paused = false
 		 WHERE j.paused AND j.function OPERATOR(pg_catalog.=) p_name;
 	END IF;

@@ -23,6 +23,14 @@
 #include "utils/timestamp.h"
 
 /*
+ * A job an async.pause() left unmarked (it skips the jobs other
+ * transactions hold) waits like a marked one: no claim takes it.
+ */
+#define NOT_PAUSED \
+" AND NOT EXISTS (SELECT FROM async.functions f" \
+"                  WHERE f.name OPERATOR(pg_catalog.=) j.function AND f.paused)"
+
+/*
  * What the idle database needs next, from a snapshot taken after it was
  * marked idle: -infinity when a job is ready now (a commit that found the
  * database not yet idle and woke nobody, or a colleague that did not
@@ -37,20 +45,20 @@ static const char *const wake_at_sql =
 "    WHERE j.priority OPERATOR(pg_catalog.=) 0 AND j.finished_at IS NULL"
 "      AND NOT j.paused AND NOT j.limited"
 "      AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-"      AND j.state OPERATOR(pg_catalog.=) 'queued')"
+"      AND j.state OPERATOR(pg_catalog.=) 'queued'" NOT_PAUSED ")"
 " OR EXISTS ("
 "   SELECT FROM async.jobs j"
 "    WHERE j.priority OPERATOR(pg_catalog.<>) 0 AND j.finished_at IS NULL"
 "      AND NOT j.paused AND NOT j.limited"
 "      AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-"      AND j.state OPERATOR(pg_catalog.=) 'queued')"
+"      AND j.state OPERATOR(pg_catalog.=) 'queued'" NOT_PAUSED ")"
 " OR EXISTS ("
 "   SELECT FROM async.jobs j JOIN async.functions f"
 "       ON f.name OPERATOR(pg_catalog.=) j.function"
 "    WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL"
 "      AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "      AND j.state OPERATOR(pg_catalog.=) 'queued'"
-"      AND f.handler IS NOT NULL"
+"      AND f.handler IS NOT NULL AND NOT f.paused"
 "      AND f.concurrency IS DISTINCT FROM 0)"
 /* a job left marked paused after its function's resume, for the sweep */
 " OR EXISTS ("

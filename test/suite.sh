@@ -72,7 +72,7 @@ status=0
 echo "== pg_regress and TAP tests (in $work)"
 if ! as_user make -C "$work" PG_CONFIG="$PG_CONFIG" installcheck PROVE_FLAGS="--timer"; then
 	status=1
-	for f in "$work/regression.diffs"; do
+	for f in "$work/regression.diffs" "$work/output_iso/regression.diffs"; do
 		[ -f "$f" ] && { echo "== $f"; cat "$f"; }
 	done
 	for f in "$work"/tmp_check/log/regress_log_*; do

@@ -22,3 +22,11 @@ COMMENT ON FUNCTION async._database_workers(OUT idle boolean, OUT waiting_since 
 COMMENT ON FUNCTION async._check_setup() IS 'internal: warns when pg_async is not in shared_preload_libraries or its settings leave this database out, and has the launcher look at this database at commit';
 
 -- @function async.health(
+
+/*
+ * async.pause() and async.configure() skip the queued jobs other
+ * transactions hold instead of waiting for them: a worker finishing a job
+ * it claimed meanwhile deadlocked with them.
+ */
+-- @function async._set_paused(
+-- @function async._functions_limit_changed(
