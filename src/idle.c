@@ -175,9 +175,23 @@ pg_async_idle_sleep_ms(TimestampTz idle_since, long ms)
 }
 
 /*
+ * pg_async_stop_counting makes this worker, about to leave, one that no
+ * commit counts on any longer: a commit that reads the mark from now on asks
+ * the launcher for a worker instead of waking this one.
+ */
+void
+pg_async_stop_counting(void)
+{
+	pg_atomic_write_u64(&MyAsyncSlot->next_look_at, (uint64) PG_INT64_MAX);
+	pg_atomic_write_u32(&MyAsyncSlot->sleeping, ASYNC_SLOT_LEAVING);
+	pg_memory_barrier();
+}
+
+/*
  * pg_async_prepare_leave makes this worker one that no commit counts on any
- * longer, then looks, with a new snapshot, whether a job is ready that a
- * commit left to it; returns true when none is, and the worker may leave.
+ * longer (pg_async_stop_counting), then looks, with a new snapshot, whether
+ * a job is ready that a commit left to it; returns true when none is, and
+ * the worker may leave.
  * With take_idle, the worker (the first of its database) also takes the
  * database idle, and publishes when it needs a worker again: the next job
  * due (next_run_at, if not 0, from the worker's last claim: a limit's
@@ -201,14 +215,12 @@ pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at)
 	 * launcher for a worker, and one that read them unset committed before
 	 * our look below, which then sees its jobs.
 	 */
-	pg_atomic_write_u64(&MyAsyncSlot->next_look_at, (uint64) PG_INT64_MAX);
-	pg_atomic_write_u32(&MyAsyncSlot->sleeping, ASYNC_SLOT_LEAVING);
 	if (take_idle)
 	{
 		pg_atomic_write_u64(&db->wake_at, (uint64) PG_INT64_MAX);
 		pg_atomic_write_u32(&db->idle, 1);
 	}
-	pg_memory_barrier();
+	pg_async_stop_counting();
 
 	args[0] = Int64GetDatum((int64) pg_async_retention);
 	value = pg_async_upkeep_value("pg_async: leaving", wake_at_sql, 1,

@@ -81,19 +81,25 @@ worker_detach(int code, Datum arg)
 	}
 	SpinLockRelease(&MyAsyncSlot->mutex);
 
-	pg_atomic_fetch_add_u32(&pg_async_my_db()->recovery_epoch, 1);
 	pg_atomic_write_u64(&MyAsyncSlot->xact_start, (uint64) PG_INT64_MAX);
-	/* job rows it held locked are ready again, perhaps below the floor */
-	pg_async_floor_reset();
-	pg_async_wake_launcher();
 
 	/*
-	 * A sleeping colleague recovers our jobs now rather than in a few
-	 * seconds.  Not after a clean leave (idle.c): no job is ours, and the
-	 * wake-up would only ask the launcher to start us again.
+	 * Jobs left running, or job rows held locked past a colleague's claim,
+	 * are for the others to find: the next look for dead workers' jobs
+	 * comes at once, the floor goes to the start, and a sleeping colleague
+	 * recovers our jobs now rather than in a few seconds.  Not after a
+	 * clean leave: every transaction of ours committed with its jobs
+	 * finished or given back, and the floor was kept as claims keep it.
+	 * In a large backlog, the look for dead workers' jobs walks every
+	 * queued job, and the walk from the start every entry of the jobs run.
 	 */
 	if (!left_clean)
+	{
+		pg_atomic_fetch_add_u32(&pg_async_my_db()->recovery_epoch, 1);
+		pg_async_floor_reset();
 		pg_async_wake_workers(1);
+	}
+	pg_async_wake_launcher();
 }
 
 /*
@@ -185,6 +191,17 @@ begin_run_transaction(void)
 }
 
 /*
+ * asked_to_leave tells whether the launcher asked this worker to leave its
+ * slot (launcher.c): to a database that waits for one, or for the
+ * settings.
+ */
+static inline bool
+asked_to_leave(void)
+{
+	return pg_atomic_read_u32(&MyAsyncSlot->yield) != 0;
+}
+
+/*
  * run_batch runs a claimed batch: every handler in its own subtransaction,
  * then the jobs' outcomes in the parent transaction.  One transaction holds
  * at most ASYNC_MAX_SUBXIDS handlers that wrote (and so have a subtransaction
@@ -193,10 +210,12 @@ begin_run_transaction(void)
  * goes on in a new transaction.  When next_cxt is given, the last
  * transaction also claims the next batch into it, so that under load one
  * commit both finishes a batch and durably marks the next one 'running'
- * before any of its handlers starts.  Returns the size of the next batch.
+ * before any of its handlers starts.  Returns the size of the next batch;
+ * *gave_back tells whether jobs of this batch were given back, not run.
  */
 static int
-run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
+run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
+		  bool *gave_back)
 {
 	int			nnext = 0;
 	int			first = 0;		/* first job of the current transaction */
@@ -243,10 +262,13 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 		 * A batch that overran is cut short: the rest is given back
 		 * (pg_async_release_jobs), in the transaction that finishes the
 		 * jobs run so far; the next claim is sized by the slow jobs, and
-		 * wakes a colleague when it is full.
+		 * wakes a colleague when it is full.  So is the batch of a worker
+		 * the launcher asks to leave: a database waiting for its slot
+		 * waits for one handler, not for a batch.
 		 */
 		if (i + 1 < n &&
-			pg_async_batch_overran(batch_start, job->started_at + job->duration_us))
+			(pg_async_batch_overran(batch_start, job->started_at + job->duration_us) ||
+			 asked_to_leave()))
 		{
 			nrelease = n - i - 1;
 			n = i + 1;
@@ -268,12 +290,14 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs)
 	pg_async_finish_jobs(jobs + first, n - first);
 	if (nrelease > 0)
 		pg_async_release_jobs(jobs + n, nrelease);
+	*gave_back = nrelease > 0;
 
 	/*
 	 * begin_run_transaction() took the locks on pg_async's tables in this
 	 * transaction: the extension cannot have gone since.
 	 */
-	if (next_cxt != NULL && GetCurrentTimestamp() >= pg_async_claim_due())
+	if (next_cxt != NULL && !asked_to_leave() &&
+		GetCurrentTimestamp() >= pg_async_claim_due())
 		nnext = pg_async_claim_jobs(next_cxt, next_jobs, &next_run_at);
 
 	/*
@@ -464,6 +488,7 @@ pg_async_worker_main(Datum main_arg)
 		int			n = 0;
 		bool		served = pg_async_database_served(MyAsyncDatabase);
 		TimestampTz idle_since = 0; /* since when its claims find nothing */
+		bool		jobs_left = false;	/* the last batch knew of more */
 
 		batch_cxt[0] = BatchContext;
 		batch_cxt[1] = AllocSetContextCreate(WorkerContext, "pg_async next batch",
@@ -491,7 +516,7 @@ pg_async_worker_main(Datum main_arg)
 				pg_atomic_read_u32(&MyAsyncDb->state) != ASYNC_DB_SERVED)
 				leaving = true;
 			/* the launcher gives our slot to a database that waits for one */
-			if (pg_atomic_read_u32(&MyAsyncSlot->yield) != 0)
+			if (asked_to_leave())
 				leaving = yielding = true;
 			/* the first worker took the database idle (idle.c) */
 			if (MyAsyncSlot->rank != 0 && pg_atomic_read_u32(&MyAsyncDb->idle) != 0)
@@ -501,13 +526,17 @@ pg_async_worker_main(Datum main_arg)
 			{
 				AsyncJob   *next_jobs;
 				MemoryContext next_cxt = batch_cxt[1 - cur];
+				bool		gave_back;
 
 				/* a full batch: there may be more, let a colleague help */
-				if (pg_async_batch_was_full(n))
+				jobs_left = pg_async_batch_was_full(n);
+				if (jobs_left)
 					pg_async_wake_workers(pg_async_batch_size);
 
 				MemoryContextReset(next_cxt);
-				n = run_batch(jobs, n, leaving ? NULL : next_cxt, &next_jobs);
+				n = run_batch(jobs, n, leaving ? NULL : next_cxt, &next_jobs,
+							  &gave_back);
+				jobs_left |= gave_back;
 				jobs = next_jobs;
 				cur = 1 - cur;
 				(void) pg_async_maintenance();
@@ -519,10 +548,18 @@ pg_async_worker_main(Datum main_arg)
 				/*
 				 * Jobs left behind (ready ones, or a retry its last batch
 				 * scheduled): the database asks for its turn, or leaves
-				 * when it needs a worker next.
+				 * when it needs a worker next.  A worker that yields with
+				 * jobs it gave back, or after a full batch, knows there
+				 * are: it asks without a look at the queue, which in a
+				 * large backlog walks the entries of the jobs just run.
 				 */
-				if ((yielding || following) &&
-					!pg_async_prepare_leave(yielding && !pg_async_colleague_alive(), 0))
+				if (yielding && jobs_left)
+				{
+					pg_async_stop_counting();
+					pg_async_demand_workers(MyAsyncDb);
+				}
+				else if ((yielding || following) &&
+						 !pg_async_prepare_leave(yielding && !pg_async_colleague_alive(), 0))
 					pg_async_demand_workers(MyAsyncDb);
 				left_clean = true;
 				proc_exit(0);
@@ -553,6 +590,7 @@ pg_async_worker_main(Datum main_arg)
 			pg_memory_barrier();
 
 			n = pg_async_claim_batch(batch_cxt[cur], &jobs, &next_run_at, &ready);
+			jobs_left = false;
 			if (n > 0)
 			{
 				pg_atomic_write_u32(&MyAsyncSlot->sleeping, ASYNC_SLOT_AWAKE);

@@ -68,6 +68,7 @@ extern void pg_async_commit_without_flush(void);
 /* idle.c */
 extern bool pg_async_leave_idle(TimestampTz idle_since, TimestampTz now);
 extern long pg_async_idle_sleep_ms(TimestampTz idle_since, long ms);
+extern void pg_async_stop_counting(void);
 extern bool pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at);
 extern bool pg_async_colleague_alive(void);
 
