@@ -65,6 +65,9 @@
 #define ASYNC_DESTINATIONS_LOCK	3
 #define ASYNC_EXTERNAL_CLAIM_LOCK	4	/* with a function's name hash (external.c) */
 
+/* async._try_recovery_lock() took the lock in this backend (recovery.c) */
+extern bool pg_async_recovery_locked;
+
 /*
  * The floors of ready_floor.c: of jobs_ready_idx (the jobs of priority 0,
  * by run_at) and of jobs_priority_idx (the others, by priority and run_at).

@@ -26,9 +26,11 @@
 #define ASYNC_RECOVERY_INTERVAL_MS	5000
 #define ASYNC_RECOVERY_MAX_INTERVAL_MS	600000
 
-static uint32 last_recovery_epoch = 0;
-static TimestampTz last_recovery = 0;
-static int	recovery_interval_ms = ASYNC_RECOVERY_INTERVAL_MS;
+/* after a look another worker's held off, the next try comes this late */
+#define ASYNC_RECOVERY_RETRY_MS		100
+
+bool		pg_async_recovery_locked = false;
+static TimestampTz retry_after = 0;
 
 /*
  * charge_lost_claim charges job_id the attempt 'attempt' that its in-flight
@@ -144,9 +146,12 @@ pg_async_recover_lost_claims(void)
 
 /*
  * pg_async_recover_dead_workers queues again, through async._recover(), the
- * jobs of dead workers: when a worker exited, after a start, and every
- * recovery_interval_ms in case a worker's exit went unnoticed (a pid
- * reused after a restart).  Returns true when it queued jobs again.
+ * jobs of dead workers: when a worker exited unclean (worker.c), at the
+ * database's first start, and every recovery interval in case a worker's
+ * exit went unnoticed (a pid reused after a restart).  Returns true when it
+ * queued jobs again.  The last look that ran is the database's, in shared
+ * memory, whichever worker made it: a worker that starts, as workers on
+ * demand do at every turn (launcher.c), does not look again.
  *
  * The periodic look for jobs left running reads every unfinished job (no
  * index leads to the running ones alone: marking a job running must stay a
@@ -159,21 +164,40 @@ pg_async_recover_lost_claims(void)
 bool
 pg_async_recover_dead_workers(TimestampTz now)
 {
-	uint32		epoch = pg_atomic_read_u32(&pg_async_my_db()->recovery_epoch);
+	AsyncDatabase *db = pg_async_my_db();
+	uint32		epoch = pg_atomic_read_u32(&db->recovery_epoch);
+	TimestampTz last = (TimestampTz) pg_atomic_read_u64(&db->recovered_at);
+	Datum		value;
+	bool		isnull;
+	bool		ran;
 	int			n;
 	int64		took_ms;
 
-	if (epoch == last_recovery_epoch && last_recovery != 0 &&
-		!TimestampDifferenceExceeds(last_recovery, now, recovery_interval_ms))
+	if (now < retry_after)
+		return false;
+	if (last != 0 && epoch == pg_atomic_read_u32(&db->recovered_epoch) &&
+		!TimestampDifferenceExceeds(last, now,
+									(int) pg_atomic_read_u32(&db->recovery_interval_ms)))
 		return false;
 
-	last_recovery_epoch = epoch;
-	last_recovery = now;
-	n = pg_async_run_upkeep_sql("pg_async: recovering jobs of dead workers",
-								"SELECT async._recover()", 0, NULL, NULL);
+	pg_async_recovery_locked = false;
+	value = pg_async_upkeep_value("pg_async: recovering jobs of dead workers",
+								  "SELECT async._recover()", 0, NULL, NULL,
+								  &isnull, &ran);
+	if (!ran || !pg_async_recovery_locked)
+	{
+		/* another worker's look is under way, or this one failed */
+		retry_after = TimestampTzPlusMilliseconds(now, ASYNC_RECOVERY_RETRY_MS);
+		return false;
+	}
 	took_ms = (GetCurrentTimestamp() - now) / 1000;
-	recovery_interval_ms = (int) Min(Max(100 * took_ms, ASYNC_RECOVERY_INTERVAL_MS),
-									 ASYNC_RECOVERY_MAX_INTERVAL_MS);
+	pg_atomic_write_u32(&db->recovery_interval_ms,
+						(uint32) Min(Max(100 * took_ms, ASYNC_RECOVERY_INTERVAL_MS),
+									 ASYNC_RECOVERY_MAX_INTERVAL_MS));
+	pg_atomic_write_u32(&db->recovered_epoch, epoch);
+	pg_write_barrier();
+	pg_atomic_write_u64(&db->recovered_at, (uint64) now);
+	n = isnull ? 0 : DatumGetInt32(value);
 	if (n == 0)
 		return false;
 

@@ -53,6 +53,9 @@ init_db(AsyncDatabase *db)
 	db->waiting_since = 0;
 	pg_atomic_init_u32(&db->wake_cursor, 0);
 	pg_atomic_init_u32(&db->recovery_epoch, 0);
+	pg_atomic_init_u32(&db->recovered_epoch, 0);
+	pg_atomic_init_u64(&db->recovered_at, 0);
+	pg_atomic_init_u32(&db->recovery_interval_ms, 0);
 	pg_atomic_init_u64(&db->jobs_committed, 0);
 	pg_atomic_init_u32(&db->inflight_state, 0);
 	/* leases from before a restart expire too */

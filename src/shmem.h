@@ -114,7 +114,16 @@ typedef struct AsyncDatabase
 	pg_atomic_uint64 last_work;	/* when a worker last claimed jobs */
 	TimestampTz waiting_since;
 	pg_atomic_uint32 wake_cursor;	/* round robin over sleeping workers */
-	pg_atomic_uint32 recovery_epoch;	/* bumped whenever a worker exits */
+	pg_atomic_uint32 recovery_epoch;	/* bumped when a worker exits unclean */
+
+	/*
+	 * The last look for dead workers' jobs that ran (recovery.c), whichever
+	 * worker made it: the recovery_epoch read before it, when it began (0:
+	 * none yet), and the interval its cost sets for the next.
+	 */
+	pg_atomic_uint32 recovered_epoch;
+	pg_atomic_uint64 recovered_at;
+	pg_atomic_uint32 recovery_interval_ms;
 	pg_atomic_uint64 jobs_committed;	/* jobs made ready by commits, ever */
 	/* markers of the last server lifetime: 0 unread, 1 being read, 2 done */
 	pg_atomic_uint32 inflight_state;

@@ -290,7 +290,10 @@ pg_async_check_setup(PG_FUNCTION_ARGS)
 Datum
 pg_async_try_recovery_lock(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(ConditionalLockDatabaseObject(ExtensionRelationId,
-												 get_extension_oid("pg_async", false),
-												 ASYNC_RECOVERY_LOCK, ExclusiveLock));
+	if (!ConditionalLockDatabaseObject(ExtensionRelationId,
+									   get_extension_oid("pg_async", false),
+									   ASYNC_RECOVERY_LOCK, ExclusiveLock))
+		PG_RETURN_BOOL(false);
+	pg_async_recovery_locked = true;
+	PG_RETURN_BOOL(true);
 }
