@@ -2877,6 +2877,32 @@ parse_options(int argc, char **argv)
 }
 
 /*
+ * check_served stops the program unless the workers serve this database, as
+ * async.health() says: it may hold no worker yet, just after CREATE
+ * EXTENSION, or none at all while idle (workers on demand), so a
+ * 'critical' status counts only once it has lasted 10 seconds.
+ */
+static void
+check_served(PGconn *conn)
+{
+	static const char *const sql =
+		"SELECT CASE WHEN status = 'critical' THEN detail END"
+		"  FROM async.health() WHERE \"check\" = 'workers'";
+	int64_t		deadline = mono_us() + 10 * 1000000;
+	char		detail[512];
+
+	for (;;)
+	{
+		query_text(conn, sql, detail, sizeof(detail));
+		if (detail[0] == '\0')
+			return;
+		if (mono_us() >= deadline)
+			die("no pg_async worker serves this database: %s", detail);
+		sleep_us(100 * 1000);
+	}
+}
+
+/*
  * main parses the options, prepares the database and runs the chosen
  * scenarios in order.
  */
@@ -2889,9 +2915,7 @@ main(int argc, char **argv)
 	conn = connect_db();
 	if (query_int64(conn, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_async'") != 1)
 		die("pg_async is not installed in this database");
-	if (query_int64(conn, "SELECT count(*) FROM async.workers") == 0)
-		die("no pg_async worker serves this database (check pg_async.database and"
-			" shared_preload_libraries)");
+	check_served(conn);
 	setup_objects(conn);
 	set_ready_predicate(conn);
 	read_settings(conn);
