@@ -690,6 +690,7 @@ DECLARE
 	v_is boolean := TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND
 		(NEW.concurrency IS NOT NULL OR NEW.rate_limit IS NOT NULL OR
 		 NEW.key_concurrency IS NOT NULL);
+	v_try integer;
 BEGIN
 	IF v_was THEN
 		/* an external function's jobs stay marked: only consumers claim them */
@@ -738,26 +739,52 @@ BEGIN
 	IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' AND NEW.concurrency_key IS NOT NULL OR
 	   TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND
 	   NEW.concurrency_key IS DISTINCT FROM OLD.concurrency_key THEN
-		UPDATE async.jobs j SET key = async._key_value(j.payload, NEW.concurrency_key)
-		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-			   SELECT x.id FROM async.jobs x
-				WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
-				  AND x.function OPERATOR(pg_catalog.=) NEW.name
-				  AND x.key IS DISTINCT FROM async._key_value(x.payload, NEW.concurrency_key)
-				  FOR UPDATE SKIP LOCKED))
-		   AND j.limited AND NOT j.paused;
+		/* claims leave paused jobs alone (a recheck's hold is brief) */
 		UPDATE async.jobs j SET key = async._key_value(j.payload, NEW.concurrency_key)
 		 WHERE j.paused AND j.function OPERATOR(pg_catalog.=) NEW.name
 		   AND j.finished_at IS NULL
 		   AND j.key IS DISTINCT FROM async._key_value(j.payload, NEW.concurrency_key);
-		/* a reservation a finishing worker holds is going anyway */
-		UPDATE async.running r SET key = async._key_value(j.payload, NEW.concurrency_key)
-		  FROM async.jobs j
-		 WHERE r.job_id OPERATOR(pg_catalog.=) ANY (ARRAY(
-			   SELECT x.job_id FROM async.running x
-				WHERE x.function OPERATOR(pg_catalog.=) NEW.name
-				  FOR UPDATE SKIP LOCKED))
-		   AND j.id OPERATOR(pg_catalog.=) r.job_id;
+		/*
+		 * The other jobs, and the reservations, skip what another
+		 * transaction holds, as async._set_paused() does, and are tried
+		 * again: a claim or a heartbeat holds a job or a reservation for
+		 * milliseconds, and nothing else would give it the new key.
+		 */
+		FOR v_try IN 1 .. 100 LOOP
+			UPDATE async.jobs j SET key = async._key_value(j.payload, NEW.concurrency_key)
+			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+				   SELECT x.id FROM async.jobs x
+					WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
+					  AND x.function OPERATOR(pg_catalog.=) NEW.name
+					  AND x.key IS DISTINCT FROM async._key_value(x.payload, NEW.concurrency_key)
+					  FOR UPDATE SKIP LOCKED))
+			   AND j.limited AND NOT j.paused;
+			UPDATE async.running r SET key = async._key_value(j.payload, NEW.concurrency_key)
+			  FROM async.jobs j
+			 WHERE r.job_id OPERATOR(pg_catalog.=) ANY (ARRAY(
+				   SELECT x.job_id FROM async.running x
+					JOIN async.jobs y ON y.id OPERATOR(pg_catalog.=) x.job_id
+					WHERE x.function OPERATOR(pg_catalog.=) NEW.name
+					  AND x.key IS DISTINCT FROM async._key_value(y.payload, NEW.concurrency_key)
+					  FOR UPDATE OF x SKIP LOCKED))
+			   AND j.id OPERATOR(pg_catalog.=) r.job_id;
+			EXIT WHEN NOT EXISTS (
+					SELECT FROM async.jobs j
+					 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+					   AND j.function OPERATOR(pg_catalog.=) NEW.name
+					   AND j.key IS DISTINCT FROM async._key_value(j.payload, NEW.concurrency_key))
+				AND NOT EXISTS (
+					SELECT FROM async.running r
+					  JOIN async.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id
+					 WHERE r.function OPERATOR(pg_catalog.=) NEW.name
+					   AND r.key IS DISTINCT FROM async._key_value(j.payload, NEW.concurrency_key));
+			IF v_try OPERATOR(pg_catalog.=) 100 THEN
+				RAISE WARNING 'some jobs of function "%" keep the key of its former concurrency_key', NEW.name
+					USING DETAIL = 'Other transactions held them for a second; the limit by key counts them under that key until they finish.';
+			ELSE
+				PERFORM pg_catalog.pg_sleep(0.01);
+			END IF;
+		END LOOP;
 	END IF;
 	/* the starts of a rate limit no longer there are forgotten */
 	IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.rate_limit IS NOT NULL AND
@@ -1367,7 +1394,7 @@ BEGIN
 				  FOR UPDATE SKIP LOCKED))
 		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused;
 	ELSE
-		/* no worker holds a paused job */
+		/* claims leave paused jobs alone (a recheck's hold is brief) */
 		UPDATE async.jobs j SET paused = false
 		 WHERE j.paused AND j.function OPERATOR(pg_catalog.=) p_name;
 	END IF;
@@ -1860,10 +1887,13 @@ BEGIN
 		  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
 			AND j.state = 'queued' AND j.run_at <= now() AND j.priority = 0
 			/* from the ready floor, as the claims walk */
-			AND j.run_at >= (SELECT r.floor FROM async._ready_floor() r)),
+			AND j.run_at >= (SELECT r.floor FROM async._ready_floor() r)
+			/* a job async.pause() skipped is held all the same */
+			AND NOT EXISTS (SELECT FROM async.functions f WHERE f.name = j.function AND f.paused)),
 		(SELECT min(j.run_at) FROM async.jobs j
 		  WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
-			AND j.state = 'queued' AND j.run_at <= now() AND j.priority <> 0),
+			AND j.state = 'queued' AND j.run_at <= now() AND j.priority <> 0
+			AND NOT EXISTS (SELECT FROM async.functions f WHERE f.name = j.function AND f.paused)),
 		(SELECT min(x.run_at) FROM async.functions f CROSS JOIN LATERAL (
 			SELECT j.run_at FROM async.jobs j
 			 WHERE j.function = f.name AND j.limited AND NOT j.paused
