@@ -647,7 +647,8 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
  * of async.jobs: outside the workers, it notes that the transaction locks
  * job rows, which claims skip meanwhile; if it aborts, the ready floor
  * goes back to the start (ready_floor.c).  The workers' own statements
- * are accounted for by the workers.
+ * are accounted for by the workers (a worker that exits unclean lowers the
+ * floor to the start).
  */
 Datum
 pg_async_jobs_touched(PG_FUNCTION_ARGS)

@@ -525,5 +525,5 @@ pg_async_release_jobs(AsyncJob *jobs, int n)
 		elog(ERROR, "pg_async: giving back claimed jobs failed: %s",
 			 SPI_result_code_string(rc));
 	pg_async_pop_planner_settings(save_nestlevel);
-	elog(DEBUG1, "pg_async: gave back %d claimed jobs after a batch overran", n);
+	elog(DEBUG1, "pg_async: gave back %d claimed jobs (a batch that overran, or a worker leaving)", n);
 }

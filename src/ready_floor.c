@@ -24,9 +24,9 @@
  *	    its transaction committed, so that the job is visible when a claim
  *	    looks: an enqueue, a retry, a job given back or recovered, a resume
  *	    (enqueue.c's row triggers note each job's run_at; the transaction
- *	    callback lowers the floor at commit).  A worker that exits and a
- *	    user's aborted UPDATE or DELETE of jobs, which may have held job
- *	    rows locked past a claim, lower it to the start.
+ *	    callback lowers the floor at commit).  A worker that exits unclean
+ *	    (worker.c) and a user's aborted UPDATE or DELETE of jobs, which may
+ *	    have held job rows locked past a claim, lower it to the start.
  *	  - A claim in progress cannot see jobs committed after its snapshot,
  *	    and must not raise the floor past them.  So each claim resets its
  *	    slot's 'claim_low' before its snapshot, every lowering lowers the

@@ -166,7 +166,7 @@ pg_async_recover_dead_workers(TimestampTz now)
 {
 	AsyncDatabase *db = pg_async_my_db();
 	uint32		epoch = pg_atomic_read_u32(&db->recovery_epoch);
-	TimestampTz last = (TimestampTz) pg_atomic_read_u64(&db->recovered_at);
+	TimestampTz last;
 	Datum		value;
 	bool		isnull;
 	bool		ran;
@@ -175,6 +175,9 @@ pg_async_recover_dead_workers(TimestampTz now)
 
 	if (now < retry_after)
 		return false;
+	/* recovered_at is written last: the epoch and interval read are its */
+	last = (TimestampTz) pg_atomic_read_u64(&db->recovered_at);
+	pg_read_barrier();
 	if (last != 0 && epoch == pg_atomic_read_u32(&db->recovered_epoch) &&
 		!TimestampDifferenceExceeds(last, now,
 									(int) pg_atomic_read_u32(&db->recovery_interval_ms)))

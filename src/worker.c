@@ -211,11 +211,12 @@ asked_to_leave(void)
  * transaction also claims the next batch into it, so that under load one
  * commit both finishes a batch and durably marks the next one 'running'
  * before any of its handlers starts.  Returns the size of the next batch;
- * *gave_back tells whether jobs of this batch were given back, not run.
+ * *gave_back tells whether jobs of this batch were given back, not run,
+ * and *claimed whether the next claim ran.
  */
 static int
 run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
-		  bool *gave_back)
+		  bool *gave_back, bool *claimed)
 {
 	int			nnext = 0;
 	int			first = 0;		/* first job of the current transaction */
@@ -296,8 +297,9 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 	 * begin_run_transaction() took the locks on pg_async's tables in this
 	 * transaction: the extension cannot have gone since.
 	 */
-	if (next_cxt != NULL && !asked_to_leave() &&
-		GetCurrentTimestamp() >= pg_async_claim_due())
+	*claimed = next_cxt != NULL && !asked_to_leave() &&
+		GetCurrentTimestamp() >= pg_async_claim_due();
+	if (*claimed)
 		nnext = pg_async_claim_jobs(next_cxt, next_jobs, &next_run_at);
 
 	/*
@@ -526,17 +528,19 @@ pg_async_worker_main(Datum main_arg)
 			{
 				AsyncJob   *next_jobs;
 				MemoryContext next_cxt = batch_cxt[1 - cur];
+				bool		full = pg_async_batch_was_full(n);
 				bool		gave_back;
+				bool		claimed;
 
 				/* a full batch: there may be more, let a colleague help */
-				jobs_left = pg_async_batch_was_full(n);
-				if (jobs_left)
+				if (full)
 					pg_async_wake_workers(pg_async_batch_size);
 
 				MemoryContextReset(next_cxt);
 				n = run_batch(jobs, n, leaving ? NULL : next_cxt, &next_jobs,
-							  &gave_back);
-				jobs_left |= gave_back;
+							  &gave_back, &claimed);
+				/* a claim that ran tells for itself: its batch runs next */
+				jobs_left = gave_back || (full && !claimed);
 				jobs = next_jobs;
 				cur = 1 - cur;
 				(void) pg_async_maintenance();
