@@ -1360,6 +1360,8 @@ COMMENT ON FUNCTION async._schedules() IS 'internal: the schedules of async.sche
 CREATE FUNCTION async._set_paused(p_name text, p_paused boolean) RETURNS boolean
     LANGUAGE plpgsql
     AS $$
+DECLARE
+	v_try integer;
 BEGIN
 	UPDATE async.functions f SET paused = p_paused, updated_at = pg_catalog.now()
 	 WHERE f.name OPERATOR(pg_catalog.=) p_name;
@@ -1373,26 +1375,39 @@ BEGIN
 	 * waits for this transaction; had this one waited for the worker's
 	 * claim in turn, the two would deadlock.  A claim skips the jobs of a
 	 * paused function whether or not they are marked; the mark keeps them
-	 * out of the indexes the claims walk.
+	 * out of the indexes the claims walk.  But a claim under way, which
+	 * holds the jobs it takes, does not see the pause before its commit:
+	 * the marks are tried again until no unmarked job is left (for a
+	 * second at most; a claim holds its jobs for milliseconds), so that
+	 * every job of the function that starts after this returns was
+	 * already running when it did.
 	 */
 	IF p_paused THEN
-		/* the queued jobs in jobs_ready_idx, then those in jobs_limited_idx */
-		UPDATE async.jobs j SET paused = true
-		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-			   SELECT x.id FROM async.jobs x
-				WHERE x.finished_at IS NULL AND NOT x.paused AND NOT x.limited
-				  AND x.state OPERATOR(pg_catalog.=) 'queued'
-				  AND x.function OPERATOR(pg_catalog.=) p_name
-				  FOR UPDATE SKIP LOCKED))
-		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused;
-		UPDATE async.jobs j SET paused = true
-		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
-			   SELECT x.id FROM async.jobs x
-				WHERE x.function OPERATOR(pg_catalog.=) p_name
-				  AND x.limited AND NOT x.paused AND x.finished_at IS NULL
-				  AND x.state OPERATOR(pg_catalog.=) 'queued'
-				  FOR UPDATE SKIP LOCKED))
-		   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused;
+		FOR v_try IN 1 .. 100 LOOP
+			/* the queued jobs in jobs_ready_idx, then those in jobs_limited_idx */
+			UPDATE async.jobs j SET paused = true
+			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+				   SELECT x.id FROM async.jobs x
+					WHERE x.finished_at IS NULL AND NOT x.paused AND NOT x.limited
+					  AND x.state OPERATOR(pg_catalog.=) 'queued'
+					  AND x.function OPERATOR(pg_catalog.=) p_name
+					  FOR UPDATE SKIP LOCKED))
+			   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused;
+			UPDATE async.jobs j SET paused = true
+			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
+				   SELECT x.id FROM async.jobs x
+					WHERE x.function OPERATOR(pg_catalog.=) p_name
+					  AND x.limited AND NOT x.paused AND x.finished_at IS NULL
+					  AND x.state OPERATOR(pg_catalog.=) 'queued'
+					  FOR UPDATE SKIP LOCKED))
+			   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused;
+			EXIT WHEN NOT EXISTS (
+				SELECT FROM async.jobs x
+				 WHERE x.function OPERATOR(pg_catalog.=) p_name
+				   AND x.finished_at IS NULL AND NOT x.paused
+				   AND x.state OPERATOR(pg_catalog.=) 'queued');
+			PERFORM pg_catalog.pg_sleep(0.01);
+		END LOOP;
 	ELSE
 		/* claims leave paused jobs alone (a recheck's hold is brief) */
 		UPDATE async.jobs j SET paused = false

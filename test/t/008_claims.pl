@@ -28,12 +28,18 @@
 #
 # 6. A worker held up by a handler slower than its batch's estimate does
 # not keep new jobs from its sleeping colleague.
+#
+# 7. async.pause() while a claim holds one of the function's jobs: the
+# pause neither waits for the claim's lock (it could deadlock with the
+# worker) nor returns before the claim commits, so that a job of the
+# function that starts afterwards was already running when it returned.
 use strict;
 use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
 use PgAsyncTest;
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -327,6 +333,38 @@ is( $node->safe_psql('postgres',
 		"SELECT (b.finished_at - b.enqueued_at < interval '1 second') || ' ' || n.state"
 		  . " FROM async.jobs b, async.jobs n WHERE b.event_id = 'beside-nap' AND n.event_id = 'nap'"),
 	'true running', 'at once, by the other worker, while the nap goes on');
+
+# 7. A session stands for a claim under way: it holds one of the jobs of
+# 'held' for 0.4 s, then marks it running and commits.  The jobs are due
+# in an hour, so that no worker takes them.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.held(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
+SELECT async.register('public.held(jsonb)');
+INSERT INTO async.jobs (function, payload, event_id, run_at)
+SELECT 'held', '{}', 'held-' || i, now() + interval '1 hour' FROM generate_series(1, 3) i;
+});
+my $claim = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', q{
+BEGIN;
+SELECT FROM async.jobs WHERE event_id = 'held-2' FOR UPDATE;
+SELECT pg_sleep(0.4);
+UPDATE async.jobs SET state = 'running', started_at = clock_timestamp() WHERE event_id = 'held-2';
+COMMIT;} ],
+	'>', \my $claim_out, '2>', \my $claim_err);
+$node->poll_query_until('postgres',
+	"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%pg_sleep(0.4)%')")
+  or die 'the claim did not start';
+my $pause_end = $node->safe_psql('postgres',
+	q{WITH p AS MATERIALIZED (SELECT async.pause('held')) SELECT clock_timestamp() FROM p});
+$claim->finish or die "the claim failed: $claim_err";
+is( $node->safe_psql('postgres',
+		"SELECT '$pause_end'::timestamptz >= started_at FROM async.jobs WHERE event_id = 'held-2'"),
+	't', 'pause returned after the claim committed');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(event_id || ' ' || state || ' ' || paused, ', ' ORDER BY event_id)"
+		  . " FROM async.jobs WHERE function = 'held'"),
+	'held-1 queued true, held-2 running false, held-3 queued true',
+	'the claimed job runs, the others are marked paused');
 
 $node->stop;
 done_testing();
