@@ -690,7 +690,7 @@ DECLARE
 	v_is boolean := TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND
 		(NEW.concurrency IS NOT NULL OR NEW.rate_limit IS NOT NULL OR
 		 NEW.key_concurrency IS NOT NULL);
-	v_try integer;
+	v_until timestamptz;
 BEGIN
 	IF v_was THEN
 		/* an external function's jobs stay marked: only consumers claim them */
@@ -750,7 +750,7 @@ BEGIN
 		 * again: a claim or a heartbeat holds a job or a reservation for
 		 * milliseconds, and nothing else would give it the new key.
 		 */
-		FOR v_try IN 1 .. 100 LOOP
+		LOOP
 			UPDATE async.jobs j SET key = async._key_value(j.payload, NEW.concurrency_key)
 			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
 				   SELECT x.id FROM async.jobs x
@@ -778,12 +778,14 @@ BEGIN
 					  JOIN async.jobs j ON j.id OPERATOR(pg_catalog.=) r.job_id
 					 WHERE r.function OPERATOR(pg_catalog.=) NEW.name
 					   AND r.key IS DISTINCT FROM async._key_value(j.payload, NEW.concurrency_key));
-			IF v_try OPERATOR(pg_catalog.=) 100 THEN
+			/* for a second from the end of the first pass, however long it took */
+			v_until := COALESCE(v_until, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) '1 second'::pg_catalog.interval);
+			IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) v_until THEN
 				RAISE WARNING 'some jobs of function "%" keep the key of its former concurrency_key', NEW.name
 					USING DETAIL = 'Other transactions held them for a second; the limit by key counts them under that key until they finish.';
-			ELSE
-				PERFORM pg_catalog.pg_sleep(0.01);
+				EXIT;
 			END IF;
+			PERFORM pg_catalog.pg_sleep(0.01);
 		END LOOP;
 	END IF;
 	/* the starts of a rate limit no longer there are forgotten */
@@ -1361,7 +1363,7 @@ CREATE FUNCTION async._set_paused(p_name text, p_paused boolean) RETURNS boolean
     LANGUAGE plpgsql
     AS $$
 DECLARE
-	v_try integer;
+	v_until timestamptz;
 BEGIN
 	UPDATE async.functions f SET paused = p_paused, updated_at = pg_catalog.now()
 	 WHERE f.name OPERATOR(pg_catalog.=) p_name;
@@ -1378,12 +1380,13 @@ BEGIN
 	 * out of the indexes the claims walk.  But a claim under way, which
 	 * holds the jobs it takes, does not see the pause before its commit:
 	 * the marks are tried again until no unmarked job is left (for a
-	 * second at most; a claim holds its jobs for milliseconds), so that
+	 * second after the first pass at most; a claim holds its jobs for
+	 * milliseconds), so that
 	 * every job of the function that starts after this returns was
 	 * already running when it did.
 	 */
 	IF p_paused THEN
-		FOR v_try IN 1 .. 100 LOOP
+		LOOP
 			/* the queued jobs in jobs_ready_idx, then those in jobs_limited_idx */
 			UPDATE async.jobs j SET paused = true
 			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
@@ -1401,7 +1404,9 @@ BEGIN
 					  AND x.state OPERATOR(pg_catalog.=) 'queued'
 					  FOR UPDATE SKIP LOCKED))
 			   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused;
-			EXIT WHEN NOT EXISTS (
+			/* for a second from the end of the first pass, however long it took */
+			v_until := COALESCE(v_until, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) '1 second'::pg_catalog.interval);
+			EXIT WHEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) v_until OR NOT EXISTS (
 				SELECT FROM async.jobs x
 				 WHERE x.function OPERATOR(pg_catalog.=) p_name
 				   AND x.finished_at IS NULL AND NOT x.paused
