@@ -1117,14 +1117,25 @@ CREATE FUNCTION async._recover() RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
-	r record;
+	g record;
+	v_locked bigint[];
+	v_still integer;
+	v_id bigint;
 	n integer := 0;
+	v_left boolean := false;
 BEGIN
 	/* one recovery at a time, so that a batch is never split between two */
 	IF NOT async._try_recovery_lock() THEN
 		RETURN 0;
 	END IF;
-	FOR r IN
+	/*
+	 * The walk locks nothing: the jobs of each batch are locked below,
+	 * without waiting, and a batch another transaction holds a job of is
+	 * left whole, so that it is recovered as one batch later; the worker
+	 * then looks again soon (async._recovery_incomplete), not at its next
+	 * regular look.
+	 */
+	FOR g IN
 		WITH orphans AS (
 			SELECT j.id, j.worker_pid, j.started_at
 			  FROM async.jobs j
@@ -1134,8 +1145,7 @@ BEGIN
 			   AND (j.worker_pid IS NULL OR
 					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
 					/* the pid was reused by a worker that started after the claim */
-					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
-			   FOR UPDATE SKIP LOCKED),
+					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)),
 		/*
 		 * but a 0.2 library, still running after ALTER EXTENSION UPDATE,
 		 * claims limited jobs without clearing the mark: those are found
@@ -1151,49 +1161,87 @@ BEGIN
 			   AND j.state OPERATOR(pg_catalog.=) 'running'
 			   AND (j.worker_pid IS NULL OR
 					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
-					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)
-			   FOR UPDATE SKIP LOCKED)
-		SELECT o.id, pg_catalog.count(*) OVER (PARTITION BY o.worker_pid, o.started_at) AS batch
+					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at))
+		SELECT o.worker_pid, o.started_at, pg_catalog.array_agg(o.id) AS ids
 		  FROM (SELECT * FROM orphans UNION ALL SELECT * FROM marked_orphans) o
+		 GROUP BY o.worker_pid, o.started_at
 	LOOP
-		/* each orphan alone: one that cannot be recovered stops no other */
+		/* the batch's jobs still on that attempt, and nobody else's now */
 		BEGIN
-			IF r.batch OPERATOR(pg_catalog.>) 1 THEN
-				UPDATE async.jobs j
-				   SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
-					   suspect = true, run_at = pg_catalog.now(),
-					   limited = async._is_limited(j.function),
-					   key = async._job_key(j.function, j.payload)
-				 WHERE j.id OPERATOR(pg_catalog.=) r.id;
-				DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) r.id;
-			ELSE
-				PERFORM async._charge_crash(r.id);
-			END IF;
-		EXCEPTION WHEN OTHERS THEN
-			/*
-			 * a shortage (a full disk, out of memory), an I/O error, a
-			 * conflict or a cancel says nothing of the job: it is left
-			 * 'running' for the next recovery rather than dead-lettered
-			 */
-			IF pg_catalog.left(SQLSTATE, 2) OPERATOR(pg_catalog.=) ANY ('{40,53,57,58,08}'::text[])
-			   OR SQLSTATE OPERATOR(pg_catalog.=) '55P03' THEN
-				RAISE WARNING 'pg_async could not recover job %: %', r.id, SQLERRM
-					USING DETAIL = 'The job is left for the next recovery.';
-				CONTINUE;
-			END IF;
-			RAISE WARNING 'pg_async could not recover job %: %', r.id, SQLERRM
-				USING DETAIL = 'The job is dead-lettered with reason error.';
-			PERFORM async._bury_jobs(ARRAY[r.id], 'error',
-				'pg_async could not recover the job: ' OPERATOR(pg_catalog.||) pg_catalog.left(SQLERRM, 8192),
-				NULL);
+			SELECT pg_catalog.array_agg(l.id) INTO v_locked
+			  FROM (SELECT j.id FROM async.jobs j
+					 WHERE j.id OPERATOR(pg_catalog.=) ANY (g.ids)
+					   AND j.state OPERATOR(pg_catalog.=) 'running' AND j.finished_at IS NULL
+					   AND j.worker_pid IS NOT DISTINCT FROM g.worker_pid
+					   AND j.started_at IS NOT DISTINCT FROM g.started_at
+					   FOR UPDATE SKIP LOCKED) l;
+			SELECT pg_catalog.count(*) INTO v_still
+			  FROM async.jobs j
+			 WHERE j.id OPERATOR(pg_catalog.=) ANY (g.ids)
+			   AND j.state OPERATOR(pg_catalog.=) 'running' AND j.finished_at IS NULL
+			   AND j.worker_pid IS NOT DISTINCT FROM g.worker_pid
+			   AND j.started_at IS NOT DISTINCT FROM g.started_at;
+		EXCEPTION WHEN serialization_failure OR lock_not_available THEN
+			/* a transaction isolation above READ COMMITTED, or a lock_timeout */
+			v_left := true;
+			CONTINUE;
 		END;
-		n := n OPERATOR(pg_catalog.+) 1;
+		IF COALESCE(pg_catalog.cardinality(v_locked), 0) OPERATOR(pg_catalog.<) v_still THEN
+			/* another transaction holds one of them */
+			v_left := true;
+			CONTINUE;
+		END IF;
+		FOREACH v_id IN ARRAY COALESCE(v_locked, '{}')
+		LOOP
+			/* each orphan alone: one that cannot be recovered stops no other */
+			BEGIN
+				IF pg_catalog.cardinality(g.ids) OPERATOR(pg_catalog.>) 1 THEN
+					UPDATE async.jobs j
+					   SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
+						   suspect = true, run_at = pg_catalog.now(),
+						   limited = async._is_limited(j.function),
+						   key = async._job_key(j.function, j.payload)
+					 WHERE j.id OPERATOR(pg_catalog.=) v_id;
+					DELETE FROM async.running x WHERE x.job_id OPERATOR(pg_catalog.=) v_id;
+				ELSE
+					PERFORM async._charge_crash(v_id);
+				END IF;
+			EXCEPTION WHEN OTHERS THEN
+				/*
+				 * a shortage (a full disk, out of memory), an I/O error, a
+				 * conflict or a cancel says nothing of the job: it is left
+				 * 'running' for the next recovery rather than dead-lettered
+				 */
+				IF pg_catalog.left(SQLSTATE, 2) OPERATOR(pg_catalog.=) ANY ('{40,53,57,58,08}'::text[])
+				   OR SQLSTATE OPERATOR(pg_catalog.=) '55P03' THEN
+					RAISE WARNING 'pg_async could not recover job %: %', v_id, SQLERRM
+						USING DETAIL = 'The job is left for the next recovery.';
+					v_left := true;
+					CONTINUE;
+				END IF;
+				RAISE WARNING 'pg_async could not recover job %: %', v_id, SQLERRM
+					USING DETAIL = 'The job is dead-lettered with reason error.';
+				PERFORM async._bury_jobs(ARRAY[v_id], 'error',
+					'pg_async could not recover the job: ' OPERATOR(pg_catalog.||) pg_catalog.left(SQLERRM, 8192),
+					NULL);
+			END;
+			n := n OPERATOR(pg_catalog.+) 1;
+		END LOOP;
 	END LOOP;
+	IF v_left THEN
+		PERFORM async._recovery_incomplete();
+	END IF;
 	RETURN n;
 END;
 $$;
 
 COMMENT ON FUNCTION async._recover() IS 'internal: recovers jobs left running by a worker that died or by a server crash';
+
+CREATE FUNCTION async._recovery_incomplete() RETURNS void
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_recovery_incomplete';
+
+COMMENT ON FUNCTION async._recovery_incomplete() IS 'internal: tells the worker that runs async._recover() that it left jobs of dead workers (held by another transaction, or failing for a shortage), so that it looks again soon';
 
 CREATE FUNCTION async._redrive(p_dead_letter_id bigint) RETURNS boolean
     LANGUAGE plpgsql
@@ -1665,6 +1713,12 @@ CREATE FUNCTION async._worker_started_at(pid integer) RETURNS timestamp with tim
     AS 'MODULE_PATHNAME', 'pg_async_worker_started_at';
 
 COMMENT ON FUNCTION async._worker_started_at(pid integer) IS 'internal: when the live pg_async worker with this pid started, NULL if none has it';
+
+CREATE FUNCTION async._all_workers(OUT database name, OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) RETURNS SETOF record
+    LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'pg_async_all_workers_view';
+
+COMMENT ON FUNCTION async._all_workers(OUT database name, OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) IS 'internal: the worker slots of every database in shared memory, behind the view async.all_workers';
 
 CREATE FUNCTION async._workers(OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) RETURNS SETOF record
     LANGUAGE c STRICT
@@ -2370,6 +2424,19 @@ COMMENT ON COLUMN async.attempt_log.error IS 'error message of a failed attempt'
 
 COMMENT ON COLUMN async.attempt_log.sqlstate IS 'SQLSTATE of a failed attempt';
 
+CREATE VIEW async.all_workers AS
+ SELECT w.database,
+    w.pid,
+    w.state,
+    w.function,
+    w.event_id,
+    w.attempt,
+    w.started_at,
+    w.jobs_done
+   FROM async._all_workers() w(database, pid, state, function, event_id, attempt, started_at, jobs_done);
+
+COMMENT ON VIEW async.all_workers IS 'one row per pg_async worker process of every database in the cluster: its database, idle or running, and what it runs now';
+
 CREATE VIEW async.attempts WITH (security_invoker='true') AS
  SELECT l.job_id,
     l.event_id,
@@ -2828,6 +2895,8 @@ REVOKE ALL ON FUNCTION async._rate_room_at(p_function text, p_at timestamp with 
 REVOKE ALL ON FUNCTION async._rate_used(p_function text, p_period interval, p_at timestamp with time zone) FROM PUBLIC;
 REVOKE ALL ON FUNCTION async._recover() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION async._recovery_incomplete() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION async._redrive(p_dead_letter_id bigint) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._jobs_touched() FROM PUBLIC;
@@ -2851,6 +2920,9 @@ REVOKE ALL ON FUNCTION async._upsert_registration(p_name text, p_handler regproc
 
 REVOKE ALL ON FUNCTION async._worker_started_at(pid integer) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION async._all_workers(OUT database name, OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION async._all_workers(OUT database name, OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) TO pg_monitor;
+
 REVOKE ALL ON FUNCTION async._workers(OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION async._workers(OUT pid integer, OUT state text, OUT function text, OUT event_id text, OUT attempt integer, OUT started_at timestamp with time zone, OUT jobs_done bigint) TO pg_monitor;
 
@@ -2865,6 +2937,8 @@ REVOKE ALL ON FUNCTION async.stats_reset() FROM PUBLIC;
 GRANT SELECT ON TABLE async.attempt_log TO PUBLIC;
 
 GRANT SELECT ON TABLE async.attempts TO PUBLIC;
+
+GRANT SELECT ON TABLE async.all_workers TO pg_monitor;
 
 GRANT SELECT ON TABLE async.dead_letters TO PUBLIC;
 

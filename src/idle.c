@@ -135,7 +135,9 @@ pg_async_colleague_alive(void)
  * at once when a database waits for a slot.  The first worker then takes
  * the whole database idle (pg_async_prepare_leave); the others leave only
  * for a waiting database, and otherwise when the first one has marked the
- * database idle.
+ * database idle.  The first does not time out while the last look for dead
+ * workers' jobs left some and the next is due soon (recovery.c), so none
+ * leaves but for a waiting database.
  */
 bool
 pg_async_leave_idle(TimestampTz idle_since, TimestampTz now)
@@ -146,7 +148,8 @@ pg_async_leave_idle(TimestampTz idle_since, TimestampTz now)
 	idle_since = Max(idle_since,
 					 (TimestampTz) pg_atomic_read_u64(&pg_async_my_db()->last_work));
 	timed_out = pg_async_worker_idle_timeout >= 0 &&
-		TimestampDifferenceExceeds(idle_since, now, pg_async_worker_idle_timeout);
+		TimestampDifferenceExceeds(idle_since, now, pg_async_worker_idle_timeout) &&
+		pg_async_recovery_due() == 0;
 	if (pg_atomic_read_u32(&AsyncShmem->dbs_waiting) > 0)
 		return MyAsyncSlot->rank > 0 || colleagues_asleep();
 	return timed_out && MyAsyncSlot->rank == 0 && colleagues_asleep();
@@ -195,7 +198,8 @@ pg_async_stop_counting(void)
  * With take_idle, the worker (the first of its database) also takes the
  * database idle, and publishes when it needs a worker again: the next job
  * due (next_run_at, if not 0, from the worker's last claim: a limit's
- * window, for instance), lease deadline or retention.  When a job is
+ * window, for instance), lease deadline, retention, or the next look for
+ * dead workers' jobs when the last left some.  When a job is
  * ready, the caller stays (the database is not idle after all), or, if it
  * must go, asks the launcher for a worker in its place.
  */
@@ -209,6 +213,7 @@ pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at)
 	bool		isnull;
 	bool		ran;
 	TimestampTz wake;
+	TimestampTz due;
 
 	/*
 	 * The marks first: a commit that reads them from now on asks the
@@ -238,6 +243,14 @@ pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at)
 	/* what the database needs next, in case it is idle by then */
 	if (next_run_at != 0 && next_run_at > GetCurrentTimestamp())
 		wake = Min(wake, next_run_at);
+	/*
+	 * a look for dead workers' jobs due soon (the last left some): the
+	 * workers stay for it unless they go for a waiting database, and then
+	 * one comes back for it, no sooner than a second from now
+	 */
+	due = pg_async_recovery_due();
+	if (due > 0)
+		wake = Min(wake, Max(due, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000)));
 	if (wake != PG_INT64_MAX)
 		pg_async_wake_at(db, wake);
 	if (take_idle)

@@ -67,6 +67,8 @@
 
 /* async._try_recovery_lock() took the lock in this backend (recovery.c) */
 extern bool pg_async_recovery_locked;
+/* ... and async._recovery_incomplete() said it left jobs (recovery.c) */
+extern bool pg_async_recovery_left;
 
 /*
  * The floors of ready_floor.c: of jobs_ready_idx (the jobs of priority 0,

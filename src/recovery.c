@@ -29,7 +29,16 @@
 /* after a look another worker's held off, the next try comes this late */
 #define ASYNC_RECOVERY_RETRY_MS		100
 
+/*
+ * after a look that left jobs of dead workers (another transaction held
+ * them, or a shortage), the next comes this late, or ten times that look's
+ * duration if longer; after each such look in a row twice as late as after
+ * the one before, until it is the regular interval again
+ */
+#define ASYNC_RECOVERY_LEFT_MS		1000
+
 bool		pg_async_recovery_locked = false;
+bool		pg_async_recovery_left = false;
 static TimestampTz retry_after = 0;
 
 /*
@@ -159,7 +168,11 @@ pg_async_recover_lost_claims(void)
  * 5 s took a quarter of each worker's time while it drained that backlog.
  * So the interval grows with what the look costs: at least
  * ASYNC_RECOVERY_INTERVAL_MS, and 100 times the last look's duration,
- * keeping it to about 1% of a worker.
+ * keeping it to about 1% of a worker.  A look that left jobs of dead workers
+ * (async._recovery_incomplete(): held by another transaction, or a
+ * shortage) makes the next come sooner (ASYNC_RECOVERY_LEFT_MS), whichever
+ * worker makes it, and the database's workers stay for it; a lock held
+ * long brings the looks back to the regular interval within a few.
  */
 bool
 pg_async_recover_dead_workers(TimestampTz now)
@@ -172,6 +185,8 @@ pg_async_recover_dead_workers(TimestampTz now)
 	bool		ran;
 	int			n;
 	int64		took_ms;
+	uint32		interval_ms;
+	TimestampTz due = 0;
 
 	if (now < retry_after)
 		return false;
@@ -184,6 +199,7 @@ pg_async_recover_dead_workers(TimestampTz now)
 		return false;
 
 	pg_async_recovery_locked = false;
+	pg_async_recovery_left = false;
 	value = pg_async_upkeep_value("pg_async: recovering jobs of dead workers",
 								  "SELECT async._recover()", 0, NULL, NULL,
 								  &isnull, &ran);
@@ -194,9 +210,23 @@ pg_async_recover_dead_workers(TimestampTz now)
 		return false;
 	}
 	took_ms = (GetCurrentTimestamp() - now) / 1000;
-	pg_atomic_write_u32(&db->recovery_interval_ms,
-						(uint32) Min(Max(100 * took_ms, ASYNC_RECOVERY_INTERVAL_MS),
-									 ASYNC_RECOVERY_MAX_INTERVAL_MS));
+	interval_ms = (uint32) Min(Max(100 * took_ms, ASYNC_RECOVERY_INTERVAL_MS),
+							   ASYNC_RECOVERY_MAX_INTERVAL_MS);
+	if (pg_async_recovery_left)
+	{
+		/* twice the last short interval, if the last look left some too */
+		int64		soon = Max(10 * took_ms, ASYNC_RECOVERY_LEFT_MS);
+
+		if (pg_atomic_read_u64(&db->recovery_due_at) != 0)
+			soon = Max(soon, 2 * (int64) pg_atomic_read_u32(&db->recovery_interval_ms));
+		if (soon < interval_ms)
+		{
+			interval_ms = (uint32) soon;
+			due = TimestampTzPlusMilliseconds(now, interval_ms);
+		}
+	}
+	pg_atomic_write_u32(&db->recovery_interval_ms, interval_ms);
+	pg_atomic_write_u64(&db->recovery_due_at, (uint64) due);
 	pg_atomic_write_u32(&db->recovered_epoch, epoch);
 	pg_write_barrier();
 	pg_atomic_write_u64(&db->recovered_at, (uint64) now);
@@ -210,4 +240,31 @@ pg_async_recover_dead_workers(TimestampTz now)
 			(errmsg("pg_async recovered %d job%s left running by a worker that exited",
 					n, n == 1 ? "" : "s")));
 	return true;
+}
+
+/*
+ * pg_async_recovery_due returns when the database's next look for dead
+ * workers' jobs is due, if the last look left some and it comes before the
+ * regular interval; else 0.
+ */
+TimestampTz
+pg_async_recovery_due(void)
+{
+	return (TimestampTz) pg_atomic_read_u64(&pg_async_my_db()->recovery_due_at);
+}
+
+/*
+ * pg_async_recovery_sleep_ms bounds the sleep of ms of the database's first
+ * worker so that it wakes for that look (at least ASYNC_RECOVERY_RETRY_MS
+ * from now: another worker's look may be under way).
+ */
+long
+pg_async_recovery_sleep_ms(long ms)
+{
+	TimestampTz due = pg_async_recovery_due();
+
+	if (due == 0 || MyAsyncSlot->rank != 0)
+		return ms;
+	return Min(ms, Max((long) ((due - GetCurrentTimestamp() + 999) / 1000),
+					   ASYNC_RECOVERY_RETRY_MS));
 }

@@ -119,11 +119,15 @@ typedef struct AsyncDatabase
 	/*
 	 * The last look for dead workers' jobs that ran (recovery.c), whichever
 	 * worker made it: the recovery_epoch read before it, when it began (0:
-	 * none yet), and the interval its cost sets for the next.
+	 * none yet), and the interval its cost sets for the next.  When it left
+	 * jobs of dead workers (another transaction held them, or a shortage)
+	 * and the next look comes before the regular interval, recovery_due_at
+	 * says when (else 0): the workers stay for it.
 	 */
 	pg_atomic_uint32 recovered_epoch;
 	pg_atomic_uint64 recovered_at;
 	pg_atomic_uint32 recovery_interval_ms;
+	pg_atomic_uint64 recovery_due_at;
 	pg_atomic_uint64 jobs_committed;	/* jobs made ready by commits, ever */
 	/* markers of the last server lifetime: 0 unread, 1 being read, 2 done */
 	pg_atomic_uint32 inflight_state;

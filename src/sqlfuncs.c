@@ -35,10 +35,12 @@
 #include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(pg_async_workers_view);
+PG_FUNCTION_INFO_V1(pg_async_all_workers_view);
 PG_FUNCTION_INFO_V1(pg_async_live_worker_pids);
 PG_FUNCTION_INFO_V1(pg_async_worker_started_at);
 PG_FUNCTION_INFO_V1(pg_async_check_setup);
 PG_FUNCTION_INFO_V1(pg_async_try_recovery_lock);
+PG_FUNCTION_INFO_V1(pg_async_recovery_incomplete);
 
 /*
  * pg_async_extension_owner returns the owner of pg_async's tables, the role
@@ -140,11 +142,13 @@ pg_async_may_act_as(Oid role)
 }
 
 /*
- * async._workers(): one row per live worker of this database, copied under
- * its slot's spinlock.
+ * workers_rows puts one row per live worker into the caller's tuplestore,
+ * copied under its slot's spinlock: the workers of this database, or with
+ * all those of every database, with the database's name (NULL for a
+ * database dropped meanwhile) in front.
  */
-Datum
-pg_async_workers_view(PG_FUNCTION_ARGS)
+static void
+workers_rows(FunctionCallInfo fcinfo, bool all)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			i;
@@ -154,11 +158,13 @@ pg_async_workers_view(PG_FUNCTION_ARGS)
 	{
 		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
 		AsyncWorkerSlot copy;
-		Datum		values[7];
-		bool		nulls[7] = {false};
+		Datum		values[8];
+		bool		nulls[8] = {false};
+		int			c = 0;
 
 		SpinLockAcquire(&slot->mutex);
 		copy.pid = slot->pid;
+		copy.dboid = slot->dboid;
 		copy.busy = slot->busy;
 		memcpy(copy.function, slot->function, sizeof(copy.function));
 		memcpy(copy.event_id, slot->event_id, sizeof(copy.event_id));
@@ -167,25 +173,51 @@ pg_async_workers_view(PG_FUNCTION_ARGS)
 		copy.jobs_done = slot->jobs_done;
 		SpinLockRelease(&slot->mutex);
 
-		/* the workers of this database */
-		if (copy.pid == 0 || !pg_async_same_db(slot))
+		if (copy.pid == 0 || !slot->in_use || (!all && copy.dboid != MyDatabaseId))
 			continue;
 
-		values[0] = Int32GetDatum(copy.pid);
-		values[1] = CStringGetTextDatum(copy.busy ? "running" : "idle");
+		if (all)
+		{
+			char	   *datname = get_database_name(copy.dboid);
+
+			if (datname != NULL)
+				values[c] = DirectFunctionCall1(namein, CStringGetDatum(datname));
+			else
+				nulls[c] = true;
+			c++;
+		}
+		values[c] = Int32GetDatum(copy.pid);
+		values[c + 1] = CStringGetTextDatum(copy.busy ? "running" : "idle");
 		if (copy.busy)
 		{
-			values[2] = CStringGetTextDatum(copy.function);
-			values[3] = CStringGetTextDatum(copy.event_id);
-			values[4] = Int32GetDatum(copy.attempt);
-			values[5] = TimestampTzGetDatum(copy.started_at);
+			values[c + 2] = CStringGetTextDatum(copy.function);
+			values[c + 3] = CStringGetTextDatum(copy.event_id);
+			values[c + 4] = Int32GetDatum(copy.attempt);
+			values[c + 5] = TimestampTzGetDatum(copy.started_at);
 		}
 		else
-			nulls[2] = nulls[3] = nulls[4] = nulls[5] = true;
-		values[6] = Int64GetDatum((int64) copy.jobs_done);
+			nulls[c + 2] = nulls[c + 3] = nulls[c + 4] = nulls[c + 5] = true;
+		values[c + 6] = Int64GetDatum((int64) copy.jobs_done);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+}
 
+/* async._workers(): the workers of this database, behind async.workers */
+Datum
+pg_async_workers_view(PG_FUNCTION_ARGS)
+{
+	workers_rows(fcinfo, false);
+	return (Datum) 0;
+}
+
+/*
+ * async._all_workers(): the workers of every database, behind
+ * async.all_workers
+ */
+Datum
+pg_async_all_workers_view(PG_FUNCTION_ARGS)
+{
+	workers_rows(fcinfo, true);
 	return (Datum) 0;
 }
 
@@ -296,4 +328,16 @@ pg_async_try_recovery_lock(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	pg_async_recovery_locked = true;
 	PG_RETURN_BOOL(true);
+}
+
+/*
+ * async._recovery_incomplete(): async._recover() left jobs of dead workers
+ * it found (another transaction held them, or recovering them failed for a
+ * shortage): the worker that ran it looks again soon (recovery.c).
+ */
+Datum
+pg_async_recovery_incomplete(PG_FUNCTION_ARGS)
+{
+	pg_async_recovery_left = true;
+	PG_RETURN_VOID();
 }

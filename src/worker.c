@@ -500,6 +500,7 @@ pg_async_worker_main(Datum main_arg)
 		{
 			TimestampTz next_run_at;
 			TimestampTz now;
+			long		sleep_ms;
 			bool		ready;
 			bool		leaving = false;
 			bool		yielding = false;
@@ -640,11 +641,12 @@ pg_async_worker_main(Datum main_arg)
 				continue;
 			}
 
+			sleep_ms = ready ? sleep_time(next_run_at) : ASYNC_MAX_SLEEP_MS;
+			sleep_ms = pg_async_idle_sleep_ms(idle_since, sleep_ms);
+			sleep_ms = pg_async_recovery_sleep_ms(sleep_ms);
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 pg_async_idle_sleep_ms(idle_since,
-													ready ? sleep_time(next_run_at) : ASYNC_MAX_SLEEP_MS),
-							 WaitEventIdle);
+							 sleep_ms, WaitEventIdle);
 			ResetLatch(MyLatch);
 		}
 	}

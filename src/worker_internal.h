@@ -107,6 +107,8 @@ extern void pg_async_release_jobs(AsyncJob *jobs, int njobs);
 /* recovery.c: lost claims and dead workers */
 extern void pg_async_recover_lost_claims(void);
 extern bool pg_async_recover_dead_workers(TimestampTz now);
+extern TimestampTz pg_async_recovery_due(void);
+extern long pg_async_recovery_sleep_ms(long ms);
 
 /* inflight.c: the markers that stand in for a claim not yet on disk */
 extern void pg_async_inflight_note_commit(void);

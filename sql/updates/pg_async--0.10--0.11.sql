@@ -72,7 +72,7 @@ COMMENT ON FUNCTION async._unpause_jobs() IS 'internal: releases the paused jobs
 
 /* a job queued again takes its key again */
 -- @function async._fail(
--- @function async._recover(
+-- @function@0.12 async._recover(
 -- @function async._redrive(
 -- @function async._claim_external(
 -- @function async._next_external_run(

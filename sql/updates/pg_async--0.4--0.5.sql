@@ -355,7 +355,7 @@ REVOKE ALL ON FUNCTION async._try_recovery_lock() FROM PUBLIC;
 COMMENT ON FUNCTION async._try_recovery_lock() IS
 'internal: takes, without waiting and until the end of the transaction, the lock that lets one async._recover() run at a time; a lock no SQL command can take';
 
--- @function async._recover(
+-- @function@0.12 async._recover(
 
 COMMENT ON COLUMN async.dead_letters.reason IS
 'why the event died: exhausted (every attempt failed), expired (older than max_event_age when claimed), unregistered (its function was unregistered with cancel_jobs), error (its failed attempt could not be recorded)';

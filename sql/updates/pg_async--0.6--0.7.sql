@@ -60,4 +60,4 @@ GRANT SELECT ON TABLE async.schedules TO PUBLIC;
  * makes recovery dead-letter the job it could not charge: it is left for
  * the next round.
  */
--- @function async._recover(
+-- @function@0.12 async._recover(

@@ -94,4 +94,4 @@ REVOKE ALL ON FUNCTION async._may_enqueue(p_role regrole, p_handler regprocedure
 -- @function@0.9 async._functions_limit_changed(
 -- @function@0.9 async._is_limited(
 COMMENT ON FUNCTION async._is_limited(p_function text) IS 'internal: whether the queued jobs of a function are marked limited: it has a concurrency limit, or is external';
--- @function async._recover(
+-- @function@0.12 async._recover(

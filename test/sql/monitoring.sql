@@ -19,6 +19,11 @@ BEGIN
 END $$;
 SELECT state, function, event_id, attempt, started_at <= now() AS started FROM async.workers
  WHERE event_id = 'mon-slow';
+-- async.all_workers: the same workers, with their database (the only one served)
+SELECT database = current_database() AS this_database, state, function, event_id
+  FROM async.all_workers WHERE event_id = 'mon-slow';
+SELECT (SELECT count(*) FROM async.all_workers) = (SELECT count(*) FROM async.workers) AS same_workers,
+       (SELECT count(*) FROM async.all_workers WHERE database = current_database()) AS here;
 SELECT running FROM async.stats WHERE function = 'slow_long';
 SELECT async.wait_idle('100 milliseconds');
 SELECT async.wait_idle();

@@ -76,10 +76,13 @@ SET ROLE regress_watcher;
 SELECT count(*) >= 3 AS sees_all FROM async.jobs WHERE enqueued_by IN ('regress_alice'::regrole, 'regress_bob'::regrole);
 DELETE FROM async.jobs WHERE event_id = 'bob-1';
 SELECT count(*) FROM async.workers;
+SELECT count(*) FROM async.all_workers;
 RESET ROLE;
 SELECT count(*) AS still_there FROM async.jobs WHERE event_id IN ('bob-1', 'alice-1');
 SET ROLE regress_bob;
 SELECT count(*) FROM async.workers;
+SELECT count(*) FROM async.all_workers;
+SELECT count(*) FROM async._all_workers();
 RESET ROLE;
 
 -- alice may redrive her own dead letter

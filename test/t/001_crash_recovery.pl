@@ -1,5 +1,6 @@
 # Crash recovery: jobs survive an immediate shutdown, a worker killed with
-# SIGKILL mid-handler, a worker terminated by an administrator, and a
+# SIGKILL mid-handler, a worker terminated by an administrator (with its
+# job held by another session when the look for it comes), and a
 # handler that terminates its own backend; a full three-attempt run ends in
 # the dead-letter table.
 use strict;
@@ -8,9 +9,11 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 use PgAsyncTest;
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
 my $node = pg_async_node('crash', conf => q{
 max_worker_processes = 16
@@ -112,6 +115,33 @@ is($node->safe_psql('postgres', "SELECT attempts FROM async.jobs WHERE event_id 
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 2 FROM async.workers WHERE pid <> $pid"),
 	'terminated worker: the launcher starts a new one');
+
+# 3b. The job of a terminated worker that another session holds locked when
+# the look for it comes: the look leaves it, and the next comes about a
+# second later, not at the regular interval (5 s).  The session holds it for
+# 0.8 s from the termination: the look comes at once (the exiting worker
+# wakes a colleague), so recovery within 4 s shows the early look.
+$node->safe_psql('postgres', "INSERT INTO public.plan VALUES ('lock-1', 600)");
+enqueue_work('lock', 1, 0);
+$pid = running_pid('lock-1');
+$node->safe_psql('postgres', "UPDATE public.plan SET seconds = 0 WHERE event_id = 'lock-1'");
+my $holder = IPC::Run::start(
+	[ $node->installed_command('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+	  '-d', $node->connstr('postgres'), '-c', qq{
+BEGIN;
+SELECT FROM async.jobs WHERE event_id = 'lock-1' FOR UPDATE;
+SELECT pg_terminate_backend($pid);
+SELECT pg_sleep(0.8);
+COMMIT;} ],
+	'>', \my $holder_out, '2>', \my $holder_err);
+my $terminated = time();
+$holder->finish or die "the session holding the job failed: $holder_err";
+ok( $node->poll_query_until('postgres', q{
+SELECT state <> 'running' FROM async.jobs WHERE event_id = 'lock-1'}),
+	'held orphan: recovered once the lock goes');
+my $took = sprintf('%.2f', time() - $terminated);
+cmp_ok($took, '<', 4, "held orphan: recovered $took s after its worker went (not 5 s after the look)");
+check_exactly_once('lock', 1, 'held orphan');
 
 # 4. A handler that terminates its own backend, enqueued with innocent jobs in
 # one transaction: it ends dead-lettered after 3 attempts, the others succeed

@@ -3,6 +3,7 @@
 #
 # 1. Three databases run their jobs, with the same event_ids in each: a
 #    duplicate in one database does not block the id in another.
+#    async.all_workers, read in any of them, lists the workers of each.
 # 2. A fourth database gets the extension while the others run: its jobs run
 #    within 5 seconds of CREATE EXTENSION, with no restart or reload.
 # 3. A database without the extension keeps no worker.
@@ -85,6 +86,17 @@ for my $db (qw(db1 db2 db3))
 	ok($node->poll_query_until($db, "SELECT count(*) = 2 FROM async.workers"),
 		"$db: async.workers lists its own two workers");
 }
+# async.all_workers, read in any of them, lists the workers of all three,
+# each with the database pg_stat_activity says it is connected to
+ok( $node->poll_query_until('db2', q{
+SELECT string_agg(w.database || ':' || w.n, ',' ORDER BY w.database) = 'db1:2,db2:2,db3:2'
+  FROM (SELECT a.database, count(*) AS n
+          FROM async.all_workers a JOIN pg_stat_activity s
+               ON s.pid = a.pid AND s.datname = a.database AND s.backend_type = 'pg_async worker'
+         GROUP BY a.database) w}),
+	'async.all_workers lists the two workers of each database, by name');
+is($node->safe_psql('db2', 'SELECT count(*) FROM async.all_workers WHERE database IS NULL'),
+	'0', 'async.all_workers: no worker without its database');
 # a duplicate stays one in its own database
 $node->safe_psql('db1', q{
 INSERT INTO async.jobs (function, event_id, payload)
