@@ -214,17 +214,20 @@ pg_async_recover_dead_workers(TimestampTz now)
 							   ASYNC_RECOVERY_MAX_INTERVAL_MS);
 	if (pg_async_recovery_left)
 	{
-		/* twice the last short interval, if the last look left some too */
-		int64		soon = Max(10 * took_ms, ASYNC_RECOVERY_LEFT_MS);
+		/* 1 s, 2 s, 4 s ... as looks in a row leave jobs */
+		uint32		looks = pg_atomic_read_u32(&db->recovery_left_looks);
+		int64		soon = Max(10 * took_ms,
+							   (int64) ASYNC_RECOVERY_LEFT_MS << Min(looks, 16));
 
-		if (pg_atomic_read_u64(&db->recovery_due_at) != 0)
-			soon = Max(soon, 2 * (int64) pg_atomic_read_u32(&db->recovery_interval_ms));
+		pg_atomic_write_u32(&db->recovery_left_looks, looks + 1);
 		if (soon < interval_ms)
 		{
 			interval_ms = (uint32) soon;
 			due = TimestampTzPlusMilliseconds(now, interval_ms);
 		}
 	}
+	else
+		pg_atomic_write_u32(&db->recovery_left_looks, 0);
 	pg_atomic_write_u32(&db->recovery_interval_ms, interval_ms);
 	pg_atomic_write_u64(&db->recovery_due_at, (uint64) due);
 	pg_atomic_write_u32(&db->recovered_epoch, epoch);

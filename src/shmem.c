@@ -57,6 +57,7 @@ init_db(AsyncDatabase *db)
 	pg_atomic_init_u64(&db->recovered_at, 0);
 	pg_atomic_init_u32(&db->recovery_interval_ms, 0);
 	pg_atomic_init_u64(&db->recovery_due_at, 0);
+	pg_atomic_init_u32(&db->recovery_left_looks, 0);
 	pg_atomic_init_u64(&db->jobs_committed, 0);
 	pg_atomic_init_u32(&db->inflight_state, 0);
 	/* leases from before a restart expire too */

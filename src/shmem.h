@@ -122,12 +122,14 @@ typedef struct AsyncDatabase
 	 * none yet), and the interval its cost sets for the next.  When it left
 	 * jobs of dead workers (another transaction held them, or a shortage)
 	 * and the next look comes before the regular interval, recovery_due_at
-	 * says when (else 0): the workers stay for it.
+	 * says when (else 0): the workers stay for it.  recovery_left_looks
+	 * counts the looks in a row that left jobs.
 	 */
 	pg_atomic_uint32 recovered_epoch;
 	pg_atomic_uint64 recovered_at;
 	pg_atomic_uint32 recovery_interval_ms;
 	pg_atomic_uint64 recovery_due_at;
+	pg_atomic_uint32 recovery_left_looks;
 	pg_atomic_uint64 jobs_committed;	/* jobs made ready by commits, ever */
 	/* markers of the last server lifetime: 0 unread, 1 being read, 2 done */
 	pg_atomic_uint32 inflight_state;
