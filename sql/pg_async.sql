@@ -127,7 +127,7 @@ CREATE FUNCTION async._database_workers(OUT idle boolean, OUT waiting_since time
 
 COMMENT ON FUNCTION async._database_workers(OUT idle boolean, OUT waiting_since timestamp with time zone) IS 'internal: whether this database is idle (its workers left, pg_async.worker_idle_timeout), and since when it has waited for a worker slot (pg_async.max_workers), NULL when it does not';
 
-CREATE FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint) RETURNS SETOF record
+CREATE FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint, OUT reason text) RETURNS SETOF record
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -139,11 +139,14 @@ DECLARE
 	v_started integer := 0;
 	v_key text;
 	v_keys text[] := '{}';
+	v_max_depth integer;
 BEGIN
 	SELECT * INTO v_f FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) p_function;
 	IF NOT FOUND OR v_f.handler IS NOT NULL OR v_f.paused THEN
 		RETURN;
 	END IF;
+	v_max_depth := COALESCE(v_f.max_depth,
+							pg_catalog.current_setting('pg_async.max_depth')::integer);
 	v_n := p_max;
 	v_deadline := v_now OPERATOR(pg_catalog.+) v_f.timeout;
 	IF v_f.concurrency IS NOT NULL THEN
@@ -172,7 +175,7 @@ BEGIN
 	 * Under a concurrency_key, the keys are visited in turn instead
 	 * (_keyed_jobs).
 	 */
-	FOR job_id, event_id, payload, attempt, deadline, lease, expired, wait_us, v_key IN
+	FOR job_id, event_id, payload, attempt, deadline, lease, expired, wait_us, reason, v_key IN
 	WITH urgent AS (
 		SELECT j.id FROM async.jobs j
 		 WHERE j.function OPERATOR(pg_catalog.=) p_function
@@ -220,33 +223,41 @@ BEGIN
 			   v_now OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at, CASE WHEN j.errors IS NULL THEN j.run_at
 				   ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)
 				 OPERATOR(pg_catalog.>) v_f.max_event_age AS too_old,
+			   j.depth, j.depth OPERATOR(pg_catalog.>) v_max_depth AS too_deep,
 			   pg_catalog.gen_random_uuid() AS lease),
 	leased AS (
 		INSERT INTO async.running (job_id, function, lease, deadline, key)
 		SELECT c.id, p_function, c.lease, v_deadline, c.key
-		  FROM claimed c WHERE NOT c.too_old)
+		  FROM claimed c WHERE NOT c.too_old AND NOT c.too_deep)
 	SELECT c.id, c.event_id, c.payload, c.attempts,
-		   CASE WHEN NOT c.too_old THEN v_deadline END,
-		   CASE WHEN NOT c.too_old THEN c.lease END,
+		   CASE WHEN NOT (c.too_old OR c.too_deep) THEN v_deadline END,
+		   CASE WHEN NOT (c.too_old OR c.too_deep) THEN c.lease END,
 		   CASE WHEN c.too_old THEN
-				pg_catalog.format('event is older than max_event_age (%s)', v_f.max_event_age) END,
+				pg_catalog.format('event is older than max_event_age (%s)', v_f.max_event_age)
+				WHEN c.too_deep THEN
+				pg_catalog.format('event is %s deep in a chain of events, past max_depth (%s)',
+								  c.depth, v_max_depth) END,
 		   (EXTRACT(epoch FROM v_now OPERATOR(pg_catalog.-) c.run_at)
 			OPERATOR(pg_catalog.*) 1000000)::bigint,
+		   CASE WHEN c.too_old THEN 'expired' WHEN c.too_deep THEN 'loop' END,
 		   c.key
 	  FROM claimed c
 	 ORDER BY c.priority, c.run_at, c.id
 	LOOP
-		/* an event that expired before it ran is dead at once, unrun */
+		/*
+		 * An event that expired before it ran, or came deeper than
+		 * max_depth (a loop), is dead at once, unrun.
+		 */
 		IF expired IS NOT NULL THEN
 			IF pg_catalog.current_setting('pg_async.attempts_retention') OPERATOR(pg_catalog.<>) '0' THEN
 				INSERT INTO async.attempt_log
 					(job_id, event_id, function, attempt, worker_pid, started_at, duration,
 					 outcome, error, sqlstate, enqueued_by)
 				SELECT j.id, j.event_id, j.function, j.attempts OPERATOR(pg_catalog.-) 1, p_pid,
-					   v_now, NULL, 'expired', expired, NULL, j.enqueued_by
+					   v_now, NULL, reason, expired, NULL, j.enqueued_by
 				  FROM async.jobs j WHERE j.id OPERATOR(pg_catalog.=) job_id;
 			END IF;
-			PERFORM async._fail(job_id, expired, NULL, v_now, 'expired');
+			PERFORM async._fail(job_id, expired, NULL, v_now, reason);
 		ELSE
 			v_started := v_started OPERATOR(pg_catalog.+) 1;
 		END IF;
@@ -263,9 +274,9 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint) IS 'internal: the claim behind async.claim(): marks up to p_max ready jobs of an external function running and gives each a lease; a job older than max_event_age is dead-lettered instead, and returned without a lease, with the reason in expired';
+COMMENT ON FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint, OUT reason text) IS 'internal: the claim behind async.claim(): marks up to p_max ready jobs of an external function running and gives each a lease; a job older than max_event_age, or deeper than max_depth, is dead-lettered instead, and returned without a lease, with the error in expired and the reason (expired or loop) in reason';
 
-CREATE FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint) RETURNS SETOF record
+CREATE FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint, OUT depth integer) RETURNS SETOF record
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -300,13 +311,14 @@ BEGIN
 
 	RETURN QUERY
 		SELECT j.function,
-			   (EXTRACT(epoch FROM j.duration) OPERATOR(pg_catalog.*) 1000000)::bigint
+			   (EXTRACT(epoch FROM j.duration) OPERATOR(pg_catalog.*) 1000000)::bigint,
+			   j.depth
 		  FROM async.jobs j
 		 WHERE j.id OPERATOR(pg_catalog.=) ANY (v_ids);
 END;
 $$;
 
-COMMENT ON FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint) IS 'internal: the writes behind async.complete() and async.complete_many(): the jobs whose lease is still theirs succeed with their results';
+COMMENT ON FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint, OUT depth integer) IS 'internal: the writes behind async.complete() and async.complete_many(): the jobs whose lease is still theirs succeed with their results; returns the function, run time and depth of each';
 
 CREATE FUNCTION async._fail_external(p_job_id bigint, p_lease uuid, p_message text, p_sqlstate text, p_retry_after interval, OUT function text, OUT new_state text, OUT retry_at timestamp with time zone) RETURNS record
     LANGUAGE plpgsql
@@ -514,7 +526,7 @@ COMMENT ON COLUMN async.jobs.paused IS 'true while the job waits for its paused 
 
 COMMENT ON COLUMN async.jobs.limited IS 'true while the queued job belongs to a function with a concurrency limit: it then waits in jobs_limited_idx, by function, rather than in the index every claim walks';
 
-COMMENT ON COLUMN async.jobs.depth IS 'how many events led to this one: 0 for an event enqueued outside the workers, one more than the event whose handler or destination enqueued it. Past the function''s max_depth (pg_async.max_depth) the event is dead-lettered with reason loop instead of running';
+COMMENT ON COLUMN async.jobs.depth IS 'how many events led to this one: 0 for an event enqueued outside the workers, one more than the event whose handler or destination enqueued it, or than the deepest job of an external function that the enqueueing transaction completed. Past the function''s max_depth (pg_async.max_depth) the event is dead-lettered with reason loop instead of running';
 
 COMMENT ON COLUMN async.jobs.key IS 'for a function with a concurrency_key, the value of that key in the payload as text (the empty string when it is missing or null; the md5 of a value longer than 200 bytes): its jobs wait in jobs_keyed_idx by key. NULL for the other functions. Set by pg_async, not by the INSERT';
 
@@ -2826,9 +2838,9 @@ REVOKE ALL ON FUNCTION async._cancel(p_event_id text, p_caller oid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._charge_crash(p_job_id bigint) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint, OUT reason text) FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint, OUT depth integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._expire_leases() FROM PUBLIC;
 

@@ -159,6 +159,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_external_end_xact(true);
+			pg_async_consumer_end_xact();
 			pg_async_stats_flush(true);
 			pg_async_databases_end_xact(true);
 			break;
@@ -171,6 +172,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_external_end_xact(false);
+			pg_async_consumer_end_xact();
 			pg_async_stats_flush(false);
 			pg_async_databases_end_xact(false);
 			/* a prepared transaction's jobs are left to the next sweep too */
@@ -227,6 +229,7 @@ pg_async_functions_changed(PG_FUNCTION_ARGS)
  */
 typedef enum JobColumn
 {
+	JOB_ID,
 	JOB_STATE,
 	JOB_ATTEMPTS,
 	JOB_ENQUEUED_AT,
@@ -243,7 +246,7 @@ typedef enum JobColumn
 } JobColumn;
 
 static const char *const job_column_names[JOB_NCOLUMNS] = {
-	"state", "attempts", "enqueued_at", "function", "event_id", "payload",
+	"id", "state", "attempts", "enqueued_at", "function", "event_id", "payload",
 	"run_at", "paused", "limited", "priority", "depth", "key"
 };
 
@@ -420,20 +423,32 @@ fill_priority(HeapTuple tuple, TupleDesc desc, int16 dflt)
 
 /*
  * set_depth makes a job enqueued while a worker runs a handler one deeper
- * than that handler's job, whatever the INSERT said.
+ * than that handler's job, whatever the INSERT said; and one enqueued by a
+ * transaction that completed jobs of external functions one deeper than
+ * the deepest of those (consumer_depth.c).  Outside the workers, it notes
+ * the job for the completions that come after it.
  */
 static HeapTuple
 set_depth(HeapTuple tuple, TupleDesc desc)
 {
 	AttrNumber	attnum = job_attnum(desc, JOB_DEPTH);
+	int32		current = Max(pg_async_current_depth, pg_async_consumer_depth());
 	bool		isnull;
 	Datum		d;
 
-	if (attnum == InvalidAttrNumber || pg_async_current_depth < 0)
+	if (attnum == InvalidAttrNumber)
+		return tuple;
+	if (!pg_async_in_worker)
+	{
+		d = column_value(tuple, desc, JOB_ID, &isnull);
+		if (!isnull)
+			pg_async_consumer_note_enqueued(DatumGetInt64(d));
+	}
+	if (current < 0)
 		return tuple;
 	d = SPI_getbinval(tuple, desc, attnum, &isnull);
-	if (isnull || DatumGetInt32(d) <= pg_async_current_depth)
-		tuple = set_column(tuple, desc, attnum, Int32GetDatum(pg_async_current_depth + 1));
+	if (isnull || DatumGetInt32(d) <= current)
+		tuple = set_column(tuple, desc, attnum, Int32GetDatum(current + 1));
 	return tuple;
 }
 

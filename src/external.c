@@ -379,6 +379,25 @@ claim_lock(const char *function, bool lock)
 }
 
 /*
+ * log_unrun writes the server log line of a claimed job that was
+ * dead-lettered unrun, at pg_async.log_failures, as the workers do
+ * (finish.c): reason is expired or loop, error says why.
+ */
+static void
+log_unrun(const char *function, const char *event_id, const char *error, const char *reason)
+{
+	if (strcmp(reason, "loop") == 0)
+		ereport(pg_async_log_failures,
+				(errmsg("pg_async: function \"%s\" event \"%s\" stopped as a loop: %s; dead-lettered",
+						function, event_id, error),
+				 errhint("Raise the function's max_depth if such a chain is meant.")));
+	else
+		ereport(pg_async_log_failures,
+				(errmsg("pg_async: function \"%s\" event \"%s\" expired: %s; dead-lettered",
+						function, event_id, error)));
+}
+
+/*
  * claim_once claims up to max_jobs jobs of function into the result of
  * async.claim(), after failing the expired leases of that function.
  * Returns how many it handed out.
@@ -401,7 +420,7 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	pg_async_owner_begin(&scope);
 	(void) expire_leases(function);
 	if (run_cached(&claim_plan, "SELECT c.job_id, c.event_id, c.payload, c.attempt, c.deadline,"
-							  "       c.lease, c.expired, c.wait_us"
+							  "       c.lease, c.expired, c.wait_us, c.reason"
 							  "  FROM async._claim_external($1, $2, $3) c",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: claiming jobs failed");
@@ -418,7 +437,11 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 		(void) SPI_getbinval(tup, desc, 7, &isnull);
 		if (!isnull)
 		{
-			/* expired, dead-lettered unrun */
+			/* expired, or a loop: dead-lettered unrun */
+			log_unrun(function, SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 7),
+					  SPI_getvalue(tup, desc, 9));
+			if (strcmp(SPI_getvalue(tup, desc, 9), "loop") == 0)
+				c->loops++;
 			c->dead++;
 			continue;
 		}
@@ -569,6 +592,7 @@ complete_jobs(Datum ids, Datum leases, Datum results, bool results_null)
 	char		nulls[3] = "   ";
 	uint64		i;
 	int			n;
+	int32		depth = -1;
 
 	check_leased_jobs(ids, "complete");
 
@@ -578,7 +602,7 @@ complete_jobs(Datum ids, Datum leases, Datum results, bool results_null)
 	if (results_null)
 		nulls[2] = 'n';
 	pg_async_owner_begin(&scope);
-	if (run_cached(&complete_plan, "SELECT c.function, c.duration_us"
+	if (run_cached(&complete_plan, "SELECT c.function, c.duration_us, c.depth"
 							  "  FROM async._complete_external($1, $2, $3) c",
 							  3, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: completing jobs failed");
@@ -592,8 +616,13 @@ complete_jobs(Datum ids, Datum leases, Datum results, bool results_null)
 		c->succeeded++;
 		if (!isnull)
 			pg_async_count_duration(&c->duration, Max(DatumGetInt64(d), 0));
+		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull);
+		if (!isnull)
+			depth = Max(depth, DatumGetInt32(d));
 	}
 	n = (int) SPI_processed;
+	/* what this transaction enqueues follows from the jobs it completed */
+	pg_async_consumer_completed(depth);
 	pg_async_owner_end(&scope);
 	return n;
 }

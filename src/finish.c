@@ -97,9 +97,12 @@ text_array(char **strings, int n)
 											  TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* int8_array builds an int8[] (or, with TIMESTAMPTZOID, a timestamptz[]). */
-static Datum
-int8_array(int64 *values, int n, Oid typid)
+/*
+ * pg_async_int8_array builds an int8[] (or, with TIMESTAMPTZOID, a
+ * timestamptz[]).
+ */
+Datum
+pg_async_int8_array(int64 *values, int n, Oid typid)
 {
 	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
 	int			i;
@@ -182,12 +185,12 @@ record_attempts(AsyncJob *jobs, int n)
 	}
 	if (nfailed == 0)
 		return;
-	args[0] = int8_array(ids, nfailed, INT8OID);
+	args[0] = pg_async_int8_array(ids, nfailed, INT8OID);
 	args[1] = text_array(event_ids, nfailed);
 	args[2] = text_array(functions, nfailed);
 	args[3] = int4_array(attempts, nfailed, INT4OID);
-	args[4] = int8_array(starts, nfailed, TIMESTAMPTZOID);
-	args[5] = int8_array(durations, nfailed, INT8OID);
+	args[4] = pg_async_int8_array(starts, nfailed, TIMESTAMPTZOID);
+	args[5] = pg_async_int8_array(durations, nfailed, INT8OID);
 	args[6] = text_array(outcomes, nfailed);
 	args[7] = text_array(errors, nfailed);
 	args[8] = Int32GetDatum(MyProcPid);
@@ -411,7 +414,7 @@ pg_async_finish_jobs(AsyncJob *jobs, int n)
 		int			lbs[1] = {1};
 		int			rc;
 
-		args[0] = int8_array(ok_ids, nok, INT8OID);
+		args[0] = pg_async_int8_array(ok_ids, nok, INT8OID);
 		if (with_results)
 			args[1] = PointerGetDatum(construct_md_array(results, result_nulls, 1, dims, lbs,
 														 JSONBOID, -1, false, TYPALIGN_INT));
@@ -421,8 +424,8 @@ pg_async_finish_jobs(AsyncJob *jobs, int n)
 			nulls[1] = 'n';
 		}
 		args[2] = BoolGetDatum(with_destinations);
-		args[3] = int8_array(ok_finished, nok, TIMESTAMPTZOID);
-		args[4] = int8_array(ok_durations, nok, INT8OID);
+		args[3] = pg_async_int8_array(ok_finished, nok, TIMESTAMPTZOID);
+		args[4] = pg_async_int8_array(ok_durations, nok, INT8OID);
 		rc = SPI_execute_plan(succeed_plan, args, nulls, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "pg_async: finishing jobs failed: %s",
@@ -517,7 +520,7 @@ pg_async_release_jobs(AsyncJob *jobs, int n)
 		if (jobs[i].reserved)
 			pg_async_note_reservations_released();
 	}
-	args[0] = int8_array(ids, n, INT8OID);
+	args[0] = pg_async_int8_array(ids, n, INT8OID);
 	prepare_plans();
 	save_nestlevel = pg_async_push_planner_settings();
 	rc = SPI_execute_plan(release_plan, args, NULL, false, 0);

@@ -141,6 +141,15 @@ extern bool pg_async_in_worker;
 extern int32 pg_async_current_depth;
 extern Datum pg_async_make_event_id(void);
 
+/* finish.c */
+extern Datum pg_async_int8_array(int64 *values, int n, Oid typid);
+
+/* consumer_depth.c */
+extern int32 pg_async_consumer_depth(void);
+extern void pg_async_consumer_note_enqueued(int64 id);
+extern void pg_async_consumer_completed(int32 depth);
+extern void pg_async_consumer_end_xact(void);
+
 /* jobfuncs.c */
 extern int16 pg_async_check_priority(int32 priority);
 

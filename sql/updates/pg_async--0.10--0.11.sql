@@ -74,5 +74,5 @@ COMMENT ON FUNCTION async._unpause_jobs() IS 'internal: releases the paused jobs
 -- @function async._fail(
 -- @function@0.12 async._recover(
 -- @function async._redrive(
--- @function async._claim_external(
+-- @function@0.13 async._claim_external(
 -- @function async._next_external_run(

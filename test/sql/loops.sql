@@ -90,6 +90,51 @@ SET ROLE regress_loop_app;
 INSERT INTO async.jobs (function, payload, depth) VALUES ('loop_count', '{"n": 99}', 500);
 RESET ROLE;
 
+-- through an external function: what a transaction enqueues is one deeper
+-- than the deepest job it completes, whether it enqueues before or after
+-- the completion; a claim stops an event past max_depth as the workers do
+SELECT async.register_external('loop_ext', max_depth => 3);
+SELECT async.invoke('loop_ext', '{}', 'x0');
+SELECT job_id AS jid, lease AS jl FROM async.claim('loop_ext') \gset
+BEGIN;
+INSERT INTO async.jobs (function, payload, event_id) VALUES ('loop_ext', '{}', 'x1');
+SELECT async.complete(:jid, :'jl');
+COMMIT;
+SELECT job_id AS jid, lease AS jl FROM async.claim('loop_ext') \gset
+BEGIN;
+SELECT async.complete(:jid, :'jl');
+SELECT async.invoke('loop_ext', '{}', 'x2');
+COMMIT;
+-- the next transaction starts again from 0
+SELECT async.invoke('loop_ext', '{}', 'fresh');
+SELECT event_id, depth FROM async.jobs WHERE function = 'loop_ext' ORDER BY id;
+-- a lease that is no longer the job's completes nothing, and deepens nothing
+BEGIN;
+SELECT async.invoke('loop_ext', '{}', 'stale');
+SELECT async.complete(:jid, :'jl');
+COMMIT;
+SELECT depth FROM async.jobs WHERE event_id = 'stale';
+-- complete_many: one deeper than the deepest of the jobs it completes
+SELECT array_agg(job_id ORDER BY event_id) AS jids, array_agg(lease ORDER BY event_id) AS jls
+  FROM async.claim('loop_ext', 3) \gset
+BEGIN;
+INSERT INTO async.jobs (function, payload, event_id)
+SELECT 'loop_ext', '{}', 'x3.' || g FROM generate_series(1, 3) g;
+SELECT async.complete_many(:'jids', :'jls');
+COMMIT;
+SELECT event_id, depth FROM async.jobs WHERE event_id LIKE 'x3.%' ORDER BY event_id;
+-- x3.* are 3 deep, within max_depth: claimed; what they lead to is 4 deep,
+-- past it: the claim dead-letters it unrun
+SELECT array_agg(job_id) AS jids, array_agg(lease) AS jls FROM async.claim('loop_ext', 10) \gset
+BEGIN;
+SELECT async.invoke('loop_ext', '{}', 'x4');
+SELECT async.complete_many(:'jids', :'jls');
+COMMIT;
+SELECT count(*) AS claimed FROM async.claim('loop_ext', 10);
+SELECT event_id, reason, last_error FROM async.dead_letters WHERE function = 'loop_ext';
+SELECT outcome, error FROM async.attempts WHERE function = 'loop_ext' AND outcome <> 'succeeded';
+SELECT loops_stopped, dead_lettered, succeeded FROM async.function_stats WHERE function = 'loop_ext';
+
 SELECT async.unregister(name, cancel_jobs => true) FROM async.functions WHERE name LIKE 'loop\_%' ORDER BY name;
 DROP FUNCTION public.loop_self(jsonb), public.loop_a(jsonb), public.loop_b(jsonb),
 	public.loop_c(jsonb), public.loop_d(jsonb), public.loop_count(jsonb);
