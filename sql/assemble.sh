@@ -6,17 +6,21 @@
 #
 # replaced by the definition of the one function of the install script
 # INSTALL whose "CREATE FUNCTION" line starts with that text, made
-# "CREATE OR REPLACE FUNCTION".  The Makefile runs it for each file of
+# "CREATE OR REPLACE FUNCTION".  The Makefile runs it for each update of
 # sql/updates, so that a function an update changes is written once, in
-# sql/pg_async.sql.  The update keeps its DDL, and the comments and grants
-# of a new function.  A line
+# the install script of its extension (sql/pg_async.sql, or
+# sql/pg_async_router.sql).  The update keeps its DDL, and the comments
+# and grants of a new function.  A line
 #
 #   -- @function@0.8 async.name(
 #
 # takes the definition from pg_async--0.8-functions.sql, beside UPDATE
 # instead: the function as that version had it, for the updates before a
-# version that changed it in a way their own schema cannot hold.  A
-# directive that names no function, or more than one, fails the build.
+# version that changed it in a way their own schema cannot hold.  (The
+# file is named after the extension UPDATE updates, the part of its name
+# before the first "--": pg_async_router--0.2-functions.sql for an update
+# of pg_async_router.)  A directive that names no function, or more than
+# one, fails the build.
 # A line
 #
 #   -- @view async.name WITH
@@ -25,7 +29,8 @@
 # text, made "CREATE OR REPLACE VIEW".
 set -eu
 
-awk -v install="$1" -v update="$2" -v dir="$(dirname "$2")" '
+awk -v install="$1" -v update="$2" -v dir="$(dirname "$2")" \
+	-v extension="$(basename "$2" | sed 's/--.*//')" '
 # load(file) reads file into source[1..n]
 function load(file,    line) {
 	n = 0
@@ -79,7 +84,7 @@ function gsub_literal(text, tag,    count, at) {
 	from = install
 	kind = "FUNCTION"
 	if (match($0, /^-- @function@[0-9.]+ /)) {
-		from = dir "/pg_async--" substr($0, length("-- @function@") + 1,
+		from = dir "/" extension "--" substr($0, length("-- @function@") + 1,
 			RLENGTH - length("-- @function@") - 1) "-functions.sql"
 		prefix = "CREATE FUNCTION " substr($0, RLENGTH + 1)
 	} else
