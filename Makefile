@@ -37,12 +37,15 @@ OBJS = \
 # script of 0.1 starts the update chain that upgrade tests walk.
 PG_ASYNC_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(firstword $(MAKEFILE_LIST)))pg_async.control)
 # pg_async_router (pg_async_router.control), the PL/Proxy router in front of
-# shards that run pg_async: its install script is sql/pg_async_router.sql.
+# shards that run pg_async: its install script is sql/pg_async_router.sql,
+# its updates sql/updates/pg_async_router--A--B.sql, made the same way from
+# it, and the install script of its 0.1 starts their chain.
 PG_ASYNC_ROUTER_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(firstword $(MAKEFILE_LIST)))pg_async_router.control)
 SQL_UPDATES = $(notdir $(wildcard $(srcdir)/sql/updates/pg_async--*--*.sql))
+ROUTER_UPDATES = $(notdir $(wildcard $(srcdir)/sql/updates/pg_async_router--*--*.sql))
 DATA_built = build/pg_async--$(PG_ASYNC_VERSION).sql $(addprefix build/,$(SQL_UPDATES)) \
-	build/pg_async_router--$(PG_ASYNC_ROUTER_VERSION).sql
-DATA = sql/pg_async--0.1.sql
+	build/pg_async_router--$(PG_ASYNC_ROUTER_VERSION).sql $(addprefix build/,$(ROUTER_UPDATES))
+DATA = sql/pg_async--0.1.sql sql/pg_async_router--0.1.sql
 PGFILEDESC = "pg_async - durable asynchronous invocation of SQL functions"
 # installed into $(docdir)/extension: the custom queries of postgres_exporter
 DOCS = contrib/postgres_exporter.yml
@@ -87,6 +90,11 @@ build/pg_async_router--$(PG_ASYNC_ROUTER_VERSION).sql: sql/pg_async_router.sql
 $(addprefix build/,$(SQL_UPDATES)): build/%: sql/updates/% sql/pg_async.sql sql/assemble.sh $(wildcard $(srcdir)/sql/updates/pg_async--*-functions.sql)
 	$(MKDIR_P) build
 	$(SHELL) $(srcdir)/sql/assemble.sh $(srcdir)/sql/pg_async.sql $< > $@.tmp
+	mv $@.tmp $@
+
+$(addprefix build/,$(ROUTER_UPDATES)): build/%: sql/updates/% sql/pg_async_router.sql sql/assemble.sh $(wildcard $(srcdir)/sql/updates/pg_async_router--*-functions.sql)
+	$(MKDIR_P) build
+	$(SHELL) $(srcdir)/sql/assemble.sh $(srcdir)/sql/pg_async_router.sql $< > $@.tmp
 	mv $@.tmp $@
 
 # every object depends on the shared headers

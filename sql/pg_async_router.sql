@@ -17,6 +17,10 @@
  * The functions named _..._on are PL/Proxy functions; each runs one fixed
  * query on one shard (RUN ON a shard number) or on the shard of an event_id.
  * The plpgsql functions around them name the shard that failed.
+ *
+ * The queries call pg_async's functions with the arguments of pg_async 0.11
+ * (priorities, rate limits and limits by key): every shard needs pg_async
+ * 0.11 or later, which async.check_cluster() checks.
  */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
@@ -103,9 +107,11 @@ COMMENT ON FUNCTION async.new_event_id() IS 'a new time-ordered UUID (RFC 9562 v
  * _shard_error re-raises an error that a call to a shard raised, naming the
  * shard.  PL/Proxy raises its own errors, connection failures among them,
  * as internal_error; those become connection_failure, the shard did not
- * answer.  A shard without pg_async lacks the schema, or the functions and
- * views called (pg_async's own undefined_function, a function not
- * registered, names no object of schema async).  Any other
+ * answer.  A shard without pg_async lacks the schema, or the views called;
+ * one with a pg_async older than 0.11 has the schema but lacks the
+ * functions called with the arguments given (pg_async's own
+ * undefined_function, a function not registered, names no object of
+ * schema async).  Any other
  * error is the shard's own and keeps its SQLSTATE (a role refused on the
  * shard is refused through the router with insufficient_privilege).
  */
@@ -123,12 +129,18 @@ BEGIN
 			DETAIL = p_message,
 			HINT = 'Events of the other shards are accepted.  Retry with the same event_id once the shard is back: an event_id runs once.';
 	ELSIF p_sqlstate = '3F000' OR
-		  (p_sqlstate IN ('42883', '42P01') AND p_message ~ 'REMOTE ERROR: (function|relation) "?async[.]') THEN
+		  (p_sqlstate = '42P01' AND p_message ~ 'REMOTE ERROR: relation "?async[.]') THEN
 		RAISE EXCEPTION USING
 			ERRCODE = 'undefined_function',
 			MESSAGE = format('shard %s of cluster "%s" does not have pg_async', p_shard, v_cluster),
 			DETAIL = p_message,
 			HINT = 'CREATE EXTENSION pg_async on every shard; async.check_cluster() lists what each shard has.';
+	ELSIF p_sqlstate = '42883' AND p_message ~ 'REMOTE ERROR: function "?async[.]' THEN
+		RAISE EXCEPTION USING
+			ERRCODE = 'undefined_function',
+			MESSAGE = format('shard %s of cluster "%s" does not have pg_async 0.11 or later', p_shard, v_cluster),
+			DETAIL = p_message,
+			HINT = 'pg_async_router calls the functions of pg_async 0.11: ALTER EXTENSION pg_async UPDATE on the shard; async.check_cluster() lists what each shard has.';
 	END IF;
 
 	/* the shard's own error, without PL/Proxy's "function(nargs): [dbname] REMOTE ERROR: " */
@@ -149,18 +161,21 @@ COMMENT ON FUNCTION async._shard_error(integer, text, text, text, text) IS 'inte
  * Enqueueing and redriving, on the shard of each event_id.
  */
 
-CREATE FUNCTION async._invoke_on(p_function text, p_payload jsonb, p_event_id text, p_run_at timestamp with time zone)
+CREATE FUNCTION async._invoke_on(p_function text, p_payload jsonb, p_event_id text, p_run_at timestamp with time zone,
+								 p_priority integer)
 	RETURNS text
 	LANGUAGE plproxy
 	AS $$
 	CLUSTER async.cluster_name();
 	RUN ON pg_catalog.hashtext(p_event_id);
-	SELECT async.invoke(p_function, p_payload, p_event_id, p_run_at);
+	SELECT async.invoke(p_function, p_payload, p_event_id, p_run_at, p_priority);
 $$;
 
-COMMENT ON FUNCTION async._invoke_on(text, jsonb, text, timestamp with time zone) IS 'internal: async.invoke on the shard of the event_id (PL/Proxy)';
+COMMENT ON FUNCTION async._invoke_on(text, jsonb, text, timestamp with time zone, integer) IS 'internal: async.invoke on the shard of the event_id, with a priority (NULL: the function''s there) (PL/Proxy)';
 
-CREATE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL, run_at timestamp with time zone DEFAULT clock_timestamp())
+CREATE FUNCTION async.invoke(function text, payload jsonb, event_id text DEFAULT NULL,
+							 run_at timestamp with time zone DEFAULT clock_timestamp(),
+							 priority integer DEFAULT NULL)
 	RETURNS text
 	LANGUAGE plpgsql
 	AS $$
@@ -171,7 +186,7 @@ DECLARE
 	v_detail text;
 	v_hint text;
 BEGIN
-	RETURN async._invoke_on(invoke.function, invoke.payload, v_event_id, invoke.run_at);
+	RETURN async._invoke_on(invoke.function, invoke.payload, v_event_id, invoke.run_at, invoke.priority);
 EXCEPTION WHEN OTHERS THEN
 	GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
 		v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
@@ -180,34 +195,36 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
-COMMENT ON FUNCTION async.invoke(function text, payload jsonb, event_id text, run_at timestamp with time zone) IS 'enqueues one event on the shard of its event_id (one made on the router when NULL) and returns the event_id; with an event_id already taken it enqueues nothing and returns that id.  Commits on the shard at once';
+COMMENT ON FUNCTION async.invoke(function text, payload jsonb, event_id text, run_at timestamp with time zone, priority integer) IS 'enqueues one event on the shard of its event_id (one made on the router when NULL) and returns the event_id; with an event_id already taken it enqueues nothing and returns that id.  priority (-32768 to 32767, lower runs first, among the jobs of its shard) defaults to the function''s on the shard.  Commits on the shard at once';
 
-CREATE FUNCTION async._invoke_many_on(p_shard integer, p_function text, p_payloads jsonb[], p_event_ids text[])
+CREATE FUNCTION async._invoke_many_on(p_shard integer, p_function text, p_payloads jsonb[], p_event_ids text[],
+									  p_priority integer)
 	RETURNS SETOF text
 	LANGUAGE plproxy
 	AS $$
 	CLUSTER async.cluster_name();
 	RUN ON p_shard;
-	SELECT async.invoke(p_function, u.payload, u.event_id)
+	SELECT async.invoke(p_function, u.payload, u.event_id, priority => p_priority)
 	  FROM ROWS FROM (pg_catalog.unnest(p_payloads), pg_catalog.unnest(p_event_ids)) AS u(payload, event_id);
 $$;
 
-COMMENT ON FUNCTION async._invoke_many_on(integer, text, jsonb[], text[]) IS 'internal: async.invoke of each payload with its event_id, in one statement on one shard (PL/Proxy)';
+COMMENT ON FUNCTION async._invoke_many_on(integer, text, jsonb[], text[], integer) IS 'internal: async.invoke of each payload with its event_id and the priority (NULL: the function''s there), in one statement on one shard (PL/Proxy)';
 
-CREATE FUNCTION async._invoke_split(p_function text, p_payloads jsonb[], p_event_ids text[])
+CREATE FUNCTION async._invoke_split(p_function text, p_payloads jsonb[], p_event_ids text[], p_priority integer)
 	RETURNS SETOF text
 	LANGUAGE plproxy
 	AS $$
 	CLUSTER async.cluster_name();
 	SPLIT p_payloads, p_event_ids;
 	RUN ON pg_catalog.hashtext(p_event_ids);
-	SELECT async.invoke(p_function, u.payload, u.event_id)
+	SELECT async.invoke(p_function, u.payload, u.event_id, priority => p_priority)
 	  FROM ROWS FROM (pg_catalog.unnest(p_payloads), pg_catalog.unnest(p_event_ids)) AS u(payload, event_id);
 $$;
 
-COMMENT ON FUNCTION async._invoke_split(text, jsonb[], text[]) IS 'internal: async.invoke of each payload with its event_id, each shard''s in one statement there, all shards at once (PL/Proxy SPLIT)';
+COMMENT ON FUNCTION async._invoke_split(text, jsonb[], text[], integer) IS 'internal: async.invoke of each payload with its event_id and the priority (NULL: the function''s there), each shard''s in one statement there, all shards at once (PL/Proxy SPLIT)';
 
-CREATE FUNCTION async.invoke_many(function text, payloads jsonb[], event_ids text[] DEFAULT NULL)
+CREATE FUNCTION async.invoke_many(function text, payloads jsonb[], event_ids text[] DEFAULT NULL,
+								  priority integer DEFAULT NULL)
 	RETURNS text[]
 	LANGUAGE plpgsql
 	AS $$
@@ -244,7 +261,7 @@ BEGIN
 
 	/* each shard's events in one statement there, all shards at once */
 	BEGIN
-		PERFORM async._invoke_split(invoke_many.function, payloads, v_ids);
+		PERFORM async._invoke_split(invoke_many.function, payloads, v_ids, invoke_many.priority);
 		RETURN v_ids;
 	EXCEPTION WHEN OTHERS THEN
 		NULL;
@@ -265,7 +282,8 @@ BEGIN
 		 GROUP BY 1 ORDER BY 1
 	LOOP
 		BEGIN
-			PERFORM async._invoke_many_on(v_part.shard, invoke_many.function, v_part.payloads, v_part.event_ids);
+			PERFORM async._invoke_many_on(v_part.shard, invoke_many.function, v_part.payloads, v_part.event_ids,
+										  invoke_many.priority);
 		EXCEPTION WHEN OTHERS THEN
 			GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
 				v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
@@ -287,7 +305,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION async.invoke_many(function text, payloads jsonb[], event_ids text[]) IS 'enqueues one event per payload, each on the shard of its event_id (given, or made on the router), in one statement per shard, on all shards at once; returns the event_ids.  A shard that fails does not stop the others: the error names it, and a call again with the same event_ids enqueues only what is missing';
+COMMENT ON FUNCTION async.invoke_many(function text, payloads jsonb[], event_ids text[], priority integer) IS 'enqueues one event per payload, each on the shard of its event_id (given, or made on the router), in one statement per shard, on all shards at once; returns the event_ids.  priority (lower runs first, among the jobs of each shard) defaults to the function''s on each shard.  A shard that fails does not stop the others: the error names it, and a call again with the same event_ids enqueues only what is missing';
 
 CREATE FUNCTION async._redrive_on(p_event_id text) RETURNS boolean
 	LANGUAGE plproxy
@@ -363,7 +381,9 @@ COMMENT ON FUNCTION async.redrive_many(function text, reason text, dead_after ti
 CREATE FUNCTION async._register_on(p_shard integer, p_handler text, p_name text, p_max_attempts integer,
 								   p_retry_delays interval[], p_timeout interval, p_run_as text,
 								   p_max_event_age interval, p_concurrency integer,
-								   p_on_success text, p_on_failure text)
+								   p_on_success text, p_on_failure text, p_priority integer,
+								   p_max_depth integer, p_rate_limit integer, p_rate_period interval,
+								   p_concurrency_key text, p_key_concurrency integer)
 	RETURNS text
 	LANGUAGE plproxy
 	AS $$
@@ -371,16 +391,20 @@ CREATE FUNCTION async._register_on(p_shard integer, p_handler text, p_name text,
 	RUN ON p_shard;
 	SELECT async.register(p_handler::pg_catalog.regprocedure, p_name, p_max_attempts, p_retry_delays,
 						  p_timeout, p_run_as::pg_catalog.regrole, p_max_event_age, p_concurrency,
-						  p_on_success, p_on_failure);
+						  p_on_success, p_on_failure, p_priority, p_max_depth, p_rate_limit,
+						  p_rate_period, p_concurrency_key, p_key_concurrency);
 $$;
 
-COMMENT ON FUNCTION async._register_on(integer, text, text, integer, interval[], interval, text, interval, integer, text, text) IS 'internal: async.register on one shard (PL/Proxy)';
+COMMENT ON FUNCTION async._register_on(integer, text, text, integer, interval[], interval, text, interval, integer, text, text, integer, integer, integer, interval, text, integer) IS 'internal: async.register on one shard (PL/Proxy)';
 
 CREATE FUNCTION async.register_on_all(handler text, name text DEFAULT NULL, max_attempts integer DEFAULT 3,
 									  retry_delays interval[] DEFAULT '{1 minute,2 minutes}',
 									  timeout interval DEFAULT '1 minute', run_as text DEFAULT NULL,
 									  max_event_age interval DEFAULT '6 hours', concurrency integer DEFAULT NULL,
-									  on_success text DEFAULT NULL, on_failure text DEFAULT NULL)
+									  on_success text DEFAULT NULL, on_failure text DEFAULT NULL,
+									  priority integer DEFAULT 0, max_depth integer DEFAULT NULL,
+									  rate_limit integer DEFAULT NULL, rate_period interval DEFAULT '1 second',
+									  concurrency_key text DEFAULT NULL, key_concurrency integer DEFAULT NULL)
 	RETURNS text
 	LANGUAGE plpgsql
 	AS $$
@@ -393,7 +417,9 @@ BEGIN
 	FOR v_shard IN SELECT s.shard FROM async.shards() s LOOP
 		BEGIN
 			v_got := async._register_on(v_shard, handler, register_on_all.name, max_attempts, retry_delays,
-										timeout, run_as, max_event_age, concurrency, on_success, on_failure);
+										timeout, run_as, max_event_age, concurrency, on_success, on_failure,
+										priority, max_depth, rate_limit, rate_period, concurrency_key,
+										key_concurrency);
 			IF v_name IS NOT NULL AND v_got IS DISTINCT FROM v_name THEN
 				RAISE EXCEPTION 'it was named "%" there, "%" on the shards before', v_got, v_name;
 			END IF;
@@ -414,7 +440,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION async.register_on_all(handler text, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as text, max_event_age interval, concurrency integer, on_success text, on_failure text) IS 'async.register on every shard, with the handler given by its signature as text (''public.send_mail(jsonb)'') and run_as by name; returns the function''s name.  An error lists the shards that did not register it';
+COMMENT ON FUNCTION async.register_on_all(handler text, name text, max_attempts integer, retry_delays interval[], timeout interval, run_as text, max_event_age interval, concurrency integer, on_success text, on_failure text, priority integer, max_depth integer, rate_limit integer, rate_period interval, concurrency_key text, key_concurrency integer) IS 'async.register on every shard, with the handler given by its signature as text (''public.send_mail(jsonb)'') and run_as by name, and pg_async''s other arguments and bounds; returns the function''s name.  concurrency, rate_limit and key_concurrency hold on each shard by itself: N shards run up to N times as many jobs at once, or per rate_period.  An error lists the shards that did not register it';
 
 /*
  * Gathering from every shard.  Each _..._on runs one of pg_async's views or
@@ -735,8 +761,13 @@ BEGIN
 			status := 'critical';
 			detail := 'pg_async is not installed';
 		ELSE
-			status := 'ok';
-			detail := 'pg_async ' || v_version;
+			IF (regexp_match(v_version, '^([0-9]+)[.]([0-9]+)'))::integer[] < '{0,11}' THEN
+				status := 'critical';
+				detail := format('pg_async %s, older than 0.11, which pg_async_router needs', v_version);
+			ELSE
+				status := 'ok';
+				detail := 'pg_async ' || v_version;
+			END IF;
 			v_versions := v_versions || v_version;
 			v_answered := v_answered || v_shard;
 		END IF;
@@ -775,4 +806,4 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION async.check_cluster() IS 'checks the cluster: a power of two of shards numbered from 0, pg_async on every shard, the same version everywhere, and the same functions registered on every shard; one row per check, ok or critical';
+COMMENT ON FUNCTION async.check_cluster() IS 'checks the cluster: a power of two of shards numbered from 0, pg_async 0.11 or later on every shard, the same version everywhere, and the same functions registered on every shard; one row per check, ok or critical';
