@@ -12,6 +12,11 @@
 #    registered on some shards only.
 # 4. A role gets on the shards the rights it has there: one refused on a
 #    shard is refused there through the router.
+# 5. Priorities through invoke and invoke_many, and register_on_all's
+#    options of pg_async 0.9 to 0.11, on every shard; a shard with a
+#    pg_async older than 0.11.
+# 6. ALTER EXTENSION pg_async_router UPDATE from 0.1 ends with what a new
+#    installation makes, compared fact by fact (test/schema_facts.sql).
 use strict;
 use warnings;
 
@@ -319,6 +324,140 @@ is( router("SELECT count(*) FILTER (WHERE event_id IS NOT NULL) || ' ' || count(
 		  . " FROM async.dead_letters", 'mallory'),
 	'0 0', 'she sees none of the dead letters of others, and every shard answered her');
 is(router("SELECT count(*) FROM async.dead_letters WHERE event_id IS NOT NULL"), '16', 'which a superuser sees');
+
+# 5. Priorities, and the options of register_on_all.  noop is registered
+# with priority 3: a job enqueued without one gets it on its shard.
+on_shards("CREATE FUNCTION public.noop(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT'");
+is(router("SELECT async.register_on_all('public.noop(jsonb)', priority => 3)"), 'noop',
+	'register_on_all with a priority');
+is_deeply([ on_shards("SELECT priority FROM async.functions WHERE name = 'noop'") ],
+	[ (3) x $nshards ], 'every shard has the function\'s priority');
+
+# priority_of returns event_id:priority of the jobs whose event_id has the
+# prefix, on every shard, and on which shard each is: "id:priority@shard"
+sub priority_of
+{
+	my ($prefix) = @_;
+	my @rows;
+	foreach my $i (0 .. $nshards - 1)
+	{
+		push @rows, map { "$_\@$i" } split /\n/, $shards[$i]->safe_psql('postgres',
+			"SELECT event_id || ':' || priority FROM async.jobs WHERE event_id LIKE '$prefix%'");
+	}
+	return join(' ', sort @rows);
+}
+
+router("SELECT async.invoke('noop', '{}', 'prio-1', priority => -5)");
+router("SELECT async.invoke('noop', '{}', 'prio-2', clock_timestamp(), NULL)");
+is(priority_of('prio-'),
+	'prio-1:-5@' . router("SELECT async.shard_of('prio-1')")
+	  . ' prio-2:3@' . router("SELECT async.shard_of('prio-2')"),
+	'invoke: priority -5 lands on the event\'s shard with it; NULL takes the function\'s, 3');
+
+router("SELECT async.invoke_many('noop', ARRAY(SELECT '{}'::jsonb FROM generate_series(1, 16)),"
+	  . " ARRAY(SELECT 'batch-prio-' || i FROM generate_series(1, 16) i), priority => -7)");
+router("SELECT async.invoke_many('noop', ARRAY(SELECT '{}'::jsonb FROM generate_series(1, 16)),"
+	  . " ARRAY(SELECT 'batch-default-' || i FROM generate_series(1, 16) i))");
+is(priority_of('batch-'),
+	join(' ', sort map { my $id = $_; "$id:" . ($id =~ /prio/ ? -7 : 3) . '@' . router("SELECT async.shard_of('$id')") }
+		  (map { "batch-prio-$_" } 1 .. 16), (map { "batch-default-$_" } 1 .. 16)),
+	'invoke_many: priority -7 on every shard; without one, the function\'s');
+my @spread = split /\n/, router("SELECT DISTINCT async.shard_of('batch-prio-' || i) FROM generate_series(1, 16) i");
+cmp_ok(scalar @spread, '>', 1, 'the batch spanned several shards');
+
+# the shard-by-shard way, taken when a shard fails: cluster partial's shard
+# 1 has no pg_async, and shard 0 (shard 0 of pg_async) takes its events
+# with their priority
+($ret, $out, $err) = $router->psql('postgres', q{
+SET pg_async_router.cluster = 'partial';
+SELECT async.invoke_many('noop', ARRAY(SELECT '{}'::jsonb FROM generate_series(1, 16)),
+                         ARRAY(SELECT 'partial-' || i FROM generate_series(1, 16) i), priority => -9)});
+like($err, qr/ERROR:  shard 1 of cluster "partial" does not have pg_async\n/,
+	'invoke_many with a shard without pg_async: the error names it');
+is( $shards[0]->safe_psql('postgres',
+		"SELECT string_agg(DISTINCT priority::text, ',') || ' ' || count(*) FROM async.jobs WHERE event_id LIKE 'partial-%'"),
+	'-9 ' . router("SET pg_async_router.cluster = 'partial'; SELECT count(*) FROM generate_series(1, 16) i WHERE async.shard_of('partial-' || i) = 0"),
+	'and the other shard enqueued its events, shard by shard, with priority -9');
+
+is( router(q{SELECT async.register_on_all('public.noop(jsonb)', name => 'limited', concurrency => 4,
+                                          priority => -2, max_depth => 5, rate_limit => 7,
+                                          rate_period => '2 seconds', concurrency_key => 'tenant',
+                                          key_concurrency => 2)}),
+	'limited', 'register_on_all with the options of pg_async 0.9 to 0.11');
+is_deeply(
+	[ on_shards("SELECT concat_ws(' ', concurrency, priority, max_depth, rate_limit, rate_period, concurrency_key, key_concurrency)"
+		  . " FROM async.functions WHERE name = 'limited'") ],
+	[ ('4 -2 5 7 00:00:02 tenant 2') x $nshards ],
+	'every shard has them');
+($ret, $out, $err) = $router->psql('postgres',
+	"SELECT async.register_on_all('public.noop(jsonb)', name => 'limited', key_concurrency => 2)");
+like($err, qr/ERROR:  4 of 4 shards did not register limited\nDETAIL:  shard 0: .*key_concurrency needs a concurrency_key$/m,
+	'a bound a shard refuses (key_concurrency without concurrency_key): every shard\'s error');
+
+# a shard whose pg_async is older than 0.11 (0.8, which has no priorities):
+# check_cluster says so, and an event sent there gets an error that says so
+$shards[3]->safe_psql('postgres', 'CREATE DATABASE old');
+$shards[3]->safe_psql('old', "SET client_min_messages = error; CREATE EXTENSION pg_async VERSION '0.8'");
+$router->safe_psql('postgres',
+	"CREATE SERVER old FOREIGN DATA WRAPPER plproxy OPTIONS (p0 '" . conninfo($shards[3], 'old') . "');"
+	  . "CREATE USER MAPPING FOR PUBLIC SERVER old");
+is( router("SET pg_async_router.cluster = 'old'; SELECT status || ': ' || detail FROM async.check_cluster() WHERE \"check\" = 'shard 0'"),
+	'critical: pg_async 0.8, older than 0.11, which pg_async_router needs',
+	'check_cluster: a shard with pg_async 0.8 is critical');
+($ret, $out, $err) = $router->psql('postgres',
+	"SET pg_async_router.cluster = 'old'; SELECT async.invoke('noop', '{}', 'old-1')");
+like($err, qr/ERROR:  shard 0 of cluster "old" does not have pg_async 0.11 or later\nDETAIL:  .*function async.invoke\(/,
+	'invoke on it: an error that says the shard\'s pg_async is too old');
+
+# 6. ALTER EXTENSION pg_async_router UPDATE from 0.1.  The facts of
+# test/schema_facts.sql, of pg_async_router's installation instead of
+# pg_async's.
+my $facts_sql = slurp_file("$FindBin::RealBin/../schema_facts.sql");
+$facts_sql =~ s/e\.extname = 'pg_async'/e.extname = 'pg_async_router'/
+  or die 'test/schema_facts.sql does not name pg_async as expected';
+
+# router_facts returns the facts of pg_async_router's installation in db
+sub router_facts
+{
+	my ($db) = @_;
+	$router->safe_psql($db, "DROP VIEW IF EXISTS public.schema_facts; $facts_sql");
+	return { map { $_ => 1 } split /\x1e/,
+		  $router->safe_psql($db, "SELECT string_agg(fact, E'\\x1e' ORDER BY fact) FROM public.schema_facts") };
+}
+
+# differences returns the facts only one of two installations has
+sub differences
+{
+	my ($a, $b) = @_;
+	return [ sort((grep { !$b->{$_} } keys %$a), (grep { !$a->{$_} } keys %$b)) ];
+}
+
+my $version = router("SELECT extversion FROM pg_extension WHERE extname = 'pg_async_router'");
+is($version, '0.2', 'a new installation is 0.2');
+my $fresh = router_facts('postgres');
+cmp_ok(scalar keys %$fresh, '>', 50, 'a new installation has its facts');
+
+$router->safe_psql('postgres', 'CREATE DATABASE updated');
+$router->safe_psql('updated', "SET client_min_messages = error; CREATE EXTENSION pg_async_router VERSION '0.1' CASCADE");
+is($router->safe_psql('updated', "SELECT extversion FROM pg_extension WHERE extname = 'pg_async_router'"),
+	'0.1', '0.1 installs');
+cmp_ok(scalar @{ differences(router_facts('updated'), $fresh) }, '>', 0,
+	'0.1 differs from a new installation');
+$router->safe_psql('updated', 'ALTER EXTENSION pg_async_router UPDATE');
+is($router->safe_psql('updated', "SELECT extversion FROM pg_extension WHERE extname = 'pg_async_router'"),
+	'0.2', '0.1 updates to 0.2');
+is_deeply(differences(router_facts('updated'), $fresh), [],
+	'the updated installation is a new one, fact by fact');
+
+$router->safe_psql('updated', qq{
+CREATE SERVER pg_async FOREIGN DATA WRAPPER plproxy OPTIONS ($partitions);
+CREATE USER MAPPING FOR PUBLIC SERVER pg_async;
+});
+$router->safe_psql('updated', "SELECT async.invoke('noop', '{}', 'updated-1', priority => -4)");
+$router->safe_psql('updated', "SELECT async.invoke_many('noop', '{\"{}\",\"{}\"}', '{updated-2,updated-3}', priority => -6)");
+is(priority_of('updated-'),
+	join(' ', map { "updated-$_->[0]:$_->[1]\@" . router("SELECT async.shard_of('updated-$_->[0]')") } ([1, -4], [2, -6], [3, -6])),
+	'after the update, invoke and invoke_many take a priority');
 
 $_->stop foreach (@shards, $router);
 done_testing();
