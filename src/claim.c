@@ -58,6 +58,16 @@ static bool reservations_released = false;
 static int	nsaturated = -1;		/* -1: this transaction made no list */
 static uint64 saturated_epoch;
 static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
+static TimestampTz saturated_until[ASYNC_MAX_SATURATED];
+
+/*
+ * The earliest time a full rate limit in the list this worker published
+ * has room again, and the epoch of that list: while it holds, enqueues of
+ * that function wake nobody, so this worker looks at the queue again by
+ * then (pg_async_saturated_sleep_ms).  0: no such promise.
+ */
+static TimestampTz rate_look_by = 0;
+static uint64 rate_look_epoch = 0;
 
 /* prepare_plans prepares the claim's statements, once. */
 static void
@@ -227,9 +237,9 @@ jobs_rows_floor(PlannerInfo *root, Oid relid, bool inhparent, RelOptInfo *rel)
 }
 
 /*
- * list_saturated lists the functions at their concurrency limit after a
- * full claim, for pg_async_commit_batch to publish once the claim is
- * committed: an
+ * list_saturated lists the functions at their concurrency limit, or with
+ * their rate limit full (until its window has room), after a full claim,
+ * for pg_async_commit_batch to publish once the claim is committed: an
  * enqueue of their jobs then wakes nobody.  epoch is limits_epoch as read
  * before the claim.
  */
@@ -254,6 +264,8 @@ list_saturated(uint64 epoch)
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 
 		strlcpy(saturated_names[i], isnull ? "" : TextDatumGetCString(d), ASYNC_NAME_SIZE);
+		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		saturated_until[i] = isnull ? 0 : DatumGetTimestampTz(d);
 	}
 	nsaturated = (int) i;
 	saturated_epoch = epoch;
@@ -663,7 +675,20 @@ pg_async_commit_batch(void)
 		reservations_released = false;
 	}
 	if (nsaturated >= 0)
-		pg_async_publish_saturated(saturated_epoch, saturated_names, nsaturated);
+	{
+		int			i;
+
+		pg_async_publish_saturated(saturated_epoch, saturated_names, saturated_until,
+								   nsaturated);
+		rate_look_by = 0;
+		rate_look_epoch = saturated_epoch;
+		for (i = 0; i < nsaturated; i++)
+		{
+			if (saturated_until[i] != 0 &&
+				(rate_look_by == 0 || saturated_until[i] < rate_look_by))
+				rate_look_by = saturated_until[i];
+		}
+	}
 	nsaturated = -1;
 	pg_async_inflight_note_commit();
 }
@@ -677,4 +702,47 @@ pg_async_claim_init(void)
 {
 	prev_get_relation_info_hook = get_relation_info_hook;
 	get_relation_info_hook = jobs_rows_floor;
+}
+
+/*
+ * pg_async_saturated_sleep_ms bounds a sleep of ms milliseconds by the time
+ * a full rate limit this worker listed has room again, while its list
+ * holds: enqueues of that function woke nobody, on the promise that this
+ * worker looks then.
+ */
+long
+pg_async_saturated_sleep_ms(long ms)
+{
+	TimestampTz now;
+	long		until_ms;
+
+	if (rate_look_by == 0)
+		return ms;
+	if (pg_async_limits_epoch() != rate_look_epoch)
+	{
+		/* voided by a bump: the enqueues since have woken workers */
+		rate_look_by = 0;
+		return ms;
+	}
+	now = GetCurrentTimestamp();
+	if (rate_look_by <= now)
+	{
+		rate_look_by = 0;
+		return 0;
+	}
+	until_ms = (long) ((rate_look_by - now + 999) / 1000);
+	return Min(ms, until_ms);
+}
+
+/*
+ * pg_async_saturated_forget, as the worker leaves, takes back the promise
+ * behind its list of full rate limits: the list is voided, and if an
+ * enqueue relied on it meanwhile, a worker is woken for its job.
+ */
+void
+pg_async_saturated_forget(void)
+{
+	if (rate_look_by != 0 && pg_async_limits_epoch() == rate_look_epoch)
+		(void) pg_async_limits_released();
+	rate_look_by = 0;
 }

@@ -303,16 +303,20 @@ CLAIM_UPDATE;
 
 /*
  * The functions at their concurrency limit, after a full claim: their
- * reservations, this claim's among them, leave no room.  Paused ones
- * and those held at 0 are left out: their enqueues wake nobody anyway.
- * So are full rate limits: time, not a commit, gives them room again (a
- * claim's next_run_at then wakes a worker for their jobs).
+ * reservations, this claim's among them, leave no room; and those whose
+ * rate limit is full, with the time its window has room again (NULL for
+ * the others: a commit, not time, gives them room).  Paused ones and
+ * those held at 0 are left out: their enqueues wake nobody anyway.
  */
 const char *const pg_async_saturated_sql =
 "WITH" LIMITS_CTE("pg_catalog.clock_timestamp()")
-" SELECT l.name FROM limits l"
-"  WHERE NOT l.paused AND l.concurrency OPERATOR(pg_catalog.>) 0"
-"    AND l.room OPERATOR(pg_catalog.<=) 0"
+" SELECT l.name,"
+"        CASE WHEN NOT (l.concurrency OPERATOR(pg_catalog.>) 0"
+"                       AND l.room OPERATOR(pg_catalog.<=) 0) THEN l.room_at END"
+"   FROM limits l"
+"  WHERE NOT l.paused AND l.concurrency IS DISTINCT FROM 0"
+"    AND ((l.concurrency OPERATOR(pg_catalog.>) 0 AND l.room OPERATOR(pg_catalog.<=) 0)"
+"         OR l.room_at IS NOT NULL)"
 "  LIMIT " CppAsString2(ASYNC_MAX_SATURATED);
 
 /* whether the full claim is needed: some function is paused or limited */

@@ -66,6 +66,7 @@ init_db(AsyncDatabase *db)
 	SpinLockInit(&db->saturated_mutex);
 	db->saturated_epoch = 0;
 	db->nsaturated = 0;
+	db->saturated_pid = 0;
 	db->skipped_wakeups = 0;
 	/* no floor: the first claims walk from the start */
 	for (i = 0; i < ASYNC_NFLOORS; i++)
@@ -473,12 +474,15 @@ pg_async_limits_released(void)
 /*
  * pg_async_publish_saturated publishes the functions names[0..n-1] as at
  * their limit, as found by a claim whose snapshot followed the read of
- * limits_epoch 'epoch'.  A list made at a later epoch is kept: this one
- * would be void anyway.  Names beyond ASYNC_MAX_SATURATED are left out,
- * which only costs their enqueues a wake-up.
+ * limits_epoch 'epoch': at their concurrency limit where until[i] is 0,
+ * else with their rate limit full until until[i].  A list made at a later
+ * epoch is kept: this one would be void anyway.  Names beyond
+ * ASYNC_MAX_SATURATED are left out, which only costs their enqueues a
+ * wake-up.
  */
 void
-pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n)
+pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE],
+						   TimestampTz *until, int n)
 {
 	AsyncDatabase *db = pg_async_my_db();
 	int			i;
@@ -488,34 +492,113 @@ pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n)
 	if (epoch >= db->saturated_epoch)
 	{
 		db->saturated_epoch = epoch;
+		db->saturated_pid = MyProcPid;
 		for (i = 0; i < n; i++)
+		{
 			strlcpy(db->saturated[i], names[i], ASYNC_NAME_SIZE);
+			db->saturated_until[i] = until[i];
+		}
 		db->nsaturated = n;
 	}
 	SpinLockRelease(&db->saturated_mutex);
 }
 
 /*
- * pg_async_limit_saturated tells whether function is at its concurrency
- * limit by a list that still holds.  Call it after the commit that made its
- * jobs visible.
+ * publisher_looks_by tells whether the worker with pid serves this
+ * database still and will look at the queue by 'by': it is taking a look
+ * now, or sleeps until then at the latest (it announces when it wakes
+ * before it sleeps), or is awake and said it looks by then
+ * (pg_async_slot_looks_by).  Not a worker held up in a long handler.  A
+ * slot's pid is read without its mutex: a pid is read whole, and a stale
+ * answer costs at worst one wake-up, or a job started at the next look of
+ * a worker that has just left.
+ */
+static bool
+publisher_looks_by(pid_t pid, TimestampTz by, TimestampTz now)
+{
+	int			i;
+
+	for (i = 0; i < AsyncShmem->nslots; i++)
+	{
+		AsyncWorkerSlot *slot = &AsyncShmem->slots[i];
+		uint32		state;
+
+		if (slot->pid != pid || !pg_async_same_db(slot))
+			continue;
+		state = pg_atomic_read_u32(&slot->sleeping);
+		if (state == ASYNC_SLOT_CLAIMING)
+			return true;
+		if (state == ASYNC_SLOT_ASLEEP)
+			return (TimestampTz) pg_atomic_read_u64(&slot->next_look_at) <= by;
+		return pg_async_slot_looks_by(slot, by, now);
+	}
+	return false;
+}
+
+/*
+ * listed_saturated tells whether function is in db's list of saturated
+ * limits, and if the list still holds, with the time its entry holds until
+ * (0: until the next bump).  The caller holds saturated_mutex.
+ */
+static bool
+listed_saturated(AsyncDatabase *db, const char *function, TimestampTz *until)
+{
+	int			i;
+
+	if (db->saturated_epoch != pg_atomic_read_u64(&db->limits_epoch))
+		return false;
+	for (i = 0; i < db->nsaturated; i++)
+	{
+		if (strcmp(db->saturated[i], function) == 0)
+		{
+			*until = db->saturated_until[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * pg_async_limit_saturated tells whether function is at its limit by a
+ * list that still holds: at its concurrency limit, or with its rate limit
+ * full for a while yet, as long as the worker that found it so will look
+ * again when the window has room (pg_async_saturated_sleep_ms).
+ * Call it after the commit that made its jobs visible.
  */
 bool
 pg_async_limit_saturated(const char *function)
 {
 	AsyncDatabase *db;
-	bool		saturated = false;
-	int			i;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz until = 0;
+	TimestampTz again = 0;
+	pid_t		publisher;
+	bool		saturated;
 
 	if (AsyncShmem == NULL)
 		return false;
 	db = pg_async_my_db();
 	SpinLockAcquire(&db->saturated_mutex);
-	if (db->saturated_epoch == pg_atomic_read_u64(&db->limits_epoch))
-	{
-		for (i = 0; i < db->nsaturated && !saturated; i++)
-			saturated = (strcmp(db->saturated[i], function) == 0);
-	}
+	saturated = listed_saturated(db, function, &until);
+	publisher = db->saturated_pid;
+	if (saturated && until == 0)
+		db->skipped_wakeups++;
+	SpinLockRelease(&db->saturated_mutex);
+	if (!saturated || until == 0)
+		return saturated;
+
+	/*
+	 * A full rate limit: only until its window has room, and while the
+	 * worker that will look then lives.  The skip is counted under the
+	 * mutex, by the list it relies on, as above: a bump, or a new list, in
+	 * between makes it look again.
+	 */
+	if (now >= until ||
+		!publisher_looks_by(publisher, until + pg_async_wake_slack(), now))
+		return false;
+	SpinLockAcquire(&db->saturated_mutex);
+	saturated = listed_saturated(db, function, &again) && again == until &&
+		db->saturated_pid == publisher;
 	if (saturated)
 		db->skipped_wakeups++;
 	SpinLockRelease(&db->saturated_mutex);

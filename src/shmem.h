@@ -147,14 +147,20 @@ typedef struct AsyncDatabase
 	 * after every commit that may have given a limit room again; the list
 	 * holds only while it is still the epoch read before the claim that
 	 * made it.  skipped_wakeups counts the enqueues that relied on a list
-	 * since the last bump, which wakes a worker for them.
+	 * since the last bump, which wakes a worker for them.  A function whose
+	 * rate limit is full is listed with the time its window has room again
+	 * (saturated_until; 0 for a concurrency limit): its entry holds only
+	 * until then, and only while the worker that made the list
+	 * (saturated_pid) will look at the queue again by then.
 	 */
 	pg_atomic_uint64 limits_epoch;
 	slock_t		saturated_mutex;
 	uint64		saturated_epoch;
 	uint32		skipped_wakeups;
 	int			nsaturated;
+	pid_t		saturated_pid;
 	char		saturated[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
+	TimestampTz saturated_until[ASYNC_MAX_SATURATED];
 
 	/*
 	 * The floors (ready_floor.c): no ready job waits below them, as keys;
@@ -204,7 +210,8 @@ extern void pg_async_demand_workers(AsyncDatabase *db);
 extern void pg_async_wake_at(AsyncDatabase *db, TimestampTz when);
 extern uint64 pg_async_limits_epoch(void);
 extern uint64 pg_async_limits_released(void);
-extern void pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE], int n);
+extern void pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE],
+									   TimestampTz *until, int n);
 extern bool pg_async_limit_saturated(const char *function);
 
 /* ready_floor.c: where claims start their walk of the ready jobs */

@@ -83,6 +83,9 @@ worker_detach(int code, Datum arg)
 
 	pg_atomic_write_u64(&MyAsyncSlot->xact_start, (uint64) PG_INT64_MAX);
 
+	/* enqueues that relied on our next look wake a colleague instead */
+	pg_async_saturated_forget();
+
 	/*
 	 * Jobs left running, or job rows held locked past a colleague's claim,
 	 * are for the others to find: the next look for dead workers' jobs
@@ -578,12 +581,14 @@ pg_async_worker_main(Datum main_arg)
 			/* a stream of jobs is one worker's to batch */
 			if (pg_async_batch_leave_to_colleague())
 			{
+				sleep_ms = pg_async_saturated_sleep_ms(ASYNC_MAX_SLEEP_MS);
+				pg_async_announce_next_look(GetCurrentTimestamp() + sleep_ms * 1000);
 				pg_atomic_write_u32(&MyAsyncSlot->sleeping, ASYNC_SLOT_ASLEEP);
 				pg_memory_barrier();
 				pg_async_batch_forget_stream(); /* once woken, claim at once */
 				(void) WaitLatch(MyLatch,
 								 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 ASYNC_MAX_SLEEP_MS, WaitEventStandby);
+								 sleep_ms, WaitEventStandby);
 				ResetLatch(MyLatch);
 				continue;
 			}
@@ -644,6 +649,8 @@ pg_async_worker_main(Datum main_arg)
 			sleep_ms = ready ? sleep_time(next_run_at) : ASYNC_MAX_SLEEP_MS;
 			sleep_ms = pg_async_idle_sleep_ms(idle_since, sleep_ms);
 			sleep_ms = pg_async_recovery_sleep_ms(sleep_ms);
+			sleep_ms = pg_async_saturated_sleep_ms(sleep_ms);
+			pg_async_announce_next_look(now + sleep_ms * 1000);
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 sleep_ms, WaitEventIdle);

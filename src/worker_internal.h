@@ -99,6 +99,8 @@ extern int	pg_async_claim_batch(MemoryContext cxt, AsyncJob **jobs_out,
 								 TimestampTz *next_run_at, bool *ready);
 extern void pg_async_note_reservations_released(void);
 extern void pg_async_commit_batch(void);
+extern long pg_async_saturated_sleep_ms(long ms);
+extern void pg_async_saturated_forget(void);
 
 /* finish.c: the finish */
 extern void pg_async_finish_jobs(AsyncJob *jobs, int njobs);

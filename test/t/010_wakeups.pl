@@ -130,5 +130,36 @@ SELECT state = 'dead' FROM async.jobs WHERE event_id = 'fail-1'}),
 is($node->safe_psql('postgres', 'SELECT count(*) FROM async.running'), '0',
 	'no reservation is left');
 
+# 6. A full rate limit: time, not a commit, gives it room again.  The claim
+# that finds it full lists it until its window has room, and its worker
+# looks again then; enqueues meanwhile wake nobody.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.paced(e jsonb) RETURNS void LANGUAGE sql AS '';
+SELECT async.register('public.paced(jsonb)', rate_limit => 1, rate_period => '4 seconds');
+INSERT INTO async.jobs (event_id, function, payload) VALUES ('pace-0', 'paced', '{}');
+});
+ok($node->poll_query_until('postgres', q{
+SELECT state = 'succeeded' FROM async.jobs WHERE event_id = 'pace-0'}),
+	'the first paced job runs and fills its window');
+# 50 ms apart, so that each would find the workers asleep
+$before = claims();
+$node->safe_psql('postgres', join("\n", map {
+	"INSERT INTO async.jobs (event_id, function, payload) VALUES ('pace-$_', 'paced', '{}');"
+	  . " SELECT pg_sleep(0.05);"
+} 1 .. 20));
+$during = claims() - $before;
+cmp_ok($during, '<=', 4,
+	"20 enqueues for a function whose rate limit is full wake no worker ($during claims)");
+ok($node->poll_query_until('postgres', q{
+SELECT count(*) = 2 FROM async.jobs WHERE function = 'paced' AND state = 'succeeded'}),
+	'the next paced job runs once the window has room');
+my ($gap) = $node->safe_psql('postgres', q{
+SELECT extract(epoch FROM max(started_at) - min(started_at)) FROM async.jobs
+ WHERE function = 'paced' AND state = 'succeeded'});
+cmp_ok($gap, '>=', 3.9, "not before the window has room ($gap s after the first)");
+# a skipped wake-up left unkept would start it at a worker's next look, 5 s on
+cmp_ok($gap, '<', 5.5, 'but as soon as it has: the worker that found it full looked again then');
+$node->safe_psql('postgres', q{SELECT async.unregister('paced', cancel_jobs => true)});
+
 $node->stop;
 done_testing();
