@@ -61,12 +61,13 @@ static char saturated_names[ASYNC_MAX_SATURATED][ASYNC_NAME_SIZE];
 static TimestampTz saturated_until[ASYNC_MAX_SATURATED];
 
 /*
- * The earliest time a full rate limit in the list this worker published
- * has room again, and the epoch of that list: while it holds, enqueues of
- * that function wake nobody, so this worker looks at the queue again by
- * then (pg_async_saturated_sleep_ms).  0: no such promise.
+ * The times the full rate limits in the list this worker published have
+ * room again, and the epoch of that list: while it holds, enqueues of
+ * those functions wake nobody, so this worker looks at the queue again by
+ * each of those times (pg_async_saturated_sleep_ms).  None: no promise.
  */
-static TimestampTz rate_look_by = 0;
+static TimestampTz rate_look_by[ASYNC_MAX_SATURATED];
+static int	nrate_look_by = 0;
 static uint64 rate_look_epoch = 0;
 
 /* prepare_plans prepares the claim's statements, once. */
@@ -680,13 +681,12 @@ pg_async_commit_batch(void)
 
 		pg_async_publish_saturated(saturated_epoch, saturated_names, saturated_until,
 								   nsaturated);
-		rate_look_by = 0;
+		nrate_look_by = 0;
 		rate_look_epoch = saturated_epoch;
 		for (i = 0; i < nsaturated; i++)
 		{
-			if (saturated_until[i] != 0 &&
-				(rate_look_by == 0 || saturated_until[i] < rate_look_by))
-				rate_look_by = saturated_until[i];
+			if (saturated_until[i] != 0)
+				rate_look_by[nrate_look_by++] = saturated_until[i];
 		}
 	}
 	nsaturated = -1;
@@ -714,24 +714,40 @@ long
 pg_async_saturated_sleep_ms(long ms)
 {
 	TimestampTz now;
-	long		until_ms;
+	TimestampTz next = 0;
+	int			i;
+	int			kept = 0;
 
-	if (rate_look_by == 0)
+	if (nrate_look_by == 0)
 		return ms;
 	if (pg_async_limits_epoch() != rate_look_epoch)
 	{
 		/* voided by a bump: the enqueues since have woken workers */
-		rate_look_by = 0;
+		nrate_look_by = 0;
 		return ms;
 	}
+
+	/*
+	 * A time that has passed is kept by the look this returns 0 for (no
+	 * enqueue relies on it any more); the others stand until a claim of
+	 * ours publishes a new list.
+	 */
 	now = GetCurrentTimestamp();
-	if (rate_look_by <= now)
+	for (i = 0; i < nrate_look_by; i++)
 	{
-		rate_look_by = 0;
-		return 0;
+		if (rate_look_by[i] <= now)
+		{
+			ms = 0;
+			continue;
+		}
+		rate_look_by[kept++] = rate_look_by[i];
+		if (next == 0 || rate_look_by[i] < next)
+			next = rate_look_by[i];
 	}
-	until_ms = (long) ((rate_look_by - now + 999) / 1000);
-	return Min(ms, until_ms);
+	nrate_look_by = kept;
+	if (next == 0)
+		return ms;
+	return Min(ms, (long) ((next - now + 999) / 1000));
 }
 
 /*
@@ -742,7 +758,7 @@ pg_async_saturated_sleep_ms(long ms)
 void
 pg_async_saturated_forget(void)
 {
-	if (rate_look_by != 0 && pg_async_limits_epoch() == rate_look_epoch)
+	if (nrate_look_by > 0 && pg_async_limits_epoch() == rate_look_epoch)
 		(void) pg_async_limits_released();
-	rate_look_by = 0;
+	nrate_look_by = 0;
 }

@@ -311,8 +311,9 @@ CLAIM_UPDATE;
 const char *const pg_async_saturated_sql =
 "WITH" LIMITS_CTE("pg_catalog.clock_timestamp()")
 " SELECT l.name,"
-"        CASE WHEN NOT (l.concurrency OPERATOR(pg_catalog.>) 0"
-"                       AND l.room OPERATOR(pg_catalog.<=) 0) THEN l.room_at END"
+"        CASE WHEN l.concurrency OPERATOR(pg_catalog.>) 0"
+"                  AND l.room OPERATOR(pg_catalog.<=) 0 THEN NULL"
+"             ELSE l.room_at END"
 "   FROM limits l"
 "  WHERE NOT l.paused AND l.concurrency IS DISTINCT FROM 0"
 "    AND ((l.concurrency OPERATOR(pg_catalog.>) 0 AND l.room OPERATOR(pg_catalog.<=) 0)"

@@ -21,6 +21,7 @@
  */
 #include "pg_async.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/memutils.h"
@@ -36,6 +37,25 @@
 /* the depth of the deepest job this transaction completed, else -1 */
 static int32 completed_depth = -1;
 
+/*
+ * The values completed_depth had before the (sub)transactions that raised
+ * it, so that a ROLLBACK TO SAVEPOINT past a completion undoes its depth
+ * as it undoes the completion.  Past ASYNC_MAX_DEPTH_UNDO subtransactions
+ * that raised it, the later ones are not recorded: rolling one of them
+ * back keeps a depth too deep, which only errs towards stopping a chain.
+ */
+#define ASYNC_MAX_DEPTH_UNDO	16
+typedef struct DepthUndo
+{
+	SubTransactionId subid;		/* the subtransaction that raised it */
+	int32		before;			/* completed_depth before */
+} DepthUndo;
+static DepthUndo depth_undo[ASYNC_MAX_DEPTH_UNDO];
+static int	ndepth_undo = 0;
+
+/* true while the completion raises the depth of enqueued jobs */
+static bool raising = false;
+
 /* the ids of the jobs this transaction enqueued, in TopTransactionContext */
 static int64 *range_lo = NULL;
 static int64 *range_hi = NULL;
@@ -50,6 +70,17 @@ int32
 pg_async_consumer_depth(void)
 {
 	return completed_depth;
+}
+
+/*
+ * pg_async_consumer_raising tells the triggers on async.jobs that the
+ * update under way only raises the depth of jobs this transaction
+ * enqueued: not a reschedule, nor rows others could claim.
+ */
+bool
+pg_async_consumer_raising(void)
+{
+	return raising;
 }
 
 /*
@@ -106,8 +137,18 @@ pg_async_consumer_completed(int32 depth)
 	Datum		args[3];
 	int			rc;
 
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
 	if (depth < 0 || depth <= completed_depth)
 		return;
+	/* once per subtransaction; past the last entry, none (see above) */
+	if ((ndepth_undo == 0 || depth_undo[ndepth_undo - 1].subid != subid) &&
+		ndepth_undo < ASYNC_MAX_DEPTH_UNDO)
+	{
+		depth_undo[ndepth_undo].subid = subid;
+		depth_undo[ndepth_undo].before = completed_depth;
+		ndepth_undo++;
+	}
 	completed_depth = depth;
 	if (nranges == 0)
 		return;
@@ -115,15 +156,40 @@ pg_async_consumer_completed(int32 depth)
 	args[0] = pg_async_int8_array(range_lo, nranges, INT8OID);
 	args[1] = pg_async_int8_array(range_hi, nranges, INT8OID);
 	args[2] = Int32GetDatum(depth + 1);
-	rc = SPI_execute_with_args("UPDATE async.jobs j SET depth = $3"
-							   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) r(lo, hi)"
-							   " WHERE j.id OPERATOR(pg_catalog.>=) r.lo"
-							   "   AND j.id OPERATOR(pg_catalog.<=) r.hi"
-							   "   AND j.depth OPERATOR(pg_catalog.<) $3",
-							   3, argtypes, args, NULL, false, 0);
+	raising = true;
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args("UPDATE async.jobs j SET depth = $3"
+								   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) r(lo, hi)"
+								   " WHERE j.id OPERATOR(pg_catalog.>=) r.lo"
+								   "   AND j.id OPERATOR(pg_catalog.<=) r.hi"
+								   "   AND j.depth OPERATOR(pg_catalog.<) $3",
+								   3, argtypes, args, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		raising = false;
+	}
+	PG_END_TRY();
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "pg_async: setting the depth of enqueued jobs failed: %s",
 			 SPI_result_code_string(rc));
+}
+
+/*
+ * pg_async_consumer_subxact_abort: a subtransaction that raised the depth
+ * rolled back, with the completions that raised it; the depth goes back
+ * to what it was before it.  (The jobs whose depth it raised have their
+ * update rolled back too; a completion after this raises them again.)
+ */
+void
+pg_async_consumer_subxact_abort(SubTransactionId subid)
+{
+	while (ndepth_undo > 0 && depth_undo[ndepth_undo - 1].subid >= subid)
+	{
+		completed_depth = depth_undo[ndepth_undo - 1].before;
+		ndepth_undo--;
+	}
 }
 
 /* pg_async_consumer_end_xact forgets the transaction's completions and jobs. */
@@ -131,6 +197,8 @@ void
 pg_async_consumer_end_xact(void)
 {
 	completed_depth = -1;
+	ndepth_undo = 0;
+	raising = false;
 	range_lo = NULL;
 	range_hi = NULL;
 	nranges = 0;

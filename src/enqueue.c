@@ -192,7 +192,10 @@ pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		pg_async_floor_subxact_abort();
+		pg_async_consumer_subxact_abort(mySubid);
+	}
 }
 
 /*
@@ -523,6 +526,9 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		elog(ERROR, "pg_async_jobs_trigger: must be a row trigger");
 
+	/* a completion raising the depth of this transaction's own new jobs */
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && pg_async_consumer_raising())
+		return PointerGetDatum(trigdata->tg_newtuple);
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		note_if_ready(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation));
@@ -670,7 +676,8 @@ pg_async_jobs_touched(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "pg_async_jobs_touched: not called as a trigger");
-	if (!pg_async_in_worker)
+	/* the rows a completion deepens are new in this transaction: none to skip */
+	if (!pg_async_in_worker && !pg_async_consumer_raising())
 		pg_async_floor_note_touched();
 	return PointerGetDatum(NULL);
 }

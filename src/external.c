@@ -410,6 +410,7 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	Datum		args[3];
 	uint64		i;
 	int			n = 0;
+	int			reason_col;
 
 	if (limited)
 		claim_lock(function, true);
@@ -419,11 +420,15 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	args[2] = Int32GetDatum(MyProcPid);
 	pg_async_owner_begin(&scope);
 	(void) expire_leases(function);
-	if (run_cached(&claim_plan, "SELECT c.job_id, c.event_id, c.payload, c.attempt, c.deadline,"
-							  "       c.lease, c.expired, c.wait_us, c.reason"
-							  "  FROM async._claim_external($1, $2, $3) c",
-							  3, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+	/*
+	 * c.*: job_id, event_id, payload, attempt, deadline, lease, expired,
+	 * wait_us, and from 0.14 reason; before ALTER EXTENSION UPDATE, an
+	 * unrun job can only have expired.
+	 */
+	if (run_cached(&claim_plan, "SELECT c.* FROM async._claim_external($1, $2, $3) c",
+				   3, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: claiming jobs failed");
+	reason_col = SPI_fnumber(SPI_tuptable->tupdesc, "reason");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -438,9 +443,13 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 		if (!isnull)
 		{
 			/* expired, or a loop: dead-lettered unrun */
+			const char *reason = reason_col > 0 ? SPI_getvalue(tup, desc, reason_col) : NULL;
+
+			if (reason == NULL)
+				reason = "expired";
 			log_unrun(function, SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 7),
-					  SPI_getvalue(tup, desc, 9));
-			if (strcmp(SPI_getvalue(tup, desc, 9), "loop") == 0)
+					  reason);
+			if (strcmp(reason, "loop") == 0)
 				c->loops++;
 			c->dead++;
 			continue;
@@ -593,6 +602,7 @@ complete_jobs(Datum ids, Datum leases, Datum results, bool results_null)
 	uint64		i;
 	int			n;
 	int32		depth = -1;
+	int			depth_col;
 
 	check_leased_jobs(ids, "complete");
 
@@ -602,10 +612,11 @@ complete_jobs(Datum ids, Datum leases, Datum results, bool results_null)
 	if (results_null)
 		nulls[2] = 'n';
 	pg_async_owner_begin(&scope);
-	if (run_cached(&complete_plan, "SELECT c.function, c.duration_us, c.depth"
-							  "  FROM async._complete_external($1, $2, $3) c",
-							  3, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
+	/* c.*: function, duration_us, and from 0.14 depth */
+	if (run_cached(&complete_plan, "SELECT c.* FROM async._complete_external($1, $2, $3) c",
+				   3, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: completing jobs failed");
+	depth_col = SPI_fnumber(SPI_tuptable->tupdesc, "depth");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -616,9 +627,12 @@ complete_jobs(Datum ids, Datum leases, Datum results, bool results_null)
 		c->succeeded++;
 		if (!isnull)
 			pg_async_count_duration(&c->duration, Max(DatumGetInt64(d), 0));
-		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull);
-		if (!isnull)
-			depth = Max(depth, DatumGetInt32(d));
+		if (depth_col > 0)
+		{
+			d = SPI_getbinval(tup, SPI_tuptable->tupdesc, depth_col, &isnull);
+			if (!isnull)
+				depth = Max(depth, DatumGetInt32(d));
+		}
 	}
 	n = (int) SPI_processed;
 	/* what this transaction enqueues follows from the jobs it completed */

@@ -149,6 +149,8 @@ extern int32 pg_async_consumer_depth(void);
 extern void pg_async_consumer_note_enqueued(int64 id);
 extern void pg_async_consumer_completed(int32 depth);
 extern void pg_async_consumer_end_xact(void);
+extern void pg_async_consumer_subxact_abort(SubTransactionId subid);
+extern bool pg_async_consumer_raising(void);
 
 /* jobfuncs.c */
 extern int16 pg_async_check_priority(int32 priority);

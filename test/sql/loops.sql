@@ -135,6 +135,20 @@ SELECT event_id, reason, last_error FROM async.dead_letters WHERE function = 'lo
 SELECT outcome, error FROM async.attempts WHERE function = 'loop_ext' AND outcome <> 'succeeded';
 SELECT loops_stopped, dead_lettered, succeeded FROM async.function_stats WHERE function = 'loop_ext';
 
+-- a completion rolled back to a savepoint takes back the depth it gave
+SELECT async.register_external('loop_sp');
+SELECT async.invoke('loop_sp', '{}', 'sp0');
+SELECT job_id AS jid, lease AS jl FROM async.claim('loop_sp') \gset
+BEGIN;
+SAVEPOINT s;
+SELECT async.complete(:jid, :'jl');
+SELECT async.invoke('loop_sp', '{}', 'sp-undone');
+ROLLBACK TO SAVEPOINT s;
+SELECT async.invoke('loop_sp', '{}', 'sp1');
+COMMIT;
+SELECT async.complete(:jid, :'jl');
+SELECT event_id, depth, state FROM async.jobs WHERE function = 'loop_sp' ORDER BY id;
+
 SELECT async.unregister(name, cancel_jobs => true) FROM async.functions WHERE name LIKE 'loop\_%' ORDER BY name;
 DROP FUNCTION public.loop_self(jsonb), public.loop_a(jsonb), public.loop_b(jsonb),
 	public.loop_c(jsonb), public.loop_d(jsonb), public.loop_count(jsonb);

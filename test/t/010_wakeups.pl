@@ -135,7 +135,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM async.running'), '0',
 # looks again then; enqueues meanwhile wake nobody.
 $node->safe_psql('postgres', q{
 CREATE FUNCTION public.paced(e jsonb) RETURNS void LANGUAGE sql AS '';
-SELECT async.register('public.paced(jsonb)', rate_limit => 1, rate_period => '4 seconds');
+SELECT async.register('public.paced(jsonb)', rate_limit => 1, rate_period => '2.5 seconds');
 INSERT INTO async.jobs (event_id, function, payload) VALUES ('pace-0', 'paced', '{}');
 });
 ok($node->poll_query_until('postgres', q{
@@ -156,9 +156,10 @@ SELECT count(*) = 2 FROM async.jobs WHERE function = 'paced' AND state = 'succee
 my ($gap) = $node->safe_psql('postgres', q{
 SELECT extract(epoch FROM max(started_at) - min(started_at)) FROM async.jobs
  WHERE function = 'paced' AND state = 'succeeded'});
-cmp_ok($gap, '>=', 3.9, "not before the window has room ($gap s after the first)");
-# a skipped wake-up left unkept would start it at a worker's next look, 5 s on
-cmp_ok($gap, '<', 5.5, 'but as soon as it has: the worker that found it full looked again then');
+cmp_ok($gap, '>=', 2.4, "not before the window has room ($gap s after the first)");
+# a skipped wake-up left unkept would start it at a worker's next look, up
+# to 5 s on, or at the upkeep's (every 5 s)
+cmp_ok($gap, '<', 3.1, 'but as soon as it has: the worker that found it full looked again then');
 $node->safe_psql('postgres', q{SELECT async.unregister('paced', cancel_jobs => true)});
 
 $node->stop;
