@@ -135,8 +135,6 @@ pg_async_consumer_completed(int32 depth)
 {
 	Oid			argtypes[3] = {INT8ARRAYOID, INT8ARRAYOID, INT4OID};
 	Datum		args[3];
-	int			rc;
-
 	SubTransactionId subid = GetCurrentSubTransactionId();
 
 	if (depth < 0 || depth <= completed_depth)
@@ -159,21 +157,23 @@ pg_async_consumer_completed(int32 depth)
 	raising = true;
 	PG_TRY();
 	{
+		int			rc;
+
 		rc = SPI_execute_with_args("UPDATE async.jobs j SET depth = $3"
 								   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) r(lo, hi)"
 								   " WHERE j.id OPERATOR(pg_catalog.>=) r.lo"
 								   "   AND j.id OPERATOR(pg_catalog.<=) r.hi"
 								   "   AND j.depth OPERATOR(pg_catalog.<) $3",
 								   3, argtypes, args, NULL, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "pg_async: setting the depth of enqueued jobs failed: %s",
+				 SPI_result_code_string(rc));
 	}
 	PG_FINALLY();
 	{
 		raising = false;
 	}
 	PG_END_TRY();
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "pg_async: setting the depth of enqueued jobs failed: %s",
-			 SPI_result_code_string(rc));
 }
 
 /*
