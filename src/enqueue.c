@@ -699,8 +699,9 @@ pg_async_new_event_id(PG_FUNCTION_ARGS)
 
 /*
  * Random bytes for the event_ids, drawn from pg_strong_random() a block at a
- * time: a call per id cost the bulk enqueue 8% of its time (OpenSSL's
- * per-call checks), and the bytes are as unpredictable taken in blocks.
+ * time: a call per id cost the bulk enqueue about a third of its time
+ * (OpenSSL's per-call checks; docs/performance.md, "What 0.14 changes"),
+ * and the bytes are as unpredictable taken in blocks.
  * They must be: a role that could guess another's next event_id could take
  * it first, and the other's enqueue would be skipped as a duplicate.  A
  * process that was forked (its pid changed) draws a new block.
