@@ -509,9 +509,6 @@ void
 pg_async_release_jobs(AsyncJob *jobs, int n)
 {
 	int64	   *ids = palloc(sizeof(int64) * n);
-	Datum		args[1];
-	int			save_nestlevel;
-	int			rc;
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -520,6 +517,22 @@ pg_async_release_jobs(AsyncJob *jobs, int n)
 		if (jobs[i].reserved)
 			pg_async_note_reservations_released();
 	}
+	pg_async_release_job_ids(ids, n);
+	elog(DEBUG1, "pg_async: gave back %d claimed jobs (a batch that overran, or a worker leaving)", n);
+}
+
+/*
+ * pg_async_release_job_ids gives back the n claimed jobs ids, in the current
+ * transaction, with SPI connected: pg_async_release_jobs, and the jobs that
+ * shared a crashed handler's batch (recovery.c).
+ */
+void
+pg_async_release_job_ids(int64 *ids, int n)
+{
+	Datum		args[1];
+	int			save_nestlevel;
+	int			rc;
+
 	args[0] = pg_async_int8_array(ids, n, INT8OID);
 	prepare_plans();
 	save_nestlevel = pg_async_push_planner_settings();
@@ -528,5 +541,4 @@ pg_async_release_jobs(AsyncJob *jobs, int n)
 		elog(ERROR, "pg_async: giving back claimed jobs failed: %s",
 			 SPI_result_code_string(rc));
 	pg_async_pop_planner_settings(save_nestlevel);
-	elog(DEBUG1, "pg_async: gave back %d claimed jobs (a batch that overran, or a worker leaving)", n);
 }

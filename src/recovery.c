@@ -43,15 +43,18 @@ static TimestampTz retry_after = 0;
 
 /*
  * charge_lost_claim charges job_id the attempt 'attempt' that its in-flight
- * marker says was running when the server went down, if the claim of that
- * attempt did not survive (the job is queued again with one attempt fewer):
- * it marks the job running on that attempt again, and async._charge_crash()
- * records the crashed attempt and retries or dead-letters the job, as
- * async._recover() does when the claim survived.  Returns 1 if it did.
- * A running job is never marked paused or limited (a claim clears the
- * marks), which async._recover() relies on to find running jobs in
- * jobs_ready_idx: the marks go, should the function have been paused or
- * limited since the crash.
+ * marker says was running when the server went down.  If the claim of that
+ * attempt did not survive (the job is queued again with one attempt fewer),
+ * it marks the job running on that attempt again; if it did (the job is
+ * still running on it), the other jobs of its batch, which the marker
+ * clears of the crash, are given back uncharged (async._recover() would
+ * otherwise hold them all suspect, charging none).  Either way
+ * async._charge_crash() then records the crashed attempt and retries or
+ * dead-letters the job, as async._recover() does for a job alone in its
+ * batch.  Returns 1 if it charged the job.  A running job is never marked
+ * paused or limited (a claim clears the marks), which async._recover()
+ * relies on to find running jobs in jobs_ready_idx: the marks go, should
+ * the function have been paused or limited since the crash.
  */
 static int
 charge_lost_claim(int64 job_id, int32 attempt)
@@ -74,7 +77,50 @@ charge_lost_claim(int64 job_id, int32 attempt)
 		elog(ERROR, "pg_async: charging a lost claim failed: %s",
 			 SPI_result_code_string(rc));
 	if (SPI_processed != 1)
-		return 0;
+	{
+		/*
+		 * The claim survived: the job and the rest of its batch (claimed by
+		 * the same worker at the same time) are still running, under a
+		 * worker of the last server lifetime, as no worker claims before
+		 * the markers are acted on.  The rest are locked, to be given back.
+		 */
+		rc = SPI_execute_with_args("SELECT j.id, j.id OPERATOR(pg_catalog.=) $1"
+								   "  FROM async.jobs j, async.jobs c"
+								   " WHERE c.id OPERATOR(pg_catalog.=) $1"
+								   "   AND c.state OPERATOR(pg_catalog.=) 'running'"
+								   "   AND c.finished_at IS NULL"
+								   "   AND c.attempts OPERATOR(pg_catalog.=) $2"
+								   "   AND j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
+								   "   AND j.state OPERATOR(pg_catalog.=) 'running'"
+								   "   AND j.worker_pid IS NOT DISTINCT FROM c.worker_pid"
+								   "   AND j.started_at IS NOT DISTINCT FROM c.started_at"
+								   "   FOR UPDATE OF j",
+								   2, types, args, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "pg_async: charging a crashed job failed: %s",
+				 SPI_result_code_string(rc));
+		if (SPI_processed == 0)
+			return 0;
+		if (SPI_processed > 1)
+		{
+			int64	   *others = palloc(sizeof(int64) * SPI_processed);
+			int			nothers = 0;
+			uint64		i;
+
+			for (i = 0; i < SPI_processed; i++)
+			{
+				bool		isnull;
+				HeapTuple	tuple = SPI_tuptable->vals[i];
+
+				if (!DatumGetBool(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull)))
+					others[nothers++] = DatumGetInt64(SPI_getbinval(tuple,
+																	SPI_tuptable->tupdesc,
+																	1, &isnull));
+			}
+			if (nothers > 0)
+				pg_async_release_job_ids(others, nothers);
+		}
+	}
 
 	rc = SPI_execute_with_args("SELECT async._charge_crash($1)",
 							   1, types, args, NULL, false, 0);
@@ -189,6 +235,13 @@ pg_async_recover_dead_workers(TimestampTz now)
 	TimestampTz due = 0;
 
 	if (now < retry_after)
+		return false;
+	/*
+	 * The markers of a crash come first: they tell which job of a batch
+	 * was running, where async._recover() could only hold the whole batch
+	 * suspect (charge_lost_claim).
+	 */
+	if (pg_atomic_read_u32(&db->inflight_state) != 2)
 		return false;
 	/* recovered_at is written last: the epoch and interval read are its */
 	last = (TimestampTz) pg_atomic_read_u64(&db->recovered_at);

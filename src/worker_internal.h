@@ -105,6 +105,7 @@ extern void pg_async_saturated_forget(void);
 /* finish.c: the finish */
 extern void pg_async_finish_jobs(AsyncJob *jobs, int njobs);
 extern void pg_async_release_jobs(AsyncJob *jobs, int njobs);
+extern void pg_async_release_job_ids(int64 *ids, int n);
 
 /* recovery.c: lost claims and dead workers */
 extern void pg_async_recover_lost_claims(void);

@@ -50,24 +50,37 @@ is($marked, 0, 'the marker is cleared once the batch commits');
 #  lost-2: the same on its last attempt (attempts 1 of 2), marker says attempt 2
 #  kept-1: its claim survived (running, attempts 1, worker gone), marker says attempt 1
 #  done-1: finished long ago, a stale marker says attempt 1
+#  kept-2, kept-3: a batch whose claim survived (both running, attempts 1,
+#           worker gone), the marker says kept-2 was running: kept-2 is
+#           charged, kept-3 given back uncharged and not suspect
 $node->safe_psql('postgres', q{
 SELECT async.pause('work');
 INSERT INTO async.jobs (event_id, function, payload) VALUES
 	('lost-1', 'work', '{"id": "lost-1"}'), ('lost-2', 'work', '{"id": "lost-2"}'),
-	('kept-1', 'work', '{"id": "kept-1"}');
+	('kept-1', 'work', '{"id": "kept-1"}'), ('kept-2', 'work', '{"id": "kept-2"}'),
+	('kept-3', 'work', '{"id": "kept-3"}');
 });
 $node->stop('immediate');
 $node->start;
+# The claims that survived are a live worker's until the stop below, so
+# that the workers' own look for jobs of dead workers leaves them alone
+# meanwhile: two batches, told apart by their start.
+ok(wait_for_workers($node, 2), 'workers start again');
 $node->safe_psql('postgres', q{
 UPDATE async.jobs SET attempts = 1, errors = '[{"attempt": 1, "message": "earlier"}]'
  WHERE event_id = 'lost-2';
 -- as a claim leaves it: claims take only jobs not marked paused (pause() above marked them)
-UPDATE async.jobs SET state = 'running', attempts = 1, worker_pid = 999999, started_at = now(),
-       paused = false
+UPDATE async.jobs SET state = 'running', attempts = 1, paused = false,
+       worker_pid = (SELECT min(p) FROM unnest(async._live_worker_pids()) p),
+       started_at = clock_timestamp()
  WHERE event_id = 'kept-1';
+UPDATE async.jobs SET state = 'running', attempts = 1, paused = false,
+       worker_pid = (SELECT min(p) FROM unnest(async._live_worker_pids()) p),
+       started_at = now()
+ WHERE event_id IN ('kept-2', 'kept-3');
 });
 my %id = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
-	"SELECT event_id || '|' || id FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'warm')");
+	"SELECT event_id || '|' || id FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'kept-2', 'warm')");
 
 # records: magic "pgas", attempt, job id, database, timeline; one per worker slot
 my $db = $node->safe_psql('postgres', "SELECT oid FROM pg_database WHERE datname = 'postgres'");
@@ -81,6 +94,7 @@ $node->stop('immediate');
 my $records = marker(1, $id{'lost-1'}, $db)
   . marker(2, $id{'lost-2'}, $db)
   . marker(1, $id{'kept-1'}, $db)
+  . marker(1, $id{'kept-2'}, $db)
   . marker(1, $id{'warm'}, $db)
   # the same job id in another database is none of this database's business
   . marker(2, $id{'lost-1'}, $other_db)
@@ -94,22 +108,25 @@ close $fh;
 my $log_offset = -s $node->logfile;
 $node->start;
 ok( $node->wait_for_log(
-		qr/pg_async charged 2 jobs an attempt: they were running when the server went down/,
+		qr/pg_async charged 4 jobs an attempt: they were running when the server went down/,
 		$log_offset),
-	'the jobs whose claims were lost are charged');
+	'the jobs whose claims were lost are charged, and those of the claims that survived');
 ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM async.attempt_log WHERE event_id = 'kept-1' AND outcome = 'crashed'"),
 	'the job whose claim survived is recovered as before');
 
 is( $node->safe_psql('postgres', q{
 SELECT string_agg(event_id || ' ' || state || ' ' || attempts, ', ' ORDER BY event_id)
-  FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'warm')}),
-	'kept-1 queued 1, lost-1 queued 1, lost-2 dead 2, warm succeeded 1',
+  FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'kept-2', 'kept-3', 'warm')}),
+	'kept-1 queued 1, kept-2 queued 1, kept-3 queued 0, lost-1 queued 1, lost-2 dead 2, warm succeeded 1',
 	'each interrupted attempt is charged once; the finished job is left alone');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(event_id, ',' ORDER BY event_id) FROM async.jobs WHERE suspect"),
+	'', 'the marker clears the rest of a batch of suspicion');
 is( $node->safe_psql('postgres', q{
 SELECT string_agg(event_id || ' ' || attempt || ' ' || outcome || ' ' || sqlstate, ', ' ORDER BY event_id)
   FROM async.attempts WHERE outcome = 'crashed'}),
-	'kept-1 1 crashed 57P01, lost-1 1 crashed 57P01, lost-2 2 crashed 57P01',
+	'kept-1 1 crashed 57P01, kept-2 1 crashed 57P01, lost-1 1 crashed 57P01, lost-2 2 crashed 57P01',
 	'the crashed attempts are in the history');
 is( $node->safe_psql('postgres', "SELECT reason FROM async.dead_letters WHERE event_id = 'lost-2'"),
 	'exhausted', 'a lost claim on the last attempt dead-letters the event');
@@ -119,11 +136,11 @@ is(-s $file, 0, 'the markers are emptied once acted on');
 $node->safe_psql('postgres', q{SELECT async.resume('work');
 UPDATE async.jobs SET run_at = now() WHERE state = 'queued'});
 ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 2 FROM async.jobs WHERE event_id IN ('lost-1', 'kept-1') AND state = 'succeeded'"),
+		"SELECT count(*) = 4 FROM async.jobs WHERE event_id IN ('lost-1', 'kept-1', 'kept-2', 'kept-3') AND state = 'succeeded'"),
 	'the charged jobs run again');
 is( $node->safe_psql('postgres',
 		"SELECT string_agg(event_id, ',' ORDER BY event_id) FROM public.effects WHERE event_id <> 'warm'"),
-	'kept-1,lost-1', 'one effect each');
+	'kept-1,kept-2,kept-3,lost-1', 'one effect each');
 
 # 4. pg_async.synchronous_commit = off: the commits that finish a batch, and
 # so claim the next one, return before their WAL is flushed too.  A job
