@@ -379,25 +379,6 @@ claim_lock(const char *function, bool lock)
 }
 
 /*
- * log_unrun writes the server log line of a claimed job that was
- * dead-lettered unrun, at pg_async.log_failures, as the workers do
- * (finish.c): reason is expired or loop, error says why.
- */
-static void
-log_unrun(const char *function, const char *event_id, const char *error, const char *reason)
-{
-	if (strcmp(reason, "loop") == 0)
-		ereport(pg_async_log_failures,
-				(errmsg("pg_async: function \"%s\" event \"%s\" stopped as a loop: %s; dead-lettered",
-						function, event_id, error),
-				 errhint("Raise the function's max_depth if such a chain is meant.")));
-	else
-		ereport(pg_async_log_failures,
-				(errmsg("pg_async: function \"%s\" event \"%s\" expired: %s; dead-lettered",
-						function, event_id, error)));
-}
-
-/*
  * claim_once claims up to max_jobs jobs of function into the result of
  * async.claim(), after failing the expired leases of that function.
  * Returns how many it handed out.
@@ -447,8 +428,8 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 
 			if (reason == NULL)
 				reason = "expired";
-			log_unrun(function, SPI_getvalue(tup, desc, 2), SPI_getvalue(tup, desc, 7),
-					  reason);
+			pg_async_log_unrun(function, SPI_getvalue(tup, desc, 2),
+							   SPI_getvalue(tup, desc, 7), strcmp(reason, "loop") == 0);
 			if (strcmp(reason, "loop") == 0)
 				c->loops++;
 			c->dead++;

@@ -203,21 +203,36 @@ record_attempts(AsyncJob *jobs, int n)
 }
 
 /*
+ * pg_async_log_unrun writes the server log line of a job dead-lettered
+ * without running, at pg_async.log_failures: it expired, or it was stopped
+ * as a loop (looped).  For the workers' jobs (log_failure) and for those
+ * of external functions that async.claim() dead-letters (external.c).
+ */
+void
+pg_async_log_unrun(const char *function, const char *event_id, const char *error,
+				   bool looped)
+{
+	if (looped)
+		ereport(pg_async_log_failures,
+				(errmsg("pg_async: function \"%s\" event \"%s\" stopped as a loop: %s; dead-lettered",
+						function, event_id, error),
+				 errhint("Raise the function's max_depth if such a chain is meant.")));
+	else
+		ereport(pg_async_log_failures,
+				(errmsg("pg_async: function \"%s\" event \"%s\" expired: %s; dead-lettered",
+						function, event_id, error)));
+}
+
+/*
  * log_failure writes the server log line of a failed attempt, at
  * pg_async.log_failures: what failed, why, and what happens next.
  */
 static void
 log_failure(AsyncJob *job, bool dead, TimestampTz retry_at)
 {
-	if (job->expired)
-		ereport(pg_async_log_failures,
-				(errmsg("pg_async: function \"%s\" event \"%s\" expired: %s; dead-lettered",
-						job->function, job->event_id, job->error_message)));
-	else if (job->looped)
-		ereport(pg_async_log_failures,
-				(errmsg("pg_async: function \"%s\" event \"%s\" stopped as a loop: %s; dead-lettered",
-						job->function, job->event_id, job->error_message),
-				 errhint("Raise the function's max_depth if such a chain is meant.")));
+	if (job->expired || job->looped)
+		pg_async_log_unrun(job->function, job->event_id, job->error_message,
+						   !job->expired);
 	else if (dead)
 		ereport(pg_async_log_failures,
 				(errmsg("pg_async: function \"%s\" event \"%s\" attempt %d of %d failed: %s (SQLSTATE %s); dead-lettered",

@@ -58,6 +58,10 @@ extern void pg_async_check_handler(Oid fnoid);
 extern void pg_async_check_run_as(Oid fnoid, Oid run_as, const char *function);
 extern char *pg_async_clip_message(const char *message);
 
+/* finish.c, for external.c too */
+extern void pg_async_log_unrun(const char *function, const char *event_id,
+							   const char *error, bool looped);
+
 
 /* inflight.c: which job each worker runs, surviving a crash restart */
 extern void pg_async_inflight_open(int slot);
