@@ -17,6 +17,7 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/timestamp.h"
 
 /*
@@ -42,16 +43,71 @@ bool		pg_async_recovery_left = false;
 static TimestampTz retry_after = 0;
 
 /*
+ * give_back_batch finds job_id still running on attempt 'attempt' (its
+ * claim survived the crash), and gives the other jobs of its batch (claimed
+ * by the same worker at the same time) back uncharged: its marker clears
+ * them of the crash, where async._recover() would hold them all suspect.
+ * Returns false if the job is not running on that attempt.  No worker
+ * claims before the markers are acted on, so the batch is one of a worker
+ * of the last server lifetime.  Rows another transaction holds locked are
+ * left to async._recover(), and so is the whole batch if the job is one
+ * of them: the claims, which wait for the markers, must not wait for a
+ * session's lock.
+ */
+static bool
+give_back_batch(int64 job_id, int32 attempt)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		args[2];
+	int64	   *others;
+	int			nothers = 0;
+	bool		found = false;
+	uint64		i;
+
+	args[0] = Int64GetDatum(job_id);
+	args[1] = Int32GetDatum(attempt);
+	if (SPI_execute_with_args("SELECT j.id FROM async.jobs j, async.jobs c"
+							  " WHERE c.id OPERATOR(pg_catalog.=) $1"
+							  "   AND c.state OPERATOR(pg_catalog.=) 'running'"
+							  "   AND c.finished_at IS NULL"
+							  "   AND c.attempts OPERATOR(pg_catalog.=) $2"
+							  "   AND j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
+							  "   AND j.state OPERATOR(pg_catalog.=) 'running'"
+							  "   AND j.worker_pid IS NOT DISTINCT FROM c.worker_pid"
+							  "   AND j.started_at IS NOT DISTINCT FROM c.started_at"
+							  "   FOR UPDATE OF j SKIP LOCKED",
+							  2, types, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: finding the batch of a crashed job failed");
+
+	others = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (id == job_id)
+			found = true;
+		else
+			others[nothers++] = id;
+	}
+	if (!found)
+		return false;
+	if (nothers > 0)
+		pg_async_release_job_ids(others, nothers);
+	return true;
+}
+
+/*
  * charge_lost_claim charges job_id the attempt 'attempt' that its in-flight
  * marker says was running when the server went down.  If the claim of that
  * attempt did not survive (the job is queued again with one attempt fewer),
- * it marks the job running on that attempt again; if it did (the job is
- * still running on it), the other jobs of its batch, which the marker
- * clears of the crash, are given back uncharged (async._recover() would
- * otherwise hold them all suspect, charging none).  Either way
+ * it marks the job running on that attempt again; if it did, the rest of
+ * the job's batch is given back (give_back_batch).  Either way
  * async._charge_crash() then records the crashed attempt and retries or
  * dead-letters the job, as async._recover() does for a job alone in its
- * batch.  Returns 1 if it charged the job.  A running job is never marked
+ * batch.  Returns 1 if it charged the job; a job another transaction holds
+ * locked (an async.cancel() under way) is not charged.  A running job is never marked
  * paused or limited (a claim clears the marks), which async._recover()
  * relies on to find running jobs in jobs_ready_idx: the marks go, should
  * the function have been paused or limited since the crash.
@@ -68,59 +124,19 @@ charge_lost_claim(int64 job_id, int32 attempt)
 	rc = SPI_execute_with_args("UPDATE async.jobs j"
 							   "   SET state = 'running', attempts = $2, paused = false, limited = false,"
 							   "       started_at = pg_catalog.now(), worker_pid = NULL"
-							   " WHERE j.id OPERATOR(pg_catalog.=) $1"
-							   "   AND j.state OPERATOR(pg_catalog.=) 'queued'"
-							   "   AND j.finished_at IS NULL"
-							   "   AND j.attempts OPERATOR(pg_catalog.=) ($2 OPERATOR(pg_catalog.-) 1)",
+							   "  FROM (SELECT l.id FROM async.jobs l"
+							   "         WHERE l.id OPERATOR(pg_catalog.=) $1"
+							   "           AND l.state OPERATOR(pg_catalog.=) 'queued'"
+							   "           AND l.finished_at IS NULL"
+							   "           AND l.attempts OPERATOR(pg_catalog.=) ($2 OPERATOR(pg_catalog.-) 1)"
+							   "           FOR UPDATE SKIP LOCKED) l"
+							   " WHERE j.id OPERATOR(pg_catalog.=) l.id",
 							   2, types, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "pg_async: charging a lost claim failed: %s",
 			 SPI_result_code_string(rc));
-	if (SPI_processed != 1)
-	{
-		/*
-		 * The claim survived: the job and the rest of its batch (claimed by
-		 * the same worker at the same time) are still running, under a
-		 * worker of the last server lifetime, as no worker claims before
-		 * the markers are acted on.  The rest are locked, to be given back.
-		 */
-		rc = SPI_execute_with_args("SELECT j.id, j.id OPERATOR(pg_catalog.=) $1"
-								   "  FROM async.jobs j, async.jobs c"
-								   " WHERE c.id OPERATOR(pg_catalog.=) $1"
-								   "   AND c.state OPERATOR(pg_catalog.=) 'running'"
-								   "   AND c.finished_at IS NULL"
-								   "   AND c.attempts OPERATOR(pg_catalog.=) $2"
-								   "   AND j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
-								   "   AND j.state OPERATOR(pg_catalog.=) 'running'"
-								   "   AND j.worker_pid IS NOT DISTINCT FROM c.worker_pid"
-								   "   AND j.started_at IS NOT DISTINCT FROM c.started_at"
-								   "   FOR UPDATE OF j",
-								   2, types, args, NULL, false, 0);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "pg_async: charging a crashed job failed: %s",
-				 SPI_result_code_string(rc));
-		if (SPI_processed == 0)
-			return 0;
-		if (SPI_processed > 1)
-		{
-			int64	   *others = palloc(sizeof(int64) * SPI_processed);
-			int			nothers = 0;
-			uint64		i;
-
-			for (i = 0; i < SPI_processed; i++)
-			{
-				bool		isnull;
-				HeapTuple	tuple = SPI_tuptable->vals[i];
-
-				if (!DatumGetBool(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull)))
-					others[nothers++] = DatumGetInt64(SPI_getbinval(tuple,
-																	SPI_tuptable->tupdesc,
-																	1, &isnull));
-			}
-			if (nothers > 0)
-				pg_async_release_job_ids(others, nothers);
-		}
-	}
+	if (SPI_processed != 1 && !give_back_batch(job_id, attempt))
+		return 0;
 
 	rc = SPI_execute_with_args("SELECT async._charge_crash($1)",
 							   1, types, args, NULL, false, 0);
@@ -128,6 +144,25 @@ charge_lost_claim(int64 job_id, int32 attempt)
 		elog(ERROR, "pg_async: charging a lost claim failed: %s",
 			 SPI_result_code_string(rc));
 	return 1;
+}
+
+/*
+ * Whether this worker is acting on the markers: if it exits meanwhile (a
+ * FATAL error, pg_terminate_backend), abandon_markers leaves them to the
+ * next worker, which the claims and the look for jobs of dead workers of
+ * the database wait for (inflight_state).
+ */
+static bool acting_on_markers = false;
+static bool abandon_registered = false;
+
+static void
+abandon_markers(int code, Datum arg)
+{
+	uint32		expected = 1;
+
+	if (acting_on_markers)
+		(void) pg_atomic_compare_exchange_u32(&pg_async_my_db()->inflight_state,
+											  &expected, 0);
 }
 
 /*
@@ -150,6 +185,12 @@ pg_async_recover_lost_claims(void)
 	if (pg_atomic_read_u32(&pg_async_my_db()->inflight_state) == 2 ||
 		!pg_atomic_compare_exchange_u32(&pg_async_my_db()->inflight_state, &expected, 1))
 		return;
+	if (!abandon_registered)
+	{
+		on_shmem_exit(abandon_markers, (Datum) 0);
+		abandon_registered = true;
+	}
+	acting_on_markers = true;
 
 	pg_async_announce_next_look(PG_INT64_MAX);
 	PG_TRY();
@@ -184,6 +225,7 @@ pg_async_recover_lost_claims(void)
 		charged = 0;
 	}
 	PG_END_TRY();
+	acting_on_markers = false;
 	if (busy)
 	{
 		/* claims keep waiting (inflight_state) until the markers are done */

@@ -87,6 +87,14 @@ worker_detach(int code, Datum arg)
 	pg_async_saturated_forget();
 
 	/*
+	 * An exit short of a crash is no handler's crash: the marker goes, and
+	 * the jobs left running are async._recover()'s to judge (recovery.c).
+	 * A marker left would charge its job at the next restart, and, stale,
+	 * the wrong job if that one ran again on the same attempt.
+	 */
+	pg_async_inflight_clear();
+
+	/*
 	 * Jobs left running, or job rows held locked past a colleague's claim,
 	 * are for the others to find: the next look for dead workers' jobs
 	 * comes at once, the floor goes to the start, and a sleeping colleague
