@@ -192,6 +192,20 @@ pg_async_consumer_subxact_abort(SubTransactionId subid)
 	}
 }
 
+/*
+ * pg_async_consumer_end_job: a worker's handler ended.  The jobs of
+ * external functions it completed made what it enqueued deeper, not what
+ * the next handlers of its batch, perhaps other roles', enqueue in the
+ * same transaction.  (The workers note no enqueued ids: their handlers'
+ * jobs know their depth.)
+ */
+void
+pg_async_consumer_end_job(void)
+{
+	completed_depth = -1;
+	ndepth_undo = 0;
+}
+
 /* pg_async_consumer_end_xact forgets the transaction's completions and jobs. */
 void
 pg_async_consumer_end_xact(void)

@@ -148,6 +148,7 @@ extern Datum pg_async_int8_array(int64 *values, int n, Oid typid);
 extern int32 pg_async_consumer_depth(void);
 extern void pg_async_consumer_note_enqueued(int64 id);
 extern void pg_async_consumer_completed(int32 depth);
+extern void pg_async_consumer_end_job(void);
 extern void pg_async_consumer_end_xact(void);
 extern void pg_async_consumer_subxact_abort(SubTransactionId subid);
 extern bool pg_async_consumer_raising(void);

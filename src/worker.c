@@ -262,6 +262,7 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 		pg_async_current_depth = job->depth;
 		pg_async_execute_job(job);
 		pg_async_current_depth = -1;
+		pg_async_consumer_end_job();
 		CommandCounterIncrement();
 		job->duration_us = GetCurrentTimestamp() - job->started_at;
 		pg_async_batch_note_job(job->duration_us);

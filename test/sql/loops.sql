@@ -149,8 +149,45 @@ COMMIT;
 SELECT async.complete(:jid, :'jl');
 SELECT event_id, depth, state FROM async.jobs WHERE function = 'loop_sp' ORDER BY id;
 
+-- in a worker's batch, what a handler completes as a consumer deepens what
+-- that handler enqueues, not what the next handlers of the batch enqueue
+SELECT async.register_external('loop_deep');
+SELECT async.register_external('loop_sink');
+INSERT INTO async.jobs (function, payload, event_id, depth) VALUES ('loop_deep', '{}', 'deep', 10);
+CREATE FUNCTION public.loop_batch(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	c record;
+BEGIN
+	IF e->>'step' = 'consume' THEN
+		SELECT * INTO c FROM async.claim('loop_deep');
+		PERFORM async.complete(c.job_id, c.lease);
+	END IF;
+	INSERT INTO async.jobs (function, payload, event_id)
+	VALUES ('loop_sink', '{}', 'from-' || (e->>'step'));
+END;
+$$;
+SELECT async.register('public.loop_batch(jsonb)');
+SELECT async.pause('loop_batch');
+BEGIN;
+SELECT async.invoke('loop_batch', '{"step": "consume"}', 'b-consume');
+SELECT async.invoke('loop_batch', '{"step": "after"}', 'b-after');
+COMMIT;
+SELECT async.resume('loop_batch');
+-- not wait_idle(): loop_sink's jobs wait for a consumer
+DO $$
+BEGIN
+	FOR i IN 1 .. 3000 LOOP
+		EXIT WHEN (SELECT count(*) FROM async.jobs
+				   WHERE function = 'loop_batch' AND state = 'succeeded') = 2;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END $$;
+SELECT event_id, state, depth FROM async.jobs
+ WHERE function IN ('loop_deep', 'loop_sink', 'loop_batch') ORDER BY event_id;
+
 SELECT async.unregister(name, cancel_jobs => true) FROM async.functions WHERE name LIKE 'loop\_%' ORDER BY name;
 DROP FUNCTION public.loop_self(jsonb), public.loop_a(jsonb), public.loop_b(jsonb),
-	public.loop_c(jsonb), public.loop_d(jsonb), public.loop_count(jsonb);
+	public.loop_c(jsonb), public.loop_d(jsonb), public.loop_count(jsonb),
+	public.loop_batch(jsonb);
 DROP ROLE regress_loop_app;
 DROP TABLE public.loop_runs;
