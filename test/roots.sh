@@ -43,9 +43,12 @@ root_dir() {
 	echo "$PG_ASYNC_ROOTS/$(pg_suite "$1")-$1"
 }
 
-# root_packages MAJOR prints the packages a root of MAJOR gets.
+# root_packages MAJOR prints the packages a root of MAJOR gets: for the
+# tests, Debian's nodejs too, for the Node consumers of
+# test/t/024_consumers.pl (their pg comes from npm, installed by
+# run-tests.sh from outside: Debian's npm is 363 packages).
 root_packages() {
-	echo "${ROOT_PACKAGES:-$(pg_packages "$1")} mount"
+	echo "${ROOT_PACKAGES:-$(pg_packages "$1") nodejs} mount"
 }
 
 # root_marker_text MAJOR prints what the marker of a complete root of MAJOR

@@ -84,7 +84,38 @@ run_in_root() {
 	root_src=$(mktemp -d "$root/tmp/pg_async-src.XXXXXX") || return 1
 	trap 'rm -rf "$root_src"' EXIT
 	copy_source "$src" "$root_src" || return 1
-	root_exec "$root" env PG_MAJOR="$1" bash "${root_src#"$root"}/test/suite.sh"
+	root_node_modules "$root" || return 1
+	root_exec "$root" env PG_MAJOR="$1" PG_ASYNC_NODE_MODULES="$ROOT_NODE_MODULES" \
+		PG_ASYNC_NODE_REQUIRED=1 bash "${root_src#"$root"}/test/suite.sh"
+}
+
+# The Node consumers of test/t/024_consumers.pl run in the roots too, with
+# the root's Node.js (Debian's nodejs, root_packages) and pg from npm,
+# installed once into the root by this machine's npm: the root has no npm.
+ROOT_NODE_MODULES=/opt/pg_async-node/node_modules
+
+# root_node_modules ROOT installs pg 8 (as test/t/024_consumers.pl does)
+# from npm into ROOT's ROOT_NODE_MODULES, unless it is there already: into
+# a directory beside it first, so that an install cut short is not taken
+# for one that is done.
+root_node_modules() {
+	local dir="$1${ROOT_NODE_MODULES%/node_modules}" log
+	[ ! -d "$dir/node_modules/pg" ] || return 0
+	ensure_node
+	rm -rf "$dir.new"
+	mkdir -p "$dir.new"
+	log=$(mktemp)
+	if ! npm install --no-save --no-audit --no-fund --prefix "$dir.new" pg@8 >"$log" 2>&1 ||
+		[ ! -d "$dir.new/node_modules/pg" ]; then
+		cat "$log"
+		rm -f "$log"
+		echo "== npm install pg into $dir failed"
+		return 1
+	fi
+	rm -f "$log"
+	chmod -R a+rX "$dir.new"
+	rm -rf "$dir"
+	mv "$dir.new" "$dir"
 }
 
 status=0

@@ -18,7 +18,8 @@ become_root "$0" "$@"
 echo "== $("$PG_CONFIG" --version 2>/dev/null || echo "PostgreSQL $PG_MAJOR (not installed yet)"), $PG_CONFIG"
 ensure_packages
 # Node.js for the Node consumers of test/t/024_consumers.pl, on this machine,
-# where they must then run; the roots go without (the test says why)
+# where they must then run; in a root, test/run-tests.sh provides it and says
+# so (PG_ASYNC_NODE_MODULES, PG_ASYNC_NODE_REQUIRED)
 if [ -z "${PG_ASYNC_IN_ROOT:-}" ]; then
 	ensure_node
 	export PG_ASYNC_NODE_REQUIRED=1

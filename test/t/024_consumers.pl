@@ -13,14 +13,11 @@
 # into its own temporary directory (npm's cache keeps it for the next run);
 # PG_ASYNC_NODE_MODULES may name a node_modules that holds it already.
 #
-# Where the Node part runs: on this machine's version only.  The roots of 17
-# and 18 have no Node.js: Debian's nodejs and npm are 363 packages, 22 s to
-# install into the trixie root (measured here), and a root is made again
-# when its package list changes, whereas what the Node part would test
-# there, the server's side of the API, the Python part tests already on
-# every version.  test/suite.sh sets PG_ASYNC_NODE_REQUIRED on this machine,
-# where it installed Node.js, so that a Node part that cannot run fails
-# instead of being skipped.
+# Where the Node part runs: on every version.  On this machine test/suite.sh
+# installs Node.js and npm; in the roots of the other versions the root has
+# Debian's nodejs, and test/run-tests.sh installs pg from npm into it from
+# outside (PG_ASYNC_NODE_MODULES).  Both set PG_ASYNC_NODE_REQUIRED, so that
+# a Node part that cannot run fails instead of being skipped.
 use strict;
 use warnings;
 
