@@ -107,7 +107,9 @@ give_back_batch(int64 job_id, int32 attempt)
  * async._charge_crash() then records the crashed attempt and retries or
  * dead-letters the job, as async._recover() does for a job alone in its
  * batch.  Returns 1 if it charged the job; a job another transaction holds
- * locked (an async.cancel() under way) is not charged.  A running job is never marked
+ * locked (an async.cancel() under way) is not charged: queued, it then
+ * runs again uncharged, as when the markers cannot be read; running, it
+ * is left to async._recover().  A running job is never marked
  * paused or limited (a claim clears the marks), which async._recover()
  * relies on to find running jobs in jobs_ready_idx: the marks go, should
  * the function have been paused or limited since the crash.

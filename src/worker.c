@@ -70,6 +70,16 @@ worker_detach(int code, Datum arg)
 	if (MyAsyncSlot == NULL)
 		return;
 
+	/*
+	 * An exit short of a crash is no handler's crash: the marker goes, and
+	 * the jobs left running are async._recover()'s to judge (recovery.c).
+	 * A marker left would charge its job at the next restart, and, stale,
+	 * the wrong job if that one ran again on the same attempt.  Before the
+	 * slot is given back: the marker's place is the slot's, and its next
+	 * worker's marker must not be erased.
+	 */
+	pg_async_inflight_clear();
+
 	pg_atomic_write_u32(&MyAsyncSlot->sleeping, ASYNC_SLOT_AWAKE);
 	pg_atomic_write_u64(&MyAsyncSlot->next_look_at, (uint64) PG_INT64_MAX);
 	SpinLockAcquire(&MyAsyncSlot->mutex);
@@ -85,14 +95,6 @@ worker_detach(int code, Datum arg)
 
 	/* enqueues that relied on our next look wake a colleague instead */
 	pg_async_saturated_forget();
-
-	/*
-	 * An exit short of a crash is no handler's crash: the marker goes, and
-	 * the jobs left running are async._recover()'s to judge (recovery.c).
-	 * A marker left would charge its job at the next restart, and, stale,
-	 * the wrong job if that one ran again on the same attempt.
-	 */
-	pg_async_inflight_clear();
 
 	/*
 	 * Jobs left running, or job rows held locked past a colleague's claim,

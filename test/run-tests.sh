@@ -101,7 +101,7 @@ ROOT_NODE_MODULES=/opt/pg_async-node/node_modules
 root_node_modules() {
 	local dir="$1${ROOT_NODE_MODULES%/node_modules}" log
 	[ ! -d "$dir/node_modules/pg" ] || return 0
-	ensure_node
+	ensure_node || return 1
 	rm -rf "$dir.new"
 	mkdir -p "$dir.new"
 	log=$(mktemp)
@@ -113,7 +113,7 @@ root_node_modules() {
 		return 1
 	fi
 	rm -f "$log"
-	chmod -R a+rX "$dir.new"
+	chmod -R a+rX "$dir.new" || return 1
 	rm -rf "$dir"
 	mv "$dir.new" "$dir"
 }
