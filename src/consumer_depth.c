@@ -210,8 +210,7 @@ pg_async_consumer_end_job(void)
 void
 pg_async_consumer_end_xact(void)
 {
-	completed_depth = -1;
-	ndepth_undo = 0;
+	pg_async_consumer_end_job();
 	raising = false;
 	range_lo = NULL;
 	range_hi = NULL;

@@ -62,7 +62,6 @@ extern char *pg_async_clip_message(const char *message);
 extern void pg_async_log_unrun(const char *function, const char *event_id,
 							   const char *error, bool looped);
 
-
 /* inflight.c: which job each worker runs, surviving a crash restart */
 extern void pg_async_inflight_open(int slot);
 extern bool pg_async_inflight_available(void);

@@ -113,7 +113,7 @@ ok( $node->wait_for_log(
 	'the jobs whose claims were lost are charged, and those of the claims that survived');
 ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM async.attempt_log WHERE event_id = 'kept-1' AND outcome = 'crashed'"),
-	'the job whose claim survived is recovered as before');
+	'the job alone in its batch whose claim survived is charged as before');
 
 is( $node->safe_psql('postgres', q{
 SELECT string_agg(event_id || ' ' || state || ' ' || attempts, ', ' ORDER BY event_id)
