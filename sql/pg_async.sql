@@ -867,31 +867,37 @@ BEGIN
 	 * No qual names limited: jobs_limited_idx, whose predicate would then
 	 * hold too, costs the same as jobs_keyed_idx while the statistics say
 	 * the queue is small, and a plan that took it walked the function's
-	 * whole lane for each key.
+	 * whole lane for each key.  The index keeps running jobs too (see its
+	 * predicate): each scan reads a key's running jobs, at most
+	 * p_key_concurrency of them, and passes them by their state.
 	 */
 	RETURN QUERY
 		WITH RECURSIVE after(key) AS (
 			(SELECT j.key FROM async.jobs j
 			  WHERE j.function OPERATOR(pg_catalog.=) p_function
-				AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
+				AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
+				AND NOT j.paused AND j.finished_at IS NULL
 				AND j.key OPERATOR(pg_catalog.>) p_from
 			  ORDER BY j.key LIMIT 1)
 			UNION ALL
 			SELECT (SELECT j.key FROM async.jobs j
 					 WHERE j.function OPERATOR(pg_catalog.=) p_function
-					   AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
+					   AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
+					   AND NOT j.paused AND j.finished_at IS NULL
 					   AND j.key OPERATOR(pg_catalog.>) a.key
 					 ORDER BY j.key LIMIT 1)
 			  FROM after a WHERE a.key IS NOT NULL),
 		upto(key) AS (
 			(SELECT j.key FROM async.jobs j
 			  WHERE j.function OPERATOR(pg_catalog.=) p_function
-				AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
+				AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
+				AND NOT j.paused AND j.finished_at IS NULL
 			  ORDER BY j.key LIMIT 1)
 			UNION ALL
 			SELECT (SELECT j.key FROM async.jobs j
 					 WHERE j.function OPERATOR(pg_catalog.=) p_function
-					   AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
+					   AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
+					   AND NOT j.paused AND j.finished_at IS NULL
 					   AND j.key OPERATOR(pg_catalog.>) u.key
 					 ORDER BY j.key LIMIT 1)
 			  FROM upto u
@@ -907,7 +913,8 @@ BEGIN
 			  FROM async.jobs j
 			 WHERE j.function OPERATOR(pg_catalog.=) p_function
 			   AND j.key OPERATOR(pg_catalog.=) k.key
-			   AND j.state OPERATOR(pg_catalog.=) 'queued' AND NOT j.paused
+			   AND j.state OPERATOR(pg_catalog.=) 'queued'
+			   AND NOT j.paused AND j.finished_at IS NULL
 			   AND j.run_at OPERATOR(pg_catalog.<=) p_at
 			 ORDER BY j.priority, j.run_at
 			 LIMIT GREATEST(0, p_key_concurrency OPERATOR(pg_catalog.-)
@@ -1613,7 +1620,8 @@ CREATE FUNCTION async._unpause_jobs() RETURNS integer
 			   SELECT x.id FROM async.functions f CROSS JOIN LATERAL (
 					  SELECT x.id FROM async.jobs x
 					   WHERE x.function OPERATOR(pg_catalog.=) f.name AND x.key IS NOT NULL
-						 AND x.state OPERATOR(pg_catalog.=) 'queued' AND NOT x.paused
+						 AND x.state OPERATOR(pg_catalog.=) 'queued'
+						 AND NOT x.paused AND x.finished_at IS NULL
 					   ORDER BY x.key, x.priority, x.run_at LIMIT 10000
 						 FOR UPDATE SKIP LOCKED) x
 				WHERE f.concurrency_key IS NULL))
@@ -2782,9 +2790,9 @@ CREATE INDEX jobs_finished_idx ON async.jobs USING btree (finished_at) WHERE (fi
 
 CREATE INDEX jobs_limited_idx ON async.jobs USING btree (function, priority, run_at) WHERE (limited AND (NOT paused) AND (finished_at IS NULL));
 
-CREATE INDEX jobs_keyed_idx ON async.jobs USING btree (function, key, priority, run_at) WHERE ((key IS NOT NULL) AND (state = 'queued'::text) AND (NOT paused));
+CREATE INDEX jobs_keyed_idx ON async.jobs USING btree (function, key, priority, run_at) WHERE ((key IS NOT NULL) AND (NOT paused) AND (finished_at IS NULL));
 
-COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued jobs of functions with a concurrency_key, by key: the claims visit the keys in turn.  Its predicate does not name limited, so that no claim of a key can take jobs_limited_idx for it';
+COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued and running jobs of functions with a concurrency_key, by key: the claims visit the keys in turn.  Its predicate does not name limited, so that no claim of a key can take jobs_limited_idx for it, nor state, so that a claim can be a HOT update';
 
 CREATE INDEX jobs_paused_idx ON async.jobs USING btree (function) WHERE paused;
 

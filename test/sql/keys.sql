@@ -139,6 +139,33 @@ SELECT event_id, key, limited FROM async.jobs WHERE event_id IN ('k-race', 'k-pl
 DELETE FROM async.jobs WHERE event_id IN ('k-race', 'k-plain');
 SELECT async.unregister('key_plain');
 
+-- a claim changes no column that an index of async.jobs names, in its
+-- key or its predicate, so that it can be a HOT update (0.11 to 0.14 named
+-- state in jobs_keyed_idx's predicate, and no claim was): of a keyed
+-- function's job and of any other, here through async.claim
+SELECT i.indexrelid::regclass AS index_naming_a_claimed_column
+  FROM pg_index i, pg_attribute a
+ WHERE i.indrelid = 'async.jobs'::regclass AND a.attrelid = i.indrelid
+   AND a.attname IN ('state', 'attempts', 'started_at', 'worker_pid', 'suspect')
+   AND (a.attnum = ANY (i.indkey)
+        OR pg_get_expr(i.indpred, i.indrelid) ~ ('\m' || a.attname || '\M')
+        OR pg_get_expr(i.indexprs, i.indrelid) ~ ('\m' || a.attname || '\M'));
+SELECT async.register_external('key_ext', concurrency_key => 'tenant', key_concurrency => 1);
+SELECT async.register_external('plain_ext');
+INSERT INTO async.jobs (function, payload) VALUES
+	('key_ext', '{"tenant": "acme"}'), ('plain_ext', '{}');
+BEGIN;
+-- (the counts are this session's not yet reported: the claims add to them)
+SELECT pg_stat_get_xact_tuples_updated('async.jobs'::regclass) AS updates_before,
+       pg_stat_get_xact_tuples_hot_updated('async.jobs'::regclass) AS hot_before \gset
+SELECT count(*) AS claimed FROM async.claim('key_ext', 10);
+SELECT count(*) AS claimed FROM async.claim('plain_ext', 10);
+SELECT pg_stat_get_xact_tuples_updated('async.jobs'::regclass) - :updates_before AS updates,
+       pg_stat_get_xact_tuples_hot_updated('async.jobs'::regclass) - :hot_before AS hot_updates;
+ROLLBACK;
+SELECT async.unregister('key_ext', cancel_jobs => true);
+SELECT async.unregister('plain_ext', cancel_jobs => true);
+
 -- the keys are pg_async's: a role neither sets a job's key nor calls the
 -- claim's internals
 CREATE ROLE regress_key_mallory;
