@@ -528,7 +528,7 @@ COMMENT ON COLUMN async.jobs.limited IS 'true while the queued job belongs to a 
 
 COMMENT ON COLUMN async.jobs.depth IS 'how many events led to this one: 0 for an event enqueued outside the workers, one more than the event whose handler or destination enqueued it, or than the deepest job of an external function that the enqueueing transaction completed. Past the function''s max_depth (pg_async.max_depth) the event is dead-lettered with reason loop instead of running';
 
-COMMENT ON COLUMN async.jobs.key IS 'for a function with a concurrency_key, the value of that key in the payload as text (the empty string when it is missing or null; the md5 of a value longer than 200 bytes): its jobs wait in jobs_keyed_idx by key. NULL for the other functions. Set by pg_async, not by the INSERT';
+COMMENT ON COLUMN async.jobs.key IS 'for a function with a concurrency_key, the value of that key in the payload as text (the empty string when it is missing or null; the md5 of a value longer than 200 bytes): its jobs wait in jobs_keyed_idx by key. NULL for the other functions, and while a worker runs the job (its row in async.running keeps the key, and gives it back when the job ends or is queued again). Set by pg_async, not by the INSERT';
 
 COMMENT ON COLUMN async.jobs.priority IS 'lower runs first (ties by run_at, then id); an INSERT that gives none takes the function''s priority. Jobs of priority 0 wait in jobs_ready_idx, the others in jobs_priority_idx';
 
@@ -867,9 +867,9 @@ BEGIN
 	 * No qual names limited: jobs_limited_idx, whose predicate would then
 	 * hold too, costs the same as jobs_keyed_idx while the statistics say
 	 * the queue is small, and a plan that took it walked the function's
-	 * whole lane for each key.  The index keeps running jobs too (see its
-	 * predicate): each scan reads a key's running jobs, at most
-	 * p_key_concurrency of them, and passes them by their state.
+	 * whole lane for each key.  The index keeps the jobs consumers run
+	 * (async.claim) too, not those of workers, whose claims clear the
+	 * key: the scans pass them by their state.
 	 */
 	RETURN QUERY
 		WITH RECURSIVE after(key) AS (
@@ -1529,19 +1529,28 @@ BEGIN
 	 * run time of each handler, and async.complete(), whose jobs end now
 	 * (p_finished and p_duration_us NULL).  One statement when no
 	 * destination waits: the rows the update returns are kept only for
-	 * those.
+	 * those.  A worker's claim cleared the key of a keyed job: it comes
+	 * back from the job's row in async.running, as arrays (the planner
+	 * cannot know how many rows the deletion returns, and a nested loop
+	 * over them took 190 ms a batch of 1,000).
 	 */
 	WITH released AS (
-		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids)),
+		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids)
+		RETURNING r.job_id, r.key),
+	keys AS MATERIALIZED (
+		SELECT pg_catalog.array_agg(x.job_id) AS ids, pg_catalog.array_agg(x.key) AS keys
+		  FROM released x WHERE x.key IS NOT NULL),
 	done AS (
 		UPDATE async.jobs j SET state = 'succeeded',
 			   finished_at = COALESCE(d.finished_at, v_now),
 			   duration = COALESCE(d.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::interval,
 								   v_now OPERATOR(pg_catalog.-) j.started_at),
-			   result = d.result
+			   result = d.result,
+			   key = COALESCE(j.key, k.keys[pg_catalog.array_position(k.ids, j.id)])
 		  FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_results),
 						  pg_catalog.unnest(p_finished), pg_catalog.unnest(p_duration_us))
-			   AS d(id, result, finished_at, duration_us)
+			   AS d(id, result, finished_at, duration_us),
+			   keys k
 		 WHERE j.id OPERATOR(pg_catalog.=) d.id
 		RETURNING j.id)
 	SELECT pg_catalog.array_agg(d.id) INTO v_done FROM done d WHERE p_destinations;
@@ -2792,7 +2801,7 @@ CREATE INDEX jobs_limited_idx ON async.jobs USING btree (function, priority, run
 
 CREATE INDEX jobs_keyed_idx ON async.jobs USING btree (function, key, priority, run_at) WHERE ((key IS NOT NULL) AND (NOT paused) AND (finished_at IS NULL));
 
-COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued and running jobs of functions with a concurrency_key, by key: the claims visit the keys in turn.  Its predicate does not name limited, so that no claim of a key can take jobs_limited_idx for it, nor state, so that a claim can be a HOT update';
+COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued jobs of functions with a concurrency_key, and those a consumer runs (a worker''s claim clears the key), by key: the claims visit the keys in turn.  Its predicate does not name limited, so that no claim of a key can take jobs_limited_idx for it, nor state, so that a claim can be a HOT update';
 
 CREATE INDEX jobs_paused_idx ON async.jobs USING btree (function) WHERE paused;
 

@@ -25,6 +25,12 @@
  * floor, the same of the walks of jobs_priority_idx (picked.prio), the
  * first job as its priority and run_at, and whether the walk above 0 was
  * made.
+ *
+ * A job of a function with a concurrency_key leaves jobs_keyed_idx when a
+ * worker claims it: the update clears its key (its row in async.running
+ * keeps it, and every way back to the queue computes it again), so that the
+ * keys' scans pass no running jobs.  The other jobs have no key: for them
+ * the update changes no column an index names, and is a HOT update.
  */
 /* the jobs the walks of jobs_priority_idx found */
 #define PRIORITY_FOUND \
@@ -33,7 +39,7 @@
 #define CLAIM_UPDATE \
 " UPDATE async.jobs j" \
 "    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1," \
-"        started_at = $8, worker_pid = $2, suspect = false, limited = false" \
+"        started_at = $8, worker_pid = $2, suspect = false, limited = false, key = NULL" \
 "   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function" \
 "  WHERE j.id OPERATOR(pg_catalog.=) p.id" \
 " RETURNING j.id, j.event_id, j.function, j.payload, j.attempts," \
@@ -61,7 +67,7 @@
 "             (SELECT pg_catalog.count(*) FROM later l) OPERATOR(pg_catalog.>)" \
 "             (SELECT pg_catalog.count(*) FROM picked p WHERE p.prio)," \
 "           j.depth, COALESCE(f.max_depth, $7), f.rate_limit IS NOT NULL," \
-"           CASE WHEN f.key_concurrency IS NOT NULL THEN j.key END"
+"           CASE WHEN f.key_concurrency IS NOT NULL THEN p.key END"
 
 /* what each part of a claim reads of a job */
 #define PART_COLUMNS \
@@ -295,10 +301,10 @@ READY_PARTS("NOT EXISTS (SELECT FROM" LIMITED_FUNCTIONS ")")
 " ready AS (" READY_UNION "),"
 CLAIM_WITHIN_BYTES("ready")
 " picked AS ("
-"  SELECT c.id, c.function, c.ready, c.prio FROM within_bytes c"
+"  SELECT c.id, c.function, c.key, c.ready, c.prio FROM within_bytes c"
 "   WHERE NOT EXISTS (SELECT FROM ready s WHERE s.suspect)"
 "  UNION ALL"
-"  (SELECT s.id, s.function, s.ready, s.prio FROM ready s WHERE s.suspect LIMIT 1))"
+"  (SELECT s.id, s.function, s.key, s.ready, s.prio FROM ready s WHERE s.suspect LIMIT 1))"
 CLAIM_UPDATE;
 
 /*

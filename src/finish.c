@@ -31,12 +31,13 @@ static SPIPlanPtr release_plan = NULL;
 /*
  * Jobs claimed but not run, given back: queued again with the attempt the
  * claim counted taken back, at the head of the queue as before, and marked
- * limited again if their function has a concurrency limit.
+ * limited again if their function has a concurrency limit, with their key
+ * again if it has a concurrency_key (the claim cleared it: see CLAIM_UPDATE).
  */
 static const char *release_sql =
 "WITH released AS (DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1))"
 " UPDATE async.jobs j SET state = 'queued', attempts = j.attempts OPERATOR(pg_catalog.-) 1,"
-"        limited = async._is_limited(j.function)"
+"        limited = async._is_limited(j.function), key = async._job_key(j.function, j.payload)"
 "  WHERE j.id OPERATOR(pg_catalog.=) ANY ($1) AND j.state OPERATOR(pg_catalog.=) 'running'";
 
 static const char *fail_sql =

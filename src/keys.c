@@ -4,7 +4,8 @@
  *	  Limits by key (concurrency_key and key_concurrency of a
  *	  registration): the key of a job, which the enqueue trigger
  *	  (enqueue.c) and the SQL functions that queue a job again
- *	  (async._key_value) compute alike, and where this session's last claim
+ *	  (async._key_value) compute alike (a worker's claim clears it, and
+ *	  the job's row in async.running keeps it meanwhile), and where this session's last claim
  *	  of each such function stopped among its keys, so that the next one
  *	  goes on from the key after it (async._keyed_jobs, which claim.c and
  *	  async._claim_external call with the cursor, and tell where they

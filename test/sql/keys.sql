@@ -4,11 +4,13 @@
 CREATE TABLE public.key_runs (key text, n integer, running integer,
 							  at timestamptz DEFAULT clock_timestamp());
 -- each run notes how many jobs of its key were running then, itself included
+-- (by payload: a worker's claim clears async.jobs.key, see src/claim_sql.c)
 CREATE FUNCTION public.key_note(e jsonb) RETURNS void LANGUAGE sql AS $$
 	INSERT INTO public.key_runs (key, n, running)
 	SELECT e->>'tenant', (e->>'n')::integer, count(*)::integer
 	  FROM async.jobs j
-	 WHERE j.function = 'key_note' AND j.state = 'running' AND j.key = COALESCE(e->>'tenant', '') $$;
+	 WHERE j.function = 'key_note' AND j.state = 'running'
+	   AND COALESCE(j.payload->>'tenant', '') = COALESCE(e->>'tenant', '') $$;
 CREATE FUNCTION public.key_fail(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	RAISE EXCEPTION 'failing on purpose';
