@@ -41,7 +41,9 @@ BEGIN
 	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids);
 	FOR v_job IN
 		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
-			   last_error = p_message, paused = false, limited = false
+			   last_error = p_message, paused = false, limited = false,
+			   /* a worker's claim cleared the key of a keyed job */
+			   key = COALESCE(j.key, async._job_key(j.function, j.payload))
 		 WHERE j.id OPERATOR(pg_catalog.=) ANY (p_ids) AND j.finished_at IS NULL
 		   AND (p_state IS NULL OR j.state OPERATOR(pg_catalog.=) p_state)
 		RETURNING j.*
@@ -613,7 +615,9 @@ BEGIN
 	IF p_reason IS NOT NULL THEN
 		UPDATE async.jobs j SET
 			state = 'dead', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
-			finished_at = p_failed_at, last_error = p_message
+			finished_at = p_failed_at, last_error = p_message,
+			/* a worker's claim cleared the key of a keyed job */
+			key = COALESCE(j.key, async._job_key(j.function, j.payload))
 		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id
 		   AND j.state OPERATOR(pg_catalog.=) 'running'
 		RETURNING j.* INTO v_job;
@@ -1530,15 +1534,15 @@ BEGIN
 	 * (p_finished and p_duration_us NULL).  One statement when no
 	 * destination waits: the rows the update returns are kept only for
 	 * those.  A worker's claim cleared the key of a keyed job: it comes
-	 * back from the job's row in async.running, as arrays (the planner
-	 * cannot know how many rows the deletion returns, and a nested loop
-	 * over them took 190 ms a batch of 1,000).
+	 * back from the job's row in async.running, through one jsonb object
+	 * by job id (the planner cannot know how many rows the deletion
+	 * returns, and a nested loop over them took 190 ms a batch of 1,000).
 	 */
 	WITH released AS (
 		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids)
 		RETURNING r.job_id, r.key),
 	keys AS MATERIALIZED (
-		SELECT pg_catalog.array_agg(x.job_id) AS ids, pg_catalog.array_agg(x.key) AS keys
+		SELECT pg_catalog.jsonb_object_agg(x.job_id::pg_catalog.text, x.key) AS keys
 		  FROM released x WHERE x.key IS NOT NULL),
 	done AS (
 		UPDATE async.jobs j SET state = 'succeeded',
@@ -1546,7 +1550,7 @@ BEGIN
 			   duration = COALESCE(d.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::interval,
 								   v_now OPERATOR(pg_catalog.-) j.started_at),
 			   result = d.result,
-			   key = COALESCE(j.key, k.keys[pg_catalog.array_position(k.ids, j.id)])
+			   key = COALESCE(j.key, k.keys OPERATOR(pg_catalog.->>) j.id::pg_catalog.text)
 		  FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_results),
 						  pg_catalog.unnest(p_finished), pg_catalog.unnest(p_duration_us))
 			   AS d(id, result, finished_at, duration_us),
@@ -2671,7 +2675,7 @@ COMMENT ON TABLE async.running IS 'internal: the claimed, unfinished jobs of fun
 
 COMMENT ON COLUMN async.running.lease IS 'the lease of a job claimed with async.claim(): async.complete(), async.fail() and async.heartbeat() act only with it; NULL for a worker''s claim';
 
-COMMENT ON COLUMN async.running.key IS 'the job''s key (async.jobs.key), for a function with a concurrency_key: claims count the running jobs of each key';
+COMMENT ON COLUMN async.running.key IS 'the job''s key, for a function with a concurrency_key: claims count the running jobs of each key. A worker''s claim clears async.jobs.key, and the job gets this one back when it ends';
 
 COMMENT ON COLUMN async.running.deadline IS 'when the lease of an external job expires: its attempt then fails with "lease expired"';
 

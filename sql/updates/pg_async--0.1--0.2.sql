@@ -79,7 +79,7 @@ COMMENT ON COLUMN async.attempts.enqueued_by IS 'role that enqueued the job';
 
 /* _succeed also records when each handler returned and how long it ran */
 DROP FUNCTION async._succeed(bigint[], jsonb[], boolean);
--- @function async._succeed(
+-- @function@0.10 async._succeed(
 REVOKE ALL ON FUNCTION async._succeed(bigint[], jsonb[], boolean, timestamptz[], bigint[]) FROM PUBLIC;
 COMMENT ON FUNCTION async._succeed(bigint[], jsonb[], boolean, timestamptz[], bigint[]) IS
 'internal: marks jobs succeeded with their handlers'' results and run times, and enqueues on_success records';

@@ -6,7 +6,10 @@
  * their own version cannot hold: 0.11's versions read the columns of limits
  * by key (async.functions.concurrency_key and key_concurrency, async.jobs.key),
  * which 0.11 adds, or have more arguments.  The update to 0.11 writes the new
- * definitions.  This file is not an install script.
+ * definitions.  async._bury_jobs and async._succeed are here as 0.10 to 0.14
+ * had them: 0.15's read async.jobs.key and async.running.key, which 0.11
+ * adds, and the update to 0.15 writes theirs.  This file is not an install
+ * script.
  */
 
 CREATE FUNCTION async._fail(p_job_id bigint, p_message text, p_sqlstate text, p_failed_at timestamp with time zone, p_reason text DEFAULT NULL::text, OUT new_state text, OUT retry_at timestamp with time zone) RETURNS record
@@ -401,3 +404,59 @@ CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with
 	 WHERE n.due IS NOT NULL;
 $$;
 
+CREATE FUNCTION async._bury_jobs(p_ids bigint[], p_reason text, p_message text, p_state text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_job async.jobs;
+BEGIN
+	DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids);
+	FOR v_job IN
+		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
+			   last_error = p_message, paused = false, limited = false
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (p_ids) AND j.finished_at IS NULL
+		   AND (p_state IS NULL OR j.state OPERATOR(pg_catalog.=) p_state)
+		RETURNING j.*
+	LOOP
+		PERFORM async._dead_letter(v_job, p_reason);
+	END LOOP;
+END;
+$$;
+
+CREATE FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations boolean, p_finished timestamp with time zone[], p_duration_us bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+	v_now timestamp with time zone := pg_catalog.clock_timestamp();
+	v_done bigint[];
+BEGIN
+	/*
+	 * The one place where jobs succeed: a worker's batch, with the end and
+	 * run time of each handler, and async.complete(), whose jobs end now
+	 * (p_finished and p_duration_us NULL).  One statement when no
+	 * destination waits: the rows the update returns are kept only for
+	 * those.
+	 */
+	WITH released AS (
+		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids)),
+	done AS (
+		UPDATE async.jobs j SET state = 'succeeded',
+			   finished_at = COALESCE(d.finished_at, v_now),
+			   duration = COALESCE(d.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::interval,
+								   v_now OPERATOR(pg_catalog.-) j.started_at),
+			   result = d.result
+		  FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_results),
+						  pg_catalog.unnest(p_finished), pg_catalog.unnest(p_duration_us))
+			   AS d(id, result, finished_at, duration_us)
+		 WHERE j.id OPERATOR(pg_catalog.=) d.id
+		RETURNING j.id)
+	SELECT pg_catalog.array_agg(d.id) INTO v_done FROM done d WHERE p_destinations;
+
+	IF v_done IS NOT NULL THEN
+		PERFORM async._destination(j, 'Success', j.result)
+		   FROM async.jobs j
+		  WHERE j.id OPERATOR(pg_catalog.=) ANY (v_done)
+		  ORDER BY j.id;
+	END IF;
+END;
+$$;

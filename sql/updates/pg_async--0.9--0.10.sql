@@ -85,9 +85,9 @@ COMMENT ON VIEW async.stats IS 'one row per function: jobs ready to run, schedul
 COMMENT ON FUNCTION async._dead_letter(p_job async.jobs, p_reason text) IS 'internal: the one place a job enters async.dead_letters: copies p_job, just made dead, with reason p_reason (exhausted, expired, loop, unregistered, error; see the column''s comment)';
 REVOKE ALL ON FUNCTION async._dead_letter(p_job async.jobs, p_reason text) FROM PUBLIC;
 
--- @function async._bury_jobs(
+-- @function@0.10 async._bury_jobs(
 -- @function@0.10 async._fail(
--- @function async._succeed(
+-- @function@0.10 async._succeed(
 -- @function@0.13 async._complete_external(
 
 COMMENT ON FUNCTION async._succeed(p_ids bigint[], p_results jsonb[], p_destinations boolean, p_finished timestamp with time zone[], p_duration_us bigint[]) IS 'internal: the one place jobs succeed: marks jobs p_ids succeeded with their handlers'' results (or NULL), end and run times (NULL: now, since their claim), and enqueues their on_success records if p_destinations';

@@ -33,6 +33,10 @@
 # pause neither waits for the claim's lock (it could deadlock with the
 # worker) nor returns before the claim commits, so that a job of the
 # function that starts afterwards was already running when it returned.
+#
+# 8. A claim is a HOT update: no index of async.jobs names a column it
+# changes (from 0.11 to 0.14 jobs_keyed_idx's predicate named state, and
+# no claim was).
 use strict;
 use warnings;
 
@@ -365,6 +369,26 @@ is( $node->safe_psql('postgres',
 		  . " FROM async.jobs WHERE function = 'held'"),
 	'held-1 queued true, held-2 running false, held-3 queued true',
 	'the claimed job runs, the others are marked paused');
+
+# 8. the claims of 2,000 jobs, counted once the workers have reported
+# their statistics: finishes are never HOT (finished_at is in the indexes'
+# predicates), so the HOT updates are claims
+my ($updates0, $hot0) = split /\|/, $node->safe_psql('postgres',
+	"SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'async.jobs'::regclass");
+$node->safe_psql('postgres', q{
+SELECT async.register('public.noop(jsonb)', name => 'hot');
+INSERT INTO async.jobs (function, payload) SELECT 'hot', '{}' FROM generate_series(1, 2000);
+});
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 2000 FROM async.jobs WHERE function = 'hot' AND state = 'succeeded'")
+  or die 'the 2,000 jobs did not run';
+$node->poll_query_until('postgres',
+	"SELECT n_tup_upd - $updates0 >= 4000 FROM pg_stat_user_tables WHERE relid = 'async.jobs'::regclass")
+  or die 'the workers did not report the updates of their claims and finishes';
+cmp_ok(
+	$node->safe_psql('postgres',
+		"SELECT n_tup_hot_upd - $hot0 FROM pg_stat_user_tables WHERE relid = 'async.jobs'::regclass"),
+	'>=', 1000, 'at least half of the 2,000 claims were HOT updates');
 
 $node->stop;
 done_testing();

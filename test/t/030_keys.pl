@@ -87,6 +87,13 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM public.runs"),
 	'each job that succeeded ran once');
 is($node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE attempts > 1"), '0',
 	'waiting for a key spent no attempt');
+# a worker's claim clears async.jobs.key (async.running keeps it): the job
+# gets it back when it succeeds
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FILTER (WHERE key IS DISTINCT FROM payload->>'tenant') || ' of ' || count(*)"
+		  . " FROM async.jobs WHERE state = 'succeeded'"),
+	'0 of ' . $node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'"),
+	'each job that succeeded has its key back');
 
 $node->stop;
 done_testing();
