@@ -29,8 +29,9 @@
  * A job of a function with a concurrency_key leaves jobs_keyed_idx when a
  * worker claims it: the update clears its key (its row in async.running
  * keeps it, and every way back to the queue computes it again), so that the
- * keys' scans pass no running jobs.  The other jobs have no key: for them
- * the update changes no column an index names, and is a HOT update.
+ * keys' scans pass no running jobs.  The jobs of functions without a limit
+ * have no key and are not marked limited: for them the update changes no
+ * column an index names, and is a HOT update.
  */
 /* the jobs the walks of jobs_priority_idx found */
 #define PRIORITY_FOUND \

@@ -5,11 +5,11 @@
  *	  registration): the key of a job, which the enqueue trigger
  *	  (enqueue.c) and the SQL functions that queue a job again
  *	  (async._key_value) compute alike (a worker's claim clears it, and
- *	  the job's row in async.running keeps it meanwhile), and where this session's last claim
- *	  of each such function stopped among its keys, so that the next one
- *	  goes on from the key after it (async._keyed_jobs, which claim.c and
- *	  async._claim_external call with the cursor, and tell where they
- *	  stopped).
+ *	  the job's row in async.running keeps it meanwhile), and where this
+ *	  session's last claim of each such function stopped among its keys,
+ *	  so that the next one goes on from the key after it
+ *	  (async._keyed_jobs, which claim.c and async._claim_external call with
+ *	  the cursor, and tell where they stopped).
  *
  * IDENTIFICATION
  *	  src/keys.c
