@@ -161,7 +161,10 @@
  * at 'at' (async.rate_windows).  room_at: when a full rate limit has room
  * again.  A limit by key is applied key by key (async._keyed_jobs); after:
  * the jobs of such a function that wait for time, not for room, are those
- * due after 'at'.
+ * due after 'at'.  The running jobs are counted only for a concurrency
+ * limit, and once: OFFSET 0 keeps the planner from pulling the subquery
+ * up, which would count them again for allowance (and the rate window
+ * too).
  */
 #define LIMITS_CTE(at) \
 " limits AS MATERIALIZED (" \
@@ -170,14 +173,15 @@
 "                 f.concurrency_key, f.key_concurrency," \
 "                 CASE WHEN f.key_concurrency IS NOT NULL THEN " at \
 "                      ELSE '-infinity'::pg_catalog.timestamptz END AS after," \
-"                 f.concurrency OPERATOR(pg_catalog.-)" \
-"                   (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM async.running r" \
-"                     WHERE r.function OPERATOR(pg_catalog.=) f.name) AS room," \
+"                 CASE WHEN f.concurrency IS NOT NULL" \
+"                      THEN f.concurrency OPERATOR(pg_catalog.-)" \
+"                        (SELECT pg_catalog.count(*)::pg_catalog.int4 FROM async.running r" \
+"                          WHERE r.function OPERATOR(pg_catalog.=) f.name) END AS room," \
 "                 CASE WHEN f.rate_limit IS NOT NULL" \
 "                      THEN async._rate_used(f.name, f.rate_period, " at ") END AS rate_used," \
 "                 CASE WHEN f.rate_limit IS NOT NULL" \
 "                      THEN async._rate_room_at(f.name, " at ") END AS room_at" \
-"            FROM" LIMITED_FUNCTIONS ") l)"
+"            FROM" LIMITED_FUNCTIONS " OFFSET 0) l)"
 
 /* the jobs of paused or saturated functions, which the full claim leaves */
 #define NOT_HELD \
