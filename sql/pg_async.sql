@@ -845,13 +845,13 @@ CREATE FUNCTION async._key_cursor(p_function text) RETURNS text
     LANGUAGE c STRICT
     AS 'MODULE_PATHNAME', 'pg_async_key_cursor';
 
-COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function this session''s last claim took jobs of last, after which its next claim goes on (NULL: from the first)';
+COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function the last claim of it in this database took jobs of last, by any worker or consumer, after which the next claim goes on (NULL: from the first); kept in shared memory for up to 16 functions of each database, those used last';
 
 CREATE FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) RETURNS void
     LANGUAGE c STRICT
     AS 'MODULE_PATHNAME', 'pg_async_advance_key_cursor_sql';
 
-COMMENT ON FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) IS 'internal: moves this session''s cursor among the keys of p_function past the keys of the jobs its claim took, p_keys: to the last of them in the order async._keyed_jobs visited them';
+COMMENT ON FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) IS 'internal: moves the database''s cursor among the keys of p_function (async._key_cursor) past the keys of the jobs a claim took, p_keys: to the last of them in the order async._keyed_jobs visited them';
 
 CREATE FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone, p_from text) RETURNS TABLE(id bigint, function text, suspect boolean, run_at timestamp with time zone, priority smallint, key text, bytes integer)
     LANGUAGE plpgsql
@@ -859,7 +859,8 @@ CREATE FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_
 BEGIN
 	/*
 	 * The keys with a queued job in order, each once, going round from the
-	 * key after p_from (the caller's cursor) to p_from itself (after, then
+	 * key after p_from (the cursor of the function, shared by the
+	 * database's claims) to p_from itself (after, then
 	 * upto: loose scans of jobs_keyed_idx, one descent each); of each, as
 	 * many of its due jobs as it has room for under p_key_concurrency,
 	 * counting its running ones in async.running; until p_max.  The
@@ -930,7 +931,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone, p_from text) IS 'internal: locks up to p_max due jobs of a function with a concurrency_key for a claim, visiting its keys in turn from the one after p_from (the session''s cursor, async._key_cursor), and taking of each key no more than p_key_concurrency less its running jobs';
+COMMENT ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone, p_from text) IS 'internal: locks up to p_max due jobs of a function with a concurrency_key for a claim, visiting its keys in turn from the one after p_from (the database''s cursor, async._key_cursor), and taking of each key no more than p_key_concurrency less its running jobs';
 
 CREATE FUNCTION async._jobs_trigger() RETURNS trigger
     LANGUAGE c
@@ -1536,7 +1537,8 @@ BEGIN
 	 * those.  A worker's claim cleared the key of a keyed job: it comes
 	 * back from the job's row in async.running, through one jsonb object
 	 * by job id (the planner cannot know how many rows the deletion
-	 * returns, and a nested loop over them took 190 ms a batch of 1,000).
+	 * returns, and a nested loop over them took 190 ms a batch of 1,000);
+	 * a batch without a keyed job skips that lookup.
 	 */
 	WITH released AS (
 		DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY (p_ids)
@@ -1550,7 +1552,8 @@ BEGIN
 			   duration = COALESCE(d.duration_us OPERATOR(pg_catalog.*) '1 microsecond'::interval,
 								   v_now OPERATOR(pg_catalog.-) j.started_at),
 			   result = d.result,
-			   key = COALESCE(j.key, k.keys OPERATOR(pg_catalog.->>) j.id::pg_catalog.text)
+			   key = CASE WHEN k.keys IS NULL THEN j.key
+						  ELSE COALESCE(j.key, k.keys OPERATOR(pg_catalog.->>) j.id::pg_catalog.text) END
 		  FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_results),
 						  pg_catalog.unnest(p_finished), pg_catalog.unnest(p_duration_us))
 			   AS d(id, result, finished_at, duration_us),

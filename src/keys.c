@@ -5,11 +5,12 @@
  *	  registration): the key of a job, which the enqueue trigger
  *	  (enqueue.c) and the SQL functions that queue a job again
  *	  (async._key_value) compute alike (a worker's claim clears it, and
- *	  the job's row in async.running keeps it meanwhile), and where this
- *	  session's last claim of each such function stopped among its keys,
- *	  so that the next one goes on from the key after it
- *	  (async._keyed_jobs, which claim.c and async._claim_external call with
- *	  the cursor, and tell where they stopped).
+ *	  the job's row in async.running keeps it meanwhile), and where the
+ *	  last claim of each such function stopped among its keys, by any
+ *	  worker or consumer of the database (in shared memory, shmem.h), so
+ *	  that the next one goes on from the key after it (async._keyed_jobs,
+ *	  which claim.c and async._claim_external call with the cursor, and
+ *	  tell where they stopped).
  *
  * IDENTIFICATION
  *	  src/keys.c
@@ -19,30 +20,16 @@
 #include "pg_async.h"
 
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
-#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(pg_async_key_value);
 PG_FUNCTION_INFO_V1(pg_async_key_cursor);
 PG_FUNCTION_INFO_V1(pg_async_advance_key_cursor_sql);
-
-/*
- * The keys of the functions this session claimed last, a few of them: a
- * function whose place is forgotten starts again from its first key.
- */
-#define KEY_CURSORS 16
-
-typedef struct KeyCursor
-{
-	char		function[ASYNC_NAME_SIZE];	/* "" for a free slot */
-	char	   *key;			/* in TopMemoryContext */
-} KeyCursor;
-
-static KeyCursor key_cursors[KEY_CURSORS];
-static int	next_evicted = 0;
 
 /*
  * pg_async_job_key returns the key of a job with payload under the payload
@@ -84,57 +71,105 @@ pg_async_key_value(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(pg_async_job_key(PG_GETARG_DATUM(0), PG_GETARG_TEXT_PP(1)));
 }
 
-/* find_cursor returns the slot of function, or NULL */
-static KeyCursor *
-find_cursor(const char *function)
+/*
+ * find_cursor returns the entry of function (hashed to hash) among the
+ * cursors of db, or NULL.  The caller holds key_cursors_mutex.
+ */
+static AsyncKeyCursor *
+find_cursor(AsyncDatabase *db, const char *function, uint32 hash)
 {
 	int			i;
 
-	for (i = 0; i < KEY_CURSORS; i++)
-		if (strcmp(key_cursors[i].function, function) == 0)
-			return &key_cursors[i];
+	for (i = 0; i < ASYNC_KEY_CURSORS; i++)
+	{
+		AsyncKeyCursor *cursor = &db->key_cursors[i];
+
+		if (cursor->hash == hash && strcmp(cursor->function, function) == 0)
+			return cursor;
+	}
 	return NULL;
 }
 
-/* async._key_cursor(function text): the key this session stopped at */
+/* cursor_hash hashes a function's name for find_cursor; never 0 */
+static uint32
+cursor_hash(const char *function)
+{
+	uint32		hash = hash_bytes((const unsigned char *) function, strlen(function));
+
+	return hash != 0 ? hash : 1;
+}
+
+/*
+ * read_cursor copies the key after which the next claim of function goes
+ * on into key (ASYNC_MAX_KEY_VALUE + 1 bytes), and tells whether there is
+ * one: not when the function's place is not known.
+ */
+static bool
+read_cursor(const char *function, char *key)
+{
+	AsyncDatabase *db = pg_async_my_db();
+	uint32		hash = cursor_hash(function);
+	AsyncKeyCursor *cursor;
+	bool		found = false;
+
+	SpinLockAcquire(&db->key_cursors_mutex);
+	cursor = find_cursor(db, function, hash);
+	if (cursor != NULL)
+	{
+		strlcpy(key, cursor->key, ASYNC_MAX_KEY_VALUE + 1);
+		cursor->used = ++db->key_cursors_clock;
+		found = true;
+	}
+	SpinLockRelease(&db->key_cursors_mutex);
+	return found;
+}
+
+/*
+ * async._key_cursor(function text): the key after which the next claim of
+ * function goes on, whichever worker or consumer of the database claims
+ */
 Datum
 pg_async_key_cursor(PG_FUNCTION_ARGS)
 {
 	char	   *function = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	KeyCursor  *cursor;
+	char		key[ASYNC_MAX_KEY_VALUE + 1];
 
-	if (function[0] == '\0' || strlen(function) >= ASYNC_NAME_SIZE)
+	if (function[0] == '\0' || strlen(function) >= ASYNC_NAME_SIZE ||
+		!read_cursor(function, key))
 		PG_RETURN_NULL();
-	cursor = find_cursor(function);
-	if (cursor == NULL || cursor->key == NULL)
-		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(cursor->key));
+	PG_RETURN_TEXT_P(cstring_to_text(key));
 }
 
 /*
- * pg_async_advance_key_cursor moves this session's cursor among the keys of
- * function past keys, those of the jobs its claim just took from
+ * pg_async_advance_key_cursor moves the database's cursor among the keys of
+ * function past keys, those of the jobs a claim just took from
  * async._keyed_jobs, which visited the keys after the cursor in order,
  * then from the first key up to the cursor: the new cursor is the last
  * of them in that order.  Keys compare as collation "C" does, byte by
- * byte.
+ * byte.  The claims of a function are serialized (claim.c, and the
+ * function's lock in async._claim_external), so that the next one reads
+ * what this one wrote; the cursor is only where claims start, and a lost
+ * move would only make one start earlier.
  */
 void
 pg_async_advance_key_cursor(const char *function, const char **keys, int nkeys)
 {
-	KeyCursor  *cursor;
-	const char *from;
+	AsyncDatabase *db;
+	AsyncKeyCursor *cursor;
+	char		from[ASYNC_MAX_KEY_VALUE + 1];
+	bool		has_from;
 	const char *last_after = NULL;	/* the greatest key past the cursor */
 	const char *last_upto = NULL;	/* the greatest key up to the cursor */
+	const char *to;
+	uint32		hash;
 	int			i;
 
 	if (nkeys == 0 || function[0] == '\0' || strlen(function) >= ASYNC_NAME_SIZE)
 		return;
-	cursor = find_cursor(function);
-	from = cursor != NULL ? cursor->key : NULL;
+	has_from = read_cursor(function, from);
 	for (i = 0; i < nkeys; i++)
 	{
-		if (from != NULL && strcmp(keys[i], from) <= 0)
+		if (has_from && strcmp(keys[i], from) <= 0)
 		{
 			if (last_upto == NULL || strcmp(keys[i], last_upto) > 0)
 				last_upto = keys[i];
@@ -142,23 +177,29 @@ pg_async_advance_key_cursor(const char *function, const char **keys, int nkeys)
 		else if (last_after == NULL || strcmp(keys[i], last_after) > 0)
 			last_after = keys[i];
 	}
+	/* a claim that went round past the last key ended up to the cursor */
+	to = last_upto != NULL ? last_upto : last_after;
+	/* no stored key is longer (pg_async_job_key) */
+	if (strlen(to) > ASYNC_MAX_KEY_VALUE)
+		return;
 
+	db = pg_async_my_db();
+	hash = cursor_hash(function);
+	SpinLockAcquire(&db->key_cursors_mutex);
+	cursor = find_cursor(db, function, hash);
 	if (cursor == NULL)
 	{
-		cursor = &key_cursors[next_evicted];
-		next_evicted = (next_evicted + 1) % KEY_CURSORS;
+		/* the entry used least recently, a free one first */
+		cursor = &db->key_cursors[0];
+		for (i = 1; i < ASYNC_KEY_CURSORS; i++)
+			if (db->key_cursors[i].used < cursor->used)
+				cursor = &db->key_cursors[i];
+		cursor->hash = hash;
 		strlcpy(cursor->function, function, ASYNC_NAME_SIZE);
-		if (cursor->key != NULL)
-			pfree(cursor->key);
-		cursor->key = NULL;
 	}
-	/* a claim that went round past the last key ended up to the cursor */
-	from = last_upto != NULL ? last_upto : last_after;
-	if (cursor->key != NULL && strcmp(cursor->key, from) == 0)
-		return;
-	if (cursor->key != NULL)
-		pfree(cursor->key);
-	cursor->key = MemoryContextStrdup(TopMemoryContext, from);
+	strlcpy(cursor->key, to, ASYNC_MAX_KEY_VALUE + 1);
+	cursor->used = ++db->key_cursors_clock;
+	SpinLockRelease(&db->key_cursors_mutex);
 }
 
 /*

@@ -73,6 +73,9 @@ init_db(AsyncDatabase *db)
 		pg_atomic_init_u64(&db->floors[i], 0);
 	pg_atomic_init_u64(&db->sweep_end, 0);
 	pg_atomic_init_u64(&db->sweep_us, 0);
+	SpinLockInit(&db->key_cursors_mutex);
+	db->key_cursors_clock = 0;
+	memset(db->key_cursors, 0, sizeof(db->key_cursors));
 }
 
 /*

@@ -80,8 +80,25 @@ typedef struct AsyncWorkerSlot
 } AsyncWorkerSlot;
 
 /*
+ * Where the last claim of a function with a concurrency_key stopped among
+ * its keys, whichever worker or consumer of the database made it (keys.c):
+ * the next claim goes on from the key after it.  A free entry has function
+ * "" and hash 0; hash is that of function, compared first.
+ */
+#define ASYNC_KEY_CURSORS		16
+
+typedef struct AsyncKeyCursor
+{
+	uint32		hash;
+	char		function[ASYNC_NAME_SIZE];
+	char		key[ASYNC_MAX_KEY_VALUE + 1];
+	uint64		used;			/* key_cursors_clock when last used */
+} AsyncKeyCursor;
+
+/*
  * What a served database shares: its workers' wake-ups, the limits found
- * reached, and the floors where its claims start.  One entry per database
+ * reached, the floors where its claims start, and the cursors of its
+ * claims among keys.  One entry per database
  * the launcher serves or looks at (databases.c), found by its OID; a
  * backend uses the entry of its own database (pg_async_my_db).  The launcher
  * sets state; the rest belongs to the database's backends and workers.
@@ -171,6 +188,15 @@ typedef struct AsyncDatabase
 	pg_atomic_uint64 floors[ASYNC_NFLOORS];
 	pg_atomic_uint64 sweep_end;
 	pg_atomic_uint64 sweep_us;
+
+	/*
+	 * The cursors among keys (keys.c), under key_cursors_mutex: a function
+	 * not listed starts from its first key, and a new one takes the entry
+	 * used least recently.
+	 */
+	slock_t		key_cursors_mutex;
+	uint64		key_cursors_clock;
+	AsyncKeyCursor key_cursors[ASYNC_KEY_CURSORS];
 } AsyncDatabase;
 
 typedef struct AsyncShared

@@ -68,9 +68,9 @@ INSERT INTO async.jobs (function, payload)
 SELECT 'key_note', jsonb_build_object('tenant', t, 'n', n)
   FROM unnest(ARRAY['a', 'b', 'c']) t, generate_series(1, 5) n;
 INSERT INTO async.jobs (function, payload) SELECT 'key_note', jsonb_build_object('n', n) FROM generate_series(1, 3) n;
--- one worker claims: the turn of the keys is its claims' (each worker
--- keeps its own place in the turn, and two workers' claims interleave as
--- their timing goes)
+-- one worker claims, so that the order of the runs is that of its claims
+-- (the place in the turn of the keys is the database's, and two workers'
+-- claims take turns as their timing goes)
 ALTER SYSTEM SET pg_async.workers = 1;
 SELECT pg_reload_conf();
 DO $$
@@ -126,6 +126,29 @@ SELECT payload->>'tenant' AS tenant, count(*) FROM async.claim('key_ext', 10) GR
 SELECT key, count(*) FROM async.running WHERE function = 'key_ext' GROUP BY 1 ORDER BY 1;
 SELECT count(async.complete(job_id, lease)) FROM async.running WHERE function = 'key_ext';
 SELECT async.unregister('key_ext', cancel_jobs => true);
+
+-- the place in the turn of the keys is the database's: a claim in another
+-- session goes on from the key after the last one claimed, whoever claimed
+-- it (0.16; before, each session started from the first key)
+SELECT async.register_external('key_turn', concurrency_key => 'tenant', key_concurrency => 10);
+SELECT count(async.invoke('key_turn', jsonb_build_object('tenant', t, 'n', n)))
+  FROM unnest(ARRAY['a', 'b', 'c']) t, generate_series(1, 2) n;
+SELECT payload->>'tenant' AS tenant FROM async.claim('key_turn', 1);
+\c
+SELECT payload->>'tenant' AS tenant FROM async.claim('key_turn', 1);
+\c
+SELECT payload->>'tenant' AS tenant FROM async.claim('key_turn', 2);
+SELECT async._key_cursor('key_turn');
+-- a key longer than any job's (pg_async_job_key) does not move it
+SELECT async._advance_key_cursor('key_turn', ARRAY[repeat('z', 201)]);
+SELECT async._key_cursor('key_turn');
+-- 16 functions are remembered, those used last
+SELECT count(async._advance_key_cursor('key_turn_' || i, '{k}')) FROM generate_series(1, 15) i;
+SELECT async._key_cursor('key_turn') AS still_known;
+SELECT count(async._advance_key_cursor('key_turn_x' || i, '{k}')) FROM generate_series(1, 16) i;
+SELECT async._key_cursor('key_turn') AS forgotten, async._key_cursor('key_turn_x16') AS known;
+SELECT count(async.complete(job_id, lease)) FROM async.running WHERE function = 'key_turn';
+SELECT async.unregister('key_turn', cancel_jobs => true);
 
 -- a job that an enqueue racing a change of concurrency_key left without
 -- its key, or with a key its function no longer has, is mended by the
