@@ -95,5 +95,42 @@ is( $node->safe_psql('postgres',
 	'0 of ' . $node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'"),
 	'each job that succeeded has its key back');
 
+# A batch that overran gives the jobs it has not run back (finish.c): they
+# are queued again uncharged, with the key their claim cleared and marked
+# limited, so that the next claim of their keys finds them.  The workers
+# have just run fast jobs, so that a claim takes all ten slow ones, and
+# gives nine back after the first.  A trigger of the test's own records
+# each give-back as it happens: a job queued without its key would be
+# mended by the workers' sweep seconds later, and the end state would
+# not show it.
+$node->safe_psql('postgres', q{
+SELECT async.pause('tenant_job');
+CREATE TABLE public.given_back (id bigint, key text, tenant text, limited boolean);
+CREATE FUNCTION public.note_given_back() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.given_back VALUES (NEW.id, NEW.key, NEW.payload->>'tenant', NEW.limited);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER note_given_back AFTER UPDATE ON async.jobs FOR EACH ROW
+	WHEN (OLD.state = 'running' AND NEW.state = 'queued')
+	EXECUTE FUNCTION public.note_given_back();
+CREATE FUNCTION public.slow_job(e jsonb) RETURNS void LANGUAGE sql AS $$SELECT pg_sleep(0.3)$$;
+SELECT async.register('public.slow_job(jsonb)', concurrency_key => 'tenant', key_concurrency => 1);
+INSERT INTO async.jobs (function, payload)
+SELECT 'slow_job', jsonb_build_object('tenant', 's' || i) FROM generate_series(1, 10) i;
+});
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 10 FROM async.jobs WHERE function = 'slow_job' AND state = 'succeeded'"),
+	'the slow jobs run');
+my ($given, $wrong) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT count(*), count(*) FILTER (WHERE key IS DISTINCT FROM tenant OR NOT limited)
+	  FROM public.given_back});
+cmp_ok($given, '>', 0, "a batch that overran gave jobs back ($given)");
+is($wrong, '0', 'each job given back was queued with its key, and limited');
+is( $node->safe_psql('postgres',
+		"SELECT min(attempts) || '-' || max(attempts) FROM async.jobs WHERE function = 'slow_job'"),
+	'1-1', 'the jobs given back were not charged');
+$node->safe_psql('postgres', 'DROP TRIGGER note_given_back ON async.jobs');
+
 $node->stop;
 done_testing();
