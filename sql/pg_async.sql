@@ -42,7 +42,7 @@ BEGIN
 	FOR v_job IN
 		UPDATE async.jobs j SET state = 'dead', finished_at = pg_catalog.now(),
 			   last_error = p_message, paused = false, limited = false,
-			   /* a worker's claim cleared the key of a keyed job */
+			   /* a worker of 0.15 cleared the key of a keyed job it claimed */
 			   key = COALESCE(j.key, async._job_key(j.function, j.payload))
 		 WHERE j.id OPERATOR(pg_catalog.=) ANY (p_ids) AND j.finished_at IS NULL
 		   AND (p_state IS NULL OR j.state OPERATOR(pg_catalog.=) p_state)
@@ -526,11 +526,11 @@ COMMENT ON COLUMN async.jobs.duration IS 'run time of the handler in the attempt
 
 COMMENT ON COLUMN async.jobs.paused IS 'true while the job waits for its paused function (async.pause): it is then left out of the index the workers claim from';
 
-COMMENT ON COLUMN async.jobs.limited IS 'true while the queued job belongs to a function with a concurrency limit: it then waits in jobs_limited_idx, by function, rather than in the index every claim walks';
+COMMENT ON COLUMN async.jobs.limited IS 'true while the queued job belongs to a function with a concurrency limit: it then waits in jobs_limited_idx, by function, rather than in the index every claim walks. A claim clears it, but for a function with a concurrency_key, and for a consumer''s claim, so that their claims are HOT updates; every way back to the queue sets it again';
 
 COMMENT ON COLUMN async.jobs.depth IS 'how many events led to this one: 0 for an event enqueued outside the workers, one more than the event whose handler or destination enqueued it, or than the deepest job of an external function that the enqueueing transaction completed. Past the function''s max_depth (pg_async.max_depth) the event is dead-lettered with reason loop instead of running';
 
-COMMENT ON COLUMN async.jobs.key IS 'for a function with a concurrency_key, the value of that key in the payload as text (the empty string when it is missing or null; the md5 of a value longer than 200 bytes): its jobs wait in jobs_keyed_idx by key. NULL for the other functions, and while a worker runs the job (its row in async.running keeps the key, and gives it back when the job ends or is queued again). Set by pg_async, not by the INSERT';
+COMMENT ON COLUMN async.jobs.key IS 'for a function with a concurrency_key, the value of that key in the payload as text (the empty string when it is missing or null; the md5 of a value longer than 200 bytes): its jobs wait in jobs_keyed_idx by key, and its running jobs count against key_concurrency in async.running. NULL for the other functions (and, in 0.15 only, while a worker ran the job). Set by pg_async, not by the INSERT';
 
 COMMENT ON COLUMN async.jobs.priority IS 'lower runs first (ties by run_at, then id); an INSERT that gives none takes the function''s priority. Jobs of priority 0 wait in jobs_ready_idx, the others in jobs_priority_idx';
 
@@ -616,7 +616,7 @@ BEGIN
 		UPDATE async.jobs j SET
 			state = 'dead', attempts = j.attempts OPERATOR(pg_catalog.-) 1,
 			finished_at = p_failed_at, last_error = p_message,
-			/* a worker's claim cleared the key of a keyed job */
+			/* a worker of 0.15 cleared the key of a keyed job it claimed */
 			key = COALESCE(j.key, async._job_key(j.function, j.payload))
 		 WHERE j.id OPERATOR(pg_catalog.=) p_job_id
 		   AND j.state OPERATOR(pg_catalog.=) 'running'
@@ -872,9 +872,9 @@ BEGIN
 	 * No qual names limited: jobs_limited_idx, whose predicate would then
 	 * hold too, costs the same as jobs_keyed_idx while the statistics say
 	 * the queue is small, and a plan that took it walked the function's
-	 * whole lane for each key.  The index keeps the jobs consumers run
-	 * (async.claim) too, not those of workers, whose claims clear the
-	 * key: the scans pass them by their state.
+	 * whole lane for each key.  The index keeps the running jobs too
+	 * (from 0.16 those of workers as well as of consumers): the scans pass
+	 * them by their state.
 	 */
 	RETURN QUERY
 		WITH RECURSIVE after(key) AS (
@@ -1534,8 +1534,8 @@ BEGIN
 	 * run time of each handler, and async.complete(), whose jobs end now
 	 * (p_finished and p_duration_us NULL).  One statement when no
 	 * destination waits: the rows the update returns are kept only for
-	 * those.  A worker's claim cleared the key of a keyed job: it comes
-	 * back from the job's row in async.running, through one jsonb object
+	 * those.  A worker of 0.15 cleared the key of a keyed job it claimed:
+	 * it comes back from the job's row in async.running, through one jsonb object
 	 * by job id (the planner cannot know how many rows the deletion
 	 * returns, and a nested loop over them took 190 ms a batch of 1,000);
 	 * a batch without a keyed job skips that lookup.
@@ -2678,7 +2678,7 @@ COMMENT ON TABLE async.running IS 'internal: the claimed, unfinished jobs of fun
 
 COMMENT ON COLUMN async.running.lease IS 'the lease of a job claimed with async.claim(): async.complete(), async.fail() and async.heartbeat() act only with it; NULL for a worker''s claim';
 
-COMMENT ON COLUMN async.running.key IS 'the job''s key, for a function with a concurrency_key: claims count the running jobs of each key. A worker''s claim clears async.jobs.key, and the job gets this one back when it ends';
+COMMENT ON COLUMN async.running.key IS 'the job''s key, for a function with a concurrency_key: claims count the running jobs of each key. A job that a worker of 0.15 claimed had its async.jobs.key cleared, and gets this one back when it ends';
 
 COMMENT ON COLUMN async.running.deadline IS 'when the lease of an external job expires: its attempt then fails with "lease expired"';
 
@@ -2808,7 +2808,7 @@ CREATE INDEX jobs_limited_idx ON async.jobs USING btree (function, priority, run
 
 CREATE INDEX jobs_keyed_idx ON async.jobs USING btree (function, key, priority, run_at) WHERE ((key IS NOT NULL) AND (NOT paused) AND (finished_at IS NULL));
 
-COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued jobs of functions with a concurrency_key, and those a consumer runs (a worker''s claim clears the key), by key: the claims visit the keys in turn.  Its predicate does not name limited, so that no claim of a key can take jobs_limited_idx for it, nor state, so that a claim can be a HOT update';
+COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued and running jobs of functions with a concurrency_key, by key: the claims visit the keys in turn, passing the running jobs by their state.  Its predicate does not name limited, so that no claim of a key can take jobs_limited_idx for it, nor state, so that a claim can be a HOT update';
 
 CREATE INDEX jobs_paused_idx ON async.jobs USING btree (function) WHERE paused;
 

@@ -26,12 +26,17 @@
  * first job as its priority and run_at, and whether the walk above 0 was
  * made.
  *
- * A job of a function with a concurrency_key leaves jobs_keyed_idx when a
- * worker claims it: the update clears its key (its row in async.running
- * keeps it, and every way back to the queue computes it again), so that the
- * keys' scans pass no running jobs.  The jobs of functions without a limit
- * have no key and are not marked limited: for them the update changes no
- * column an index names, and is a HOT update.
+ * The update changes no column an index of async.jobs names, in its key
+ * or its predicate, for the jobs of a function without a limit (no key,
+ * not marked limited) and for those of a function with a concurrency_key
+ * (they keep both): their claim is a HOT update.  A running keyed job so
+ * stays in jobs_keyed_idx, as a consumer's does, and the keys' scans pass
+ * it by its state; since the claims share one cursor (keys.c), a claim
+ * visits the keys no claim has visited for the longest time, whose jobs
+ * have mostly ended.  (0.15 cleared the key instead, which took the job
+ * out of the index but made the claim write an entry into every index.)
+ * The jobs of a function with only a concurrency or rate limit are no
+ * longer marked limited: every way back to the queue marks them again.
  */
 /* the jobs the walks of jobs_priority_idx found */
 #define PRIORITY_FOUND \
@@ -40,7 +45,9 @@
 #define CLAIM_UPDATE \
 " UPDATE async.jobs j" \
 "    SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1," \
-"        started_at = $8, worker_pid = $2, suspect = false, limited = false, key = NULL" \
+"        started_at = $8, worker_pid = $2, suspect = false," \
+"        limited = f.key_concurrency IS NOT NULL AND j.limited," \
+"        key = CASE WHEN f.key_concurrency IS NOT NULL THEN j.key END" \
 "   FROM picked p LEFT JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) p.function" \
 "  WHERE j.id OPERATOR(pg_catalog.=) p.id" \
 " RETURNING j.id, j.event_id, j.function, j.payload, j.attempts," \

@@ -32,7 +32,8 @@ static SPIPlanPtr release_plan = NULL;
  * Jobs claimed but not run, given back: queued again with the attempt the
  * claim counted taken back, at the head of the queue as before, and marked
  * limited again if their function has a concurrency limit, with their key
- * again if it has a concurrency_key (the claim cleared it: see CLAIM_UPDATE).
+ * again if it has a concurrency_key (computed again, as every way back to
+ * the queue does: the function's concurrency_key may have changed).
  */
 static const char *release_sql =
 "WITH released AS (DELETE FROM async.running r WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1))"

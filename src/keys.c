@@ -4,8 +4,8 @@
  *	  Limits by key (concurrency_key and key_concurrency of a
  *	  registration): the key of a job, which the enqueue trigger
  *	  (enqueue.c) and the SQL functions that queue a job again
- *	  (async._key_value) compute alike (a worker's claim clears it, and
- *	  the job's row in async.running keeps it meanwhile), and where the
+ *	  (async._key_value) compute alike (the job's row in async.running
+ *	  keeps it too while the job runs, for the claims to count), and where the
  *	  last claim of each such function stopped among its keys, by any
  *	  worker or consumer of the database (in shared memory, shmem.h), so
  *	  that the next one goes on from the key after it (async._keyed_jobs,

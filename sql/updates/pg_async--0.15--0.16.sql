@@ -10,6 +10,10 @@
  * or consumer, and no longer visits the keys another worker has just
  * filled.  The functions are the same; their comments say so.  A batch
  * that ends no keyed job no longer looks its keys up (async._succeed).
+ * A worker's claim of a keyed job keeps its key and limited, as a
+ * consumer's does, and so is a HOT update (the claim is in the server's
+ * code: the comments below say what it now does).  A job a worker of 0.15
+ * claimed still gets its key back where it ends.
  */
 COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function the last claim of it in this database took jobs of last, by any worker or consumer, after which the next claim goes on (NULL: from the first); kept in shared memory for up to 16 functions of each database, those used last';
 
@@ -17,5 +21,15 @@ COMMENT ON FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) IS
 
 COMMENT ON FUNCTION async._keyed_jobs(p_function text, p_key_concurrency integer, p_max integer, p_at timestamp with time zone, p_from text) IS 'internal: locks up to p_max due jobs of a function with a concurrency_key for a claim, visiting its keys in turn from the one after p_from (the database''s cursor, async._key_cursor), and taking of each key no more than p_key_concurrency less its running jobs';
 
+COMMENT ON COLUMN async.jobs.limited IS 'true while the queued job belongs to a function with a concurrency limit: it then waits in jobs_limited_idx, by function, rather than in the index every claim walks. A claim clears it, but for a function with a concurrency_key, and for a consumer''s claim, so that their claims are HOT updates; every way back to the queue sets it again';
+
+COMMENT ON COLUMN async.jobs.key IS 'for a function with a concurrency_key, the value of that key in the payload as text (the empty string when it is missing or null; the md5 of a value longer than 200 bytes): its jobs wait in jobs_keyed_idx by key, and its running jobs count against key_concurrency in async.running. NULL for the other functions (and, in 0.15 only, while a worker ran the job). Set by pg_async, not by the INSERT';
+
+COMMENT ON COLUMN async.running.key IS 'the job''s key, for a function with a concurrency_key: claims count the running jobs of each key. A job that a worker of 0.15 claimed had its async.jobs.key cleared, and gets this one back when it ends';
+
+COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued and running jobs of functions with a concurrency_key, by key: the claims visit the keys in turn, passing the running jobs by their state.  Its predicate does not name limited, so that no claim of a key can take jobs_limited_idx for it, nor state, so that a claim can be a HOT update';
+
 -- @function async._keyed_jobs(
 -- @function async._succeed(
+-- @function async._fail(
+-- @function async._bury_jobs(

@@ -95,6 +95,30 @@ is( $node->safe_psql('postgres',
 	'0 of ' . $node->safe_psql('postgres', "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'"),
 	'each job that succeeded has its key back');
 
+# A worker's claim of a keyed job keeps its key and limited, and so is a
+# HOT update (from 0.16), as a consumer's is: 2,000 jobs of 100 keys,
+# counted once the workers have reported their statistics.  Finishes are
+# never HOT (finished_at is in the indexes' predicates), so the HOT updates
+# are claims.
+my ($updates0, $hot0) = split /\|/, $node->safe_psql('postgres',
+	"SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'async.jobs'::regclass");
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.noop_key(e jsonb) RETURNS void LANGUAGE sql AS $$SELECT$$;
+SELECT async.register('public.noop_key(jsonb)', concurrency_key => 'tenant', key_concurrency => 5);
+INSERT INTO async.jobs (function, payload)
+SELECT 'noop_key', jsonb_build_object('tenant', 't' || i % 100) FROM generate_series(1, 2000) i;
+});
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 2000 FROM async.jobs WHERE function = 'noop_key' AND state = 'succeeded'"),
+	'the 2,000 keyed jobs run');
+ok( $node->poll_query_until('postgres',
+		"SELECT n_tup_upd - $updates0 >= 4000 FROM pg_stat_user_tables WHERE relid = 'async.jobs'::regclass"),
+	'the workers reported the updates of their claims and finishes');
+cmp_ok(
+	$node->safe_psql('postgres',
+		"SELECT n_tup_hot_upd - $hot0 FROM pg_stat_user_tables WHERE relid = 'async.jobs'::regclass"),
+	'>=', 1000, 'at least half of the 2,000 keyed claims were HOT updates');
+
 # A batch that overran gives the jobs it has not run back (finish.c): they
 # are queued again uncharged, with the key their claim cleared and marked
 # limited, so that the next claim of their keys finds them.  The workers
