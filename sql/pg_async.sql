@@ -1163,7 +1163,8 @@ BEGIN
 		WITH orphans AS (
 			SELECT j.id, j.worker_pid, j.started_at
 			  FROM async.jobs j
-			 /* a running job is never marked paused or limited: this walks jobs_ready_idx */
+			 /* a worker's running job is never marked paused, nor limited but a keyed
+			    one (found below): this walks jobs_ready_idx */
 			 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
 			   AND j.state OPERATOR(pg_catalog.=) 'running'
 			   AND (j.worker_pid IS NULL OR
@@ -1171,9 +1172,10 @@ BEGIN
 					/* the pid was reused by a worker that started after the claim */
 					OR async._worker_started_at(j.worker_pid) OPERATOR(pg_catalog.>) j.started_at)),
 		/*
-		 * but a 0.2 library, still running after ALTER EXTENSION UPDATE,
-		 * claims limited jobs without clearing the mark: those are found
-		 * through their reservations in async.running, a short table
+		 * but a worker's claim of a keyed job leaves the mark (0.16), as a
+		 * 0.2 library, still running after ALTER EXTENSION UPDATE, did for
+		 * any limited job: those are found through their reservations in
+		 * async.running, a short table
 		 */
 		marked_orphans AS (
 			SELECT j.id, j.worker_pid, j.started_at

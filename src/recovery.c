@@ -43,6 +43,26 @@ bool		pg_async_recovery_left = false;
 static TimestampTz retry_after = 0;
 
 /*
+ * A CTE, name, that locks the jobs of the batch of the crashed job $1,
+ * claimed on attempt $2, whose limited mark is as 'marked' says.  A
+ * worker's claim clears the mark, so the running jobs are in
+ * jobs_ready_idx, but for those of a function with a concurrency_key,
+ * whose claim leaves it (0.16): those are found through their
+ * reservations in async.running ('more'), as async._recover() finds them.
+ */
+#define BATCH_OF(name, marked, more) \
+" " name " AS (SELECT j.id FROM async.jobs j, async.jobs c" \
+"  WHERE c.id OPERATOR(pg_catalog.=) $1" \
+"    AND c.state OPERATOR(pg_catalog.=) 'running'" \
+"    AND c.finished_at IS NULL" \
+"    AND c.attempts OPERATOR(pg_catalog.=) $2" \
+"    AND j.finished_at IS NULL AND NOT j.paused AND " marked more \
+"    AND j.state OPERATOR(pg_catalog.=) 'running'" \
+"    AND j.worker_pid IS NOT DISTINCT FROM c.worker_pid" \
+"    AND j.started_at IS NOT DISTINCT FROM c.started_at" \
+"    FOR UPDATE OF j SKIP LOCKED)"
+
+/*
  * give_back_batch finds job_id still running on attempt 'attempt' (its
  * claim survived the crash), and gives the other jobs of its batch (claimed
  * by the same worker at the same time) back uncharged: its marker clears
@@ -66,16 +86,12 @@ give_back_batch(int64 job_id, int32 attempt)
 
 	args[0] = Int64GetDatum(job_id);
 	args[1] = Int32GetDatum(attempt);
-	if (SPI_execute_with_args("SELECT j.id FROM async.jobs j, async.jobs c"
-							  " WHERE c.id OPERATOR(pg_catalog.=) $1"
-							  "   AND c.state OPERATOR(pg_catalog.=) 'running'"
-							  "   AND c.finished_at IS NULL"
-							  "   AND c.attempts OPERATOR(pg_catalog.=) $2"
-							  "   AND j.finished_at IS NULL AND NOT j.paused AND NOT j.limited"
-							  "   AND j.state OPERATOR(pg_catalog.=) 'running'"
-							  "   AND j.worker_pid IS NOT DISTINCT FROM c.worker_pid"
-							  "   AND j.started_at IS NOT DISTINCT FROM c.started_at"
-							  "   FOR UPDATE OF j SKIP LOCKED",
+	if (SPI_execute_with_args("WITH" BATCH_OF("unmarked", "NOT j.limited", "") ","
+							  BATCH_OF("reserved", "j.limited",
+									   " AND j.id OPERATOR(pg_catalog.=) ANY (ARRAY("
+									   "SELECT r.job_id FROM async.running r"
+									   " WHERE r.lease IS NULL))")
+							  " SELECT id FROM unmarked UNION ALL SELECT id FROM reserved",
 							  2, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: finding the batch of a crashed job failed");
 
@@ -109,10 +125,12 @@ give_back_batch(int64 job_id, int32 attempt)
  * batch.  Returns 1 if it charged the job; a job another transaction holds
  * locked (an async.cancel() under way) is not charged: queued, it then
  * runs again uncharged, as when the markers cannot be read; running, it
- * is left to async._recover().  A running job is never marked
- * paused or limited (a claim clears the marks), which async._recover()
- * relies on to find running jobs in jobs_ready_idx: the marks go, should
- * the function have been paused or limited since the crash.
+ * is left to async._recover().  A worker's running job is never marked
+ * paused, nor limited unless its function has a concurrency_key (then it
+ * is reserved in async.running), which async._recover() relies on to find
+ * running jobs in jobs_ready_idx: the marks go, should the function have
+ * been paused or limited since the crash (the key's job is found through
+ * its reservation, which a lost claim never made).
  */
 static int
 charge_lost_claim(int64 job_id, int32 attempt)

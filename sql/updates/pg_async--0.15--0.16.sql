@@ -33,3 +33,4 @@ COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued and running jobs of functio
 -- @function async._succeed(
 -- @function async._fail(
 -- @function async._bury_jobs(
+-- @function async._recover(

@@ -22,6 +22,8 @@ CREATE TABLE public.effects (event_id text);
 CREATE FUNCTION public.work(e jsonb) RETURNS void LANGUAGE sql
 AS $$INSERT INTO public.effects VALUES (e->>'id')$$;
 SELECT async.register('public.work(jsonb)', max_attempts => 2, retry_delays => '{0}');
+SELECT async.register('public.work(jsonb)', name => 'kwork', concurrency_key => 'id',
+					  key_concurrency => 1);
 });
 ok(wait_for_workers($node, 2), 'workers start');
 
@@ -53,12 +55,18 @@ is($marked, 0, 'the marker is cleared once the batch commits');
 #  kept-2, kept-3: a batch whose claim survived (both running, attempts 1,
 #           worker gone), the marker says kept-2 was running: kept-2 is
 #           charged, kept-3 given back uncharged and not suspect
+#  kkept-2, kkept-3: keyed jobs of the same batch, which the claim left
+#           marked limited and reserved in async.running (0.16): given
+#           back uncharged too
 $node->safe_psql('postgres', q{
 SELECT async.pause('work');
 INSERT INTO async.jobs (event_id, function, payload) VALUES
 	('lost-1', 'work', '{"id": "lost-1"}'), ('lost-2', 'work', '{"id": "lost-2"}'),
 	('kept-1', 'work', '{"id": "kept-1"}'), ('kept-2', 'work', '{"id": "kept-2"}'),
 	('kept-3', 'work', '{"id": "kept-3"}');
+SELECT async.pause('kwork');
+INSERT INTO async.jobs (event_id, function, payload) VALUES
+	('kkept-2', 'kwork', '{"id": "kkept-2"}'), ('kkept-3', 'kwork', '{"id": "kkept-3"}');
 });
 $node->stop('immediate');
 $node->start;
@@ -77,8 +85,14 @@ UPDATE async.jobs SET state = 'running', attempts = 1, paused = false,
 UPDATE async.jobs SET state = 'running', attempts = 1, paused = false,
        worker_pid = (SELECT min(p) FROM unnest(async._live_worker_pids()) p),
        started_at = now()
- WHERE event_id IN ('kept-2', 'kept-3');
+ WHERE event_id IN ('kept-2', 'kept-3', 'kkept-2', 'kkept-3');
+INSERT INTO async.running (job_id, function, key)
+SELECT id, function, key FROM async.jobs WHERE event_id IN ('kkept-2', 'kkept-3');
 });
+is( $node->safe_psql('postgres', q{
+SELECT string_agg(event_id || ' ' || limited || ' ' || key, ', ' ORDER BY event_id)
+  FROM async.jobs WHERE function = 'kwork'}),
+	'kkept-2 true kkept-2, kkept-3 true kkept-3', 'the keyed jobs are running as a claim leaves them');
 my %id = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
 	"SELECT event_id || '|' || id FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'kept-2', 'warm')");
 
@@ -117,8 +131,10 @@ ok( $node->poll_query_until('postgres',
 
 is( $node->safe_psql('postgres', q{
 SELECT string_agg(event_id || ' ' || state || ' ' || attempts, ', ' ORDER BY event_id)
-  FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'kept-2', 'kept-3', 'warm')}),
-	'kept-1 queued 1, kept-2 queued 1, kept-3 queued 0, lost-1 queued 1, lost-2 dead 2, warm succeeded 1',
+  FROM async.jobs WHERE event_id IN ('lost-1', 'lost-2', 'kept-1', 'kept-2', 'kept-3', 'kkept-2',
+									  'kkept-3', 'warm')}),
+	'kept-1 queued 1, kept-2 queued 1, kept-3 queued 0, kkept-2 queued 0, kkept-3 queued 0,'
+	  . ' lost-1 queued 1, lost-2 dead 2, warm succeeded 1',
 	'each interrupted attempt is charged once; the finished job is left alone');
 is( $node->safe_psql('postgres',
 		"SELECT string_agg(event_id, ',' ORDER BY event_id) FROM async.jobs WHERE suspect"),
@@ -130,17 +146,23 @@ SELECT string_agg(event_id || ' ' || attempt || ' ' || outcome || ' ' || sqlstat
 	'the crashed attempts are in the history');
 is( $node->safe_psql('postgres', "SELECT reason FROM async.dead_letters WHERE event_id = 'lost-2'"),
 	'exhausted', 'a lost claim on the last attempt dead-letters the event');
+is( $node->safe_psql('postgres', q{
+SELECT string_agg(event_id || ' ' || limited || ' ' || key, ', ' ORDER BY event_id)
+  FROM async.jobs WHERE function = 'kwork'}) . ', '
+	  . $node->safe_psql('postgres', "SELECT count(*) FROM async.running WHERE function = 'kwork'"),
+	'kkept-2 true kkept-2, kkept-3 true kkept-3, 0',
+	'the keyed jobs given back keep their keys and marks, and leave their reservations');
 is(-s $file, 0, 'the markers are emptied once acted on');
 
 # 3. After that the jobs run normally, once each.
-$node->safe_psql('postgres', q{SELECT async.resume('work');
+$node->safe_psql('postgres', q{SELECT async.resume('work'); SELECT async.resume('kwork');
 UPDATE async.jobs SET run_at = now() WHERE state = 'queued'});
 ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 4 FROM async.jobs WHERE event_id IN ('lost-1', 'kept-1', 'kept-2', 'kept-3') AND state = 'succeeded'"),
+		"SELECT count(*) = 6 FROM async.jobs WHERE event_id IN ('lost-1', 'kept-1', 'kept-2', 'kept-3', 'kkept-2', 'kkept-3') AND state = 'succeeded'"),
 	'the charged jobs run again');
 is( $node->safe_psql('postgres',
 		"SELECT string_agg(event_id, ',' ORDER BY event_id) FROM public.effects WHERE event_id <> 'warm'"),
-	'kept-1,kept-2,kept-3,lost-1', 'one effect each');
+	'kept-1,kept-2,kept-3,kkept-2,kkept-3,lost-1', 'one effect each');
 
 # 4. pg_async.synchronous_commit = off: the commits that finish a batch, and
 # so claim the next one, return before their WAL is flushed too.  A job
