@@ -845,7 +845,7 @@ CREATE FUNCTION async._key_cursor(p_function text) RETURNS text
     LANGUAGE c STRICT
     AS 'MODULE_PATHNAME', 'pg_async_key_cursor';
 
-COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function the last claim of it in this database took jobs of last, by any worker or consumer, after which the next claim goes on (NULL: from the first); kept in shared memory for up to 16 functions of each database, those used last';
+COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function the last claim of it in this database took jobs of last, by any worker or consumer, after which the next claim goes on (NULL: from the first); kept in shared memory for up to 16 functions of each database, those claimed last';
 
 CREATE FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) RETURNS void
     LANGUAGE c STRICT

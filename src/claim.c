@@ -411,9 +411,9 @@ note_rate_starts(AsyncJob *jobs, int n, TimestampTz claim_start)
 }
 
 /*
- * note_key_turns moves this worker's cursor among the keys of each function
- * with a concurrency_key past the keys of its jobs just claimed, so that
- * its next claim takes the keys on from there (keys.c).
+ * note_key_turns moves the database's cursor among the keys of each
+ * function with a concurrency_key past the keys of its jobs just claimed,
+ * so that the next claim takes the keys on from there (keys.c).
  */
 static void
 note_key_turns(AsyncJob *jobs, int n)

@@ -220,7 +220,7 @@
 
 /*
  * The lane of each function with a concurrency_key and room left: its keys
- * visited in turn from where this worker's last claim of it stopped, each
+ * visited in turn from where the last claim of it stopped, each
  * giving what it has room for (async._keyed_jobs; claim.c moves the cursor
  * on, from the keys of the jobs claimed).
  */

@@ -102,7 +102,10 @@ cursor_hash(const char *function)
 /*
  * read_cursor copies the key after which the next claim of function goes
  * on into key (ASYNC_MAX_KEY_VALUE + 1 bytes), and tells whether there is
- * one: not when the function's place is not known.
+ * one: not when the function's place is not known.  A read does not count
+ * as a use: every full claim of a worker reads the cursor of each keyed
+ * function with room, jobs or none, and the entries kept are those of the
+ * functions claimed last.
  */
 static bool
 read_cursor(const char *function, char *key)
@@ -117,7 +120,6 @@ read_cursor(const char *function, char *key)
 	if (cursor != NULL)
 	{
 		strlcpy(key, cursor->key, ASYNC_MAX_KEY_VALUE + 1);
-		cursor->used = ++db->key_cursors_clock;
 		found = true;
 	}
 	SpinLockRelease(&db->key_cursors_mutex);

@@ -2,8 +2,9 @@
  *
  * shmem.c
  *	  The shared state of pg_async: the launcher's latch and one slot per
- *	  worker, the commit-time wake-up of sleeping workers, and the
- *	  concurrency limits found reached, whose jobs need no wake-up.
+ *	  worker, the commit-time wake-up of sleeping workers, the concurrency
+ *	  limits found reached, whose jobs need no wake-up, and room for each
+ *	  database's cursors among keys (keys.c).
  *
  *	  Only plain data and latches of PGPROCs live here: nothing that points
  *	  into one process's memory.

@@ -2,8 +2,8 @@
  *
  * shmem.h
  *	  pg_async's shared memory: the worker slots, the wake-up handshake,
- *	  the limits found reached, and the floors where claims start
- *	  (shmem.c, ready_floor.c).
+ *	  the limits found reached, the floors where claims start, and the
+ *	  cursors among keys (shmem.c, ready_floor.c, keys.c).
  *
  * IDENTIFICATION
  *	  src/shmem.h
@@ -92,7 +92,7 @@ typedef struct AsyncKeyCursor
 	uint32		hash;
 	char		function[ASYNC_NAME_SIZE];
 	char		key[ASYNC_MAX_KEY_VALUE + 1];
-	uint64		used;			/* key_cursors_clock when last used */
+	uint64		used;			/* key_cursors_clock when last moved */
 } AsyncKeyCursor;
 
 /*
@@ -192,7 +192,7 @@ typedef struct AsyncDatabase
 	/*
 	 * The cursors among keys (keys.c), under key_cursors_mutex: a function
 	 * not listed starts from its first key, and a new one takes the entry
-	 * used least recently.
+	 * of the function claimed least recently.
 	 */
 	slock_t		key_cursors_mutex;
 	uint64		key_cursors_clock;

@@ -15,7 +15,7 @@
  * code: the comments below say what it now does).  A job a worker of 0.15
  * claimed still gets its key back where it ends.
  */
-COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function the last claim of it in this database took jobs of last, by any worker or consumer, after which the next claim goes on (NULL: from the first); kept in shared memory for up to 16 functions of each database, those used last';
+COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function the last claim of it in this database took jobs of last, by any worker or consumer, after which the next claim goes on (NULL: from the first); kept in shared memory for up to 16 functions of each database, those claimed last';
 
 COMMENT ON FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) IS 'internal: moves the database''s cursor among the keys of p_function (async._key_cursor) past the keys of the jobs a claim took, p_keys: to the last of them in the order async._keyed_jobs visited them';
 

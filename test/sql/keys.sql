@@ -4,7 +4,7 @@
 CREATE TABLE public.key_runs (key text, n integer, running integer,
 							  at timestamptz DEFAULT clock_timestamp());
 -- each run notes how many jobs of its key were running then, itself included
--- (by payload: a worker's claim clears async.jobs.key, see src/claim_sql.c)
+-- (by payload, which is what the handler has)
 CREATE FUNCTION public.key_note(e jsonb) RETURNS void LANGUAGE sql AS $$
 	INSERT INTO public.key_runs (key, n, running)
 	SELECT e->>'tenant', (e->>'n')::integer, count(*)::integer
@@ -142,7 +142,7 @@ SELECT async._key_cursor('key_turn');
 -- a key longer than any job's (pg_async_job_key) does not move it
 SELECT async._advance_key_cursor('key_turn', ARRAY[repeat('z', 201)]);
 SELECT async._key_cursor('key_turn');
--- 16 functions are remembered, those used last
+-- 16 functions are remembered, those claimed last (a read does not count)
 SELECT count(async._advance_key_cursor('key_turn_' || i, '{k}')) FROM generate_series(1, 15) i;
 SELECT async._key_cursor('key_turn') AS still_known;
 SELECT count(async._advance_key_cursor('key_turn_x' || i, '{k}')) FROM generate_series(1, 16) i;
