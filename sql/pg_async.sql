@@ -749,8 +749,11 @@ BEGIN
 		   AND j.function OPERATOR(pg_catalog.=) NEW.name;
 	END IF;
 	/*
-	 * a new concurrency_key gives each queued job its key, and each
-	 * running one, so that the next claims count them
+	 * a new concurrency_key gives each queued job its key, and the
+	 * reservation of each running one, so that the next claims count
+	 * them (a running job gets its key again if it goes back to the
+	 * queue; its row is left alone, so that the worker finishing it never
+	 * waits for this transaction, nor this one for it)
 	 */
 	IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' AND NEW.concurrency_key IS NOT NULL OR
 	   TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND
@@ -771,10 +774,11 @@ BEGIN
 			 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(
 				   SELECT x.id FROM async.jobs x
 					WHERE x.limited AND NOT x.paused AND x.finished_at IS NULL
+					  AND x.state OPERATOR(pg_catalog.=) 'queued'
 					  AND x.function OPERATOR(pg_catalog.=) NEW.name
 					  AND x.key IS DISTINCT FROM async._key_value(x.payload, NEW.concurrency_key)
 					  FOR UPDATE SKIP LOCKED))
-			   AND j.limited AND NOT j.paused;
+			   AND j.limited AND NOT j.paused AND j.state OPERATOR(pg_catalog.=) 'queued';
 			UPDATE async.running r SET key = async._key_value(j.payload, NEW.concurrency_key)
 			  FROM async.jobs j
 			 WHERE r.job_id OPERATOR(pg_catalog.=) ANY (ARRAY(
@@ -787,6 +791,7 @@ BEGIN
 			EXIT WHEN NOT EXISTS (
 					SELECT FROM async.jobs j
 					 WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
+					   AND j.state OPERATOR(pg_catalog.=) 'queued'
 					   AND j.function OPERATOR(pg_catalog.=) NEW.name
 					   AND j.key IS DISTINCT FROM async._key_value(j.payload, NEW.concurrency_key))
 				AND NOT EXISTS (
@@ -2410,8 +2415,13 @@ BEGIN
 				 WHERE j.function OPERATOR(pg_catalog.=) n.name
 				   AND j.limited AND NOT j.paused AND j.finished_at IS NULL
 				   AND j.run_at OPERATOR(pg_catalog.<=) (SELECT l.now FROM look l)
-				   /* a held function's jobs are not even looked at */
-				   AND n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[])
+				   /*
+				    * a held function's queued jobs wait, but its running
+				    * ones count: a worker's claim of a keyed job leaves it
+				    * limited (0.16)
+				    */
+				   AND (j.state OPERATOR(pg_catalog.=) 'running'
+						OR n.name OPERATOR(pg_catalog.<>) ALL ((SELECT l.held FROM look l)::pg_catalog.text[]))
 				 LIMIT 1) x
 			UNION ALL
 			SELECT FROM async._paused_job_functions() n(name) CROSS JOIN LATERAL (
@@ -2998,8 +3008,11 @@ GRANT SELECT ON TABLE async.workers TO pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('async.functions', '');
 SELECT pg_catalog.pg_extension_config_dump('async.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('async.attempt_log', '');
--- the leases of external jobs, which expire after a restore as they would have
-SELECT pg_catalog.pg_extension_config_dump('async.running', 'WHERE lease IS NOT NULL');
+-- the reservations: the leases of external jobs, which expire after a
+-- restore as they would have, and those of workers' jobs, by which
+-- async._recover() finds the keyed jobs a worker ran (0.16: its claim
+-- leaves them marked limited) as jobs of a dead worker
+SELECT pg_catalog.pg_extension_config_dump('async.running', '');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('async.jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters_id_seq', '');

@@ -13,8 +13,14 @@
  * A worker's claim of a keyed job keeps its key and limited, as a
  * consumer's does, and so is a HOT update (the claim is in the server's
  * code: the comments below say what it now does).  A job a worker of 0.15
- * claimed still gets its key back where it ends.
+ * claimed still gets its key back where it ends.  So that such a job,
+ * running when pg_dump ran, is recovered after a restore as a job of a
+ * dead worker, the dump keeps every reservation, not only the leases;
+ * async.wait_idle() counts it while its function is held; and a change of
+ * concurrency_key leaves its row alone (only its reservation gets the
+ * new key), so that the worker finishing it does not wait on the change.
  */
+SELECT pg_catalog.pg_extension_config_dump('async.running', '');
 COMMENT ON FUNCTION async._key_cursor(p_function text) IS 'internal: the key of p_function the last claim of it in this database took jobs of last, by any worker or consumer, after which the next claim goes on (NULL: from the first); kept in shared memory for up to 16 functions of each database, those claimed last';
 
 COMMENT ON FUNCTION async._advance_key_cursor(p_function text, p_keys text[]) IS 'internal: moves the database''s cursor among the keys of p_function (async._key_cursor) past the keys of the jobs a claim took, p_keys: to the last of them in the order async._keyed_jobs visited them';
@@ -34,3 +40,5 @@ COMMENT ON INDEX async.jobs_keyed_idx IS 'the queued and running jobs of functio
 -- @function async._fail(
 -- @function async._bury_jobs(
 -- @function async._recover(
+-- @function async._functions_limit_changed(
+-- @function async.wait_idle(

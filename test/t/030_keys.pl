@@ -120,7 +120,7 @@ cmp_ok(
 	'>=', 1000, 'at least half of the 2,000 keyed claims were HOT updates');
 
 # A batch that overran gives the jobs it has not run back (finish.c): they
-# are queued again uncharged, with the key their claim cleared and marked
+# are queued again uncharged, with their key computed again and marked
 # limited, so that the next claim of their keys finds them.  The workers
 # have just run fast jobs, so that a claim takes all ten slow ones, and
 # gives nine back after the first.  A trigger of the test's own records
@@ -155,6 +155,41 @@ is( $node->safe_psql('postgres',
 		"SELECT min(attempts) || '-' || max(attempts) FROM async.jobs WHERE function = 'slow_job'"),
 	'1-1', 'the jobs given back were not charged');
 $node->safe_psql('postgres', 'DROP TRIGGER note_given_back ON async.jobs');
+
+# A keyed job a worker runs stays marked limited (0.16).  async.wait_idle()
+# counts it while its function is paused, and pg_dump keeps its
+# reservation, by which async._recover() finds it after a restore as a
+# job of a dead worker.
+$node->safe_psql('postgres', q{
+CREATE TABLE public.gate (open boolean NOT NULL);
+INSERT INTO public.gate VALUES (false);
+CREATE FUNCTION public.gated(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	WHILE NOT (SELECT g.open FROM public.gate g) LOOP
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END $$;
+SELECT async.register('public.gated(jsonb)', concurrency_key => 'tenant', key_concurrency => 1);
+SELECT async.invoke('gated', '{"tenant": "g"}', 'gated-1');
+});
+ok( $node->poll_query_until('postgres', q{
+	SELECT j.limited AND j.key = 'g' FROM async.running r JOIN async.jobs j ON j.id = r.job_id
+	 WHERE j.event_id = 'gated-1' AND j.state = 'running' AND r.lease IS NULL}),
+	'the gated job runs, marked limited, with its key and its reservation');
+$node->safe_psql('postgres', "SELECT async.pause('gated')");
+is( $node->safe_psql('postgres', "SELECT async.wait_idle('0.5 seconds')"),
+	'f', 'wait_idle counts the running job of a paused keyed function');
+my $dump = $node->basedir . '/keys_dump.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $dump ],
+	'pg_dump while the job runs');
+my $gated = $node->safe_psql('postgres', "SELECT id FROM async.jobs WHERE event_id = 'gated-1'");
+like(slurp_file($dump), qr/^COPY async\.running\b[^\n]*\n(?:[^\n]+\n)*?$gated\tgated\t/m,
+	'the dump keeps the reservation of the running keyed job');
+$node->safe_psql('postgres', "UPDATE public.gate SET open = true; SELECT async.resume('gated')");
+is($node->safe_psql('postgres', "SELECT async.wait_idle('30 seconds')"),
+	't', 'wait_idle returns once the job has ended');
+is($node->safe_psql('postgres', "SELECT state FROM async.jobs WHERE event_id = 'gated-1'"),
+	'succeeded', 'the gated job succeeded');
 
 $node->stop;
 done_testing();
