@@ -156,6 +156,43 @@ is( $node->safe_psql('postgres',
 	'1-1', 'the jobs given back were not charged');
 $node->safe_psql('postgres', 'DROP TRIGGER note_given_back ON async.jobs');
 
+# Two workers that claim at the same moment find the same keys with room:
+# the second skips the jobs the first locked, and would take each key's
+# next one, but the claims are serialized by the claim lock, so that the
+# second counts the first's reservations.  Both workers sleep until the
+# same run_at, wake together and claim from the same cursor; a trigger of
+# the test's own checks each reservation, in the claim that makes it,
+# against those there already are.  Three rounds of 50 keys with 20 jobs
+# each, under key_concurrency 1.
+$node->safe_psql('postgres', q{
+CREATE TABLE public.overlaps (key text, running bigint);
+CREATE FUNCTION public.note_overlap() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.overlaps
+	SELECT NEW.key, count(*) FROM async.running r
+	 WHERE r.function = NEW.function AND r.key = NEW.key HAVING count(*) > 1;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER note_overlap AFTER INSERT ON async.running
+	FOR EACH ROW WHEN (NEW.function = 'race_job') EXECUTE FUNCTION public.note_overlap();
+CREATE FUNCTION public.race_job(e jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(0.005) $$;
+SELECT async.register('public.race_job(jsonb)', concurrency_key => 'tenant', key_concurrency => 1);
+});
+for my $round (1 .. 3)
+{
+	$node->safe_psql('postgres', q{
+INSERT INTO async.jobs (function, payload, run_at)
+SELECT 'race_job', jsonb_build_object('tenant', 'k' || (i % 50)), now() + interval '2 seconds'
+  FROM generate_series(1, 1000) i;
+});
+	ok( $node->poll_query_until('postgres',
+			"SELECT count(*) = 0 FROM async.jobs WHERE function = 'race_job' AND state <> 'succeeded'"),
+		"round $round: the 1,000 jobs of 50 keys succeed");
+}
+is($node->safe_psql('postgres', "SELECT count(*) FROM public.overlaps"),
+	'0', 'no claim reserved a second job of a key with key_concurrency 1');
+$node->safe_psql('postgres', 'DROP TRIGGER note_overlap ON async.running');
+
 # A keyed job a worker runs stays marked limited (0.16).  async.wait_idle()
 # counts it while its function is paused, and pg_dump keeps its
 # reservation, by which async._recover() finds it after a restore as a
