@@ -335,8 +335,20 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 		job->has_destination = !isnull && DatumGetBool(d);
 		d = SPI_getbinval(tup, desc, 16, &isnull);
 		job->reserved = !isnull && DatumGetBool(d);
+		job->claimed_at = claim_start;
 		d = SPI_getbinval(tup, desc, 27, &isnull);
-		job->rate_limited = !isnull && DatumGetBool(d);
+		job->rate_limited = !isnull;
+		if (job->rate_limited)
+		{
+			/*
+			 * The claims count the starts of a window longer than the
+			 * period by this margin: a handler that starts later than
+			 * that after its claim could share a window with the starts
+			 * of a claim that did not count it.
+			 */
+			job->start_by = claim_start +
+				(TimestampTz) (DatumGetFloat8(d) * USECS_PER_SEC);
+		}
 		d = SPI_getbinval(tup, desc, 28, &isnull);
 		job->key = isnull ? NULL : TextDatumGetCString(d);
 		d = SPI_getbinval(tup, desc, 13, &isnull);
@@ -365,6 +377,54 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 }
 
 /*
+ * rate_counts counts, by function, the jobs of rate-limited functions among
+ * the n given that late selects (given back for starting late) or, without
+ * it, that the claim will run (not those that expired or looped).  Returns
+ * how many functions, with their names and counts as arrays in *names and
+ * *counts, or 0.
+ */
+static int
+rate_counts(AsyncJob *jobs, int n, bool late, Datum *names, Datum *counts)
+{
+	const char **functions = palloc(sizeof(char *) * n);
+	int32	   *nstarts = palloc(sizeof(int32) * n);
+	Datum	   *name_datums = palloc(sizeof(Datum) * n);
+	Datum	   *count_datums = palloc(sizeof(Datum) * n);
+	int			nfunctions = 0;
+	int			i;
+	int			k;
+
+	for (i = 0; i < n; i++)
+	{
+		if (!jobs[i].rate_limited ||
+			(late ? !jobs[i].late : (jobs[i].expired || jobs[i].looped)))
+			continue;
+		for (k = 0; k < nfunctions; k++)
+			if (strcmp(functions[k], jobs[i].function) == 0)
+				break;
+		if (k == nfunctions)
+		{
+			functions[nfunctions] = jobs[i].function;
+			nstarts[nfunctions++] = 0;
+		}
+		nstarts[k]++;
+	}
+	for (k = 0; k < nfunctions; k++)
+	{
+		name_datums[k] = CStringGetTextDatum(functions[k]);
+		count_datums[k] = Int32GetDatum(nstarts[k]);
+	}
+	if (nfunctions > 0)
+	{
+		*names = PointerGetDatum(construct_array(name_datums, nfunctions, TEXTOID,
+												 -1, false, TYPALIGN_INT));
+		*counts = PointerGetDatum(construct_array(count_datums, nfunctions, INT4OID,
+												  sizeof(int32), true, TYPALIGN_INT));
+	}
+	return nfunctions;
+}
+
+/*
  * note_rate_starts records in the rate windows the jobs of rate-limited
  * functions that the claim at claim_start will run (not those that expired
  * or looped), in its transaction, under the claim lock that made the
@@ -373,41 +433,46 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 static void
 note_rate_starts(AsyncJob *jobs, int n, TimestampTz claim_start)
 {
-	Datum	   *names = palloc(sizeof(Datum) * n);
-	const char **functions = palloc(sizeof(char *) * n);
-	Datum	   *counts = palloc(sizeof(Datum) * n);
-	int			nfunctions = 0;
-	int			i;
-	int			k;
 	Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
 	Datum		args[3];
 
-	for (i = 0; i < n; i++)
-	{
-		if (!jobs[i].rate_limited || jobs[i].expired || jobs[i].looped)
-			continue;
-		for (k = 0; k < nfunctions; k++)
-			if (strcmp(functions[k], jobs[i].function) == 0)
-				break;
-		if (k == nfunctions)
-		{
-			functions[nfunctions] = jobs[i].function;
-			names[nfunctions] = CStringGetTextDatum(jobs[i].function);
-			counts[nfunctions++] = Int32GetDatum(0);
-		}
-		counts[k] = Int32GetDatum(DatumGetInt32(counts[k]) + 1);
-	}
-	if (nfunctions == 0)
+	if (rate_counts(jobs, n, false, &args[0], &args[1]) == 0)
 		return;
-
-	args[0] = PointerGetDatum(construct_array(names, nfunctions, TEXTOID, -1, false,
-											  TYPALIGN_INT));
-	args[1] = PointerGetDatum(construct_array(counts, nfunctions, INT4OID, sizeof(int32),
-											  true, TYPALIGN_INT));
 	args[2] = TimestampTzGetDatum(claim_start);
 	if (SPI_execute_with_args("SELECT async._rate_note($1, $2, $3)", 3, argtypes, args,
 							  NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: recording the starts of rate limits failed");
+}
+
+/*
+ * pg_async_unnote_rate_starts takes out of the rate windows the starts that
+ * the claim of jobs noted for those given back late (worker.c), in the
+ * current transaction, with SPI connected, so that the window has room for
+ * them again.  All of them come from one claim.  The window's row is
+ * written under the claim lock, as the claims write it: a claim takes the
+ * lock, then the row.  A start whose claim has left the window is not
+ * counted any more, and stays as it is.
+ */
+void
+pg_async_unnote_rate_starts(AsyncJob *jobs, int n)
+{
+	Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
+	Datum		args[3];
+
+	if (rate_counts(jobs, n, true, &args[0], &args[1]) == 0)
+		return;
+	args[2] = TimestampTzGetDatum(jobs[0].claimed_at);
+	LockDatabaseObject(ExtensionRelationId, AsyncExtensionId, ASYNC_CLAIM_LOCK,
+					   ExclusiveLock);
+	if (SPI_execute_with_args(
+			"UPDATE async.rate_windows w"
+			"   SET counts[pg_catalog.array_position(w.starts, $3)] ="
+			"       w.counts[pg_catalog.array_position(w.starts, $3)] OPERATOR(pg_catalog.-) x.n"
+			"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS x(function, n)"
+			" WHERE w.function OPERATOR(pg_catalog.=) x.function"
+			"   AND pg_catalog.array_position(w.starts, $3) IS NOT NULL",
+			3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pg_async: taking back the starts of rate limits failed");
 }
 
 /*

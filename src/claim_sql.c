@@ -74,7 +74,9 @@
 "           (SELECT pg_catalog.count(*) FROM urgent u) OPERATOR(pg_catalog.+)" \
 "             (SELECT pg_catalog.count(*) FROM later l) OPERATOR(pg_catalog.>)" \
 "             (SELECT pg_catalog.count(*) FROM picked p WHERE p.prio)," \
-"           j.depth, COALESCE(f.max_depth, $7), f.rate_limit IS NOT NULL," \
+"           j.depth, COALESCE(f.max_depth, $7)," \
+"           CASE WHEN f.rate_limit IS NOT NULL THEN EXTRACT(epoch FROM" \
+"               async._rate_window(f.rate_period) OPERATOR(pg_catalog.-) f.rate_period)::pg_catalog.float8 END," \
 "           CASE WHEN f.key_concurrency IS NOT NULL THEN p.key END"
 
 /* what each part of a claim reads of a job */

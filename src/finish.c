@@ -535,7 +535,7 @@ pg_async_release_jobs(AsyncJob *jobs, int n)
 			pg_async_note_reservations_released();
 	}
 	pg_async_release_job_ids(ids, n);
-	elog(DEBUG1, "pg_async: gave back %d claimed jobs (a batch that overran, or a worker leaving)", n);
+	elog(DEBUG1, "pg_async: gave back %d claimed jobs (a batch that overran, a worker leaving, or jobs too late for their rate limit)", n);
 }
 
 /*

@@ -38,6 +38,12 @@ typedef struct AsyncJob
 	bool		has_destination;	/* its function has an on_success destination */
 	bool		reserved;		/* its claim reserved a place in async.running */
 	bool		rate_limited;	/* its function has a rate limit (claim.c) */
+	TimestampTz claimed_at;		/* its claim's time, at which a rate limit
+								 * counted its start */
+	TimestampTz start_by;		/* rate-limited: the latest its handler may
+								 * start, or it is given back (worker.c) */
+	bool		late;			/* given back: it would have started after
+								 * start_by */
 	char	   *key;			/* its key, if its function has a concurrency_key */
 	Datum		result;			/* what the handler returned, as jsonb, or 0 */
 

@@ -215,6 +215,38 @@ asked_to_leave(void)
 }
 
 /*
+ * finish_run finishes the n jobs of a batch that the current transaction
+ * ran, and gives back those that would have started late for their rate
+ * limit, with their starts taken out of the rate windows (the late ones go
+ * to the end of jobs).
+ */
+static void
+finish_run(AsyncJob *jobs, int n)
+{
+	AsyncJob   *late = palloc(sizeof(AsyncJob) * Max(n, 1));
+	int			nlate = 0;
+	int			nrun = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (jobs[i].late)
+			late[nlate++] = jobs[i];
+		else
+			jobs[nrun++] = jobs[i];
+	}
+	memcpy(jobs + nrun, late, sizeof(AsyncJob) * nlate);
+	pfree(late);
+
+	pg_async_finish_jobs(jobs, nrun);
+	if (nlate > 0)
+	{
+		pg_async_release_jobs(jobs + nrun, nlate);
+		pg_async_unnote_rate_starts(jobs + nrun, nlate);
+	}
+}
+
+/*
  * run_batch runs a claimed batch: every handler in its own subtransaction,
  * then the jobs' outcomes in the parent transaction.  One transaction holds
  * at most ASYNC_MAX_SUBXIDS handlers that wrote (and so have a subtransaction
@@ -234,6 +266,8 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 	int			nnext = 0;
 	int			first = 0;		/* first job of the current transaction */
 	int			nrelease = 0;	/* jobs at the end given back, not run */
+	int			nlate = 0;		/* jobs given back for starting late */
+	bool		ran_one = false;	/* a handler of the batch has run */
 	int			i;
 	TimestampTz next_run_at;
 	TimestampTz batch_start = GetCurrentTimestamp();
@@ -258,11 +292,25 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 			job->duration_us = 0;
 			continue;
 		}
+		if (job->rate_limited && ran_one && job->started_at > job->start_by)
+		{
+			/*
+			 * Not run: the handlers before it took so long that it would
+			 * start outside the window its claim counted it in.  It is
+			 * given back, and the next claim counts it again.  The first
+			 * handler of a batch always runs, however long the claim took
+			 * to commit, so that every claim makes progress.
+			 */
+			job->late = true;
+			nlate++;
+			continue;
+		}
 		show_job(job);
 		pg_async_inflight_before_run(job);
 		/* what the handler enqueues is one deeper (enqueue.c) */
 		pg_async_current_depth = job->depth;
 		pg_async_execute_job(job);
+		ran_one = true;
 		pg_async_current_depth = -1;
 		pg_async_consumer_end_job();
 		CommandCounterIncrement();
@@ -294,7 +342,7 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 			(MyProc->subxidStatus.count >= ASYNC_MAX_SUBXIDS ||
 			 MyProc->subxidStatus.overflowed))
 		{
-			pg_async_finish_jobs(jobs + first, i + 1 - first);
+			finish_run(jobs + first, i + 1 - first);
 			pg_async_commit_batch();
 			first = i + 1;
 			begin_run_transaction();
@@ -302,10 +350,10 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 	}
 	show_job(NULL);
 
-	pg_async_finish_jobs(jobs + first, n - first);
+	finish_run(jobs + first, n - first);
 	if (nrelease > 0)
 		pg_async_release_jobs(jobs + n, nrelease);
-	*gave_back = nrelease > 0;
+	*gave_back = nrelease > 0 || nlate > 0;
 
 	/*
 	 * begin_run_transaction() took the locks on pg_async's tables in this

@@ -98,6 +98,7 @@ extern int	pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out,
 extern int	pg_async_claim_batch(MemoryContext cxt, AsyncJob **jobs_out,
 								 TimestampTz *next_run_at, bool *ready);
 extern void pg_async_note_reservations_released(void);
+extern void pg_async_unnote_rate_starts(AsyncJob *jobs, int n);
 extern void pg_async_commit_batch(void);
 extern long pg_async_saturated_sleep_ms(long ms);
 extern void pg_async_saturated_forget(void);
