@@ -2700,7 +2700,7 @@ CREATE TABLE async.rate_windows (
     counts integer[] NOT NULL
 );
 
-COMMENT ON TABLE async.rate_windows IS 'internal: for each function with a rate limit, the starts of its last rate_period: claims read and write it under the function''s claim lock';
+COMMENT ON TABLE async.rate_windows IS 'internal: for each function with a rate limit, the starts of its last rate_period: claims read and write it under the function''s claim lock, as does a worker that gives back jobs too late to start; pg_dump keeps it';
 
 COMMENT ON COLUMN async.rate_windows.starts IS 'when each claim of the window took jobs of the function, in order';
 
@@ -3013,6 +3013,7 @@ SELECT pg_catalog.pg_extension_config_dump('async.attempt_log', '');
 -- async._recover() finds the keyed jobs a worker ran (0.16: its claim
 -- leaves them marked limited) as jobs of a dead worker
 SELECT pg_catalog.pg_extension_config_dump('async.running', '');
+SELECT pg_catalog.pg_extension_config_dump('async.rate_windows', '');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('async.jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('async.dead_letters_id_seq', '');

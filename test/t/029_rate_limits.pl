@@ -126,6 +126,30 @@ is($node->safe_psql('postgres',
 	'0', 'a job given back for starting late spent no attempt');
 $node->safe_psql('postgres', 'DROP TRIGGER note_given_back ON async.jobs');
 
+# pg_dump keeps the windows (0.17): a function allowed 3 jobs an hour, that
+# has started them, still holds its other jobs once restored.
+$node->safe_psql('postgres', q{
+SELECT async.register('public.noop(jsonb)', name => 'hourly', rate_limit => 3,
+					  rate_period => '1 hour');
+INSERT INTO async.jobs (function, payload) SELECT 'hourly', '{}' FROM generate_series(1, 5);
+});
+ok($node->poll_query_until('postgres', q{
+		SELECT count(*) FILTER (WHERE state = 'succeeded') = 3
+		   AND (SELECT held FROM async.stats WHERE function = 'hourly') = 2
+		  FROM async.jobs WHERE function = 'hourly'}),
+	'3 jobs of the hourly limit run, and 2 are held');
+my $dump = $node->basedir . '/rates_dump.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+$node->command_ok([ 'psql', '-XqAt', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'),
+		'-f', $dump ], 'the dump is restored');
+is($node->safe_psql('restored', q{
+		SELECT held || ' ' || held_reason FROM async.stats WHERE function = 'hourly'}),
+	'2 rate limit', 'the restored function still holds its 2 jobs for its window');
+is($node->safe_psql('restored',
+		"SELECT count(*) FROM async.jobs WHERE function = 'hourly' AND state = 'succeeded'"),
+	'3', 'and runs none of them');
+
 # consumers in three sessions share one limit of 30 a second
 $node->safe_psql('postgres', q{
 SELECT async.register_external('ext', rate_limit => 30);
