@@ -339,16 +339,7 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 		d = SPI_getbinval(tup, desc, 27, &isnull);
 		job->rate_limited = !isnull;
 		if (job->rate_limited)
-		{
-			/*
-			 * The claims count the starts of a window longer than the
-			 * period by this margin: a handler that starts later than
-			 * that after its claim could share a window with the starts
-			 * of a claim that did not count it.
-			 */
-			job->start_by = claim_start +
-				(TimestampTz) (DatumGetFloat8(d) * USECS_PER_SEC);
-		}
+			job->rate_margin_us = (int64) (DatumGetFloat8(d) * USECS_PER_SEC);
 		d = SPI_getbinval(tup, desc, 28, &isnull);
 		job->key = isnull ? NULL : TextDatumGetCString(d);
 		d = SPI_getbinval(tup, desc, 13, &isnull);
@@ -378,13 +369,12 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 
 /*
  * rate_counts counts, by function, the jobs of rate-limited functions among
- * the n given that late selects (given back for starting late) or, without
- * it, that the claim will run (not those that expired or looped).  Returns
- * how many functions, with their names and counts as arrays in *names and
- * *counts, or 0.
+ * the n given that the claim will run (not those that expired or looped),
+ * or with given_back, those given back.  Returns how many functions, with
+ * their names and counts as arrays in *names and *counts, or 0.
  */
 static int
-rate_counts(AsyncJob *jobs, int n, bool late, Datum *names, Datum *counts)
+rate_counts(AsyncJob *jobs, int n, bool given_back, Datum *names, Datum *counts)
 {
 	const char **functions = palloc(sizeof(char *) * n);
 	int32	   *nstarts = palloc(sizeof(int32) * n);
@@ -397,7 +387,7 @@ rate_counts(AsyncJob *jobs, int n, bool late, Datum *names, Datum *counts)
 	for (i = 0; i < n; i++)
 	{
 		if (!jobs[i].rate_limited ||
-			(late ? !jobs[i].late : (jobs[i].expired || jobs[i].looped)))
+			(given_back ? !jobs[i].given_back : (jobs[i].expired || jobs[i].looped)))
 			continue;
 		for (k = 0; k < nfunctions; k++)
 			if (strcmp(functions[k], jobs[i].function) == 0)
@@ -446,12 +436,14 @@ note_rate_starts(AsyncJob *jobs, int n, TimestampTz claim_start)
 
 /*
  * pg_async_unnote_rate_starts takes out of the rate windows the starts that
- * the claim of jobs noted for those given back late (worker.c), in the
- * current transaction, with SPI connected, so that the window has room for
- * them again.  All of them come from one claim.  The window's row is
- * written under the claim lock, as the claims write it: a claim takes the
- * lock, then the row.  A start whose claim has left the window is not
- * counted any more, and stays as it is.
+ * the claim of the n jobs given back (worker.c) noted for them, in the
+ * current transaction, with SPI connected, so that the windows have room
+ * for them again once it commits.  All of them come from one claim.  The
+ * window's row is written in the claims' order: the claim lock, then the
+ * row.  A start whose claim has left the window is not counted any more,
+ * and stays as it is.  Two claims noted at the same microsecond (a clock
+ * stepped back) share the subtraction, which only the first entry shows:
+ * both leave the window together, so the sum counted stays right.
  */
 void
 pg_async_unnote_rate_starts(AsyncJob *jobs, int n)
@@ -473,6 +465,8 @@ pg_async_unnote_rate_starts(AsyncJob *jobs, int n)
 			"   AND pg_catalog.array_position(w.starts, $3) IS NOT NULL",
 			3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "pg_async: taking back the starts of rate limits failed");
+	/* colleagues that found the limits full look again at this commit */
+	pg_async_note_reservations_released();
 }
 
 /*

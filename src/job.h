@@ -40,10 +40,9 @@ typedef struct AsyncJob
 	bool		rate_limited;	/* its function has a rate limit (claim.c) */
 	TimestampTz claimed_at;		/* its claim's time, at which a rate limit
 								 * counted its start */
-	TimestampTz start_by;		/* rate-limited: the latest its handler may
-								 * start, or it is given back (worker.c) */
-	bool		late;			/* given back: it would have started after
-								 * start_by */
+	int64		rate_margin_us; /* rate-limited: how long after its batch's
+								 * first handler it may start (worker.c) */
+	bool		given_back;		/* claimed, not run, and given back */
 	char	   *key;			/* its key, if its function has a concurrency_key */
 	Datum		result;			/* what the handler returned, as jsonb, or 0 */
 

@@ -215,10 +215,25 @@ asked_to_leave(void)
 }
 
 /*
+ * give_back gives back n claimed jobs that were not run, in the current
+ * transaction, and takes the starts of the rate-limited ones out of their
+ * windows.
+ */
+static void
+give_back(AsyncJob *jobs, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		jobs[i].given_back = true;
+	pg_async_release_jobs(jobs, n);
+	pg_async_unnote_rate_starts(jobs, n);
+}
+
+/*
  * finish_run finishes the n jobs of a batch that the current transaction
- * ran, and gives back those that would have started late for their rate
- * limit, with their starts taken out of the rate windows (the late ones go
- * to the end of jobs).
+ * ran, and gives back those it did not run because they would have started
+ * too late for their rate limit (given_back).  These go to the end of jobs.
  */
 static void
 finish_run(AsyncJob *jobs, int n)
@@ -230,7 +245,7 @@ finish_run(AsyncJob *jobs, int n)
 
 	for (i = 0; i < n; i++)
 	{
-		if (jobs[i].late)
+		if (jobs[i].given_back)
 			late[nlate++] = jobs[i];
 		else
 			jobs[nrun++] = jobs[i];
@@ -240,10 +255,7 @@ finish_run(AsyncJob *jobs, int n)
 
 	pg_async_finish_jobs(jobs, nrun);
 	if (nlate > 0)
-	{
-		pg_async_release_jobs(jobs + nrun, nlate);
-		pg_async_unnote_rate_starts(jobs + nrun, nlate);
-	}
+		give_back(jobs + nrun, nlate);
 }
 
 /*
@@ -267,7 +279,7 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 	int			first = 0;		/* first job of the current transaction */
 	int			nrelease = 0;	/* jobs at the end given back, not run */
 	int			nlate = 0;		/* jobs given back for starting late */
-	bool		ran_one = false;	/* a handler of the batch has run */
+	TimestampTz first_start = 0;	/* when the batch's first handler started */
 	int			i;
 	TimestampTz next_run_at;
 	TimestampTz batch_start = GetCurrentTimestamp();
@@ -292,25 +304,31 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 			job->duration_us = 0;
 			continue;
 		}
-		if (job->rate_limited && ran_one && job->started_at > job->start_by)
+		if (job->rate_limited && first_start != 0 &&
+			job->started_at - first_start > job->rate_margin_us)
 		{
 			/*
 			 * Not run: the handlers before it took so long that it would
-			 * start outside the window its claim counted it in.  It is
-			 * given back, and the next claim counts it again.  The first
-			 * handler of a batch always runs, however long the claim took
-			 * to commit, so that every claim makes progress.
+			 * start outside the window its claim counted it in, which is
+			 * longer than the period by this margin for the time from a
+			 * claim to its handlers.  It is given back, and the next claim
+			 * counts it again.  The margin is counted from the batch's
+			 * first handler, which always runs: the time from the claim to
+			 * it (the claim's commit, the upkeep) is the same for every
+			 * job of the batch, and counting it would give back whole
+			 * batches, claim after claim, when the margin is short.
 			 */
-			job->late = true;
+			job->given_back = true;
 			nlate++;
 			continue;
 		}
+		if (first_start == 0)
+			first_start = job->started_at;
 		show_job(job);
 		pg_async_inflight_before_run(job);
 		/* what the handler enqueues is one deeper (enqueue.c) */
 		pg_async_current_depth = job->depth;
 		pg_async_execute_job(job);
-		ran_one = true;
 		pg_async_current_depth = -1;
 		pg_async_consumer_end_job();
 		CommandCounterIncrement();
@@ -323,8 +341,8 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 
 		/*
 		 * A batch that overran is cut short: the rest is given back
-		 * (pg_async_release_jobs), in the transaction that finishes the
-		 * jobs run so far; the next claim is sized by the slow jobs, and
+		 * (give_back), in the transaction that finishes the jobs run so
+		 * far; the next claim is sized by the slow jobs, and
 		 * wakes a colleague when it is full.  So is the batch of a worker
 		 * the launcher asks to leave: a database waiting for its slot
 		 * waits for one handler, not for a batch.
@@ -352,7 +370,7 @@ run_batch(AsyncJob *jobs, int n, MemoryContext next_cxt, AsyncJob **next_jobs,
 
 	finish_run(jobs + first, n - first);
 	if (nrelease > 0)
-		pg_async_release_jobs(jobs + n, nrelease);
+		give_back(jobs + n, nrelease);
 	*gave_back = nrelease > 0 || nlate > 0;
 
 	/*

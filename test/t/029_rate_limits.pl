@@ -84,16 +84,19 @@ is($node->safe_psql('postgres',
 	'0', 'waiting for the limit spent no attempt');
 
 # A handler that would start late, because a slow job ran before it in its
-# batch, is given back rather than started: its claim counted it at the
-# claim's time, and another worker's claim one window later would start as
-# many again beside it.  Each round puts a job of 120 ms first in the batch
-# (priority -1), then the rate-limited jobs, 5 in any 200 ms, enqueued
-# together so that one claim takes them.
+# batch, is given back rather than started (0.17): its claim counted it at
+# the claim's time, and another worker's claim one window later would
+# start as many again beside it.  Each round puts a job of 120 ms first in
+# the batch (priority -1), then the rate-limited jobs, 5 in any 500 ms
+# (whose margin is 50 ms), enqueued together so that one claim takes them.
+# The jobs given back, and the starts taken out of the window for them,
+# are seen by triggers of the test's own (a batch that overran would give
+# jobs back too, and take them out as well, but 120 ms is not an overrun).
 $node->safe_psql('postgres', q{
 CREATE FUNCTION public.slow(e jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(0.12) $$;
 SELECT async.register('public.slow(jsonb)', name => 'slow');
 SELECT async.register('public.noop(jsonb)', name => 'bursty', rate_limit => 5,
-					  rate_period => '200 ms');
+					  rate_period => '500 ms');
 CREATE TABLE public.given_back (id bigint);
 CREATE FUNCTION public.note_given_back() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -103,9 +106,27 @@ END $$;
 CREATE TRIGGER note_given_back AFTER UPDATE ON async.jobs FOR EACH ROW
 	WHEN (OLD.state = 'running' AND NEW.state = 'queued' AND NEW.function = 'bursty')
 	EXECUTE FUNCTION public.note_given_back();
+CREATE TABLE public.taken_out (at timestamptz, n integer);
+CREATE FUNCTION public.note_taken_out() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.taken_out
+	SELECT o.s, o.c - w.c
+	  FROM unnest(OLD.starts, OLD.counts) o(s, c) JOIN unnest(NEW.starts, NEW.counts) w(s, c) USING (s)
+	 WHERE w.c < o.c;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER note_taken_out AFTER UPDATE ON async.rate_windows FOR EACH ROW
+	WHEN (NEW.function = 'bursty')
+	EXECUTE FUNCTION public.note_taken_out();
 });
 for my $round (1 .. 8)
 {
+	# each round with the window empty, so that one claim takes both
+	ok($node->poll_query_until('postgres', q{
+			SELECT clock_timestamp() > COALESCE(max(started_at), '-infinity') + interval '600 ms'
+			  FROM async.jobs WHERE function = 'bursty'}),
+		"round $round: the window of the last round has passed")
+	  or last;
 	$node->safe_psql('postgres', q{
 		BEGIN;
 		INSERT INTO async.jobs (function, payload, priority) VALUES ('slow', '{}', -1);
@@ -117,14 +138,17 @@ for my $round (1 .. 8)
 		"round $round: the slow job and the 10 rate-limited ones run")
 	  or last;
 }
-cmp_ok(busiest('bursty', 'handlers', '200 ms'), '<=', 5,
-	'no 200 ms start more than 5 handlers, though some were claimed before a slow job');
-cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM public.given_back'),
-	'>', 0, 'jobs claimed before the slow job were given back');
+cmp_ok(busiest('bursty', 'handlers', '500 ms'), '<=', 5,
+	'no 500 ms start more than 5 handlers, though some were claimed before a slow job');
+my $given = $node->safe_psql('postgres', 'SELECT count(*) FROM public.given_back');
+cmp_ok($given, '>', 0, 'jobs claimed before the slow job were given back');
+is($node->safe_psql('postgres', 'SELECT COALESCE(sum(n), 0) FROM public.taken_out'),
+	$given, 'the start of each was taken out of the window, for a later claim to count again');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM async.jobs WHERE function = 'bursty' AND attempts <> 1"),
 	'0', 'a job given back for starting late spent no attempt');
 $node->safe_psql('postgres', 'DROP TRIGGER note_given_back ON async.jobs');
+$node->safe_psql('postgres', 'DROP TRIGGER note_taken_out ON async.rate_windows');
 
 # pg_dump keeps the windows (0.17): a function allowed 3 jobs an hour, that
 # has started them, still holds its other jobs once restored.
@@ -146,9 +170,6 @@ $node->command_ok([ 'psql', '-XqAt', '-v', 'ON_ERROR_STOP=1', '-d', $node->conns
 is($node->safe_psql('restored', q{
 		SELECT held || ' ' || held_reason FROM async.stats WHERE function = 'hourly'}),
 	'2 rate limit', 'the restored function still holds its 2 jobs for its window');
-is($node->safe_psql('restored',
-		"SELECT count(*) FROM async.jobs WHERE function = 'hourly' AND state = 'succeeded'"),
-	'3', 'and runs none of them');
 
 # consumers in three sessions share one limit of 30 a second
 $node->safe_psql('postgres', q{
