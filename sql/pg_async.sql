@@ -2700,7 +2700,7 @@ CREATE TABLE async.rate_windows (
     counts integer[] NOT NULL
 );
 
-COMMENT ON TABLE async.rate_windows IS 'internal: for each function with a rate limit, the starts of its last rate_period: claims read and write it under a claim lock, and a worker that gives back claimed jobs takes their starts out of it; pg_dump keeps it';
+COMMENT ON TABLE async.rate_windows IS 'internal: for each function with a rate limit, the starts of its last rate_period: claims read and write it under a claim lock, and a worker that gives back jobs of its batch without running them takes their starts out of it; pg_dump keeps it';
 
 COMMENT ON COLUMN async.rate_windows.starts IS 'when each claim of the window took jobs of the function, in order';
 

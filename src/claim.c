@@ -369,9 +369,10 @@ copy_claimed_jobs(MemoryContext cxt, AsyncJob **jobs_out, int n, TimestampTz cla
 
 /*
  * rate_counts counts, by function, the jobs of rate-limited functions among
- * the n given that the claim will run (not those that expired or looped),
- * or with given_back, those given back.  Returns how many functions, with
- * their names and counts as arrays in *names and *counts, or 0.
+ * the n given whose starts their claim noted: those it will run, not those
+ * that expired or looped (they never start); with given_back, only those
+ * of them given back.  Returns how many functions, with their names and
+ * counts as arrays in *names and *counts, or 0.
  */
 static int
 rate_counts(AsyncJob *jobs, int n, bool given_back, Datum *names, Datum *counts)
@@ -386,8 +387,8 @@ rate_counts(AsyncJob *jobs, int n, bool given_back, Datum *names, Datum *counts)
 
 	for (i = 0; i < n; i++)
 	{
-		if (!jobs[i].rate_limited ||
-			(given_back ? !jobs[i].given_back : (jobs[i].expired || jobs[i].looped)))
+		if (!jobs[i].rate_limited || jobs[i].expired || jobs[i].looped ||
+			(given_back && !jobs[i].given_back))
 			continue;
 		for (k = 0; k < nfunctions; k++)
 			if (strcmp(functions[k], jobs[i].function) == 0)

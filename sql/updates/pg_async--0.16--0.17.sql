@@ -15,4 +15,4 @@
  */
 SELECT pg_catalog.pg_extension_config_dump('async.rate_windows', '');
 
-COMMENT ON TABLE async.rate_windows IS 'internal: for each function with a rate limit, the starts of its last rate_period: claims read and write it under a claim lock, and a worker that gives back claimed jobs takes their starts out of it; pg_dump keeps it';
+COMMENT ON TABLE async.rate_windows IS 'internal: for each function with a rate limit, the starts of its last rate_period: claims read and write it under a claim lock, and a worker that gives back jobs of its batch without running them takes their starts out of it; pg_dump keeps it';
