@@ -571,7 +571,8 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	args[6] = Int32GetDatum(pg_async_max_depth);
 	args[7] = TimestampTzGetDatum(claim_start);
 	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE_RETURNING)
+	/* the full claim's update is a CTE, which its reservations read */
+	if (rc != (limited ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
 		elog(ERROR, "pg_async: claiming jobs failed: %s",
 			 SPI_result_code_string(rc));
 

@@ -59,7 +59,7 @@
 "                    ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)" \
 "             OPERATOR(pg_catalog.>) f.max_event_age," \
 "           f.max_event_age::pg_catalog.text, f.on_success IS NOT NULL," \
-"           f.concurrency IS NOT NULL OR f.key_concurrency IS NOT NULL," \
+"           f.concurrency IS NOT NULL OR f.key_concurrency IS NOT NULL AS reserves," \
 "           (SELECT pg_catalog.min(c.run_at) FROM candidates c)," \
 "           (SELECT pg_catalog.count(*) FROM candidates c) OPERATOR(pg_catalog.>)" \
 "             (SELECT pg_catalog.count(*) FROM picked p WHERE p.ready)," \
@@ -77,7 +77,7 @@
 "           j.depth, COALESCE(f.max_depth, $7)," \
 "           CASE WHEN f.rate_limit IS NOT NULL THEN EXTRACT(epoch FROM" \
 "               async._rate_window(f.rate_period) OPERATOR(pg_catalog.-) f.rate_period)::pg_catalog.float8 END," \
-"           CASE WHEN f.key_concurrency IS NOT NULL THEN p.key END"
+"           CASE WHEN f.key_concurrency IS NOT NULL THEN p.key END AS key"
 
 /* what each part of a claim reads of a job */
 #define PART_COLUMNS \
@@ -253,7 +253,13 @@
  * too, but one of a function with a concurrency_key is not taken: it has
  * no key yet, and the claim marks it and gives it its key (rekeyed).
  * Claimed jobs of functions with a concurrency or key limit are recorded
- * in async.running, which the next claim counts.  Every part goes by
+ * in async.running, which the next claim counts: those the update claimed,
+ * not all that were picked.  The walk of the keys is a PL/pgSQL function
+ * whose queries take newer snapshots than the claim's, so it can lock and
+ * return a job committed after the claim began (one enqueued by a
+ * transaction that began before it, so due), which the update does not
+ * see: reserved, such a job stayed queued and its key full for good (up
+ * to 0.17).  It is left locked, for the next claim.  Every part goes by
  * priority, then run_at.
  */
 const char *const pg_async_claim_sql =
@@ -292,11 +298,11 @@ CLAIM_WITHIN_BYTES("allowed")
 "  UNION ALL"
 "  (SELECT s.id, s.function, s.concurrency, s.key_concurrency, s.key, s.ready, s.prio"
 "     FROM allowed s WHERE s.suspect LIMIT 1)),"
+" claimed AS (" CLAIM_UPDATE "),"
 " reserved AS ("
 "  INSERT INTO async.running (job_id, function, key)"
-"  SELECT p.id, p.function, p.key FROM picked p"
-"   WHERE p.concurrency IS NOT NULL OR p.key_concurrency IS NOT NULL)"
-CLAIM_UPDATE;
+"  SELECT c.id, c.function, c.key FROM claimed c WHERE c.reserves)"
+" SELECT * FROM claimed";
 
 /*
  * The claim while no function is paused or limited (the common case): the
