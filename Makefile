@@ -27,6 +27,7 @@ OBJS = \
 	src/inflight.o \
 	src/jobfuncs.o \
 	src/external.o \
+	src/claim_commit.o \
 	src/consumer_depth.o \
 	src/external_wait.o
 

@@ -131,13 +131,18 @@ wakeups_at_commit(void)
 /*
  * pg_async_xact_callback wakes workers after a commit that enqueued jobs.
  * At XACT_EVENT_COMMIT the transaction is already visible to others, so a
- * woken worker finds its jobs.
+ * woken worker finds its jobs.  Before the commit, a transaction that
+ * wrote nothing but a consumer's claims is told not to wait for its flush
+ * (claim_commit.c).
  */
 void
 pg_async_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			pg_async_claim_pre_commit();
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			{
@@ -159,6 +164,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_external_end_xact(true);
+			pg_async_claim_end_xact();
 			pg_async_consumer_end_xact();
 			pg_async_stats_flush(true);
 			pg_async_databases_end_xact(true);
@@ -172,6 +178,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_external_end_xact(false);
+			pg_async_claim_end_xact();
 			pg_async_consumer_end_xact();
 			pg_async_stats_flush(false);
 			pg_async_databases_end_xact(false);

@@ -522,6 +522,8 @@ pg_async_claim(PG_FUNCTION_ARGS)
 				 errdetail("The transaction's snapshot would not see the jobs enqueued while it waits."),
 				 errhint("Claim in a READ COMMITTED transaction, or with wait => '0'.")));
 
+	/* what the claim writes need not be flushed at commit (claim_commit.c) */
+	pg_async_claim_writes_begin();
 	f = lookup_external(function, "claim");
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -531,6 +533,7 @@ pg_async_claim(PG_FUNCTION_ARGS)
 	if (wait_us == 0)
 	{
 		(void) claim_once(rsinfo, function, max_jobs, f.limited);
+		pg_async_claim_writes_end();
 		return (Datum) 0;
 	}
 
@@ -566,6 +569,7 @@ pg_async_claim(PG_FUNCTION_ARGS)
 		pg_async_consumer_wait_end();
 	}
 	PG_END_TRY();
+	pg_async_claim_writes_end();
 	return (Datum) 0;
 }
 

@@ -177,6 +177,15 @@ extern text *pg_async_job_key(Datum payload, text *key_name);
 extern void pg_async_advance_key_cursor(const char *function, const char **keys, int nkeys);
 extern uint64 pg_async_functions_generation(Oid relid);
 
+/* claim_commit.c */
+extern void pg_async_claim_writes_begin(void);
+extern void pg_async_claim_writes_end(void);
+extern void pg_async_claim_pre_commit(void);
+extern void pg_async_claim_end_xact(void);
+
+/* worker_xact.c */
+extern void pg_async_commit_without_flush(void);
+
 /* external_wait.c */
 extern Size pg_async_consumers_shmem_size(void);
 extern void pg_async_consumers_shmem_init(void);

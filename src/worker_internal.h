@@ -64,7 +64,6 @@ extern void pg_async_begin_work(const char *activity);
 extern void pg_async_end_work(void);
 extern int	pg_async_push_planner_settings(void);
 extern void pg_async_pop_planner_settings(int nestlevel);
-extern void pg_async_commit_without_flush(void);
 /* idle.c */
 extern bool pg_async_leave_idle(TimestampTz idle_since, TimestampTz now);
 extern long pg_async_idle_sleep_ms(TimestampTz idle_since, long ms);

@@ -1,0 +1,23 @@
+/* pg_async--0.17--0.18.sql: update of pg_async from 0.17 to 0.18 */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION pg_async UPDATE TO '0.18'" to load this file. \quit
+
+/*
+ * 0.18: a consumer's transaction that wrote nothing but its claims commits
+ * without waiting for its WAL flush, and a worker's claim of keyed jobs
+ * reserves only the jobs it claimed.  Both are in the server's code; the
+ * comment of async.claim() says the first.
+ *
+ * A 0.17 claim could reserve a keyed job that it did not claim: the job
+ * stayed queued with its row in async.running, and its key looked full for
+ * good.  A claim inserts a job's reservation and marks it running in one
+ * transaction, and whatever ends the job deletes both in one, so a queued
+ * job never has a reservation of its own: those there are go.
+ */
+DELETE FROM async.running r
+ USING async.jobs j
+ WHERE j.id OPERATOR(pg_catalog.=) r.job_id
+   AND j.state OPERATOR(pg_catalog.=) 'queued';
+
+COMMENT ON FUNCTION async.claim(function text, max_jobs integer, wait interval) IS 'claims up to max_jobs (1 to 1000) ready jobs of an external function, in run_at order, each running until its deadline under a lease that async.complete(), async.fail() and async.heartbeat() need; with nothing ready, waits up to wait (at most 1 hour) for an enqueue of the function to commit. Needs the privileges of the function''s run_as role. A transaction that wrote nothing but its claims commits without waiting for its WAL flush';
