@@ -200,6 +200,40 @@ pg_async_maintenance_pending(void)
 }
 
 /*
+ * release_stray_reservations deletes the reservations in async.running of
+ * jobs that are queued, and returns how many.  A claim reserves a job in
+ * the transaction that marks it running, and whatever ends or gives back
+ * the job deletes its reservation in the one that marks it anew, so there
+ * should be none: but one would make its function or key look full for
+ * good (as the keyed claims of 0.17 could leave, claiming jobs committed
+ * during their walk), so the first worker of the database looks, and says
+ * so when it finds any.  Both rows are read in one snapshot: a claim
+ * committing meanwhile shows both or neither.
+ */
+static int
+release_stray_reservations(void)
+{
+	int			n;
+
+	n = pg_async_run_upkeep_sql("pg_async: releasing reservations of queued jobs",
+								"WITH stray AS ("
+								" DELETE FROM async.running r USING async.jobs j"
+								"  WHERE j.id OPERATOR(pg_catalog.=) r.job_id"
+								"    AND j.state OPERATOR(pg_catalog.=) 'queued'"
+								" RETURNING r.job_id)"
+								" SELECT pg_catalog.count(*)::pg_catalog.int4 FROM stray",
+								0, NULL, NULL);
+	if (n > 0)
+		ereport(WARNING,
+				(errmsg_plural("pg_async released %d reservation of a queued job",
+							   "pg_async released %d reservations of queued jobs",
+							   n, n),
+				 errdetail("A job that is not running held a place of its function's concurrency or key limit."),
+				 errhint("This is a bug of pg_async: please report it, with the server log around this line.")));
+	return n;
+}
+
+/*
  * pg_async_maintenance does the upkeep that is due.  Returns true when it
  * queued jobs again.
  */
@@ -226,6 +260,8 @@ pg_async_maintenance(void)
 		last_release = now;
 		if (pg_async_run_upkeep_sql("pg_async: releasing paused or limited jobs",
 								"SELECT async._unpause_jobs()", 0, NULL, NULL) > 0)
+			requeued = true;
+		if (release_stray_reservations() > 0)
 			requeued = true;
 	}
 

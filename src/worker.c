@@ -238,11 +238,21 @@ give_back(AsyncJob *jobs, int n)
 static void
 finish_run(AsyncJob *jobs, int n)
 {
-	AsyncJob   *late = palloc(sizeof(AsyncJob) * Max(n, 1));
+	AsyncJob   *late;
 	int			nlate = 0;
 	int			nrun = 0;
 	int			i;
 
+	/* the common case: every job ran, and none moves */
+	for (i = 0; i < n && !jobs[i].given_back; i++)
+		;
+	if (i == n)
+	{
+		pg_async_finish_jobs(jobs, n);
+		return;
+	}
+
+	late = palloc(sizeof(AsyncJob) * n);
 	for (i = 0; i < n; i++)
 	{
 		if (jobs[i].given_back)

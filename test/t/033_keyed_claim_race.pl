@@ -84,6 +84,27 @@ is( $node->safe_psql('postgres', q{
 	'', 'no reservation is left behind');
 is($node->safe_psql('postgres', "SELECT max(attempts) FROM async.jobs WHERE function = 'keyed'"),
 	'1', 'each ran on its first attempt');
+# the first worker releases a reservation a queued job holds (below), and
+# the jobs would then run: so the race must not have made one
+ok(!$node->log_contains('released \\d+ reservations? of (a )?queued job'),
+	'the workers found no reservation of a queued job to release');
+
+# A reservation that a queued job holds, as 0.17 could leave, is released
+# by the first worker of the database within seconds (every 5 s), with a
+# warning, and the key's job runs.
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{
+SELECT async.pause('keyed');
+INSERT INTO async.jobs (function, event_id, payload) VALUES ('keyed', 'held', '{"tenant": "z"}');
+INSERT INTO async.running (job_id, function, key)
+SELECT id, function, key FROM async.jobs WHERE event_id = 'held';
+SELECT async.resume('keyed');
+});
+ok($node->wait_for_log(qr/WARNING:  pg_async released 1 reservation of a queued job/, $log_offset),
+	'a stray reservation is released, with a warning');
+ok( $node->poll_query_until('postgres',
+		"SELECT state = 'succeeded' FROM async.jobs WHERE event_id = 'held'"),
+	'and its key\'s job runs');
 
 $node->stop;
 done_testing();
