@@ -1818,7 +1818,7 @@ CREATE FUNCTION async.claim(function text, max_jobs integer DEFAULT 1, wait inte
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'pg_async_claim';
 
-COMMENT ON FUNCTION async.claim(function text, max_jobs integer, wait interval) IS 'claims up to max_jobs (1 to 1000) ready jobs of an external function, in run_at order, each running until its deadline under a lease that async.complete(), async.fail() and async.heartbeat() need; with nothing ready, waits up to wait (at most 1 hour) for an enqueue of the function to commit. Needs the privileges of the function''s run_as role. A transaction that wrote nothing but its claims commits without waiting for its WAL flush';
+COMMENT ON FUNCTION async.claim(function text, max_jobs integer, wait interval) IS 'claims up to max_jobs (1 to 1000) ready jobs of an external function, in run_at order, each running until its deadline under a lease that async.complete(), async.fail() and async.heartbeat() need; with nothing ready, waits up to wait (at most 1 hour) for an enqueue of the function to commit. Needs the privileges of the function''s run_as role. With pg_async.claim_synchronous_commit off, a transaction that wrote nothing but claims of functions without a limit commits without waiting for its WAL flush';
 
 CREATE FUNCTION async.complete(job_id bigint, lease uuid, result jsonb DEFAULT NULL::jsonb) RETURNS boolean
     LANGUAGE c

@@ -164,7 +164,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 			npending_limited = 0;
 			limits_changed = false;
 			pg_async_external_end_xact(true);
-			pg_async_claim_end_xact();
+			pg_async_claim_commit();
 			pg_async_consumer_end_xact();
 			pg_async_stats_flush(true);
 			pg_async_databases_end_xact(true);

@@ -533,7 +533,7 @@ pg_async_claim(PG_FUNCTION_ARGS)
 	if (wait_us == 0)
 	{
 		(void) claim_once(rsinfo, function, max_jobs, f.limited);
-		pg_async_claim_writes_end();
+		pg_async_claim_writes_end(f.limited);
 		return (Datum) 0;
 	}
 
@@ -569,7 +569,7 @@ pg_async_claim(PG_FUNCTION_ARGS)
 		pg_async_consumer_wait_end();
 	}
 	PG_END_TRY();
-	pg_async_claim_writes_end();
+	pg_async_claim_writes_end(f.limited);
 	return (Datum) 0;
 }
 

@@ -221,6 +221,15 @@ pg_async_define_gucs(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("pg_async.claim_synchronous_commit",
+							 "Whether a transaction of nothing but claims waits for its WAL flush.",
+							 "on: it commits as synchronous_commit says, as any transaction. off: a transaction that wrote nothing but async.claim() of functions without a limit commits without waiting for its flush, while the session's other transactions still wait; a crash of the server or of the operating system, or a failover, can then lose its claims, which hands their jobs out again.",
+							 &pg_async_claim_synchronous_commit,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("pg_async.sweep_interval",
 							"How often a claim walks every ready job from the first, at least.",
 							"The claims start at the ready floor, past the jobs already run; a job row that another session held locked while the claims passed it is found by this walk. It is made less often while it is expensive (a held xmin horizon): at most 1% of a worker's time.",

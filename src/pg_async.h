@@ -178,9 +178,11 @@ extern void pg_async_advance_key_cursor(const char *function, const char **keys,
 extern uint64 pg_async_functions_generation(Oid relid);
 
 /* claim_commit.c */
+extern bool pg_async_claim_synchronous_commit;
 extern void pg_async_claim_writes_begin(void);
-extern void pg_async_claim_writes_end(void);
+extern void pg_async_claim_writes_end(bool limited);
 extern void pg_async_claim_pre_commit(void);
+extern void pg_async_claim_commit(void);
 extern void pg_async_claim_end_xact(void);
 
 /* worker_xact.c */

@@ -263,8 +263,9 @@ pg_async_pop_planner_settings(int nestlevel)
 void
 pg_async_commit_without_flush(void)
 {
+	/* a failure only loses the saving: WARNING, not ERROR */
 	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, WARNING, false);
 }
 
 /*

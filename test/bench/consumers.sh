@@ -15,9 +15,10 @@
 #
 # then the pick-up latency of a consumer waiting in async.claim, at 1,000
 # events a second for 10 seconds: from the call of async.invoke to the
-# return of the claim that got the event, with synchronous_commit on and
-# then off on the claiming connection (consumers.js says why off is safe
-# for a claim), after a VACUUM of the drains' dead rows.  Prints each
+# return of the claim that got the event, with synchronous_commit on, then
+# off on the claiming connection (consumers.js says why off is safe for a
+# claim), then on with pg_async.claim_synchronous_commit off, after a
+# VACUUM of the drains' dead rows.  Prints each
 # round, the medians and their ratio.  The cluster is removed at the end,
 # whatever happened.
 #
@@ -112,9 +113,10 @@ pm=$(printf '%s\n' "${pg_rates[@]}" | median)
 gm=$(printf '%s\n' "${gw_rates[@]}" | median)
 echo "medians: pg_async $pm jobs/s, Graphile Worker $gm jobs/s, ratio $(awk -v a="$pm" -v b="$gm" 'BEGIN { printf "%.2f", a / b }')"
 
-echo "== pick-up latency at 1000 events/s for $latency_seconds s, the claiming connection's synchronous_commit on, then off" >&2
+echo "== pick-up latency at 1000 events/s for $latency_seconds s, the claiming connection's synchronous_commit on, then off, then pg_async.claim_synchronous_commit off" >&2
 # after a VACUUM: the dead rows the drains left (300,000 jobs with 3 rounds)
 # are not what a consumer waiting for a trickle of events meets
 as_user "$PG_BIN/psql" -X -q -h "$tmp" -p "$port" -d postgres -c 'VACUUM async.jobs, async.running'
 bench latency-pg "$url" 1000 "$latency_seconds" on
 bench latency-pg "$url" 1000 "$latency_seconds" off
+bench latency-pg "$url" 1000 "$latency_seconds" claims

@@ -1,7 +1,9 @@
-# A consumer's transaction that wrote nothing but its claims commits
+# With pg_async.claim_synchronous_commit off, a consumer's transaction that
+# wrote nothing but its claims of functions without a limit commits
 # without waiting for its WAL flush (claim_commit.c); any other write in
-# it, before or after the claims, and async.complete() make the commit
-# wait as usual.  The session sets commit_delay to 100 ms (with
+# it, before or after the claims, async.complete(), a claim of a function
+# with a limit, and the setting on (its default) make the commit wait as
+# usual.  The session sets commit_delay to 100 ms (with
 # commit_siblings 0 and fsync on, every commit that flushes sleeps that
 # long first), and a procedure times each kind of commit from inside.
 use strict;
@@ -18,8 +20,10 @@ my $node = pg_async_node('claim_commit', workers => 1, conf => "fsync = on\n");
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 SELECT async.register_external('ext');
+SELECT async.register_external('ext_limited', concurrency => 5);
 CREATE TABLE public.effects (job_id bigint);
 INSERT INTO async.jobs (function, payload) SELECT 'ext', '{}' FROM generate_series(1, 10);
+INSERT INTO async.jobs (function, payload) VALUES ('ext_limited', '{}');
 
 -- milliseconds each commit took, and how many jobs each case claimed
 CREATE PROCEDURE public.commit_times(INOUT claim_only float8 DEFAULT NULL,
@@ -27,6 +31,8 @@ CREATE PROCEDURE public.commit_times(INOUT claim_only float8 DEFAULT NULL,
 									 INOUT claim_then_write float8 DEFAULT NULL,
 									 INOUT write_then_claim float8 DEFAULT NULL,
 									 INOUT complete float8 DEFAULT NULL,
+									 INOUT limited float8 DEFAULT NULL,
+									 INOUT setting_on float8 DEFAULT NULL,
 									 INOUT claimed integer DEFAULT 0)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -65,32 +71,52 @@ BEGIN
 	t := clock_timestamp();
 	COMMIT;
 	complete := extract(epoch FROM clock_timestamp() - t) * 1000;
+
+	SELECT * INTO j FROM async.claim('ext_limited', 1);
+	claimed := claimed + (j.job_id IS NOT NULL)::integer;
+	t := clock_timestamp();
+	COMMIT;
+	limited := extract(epoch FROM clock_timestamp() - t) * 1000;
+
+	PERFORM pg_catalog.set_config('pg_async.claim_synchronous_commit', 'on', true);
+	SELECT * INTO j FROM async.claim('ext', 1);
+	claimed := claimed + (j.job_id IS NOT NULL)::integer;
+	t := clock_timestamp();
+	COMMIT;
+	setting_on := extract(epoch FROM clock_timestamp() - t) * 1000;
 END $$;
 });
 
-my ($claim_only, $two_claims, $claim_then_write, $write_then_claim, $complete, $claimed) =
+my ($claim_only, $two_claims, $claim_then_write, $write_then_claim, $complete, $limited,
+	$setting_on, $claimed) =
   split /\|/, $node->safe_psql('postgres', q{
 SET commit_delay = 100000;
 SET commit_siblings = 0;
+SET pg_async.claim_synchronous_commit = off;
 CALL public.commit_times();
 });
 diag("commit times (ms) with commit_delay 100 ms: claim only $claim_only, two claims $two_claims, "
-	  . "claim then write $claim_then_write, write then claim $write_then_claim, complete $complete");
-is($claimed, 5, 'each case claimed a job');
+	  . "claim then write $claim_then_write, write then claim $write_then_claim, complete $complete, "
+	  . "a limited function's claim $limited, with the setting on $setting_on");
+is($claimed, 7, 'each case claimed a job');
 cmp_ok($claim_only, '<', 100, 'a transaction of one claim does not wait for the flush');
 cmp_ok($two_claims, '<', 100, 'nor does one of two claims');
 cmp_ok($claim_then_write, '>=', 100, 'a claim followed by a write of its own waits');
 cmp_ok($write_then_claim, '>=', 100, 'a write followed by a claim waits');
 cmp_ok($complete, '>=', 100, 'async.complete() waits');
+cmp_ok($limited, '>=', 100, 'a claim of a function with a concurrency limit waits');
+cmp_ok($setting_on, '>=', 100, 'a claim waits with pg_async.claim_synchronous_commit on');
+is($node->safe_psql('postgres', 'SHOW pg_async.claim_synchronous_commit'), 'on',
+	'which is the default');
 
 # the claims committed: the jobs are running, with their leases, and the
 # completed one succeeded
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(state || ' ' || n, ', ' ORDER BY state)
 	  FROM (SELECT state, count(*) AS n FROM async.jobs GROUP BY state) s}),
-	'queued 5, running 4, succeeded 1', 'the claims are there');
+	'queued 4, running 6, succeeded 1', 'the claims are there');
 is($node->safe_psql('postgres', "SELECT count(*) FROM async.running WHERE lease IS NOT NULL"),
-	'4', 'with their leases');
+	'6', 'with their leases');
 
 $node->stop;
 done_testing();
