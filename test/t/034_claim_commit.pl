@@ -25,6 +25,18 @@ CREATE TABLE public.effects (job_id bigint);
 INSERT INTO async.jobs (function, payload) SELECT 'ext', '{}' FROM generate_series(1, 10);
 INSERT INTO async.jobs (function, payload) VALUES ('ext_limited', '{}');
 
+-- one job of fn claimed, if any; and a commit, timed in milliseconds
+CREATE FUNCTION public.claim_one(fn text, OUT job_id bigint, OUT lease uuid)
+	LANGUAGE sql AS $$SELECT c.job_id, c.lease FROM async.claim(fn, 1) c$$;
+CREATE PROCEDURE public.timed_commit(INOUT ms float8 DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+BEGIN
+	COMMIT;
+	ms := extract(epoch FROM clock_timestamp() - t) * 1000;
+END $$;
+
 -- milliseconds each commit took, and how many jobs each case claimed
 CREATE PROCEDURE public.commit_times(INOUT claim_only float8 DEFAULT NULL,
 									 INOUT two_claims float8 DEFAULT NULL,
@@ -36,54 +48,35 @@ CREATE PROCEDURE public.commit_times(INOUT claim_only float8 DEFAULT NULL,
 									 INOUT claimed integer DEFAULT 0)
 LANGUAGE plpgsql AS $$
 DECLARE
-	t timestamptz;
 	j record;
 BEGIN
-	SELECT * INTO j FROM async.claim('ext', 1);
+	SELECT * INTO j FROM public.claim_one('ext');
 	claimed := claimed + (j.job_id IS NOT NULL)::integer;
-	t := clock_timestamp();
-	COMMIT;
-	claim_only := extract(epoch FROM clock_timestamp() - t) * 1000;
+	CALL public.timed_commit(claim_only);
 
-	SELECT * INTO j FROM async.claim('ext', 1);
-	claimed := claimed + (j.job_id IS NOT NULL)::integer;
-	SELECT * INTO j FROM async.claim('ext', 1);
-	claimed := claimed + (j.job_id IS NOT NULL)::integer;
-	t := clock_timestamp();
-	COMMIT;
-	two_claims := extract(epoch FROM clock_timestamp() - t) * 1000;
+	SELECT count(*) + claimed INTO claimed FROM public.claim_one('ext') c WHERE c.job_id IS NOT NULL;
+	SELECT count(*) + claimed INTO claimed FROM public.claim_one('ext') c WHERE c.job_id IS NOT NULL;
+	CALL public.timed_commit(two_claims);
 
-	SELECT * INTO j FROM async.claim('ext', 1);
+	SELECT * INTO j FROM public.claim_one('ext');
 	claimed := claimed + (j.job_id IS NOT NULL)::integer;
 	INSERT INTO public.effects VALUES (j.job_id);
-	t := clock_timestamp();
-	COMMIT;
-	claim_then_write := extract(epoch FROM clock_timestamp() - t) * 1000;
+	CALL public.timed_commit(claim_then_write);
 
 	INSERT INTO public.effects VALUES (0);
-	SELECT * INTO j FROM async.claim('ext', 1);
+	SELECT * INTO j FROM public.claim_one('ext');
 	claimed := claimed + (j.job_id IS NOT NULL)::integer;
-	t := clock_timestamp();
-	COMMIT;
-	write_then_claim := extract(epoch FROM clock_timestamp() - t) * 1000;
+	CALL public.timed_commit(write_then_claim);
 
 	PERFORM async.complete(j.job_id, j.lease);
-	t := clock_timestamp();
-	COMMIT;
-	complete := extract(epoch FROM clock_timestamp() - t) * 1000;
+	CALL public.timed_commit(complete);
 
-	SELECT * INTO j FROM async.claim('ext_limited', 1);
-	claimed := claimed + (j.job_id IS NOT NULL)::integer;
-	t := clock_timestamp();
-	COMMIT;
-	limited := extract(epoch FROM clock_timestamp() - t) * 1000;
+	SELECT count(*) + claimed INTO claimed FROM public.claim_one('ext_limited') c WHERE c.job_id IS NOT NULL;
+	CALL public.timed_commit(limited);
 
 	PERFORM pg_catalog.set_config('pg_async.claim_synchronous_commit', 'on', true);
-	SELECT * INTO j FROM async.claim('ext', 1);
-	claimed := claimed + (j.job_id IS NOT NULL)::integer;
-	t := clock_timestamp();
-	COMMIT;
-	setting_on := extract(epoch FROM clock_timestamp() - t) * 1000;
+	SELECT count(*) + claimed INTO claimed FROM public.claim_one('ext') c WHERE c.job_id IS NOT NULL;
+	CALL public.timed_commit(setting_on);
 END $$;
 });
 
