@@ -19,7 +19,7 @@
  *	  (async.complete() itself) flushes the WAL up to its own commit, the
  *	  claims' commit among it, as does any commit that follows from the
  *	  claims (a worker's, running a destination the claim enqueued).  The
- *	  flush was a fifth to a third of the time from an enqueue to its
+ *	  flush was a fifth to a quarter of the time from an enqueue to its
  *	  pick-up by a waiting consumer (docs/performance.md).
  *
  *	  The claims of a function with a concurrency, key or rate limit wait
@@ -33,7 +33,10 @@
  *	  after a claim, or pruning a page) makes the commit wait as usual.  A
  *	  module whose pre-commit callback runs after pg_async's (one loaded
  *	  before it) and writes WAL is caught after the commit record: the
- *	  backend then flushes before the client hears of the commit.  What
+ *	  backend then flushes before the client hears of the commit (though
+ *	  after other sessions could see it, and without waiting for a
+ *	  synchronous standby).  Only the setting's value at the commit counts,
+ *	  as for synchronous_commit.  What
  *	  leaves no WAL here is not seen: NOTIFY, and writes to other servers
  *	  (postgres_fdw, dblink); docs/external.md says so.
  *

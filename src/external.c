@@ -126,7 +126,9 @@ lookup_external(const char *function, const char *action)
 	pg_async_owner_begin(&scope);
 	/*
 	 * limited: its claims count under its lock (rate_limit: 0.10 and later;
-	 * key_concurrency: 0.11 and later)
+	 * key_concurrency: 0.11 and later).  Not read-only: in a snapshot of its
+	 * own, so that a claim that waited sees the limits of now
+	 * (claim_writes_end).
 	 */
 	if (run_cached(&lookup_plan, "SELECT f.handler IS NULL, f.run_as::pg_catalog.oid,"
 							  "       f.concurrency IS NOT NULL OR"
@@ -134,7 +136,7 @@ lookup_external(const char *function, const char *action)
 							  "       (pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) 'key_concurrency') IS NOT NULL,"
 							  "       f.handler::pg_catalog.text"
 							  "  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading async.functions failed");
 	if (SPI_processed == 1)
 	{
@@ -479,6 +481,21 @@ interval_us(Interval *iv)
 }
 
 /*
+ * claim_writes_end tells claim_commit.c that the claims of function are
+ * written, and whether it has a limit.  A limit given to it since the
+ * claim looked it up (async.configure, while the claim waited) counts too:
+ * whether the commit may skip its flush is read again in a newer snapshot,
+ * when it could.
+ */
+static void
+claim_writes_end(const char *function, bool limited)
+{
+	if (!limited && !pg_async_claim_synchronous_commit)
+		limited = lookup_external(function, "claim").limited;
+	pg_async_claim_writes_end(limited);
+}
+
+/*
  * async.claim(function, max_jobs, wait): up to max_jobs ready jobs of an
  * external function, each now running under a lease until its deadline.
  * With nothing ready and wait > 0, the backend sleeps on its latch until a
@@ -533,7 +550,7 @@ pg_async_claim(PG_FUNCTION_ARGS)
 	if (wait_us == 0)
 	{
 		(void) claim_once(rsinfo, function, max_jobs, f.limited);
-		pg_async_claim_writes_end(f.limited);
+		claim_writes_end(function, f.limited);
 		return (Datum) 0;
 	}
 
@@ -569,7 +586,7 @@ pg_async_claim(PG_FUNCTION_ARGS)
 		pg_async_consumer_wait_end();
 	}
 	PG_END_TRY();
-	pg_async_claim_writes_end(f.limited);
+	claim_writes_end(function, f.limited);
 	return (Datum) 0;
 }
 

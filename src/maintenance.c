@@ -201,14 +201,16 @@ pg_async_maintenance_pending(void)
 
 /*
  * release_stray_reservations deletes the reservations in async.running of
- * jobs that are queued, and returns how many.  A claim reserves a job in
- * the transaction that marks it running, and whatever ends or gives back
- * the job deletes its reservation in the one that marks it anew, so there
- * should be none: but one would make its function or key look full for
- * good (as the keyed claims of 0.17 could leave, claiming jobs committed
- * during their walk), so the first worker of the database looks, and says
- * so when it finds any.  Both rows are read in one snapshot: a claim
- * committing meanwhile shows both or neither.
+ * jobs that are not running (queued, finished or deleted), and returns how
+ * many.  A claim reserves a job in the transaction that marks it running,
+ * and whatever ends, gives back or deletes the job deletes its reservation
+ * in the same one, so there should be none: but one would make its
+ * function or key look full for good (as the keyed claims of 0.17 could
+ * leave, claiming jobs committed during their walk; a queued job deleted
+ * with async.cancel() then left its reservation behind), so the first
+ * worker of the database looks, and says so when it finds any.  Both
+ * tables are read in one snapshot: a claim committing meanwhile shows the
+ * running job and its reservation, or neither.
  */
 static int
 release_stray_reservations(void)
@@ -217,16 +219,17 @@ release_stray_reservations(void)
 
 	n = pg_async_run_upkeep_sql("pg_async: releasing reservations of queued jobs",
 								"WITH stray AS ("
-								" DELETE FROM async.running r USING async.jobs j"
-								"  WHERE j.id OPERATOR(pg_catalog.=) r.job_id"
-								"    AND j.state OPERATOR(pg_catalog.=) 'queued'"
+								" DELETE FROM async.running r"
+								"  WHERE NOT EXISTS (SELECT FROM async.jobs j"
+								"                     WHERE j.id OPERATOR(pg_catalog.=) r.job_id"
+								"                       AND j.state OPERATOR(pg_catalog.=) 'running')"
 								" RETURNING r.job_id)"
 								" SELECT pg_catalog.count(*)::pg_catalog.int4 FROM stray",
 								0, NULL, NULL);
 	if (n > 0)
 		ereport(WARNING,
-				(errmsg_plural("pg_async released %d reservation of a queued job",
-							   "pg_async released %d reservations of queued jobs",
+				(errmsg_plural("pg_async released %d reservation of a job that is not running",
+							   "pg_async released %d reservations of jobs that are not running",
 							   n, n),
 				 errdetail("A job that is not running held a place of its function's concurrency or key limit."),
 				 errhint("This is a bug of pg_async: please report it, with the server log around this line.")));

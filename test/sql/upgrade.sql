@@ -109,8 +109,9 @@ SELECT count(*) > 300 AS many_facts, string_agg(fact, E'\x1e' ORDER BY fact) AS 
   FROM public.schema_facts \gset upgraded_
 \echo :upgraded_many_facts
 
--- 0.18: the update removes the reservations of queued jobs, which a 0.17
--- claim of keyed jobs could leave, and keeps those of running jobs
+-- 0.18: the update removes the reservations of jobs that are not running,
+-- which a 0.17 claim of keyed jobs could leave (of a queued job, and of one
+-- cancelled since), and keeps those of running jobs
 DROP EXTENSION pg_async CASCADE;
 SET client_min_messages = error;
 CREATE EXTENSION pg_async VERSION '0.17';
@@ -118,13 +119,17 @@ RESET client_min_messages;
 CREATE FUNCTION public.keyed(e jsonb) RETURNS void LANGUAGE sql AS $$SELECT$$;
 SELECT async.register('public.keyed(jsonb)', concurrency_key => 'tenant', key_concurrency => 1);
 INSERT INTO async.jobs (function, event_id, payload)
-VALUES ('keyed', 'stray', '{"tenant": "a"}'), ('keyed', 'running', '{"tenant": "b"}');
+VALUES ('keyed', 'stray', '{"tenant": "a"}'), ('keyed', 'running', '{"tenant": "b"}'),
+       ('keyed', 'cancelled', '{"tenant": "c"}');
 UPDATE async.jobs SET state = 'running', attempts = 1, started_at = now()
  WHERE event_id = 'running';
 INSERT INTO async.running (job_id, function, key)
 SELECT id, function, key FROM async.jobs WHERE function = 'keyed';
+SELECT async.cancel('cancelled');
+SELECT count(*) AS reservations, count(j.id) AS of_jobs
+  FROM async.running r LEFT JOIN async.jobs j ON j.id = r.job_id;
 ALTER EXTENSION pg_async UPDATE TO '0.18';
-SELECT j.event_id, j.state FROM async.running r JOIN async.jobs j ON j.id = r.job_id;
+SELECT r.key, j.event_id, j.state FROM async.running r LEFT JOIN async.jobs j ON j.id = r.job_id;
 
 \c contrib_regression
 \set ECHO none

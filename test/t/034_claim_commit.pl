@@ -11,6 +11,7 @@ use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
+use IPC::Run;
 use PgAsyncTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -102,14 +103,47 @@ cmp_ok($setting_on, '>=', 100, 'a claim waits with pg_async.claim_synchronous_co
 is($node->safe_psql('postgres', 'SHOW pg_async.claim_synchronous_commit'), 'on',
 	'which is the default');
 
+# A limit given to a function while a claim of it waits counts too: the
+# claim's commit waits for the flush, although the function had no limit
+# when the claim began.
+$node->safe_psql('postgres', q{
+SELECT async.register_external('ext_later');
+CREATE PROCEDURE public.timed_claim(fn text, INOUT claimed bigint DEFAULT NULL,
+									INOUT ms float8 DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+	SELECT count(*) INTO claimed FROM async.claim(fn, 1, wait => '60 seconds');
+	CALL public.timed_commit(ms);
+END $$;
+});
+my ($out, $err) = ('', '');
+my $waiter = IPC::Run::start(
+	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
+	  '-c', 'SET commit_delay = 100000', '-c', 'SET commit_siblings = 0',
+	  '-c', 'SET pg_async.claim_synchronous_commit = off',
+	  '-c', "CALL public.timed_claim('ext_later')" ],
+	'>', \$out, '2>', \$err);
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event = 'PgAsyncClaimWait'"
+		  . " OR (wait_event = 'Extension' AND query LIKE '%timed_claim(''ext_later'')%')"),
+	'a claim of a function without a limit waits');
+$node->safe_psql('postgres', q{
+SELECT async.configure('ext_later', concurrency => 5);
+INSERT INTO async.jobs (function, payload) VALUES ('ext_later', '{}');
+});
+ok($waiter->finish, 'the claim returns') or diag($err);
+my ($late_claimed, $late_ms) = split /\|/, (split /\n/, $out)[-1];
+is($late_claimed, 1, 'with the job enqueued under the new limit');
+cmp_ok($late_ms // 0, '>=', 100, 'and its commit waits for the flush');
+
 # the claims committed: the jobs are running, with their leases, and the
 # completed one succeeded
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(state || ' ' || n, ', ' ORDER BY state)
 	  FROM (SELECT state, count(*) AS n FROM async.jobs GROUP BY state) s}),
-	'queued 4, running 6, succeeded 1', 'the claims are there');
+	'queued 4, running 7, succeeded 1', 'the claims are there');
 is($node->safe_psql('postgres', "SELECT count(*) FROM async.running WHERE lease IS NOT NULL"),
-	'6', 'with their leases');
+	'7', 'with their leases');
 
 $node->stop;
 done_testing();
