@@ -36,9 +36,9 @@
  *	  backend then flushes before the client hears of the commit (though
  *	  after other sessions could see it, and without waiting for a
  *	  synchronous standby).  Only the setting's value at the commit counts,
- *	  as for synchronous_commit.  What
- *	  leaves no WAL here is not seen: NOTIFY, and writes to other servers
- *	  (postgres_fdw, dblink); docs/external.md says so.
+ *	  as for synchronous_commit.  What leaves no WAL here is not seen:
+ *	  NOTIFY, and writes to other servers (postgres_fdw, dblink);
+ *	  docs/external.md says so.
  *
  * IDENTIFICATION
  *	  src/claim_commit.c

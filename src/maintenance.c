@@ -217,7 +217,7 @@ release_stray_reservations(void)
 {
 	int			n;
 
-	n = pg_async_run_upkeep_sql("pg_async: releasing reservations of queued jobs",
+	n = pg_async_run_upkeep_sql("pg_async: releasing reservations of jobs not running",
 								"WITH stray AS ("
 								" DELETE FROM async.running r"
 								"  WHERE NOT EXISTS (SELECT FROM async.jobs j"
