@@ -6,6 +6,10 @@
 # usual.  The session sets commit_delay to 100 ms (with
 # commit_siblings 0 and fsync on, every commit that flushes sleeps that
 # long first), and a procedure times each kind of commit from inside.
+# Any WAL of the transaction's own before its claim makes it wait, a page
+# of the catalogs pruned while the procedure is planned among them: so a
+# first transaction only warms up, and a claim alone is timed three times,
+# of which the fastest counts (all three waited without the feature).
 use strict;
 use warnings;
 
@@ -22,6 +26,7 @@ $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 SELECT async.register_external('ext');
 SELECT async.register_external('ext_limited', concurrency => 5);
+SELECT async.register_external('ext_none');
 CREATE TABLE public.effects (job_id bigint);
 INSERT INTO async.jobs (function, payload) SELECT 'ext', '{}' FROM generate_series(1, 10);
 INSERT INTO async.jobs (function, payload) VALUES ('ext_limited', '{}');
@@ -50,10 +55,17 @@ CREATE PROCEDURE public.commit_times(INOUT claim_only float8 DEFAULT NULL,
 LANGUAGE plpgsql AS $$
 DECLARE
 	j record;
+	ms float8;
 BEGIN
-	SELECT * INTO j FROM public.claim_one('ext');
-	claimed := claimed + (j.job_id IS NOT NULL)::integer;
-	CALL public.timed_commit(claim_only);
+	SELECT * INTO j FROM public.claim_one('ext_none');
+	CALL public.timed_commit(ms);
+
+	FOR i IN 1 .. 3 LOOP
+		SELECT * INTO j FROM public.claim_one('ext');
+		claimed := claimed + (j.job_id IS NOT NULL)::integer;
+		CALL public.timed_commit(ms);
+		claim_only := LEAST(claim_only, ms);
+	END LOOP;
 
 	SELECT count(*) + claimed INTO claimed FROM public.claim_one('ext') c WHERE c.job_id IS NOT NULL;
 	SELECT count(*) + claimed INTO claimed FROM public.claim_one('ext') c WHERE c.job_id IS NOT NULL;
@@ -92,8 +104,8 @@ CALL public.commit_times();
 diag("commit times (ms) with commit_delay 100 ms: claim only $claim_only, two claims $two_claims, "
 	  . "claim then write $claim_then_write, write then claim $write_then_claim, complete $complete, "
 	  . "a limited function's claim $limited, with the setting on $setting_on");
-is($claimed, 7, 'each case claimed a job');
-cmp_ok($claim_only, '<', 100, 'a transaction of one claim does not wait for the flush');
+is($claimed, 9, 'each case claimed a job');
+cmp_ok($claim_only, '<', 100, 'a transaction of one claim does not wait for the flush (the fastest of three)');
 cmp_ok($two_claims, '<', 100, 'nor does one of two claims');
 cmp_ok($claim_then_write, '>=', 100, 'a claim followed by a write of its own waits');
 cmp_ok($write_then_claim, '>=', 100, 'a write followed by a claim waits');
@@ -141,9 +153,9 @@ cmp_ok($late_ms // 0, '>=', 100, 'and its commit waits for the flush');
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(state || ' ' || n, ', ' ORDER BY state)
 	  FROM (SELECT state, count(*) AS n FROM async.jobs GROUP BY state) s}),
-	'queued 4, running 7, succeeded 1', 'the claims are there');
+	'queued 2, running 9, succeeded 1', 'the claims are there');
 is($node->safe_psql('postgres', "SELECT count(*) FROM async.running WHERE lease IS NOT NULL"),
-	'7', 'with their leases');
+	'9', 'with their leases');
 
 $node->stop;
 done_testing();
