@@ -74,6 +74,8 @@ static uint32 wait_event_claim = 0;
 static SPIPlanPtr lookup_plan = NULL;
 static SPIPlanPtr leases_plan = NULL;
 static SPIPlanPtr expired_plan = NULL;
+static SPIPlanPtr expired_all_plan = NULL;
+static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
 
@@ -297,14 +299,19 @@ fail_lease(Datum job_id, Datum lease, const char *message, const char *sqlstate,
 /*
  * expire_leases fails the attempts of up to ASYNC_EXPIRE_BATCH leases past
  * their deadline, of one function (or all when function is NULL), inside an
- * owner scope.  Returns how many.
+ * owner scope.  Returns how many.  A claim looks first, once a lease of the
+ * database may have expired (pg_async_leases_may_have_expired): the
+ * reservations of async.running churn with the claims, and the scan of its
+ * index passed every dead entry until vacuum removed them.  The statement
+ * is run through a plan the session keeps, rather than through an SQL
+ * function, which would be planned again at each call.
  */
 static int
 expire_leases(const char *function)
 {
-	Oid			argtypes[2] = {TEXTOID, INT4OID};
-	Datum		args[2];
-	char		nulls[2] = "  ";
+	Oid			argtypes[3] = {TEXTOID, INT4OID, TIMESTAMPTZOID};
+	Datum		args[3];
+	int			spi_rc;
 	int64		ids[ASYNC_EXPIRE_BATCH];
 	pg_uuid_t	leases[ASYNC_EXPIRE_BATCH];
 	int			n;
@@ -312,11 +319,22 @@ expire_leases(const char *function)
 	int			expired = 0;
 
 	args[0] = function ? CStringGetTextDatum(function) : (Datum) 0;
-	if (function == NULL)
-		nulls[0] = 'n';
 	args[1] = Int32GetDatum(ASYNC_EXPIRE_BATCH);
-	if (run_cached(&expired_plan, "SELECT e.job_id, e.lease FROM async._expired_leases($1, $2) e",
-							  2, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
+	args[2] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (function != NULL)
+		spi_rc = run_cached(&expired_plan,
+							"SELECT r.job_id, r.lease FROM async.running r"
+							" WHERE r.function OPERATOR(pg_catalog.=) $1"
+							"   AND r.lease IS NOT NULL AND r.deadline OPERATOR(pg_catalog.<) $3"
+							" LIMIT $2 FOR UPDATE SKIP LOCKED",
+							3, argtypes, args, NULL, false, 0);
+	else
+		spi_rc = run_cached(&expired_all_plan,
+							"SELECT r.job_id, r.lease FROM async.running r"
+							" WHERE r.lease IS NOT NULL AND r.deadline OPERATOR(pg_catalog.<) $2"
+							" LIMIT $1 FOR UPDATE SKIP LOCKED",
+							2, argtypes + 1, args + 1, NULL, false, 0);
+	if (spi_rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading the expired leases failed");
 	n = (int) Min(SPI_processed, ASYNC_EXPIRE_BATCH);
 	for (i = 0; i < n; i++)
@@ -343,16 +361,26 @@ pg_async_expire_leases(PG_FUNCTION_ARGS)
 {
 	AsyncOwnerScope scope;
 	int			n;
+	uint64		look;
+	Datum		first;
 	bool		isnull;
 
 	pg_async_owner_begin(&scope);
+	look = pg_async_lease_look_begin();
 	n = expire_leases(NULL);
-	/* in a snapshot of its own, taken after the flag was cleared */
-	if (SPI_execute("SELECT EXISTS (SELECT FROM async.running r WHERE r.lease IS NOT NULL)",
+	/*
+	 * In a snapshot of its own, taken after the flag was cleared and the
+	 * look began: the first deadline left, which claims need not look
+	 * before.
+	 */
+	if (SPI_execute("SELECT pg_catalog.min(r.deadline) FROM async.running r"
+					" WHERE r.lease IS NOT NULL",
 					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pg_async: reading the leases failed");
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	first = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
 		pg_async_note_leases_remain();
+	pg_async_lease_look_end(look, isnull ? PG_INT64_MAX : DatumGetTimestampTz(first));
 	pg_async_owner_end(&scope);
 	PG_RETURN_INT32(n);
 }
@@ -402,7 +430,8 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	args[1] = Int32GetDatum(max_jobs);
 	args[2] = Int32GetDatum(MyProcPid);
 	pg_async_owner_begin(&scope);
-	(void) expire_leases(function);
+	if (pg_async_leases_may_have_expired(GetCurrentTimestamp()))
+		(void) expire_leases(function);
 	/*
 	 * c.*: job_id, event_id, payload, attempt, deadline, lease, expired,
 	 * wait_us, and from 0.14 reason; before ALTER EXTENSION UPDATE, an
@@ -458,15 +487,26 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 static TimestampTz
 next_due(const char *function)
 {
+	AsyncOwnerScope scope;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
-	bool		isnull;
-	Datum		d;
+	bool		isnull = true;
+	TimestampTz due = 0;
 
 	args[0] = CStringGetTextDatum(function);
-	d = pg_async_run_as_owner("SELECT async._next_external_run($1)", 1, argtypes, args,
-							  NULL, &isnull);
-	return isnull ? 0 : DatumGetTimestampTz(d);
+	pg_async_owner_begin(&scope);
+	if (run_cached(&next_due_plan, "SELECT async._next_external_run($1)",
+				   1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: reading when the next job is due failed");
+	if (SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			due = DatumGetTimestampTz(d);
+	}
+	pg_async_owner_end(&scope);
+	return due;
 }
 
 /*
@@ -771,5 +811,7 @@ pg_async_heartbeat(PG_FUNCTION_ARGS)
 									 2, argtypes, args, NULL, &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
+	/* a shorter timeout since the claim can bring the deadline nearer */
+	pg_async_note_leases_made(DatumGetTimestampTz(deadline));
 	PG_RETURN_TIMESTAMPTZ(DatumGetTimestampTz(deadline));
 }

@@ -186,7 +186,13 @@ pg_async_external_end_xact(bool commit)
 
 	if (commit && leased && Waits != NULL)
 	{
-		pg_atomic_write_u32(&pg_async_my_db()->leases_exist, 1);
+		AsyncDatabase *db = pg_async_my_db();
+
+		SpinLockAcquire(&db->lease_mutex);
+		db->lease_floor = Min(db->lease_floor, first_deadline);
+		db->lease_floor_since = Min(db->lease_floor_since, first_deadline);
+		SpinLockRelease(&db->lease_mutex);
+		pg_atomic_write_u32(&db->leases_exist, 1);
 		/* an idle database gets a worker to fail them if they expire */
 		pg_async_wake_at(pg_async_my_db(), first_deadline);
 	}
@@ -237,6 +243,70 @@ pg_async_leases_to_expire(TimestampTz now)
 	pg_memory_barrier();
 	last_full_look = now;
 	return true;
+}
+
+/*
+ * pg_async_leases_may_have_expired tells a claim whether a lease of the
+ * database may be past its deadline at 'now', so that it looks for those
+ * of its function first: not before lease_floor (shmem.h).  Without shared
+ * memory, always.
+ */
+bool
+pg_async_leases_may_have_expired(TimestampTz now)
+{
+	AsyncDatabase *db;
+	bool		may;
+
+	if (Waits == NULL)
+		return true;
+	db = pg_async_my_db();
+	SpinLockAcquire(&db->lease_mutex);
+	may = now >= db->lease_floor;
+	SpinLockRelease(&db->lease_mutex);
+	return may;
+}
+
+/*
+ * pg_async_lease_look_begin starts a look at every lease of the database,
+ * before the snapshot of its statement: what claims commit from now on
+ * is remembered apart (lease_floor_since).  Returns the look's number, for
+ * pg_async_lease_look_end.
+ */
+uint64
+pg_async_lease_look_begin(void)
+{
+	AsyncDatabase *db;
+	uint64		look;
+
+	if (Waits == NULL)
+		return 0;
+	db = pg_async_my_db();
+	SpinLockAcquire(&db->lease_mutex);
+	look = ++db->lease_look;
+	db->lease_floor_since = PG_INT64_MAX;
+	SpinLockRelease(&db->lease_mutex);
+	return look;
+}
+
+/*
+ * pg_async_lease_look_end: the look found first_deadline the first deadline
+ * of the leases left (PG_INT64_MAX: none).  The leases of a claim that
+ * committed after the look's snapshot was taken are in lease_floor_since,
+ * since the claim's commit came after pg_async_lease_look_begin.  A look
+ * overtaken by another writes nothing.
+ */
+void
+pg_async_lease_look_end(uint64 look, TimestampTz first_deadline)
+{
+	AsyncDatabase *db;
+
+	if (Waits == NULL)
+		return;
+	db = pg_async_my_db();
+	SpinLockAcquire(&db->lease_mutex);
+	if (db->lease_look == look)
+		db->lease_floor = Min(first_deadline, db->lease_floor_since);
+	SpinLockRelease(&db->lease_mutex);
 }
 
 /* pg_async_note_leases_made: this transaction's claims made a lease */

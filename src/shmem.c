@@ -63,6 +63,10 @@ init_db(AsyncDatabase *db)
 	pg_atomic_init_u32(&db->inflight_state, 0);
 	/* leases from before a restart expire too */
 	pg_atomic_init_u32(&db->leases_exist, 1);
+	SpinLockInit(&db->lease_mutex);
+	db->lease_floor = 0;
+	db->lease_floor_since = PG_INT64_MAX;
+	db->lease_look = 0;
 	pg_atomic_init_u64(&db->limits_epoch, 1);
 	SpinLockInit(&db->saturated_mutex);
 	db->saturated_epoch = 0;

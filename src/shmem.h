@@ -159,6 +159,21 @@ typedef struct AsyncDatabase
 	pg_atomic_uint32 leases_exist;
 
 	/*
+	 * No lease of the database expires before lease_floor (0: unknown, as
+	 * after a start), so that a claim looks for expired leases of its
+	 * function only from then on.  A claim's commit lowers it to its first
+	 * deadline, and adds that to lease_floor_since; the first worker's look
+	 * for expired leases sets it to the first deadline left, or to what
+	 * claims lowered it to since the look began (lease_look counts the
+	 * looks: one that another overtook writes nothing).  Under
+	 * lease_mutex (external_wait.c).
+	 */
+	slock_t		lease_mutex;
+	TimestampTz lease_floor;
+	TimestampTz lease_floor_since;
+	uint64		lease_look;
+
+	/*
 	 * Functions whose concurrency limit a claim found reached, so that an
 	 * enqueue of their jobs wakes nobody (shmem.c).  limits_epoch is bumped
 	 * after every commit that may have given a limit room again; the list

@@ -1,0 +1,74 @@
+# A consumer's claim fails the expired leases of its function before it
+# claims, but looks for them only once a lease of the database may have
+# expired: not before the first deadline left that the first worker's look
+# found, lowered by every claim and heartbeat that commits a nearer one
+# (lease_floor, external_wait.c).  With no workers at all, the test makes
+# the look itself (async._expire_leases()), so that only a claim can fail
+# the leases that expire afterwards: one whose deadline did not lower the
+# floor would never be found.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use PgAsyncTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = pg_async_node('lease_floor', workers => 0);
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_async;
+SELECT async.register_external('ext_long', timeout => '1 hour', retry_delays => '{0}');
+SELECT async.register_external('ext_short', timeout => '1 second', retry_delays => '{0}');
+SELECT async.invoke('ext_long', '{}', 'long-1');
+SELECT async.invoke('ext_short', '{}', 'short-1');
+CREATE TABLE public.leases AS SELECT * FROM async.claim('ext_long');
+});
+is($node->safe_psql('postgres', 'SELECT count(*) FROM async.workers'),
+	'0', 'no worker serves the database');
+
+# the look: the first deadline left is an hour away
+is($node->safe_psql('postgres', 'SELECT async._expire_leases()'),
+	'0', 'the look finds no expired lease');
+
+# a claim whose lease expires in a second lowers the floor at its commit
+$node->safe_psql('postgres',
+	q{INSERT INTO public.leases SELECT * FROM async.claim('ext_short')});
+ok( $node->poll_query_until('postgres',
+		q{SELECT clock_timestamp() > deadline FROM public.leases c
+		   JOIN async.jobs j ON j.id = c.job_id WHERE j.event_id = 'short-1'}),
+	'the short lease is past its deadline');
+is( $node->safe_psql('postgres',
+		q{SELECT event_id, attempt FROM async.claim('ext_short')}),
+	'short-1|2',
+	'the next claim fails the expired attempt and claims the job again');
+is( $node->safe_psql('postgres',
+		q{SELECT attempt, outcome, sqlstate FROM async.attempts
+		   WHERE event_id = 'short-1' ORDER BY attempt}),
+	'1|failed|57014',
+	'the first attempt failed with lease expired');
+
+# a heartbeat under a shorter timeout brings a deadline nearer: the floor
+# follows it
+$node->safe_psql('postgres', q{
+SELECT async.complete(j.id, r.lease) FROM async.jobs j JOIN async.running r ON r.job_id = j.id
+ WHERE j.event_id = 'short-1';
+});
+is($node->safe_psql('postgres', 'SELECT async._expire_leases()'),
+	'0', 'a second look finds no expired lease');
+my $deadline = $node->safe_psql('postgres', q{
+SELECT async.configure('ext_long', timeout => '1 second');
+SELECT async.heartbeat(job_id, lease) FROM public.leases c
+ JOIN async.jobs j ON j.id = c.job_id WHERE j.event_id = 'long-1';
+});
+like($deadline, qr/\n\d{4}-/, 'the heartbeat moved the deadline');
+ok( $node->poll_query_until('postgres',
+		q{SELECT clock_timestamp() > r.deadline FROM async.running r
+		   JOIN async.jobs j ON j.id = r.job_id WHERE j.event_id = 'long-1'}),
+	'the long lease is past its new deadline');
+is( $node->safe_psql('postgres',
+		q{SELECT event_id, attempt FROM async.claim('ext_long')}),
+	'long-1|2', 'the next claim fails it and claims the job again');
+
+done_testing();
