@@ -131,6 +131,8 @@ COMMENT ON FUNCTION async._database_workers(OUT idle boolean, OUT waiting_since 
 
 CREATE FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint, OUT reason text) RETURNS SETOF record
     LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
 	v_f async.functions;
@@ -176,6 +178,15 @@ BEGIN
 	 * left, so that the jobs of priority 0 have no other in their way.
 	 * Under a concurrency_key, the keys are visited in turn instead
 	 * (_keyed_jobs).
+	 *
+	 * The statement's plan is generic (plan_cache_mode above), made once
+	 * per session: a plan for each call's values cost more than half of a
+	 * claim's time, and consumers claim often, mostly finding one job or
+	 * none.  A plan made once must not scan a table whole because it was
+	 * small then (enable_seqscan above): every part of the claim has an
+	 * index to take.  The jobs are updated by their ids in an array, which
+	 * a generic plan takes through jobs_pkey whatever the LIMIT: a join
+	 * with picked, of unknown size, could be planned as a hash join.
 	 */
 	FOR job_id, event_id, payload, attempt, deadline, lease, expired, wait_us, reason, v_key IN
 	WITH urgent AS (
@@ -219,8 +230,7 @@ BEGIN
 		UPDATE async.jobs j
 		   SET state = 'running', attempts = j.attempts OPERATOR(pg_catalog.+) 1,
 			   started_at = v_now, worker_pid = p_pid, suspect = false
-		  FROM picked p
-		 WHERE j.id OPERATOR(pg_catalog.=) p.id
+		 WHERE j.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.id FROM picked p))
 		RETURNING j.id, j.event_id, j.payload, j.attempts, j.run_at, j.priority, j.key,
 			   v_now OPERATOR(pg_catalog.-) GREATEST(j.enqueued_at, CASE WHEN j.errors IS NULL THEN j.run_at
 				   ELSE (j.errors OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->>) 'at')::pg_catalog.timestamptz END)
@@ -280,6 +290,7 @@ COMMENT ON FUNCTION async._claim_external(p_function text, p_max integer, p_pid 
 
 CREATE FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint, OUT depth integer) RETURNS SETOF record
     LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
     AS $$
 DECLARE
 	v_ids bigint[];
@@ -290,7 +301,11 @@ BEGIN
 	 * A lease is the job's while its row in async.running is there: the
 	 * rows locked here are deleted by async._succeed.  A lease that an
 	 * expiry or another completion took first is not found once its lock
-	 * is granted.
+	 * is granted.  The leases are found through running_pkey, here and in
+	 * async._succeed (enable_seqscan above): async.running holds few live
+	 * rows, so a scan of it looked cheap, but every claim and completion
+	 * leaves a dead one, and a consumer completing jobs one by one spent
+	 * a quarter of its time passing them.
 	 */
 	SELECT pg_catalog.array_agg(x.id), pg_catalog.array_agg(x.result),
 		   COALESCE(pg_catalog.bool_or(x.on_success), false)
@@ -362,19 +377,6 @@ CREATE FUNCTION async._expire_leases() RETURNS integer
 
 COMMENT ON FUNCTION async._expire_leases() IS 'internal: fails the attempts of external jobs whose lease expired, for the worker of slot 0; returns how many';
 
-CREATE FUNCTION async._expired_leases(p_function text, p_limit integer) RETURNS TABLE(job_id bigint, lease uuid)
-    LANGUAGE sql
-    AS $$
-	SELECT r.job_id, r.lease FROM async.running r
-	 WHERE r.lease IS NOT NULL
-	   AND r.deadline OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()
-	   AND (p_function IS NULL OR r.function OPERATOR(pg_catalog.=) p_function)
-	 LIMIT p_limit
-	   FOR UPDATE SKIP LOCKED;
-$$;
-
-COMMENT ON FUNCTION async._expired_leases(p_function text, p_limit integer) IS 'internal: leases of external jobs past their deadline (of one function, or all), locked, for their attempts to be failed';
-
 CREATE FUNCTION async._heartbeat_external(p_job_id bigint, p_lease uuid) RETURNS timestamp with time zone
     LANGUAGE sql
     AS $$
@@ -416,41 +418,47 @@ $$;
 COMMENT ON FUNCTION async._may_enqueue(p_role regrole, p_handler regprocedure, p_run_as regrole) IS 'internal: whether a role (that still exists) may enqueue for a registration: EXECUTE on its handler, or for an external function the privileges of its run_as; for destinations and redrives, done by the workers and the owner for that role';
 
 CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with time zone
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
+BEGIN
 	/*
 	 * by range of priorities, each an index range of jobs_limited_idx; not
 	 * before its rate limit has room.  A due job with a key waits for its
 	 * key to have room: the completion that gives it wakes the consumers.
+	 * In PL/pgSQL for its plan, which the session keeps: a waiting claim
+	 * asks each time it finds nothing, and an SQL function would be
+	 * planned again at each call.
 	 */
-	SELECT GREATEST(n.due, async._rate_room_at(p_function, pg_catalog.clock_timestamp()))
-	  FROM (WITH keyed AS (
-			SELECT CASE WHEN EXISTS (SELECT FROM async.functions f
-									  WHERE f.name OPERATOR(pg_catalog.=) p_function
-										AND f.concurrency_key IS NOT NULL)
-						THEN pg_catalog.clock_timestamp()
-						ELSE '-infinity'::pg_catalog.timestamptz END AS after)
-			SELECT LEAST(
-		(SELECT j.run_at FROM async.jobs j
-		  WHERE j.function OPERATOR(pg_catalog.=) p_function
-			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
-			AND j.state OPERATOR(pg_catalog.=) 'queued'
-			AND j.run_at OPERATOR(pg_catalog.>) (SELECT k.after FROM keyed k)
-			AND j.priority OPERATOR(pg_catalog.=) 0
-		  ORDER BY j.run_at LIMIT 1),
-		(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
-		  WHERE j.function OPERATOR(pg_catalog.=) p_function
-			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
-			AND j.state OPERATOR(pg_catalog.=) 'queued'
-			AND j.run_at OPERATOR(pg_catalog.>) (SELECT k.after FROM keyed k)
-			AND j.priority OPERATOR(pg_catalog.<) 0),
-		(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
-		  WHERE j.function OPERATOR(pg_catalog.=) p_function
-			AND j.limited AND NOT j.paused AND j.finished_at IS NULL
-			AND j.state OPERATOR(pg_catalog.=) 'queued'
-			AND j.run_at OPERATOR(pg_catalog.>) (SELECT k.after FROM keyed k)
-			AND j.priority OPERATOR(pg_catalog.>) 0)) AS due) n
-	 WHERE n.due IS NOT NULL;
+	RETURN (
+		SELECT GREATEST(n.due, async._rate_room_at(p_function, pg_catalog.clock_timestamp()))
+		  FROM (WITH keyed AS (
+				SELECT CASE WHEN EXISTS (SELECT FROM async.functions f
+										  WHERE f.name OPERATOR(pg_catalog.=) p_function
+											AND f.concurrency_key IS NOT NULL)
+							THEN pg_catalog.clock_timestamp()
+							ELSE '-infinity'::pg_catalog.timestamptz END AS after)
+				SELECT LEAST(
+			(SELECT j.run_at FROM async.jobs j
+			  WHERE j.function OPERATOR(pg_catalog.=) p_function
+				AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+				AND j.state OPERATOR(pg_catalog.=) 'queued'
+				AND j.run_at OPERATOR(pg_catalog.>) (SELECT k.after FROM keyed k)
+				AND j.priority OPERATOR(pg_catalog.=) 0
+			  ORDER BY j.run_at LIMIT 1),
+			(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
+			  WHERE j.function OPERATOR(pg_catalog.=) p_function
+				AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+				AND j.state OPERATOR(pg_catalog.=) 'queued'
+				AND j.run_at OPERATOR(pg_catalog.>) (SELECT k.after FROM keyed k)
+				AND j.priority OPERATOR(pg_catalog.<) 0),
+			(SELECT pg_catalog.min(j.run_at) FROM async.jobs j
+			  WHERE j.function OPERATOR(pg_catalog.=) p_function
+				AND j.limited AND NOT j.paused AND j.finished_at IS NULL
+				AND j.state OPERATOR(pg_catalog.=) 'queued'
+				AND j.run_at OPERATOR(pg_catalog.>) (SELECT k.after FROM keyed k)
+				AND j.priority OPERATOR(pg_catalog.>) 0)) AS due) n
+		 WHERE n.due IS NOT NULL);
+END;
 $$;
 
 COMMENT ON FUNCTION async._next_external_run(p_function text) IS 'internal: when the next queued job of an external function is due, or its rate limit has room for it if later, for async.claim() to wake then';
@@ -2880,7 +2888,6 @@ REVOKE ALL ON FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[],
 
 REVOKE ALL ON FUNCTION async._expire_leases() FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION async._expired_leases(p_function text, p_limit integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._fail_external(p_job_id bigint, p_lease uuid, p_message text, p_sqlstate text, p_retry_after interval, OUT function text, OUT new_state text, OUT retry_at timestamp with time zone) FROM PUBLIC;
 
