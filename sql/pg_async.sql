@@ -132,6 +132,7 @@ COMMENT ON FUNCTION async._database_workers(OUT idle boolean, OUT waiting_since 
 CREATE FUNCTION async._claim_external(p_function text, p_max integer, p_pid integer, OUT job_id bigint, OUT event_id text, OUT payload jsonb, OUT attempt integer, OUT deadline timestamp with time zone, OUT lease uuid, OUT expired text, OUT wait_us bigint, OUT reason text) RETURNS SETOF record
     LANGUAGE plpgsql
     SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
@@ -291,6 +292,7 @@ COMMENT ON FUNCTION async._claim_external(p_function text, p_max integer, p_pid 
 CREATE FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[], p_results jsonb[], OUT function text, OUT duration_us bigint, OUT depth integer) RETURNS SETOF record
     LANGUAGE plpgsql
     SET enable_seqscan TO 'off'
+    SET jit TO 'off'
     AS $$
 DECLARE
 	v_ids bigint[];
@@ -376,6 +378,19 @@ CREATE FUNCTION async._expire_leases() RETURNS integer
     AS 'MODULE_PATHNAME', 'pg_async_expire_leases';
 
 COMMENT ON FUNCTION async._expire_leases() IS 'internal: fails the attempts of external jobs whose lease expired, for the worker of slot 0; returns how many';
+
+CREATE FUNCTION async._expired_leases(p_function text, p_limit integer) RETURNS TABLE(job_id bigint, lease uuid)
+    LANGUAGE sql
+    AS $$
+	SELECT r.job_id, r.lease FROM async.running r
+	 WHERE r.lease IS NOT NULL
+	   AND r.deadline OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()
+	   AND (p_function IS NULL OR r.function OPERATOR(pg_catalog.=) p_function)
+	 LIMIT p_limit
+	   FOR UPDATE SKIP LOCKED;
+$$;
+
+COMMENT ON FUNCTION async._expired_leases(p_function text, p_limit integer) IS 'internal: leases of external jobs past their deadline (of one function, or all), locked, for their attempts to be failed';
 
 CREATE FUNCTION async._heartbeat_external(p_job_id bigint, p_lease uuid) RETURNS timestamp with time zone
     LANGUAGE sql
@@ -2888,6 +2903,7 @@ REVOKE ALL ON FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[],
 
 REVOKE ALL ON FUNCTION async._expire_leases() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION async._expired_leases(p_function text, p_limit integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION async._fail_external(p_job_id bigint, p_lease uuid, p_message text, p_sqlstate text, p_retry_after interval, OUT function text, OUT new_state text, OUT retry_at timestamp with time zone) FROM PUBLIC;
 

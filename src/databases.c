@@ -351,7 +351,11 @@ pg_async_process_utility(PlannedStmt *pstmt, const char *queryString,
 		AsyncDatabase *mine = pg_async_find_db(MyDatabaseId, false);
 
 		if (mine != NULL)
+		{
 			pg_async_demand_workers(mine);
+			/* and leases whose claim's commit could not count them */
+			pg_async_leases_unknown(mine);
+		}
 	}
 }
 

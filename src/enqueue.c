@@ -192,7 +192,7 @@ pg_async_xact_callback(XactEvent event, void *arg)
 
 /*
  * pg_async_subxact_callback: an aborted subtransaction gives back the job
- * rows it locked (ready_floor.c).
+ * rows it locked (ready_floor.c), and the leases it failed.
  */
 void
 pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -202,6 +202,7 @@ pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	{
 		pg_async_floor_subxact_abort();
 		pg_async_consumer_subxact_abort(mySubid);
+		pg_async_lease_subxact_abort();
 	}
 }
 

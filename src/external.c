@@ -76,6 +76,8 @@ static SPIPlanPtr leases_plan = NULL;
 static SPIPlanPtr expired_plan = NULL;
 static SPIPlanPtr expired_all_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
+static SPIPlanPtr first_deadline_plan = NULL;
+static SPIPlanPtr heartbeat_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
 
@@ -98,6 +100,33 @@ run_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 		*plan = p;
 	}
 	return SPI_execute_plan(*plan, args, nulls, read_only, count);
+}
+
+/*
+ * run_for_timestamp runs a statement of this file through run_cached, as
+ * the extension's owner, and reads the timestamptz in the first column of
+ * its one row into *result before the owner scope ends (a timestamptz is
+ * passed by reference on some platforms).  False when there is none.
+ */
+static bool
+run_for_timestamp(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+				  Datum *args, TimestampTz *result)
+{
+	AsyncOwnerScope scope;
+	bool		isnull = true;
+
+	pg_async_owner_begin(&scope);
+	if (run_cached(plan, sql, nargs, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: \"%s\" failed", sql);
+	if (SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			*result = DatumGetTimestampTz(d);
+	}
+	pg_async_owner_end(&scope);
+	return !isnull;
 }
 
 /* A registration as a consumer sees it. */
@@ -304,7 +333,8 @@ fail_lease(Datum job_id, Datum lease, const char *message, const char *sqlstate,
  * reservations of async.running churn with the claims, and the scan of its
  * index passed every dead entry until vacuum removed them.  The statement
  * is run through a plan the session keeps, rather than through an SQL
- * function, which would be planned again at each call.
+ * function (async._expired_leases, which 0.18 called), which would be
+ * planned again at each call.
  */
 static int
 expire_leases(const char *function)
@@ -352,6 +382,33 @@ expire_leases(const char *function)
 }
 
 /*
+ * look_at_leases fails the expired leases of function (of every function
+ * when NULL), inside an owner scope, then reads the first deadline of the
+ * leases left, in a snapshot of its own taken after the look began, for
+ * the floor before which claims need not look (external_wait.c).  Returns
+ * how many it failed, and in *left whether leases are left.
+ */
+static int
+look_at_leases(const char *function, bool *left)
+{
+	uint64		look = pg_async_lease_look_begin();
+	int			n;
+	Datum		first;
+	bool		isnull;
+
+	n = expire_leases(function);
+	if (run_cached(&first_deadline_plan,
+				   "SELECT pg_catalog.min(r.deadline) FROM async.running r"
+				   " WHERE r.lease IS NOT NULL",
+				   0, NULL, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_async: reading the leases failed");
+	first = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	pg_async_lease_look_end(look, isnull ? PG_INT64_MAX : DatumGetTimestampTz(first));
+	*left = !isnull;
+	return n;
+}
+
+/*
  * async._expire_leases(): the first worker of the database fails the
  * attempts whose lease expired, whoever claimed them (maintenance.c), and
  * notes whether leases remain.
@@ -361,26 +418,13 @@ pg_async_expire_leases(PG_FUNCTION_ARGS)
 {
 	AsyncOwnerScope scope;
 	int			n;
-	uint64		look;
-	Datum		first;
-	bool		isnull;
+	bool		left;
 
 	pg_async_owner_begin(&scope);
-	look = pg_async_lease_look_begin();
-	n = expire_leases(NULL);
-	/*
-	 * In a snapshot of its own, taken after the flag was cleared and the
-	 * look began: the first deadline left, which claims need not look
-	 * before.
-	 */
-	if (SPI_execute("SELECT pg_catalog.min(r.deadline) FROM async.running r"
-					" WHERE r.lease IS NOT NULL",
-					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pg_async: reading the leases failed");
-	first = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
+	/* in snapshots taken after the flag was cleared */
+	n = look_at_leases(NULL, &left);
+	if (left)
 		pg_async_note_leases_remain();
-	pg_async_lease_look_end(look, isnull ? PG_INT64_MAX : DatumGetTimestampTz(first));
 	pg_async_owner_end(&scope);
 	PG_RETURN_INT32(n);
 }
@@ -410,8 +454,8 @@ claim_lock(const char *function, bool lock)
 
 /*
  * claim_once claims up to max_jobs jobs of function into the result of
- * async.claim(), after failing the expired leases of that function.
- * Returns how many it handed out.
+ * async.claim(), after failing the expired leases of that function if a
+ * lease of the database may have expired.  Returns how many it handed out.
  */
 static int
 claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limited)
@@ -422,6 +466,7 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	uint64		i;
 	int			n = 0;
 	int			reason_col;
+	bool		left;
 
 	if (limited)
 		claim_lock(function, true);
@@ -431,7 +476,7 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	args[2] = Int32GetDatum(MyProcPid);
 	pg_async_owner_begin(&scope);
 	if (pg_async_leases_may_have_expired(GetCurrentTimestamp()))
-		(void) expire_leases(function);
+		(void) look_at_leases(function, &left);
 	/*
 	 * c.*: job_id, event_id, payload, attempt, deadline, lease, expired,
 	 * wait_us, and from 0.14 reason; before ALTER EXTENSION UPDATE, an
@@ -487,25 +532,14 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 static TimestampTz
 next_due(const char *function)
 {
-	AsyncOwnerScope scope;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
-	bool		isnull = true;
-	TimestampTz due = 0;
+	TimestampTz due;
 
 	args[0] = CStringGetTextDatum(function);
-	pg_async_owner_begin(&scope);
-	if (run_cached(&next_due_plan, "SELECT async._next_external_run($1)",
-				   1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pg_async: reading when the next job is due failed");
-	if (SPI_processed == 1)
-	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			due = DatumGetTimestampTz(d);
-	}
-	pg_async_owner_end(&scope);
+	if (!run_for_timestamp(&next_due_plan, "SELECT async._next_external_run($1)",
+						   1, argtypes, args, &due))
+		return 0;
 	return due;
 }
 
@@ -800,18 +834,16 @@ pg_async_heartbeat(PG_FUNCTION_ARGS)
 {
 	Oid			argtypes[2] = {INT8OID, UUIDOID};
 	Datum		args[2];
-	bool		isnull;
-	Datum		deadline;
+	TimestampTz deadline;
 
 	check_job_and_lease(fcinfo);
 	check_leased_jobs(one_element(PG_GETARG_DATUM(0), INT8OID), "heartbeat");
 	args[0] = PG_GETARG_DATUM(0);
 	args[1] = PG_GETARG_DATUM(1);
-	deadline = pg_async_run_as_owner("SELECT async._heartbeat_external($1, $2)",
-									 2, argtypes, args, NULL, &isnull);
-	if (isnull)
+	if (!run_for_timestamp(&heartbeat_plan, "SELECT async._heartbeat_external($1, $2)",
+						   2, argtypes, args, &deadline))
 		PG_RETURN_NULL();
 	/* a shorter timeout since the claim can bring the deadline nearer */
-	pg_async_note_leases_made(DatumGetTimestampTz(deadline));
-	PG_RETURN_TIMESTAMPTZ(DatumGetTimestampTz(deadline));
+	pg_async_note_leases_made(deadline);
+	PG_RETURN_TIMESTAMPTZ(deadline);
 }

@@ -6,7 +6,8 @@
  *	  names the function it waits for; a commit that made jobs of that
  *	  function ready sets its latch.  No LISTEN/NOTIFY, and no polling.
  *	  Also the flag that tells the first worker of the database whether
- *	  leases may have expired.
+ *	  leases may have expired, and the floor below every lease's deadline
+ *	  before which a claim need not look for expired ones.
  *
  * IDENTIFICATION
  *	  src/external_wait.c
@@ -59,6 +60,15 @@ static bool pending_all = false;
 /* this transaction's claims made leases, the first to expire at this time */
 static bool leased = false;
 static TimestampTz first_deadline = PG_INT64_MAX;
+
+/* this transaction's look at the leases, and the floor it found */
+static uint64 pending_look = 0;
+static TimestampTz pending_floor = 0;
+
+/* the longest a worker or the floor goes without a look at every lease */
+#define ASYNC_LEASE_FULL_LOOK_MS	60000
+
+static void apply_lease_look(AsyncDatabase *db);
 
 /* pg_async_consumers_shmem_size: one wait slot per backend */
 Size
@@ -184,6 +194,9 @@ pg_async_external_end_xact(bool commit)
 {
 	int			i;
 
+	if (commit && pending_look != 0 && Waits != NULL)
+		apply_lease_look(pg_async_my_db());
+	pending_look = 0;
 	if (commit && leased && Waits != NULL)
 	{
 		AsyncDatabase *db = pg_async_my_db();
@@ -194,7 +207,7 @@ pg_async_external_end_xact(bool commit)
 		SpinLockRelease(&db->lease_mutex);
 		pg_atomic_write_u32(&db->leases_exist, 1);
 		/* an idle database gets a worker to fail them if they expire */
-		pg_async_wake_at(pg_async_my_db(), first_deadline);
+		pg_async_wake_at(db, first_deadline);
 	}
 	leased = false;
 	first_deadline = PG_INT64_MAX;
@@ -230,8 +243,6 @@ pg_async_external_end_xact(bool commit)
  * again if leases remain.  Outside a transaction: most of the time, no
  * transaction is spent.
  */
-#define ASYNC_LEASE_FULL_LOOK_MS	60000
-
 bool
 pg_async_leases_to_expire(TimestampTz now)
 {
@@ -249,7 +260,7 @@ pg_async_leases_to_expire(TimestampTz now)
  * pg_async_leases_may_have_expired tells a claim whether a lease of the
  * database may be past its deadline at 'now', so that it looks for those
  * of its function first: not before lease_floor (shmem.h).  Without shared
- * memory, always.
+ * memory, or with an entry of the backend's own, always.
  */
 bool
 pg_async_leases_may_have_expired(TimestampTz now)
@@ -260,6 +271,8 @@ pg_async_leases_may_have_expired(TimestampTz now)
 	if (Waits == NULL)
 		return true;
 	db = pg_async_my_db();
+	if (db->backend_local)
+		return true;
 	SpinLockAcquire(&db->lease_mutex);
 	may = now >= db->lease_floor;
 	SpinLockRelease(&db->lease_mutex);
@@ -268,9 +281,11 @@ pg_async_leases_may_have_expired(TimestampTz now)
 
 /*
  * pg_async_lease_look_begin starts a look at every lease of the database,
- * before the snapshot of its statement: what claims commit from now on
- * is remembered apart (lease_floor_since).  Returns the look's number, for
- * pg_async_lease_look_end.
+ * before the snapshot of its statement: the deadlines that claims commit
+ * from now on are kept apart (lease_floor_since).  Returns the look's
+ * number, for pg_async_lease_look_end; 0, a look that may set no floor,
+ * in a transaction whose snapshot was taken before (REPEATABLE READ or
+ * SERIALIZABLE) or without a shared entry.
  */
 uint64
 pg_async_lease_look_begin(void)
@@ -278,9 +293,11 @@ pg_async_lease_look_begin(void)
 	AsyncDatabase *db;
 	uint64		look;
 
-	if (Waits == NULL)
+	if (Waits == NULL || IsolationUsesXactSnapshot())
 		return 0;
 	db = pg_async_my_db();
+	if (db->backend_local)
+		return 0;
 	SpinLockAcquire(&db->lease_mutex);
 	look = ++db->lease_look;
 	db->lease_floor_since = PG_INT64_MAX;
@@ -290,23 +307,59 @@ pg_async_lease_look_begin(void)
 
 /*
  * pg_async_lease_look_end: the look found first_deadline the first deadline
- * of the leases left (PG_INT64_MAX: none).  The leases of a claim that
- * committed after the look's snapshot was taken are in lease_floor_since,
- * since the claim's commit came after pg_async_lease_look_begin.  A look
- * overtaken by another writes nothing.
+ * of the leases left (PG_INT64_MAX: none).  The floor is set when the
+ * look's transaction commits, for the leases it failed come back if it
+ * does not; and at most ASYNC_LEASE_FULL_LOOK_MS ahead, so that a lease
+ * made where no claim's commit lowers the floor (copied into
+ * async.running) is looked for within that time.
  */
 void
 pg_async_lease_look_end(uint64 look, TimestampTz first_deadline)
 {
-	AsyncDatabase *db;
-
-	if (Waits == NULL)
+	if (look == 0)
 		return;
-	db = pg_async_my_db();
+	pending_look = look;
+	pending_floor = Min(first_deadline,
+						GetCurrentTimestamp() + (TimestampTz) ASYNC_LEASE_FULL_LOOK_MS * 1000);
+}
+
+/*
+ * apply_lease_look sets the floor that this transaction's look found, at
+ * its commit.  A claim that committed after the look's snapshot was taken
+ * lowered lease_floor_since too, since its commit came after
+ * pg_async_lease_look_begin.  A look that another overtook sets nothing.
+ */
+static void
+apply_lease_look(AsyncDatabase *db)
+{
 	SpinLockAcquire(&db->lease_mutex);
-	if (db->lease_look == look)
-		db->lease_floor = Min(first_deadline, db->lease_floor_since);
+	if (db->lease_look == pending_look)
+		db->lease_floor = Min(pending_floor, db->lease_floor_since);
 	SpinLockRelease(&db->lease_mutex);
+}
+
+/*
+ * pg_async_lease_subxact_abort: a look in an aborted subtransaction may
+ * have failed leases that are back
+ */
+void
+pg_async_lease_subxact_abort(void)
+{
+	pending_look = 0;
+}
+
+/*
+ * pg_async_leases_unknown: leases came that no claim's commit counted (a
+ * COMMIT PREPARED): every claim looks until the next look.
+ */
+void
+pg_async_leases_unknown(AsyncDatabase *db)
+{
+	SpinLockAcquire(&db->lease_mutex);
+	db->lease_floor = 0;
+	db->lease_floor_since = 0;
+	SpinLockRelease(&db->lease_mutex);
+	pg_atomic_write_u32(&db->leases_exist, 1);
 }
 
 /* pg_async_note_leases_made: this transaction's claims made a lease */

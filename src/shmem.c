@@ -67,6 +67,7 @@ init_db(AsyncDatabase *db)
 	db->lease_floor = 0;
 	db->lease_floor_since = PG_INT64_MAX;
 	db->lease_look = 0;
+	db->backend_local = false;
 	pg_atomic_init_u64(&db->limits_epoch, 1);
 	SpinLockInit(&db->saturated_mutex);
 	db->saturated_epoch = 0;
@@ -380,6 +381,7 @@ pg_async_my_db(void)
 		local = MemoryContextAllocZero(TopMemoryContext, sizeof(AsyncDatabase));
 		init_db(local);
 		local->dboid = MyDatabaseId;
+		local->backend_local = true;
 		if (AsyncShmem != NULL && OidIsValid(MyDatabaseId))
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

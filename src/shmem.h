@@ -161,17 +161,19 @@ typedef struct AsyncDatabase
 	/*
 	 * No lease of the database expires before lease_floor (0: unknown, as
 	 * after a start), so that a claim looks for expired leases of its
-	 * function only from then on.  A claim's commit lowers it to its first
-	 * deadline, and adds that to lease_floor_since; the first worker's look
-	 * for expired leases sets it to the first deadline left, or to what
-	 * claims lowered it to since the look began (lease_look counts the
-	 * looks: one that another overtook writes nothing).  Under
-	 * lease_mutex (external_wait.c).
+	 * function only from then on.  The commit of a claim or heartbeat
+	 * lowers it to its first deadline, and lease_floor_since with it; the
+	 * commit of a look at every lease (the first worker's, or a claim's)
+	 * sets it to the first deadline left, or to what commits lowered
+	 * lease_floor_since to since the look began (lease_look counts the
+	 * looks: one that another overtook sets nothing).  Under lease_mutex
+	 * (external_wait.c).
 	 */
 	slock_t		lease_mutex;
 	TimestampTz lease_floor;
 	TimestampTz lease_floor_since;
 	uint64		lease_look;
+	bool		backend_local;	/* an entry of the backend's own memory */
 
 	/*
 	 * Functions whose concurrency limit a claim found reached, so that an
@@ -249,6 +251,7 @@ extern bool pg_async_same_db(AsyncWorkerSlot *slot);
 extern bool pg_async_slot_counts(AsyncWorkerSlot *slot);
 extern void pg_async_demand_workers(AsyncDatabase *db);
 extern void pg_async_wake_at(AsyncDatabase *db, TimestampTz when);
+extern void pg_async_leases_unknown(AsyncDatabase *db);
 extern uint64 pg_async_limits_epoch(void);
 extern uint64 pg_async_limits_released(void);
 extern void pg_async_publish_saturated(uint64 epoch, char (*names)[ASYNC_NAME_SIZE],

@@ -35,7 +35,7 @@ REVOKE ALL ON FUNCTION async._complete_external(p_ids bigint[], p_leases uuid[],
 COMMENT ON FUNCTION async._expire_leases() IS 'internal: fails the attempts of external jobs whose lease expired, for the worker of slot 0; returns how many';
 REVOKE ALL ON FUNCTION async._expire_leases() FROM PUBLIC;
 
--- @function@0.8 async._expired_leases(
+-- @function async._expired_leases(
 COMMENT ON FUNCTION async._expired_leases(p_function text, p_limit integer) IS 'internal: leases of external jobs past their deadline (of one function, or all), locked, for their attempts to be failed';
 REVOKE ALL ON FUNCTION async._expired_leases(p_function text, p_limit integer) FROM PUBLIC;
 

@@ -384,17 +384,6 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION async._expired_leases(p_function text, p_limit integer) RETURNS TABLE(job_id bigint, lease uuid)
-    LANGUAGE sql
-    AS $$
-	SELECT r.job_id, r.lease FROM async.running r
-	 WHERE r.lease IS NOT NULL
-	   AND r.deadline OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()
-	   AND (p_function IS NULL OR r.function OPERATOR(pg_catalog.=) p_function)
-	 LIMIT p_limit
-	   FOR UPDATE SKIP LOCKED;
-$$;
-
 CREATE FUNCTION async._next_external_run(p_function text) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
     AS $$

@@ -5,7 +5,9 @@
 # (lease_floor, external_wait.c).  With no workers at all, the test makes
 # the look itself (async._expire_leases()), so that only a claim can fail
 # the leases that expire afterwards: one whose deadline did not lower the
-# floor would never be found.
+# floor would never be found.  A look that rolls back sets no floor, and
+# COMMIT PREPARED of a claim, whose commit counted nothing, makes the floor
+# unknown.
 use strict;
 use warnings;
 
@@ -16,7 +18,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = pg_async_node('lease_floor', workers => 0);
+my $node = pg_async_node('lease_floor', workers => 0,
+	conf => "max_prepared_transactions = 2\n");
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 SELECT async.register_external('ext_long', timeout => '1 hour', retry_delays => '{0}');
@@ -70,5 +73,50 @@ ok( $node->poll_query_until('postgres',
 is( $node->safe_psql('postgres',
 		q{SELECT event_id, attempt FROM async.claim('ext_long')}),
 	'long-1|2', 'the next claim fails it and claims the job again');
+$node->safe_psql('postgres', q{
+SELECT async.complete(r.job_id, r.lease) FROM async.running r WHERE r.lease IS NOT NULL;
+});
+
+# passes the deadline of event_id's lease, then claims function once
+sub claim_after_deadline
+{
+	my ($event_id, $function) = @_;
+	$node->poll_query_until('postgres',
+		qq{SELECT clock_timestamp() > r.deadline FROM async.running r
+		    JOIN async.jobs j ON j.id = r.job_id WHERE j.event_id = '$event_id'})
+	  or die "the lease of $event_id did not expire";
+	return $node->safe_psql('postgres',
+		qq{SELECT event_id, attempt FROM async.claim('$function')});
+}
+
+# a look that rolls back sets no floor: the lease it failed is back
+$node->safe_psql('postgres', q{
+SELECT async.invoke('ext_short', '{}', 'short-2');
+SELECT count(*) FROM async.claim('ext_short');
+});
+is($node->safe_psql('postgres', 'SELECT async._expire_leases()'),
+	'0', 'a look before the deadline finds nothing');
+$node->poll_query_until('postgres',
+	q{SELECT clock_timestamp() > r.deadline FROM async.running r
+	   JOIN async.jobs j ON j.id = r.job_id WHERE j.event_id = 'short-2'})
+  or die 'the lease of short-2 did not expire';
+is( $node->safe_psql('postgres',
+		'BEGIN; SELECT async._expire_leases(); ROLLBACK;'),
+	'1', 'a look fails the expired lease, then rolls back');
+is(claim_after_deadline('short-2', 'ext_short'),
+	'short-2|2', 'the next claim fails it and claims the job again');
+
+# a claim's transaction committed by COMMIT PREPARED
+$node->safe_psql('postgres', q{
+SELECT async.complete(r.job_id, r.lease) FROM async.running r WHERE r.lease IS NOT NULL;
+SELECT async._expire_leases();
+SELECT async.invoke('ext_short', '{}', 'short-3');
+BEGIN;
+SELECT count(*) FROM async.claim('ext_short');
+PREPARE TRANSACTION 'claimed';
+COMMIT PREPARED 'claimed';
+});
+is(claim_after_deadline('short-3', 'ext_short'),
+	'short-3|2', 'a claim fails the lease a prepared transaction made');
 
 done_testing();
