@@ -7,7 +7,8 @@
 # the leases that expire afterwards: one whose deadline did not lower the
 # floor would never be found.  A look that rolls back sets no floor, and
 # COMMIT PREPARED of a claim, whose commit counted nothing, makes the floor
-# unknown.
+# unknown.  Before the floor, a claim reads nothing of async.running (the
+# statistics of its scans say so); past it, it does.
 use strict;
 use warnings;
 
@@ -118,5 +119,43 @@ COMMIT PREPARED 'claimed';
 });
 is(claim_after_deadline('short-3', 'ext_short'),
 	'short-3|2', 'a claim fails the lease a prepared transaction made');
+
+# the scans of async.running by one session's statements, flushed
+sub running_scans
+{
+	my ($session) = @_;
+	$session->query_safe('SELECT pg_stat_force_next_flush()');
+	$session->query_safe('SELECT 1');
+	return $session->query_safe(
+		q{SELECT pg_stat_clear_snapshot(), coalesce(seq_scan, 0) + coalesce(idx_scan, 0)
+		    FROM pg_stat_all_tables WHERE relid = 'async.running'::regclass}) =~ s/^\|//r;
+}
+
+# before the floor, a claim does not look at async.running at all; once a
+# lease may have expired, it does
+$node->safe_psql('postgres', q{
+SELECT async.complete(r.job_id, r.lease) FROM async.running r WHERE r.lease IS NOT NULL;
+SELECT async.invoke('ext_long', '{}', 'long-2');
+SELECT async.configure('ext_long', timeout => '1 hour');
+SELECT count(*) FROM async.claim('ext_long');
+SELECT async._expire_leases();
+});
+my $session = $node->background_psql('postgres');
+my $before = running_scans($session);
+$session->query_safe(q{SELECT count(*) FROM async.claim('ext_short')}) for 1 .. 10;
+is(running_scans($session), $before, 'ten claims before the floor scan nothing of async.running');
+$node->safe_psql('postgres', q{
+SELECT async.invoke('ext_short', '{}', 'short-4');
+SELECT count(*) FROM async.claim('ext_short');
+});
+$node->poll_query_until('postgres',
+	q{SELECT clock_timestamp() > r.deadline FROM async.running r
+	   JOIN async.jobs j ON j.id = r.job_id WHERE j.event_id = 'short-4'})
+  or die 'the lease of short-4 did not expire';
+$before = running_scans($session);
+is($session->query_safe(q{SELECT event_id FROM async.claim('ext_short')}),
+	'short-4', 'past the floor, a claim fails the lease and claims the job again');
+cmp_ok(running_scans($session), '>', $before, 'and it looked at async.running');
+$session->quit;
 
 done_testing();
