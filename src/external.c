@@ -23,6 +23,7 @@
 #include "job.h"
 #include "stats.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -73,6 +74,8 @@ static uint32 wait_event_claim = 0;
 /* the plans of the statements that every claim or finish runs */
 static SPIPlanPtr lookup_plan = NULL;
 static SPIPlanPtr leases_plan = NULL;
+static SPIPlanPtr lookup_compat_plan = NULL;
+static SPIPlanPtr leases_compat_plan = NULL;
 static SPIPlanPtr expired_plan = NULL;
 static SPIPlanPtr expired_all_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
@@ -85,6 +88,11 @@ static SPIPlanPtr complete_plan = NULL;
  * run_cached runs a statement of this file through a plan prepared once per
  * backend, in *plan (every object it names has its schema, so the plan
  * holds whatever the search_path; the plan cache replans it after DDL).
+ * The plan is generic: with the plan cache's default choice, a statement
+ * whose custom plan looked cheaper for the values of a call (an array of
+ * one job id against the generic guess of ten) was planned again at every
+ * call, which was a third of a completing consumer's time in 0.19.  Each
+ * statement here is written so that its generic plan is the right one.
  */
 static int
 run_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
@@ -92,7 +100,8 @@ run_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 {
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes,
+										   CURSOR_OPT_GENERIC_PLAN);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "pg_async: preparing \"%s\" failed: %s", sql,
@@ -100,6 +109,25 @@ run_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 		*plan = p;
 	}
 	return SPI_execute_plan(*plan, args, nulls, read_only, count);
+}
+
+/*
+ * functions_have_key_limits says whether async.functions has the columns of
+ * the limits (rate_limit from 0.10, key_concurrency from 0.11).  Until
+ * ALTER EXTENSION UPDATE brings them, the statements below read them out
+ * of the row as jsonb instead (FUNCTIONS_COLUMN_SET), which costs a tenth
+ * of a claim: so only then.  Columns are never dropped, so a plan that
+ * names them stays valid.
+ */
+#define FUNCTIONS_COLUMN_SET(column) \
+	"(pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) '" column "') IS NOT NULL"
+
+static bool
+functions_have_key_limits(void)
+{
+	Oid			relid = get_relname_relid("functions", get_namespace_oid("async", false));
+
+	return OidIsValid(relid) && get_attnum(relid, "key_concurrency") != InvalidAttrNumber;
 }
 
 /*
@@ -148,6 +176,7 @@ lookup_external(const char *function, const char *action)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 	ExternalFunction f = {InvalidOid, false};
+	bool		key_limits = functions_have_key_limits();
 	bool		found = false;
 	bool		external = false;
 	char	   *handler = NULL;
@@ -156,18 +185,20 @@ lookup_external(const char *function, const char *action)
 	args[0] = CStringGetTextDatum(function);
 	pg_async_owner_begin(&scope);
 	/*
-	 * limited: its claims count under its lock (rate_limit: 0.10 and later;
-	 * key_concurrency: 0.11 and later).  Not read-only: in a snapshot of its
-	 * own, so that a claim that waited sees the limits of now
-	 * (claim_writes_end).
+	 * limited: its claims count under its lock.  Not read-only: in a
+	 * snapshot of its own, so that a claim that waited sees the limits of
+	 * now (claim_writes_end).
 	 */
-	if (run_cached(&lookup_plan, "SELECT f.handler IS NULL, f.run_as::pg_catalog.oid,"
-							  "       f.concurrency IS NOT NULL OR"
-							  "       (pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) 'rate_limit') IS NOT NULL OR"
-							  "       (pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) 'key_concurrency') IS NOT NULL,"
-							  "       f.handler::pg_catalog.text"
-							  "  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+#define LOOKUP_SQL(rate_limit_set, key_concurrency_set) \
+	"SELECT f.handler IS NULL, f.run_as::pg_catalog.oid," \
+	"       f.concurrency IS NOT NULL OR " rate_limit_set " OR " key_concurrency_set "," \
+	"       f.handler::pg_catalog.text" \
+	"  FROM async.functions f WHERE f.name OPERATOR(pg_catalog.=) $1"
+	if (run_cached(key_limits ? &lookup_plan : &lookup_compat_plan,
+				   key_limits ?
+				   LOOKUP_SQL("f.rate_limit IS NOT NULL", "f.key_concurrency IS NOT NULL") :
+				   LOOKUP_SQL(FUNCTIONS_COLUMN_SET("rate_limit"), FUNCTIONS_COLUMN_SET("key_concurrency")),
+				   1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading async.functions failed");
 	if (SPI_processed == 1)
 	{
@@ -224,15 +255,27 @@ check_leased_jobs(Datum ids, const char *action)
 	char	  **functions;
 	Oid		   *roles;
 	MemoryContext cxt = CurrentMemoryContext;
+	bool		key_limits = functions_have_key_limits();
 
 	args[0] = ids;
 	pg_async_owner_begin(&scope);
-	/* a completion gives room under a concurrency or key limit (0.11 and later) */
-	if (run_cached(&leases_plan, "SELECT l.function, l.run_as, f.concurrency IS NOT NULL OR"
-							  "       (pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) 'key_concurrency') IS NOT NULL"
-							  "  FROM async._lease_roles($1) l"
-							  "  JOIN async.functions f ON f.name OPERATOR(pg_catalog.=) l.function",
-							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+	/*
+	 * A completion gives room under a concurrency or key limit.  The
+	 * functions by name, from an array of those of the leased jobs: in a
+	 * generic plan, a lookup by primary key and a scan of running_pkey, not
+	 * joins built for ten rows (async._lease_roles, which 0.19 called, says
+	 * the same).
+	 */
+#define LEASES_SQL(key_concurrency_set) \
+	"SELECT f.name, f.run_as::pg_catalog.oid, f.concurrency IS NOT NULL OR " key_concurrency_set \
+	"  FROM async.functions f" \
+	" WHERE f.name OPERATOR(pg_catalog.=) ANY (ARRAY(" \
+	"       SELECT r.function FROM async.running r" \
+	"        WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1) AND r.lease IS NOT NULL))"
+	if (run_cached(key_limits ? &leases_plan : &leases_compat_plan,
+				   key_limits ? LEASES_SQL("f.key_concurrency IS NOT NULL") :
+				   LEASES_SQL(FUNCTIONS_COLUMN_SET("key_concurrency")),
+				   1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading the leases failed");
 	n = (int) SPI_processed;
 	functions = MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1));
