@@ -306,7 +306,7 @@ pg_async_lease_look_begin(void)
 }
 
 /*
- * pg_async_lease_look_end: the look found first_deadline the first deadline
+ * pg_async_lease_look_end: the look found found_deadline the first deadline
  * of the leases left (PG_INT64_MAX: none).  The floor is set when the
  * look's transaction commits, for the leases it failed come back if it
  * does not; and at most ASYNC_LEASE_FULL_LOOK_MS ahead, so that a lease
@@ -314,12 +314,12 @@ pg_async_lease_look_begin(void)
  * async.running) is looked for within that time.
  */
 void
-pg_async_lease_look_end(uint64 look, TimestampTz first_deadline)
+pg_async_lease_look_end(uint64 look, TimestampTz found_deadline)
 {
 	if (look == 0)
 		return;
 	pending_look = look;
-	pending_floor = Min(first_deadline,
+	pending_floor = Min(found_deadline,
 						GetCurrentTimestamp() + (TimestampTz) ASYNC_LEASE_FULL_LOOK_MS * 1000);
 }
 

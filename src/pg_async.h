@@ -199,7 +199,7 @@ extern void pg_async_consumer_wait_end(void);
 extern void pg_async_note_leases_made(TimestampTz deadline);
 extern bool pg_async_leases_may_have_expired(TimestampTz now);
 extern uint64 pg_async_lease_look_begin(void);
-extern void pg_async_lease_look_end(uint64 look, TimestampTz first_deadline);
+extern void pg_async_lease_look_end(uint64 look, TimestampTz found_deadline);
 extern void pg_async_lease_subxact_abort(void);
 extern void pg_async_note_leases_remain(void);
 
