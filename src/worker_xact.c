@@ -109,6 +109,7 @@ pg_async_extension_ready(void)
 	"attempt_log", "running"};
 	static bool warned_old = false;
 	Oid			relids[lengthof(tables)];
+	Oid			rate_windows;
 	Oid			extension;
 	Oid			nsp;
 	int			i;
@@ -155,6 +156,12 @@ pg_async_extension_ready(void)
 		warn_older_extension(&warned_old);
 		return false;
 	}
+	/* the rate windows, which the claims of rate-limited functions write (0.10) */
+	rate_windows = get_relname_relid("rate_windows", nsp);
+	if (!OidIsValid(rate_windows) ||
+		!ConditionalLockRelationOid(rate_windows, RowExclusiveLock) ||
+		!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rate_windows)))
+		return false;
 	if (relids[0] != AsyncJobsRelId || !jobs_triggers_known)
 	{
 		/*

@@ -205,5 +205,35 @@ cmp_ok($node->safe_psql('postgres',
 	'>=', 3, 'the 120 jobs at 30 a second start over at least 3 seconds');
 cmp_ok(busiest('ext', 'claims'), '<=', 30, 'no second starts more than 30 of them, across the sessions');
 
+# A worker takes its lock on async.rate_windows without waiting, with those
+# on the other tables, before it starts: one that waited for it while
+# holding the others could deadlock with DROP EXTENSION, which takes them
+# all.  With one worker, and the table locked as DROP EXTENSION would, a
+# rated job's wake-up finds pg_async not ready, and the worker goes back to
+# sleep rather than wait for the lock in its claim.
+$node->safe_psql('postgres', q{
+ALTER SYSTEM SET pg_async.workers = 1;
+SELECT pg_reload_conf();
+});
+ok(wait_for_workers($node, 1), 'one worker left');
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK TABLE async.rate_windows IN ACCESS EXCLUSIVE MODE');
+my $enqueued = $node->safe_psql('postgres',
+	q{INSERT INTO async.jobs (function, payload, event_id) VALUES ('rated', '{}', 'rated-locked')
+	  RETURNING now()});
+ok($node->poll_query_until('postgres', qq{
+	SELECT bool_and(a.state = 'idle' AND a.state_change > '$enqueued')
+	  FROM pg_stat_activity a WHERE a.backend_type = 'pg_async worker'}),
+	'with async.rate_windows locked, the woken worker goes back to sleep');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	 WHERE a.backend_type = 'pg_async worker' AND NOT l.granted}),
+	'0', 'and waits for no lock');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok($node->poll_query_until('postgres',
+		"SELECT state = 'succeeded' FROM async.jobs WHERE event_id = 'rated-locked'"),
+	'the rated job runs once the lock is gone');
+
 $node->stop;
 done_testing();
