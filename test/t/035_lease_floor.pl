@@ -8,7 +8,8 @@
 # floor would never be found.  A look that rolls back sets no floor, and
 # COMMIT PREPARED of a claim, whose commit counted nothing, makes the floor
 # unknown.  Before the floor, a claim reads nothing of async.running (the
-# statistics of its scans say so); past it, it does.
+# statistics of its scans say so); past it, it does.  A claim that commits
+# during a look keeps its deadline in the floor the look sets.
 use strict;
 use warnings;
 
@@ -157,5 +158,28 @@ is($session->query_safe(q{SELECT event_id FROM async.claim('ext_short')}),
 	'short-4', 'past the floor, a claim fails the lease and claims the job again');
 cmp_ok(running_scans($session), '>', $before, 'and it looked at async.running');
 $session->quit;
+
+# A claim that commits while a look is under way (after the look's
+# snapshot, before its commit) keeps its deadline in the floor: the look
+# did not see that lease, so the floor it found is no floor for it.
+$node->safe_psql('postgres', q{
+SELECT async.complete(r.job_id, r.lease) FROM async.running r WHERE r.function = 'ext_short';
+SELECT async._expire_leases();
+});
+my $look = $node->background_psql('postgres');
+$look->query_safe('BEGIN');
+$look->query_safe('SELECT async._expire_leases()');
+$node->safe_psql('postgres', q{
+SELECT async.invoke('ext_short', '{}', 'short-5');
+SELECT count(*) FROM async.claim('ext_short');
+});
+$look->query_safe('COMMIT');
+$look->quit;
+$node->poll_query_until('postgres',
+	q{SELECT clock_timestamp() > r.deadline FROM async.running r
+	   JOIN async.jobs j ON j.id = r.job_id WHERE j.event_id = 'short-5'})
+  or die 'the lease of short-5 did not expire';
+is($node->safe_psql('postgres', q{SELECT event_id, attempt FROM async.claim('ext_short')}),
+	'short-5|2', 'a lease claimed during a look is looked for once it expires');
 
 done_testing();
