@@ -91,13 +91,21 @@ static SPIPlanPtr complete_plan = NULL;
  * The plan is generic: with the plan cache's default choice, a statement
  * whose custom plan looked cheaper for the values of a call (an array of
  * one job id against the generic guess of ten) was planned again at every
- * call, which was a third of a completing consumer's time in 0.19.  Each
- * statement here is written so that its generic plan is the right one.
+ * call, which was a third of a completing consumer's time in 0.19.  A plan
+ * kept for the session must not scan a table whole because it was small
+ * when it was made: 'indexed' plans it as the workers' statements are
+ * (pg_async_push_planner_settings), for a statement that has an index to
+ * take.  The statements that call SQL functions leave that to the
+ * functions' own settings.
  */
 static int
 run_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
-		   Datum *args, const char *nulls, bool read_only, long count)
+		   Datum *args, const char *nulls, bool read_only, long count,
+		   bool indexed)
 {
+	int			nestlevel = indexed ? pg_async_push_planner_settings() : -1;
+	int			rc;
+
 	if (*plan == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes,
@@ -108,16 +116,20 @@ run_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 				 SPI_result_code_string(SPI_result));
 		*plan = p;
 	}
-	return SPI_execute_plan(*plan, args, nulls, read_only, count);
+	/* the execution makes the plan, first or again after an invalidation */
+	rc = SPI_execute_plan(*plan, args, nulls, read_only, count);
+	if (indexed)
+		pg_async_pop_planner_settings(nestlevel);
+	return rc;
 }
 
 /*
  * functions_have_key_limits says whether async.functions has the columns of
  * the limits (rate_limit from 0.10, key_concurrency from 0.11).  Until
  * ALTER EXTENSION UPDATE brings them, the statements below read them out
- * of the row as jsonb instead (FUNCTIONS_COLUMN_SET), which costs a tenth
- * of a claim: so only then.  Columns are never dropped, so a plan that
- * names them stays valid.
+ * of the row as jsonb instead (FUNCTIONS_COLUMN_SET), which took 5% of a
+ * claiming consumer's backend: so only then.  Columns are never dropped,
+ * so a plan that names them stays valid.
  */
 #define FUNCTIONS_COLUMN_SET(column) \
 	"(pg_catalog.to_jsonb(f) OPERATOR(pg_catalog.->>) '" column "') IS NOT NULL"
@@ -125,9 +137,11 @@ run_cached(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 static bool
 functions_have_key_limits(void)
 {
-	Oid			relid = get_relname_relid("functions", get_namespace_oid("async", false));
+	Oid			relid = get_relname_relid("functions",
+										  get_namespace_oid("async", false));
 
-	return OidIsValid(relid) && get_attnum(relid, "key_concurrency") != InvalidAttrNumber;
+	return OidIsValid(relid) &&
+		get_attnum(relid, "key_concurrency") != InvalidAttrNumber;
 }
 
 /*
@@ -144,7 +158,7 @@ run_for_timestamp(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 	bool		isnull = true;
 
 	pg_async_owner_begin(&scope);
-	if (run_cached(plan, sql, nargs, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (run_cached(plan, sql, nargs, argtypes, args, NULL, false, 1, false) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: \"%s\" failed", sql);
 	if (SPI_processed == 1)
 	{
@@ -198,8 +212,9 @@ lookup_external(const char *function, const char *action)
 				   key_limits ?
 				   LOOKUP_SQL("f.rate_limit IS NOT NULL", "f.key_concurrency IS NOT NULL") :
 				   LOOKUP_SQL(FUNCTIONS_COLUMN_SET("rate_limit"), FUNCTIONS_COLUMN_SET("key_concurrency")),
-				   1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+				   1, argtypes, args, NULL, false, 1, false) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading async.functions failed");
+#undef LOOKUP_SQL
 	if (SPI_processed == 1)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
@@ -261,22 +276,23 @@ check_leased_jobs(Datum ids, const char *action)
 	pg_async_owner_begin(&scope);
 	/*
 	 * A completion gives room under a concurrency or key limit.  The
-	 * functions by name, from an array of those of the leased jobs: in a
-	 * generic plan, a lookup by primary key and a scan of running_pkey, not
-	 * joins built for ten rows (async._lease_roles, which 0.19 called, says
-	 * the same).
+	 * functions by name, from the distinct functions of the leased jobs,
+	 * found through running_pkey whatever the size of async.running when
+	 * the plan was made (async._lease_roles, which 0.19 called, joined
+	 * async.functions twice, and was planned again at every call).
 	 */
 #define LEASES_SQL(key_concurrency_set) \
 	"SELECT f.name, f.run_as::pg_catalog.oid, f.concurrency IS NOT NULL OR " key_concurrency_set \
 	"  FROM async.functions f" \
 	" WHERE f.name OPERATOR(pg_catalog.=) ANY (ARRAY(" \
-	"       SELECT r.function FROM async.running r" \
+	"       SELECT DISTINCT r.function FROM async.running r" \
 	"        WHERE r.job_id OPERATOR(pg_catalog.=) ANY ($1) AND r.lease IS NOT NULL))"
 	if (run_cached(key_limits ? &leases_plan : &leases_compat_plan,
 				   key_limits ? LEASES_SQL("f.key_concurrency IS NOT NULL") :
 				   LEASES_SQL(FUNCTIONS_COLUMN_SET("key_concurrency")),
-				   1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+				   1, argtypes, args, NULL, true, 0, true) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading the leases failed");
+#undef LEASES_SQL
 	n = (int) SPI_processed;
 	functions = MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1));
 	roles = MemoryContextAlloc(cxt, sizeof(Oid) * Max(n, 1));
@@ -382,8 +398,8 @@ fail_lease(Datum job_id, Datum lease, const char *message, const char *sqlstate,
 static int
 expire_leases(const char *function)
 {
-	Oid			argtypes[3] = {TEXTOID, INT4OID, TIMESTAMPTZOID};
-	Datum		args[3];
+	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		args[2];
 	int			spi_rc;
 	int64		ids[ASYNC_EXPIRE_BATCH];
 	pg_uuid_t	leases[ASYNC_EXPIRE_BATCH];
@@ -392,21 +408,21 @@ expire_leases(const char *function)
 	int			expired = 0;
 
 	args[0] = function ? CStringGetTextDatum(function) : (Datum) 0;
-	args[1] = Int32GetDatum(ASYNC_EXPIRE_BATCH);
-	args[2] = TimestampTzGetDatum(GetCurrentTimestamp());
+	args[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	/* a function's leases through running_function_idx; all by a scan */
 	if (function != NULL)
 		spi_rc = run_cached(&expired_plan,
 							"SELECT r.job_id, r.lease FROM async.running r"
 							" WHERE r.function OPERATOR(pg_catalog.=) $1"
-							"   AND r.lease IS NOT NULL AND r.deadline OPERATOR(pg_catalog.<) $3"
-							" LIMIT $2 FOR UPDATE SKIP LOCKED",
-							3, argtypes, args, NULL, false, 0);
+							"   AND r.lease IS NOT NULL AND r.deadline OPERATOR(pg_catalog.<) $2"
+							" LIMIT " CppAsString2(ASYNC_EXPIRE_BATCH) " FOR UPDATE SKIP LOCKED",
+							2, argtypes, args, NULL, false, 0, true);
 	else
 		spi_rc = run_cached(&expired_all_plan,
 							"SELECT r.job_id, r.lease FROM async.running r"
-							" WHERE r.lease IS NOT NULL AND r.deadline OPERATOR(pg_catalog.<) $2"
-							" LIMIT $1 FOR UPDATE SKIP LOCKED",
-							2, argtypes + 1, args + 1, NULL, false, 0);
+							" WHERE r.lease IS NOT NULL AND r.deadline OPERATOR(pg_catalog.<) $1"
+							" LIMIT " CppAsString2(ASYNC_EXPIRE_BATCH) " FOR UPDATE SKIP LOCKED",
+							1, argtypes + 1, args + 1, NULL, false, 0, false);
 	if (spi_rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: reading the expired leases failed");
 	n = (int) Min(SPI_processed, ASYNC_EXPIRE_BATCH);
@@ -443,7 +459,7 @@ look_at_leases(const char *function, bool *left)
 	if (run_cached(&first_deadline_plan,
 				   "SELECT pg_catalog.min(r.deadline) FROM async.running r"
 				   " WHERE r.lease IS NOT NULL",
-				   0, NULL, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				   0, NULL, NULL, NULL, false, 1, false) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pg_async: reading the leases failed");
 	first = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	pg_async_lease_look_end(look, isnull ? PG_INT64_MAX : DatumGetTimestampTz(first));
@@ -526,7 +542,7 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	 * unrun job can only have expired.
 	 */
 	if (run_cached(&claim_plan, "SELECT c.* FROM async._claim_external($1, $2, $3) c",
-				   3, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+				   3, argtypes, args, NULL, false, 0, false) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: claiming jobs failed");
 	reason_col = SPI_fnumber(SPI_tuptable->tupdesc, "reason");
 	for (i = 0; i < SPI_processed; i++)
@@ -733,7 +749,7 @@ complete_jobs(Datum ids, Datum leases, Datum results, bool results_null)
 	pg_async_owner_begin(&scope);
 	/* c.*: function, duration_us, and from 0.14 depth */
 	if (run_cached(&complete_plan, "SELECT c.* FROM async._complete_external($1, $2, $3) c",
-				   3, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
+				   3, argtypes, args, nulls, false, 0, false) != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: completing jobs failed");
 	depth_col = SPI_fnumber(SPI_tuptable->tupdesc, "depth");
 	for (i = 0; i < SPI_processed; i++)

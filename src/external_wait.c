@@ -306,8 +306,8 @@ pg_async_lease_look_begin(void)
 }
 
 /*
- * pg_async_lease_look_end: the look found found_deadline the first deadline
- * of the leases left (PG_INT64_MAX: none).  The floor is set when the
+ * pg_async_lease_look_end: found_deadline is the first deadline of the
+ * leases the look left (PG_INT64_MAX: none).  The floor is set when the
  * look's transaction commits, for the leases it failed come back if it
  * does not; and at most ASYNC_LEASE_FULL_LOOK_MS ahead, so that a lease
  * made where no claim's commit lowers the floor (copied into

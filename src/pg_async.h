@@ -187,6 +187,8 @@ extern void pg_async_claim_end_xact(void);
 
 /* worker_xact.c */
 extern void pg_async_commit_without_flush(void);
+extern int	pg_async_push_planner_settings(void);
+extern void pg_async_pop_planner_settings(int nestlevel);
 
 /* external_wait.c */
 extern Size pg_async_consumers_shmem_size(void);

@@ -62,8 +62,6 @@ extern bool pg_async_extension_ready(void);
 extern SPIPlanPtr pg_async_prepare_plan(const char *sql, int nargs, Oid *argtypes);
 extern void pg_async_begin_work(const char *activity);
 extern void pg_async_end_work(void);
-extern int	pg_async_push_planner_settings(void);
-extern void pg_async_pop_planner_settings(int nestlevel);
 /* idle.c */
 extern bool pg_async_leave_idle(TimestampTz idle_since, TimestampTz now);
 extern long pg_async_idle_sleep_ms(TimestampTz idle_since, long ms);

@@ -236,7 +236,8 @@ pg_async_end_work(void)
  * ready job, or hash the batch and scan the whole table: cheap for the empty
  * table it planned for, and then kept as the generic plan while the queue
  * fills up.  These are session settings of the worker for the duration of its
- * own statements only: handlers run with the defaults.
+ * own statements only: handlers run with the defaults.  The statements that
+ * a consumer's session keeps a plan for take them too (external.c).
  */
 int
 pg_async_push_planner_settings(void)

@@ -131,6 +131,26 @@ SELECT count(*) AS reservations, count(j.id) AS of_jobs
 ALTER EXTENSION pg_async UPDATE TO '0.18';
 SELECT r.key, j.event_id, j.state FROM async.running r LEFT JOIN async.jobs j ON j.id = r.job_id;
 
+-- 0.20: consumers of a function registered before the library's update are
+-- served while the schema is older than 0.11 (no key_concurrency): the
+-- server reads the limits out of the rows as jsonb.  The row is the one an
+-- async.register_external() of 0.10 made; this library registers nothing
+-- in an older schema.
+DROP EXTENSION pg_async CASCADE;
+SET client_min_messages = error;
+CREATE EXTENSION pg_async VERSION '0.10';
+RESET client_min_messages;
+INSERT INTO async.functions (name, handler, run_as, registered_by, concurrency)
+VALUES ('ext10', NULL, current_user::regrole, current_user::regrole, 1);
+INSERT INTO async.jobs (function, payload, event_id)
+VALUES ('ext10', '{"n": 1}', 'ext10-1'), ('ext10', '{"n": 2}', 'ext10-2');
+-- one, under concurrency 1
+CREATE TEMP TABLE claimed AS SELECT * FROM async.claim('ext10', 5);
+SELECT c.event_id, c.attempt FROM claimed c;
+SELECT async.complete(c.job_id, c.lease, '{"ok": true}') FROM claimed c;
+SELECT event_id, state, result FROM async.jobs ORDER BY event_id;
+SELECT event_id, attempt FROM async.claim('ext10', 5);
+
 \c contrib_regression
 \set ECHO none
 \i test/schema_facts.sql

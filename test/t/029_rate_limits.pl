@@ -209,8 +209,10 @@ cmp_ok(busiest('ext', 'claims'), '<=', 30, 'no second starts more than 30 of the
 # on the other tables, before it starts: one that waited for it while
 # holding the others could deadlock with DROP EXTENSION, which takes them
 # all.  With one worker, and the table locked as DROP EXTENSION would, a
-# rated job's wake-up finds pg_async not ready, and the worker goes back to
-# sleep rather than wait for the lock in its claim.
+# rated job's wake-up finds pg_async not ready: the worker ends its
+# transaction and tries again after its longest sleep (5 s), twice here,
+# the job still queued, where one that waited for the lock in its claim
+# would still be in that transaction.
 $node->safe_psql('postgres', q{
 ALTER SYSTEM SET pg_async.workers = 1;
 SELECT pg_reload_conf();
@@ -218,13 +220,19 @@ SELECT pg_reload_conf();
 ok(wait_for_workers($node, 1), 'one worker left');
 my $locker = $node->background_psql('postgres');
 $locker->query_safe('BEGIN; LOCK TABLE async.rate_windows IN ACCESS EXCLUSIVE MODE');
-my $enqueued = $node->safe_psql('postgres',
-	q{INSERT INTO async.jobs (function, payload, event_id) VALUES ('rated', '{}', 'rated-locked')
-	  RETURNING now()});
-ok($node->poll_query_until('postgres', qq{
-	SELECT bool_and(a.state = 'idle' AND a.state_change > '$enqueued')
-	  FROM pg_stat_activity a WHERE a.backend_type = 'pg_async worker'}),
-	'with async.rate_windows locked, the woken worker goes back to sleep');
+$node->safe_psql('postgres',
+	q{INSERT INTO async.jobs (function, payload, event_id) VALUES ('rated', '{}', 'rated-locked')});
+my $since = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+foreach my $round (1, 2)
+{
+	ok($node->poll_query_until('postgres', qq{
+		SELECT a.state = 'idle' AND a.state_change > '$since'
+		   AND (SELECT state FROM async.jobs WHERE event_id = 'rated-locked') = 'queued'
+		  FROM pg_stat_activity a WHERE a.backend_type = 'pg_async worker'}),
+		"with async.rate_windows locked, the worker ends its transaction ($round)");
+	$since = $node->safe_psql('postgres',
+		q{SELECT state_change FROM pg_stat_activity WHERE backend_type = 'pg_async worker'});
+}
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 	 WHERE a.backend_type = 'pg_async worker' AND NOT l.granted}),
