@@ -209,7 +209,7 @@ pg_async_wake_workers(int njobs)
 	uint32		start;
 	int			i;
 
-	if (AsyncShmem == NULL || njobs <= 0 || pg_async_workers <= 0)
+	if (AsyncShmem == NULL || njobs <= 0)
 		return;
 	db = pg_async_my_db();
 	nslots = AsyncShmem->nslots;
@@ -223,12 +223,19 @@ pg_async_wake_workers(int njobs)
 		if (pg_async_slot_counts(&AsyncShmem->slots[i]))
 			alive++;
 	}
+	/*
+	 * With pg_async.workers at 0 too: the demand holds the database out of
+	 * idle, so that the workers it gets once the setting is raised claim
+	 * these jobs (an idle database gets none until a demand or its wake_at).
+	 */
 	if (alive == 0 || pg_atomic_read_u32(&db->idle) != 0)
 	{
 		pg_async_demand_workers(db);
 		if (alive == 0)
 			return;
 	}
+	if (pg_async_workers <= 0)
+		return;
 
 	if (njobs < pg_async_batch_size)
 	{

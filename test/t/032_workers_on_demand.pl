@@ -7,7 +7,9 @@
 # 1. Idle databases hold no worker after the idle timeout.
 # 2. Cold starts: enqueue commit to handler start in an idle database, 50
 #    tries; p50 and p99 are printed.
-# 3. A job due in 3 s in an idle database starts within a second of run_at.
+# 3. A job due in 3 s in an idle database starts within a second of run_at;
+#    a job of a prepared transaction starts at COMMIT PREPARED, and one
+#    enqueued while pg_async.workers is 0 once the setting is raised.
 # 4. Fairness: 1,000,000 jobs queued in one database, pg_async.max_workers
 #    = 2, and a trickle of jobs in three others: the trickle's jobs start
 #    with p99 under 1 s, and the backlog keeps draining.
@@ -139,6 +141,24 @@ my $t0 = time;
 ok($node->poll_query_until('sched', "SELECT count(*) = 1 FROM public.effects WHERE event_id = 'prepared'"),
 	'sched: the job of a prepared transaction runs after COMMIT PREPARED');
 ok(time - $t0 < 3, sprintf('sched: within %.2f s of COMMIT PREPARED (under 3 s)', time - $t0));
+
+# A job enqueued in an idle database while pg_async.workers is 0: its
+# commit still asks the launcher for workers, which takes the database out
+# of idle, so that it gets them once the setting is raised.  Before, the
+# commit asked for nothing, and the job waited for the next enqueue.
+ok(wait_no_worker('sched'), 'sched: idle before pg_async.workers goes to 0');
+ok($node->poll_query_until('sched', 'SELECT idle FROM async._database_workers()'),
+	'sched: marked idle');
+$node->append_conf('postgresql.conf', "pg_async.workers = 0\n");
+$node->reload;
+$node->poll_query_until('sched', "SELECT current_setting('pg_async.workers') = '0'")
+  or die 'pg_async.workers did not become 0';
+$node->safe_psql('sched',
+	q{INSERT INTO async.jobs (function, event_id, payload) VALUES ('work', 'zero', '{"id": "zero"}')});
+$node->append_conf('postgresql.conf', "pg_async.workers = 2\n");
+$node->reload;
+ok($node->poll_query_until('sched', "SELECT count(*) = 1 FROM public.effects WHERE event_id = 'zero'"),
+	'sched: a job enqueued while pg_async.workers was 0 runs once it is raised');
 
 # 4. Fairness: one backlog, three trickles, two worker slots in all.
 $node->append_conf('postgresql.conf', "pg_async.max_workers = 2\n");
