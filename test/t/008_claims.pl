@@ -37,6 +37,10 @@
 # 8. A claim is a HOT update: no index of async.jobs names a column it
 # changes (from 0.11 to 0.14 jobs_keyed_idx's predicate named state, and
 # no claim was).
+#
+# 9. A job that expired, in the tail of a batch that overran: given back
+# with the tail, uncharged, it is dead-lettered by the claim that takes it
+# next, as one that expired in a claim of its own is.
 use strict;
 use warnings;
 
@@ -389,6 +393,75 @@ cmp_ok(
 	$node->safe_psql('postgres',
 		"SELECT n_tup_hot_upd - $hot0 FROM pg_stat_user_tables WHERE relid = 'async.jobs'::regclass"),
 	'>=', 1000, 'at least half of the 2,000 claims were HOT updates');
+
+# 9. One worker, started with the jobs waiting: its first claim takes a
+# slow job, due an hour ago, and three jobs past their max_event_age behind
+# it.  The slow one runs 300 ms, past the 200 ms of an overrun, and the
+# expired ones are given back with the rest of the batch (a trigger of the
+# test's own records each give-back).  They end as a job that expired in a
+# claim of its own does: dead-lettered as expired, with the same attempts
+# in the dead letter and in the history.
+sub set_workers
+{
+	my ($n) = @_;
+	$node->append_conf('postgresql.conf', "pg_async.workers = $n");
+	$node->reload;
+	ok(wait_for_workers($node, $n), "$n workers");
+}
+
+# enqueue runs sql with no worker, and starts one once the jobs of 'aged'
+# are past their max_event_age
+sub enqueue_aged
+{
+	my ($sql) = @_;
+	set_workers(0);
+	$node->safe_psql('postgres', $sql);
+	$node->poll_query_until('postgres', q{
+		SELECT bool_and(clock_timestamp() > enqueued_at + interval '1.5 seconds')
+		  FROM async.jobs WHERE function = 'aged' AND state = 'queued'})
+	  or die 'the aged jobs did not age';
+	set_workers(1);
+}
+
+$node->safe_psql('postgres', q{
+SELECT async.register('public.noop(jsonb)', name => 'aged', max_event_age => '1 second');
+CREATE TABLE public.aged_given_back (event_id text);
+CREATE FUNCTION public.note_aged_given_back() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.aged_given_back VALUES (NEW.event_id);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER note_aged_given_back AFTER UPDATE ON async.jobs FOR EACH ROW
+	WHEN (OLD.state = 'running' AND NEW.state = 'queued' AND NEW.function = 'aged')
+	EXECUTE FUNCTION public.note_aged_given_back();
+});
+enqueue_aged(q{
+INSERT INTO async.jobs (function, payload, event_id, run_at)
+VALUES ('slow', '{}', 'tail-slow', now() - interval '1 hour');
+INSERT INTO async.jobs (function, payload, event_id)
+SELECT 'aged', '{}', 'tail-aged-' || g FROM generate_series(1, 3) g;
+});
+ok( $node->poll_query_until('postgres', q{
+		SELECT count(*) = 3 FROM async.dead_letters WHERE event_id LIKE 'tail-aged-%'}),
+	'the expired jobs of the tail are dead-lettered');
+is( $node->safe_psql('postgres',
+		q{SELECT count(DISTINCT event_id) FROM public.aged_given_back WHERE event_id LIKE 'tail-aged-%'}),
+	'3', 'after they were given back with the tail of the batch that overran');
+is($node->safe_psql('postgres', q{SELECT state FROM async.jobs WHERE event_id = 'tail-slow'}),
+	'succeeded', 'which ran the slow job');
+
+enqueue_aged(q{INSERT INTO async.jobs (function, payload, event_id) VALUES ('aged', '{}', 'alone-aged')});
+ok( $node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM async.dead_letters WHERE event_id = 'alone-aged'}),
+	'a job that expired in a claim of its own is dead-lettered');
+is( $node->safe_psql('postgres', q{
+		SELECT string_agg(DISTINCT d.reason || ', attempts ' || d.attempts || ', history ' ||
+						  (SELECT string_agg(a.attempt || ' ' || a.outcome, ' ') FROM async.attempts a
+						    WHERE a.event_id = d.event_id), '; ')
+		  FROM async.dead_letters d
+		 WHERE d.event_id LIKE 'tail-aged-%' OR d.event_id = 'alone-aged'}),
+	'expired, attempts 0, history 0 expired',
+	'the expired jobs of the tail end as that one does, uncharged');
 
 $node->stop;
 done_testing();
