@@ -217,25 +217,32 @@ pg_async_wake_workers(int njobs)
 
 	pg_memory_barrier();
 
+	/*
+	 * With pg_async.workers at 0, an idle database is still asked out of
+	 * idle, so that the workers it gets once the setting is raised claim
+	 * these jobs (an idle database gets none until a demand or its
+	 * wake_at); one that is not idle needs nothing, and its commits do not
+	 * wake the launcher one after the other.
+	 */
+	if (pg_async_workers <= 0)
+	{
+		if (pg_atomic_read_u32(&db->idle) != 0)
+			pg_async_demand_workers(db);
+		return;
+	}
+
 	/* an idle database, or one whose workers all left: a cold start */
 	for (i = 0; i < nslots; i++)
 	{
 		if (pg_async_slot_counts(&AsyncShmem->slots[i]))
 			alive++;
 	}
-	/*
-	 * With pg_async.workers at 0 too: the demand holds the database out of
-	 * idle, so that the workers it gets once the setting is raised claim
-	 * these jobs (an idle database gets none until a demand or its wake_at).
-	 */
 	if (alive == 0 || pg_atomic_read_u32(&db->idle) != 0)
 	{
 		pg_async_demand_workers(db);
 		if (alive == 0)
 			return;
 	}
-	if (pg_async_workers <= 0)
-		return;
 
 	if (njobs < pg_async_batch_size)
 	{

@@ -155,6 +155,8 @@ $node->poll_query_until('sched', "SELECT current_setting('pg_async.workers') = '
   or die 'pg_async.workers did not become 0';
 $node->safe_psql('sched',
 	q{INSERT INTO async.jobs (function, event_id, payload) VALUES ('work', 'zero', '{"id": "zero"}')});
+ok($node->poll_query_until('sched', 'SELECT NOT idle FROM async._database_workers()'),
+	'sched: the commit takes the database out of idle');
 $node->append_conf('postgresql.conf', "pg_async.workers = 2\n");
 $node->reload;
 ok($node->poll_query_until('sched', "SELECT count(*) = 1 FROM public.effects WHERE event_id = 'zero'"),
