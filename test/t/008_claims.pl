@@ -425,16 +425,8 @@ sub enqueue_aged
 
 $node->safe_psql('postgres', q{
 SELECT async.register('public.noop(jsonb)', name => 'aged', max_event_age => '1 second');
-CREATE TABLE public.aged_given_back (event_id text);
-CREATE FUNCTION public.note_aged_given_back() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO public.aged_given_back VALUES (NEW.event_id);
-	RETURN NULL;
-END $$;
-CREATE TRIGGER note_aged_given_back AFTER UPDATE ON async.jobs FOR EACH ROW
-	WHEN (OLD.state = 'running' AND NEW.state = 'queued' AND NEW.function = 'aged')
-	EXECUTE FUNCTION public.note_aged_given_back();
 });
+record_given_back($node, 'aged_given_back', 'aged');
 enqueue_aged(q{
 INSERT INTO async.jobs (function, payload, event_id, run_at)
 VALUES ('slow', '{}', 'tail-slow', now() - interval '1 hour');

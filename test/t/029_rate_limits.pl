@@ -97,15 +97,6 @@ $node->safe_psql('postgres', q{
 CREATE FUNCTION public.slow(e jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(0.15) $$;
 SELECT async.register('public.slow(jsonb)', name => 'slow');
 SELECT async.register('public.noop(jsonb)', name => 'bursty', rate_limit => 5);
-CREATE TABLE public.given_back (id bigint);
-CREATE FUNCTION public.note_given_back() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO public.given_back VALUES (NEW.id);
-	RETURN NULL;
-END $$;
-CREATE TRIGGER note_given_back AFTER UPDATE ON async.jobs FOR EACH ROW
-	WHEN (OLD.state = 'running' AND NEW.state = 'queued' AND NEW.function = 'bursty')
-	EXECUTE FUNCTION public.note_given_back();
 CREATE TABLE public.taken_out (at timestamptz, n integer);
 CREATE FUNCTION public.note_taken_out() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -119,6 +110,7 @@ CREATE TRIGGER note_taken_out AFTER UPDATE ON async.rate_windows FOR EACH ROW
 	WHEN (NEW.function = 'bursty')
 	EXECUTE FUNCTION public.note_taken_out();
 });
+record_given_back($node, 'given_back', 'bursty');
 for my $round (1 .. 8)
 {
 	# each round with the window empty, so that one claim takes both
@@ -148,7 +140,7 @@ ok($taken > 0 && $taken <= $given,
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM async.jobs WHERE function = 'bursty' AND attempts <> 1"),
 	'0', 'a job given back for starting late spent no attempt');
-$node->safe_psql('postgres', 'DROP TRIGGER note_given_back ON async.jobs');
+$node->safe_psql('postgres', 'DROP TRIGGER given_back ON async.jobs');
 $node->safe_psql('postgres', 'DROP TRIGGER note_taken_out ON async.rate_windows');
 
 # pg_dump keeps the windows (0.17): a function allowed 3 jobs an hour, that

@@ -123,21 +123,11 @@ cmp_ok(
 # are queued again uncharged, with their key computed again and marked
 # limited, so that the next claim of their keys finds them.  The workers
 # have just run fast jobs, so that a claim takes all ten slow ones, and
-# gives nine back after the first.  A trigger of the test's own records
-# each give-back as it happens: a job queued without its key would be
-# mended by the workers' sweep seconds later, and the end state would
-# not show it.
+# gives nine back after the first, which record_given_back sees as they
+# happen.
+record_given_back($node, 'given_back');
 $node->safe_psql('postgres', q{
 SELECT async.pause('tenant_job');
-CREATE TABLE public.given_back (id bigint, key text, tenant text, limited boolean);
-CREATE FUNCTION public.note_given_back() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO public.given_back VALUES (NEW.id, NEW.key, NEW.payload->>'tenant', NEW.limited);
-	RETURN NULL;
-END $$;
-CREATE TRIGGER note_given_back AFTER UPDATE ON async.jobs FOR EACH ROW
-	WHEN (OLD.state = 'running' AND NEW.state = 'queued')
-	EXECUTE FUNCTION public.note_given_back();
 CREATE FUNCTION public.slow_job(e jsonb) RETURNS void LANGUAGE sql AS $$SELECT pg_sleep(0.3)$$;
 SELECT async.register('public.slow_job(jsonb)', concurrency_key => 'tenant', key_concurrency => 1);
 INSERT INTO async.jobs (function, payload)
@@ -147,14 +137,14 @@ ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 10 FROM async.jobs WHERE function = 'slow_job' AND state = 'succeeded'"),
 	'the slow jobs run');
 my ($given, $wrong) = split /\|/, $node->safe_psql('postgres', q{
-	SELECT count(*), count(*) FILTER (WHERE key IS DISTINCT FROM tenant OR NOT limited)
+	SELECT count(*), count(*) FILTER (WHERE key IS DISTINCT FROM payload->>'tenant' OR NOT limited)
 	  FROM public.given_back});
 cmp_ok($given, '>', 0, "a batch that overran gave jobs back ($given)");
 is($wrong, '0', 'each job given back was queued with its key, and limited');
 is( $node->safe_psql('postgres',
 		"SELECT min(attempts) || '-' || max(attempts) FROM async.jobs WHERE function = 'slow_job'"),
 	'1-1', 'the jobs given back were not charged');
-$node->safe_psql('postgres', 'DROP TRIGGER note_given_back ON async.jobs');
+$node->safe_psql('postgres', 'DROP TRIGGER given_back ON async.jobs');
 
 # Two workers that claim at the same moment find the same keys with room:
 # the second skips the jobs the first locked, and would take each key's

@@ -15,7 +15,8 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 
-our @EXPORT = qw(pg_async_node wait_for_workers wait_for_running server_pg_config);
+our @EXPORT =
+  qw(pg_async_node wait_for_workers wait_for_running record_given_back server_pg_config);
 
 # pg_async_node returns a new cluster, started, with pg_async preloaded.
 #   database  pg_async.database (default 'postgres')
@@ -61,6 +62,32 @@ sub wait_for_running
 	my ($node, $event_id, $database) = @_;
 	return $node->poll_query_until($database // 'postgres',
 		"SELECT count(*) = 1 FROM async.workers WHERE event_id = '$event_id'");
+}
+
+# record_given_back makes a trigger copy into a new table public.<table>
+# (LIKE async.jobs) each job of function (of any function if undef) that
+# goes from running back to queued in database postgres: a job given back
+# uncharged by a claim or a batch that overran, as it happens.  A job queued
+# back in a wrong state would be mended by the workers' sweep seconds later,
+# so the end state alone cannot show it.  The trigger is named <table>:
+# DROP TRIGGER <table> ON async.jobs ends the recording.
+sub record_given_back
+{
+	my ($node, $table, $function) = @_;
+	my $only = defined $function ? " AND NEW.function = '$function'" : '';
+
+	$node->safe_psql('postgres', qq{
+CREATE TABLE public.$table (LIKE async.jobs);
+CREATE FUNCTION public.${table}_note() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	INSERT INTO public.$table SELECT NEW.*;
+	RETURN NULL;
+END \$\$;
+CREATE TRIGGER $table AFTER UPDATE ON async.jobs FOR EACH ROW
+	WHEN (OLD.state = 'running' AND NEW.state = 'queued'$only)
+	EXECUTE FUNCTION public.${table}_note();
+});
+	return;
 }
 
 # server_pg_config returns a pg_config value (BINDIR, PKGLIBDIR, ...) of the
