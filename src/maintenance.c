@@ -12,8 +12,12 @@
  */
 #include "worker_internal.h"
 
+#include "access/relation.h"
+#include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "storage/procarray.h"
 #include "utils/timestamp.h"
 
 /* how often a database's first worker releases stale paused or limited marks */
@@ -50,6 +54,32 @@ static TimestampTz retention_from = DT_NOBEGIN;
 static TimestampTz last_full_round = 0;
 static int64 full_round_us = 0;
 
+/*
+ * While the xmin horizon is held (a long transaction, a pg_dump, a
+ * replication slot, a standby's feedback), no row the retention deletes can
+ * be removed: the deletion only writes each job's page again, a page
+ * evicted long since when the retention is long, and its WAL, and in a
+ * round that took about 40% of the first worker's time
+ * (docs/performance.md).  So
+ * a round starts only once the deletions of the one before can be removed:
+ * when the horizon of async.jobs has passed the last transaction that
+ * deleted jobs, retention_xid.  Until then the finished jobs are kept past
+ * their retention, in the space their dead rows would hold anyway, and the
+ * first round after the hold deletes them.
+ */
+static TransactionId retention_xid = InvalidTransactionId;
+
+/*
+ * The log says when a round is deferred so, and when the rounds go on
+ * again, but at most once every ASYNC_RETENTION_LOG_INTERVAL_MS: a handler
+ * that runs for minutes holds the horizon too, and the rounds then wait for
+ * its end each time.
+ */
+#define ASYNC_RETENTION_LOG_INTERVAL_MS	3600000
+static bool retention_deferred = false;
+static bool retention_deferral_logged = false;
+static TimestampTz retention_deferral_logged_at = 0;
+
 /* the round in progress: where its next batch starts, where the next round does */
 static bool retention_round = false;
 static TimestampTz retention_at;
@@ -78,43 +108,102 @@ oldest_worker_xact_start(void)
 }
 
 /*
- * purge_batch deletes, in a transaction of its own, up to
+ * deletions_removable tells, inside a transaction that has found the
+ * extension ready, whether the rows the retention deleted last, in
+ * transaction retention_xid, can be removed now.
+ */
+static bool
+deletions_removable(void)
+{
+	Relation	jobs;
+	TransactionId horizon;
+
+	if (!TransactionIdIsValid(retention_xid))
+		return true;
+	jobs = relation_open(AsyncJobsRelId, AccessShareLock);
+	horizon = GetOldestNonRemovableTransactionId(jobs);
+	relation_close(jobs, AccessShareLock);
+	if (!TransactionIdPrecedes(retention_xid, horizon))
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (!retention_deferred &&
+			(retention_deferral_logged_at == 0 ||
+			 TimestampDifferenceExceeds(retention_deferral_logged_at, now,
+										ASYNC_RETENTION_LOG_INTERVAL_MS)))
+		{
+			ereport(LOG,
+					(errmsg("pg_async keeps finished jobs past pg_async.retention while the xmin horizon is held"),
+					 errdetail("The jobs it deleted last, in transaction %u, cannot be removed yet; deleting more would only write their pages again.",
+							   retention_xid),
+					 errhint("The xmin_horizon check of async.health() names what holds the horizon.")));
+			retention_deferral_logged = true;
+			retention_deferral_logged_at = now;
+		}
+		retention_deferred = true;
+		return false;
+	}
+	if (retention_deferral_logged)
+		ereport(LOG,
+				(errmsg("pg_async deletes finished jobs past pg_async.retention again: the xmin horizon has advanced")));
+	retention_deferred = false;
+	retention_deferral_logged = false;
+	retention_xid = InvalidTransactionId;
+	return true;
+}
+
+/*
+ * purge_finished deletes, in the transaction open, up to
  * ASYNC_RETENTION_BATCH finished jobs past their retention whose finished_at
  * is from 'from' on, and returns how many; *last is the latest finished_at
  * among them.  A schema older than 0.6 has no bound: the walk starts at the
  * first entry.
  */
 static int
-purge_batch(Datum *args, TimestampTz from, TimestampTz *last)
+purge_finished(Datum *args, TimestampTz from, TimestampTz *last)
 {
 	Oid			types[4] = {INTERVALOID, INT4OID, INTERVALOID, TIMESTAMPTZOID};
+	bool		bounded = AsyncReadyFloor;
+	int			rc;
+	int			n;
+	bool		isnull;
+	Datum		d;
+
+	args[3] = TimestampTzGetDatum(from);
+	rc = SPI_execute_with_args(bounded ?
+							   "SELECT p.purged, p.last_finished_at"
+							   "  FROM async._purge_finished($1, $2, $3, $4) p" :
+							   "SELECT async._purge_finished($1, $2, $3), NULL::pg_catalog.timestamptz",
+							   bounded ? 4 : 3, types, args, NULL, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_async: deleting finished jobs failed: %s",
+			 SPI_result_code_string(rc));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	n = isnull ? 0 : DatumGetInt32(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		*last = DatumGetTimestampTz(d);
+	if (n > 0)
+		retention_xid = GetCurrentTransactionIdIfAny();
+	return n;
+}
+
+/*
+ * purge_batch runs purge_finished in a transaction of its own, and returns
+ * how many jobs it deleted; *last is where the next batch starts.  The
+ * first batch of a round (first) deletes nothing and returns -1 while the
+ * deletions of the round before cannot be removed.
+ */
+static int
+purge_batch(Datum *args, TimestampTz from, bool first, TimestampTz *last)
+{
 	int			n = 0;
 
 	*last = from;
 	pg_async_announce_next_look(PG_INT64_MAX);
 	pg_async_begin_work("pg_async: deleting finished jobs");
 	if (pg_async_extension_ready())
-	{
-		bool		bounded = AsyncReadyFloor;
-		int			rc;
-		bool		isnull;
-		Datum		d;
-
-		args[3] = TimestampTzGetDatum(from);
-		rc = SPI_execute_with_args(bounded ?
-								   "SELECT p.purged, p.last_finished_at"
-								   "  FROM async._purge_finished($1, $2, $3, $4) p" :
-								   "SELECT async._purge_finished($1, $2, $3), NULL::pg_catalog.timestamptz",
-								   bounded ? 4 : 3, types, args, NULL, false, 1);
-		if (rc != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "pg_async: deleting finished jobs failed: %s",
-				 SPI_result_code_string(rc));
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		n = isnull ? 0 : DatumGetInt32(d);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		if (!isnull)
-			*last = DatumGetTimestampTz(d);
-	}
+		n = (first && !deletions_removable()) ? -1 : purge_finished(args, from, last);
 	pg_async_end_work();
 	return n;
 }
@@ -134,6 +223,8 @@ apply_retention(TimestampTz now)
 	Interval	retention;
 	Interval	attempts_retention;
 	TimestampTz last;
+	TimestampTz last_full_before = last_full_round;
+	bool		first = !retention_round;
 	int			n;
 
 	memset(&retention, 0, sizeof(retention));
@@ -168,7 +259,15 @@ apply_retention(TimestampTz now)
 		TimestampTz start = GetCurrentTimestamp();
 
 		CHECK_FOR_INTERRUPTS();
-		n = purge_batch(args, retention_at, &last);
+		n = purge_batch(args, retention_at, first, &last);
+		if (n < 0)
+		{
+			/* deferred: the same round is tried again at the next interval */
+			retention_round = false;
+			last_full_round = last_full_before;
+			return false;
+		}
+		first = false;
 		if (full)
 			full_round_us = GetCurrentTimestamp() - start;
 		/* the next batch goes on from the last job deleted */
