@@ -35,7 +35,9 @@
  * marked idle: -infinity when a job is ready now (a commit that found the
  * database not yet idle and woke nobody, or a colleague that did not
  * claim it), else the earliest of the next scheduled job, lease deadline
- * and retention (NULL: none).  Jobs of external functions are the
+ * and retention (NULL: none); the retention no sooner than $2, a time in
+ * the future while its rounds wait for a held xmin horizon
+ * (pg_async_retention_wake).  Jobs of external functions are the
  * consumers', and those of a function held at concurrency 0 wait for a
  * change of the limit, which wakes the workers itself.
  */
@@ -83,9 +85,9 @@ static const char *const wake_at_sql =
 "       AND j.run_at OPERATOR(pg_catalog.>) pg_catalog.now()" NOT_PAUSED "),"
 "   (SELECT pg_catalog.min(r.deadline) FROM async.running r"
 "     WHERE r.lease IS NOT NULL),"
-"   (SELECT pg_catalog.min(j.finished_at) FROM async.jobs j"
-"     WHERE j.finished_at IS NOT NULL)"
-"     OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $1))"
+"   (SELECT GREATEST(f.finished_at OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $1), $2)"
+"      FROM (SELECT j.finished_at FROM async.jobs j"
+"             WHERE j.finished_at IS NOT NULL ORDER BY j.finished_at LIMIT 1) f))"
 " END";
 
 /*
@@ -207,8 +209,8 @@ bool
 pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at)
 {
 	AsyncDatabase *db = pg_async_my_db();
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1];
+	Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		args[2];
 	Datum		value;
 	bool		isnull;
 	bool		ran;
@@ -228,7 +230,8 @@ pg_async_prepare_leave(bool take_idle, TimestampTz next_run_at)
 	pg_async_stop_counting();
 
 	args[0] = Int64GetDatum((int64) pg_async_retention);
-	value = pg_async_upkeep_value("pg_async: leaving", wake_at_sql, 1,
+	args[1] = TimestampTzGetDatum(pg_async_retention_wake());
+	value = pg_async_upkeep_value("pg_async: leaving", wake_at_sql, 2,
 								  argtypes, args, &isnull, &ran);
 	wake = isnull ? PG_INT64_MAX : DatumGetTimestampTz(value);
 	/* a look that could not run (the tables locked) may have missed one */

@@ -58,27 +58,24 @@ static int64 full_round_us = 0;
  * While the xmin horizon is held (a long transaction, a pg_dump, a
  * replication slot, a standby's feedback), no row the retention deletes can
  * be removed: the deletion only writes each job's page again, a page
- * evicted long since when the retention is long, and its WAL, and in a
- * round that took about 40% of the first worker's time
- * (docs/performance.md).  So
- * a round starts only once the deletions of the one before can be removed:
- * when the horizon of async.jobs has passed the last transaction that
- * deleted jobs, retention_xid.  Until then the finished jobs are kept past
- * their retention, in the space their dead rows would hold anyway, and the
- * first round after the hold deletes them.
+ * evicted long since when the retention is long, and its WAL; in the
+ * held-xmin drains, a round took about 40% of the first worker's time
+ * (docs/performance.md).  So a round starts only once the rows the last
+ * one deleted can be removed: when the horizon of async.jobs has passed
+ * the last transaction that deleted jobs (retention_fxid of the database's
+ * entry, which outlives the worker).  Until then the finished jobs are
+ * kept past their retention, in the space their dead rows would hold
+ * anyway, and the first round after the hold deletes them.  A worker that
+ * leaves meanwhile asks for no worker for the retention before
+ * ASYNC_RETENTION_DEFERRED_WAKE_MS from then (pg_async_retention_wake).
+ *
+ * The log says when the rounds start to wait, at most once every
+ * ASYNC_RETENTION_LOG_INTERVAL_MS (a handler that runs for minutes holds
+ * the horizon too, and the rounds then wait for its end each time), and,
+ * when it did, when they go on again.
  */
-static TransactionId retention_xid = InvalidTransactionId;
-
-/*
- * The log says when a round is deferred so, and when the rounds go on
- * again, but at most once every ASYNC_RETENTION_LOG_INTERVAL_MS: a handler
- * that runs for minutes holds the horizon too, and the rounds then wait for
- * its end each time.
- */
-#define ASYNC_RETENTION_LOG_INTERVAL_MS	3600000
-static bool retention_deferred = false;
-static bool retention_deferral_logged = false;
-static TimestampTz retention_deferral_logged_at = 0;
+#define ASYNC_RETENTION_DEFERRED_WAKE_MS	60000
+#define ASYNC_RETENTION_LOG_INTERVAL_MS		3600000
 
 /* the round in progress: where its next batch starts, where the next round does */
 static bool retention_round = false;
@@ -109,47 +106,72 @@ oldest_worker_xact_start(void)
 
 /*
  * deletions_removable tells, inside a transaction that has found the
- * extension ready, whether the rows the retention deleted last, in
- * transaction retention_xid, can be removed now.
+ * extension ready (and so locked async.jobs), whether the rows the
+ * retention deleted last can be removed now.
  */
 static bool
 deletions_removable(void)
 {
-	Relation	jobs;
+	AsyncDatabase *db = pg_async_my_db();
+	uint64		deleted_by = pg_atomic_read_u64(&db->retention_fxid);
+	FullTransactionId next;
 	TransactionId horizon;
+	uint64		full_horizon;
+	TimestampTz now;
+	TimestampTz logged_at;
+	Relation	jobs;
 
-	if (!TransactionIdIsValid(retention_xid))
+	if (deleted_by == 0)
 		return true;
-	jobs = relation_open(AsyncJobsRelId, AccessShareLock);
+	jobs = relation_open(AsyncJobsRelId, NoLock);
 	horizon = GetOldestNonRemovableTransactionId(jobs);
-	relation_close(jobs, AccessShareLock);
-	if (!TransactionIdPrecedes(retention_xid, horizon))
-	{
-		TimestampTz now = GetCurrentTimestamp();
+	relation_close(jobs, NoLock);
+	/* the horizon as a full transaction id: it is never after the next one */
+	next = ReadNextFullTransactionId();
+	full_horizon = U64FromFullTransactionId(next) -
+		(uint32) (XidFromFullTransactionId(next) - horizon);
 
-		if (!retention_deferred &&
-			(retention_deferral_logged_at == 0 ||
-			 TimestampDifferenceExceeds(retention_deferral_logged_at, now,
-										ASYNC_RETENTION_LOG_INTERVAL_MS)))
-		{
+	if (deleted_by < full_horizon)
+	{
+		if (pg_atomic_read_u32(&db->retention_deferral_logged))
 			ereport(LOG,
-					(errmsg("pg_async keeps finished jobs past pg_async.retention while the xmin horizon is held"),
-					 errdetail("The jobs it deleted last, in transaction %u, cannot be removed yet; deleting more would only write their pages again.",
-							   retention_xid),
-					 errhint("The xmin_horizon check of async.health() names what holds the horizon.")));
-			retention_deferral_logged = true;
-			retention_deferral_logged_at = now;
-		}
-		retention_deferred = true;
-		return false;
+					(errmsg("pg_async deletes finished jobs past pg_async.retention again: the xmin horizon has advanced")));
+		pg_atomic_write_u32(&db->retention_deferral_logged, 0);
+		pg_atomic_write_u32(&db->retention_deferred, 0);
+		pg_atomic_write_u64(&db->retention_fxid, 0);
+		return true;
 	}
-	if (retention_deferral_logged)
+
+	pg_atomic_write_u32(&db->retention_deferred, 1);
+	now = GetCurrentTimestamp();
+	logged_at = (TimestampTz) pg_atomic_read_u64(&db->retention_deferral_logged_at);
+	if (!pg_atomic_read_u32(&db->retention_deferral_logged) &&
+		(logged_at == 0 ||
+		 TimestampDifferenceExceeds(logged_at, now, ASYNC_RETENTION_LOG_INTERVAL_MS)))
+	{
 		ereport(LOG,
-				(errmsg("pg_async deletes finished jobs past pg_async.retention again: the xmin horizon has advanced")));
-	retention_deferred = false;
-	retention_deferral_logged = false;
-	retention_xid = InvalidTransactionId;
-	return true;
+				(errmsg("pg_async keeps finished jobs past pg_async.retention while the xmin horizon is held"),
+				 errdetail("The jobs it deleted last, in transaction %u, cannot be removed yet; deleting more would only write their pages again.",
+						   XidFromFullTransactionId(FullTransactionIdFromU64(deleted_by))),
+				 errhint("The xmin_horizon check of async.health() names what holds the horizon.")));
+		pg_atomic_write_u32(&db->retention_deferral_logged, 1);
+		pg_atomic_write_u64(&db->retention_deferral_logged_at, (uint64) now);
+	}
+	return false;
+}
+
+/*
+ * pg_async_retention_wake returns the earliest time a worker should come
+ * back for the retention, as far as its waiting goes: DT_NOBEGIN unless its
+ * rounds wait for a held xmin horizon (see above).
+ */
+TimestampTz
+pg_async_retention_wake(void)
+{
+	if (!pg_atomic_read_u32(&pg_async_my_db()->retention_deferred))
+		return DT_NOBEGIN;
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									   ASYNC_RETENTION_DEFERRED_WAKE_MS);
 }
 
 /*
@@ -184,7 +206,12 @@ purge_finished(Datum *args, TimestampTz from, TimestampTz *last)
 	if (!isnull)
 		*last = DatumGetTimestampTz(d);
 	if (n > 0)
-		retention_xid = GetCurrentTransactionIdIfAny();
+	{
+		FullTransactionId xid = GetTopFullTransactionIdIfAny();
+
+		pg_atomic_write_u64(&pg_async_my_db()->retention_fxid,
+							U64FromFullTransactionId(xid));
+	}
 	return n;
 }
 

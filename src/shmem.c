@@ -61,6 +61,10 @@ init_db(AsyncDatabase *db)
 	pg_atomic_init_u32(&db->recovery_left_looks, 0);
 	pg_atomic_init_u64(&db->jobs_committed, 0);
 	pg_atomic_init_u32(&db->inflight_state, 0);
+	pg_atomic_init_u64(&db->retention_fxid, 0);
+	pg_atomic_init_u32(&db->retention_deferred, 0);
+	pg_atomic_init_u32(&db->retention_deferral_logged, 0);
+	pg_atomic_init_u64(&db->retention_deferral_logged_at, 0);
 	/* leases from before a restart expire too */
 	pg_atomic_init_u32(&db->leases_exist, 1);
 	SpinLockInit(&db->lease_mutex);

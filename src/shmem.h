@@ -152,6 +152,20 @@ typedef struct AsyncDatabase
 	pg_atomic_uint32 inflight_state;
 
 	/*
+	 * The retention (maintenance.c), whichever worker of the database runs
+	 * it: the last transaction that deleted finished jobs, as a
+	 * FullTransactionId (0: none whose rows are not yet known to be
+	 * removable); whether its rounds wait for them to be (1), which makes
+	 * a worker that leaves ask for no worker for the retention sooner than
+	 * ASYNC_RETENTION_DEFERRED_WAKE_MS (idle.c); whether the log said so
+	 * for this wait, and when it last did.
+	 */
+	pg_atomic_uint64 retention_fxid;
+	pg_atomic_uint32 retention_deferred;
+	pg_atomic_uint32 retention_deferral_logged;
+	pg_atomic_uint64 retention_deferral_logged_at;
+
+	/*
 	 * 0 once the database's first worker found no lease left, and no claim
 	 * that made leases has committed since: it then skips its look for
 	 * expired ones (external_wait.c).

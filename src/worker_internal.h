@@ -118,5 +118,6 @@ extern void pg_async_inflight_before_run(AsyncJob *job);
 /* maintenance.c: the upkeep between batches */
 extern bool pg_async_maintenance(void);
 extern bool pg_async_maintenance_pending(void);
+extern TimestampTz pg_async_retention_wake(void);
 
 #endif							/* PG_ASYNC_WORKER_INTERNAL_H */

@@ -200,9 +200,25 @@ like($health, qr/^(warning|critical): process \d+ \(client backend, user \w+, ap
 like($health, qr/async\.jobs has \d+ dead rows/, 'and says what it costs');
 note $health;
 
-# 9. Once the snapshot is released, the retention deletes what it kept
+# 9. A database that goes idle while the retention waits is not woken for
+# it at once: its kept jobs are past their retention, but no round could
+# delete them (the workers would leave and come back in a loop).
+$node->safe_psql('postgres', q{ALTER SYSTEM SET pg_async.worker_idle_timeout = '1s'; SELECT pg_reload_conf()});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM async.workers}),
+	"the idle database's workers leave");
+my $left = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+ok($node->poll_query_until('postgres', qq{
+SELECT count(*) > 0 OR clock_timestamp() > '$left'::timestamptz + interval '15 seconds' FROM async.workers}),
+	'15 s pass, or a worker comes back');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM async.workers}), '0',
+	'no worker came back for the kept jobs');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET pg_async.worker_idle_timeout; SELECT pg_reload_conf()});
+
+# 10. Once the snapshot is released, the retention deletes what it kept (a
+# job wakes the workers)
 my $log_offset = -s $node->logfile;
 ok($holder->{send}('COMMIT;'), 'the snapshot is released');
+ok(drain('wake', 1), 'a job runs');
 ok($node->poll_query_until('postgres', q{
 SELECT count(*) = 0 FROM async.jobs WHERE event_id = 'dup-1' OR event_id LIKE 'a-%'}),
 	'the finished jobs kept under it are deleted');
