@@ -66,8 +66,8 @@ static int64 full_round_us = 0;
  * entry, which outlives the worker).  Until then the finished jobs are
  * kept past their retention, in the space their dead rows would hold
  * anyway, and the first round after the hold deletes them.  A worker that
- * leaves meanwhile asks for no worker for the retention before
- * ASYNC_RETENTION_DEFERRED_WAKE_MS from then (pg_async_retention_wake).
+ * leaves meanwhile asks for no worker for the retention soon
+ * (pg_async_retention_wake).
  *
  * The log says when the rounds start to wait, at most once every
  * ASYNC_RETENTION_LOG_INTERVAL_MS (a handler that runs for minutes holds
@@ -75,6 +75,7 @@ static int64 full_round_us = 0;
  * when it did, when they go on again.
  */
 #define ASYNC_RETENTION_DEFERRED_WAKE_MS	60000
+#define ASYNC_RETENTION_DEFERRED_WAKE_MAX_MS	600000
 #define ASYNC_RETENTION_LOG_INTERVAL_MS		3600000
 
 /* the round in progress: where its next batch starts, where the next round does */
@@ -116,6 +117,7 @@ deletions_removable(void)
 	uint64		deleted_by = pg_atomic_read_u64(&db->retention_fxid);
 	FullTransactionId next;
 	TransactionId horizon;
+	uint32		distance;
 	uint64		full_horizon;
 	TimestampTz now;
 	TimestampTz logged_at;
@@ -126,10 +128,15 @@ deletions_removable(void)
 	jobs = relation_open(AsyncJobsRelId, NoLock);
 	horizon = GetOldestNonRemovableTransactionId(jobs);
 	relation_close(jobs, NoLock);
-	/* the horizon as a full transaction id: it is never after the next one */
+	/*
+	 * the horizon as a full transaction id: never after the next one, read
+	 * after it; one before the first (vacuum_defer_cleanup_age, in a young
+	 * cluster) counts as the first
+	 */
 	next = ReadNextFullTransactionId();
-	full_horizon = U64FromFullTransactionId(next) -
-		(uint32) (XidFromFullTransactionId(next) - horizon);
+	distance = (uint32) (XidFromFullTransactionId(next) - horizon);
+	full_horizon = U64FromFullTransactionId(next) > distance ?
+		U64FromFullTransactionId(next) - distance : FirstNormalTransactionId;
 
 	if (deleted_by < full_horizon)
 	{
@@ -137,13 +144,14 @@ deletions_removable(void)
 			ereport(LOG,
 					(errmsg("pg_async deletes finished jobs past pg_async.retention again: the xmin horizon has advanced")));
 		pg_atomic_write_u32(&db->retention_deferral_logged, 0);
-		pg_atomic_write_u32(&db->retention_deferred, 0);
+		pg_atomic_write_u64(&db->retention_deferred_since, 0);
 		pg_atomic_write_u64(&db->retention_fxid, 0);
 		return true;
 	}
 
-	pg_atomic_write_u32(&db->retention_deferred, 1);
 	now = GetCurrentTimestamp();
+	if (pg_atomic_read_u64(&db->retention_deferred_since) == 0)
+		pg_atomic_write_u64(&db->retention_deferred_since, (uint64) now);
 	logged_at = (TimestampTz) pg_atomic_read_u64(&db->retention_deferral_logged_at);
 	if (!pg_atomic_read_u32(&db->retention_deferral_logged) &&
 		(logged_at == 0 ||
@@ -163,15 +171,26 @@ deletions_removable(void)
 /*
  * pg_async_retention_wake returns the earliest time a worker should come
  * back for the retention, as far as its waiting goes: DT_NOBEGIN unless its
- * rounds wait for a held xmin horizon (see above).
+ * rounds wait for a held xmin horizon (see above).  Then as long from now
+ * as they have waited, from ASYNC_RETENTION_DEFERRED_WAKE_MS to
+ * ASYNC_RETENTION_DEFERRED_WAKE_MAX_MS: an idle database's workers come
+ * back the less often the longer the hold lasts.
  */
 TimestampTz
 pg_async_retention_wake(void)
 {
-	if (!pg_atomic_read_u32(&pg_async_my_db()->retention_deferred))
+	TimestampTz since;
+	TimestampTz now;
+	int64		waited_ms;
+
+	since = (TimestampTz) pg_atomic_read_u64(&pg_async_my_db()->retention_deferred_since);
+	if (since == 0)
 		return DT_NOBEGIN;
-	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-									   ASYNC_RETENTION_DEFERRED_WAKE_MS);
+	now = GetCurrentTimestamp();
+	waited_ms = (now - since) / 1000;
+	return TimestampTzPlusMilliseconds(now,
+									   Min(Max(waited_ms, ASYNC_RETENTION_DEFERRED_WAKE_MS),
+										   ASYNC_RETENTION_DEFERRED_WAKE_MAX_MS));
 }
 
 /*

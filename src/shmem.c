@@ -62,7 +62,7 @@ init_db(AsyncDatabase *db)
 	pg_atomic_init_u64(&db->jobs_committed, 0);
 	pg_atomic_init_u32(&db->inflight_state, 0);
 	pg_atomic_init_u64(&db->retention_fxid, 0);
-	pg_atomic_init_u32(&db->retention_deferred, 0);
+	pg_atomic_init_u64(&db->retention_deferred_since, 0);
 	pg_atomic_init_u32(&db->retention_deferral_logged, 0);
 	pg_atomic_init_u64(&db->retention_deferral_logged_at, 0);
 	/* leases from before a restart expire too */

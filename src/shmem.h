@@ -155,13 +155,13 @@ typedef struct AsyncDatabase
 	 * The retention (maintenance.c), whichever worker of the database runs
 	 * it: the last transaction that deleted finished jobs, as a
 	 * FullTransactionId (0: none whose rows are not yet known to be
-	 * removable); whether its rounds wait for them to be (1), which makes
-	 * a worker that leaves ask for no worker for the retention sooner than
-	 * ASYNC_RETENTION_DEFERRED_WAKE_MS (idle.c); whether the log said so
-	 * for this wait, and when it last did.
+	 * removable); since when its rounds wait for them to be (a
+	 * TimestampTz; 0: they do not), which makes a worker that leaves ask
+	 * for no worker for the retention soon (pg_async_retention_wake);
+	 * whether the log said so for this wait, and when it last did.
 	 */
 	pg_atomic_uint64 retention_fxid;
-	pg_atomic_uint32 retention_deferred;
+	pg_atomic_uint64 retention_deferred_since;
 	pg_atomic_uint32 retention_deferral_logged;
 	pg_atomic_uint64 retention_deferral_logged_at;
 

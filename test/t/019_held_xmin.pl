@@ -6,7 +6,8 @@
 # resume, a job row another session held locked while claims passed it, an
 # aborted DELETE.  A duplicate event_id is still refused inside its window,
 # async.health() names the holder, and the retention keeps the finished
-# jobs until the snapshot is released, then deletes them.
+# jobs until the snapshot is released, then deletes them; meanwhile it
+# does not bring an idle database's workers back for them.
 use strict;
 use warnings;
 
