@@ -397,10 +397,10 @@ cmp_ok(
 # 9. One worker, started with the jobs waiting: its first claim takes a
 # slow job, due an hour ago, and three jobs past their max_event_age behind
 # it.  The slow one runs 300 ms, past the 200 ms of an overrun, and the
-# expired ones are given back with the rest of the batch (a trigger of the
-# test's own records each give-back).  They end as a job that expired in a
-# claim of its own does: dead-lettered as expired, with the same attempts
-# in the dead letter and in the history.
+# expired ones are given back with the rest of the batch (record_given_back
+# in PgAsyncTest.pm records each give-back).  They end as a job that
+# expired in a claim of its own does: dead-lettered as expired, with the
+# same attempts in the dead letter and in the history.
 sub set_workers
 {
 	my ($n) = @_;
