@@ -565,6 +565,21 @@ jobs_done(PGconn *conn)
  */
 static char ready_predicate[128] = "finished_at IS NULL AND NOT paused AND NOT limited";
 
+/*
+ * Whether async.jobs has priorities (0.11 and later): the jobs of priority
+ * 0 then wait in jobs_ready_idx, whose predicate adds priority = 0, and
+ * the others in jobs_priority_idx; a look for ready jobs that names
+ * neither reads the whole table (until this program knew, once a second
+ * in every drain, and at its end).
+ */
+static bool have_priorities = true;
+
+/*
+ * Whether async.function_stats counts the jobs that succeed (0.4 and
+ * later, with pg_async.track_stats on): see wait_for_drain.
+ */
+static bool counted_succeeded = true;
+
 static void
 set_ready_predicate(PGconn *conn)
 {
@@ -573,6 +588,14 @@ set_ready_predicate(PGconn *conn)
 					" AND attname = 'limited' AND NOT attisdropped") == 0)
 		snprintf(ready_predicate, sizeof(ready_predicate),
 				 "finished_at IS NULL AND NOT paused");
+	have_priorities = query_int64(conn,
+								  "SELECT count(*) FROM pg_attribute"
+								  " WHERE attrelid = 'async.jobs'::regclass"
+								  " AND attname = 'priority' AND NOT attisdropped") > 0;
+	counted_succeeded = query_int64(conn,
+									"SELECT (to_regclass('async.function_stats') IS NOT NULL"
+									" AND current_setting('pg_async.track_stats', true)"
+									" IS DISTINCT FROM 'off')::int") > 0;
 }
 
 /*
@@ -584,28 +607,46 @@ set_ready_predicate(PGconn *conn)
 static bool
 any_ready(PGconn *conn, const char *function)
 {
-	char		sql[384];
+	char		filter[128];
+	char		sql[768];
 
-	snprintf(sql, sizeof(sql),
-			 "SELECT count(*) FROM (SELECT 1 FROM async.jobs"
-			 " WHERE %s AND run_at <= now()%s%s%s ORDER BY run_at LIMIT 1) s",
-			 ready_predicate, function ? " AND function = '" : "",
-			 function ? function : "", function ? "'" : "");
+	snprintf(filter, sizeof(filter), "%s AND run_at <= now()%s%s%s", ready_predicate,
+			 function ? " AND function = '" : "", function ? function : "",
+			 function ? "'" : "");
+	if (have_priorities)
+		snprintf(sql, sizeof(sql),
+				 "SELECT (SELECT count(*) FROM (SELECT 1 FROM async.jobs"
+				 "         WHERE priority = 0 AND %s ORDER BY run_at LIMIT 1) s)"
+				 "     + (SELECT count(*) FROM (SELECT 1 FROM async.jobs"
+				 "         WHERE priority <> 0 AND %s ORDER BY priority, run_at LIMIT 1) s)",
+				 filter, filter);
+	else
+		snprintf(sql, sizeof(sql),
+				 "SELECT count(*) FROM (SELECT 1 FROM async.jobs"
+				 " WHERE %s ORDER BY run_at LIMIT 1) s", filter);
 	return query_int64(conn, sql) > 0;
 }
 
 /*
  * count_ready counts the queued jobs that are ready to run (through
- * jobs_ready_idx, as any_ready).
+ * jobs_ready_idx and jobs_priority_idx, as any_ready).
  */
 static int64_t
 count_ready(PGconn *conn)
 {
-	char		sql[256];
+	char		sql[512];
 
-	snprintf(sql, sizeof(sql),
-			 "SELECT count(*) FROM async.jobs WHERE %s"
-			 " AND run_at <= now() AND state = 'queued'", ready_predicate);
+	if (have_priorities)
+		snprintf(sql, sizeof(sql),
+				 "SELECT (SELECT count(*) FROM async.jobs WHERE priority = 0 AND %s"
+				 "        AND run_at <= now() AND state = 'queued')"
+				 "     + (SELECT count(*) FROM async.jobs WHERE priority <> 0 AND %s"
+				 "        AND run_at <= now() AND state = 'queued')",
+				 ready_predicate, ready_predicate);
+	else
+		snprintf(sql, sizeof(sql),
+				 "SELECT count(*) FROM async.jobs WHERE %s"
+				 " AND run_at <= now() AND state = 'queued'", ready_predicate);
 	return query_int64(conn, sql);
 }
 
@@ -671,6 +712,95 @@ static int64_t
 wait_for_jobs(PGconn *conn, int64_t base, int64_t target)
 {
 	return wait_for_jobs_of(conn, base, target, NULL);
+}
+
+/*
+ * A mark taken before a drain queues its jobs: the workers' count of the
+ * jobs they ran, and the successes of the drain's function.
+ */
+typedef struct DrainMark
+{
+	const char *function;
+	int64_t		done;			/* jobs_done */
+	int64_t		succeeded;		/* jobs_succeeded of function */
+} DrainMark;
+
+/*
+ * jobs_succeeded returns how many jobs of function have succeeded, as
+ * async.function_stats counts them: in shared memory, added to by each
+ * transaction that finished jobs once it has committed.
+ */
+static int64_t
+jobs_succeeded(PGconn *conn, const char *function)
+{
+	char		sql[256];
+
+	snprintf(sql, sizeof(sql),
+			 "SELECT coalesce(sum(succeeded), 0)::bigint FROM async.function_stats"
+			 " WHERE function = '%s'", function);
+	return query_int64(conn, sql);
+}
+
+static DrainMark
+drain_mark(PGconn *conn, const char *function)
+{
+	DrainMark	mark;
+
+	mark.function = function;
+	mark.done = jobs_done(conn);
+	mark.succeeded = counted_succeeded ? jobs_succeeded(conn, function) : 0;
+	return mark;
+}
+
+/*
+ * wait_for_drain waits until n jobs of the mark's function, no-op jobs
+ * queued after the mark that succeed at their first attempt, have
+ * succeeded, and returns the monotonic time at which it found them so.
+ * It reads the successes of async.function_stats, which a transaction
+ * adds to once it has committed, so that the count reached means the
+ * jobs' transactions have committed; and reading them costs the same
+ * whatever the size of async.jobs.  wait_for_jobs looks for a ready or
+ * running job instead, which, while a snapshot holds back the xmin
+ * horizon, walks the index entries of every job run since it was taken
+ * (and, until this program matched jobs_ready_idx's predicate, read the
+ * whole table): the benchmark's own look was timed into the drains of
+ * held-xmin.  Without the counters (see counted_succeeded),
+ * wait_for_jobs_of.
+ */
+static int64_t
+wait_for_drain(PGconn *conn, DrainMark mark, int64_t n)
+{
+	int64_t		start = mono_us();
+	int64_t		last_progress = start;
+	int64_t		last = mark.succeeded;
+	int64_t		succeeded;
+
+	if (!counted_succeeded)
+		return wait_for_jobs_of(conn, mark.done, n, mark.function);
+	while ((succeeded = jobs_succeeded(conn, mark.function)) - mark.succeeded < n)
+	{
+		int64_t		now = mono_us();
+
+		if (succeeded != last)
+		{
+			last = succeeded;
+			last_progress = now;
+		}
+		if (now - last_progress > STALL_US)
+		{
+			report_stall(conn);
+			die("no job of %s succeeded for %d s (%" PRId64 " of %" PRId64 " succeeded);"
+				" are the workers running? see the server log",
+				mark.function, STALL_US / 1000000, succeeded - mark.succeeded, n);
+		}
+		if (now - start > (int64_t) (opts.timeout * 1e6))
+			die("timed out after %.0f s waiting for %" PRId64 " jobs of %s"
+				" (%" PRId64 " succeeded)",
+				opts.timeout, n, mark.function, succeeded - mark.succeeded);
+		/* finer near the end, as the look for the last batch was */
+		sleep_us(mark.succeeded + n - succeeded <= 2000 ? 1000 : POLL_US);
+	}
+	return mono_us();
 }
 
 /*
@@ -753,21 +883,21 @@ static double
 drain_once(PGconn *conn, int64_t n, double *insert_secs)
 {
 	char		sql[256];
-	int64_t		base;
+	DrainMark	mark;
 	int64_t		t0;
 	int64_t		t1;
 	int64_t		t2;
 	int64_t		succeeded;
 
 	reset_queue(conn);
-	base = jobs_done(conn);
+	mark = drain_mark(conn, "bench_noop");
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO async.jobs (function, payload)"
 			 " SELECT 'bench_noop', '{}' FROM generate_series(1, %" PRId64 ")", n);
 	t0 = mono_us();
 	exec_command(conn, sql);
 	t1 = mono_us();
-	t2 = wait_for_jobs(conn, base, n);
+	t2 = wait_for_drain(conn, mark, n);
 	succeeded = query_int64(conn, "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'");
 	if (succeeded != n)
 		die("drain: %" PRId64 " jobs succeeded, expected %" PRId64, succeeded, n);
@@ -1643,7 +1773,7 @@ static void
 run_held(PGconn *conn, int64_t n)
 {
 	char		sql[256];
-	int64_t		base;
+	DrainMark	mark;
 	int64_t		t0;
 	int64_t		t1;
 	int64_t		t2;
@@ -1667,14 +1797,14 @@ run_held(PGconn *conn, int64_t n)
 	exec_command(conn, sql);
 	insert_secs = (mono_us() - t0) / 1e6;
 
-	base = jobs_done(conn);
+	mark = drain_mark(conn, "bench_noop");
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO async.jobs (function, payload)"
 			 " SELECT 'bench_noop', '{}' FROM generate_series(1, %" PRId64 ")",
 			 opts.drain_jobs);
 	exec_command(conn, sql);
 	t1 = mono_us();
-	t2 = wait_for_jobs_of(conn, base, opts.drain_jobs, "bench_noop");
+	t2 = wait_for_drain(conn, mark, opts.drain_jobs);
 	rate = opts.drain_jobs / ((t2 - t1) / 1e6);
 
 	held = query_int64(conn,
@@ -1710,7 +1840,7 @@ static double
 drain_kept(PGconn *conn, int64_t n)
 {
 	char		sql[256];
-	int64_t		base = jobs_done(conn);
+	DrainMark	mark = drain_mark(conn, "bench_noop");
 	int64_t		t1;
 	int64_t		t2;
 
@@ -1720,7 +1850,7 @@ drain_kept(PGconn *conn, int64_t n)
 			 opts.held_xmin_priorities ? "i % 5 - 2" : "0", n);
 	exec_command(conn, sql);
 	t1 = mono_us();
-	t2 = wait_for_jobs(conn, base, n);
+	t2 = wait_for_drain(conn, mark, n);
 	return n / ((t2 - t1) / 1e6);
 }
 
@@ -2226,20 +2356,20 @@ drain_keys(PGconn *conn, int64_t n, int tenants, bool keyed)
 {
 	char		sql[256];
 	int64_t		succeeded;
-	int64_t		base;
+	DrainMark	mark;
 	int64_t		t1;
 	int64_t		t2;
 
 	reset_queue(conn);
-	base = jobs_done(conn);
+	mark = drain_mark(conn, keyed ? "bench_keyed" : "bench_noop");
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO async.jobs (function, payload)"
 			 " SELECT '%s', jsonb_build_object('tenant', i %% %d)"
 			 " FROM generate_series(1, %" PRId64 ") i",
-			 keyed ? "bench_keyed" : "bench_noop", tenants, n);
+			 mark.function, tenants, n);
 	exec_command(conn, sql);
 	t1 = mono_us();
-	t2 = wait_for_keyed_jobs(conn, base, n);
+	t2 = counted_succeeded ? wait_for_drain(conn, mark, n) : wait_for_keyed_jobs(conn, mark.done, n);
 	succeeded = query_int64(conn, "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'");
 	if (succeeded != n)
 		die("keys: %" PRId64 " of the %" PRId64 " jobs of %s succeeded", succeeded, n,
@@ -2309,19 +2439,19 @@ static double
 drain_priorities(PGconn *conn, int64_t n, bool mixed)
 {
 	char		sql[256];
-	int64_t		base;
+	DrainMark	mark;
 	int64_t		t1;
 	int64_t		t2;
 
 	reset_queue(conn);
-	base = jobs_done(conn);
+	mark = drain_mark(conn, "bench_noop");
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO async.jobs (function, payload, priority)"
 			 " SELECT 'bench_noop', '{}', %s FROM generate_series(1, %" PRId64 ") i",
 			 mixed ? "i % 5 - 2" : "0", n);
 	exec_command(conn, sql);
 	t1 = mono_us();
-	t2 = wait_for_jobs(conn, base, n);
+	t2 = wait_for_drain(conn, mark, n);
 	if (query_int64(conn, "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'") != n)
 		die("priorities: not every job succeeded");
 	return n / ((t2 - t1) / 1e6);
