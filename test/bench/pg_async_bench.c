@@ -566,7 +566,7 @@ jobs_done(PGconn *conn)
 static char ready_predicate[128] = "finished_at IS NULL AND NOT paused AND NOT limited";
 
 /*
- * Whether async.jobs has priorities (0.11 and later): the jobs of priority
+ * Whether async.jobs has priorities (0.9 and later): the jobs of priority
  * 0 then wait in jobs_ready_idx, whose predicate adds priority = 0, and
  * the others in jobs_priority_idx; a look for ready jobs that names
  * neither reads the whole table (until this program knew, once a second
@@ -575,8 +575,10 @@ static char ready_predicate[128] = "finished_at IS NULL AND NOT paused AND NOT l
 static bool have_priorities = true;
 
 /*
- * Whether async.function_stats counts the jobs that succeed (0.4 and
- * later, with pg_async.track_stats on): see wait_for_drain.
+ * Whether async.function_stats counts the jobs that succeed, as far as
+ * this session can tell: the view is there and this role may read it,
+ * and pg_async.track_stats is on.  wait_for_drain falls back when the
+ * counts do not move all the same.
  */
 static bool counted_succeeded = true;
 
@@ -594,6 +596,7 @@ set_ready_predicate(PGconn *conn)
 								  " AND attname = 'priority' AND NOT attisdropped") > 0;
 	counted_succeeded = query_int64(conn,
 									"SELECT (to_regclass('async.function_stats') IS NOT NULL"
+									" AND has_table_privilege('async.function_stats', 'SELECT')"
 									" AND current_setting('pg_async.track_stats', true)"
 									" IS DISTINCT FROM 'off')::int") > 0;
 }
@@ -607,8 +610,8 @@ set_ready_predicate(PGconn *conn)
 static bool
 any_ready(PGconn *conn, const char *function)
 {
-	char		filter[128];
-	char		sql[768];
+	char		filter[256];
+	char		sql[1024];
 
 	snprintf(filter, sizeof(filter), "%s AND run_at <= now()%s%s%s", ready_predicate,
 			 function ? " AND function = '" : "", function ? function : "",
@@ -721,6 +724,7 @@ wait_for_jobs(PGconn *conn, int64_t base, int64_t target)
 typedef struct DrainMark
 {
 	const char *function;
+	bool		keyed;			/* the function has a concurrency_key */
 	int64_t		done;			/* jobs_done */
 	int64_t		succeeded;		/* jobs_succeeded of function */
 } DrainMark;
@@ -741,12 +745,15 @@ jobs_succeeded(PGconn *conn, const char *function)
 	return query_int64(conn, sql);
 }
 
+static int64_t wait_for_keyed_jobs(PGconn *conn, int64_t base, int64_t n);
+
 static DrainMark
-drain_mark(PGconn *conn, const char *function)
+drain_mark(PGconn *conn, const char *function, bool keyed)
 {
 	DrainMark	mark;
 
 	mark.function = function;
+	mark.keyed = keyed;
 	mark.done = jobs_done(conn);
 	mark.succeeded = counted_succeeded ? jobs_succeeded(conn, function) : 0;
 	return mark;
@@ -764,9 +771,13 @@ drain_mark(PGconn *conn, const char *function)
  * horizon, walks the index entries of every job run since it was taken
  * (and, until this program matched jobs_ready_idx's predicate, read the
  * whole table): the benchmark's own look was timed into the drains of
- * held-xmin.  Without the counters (see counted_succeeded),
- * wait_for_jobs_of.
+ * held-xmin.  Without the counters (see counted_succeeded), or when they
+ * stay still for STILL_US while the workers run jobs, the look again
+ * (wait_for_jobs_of, or wait_for_keyed_jobs for a keyed function).  A
+ * crash resets the counters: the drain then ends with an error.
  */
+#define STILL_US		3000000
+
 static int64_t
 wait_for_drain(PGconn *conn, DrainMark mark, int64_t n)
 {
@@ -775,12 +786,22 @@ wait_for_drain(PGconn *conn, DrainMark mark, int64_t n)
 	int64_t		last = mark.succeeded;
 	int64_t		succeeded;
 
-	if (!counted_succeeded)
-		return wait_for_jobs_of(conn, mark.done, n, mark.function);
-	while ((succeeded = jobs_succeeded(conn, mark.function)) - mark.succeeded < n)
+	while (counted_succeeded &&
+		   (succeeded = jobs_succeeded(conn, mark.function)) - mark.succeeded < n)
 	{
 		int64_t		now = mono_us();
 
+		if (succeeded < mark.succeeded)
+			die("the counters of async.function_stats went back during a drain of %s"
+				" (a crash, or async.stats_reset())", mark.function);
+		if (succeeded == mark.succeeded && now - start > STILL_US &&
+			jobs_done(conn) > mark.done)
+		{
+			progress("async.function_stats counts no success of %s: looking for"
+					 " ready jobs instead", mark.function);
+			counted_succeeded = false;
+			break;
+		}
 		if (succeeded != last)
 		{
 			last = succeeded;
@@ -800,6 +821,9 @@ wait_for_drain(PGconn *conn, DrainMark mark, int64_t n)
 		/* finer near the end, as the look for the last batch was */
 		sleep_us(mark.succeeded + n - succeeded <= 2000 ? 1000 : POLL_US);
 	}
+	if (!counted_succeeded)
+		return mark.keyed ? wait_for_keyed_jobs(conn, mark.done, n) :
+			wait_for_jobs_of(conn, mark.done, n, mark.function);
 	return mono_us();
 }
 
@@ -890,7 +914,7 @@ drain_once(PGconn *conn, int64_t n, double *insert_secs)
 	int64_t		succeeded;
 
 	reset_queue(conn);
-	mark = drain_mark(conn, "bench_noop");
+	mark = drain_mark(conn, "bench_noop", false);
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO async.jobs (function, payload)"
 			 " SELECT 'bench_noop', '{}' FROM generate_series(1, %" PRId64 ")", n);
@@ -1797,7 +1821,7 @@ run_held(PGconn *conn, int64_t n)
 	exec_command(conn, sql);
 	insert_secs = (mono_us() - t0) / 1e6;
 
-	mark = drain_mark(conn, "bench_noop");
+	mark = drain_mark(conn, "bench_noop", false);
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO async.jobs (function, payload)"
 			 " SELECT 'bench_noop', '{}' FROM generate_series(1, %" PRId64 ")",
@@ -1840,7 +1864,7 @@ static double
 drain_kept(PGconn *conn, int64_t n)
 {
 	char		sql[256];
-	DrainMark	mark = drain_mark(conn, "bench_noop");
+	DrainMark	mark = drain_mark(conn, "bench_noop", false);
 	int64_t		t1;
 	int64_t		t2;
 
@@ -2361,7 +2385,7 @@ drain_keys(PGconn *conn, int64_t n, int tenants, bool keyed)
 	int64_t		t2;
 
 	reset_queue(conn);
-	mark = drain_mark(conn, keyed ? "bench_keyed" : "bench_noop");
+	mark = drain_mark(conn, keyed ? "bench_keyed" : "bench_noop", keyed);
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO async.jobs (function, payload)"
 			 " SELECT '%s', jsonb_build_object('tenant', i %% %d)"
@@ -2369,7 +2393,7 @@ drain_keys(PGconn *conn, int64_t n, int tenants, bool keyed)
 			 mark.function, tenants, n);
 	exec_command(conn, sql);
 	t1 = mono_us();
-	t2 = counted_succeeded ? wait_for_drain(conn, mark, n) : wait_for_keyed_jobs(conn, mark.done, n);
+	t2 = wait_for_drain(conn, mark, n);
 	succeeded = query_int64(conn, "SELECT count(*) FROM async.jobs WHERE state = 'succeeded'");
 	if (succeeded != n)
 		die("keys: %" PRId64 " of the %" PRId64 " jobs of %s succeeded", succeeded, n,
@@ -2444,7 +2468,7 @@ drain_priorities(PGconn *conn, int64_t n, bool mixed)
 	int64_t		t2;
 
 	reset_queue(conn);
-	mark = drain_mark(conn, "bench_noop");
+	mark = drain_mark(conn, "bench_noop", false);
 	snprintf(sql, sizeof(sql),
 			 "INSERT INTO async.jobs (function, payload, priority)"
 			 " SELECT 'bench_noop', '{}', %s FROM generate_series(1, %" PRId64 ") i",

@@ -52,5 +52,6 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+	MarkGUCPrefixReserved("late_wal");
 	RegisterXactCallback(late_wal_callback, NULL);
 }
