@@ -22,6 +22,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = pg_async_node('claim_commit', workers => 1, conf => "fsync = on\n");
+create_timed_commit($node);
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 SELECT async.register_external('ext');
@@ -31,17 +32,9 @@ CREATE TABLE public.effects (job_id bigint);
 INSERT INTO async.jobs (function, payload) SELECT 'ext', '{}' FROM generate_series(1, 10);
 INSERT INTO async.jobs (function, payload) VALUES ('ext_limited', '{}');
 
--- one job of fn claimed, if any; and a commit, timed in milliseconds
+-- one job of fn claimed, if any (public.timed_commit: PgAsyncTest.pm)
 CREATE FUNCTION public.claim_one(fn text, OUT job_id bigint, OUT lease uuid)
 	LANGUAGE sql AS $$SELECT c.job_id, c.lease FROM async.claim(fn, 1) c$$;
-CREATE PROCEDURE public.timed_commit(INOUT ms float8 DEFAULT NULL)
-LANGUAGE plpgsql AS $$
-DECLARE
-	t timestamptz := clock_timestamp();
-BEGIN
-	COMMIT;
-	ms := extract(epoch FROM clock_timestamp() - t) * 1000;
-END $$;
 
 -- milliseconds each commit took, and how many jobs each case claimed
 CREATE PROCEDURE public.commit_times(INOUT claim_only float8 DEFAULT NULL,

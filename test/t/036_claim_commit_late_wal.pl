@@ -25,16 +25,16 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# the module, built with the compiler and headers of the PostgreSQL tested
-my $probe = PostgreSQL::Test::Cluster->new('late_wal_build');
+my $node = pg_async_node('claim_commit_late_wal', workers => 1,
+	conf => "fsync = on\nwal_writer_delay = '10s'\n");
+
+# the module, built with the compiler and headers of the installation the
+# server runs from, then loaded before pg_async
 my $so = File::Spec->rel2abs(
 	File::Spec->catfile($PostgreSQL::Test::Utils::tmp_check, 'late_wal.so'));
 my @cc = (
-	split(' ', $probe->config_data('--cc')),
-	split(' ', $probe->config_data('--cppflags')),
-	split(' ', $probe->config_data('--cflags')),
-	split(' ', $probe->config_data('--cflags_sl')),
-	'-shared', '-I' . $probe->config_data('--includedir-server'),
+	(map { split(' ', server_pg_config($node, $_)) } qw(CC CPPFLAGS CFLAGS CFLAGS_SL)),
+	'-shared', '-I' . server_pg_config($node, 'INCLUDEDIR-SERVER'),
 	'-o', $so, "$FindBin::RealBin/../modules/late_wal.c");
 my ($cc_out, $cc_err) = ('', '');
 unless (ok(IPC::Run::run(\@cc, '>', \$cc_out, '2>', \$cc_err), 'the module builds'))
@@ -43,10 +43,10 @@ unless (ok(IPC::Run::run(\@cc, '>', \$cc_out, '2>', \$cc_err), 'the module build
 	done_testing();
 	exit;
 }
+$node->append_conf('postgresql.conf', "shared_preload_libraries = '$so,pg_async'\n");
+$node->restart;
 
-my $node = pg_async_node('claim_commit_late_wal', workers => 1,
-	preload => "$so,pg_async",
-	conf => "fsync = on\nwal_writer_delay = '10s'\n");
+create_timed_commit($node);
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_async;
 SELECT async.register_external('ext');
@@ -55,14 +55,6 @@ INSERT INTO async.jobs (function, payload) SELECT 'ext', '{}' FROM generate_seri
 
 CREATE FUNCTION public.claim_one(fn text) RETURNS bigint
 	LANGUAGE sql AS $$SELECT count(*) FROM async.claim(fn, 1)$$;
-CREATE PROCEDURE public.timed_commit(INOUT ms float8 DEFAULT NULL)
-LANGUAGE plpgsql AS $$
-DECLARE
-	t timestamptz := clock_timestamp();
-BEGIN
-	COMMIT;
-	ms := extract(epoch FROM clock_timestamp() - t) * 1000;
-END $$;
 
 -- the fastest commit of three claims without the module's record, and of
 -- three with it; and how many jobs they claimed

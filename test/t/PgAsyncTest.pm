@@ -16,7 +16,8 @@ use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 
 our @EXPORT =
-  qw(pg_async_node wait_for_workers wait_for_running record_given_back server_pg_config);
+  qw(pg_async_node wait_for_workers wait_for_running record_given_back server_pg_config
+  create_timed_commit);
 
 # pg_async_node returns a new cluster, started, with pg_async preloaded.
 #   database  pg_async.database (default 'postgres')
@@ -97,6 +98,26 @@ sub server_pg_config
 	my ($node, $name) = @_;
 	return $node->safe_psql('postgres',
 		"SELECT setting FROM pg_catalog.pg_config WHERE name = '$name'");
+}
+
+# create_timed_commit creates, in database postgres, the procedure
+# public.timed_commit(INOUT ms float8): it commits the caller's transaction
+# (from inside a procedure) and returns how many milliseconds the commit
+# took, for the tests of which commits wait for their WAL flush.
+sub create_timed_commit
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', q{
+CREATE PROCEDURE public.timed_commit(INOUT ms float8 DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	t timestamptz := clock_timestamp();
+BEGIN
+	COMMIT;
+	ms := extract(epoch FROM clock_timestamp() - t) * 1000;
+END $$;
+});
+	return;
 }
 
 1;
