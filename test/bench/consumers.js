@@ -11,6 +11,12 @@
 //       PROCESSES worker processes of CONCURRENCY jobs each, with its
 //       batching on (a local queue of GRAPHILE_LOCAL_QUEUE jobs, default
 //       500, and batched completions); prints jobs/s.
+//   node consumers.js drain-workers URL JOBS
+//       JOBS no-op jobs of an SQL function (public.bench_noop, registered
+//       as bench_workers), enqueued in one INSERT and run by the server's
+//       own workers (pg_async.workers); prints the jobs/s from the INSERT's
+//       commit until async.function_stats counts them succeeded, looked at
+//       every 20 ms, as drain-graphile looks at Graphile Worker's table.
 //   node consumers.js latency-pg URL RATE SECONDS [on|off|claims]
 //       a consumer waits in async.claim (and completes what it got on a
 //       second connection, not waiting for it); a producer calls
@@ -61,6 +67,48 @@ async function drainPg(url, jobs, consumers, batch) {
     await c.end();
   };
   await Promise.all(Array.from({ length: consumers }, loop));
+  const secs = (now() - t0) / 1000;
+  await admin.end();
+  console.log(JSON.stringify({ jobs, seconds: secs, jobs_per_s: jobs / secs }));
+}
+
+async function drainWorkers(url, jobs) {
+  const admin = await connect(url);
+  await admin.query('SET client_min_messages = warning');
+  await admin.query("CREATE OR REPLACE FUNCTION public.bench_noop(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT'");
+  await admin.query(`SELECT async.register('public.bench_noop(jsonb)', name => 'bench_workers')
+                      WHERE NOT EXISTS (SELECT FROM async.functions WHERE name = 'bench_workers')`);
+  // the counters live in shared memory and are added to at commit: reading
+  // them costs nothing beside the drain, where a look at async.jobs would
+  const counts = async () => {
+    const { rows } = await admin.query(
+      `SELECT COALESCE(sum(succeeded), 0)::bigint AS ok,
+              COALESCE(sum(failed + dead_lettered), 0)::bigint AS bad
+         FROM async.function_stats WHERE function = 'bench_workers'`);
+    return { ok: Number(rows[0].ok), bad: Number(rows[0].bad) };
+  };
+  const base = await counts();
+  await admin.query(`INSERT INTO async.jobs (function, payload)
+                     SELECT 'bench_workers', '{}' FROM generate_series(1, $1)`, [jobs]);
+  const t0 = now();
+  let last = base.ok;
+  let lastMove = t0;
+  for (;;) {
+    const c = await counts();
+    if (c.bad !== base.bad)
+      throw new Error(`drain-workers: ${c.bad - base.bad} jobs of bench_workers failed`);
+    if (c.ok < last)
+      throw new Error('drain-workers: the counters went back (a restart?)');
+    if (c.ok - base.ok >= jobs)
+      break;
+    if (c.ok !== last) {
+      last = c.ok;
+      lastMove = now();
+    } else if (now() - lastMove > 60000)
+      throw new Error(`drain-workers: no job finished for 60 s (${c.ok - base.ok} of ${jobs});`
+                      + ' are pg_async.workers running?');
+    await new Promise((r) => setTimeout(r, 20));
+  }
   const secs = (now() - t0) / 1000;
   await admin.end();
   console.log(JSON.stringify({ jobs, seconds: secs, jobs_per_s: jobs / secs }));
@@ -189,6 +237,8 @@ async function main() {
   const n = args.map(Number);
   if (mode === 'drain-pg')
     await drainPg(url, n[0], n[1], n[2]);
+  else if (mode === 'drain-workers')
+    await drainWorkers(url, n[0]);
   else if (mode === 'drain-graphile')
     await drainGraphile(url, n[0], n[1], n[2]);
   else if (mode === 'graphile-worker')

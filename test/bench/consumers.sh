@@ -12,6 +12,9 @@
 #   - the drain of the same number of no-op jobs by Graphile Worker 0.17
 #     from npm on the same cluster: 2 worker processes of 8 concurrent jobs,
 #     its batching on (a local queue of 500 jobs, batched completions);
+#   - the drain of the same number of no-op jobs of an SQL function by
+#     pg_async's own workers (pg_async.workers = 2), issue 23's ordinary
+#     drain;
 #
 # then the pick-up latency of a consumer waiting in async.claim, at 1,000
 # events a second for 10 seconds: from the call of async.invoke to the
@@ -94,24 +97,32 @@ rate() { sed -n 's/.*"jobs_per_s":\([0-9.]*\).*/\1/p' | cut -d. -f1; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "== PostgreSQL: $("$PG_BIN/postgres" --version); machine: $(nproc) CPUs; synchronous_commit on" >&2
-echo "== drains of $jobs no-op jobs: pg_async ($consumers Node consumers claiming $batch at a time) and Graphile Worker (2 processes x 8)" >&2
+echo "== drains of $jobs no-op jobs: pg_async ($consumers Node consumers claiming $batch at a time), Graphile Worker (2 processes x 8) and pg_async's workers (2)" >&2
 pg_rates=()
 gw_rates=()
+wk_rates=()
 for r in $(seq 1 "$rounds"); do
+	# the order turns round from one round to the next
 	if [ $((r % 2)) -eq 1 ]; then
 		p=$(bench drain-pg "$url" "$jobs" "$consumers" "$batch" | rate)
 		g=$(bench drain-graphile "$url" "$jobs" 2 8 | rate)
+		w=$(bench drain-workers "$url" "$jobs" | rate)
 	else
+		w=$(bench drain-workers "$url" "$jobs" | rate)
 		g=$(bench drain-graphile "$url" "$jobs" 2 8 | rate)
 		p=$(bench drain-pg "$url" "$jobs" "$consumers" "$batch" | rate)
 	fi
 	pg_rates+=("$p")
 	gw_rates+=("$g")
-	echo "round $r: pg_async $p jobs/s, Graphile Worker $g jobs/s"
+	wk_rates+=("$w")
+	echo "round $r: pg_async consumers $p jobs/s, Graphile Worker $g jobs/s, pg_async workers $w jobs/s"
 done
 pm=$(printf '%s\n' "${pg_rates[@]}" | median)
 gm=$(printf '%s\n' "${gw_rates[@]}" | median)
-echo "medians: pg_async $pm jobs/s, Graphile Worker $gm jobs/s, ratio $(awk -v a="$pm" -v b="$gm" 'BEGIN { printf "%.2f", a / b }')"
+wm=$(printf '%s\n' "${wk_rates[@]}" | median)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "medians: pg_async consumers $pm jobs/s, Graphile Worker $gm jobs/s, pg_async workers $wm jobs/s"
+echo "ratios to Graphile Worker: consumers $(ratio "$pm" "$gm") (issue 18's target: 2), workers $(ratio "$wm" "$gm") (issue 23's target: 2)"
 
 echo "== pick-up latency at 1000 events/s for $latency_seconds s, the claiming connection's synchronous_commit on, then off, then pg_async.claim_synchronous_commit off" >&2
 # after a VACUUM: the dead rows the drains left (300,000 jobs with 3 rounds)
