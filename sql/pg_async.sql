@@ -911,7 +911,14 @@ BEGIN
 	 * the queue is small, and a plan that took it walked the function's
 	 * whole lane for each key.  The index keeps the running jobs too
 	 * (from 0.16 those of workers as well as of consumers): the scans pass
-	 * them by their state.
+	 * them by their state.  The walks list only the keys with a due job
+	 * (run_at, the index's last column, is tested in the index, without
+	 * reading the job): until 0.21 they listed every key with a queued
+	 * job, and a role that queued jobs for later under 100,000 keys of a
+	 * function of its own made every claim of the workers, whoever's jobs
+	 * it claimed, take 100,000 descents (a drain of other jobs ran at a
+	 * fortieth of its speed).  Passing such jobs' entries still costs a
+	 * claim a little for each (docs/security.md).
 	 */
 	RETURN QUERY
 		WITH RECURSIVE after(key) AS (
@@ -919,6 +926,7 @@ BEGIN
 			  WHERE j.function OPERATOR(pg_catalog.=) p_function
 				AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
 				AND NOT j.paused AND j.finished_at IS NULL
+				AND j.run_at OPERATOR(pg_catalog.<=) p_at
 				AND j.key OPERATOR(pg_catalog.>) p_from
 			  ORDER BY j.key LIMIT 1)
 			UNION ALL
@@ -926,6 +934,7 @@ BEGIN
 					 WHERE j.function OPERATOR(pg_catalog.=) p_function
 					   AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
 					   AND NOT j.paused AND j.finished_at IS NULL
+					   AND j.run_at OPERATOR(pg_catalog.<=) p_at
 					   AND j.key OPERATOR(pg_catalog.>) a.key
 					 ORDER BY j.key LIMIT 1)
 			  FROM after a WHERE a.key IS NOT NULL),
@@ -934,12 +943,14 @@ BEGIN
 			  WHERE j.function OPERATOR(pg_catalog.=) p_function
 				AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
 				AND NOT j.paused AND j.finished_at IS NULL
+				AND j.run_at OPERATOR(pg_catalog.<=) p_at
 			  ORDER BY j.key LIMIT 1)
 			UNION ALL
 			SELECT (SELECT j.key FROM async.jobs j
 					 WHERE j.function OPERATOR(pg_catalog.=) p_function
 					   AND j.key IS NOT NULL AND j.state OPERATOR(pg_catalog.=) 'queued'
 					   AND NOT j.paused AND j.finished_at IS NULL
+					   AND j.run_at OPERATOR(pg_catalog.<=) p_at
 					   AND j.key OPERATOR(pg_catalog.>) u.key
 					 ORDER BY j.key LIMIT 1)
 			  FROM upto u

@@ -25,7 +25,8 @@
 
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -494,21 +495,37 @@ pg_async_expire_leases(PG_FUNCTION_ARGS)
  * that function take it, and only consumers of that function can hold it:
  * a lock no SQL command takes, held until the end of the claiming
  * transaction, or given back at once by a claim that took nothing.  Its
- * tag holds 64 bits of the function's name hash: a role cannot make up a
- * name whose claims would share another function's lock.
+ * tag holds the first 64 bits of the SHA-256 of the function's name, the
+ * first 32 as its class and the next as its object (big-endian), so that
+ * a role cannot make up a name whose claims would share another
+ * function's lock: until 0.22 the tag was the name's hash_bytes_extended,
+ * which is not meant to resist that, and a name built to collide with a
+ * limited function's let a role that held its own claim open hold back
+ * every claim of that function.
  */
 static void
 claim_lock(const char *function, bool lock)
 {
-	uint64		hash = hash_bytes_extended((const unsigned char *) function,
-										   strlen(function), 0);
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	uint32		classid;
+	uint32		objid;
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) function, strlen(function)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "pg_async: could not hash the name of function \"%s\": %s", function,
+			 ctx ? pg_cryptohash_error(ctx) : "out of memory");
+	pg_cryptohash_free(ctx);
+	classid = ((uint32) digest[0] << 24) | ((uint32) digest[1] << 16) |
+		((uint32) digest[2] << 8) | digest[3];
+	objid = ((uint32) digest[4] << 24) | ((uint32) digest[5] << 16) |
+		((uint32) digest[6] << 8) | digest[7];
 
 	if (lock)
-		LockDatabaseObject((Oid) (hash >> 32), (Oid) hash, ASYNC_EXTERNAL_CLAIM_LOCK,
-						   ExclusiveLock);
+		LockDatabaseObject(classid, objid, ASYNC_EXTERNAL_CLAIM_LOCK, ExclusiveLock);
 	else
-		UnlockDatabaseObject((Oid) (hash >> 32), (Oid) hash, ASYNC_EXTERNAL_CLAIM_LOCK,
-							 ExclusiveLock);
+		UnlockDatabaseObject(classid, objid, ASYNC_EXTERNAL_CLAIM_LOCK, ExclusiveLock);
 }
 
 /*
@@ -691,12 +708,24 @@ pg_async_claim(PG_FUNCTION_ARGS)
 	pg_async_consumer_wait_begin(function);
 	PG_TRY();
 	{
+		bool		waited = false;
+
 		for (;;)
 		{
 			TimestampTz now;
 			TimestampTz due;
 			long		ms;
 
+			/*
+			 * After each wait, the registration and the caller's rights are
+			 * read again, as a new call would: while the claim waited, the
+			 * function may have been unregistered and its name registered
+			 * by a role whose jobs the caller may not take (until 0.22 the
+			 * claim went on with what it had checked at its start, for up
+			 * to an hour), or given a limit.
+			 */
+			if (waited)
+				f = lookup_external(function, "claim");
 			if (claim_once(rsinfo, function, max_jobs, f.limited) > 0)
 				break;
 			now = GetCurrentTimestamp();
@@ -712,6 +741,7 @@ pg_async_claim(PG_FUNCTION_ARGS)
 							 ms, wait_event_claim);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
+			waited = true;
 		}
 	}
 	PG_FINALLY();

@@ -204,6 +204,24 @@ SELECT async._job_key('key_note', '{}');
 SELECT async._key_value('{}', 'tenant');
 UPDATE async.running SET key = 'x';
 RESET ROLE;
+
+-- jobs queued for later cost the walk of the keys no visit of their keys:
+-- with 2,000 keys whose jobs are due tomorrow and one key with a job due
+-- now, the walk takes a few scans of jobs_keyed_idx, not one for each key
+-- (any role may queue such jobs for a function of its own, and every claim
+-- of the workers walks the keys of every keyed function with room)
+BEGIN;
+SELECT async.register('public.key_note(jsonb)', name => 'key_walk',
+					  concurrency_key => 'tenant', key_concurrency => 1);
+INSERT INTO async.jobs (function, payload, run_at)
+SELECT 'key_walk', jsonb_build_object('tenant', 'later-' || g), now() + interval '1 day'
+  FROM generate_series(1, 2000) g;
+INSERT INTO async.jobs (function, payload) VALUES ('key_walk', '{"tenant": "now"}');
+SELECT pg_stat_get_xact_numscans('async.jobs_keyed_idx'::regclass) AS scans_before \gset
+SELECT key FROM async._keyed_jobs('key_walk', 1, 10, clock_timestamp(), NULL);
+SELECT pg_stat_get_xact_numscans('async.jobs_keyed_idx'::regclass) - :scans_before < 20 AS few_scans;
+ROLLBACK;
+
 DROP OWNED BY regress_key_mallory;
 DROP ROLE regress_key_mallory;
 SELECT async.unregister('key_note');

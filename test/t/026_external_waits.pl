@@ -1,8 +1,10 @@
 # External functions, where several sessions or a restart are needed: a
 # consumer waiting in async.claim is woken by the commit of an enqueue (the
 # pick-up time is measured and printed), not before it; a consumer holding
-# its function's claim lock holds back no other function's claims; and
-# leases outlive an immediate restart, then expire.
+# its function's claim lock holds back no other function's claims, and the
+# lock's tag is the SHA-256 of the name; a waiting claim checks the
+# caller's rights again after each wait; and leases outlive an immediate
+# restart, then expire.
 use strict;
 use warnings;
 
@@ -126,6 +128,14 @@ SELECT async.invoke('theirs', '{}', 'theirs-1');
 my $holder = session();
 $holder->{send}("BEGIN; SELECT event_id FROM async.claim('mine');");
 is($holder->{result}(), 'mine-1', 'a claim of a limited function in an open transaction');
+# The tag of that lock: the first 64 bits of the SHA-256 of the name, so
+# that no role can make up a name whose claims would wait for it (until
+# 0.22 a hash that a name could be built to collide with).
+is($node->safe_psql('postgres', q{
+SELECT l.classid::bigint = ('x' || substr(encode(sha256('mine'::bytea), 'hex'), 1, 8))::bit(32)::bigint
+   AND l.objid::bigint = ('x' || substr(encode(sha256('mine'::bytea), 'hex'), 9, 8))::bit(32)::bigint
+  FROM pg_locks l WHERE l.locktype = 'object' AND l.objsubid = 4 AND l.granted}),
+	't', 'the claim lock is tagged with the SHA-256 of the function\'s name');
 is($node->safe_psql('postgres', q{
 SET statement_timeout = '5s';
 SELECT event_id FROM async.claim('theirs');}), 'theirs-1',
@@ -138,6 +148,41 @@ $holder->{send}('COMMIT;');
 defined $holder->{result}() or die 'the commit did not return';
 is($node->safe_psql('postgres', q{SELECT count(*) FROM async.claim('mine')}), '0',
 	'its limit, 1, is taken by the committed claim');
+
+# 2b. A claim that waits checks the caller's rights again after each wait.
+# mallory waits for jobs of her own function 'invoices', then unregisters
+# it; alice registers the name for herself and enqueues a payload.  The
+# waiting claim, woken by alice's commit, must not hand mallory alice's job
+# (up to 0.21 it did: it had checked mallory's rights at its start only).
+$node->safe_psql('postgres', q{
+CREATE ROLE regress_mallory LOGIN;
+CREATE ROLE regress_alice LOGIN;
+SET ROLE regress_mallory;
+SELECT async.register_external('invoices');});
+my $mallory = session();
+$mallory->{send}("SET ROLE regress_mallory;");
+defined $mallory->{result}() or die 'SET ROLE did not return';
+$mallory->{send}("SELECT event_id FROM async.claim('invoices', 10, '20 seconds');");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event = 'PgAsyncClaimWait'"
+	  . " OR (wait_event = 'Extension' AND query LIKE '%async.claim(''invoices''%')")
+  or die 'the claim does not wait';
+$node->safe_psql('postgres', q{
+SET ROLE regress_mallory;
+SELECT async.unregister('invoices');
+SET ROLE regress_alice;
+SELECT async.register_external('invoices');
+SELECT async.invoke('invoices', '{"card": "alice"}', 'alice-invoice');});
+is($mallory->{result}(30), '', 'the waiting claim of a role that lost the name gets nothing');
+is($node->safe_psql('postgres', q{
+SELECT state || ' ' || attempts || ' '
+       || (SELECT count(*) FROM async.running r WHERE r.job_id = j.id)
+  FROM async.jobs j WHERE event_id = 'alice-invoice'}),
+	'queued 0 0', "alice's job is still queued, unclaimed, with no lease");
+is($node->safe_psql('postgres', q{
+SET ROLE regress_alice;
+SELECT event_id FROM async.claim('invoices');}), 'alice-invoice', 'and alice claims it');
+$mallory->{finish}();
 
 # 3. Leases outlive an immediate restart, and expire after it: the job is
 # failed with "lease expired" and claimed again.
