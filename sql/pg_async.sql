@@ -451,10 +451,15 @@ BEGIN
 	 * key to have room: the completion that gives it wakes the consumers.
 	 * In PL/pgSQL for its plan, which the session keeps: a waiting claim
 	 * asks each time it finds nothing, and an SQL function would be
-	 * planned again at each call.
+	 * planned again at each call.  The rate window is read only for a
+	 * function with a rate limit.
 	 */
 	RETURN (
-		SELECT GREATEST(n.due, async._rate_room_at(p_function, pg_catalog.clock_timestamp()))
+		SELECT GREATEST(n.due,
+						CASE WHEN EXISTS (SELECT FROM async.functions f
+										   WHERE f.name OPERATOR(pg_catalog.=) p_function
+											 AND f.rate_limit IS NOT NULL)
+							 THEN async._rate_room_at(p_function, pg_catalog.clock_timestamp()) END)
 		  FROM (WITH keyed AS (
 				SELECT CASE WHEN EXISTS (SELECT FROM async.functions f
 										  WHERE f.name OPERATOR(pg_catalog.=) p_function
@@ -1130,11 +1135,17 @@ $$;
 COMMENT ON FUNCTION async._rate_window(p_period interval) IS 'internal: the window a rate limit counts its starts in: rate_period, and a tenth more (at most 100 ms) for the time from a claim to its handler''s start; PUBLIC may execute it, for async.stats';
 
 CREATE FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at timestamp with time zone) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+BEGIN
 	/*
 	 * a claim at p_at started p_counts[i] jobs of p_functions[i]: the
-	 * window keeps its starts, without those that left it
+	 * window keeps its starts, without those that left it.  The three
+	 * functions of the rate windows are in PL/pgSQL for their plans, which
+	 * the session keeps: as SQL functions (up to 0.21) they were parsed
+	 * and planned at each call, and every claim of the workers, while
+	 * any function had a rate limit, called two of them for each such
+	 * function, about 0.2 ms in all.
 	 */
 	INSERT INTO async.rate_windows AS w (function, starts, counts)
 	SELECT x.function, ARRAY[p_at], ARRAY[x.n]
@@ -1149,18 +1160,20 @@ CREATE FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at ti
 						 WHERE f.name OPERATOR(pg_catalog.=) w.function))
 				UNION ALL
 				SELECT p_at, excluded.counts[1]) AS y(s, c));
+END;
 $$;
 
 COMMENT ON FUNCTION async._rate_note(p_functions text[], p_counts integer[], p_at timestamp with time zone) IS 'internal: records in async.rate_windows that a claim at p_at started p_counts[i] jobs of each rate-limited function p_functions[i]';
 
 CREATE FUNCTION async._rate_room_at(p_function text, p_at timestamp with time zone) RETURNS timestamp with time zone
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
+BEGIN
 	/*
 	 * the window is full while the latest starts fill it: it has room again
-	 * once the oldest of them leaves it
+	 * once the oldest of them leaves it (in PL/pgSQL, see _rate_note)
 	 */
-	SELECT x.s OPERATOR(pg_catalog.+) async._rate_window(f.rate_period)
+	RETURN (SELECT x.s OPERATOR(pg_catalog.+) async._rate_window(f.rate_period)
 	  FROM async.functions f, async.rate_windows w,
 		   LATERAL (SELECT y.s, pg_catalog.sum(y.c) OVER (ORDER BY y.s DESC) AS used
 					  FROM ROWS FROM (pg_catalog.unnest(w.starts), pg_catalog.unnest(w.counts)) AS y(s, c)
@@ -1169,18 +1182,22 @@ CREATE FUNCTION async._rate_room_at(p_function text, p_at timestamp with time zo
 	 WHERE f.name OPERATOR(pg_catalog.=) p_function
 	   AND w.function OPERATOR(pg_catalog.=) p_function
 	   AND x.used OPERATOR(pg_catalog.>=) f.rate_limit
-	 ORDER BY x.s DESC LIMIT 1;
+	 ORDER BY x.s DESC LIMIT 1);
+END;
 $$;
 
 COMMENT ON FUNCTION async._rate_room_at(p_function text, p_at timestamp with time zone) IS 'internal: when the rate limit of p_function, full at p_at, has room again; NULL when it has room at p_at';
 
 CREATE FUNCTION async._rate_used(p_function text, p_period interval, p_at timestamp with time zone) RETURNS integer
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-	SELECT COALESCE(pg_catalog.sum(y.c), 0)::integer
+BEGIN
+	/* in PL/pgSQL, see _rate_note */
+	RETURN (SELECT COALESCE(pg_catalog.sum(y.c), 0)::integer
 	  FROM async.rate_windows w, ROWS FROM (pg_catalog.unnest(w.starts), pg_catalog.unnest(w.counts)) AS y(s, c)
 	 WHERE w.function OPERATOR(pg_catalog.=) p_function
-	   AND y.s OPERATOR(pg_catalog.>) (p_at OPERATOR(pg_catalog.-) async._rate_window(p_period));
+	   AND y.s OPERATOR(pg_catalog.>) (p_at OPERATOR(pg_catalog.-) async._rate_window(p_period)));
+END;
 $$;
 
 COMMENT ON FUNCTION async._rate_used(p_function text, p_period interval, p_at timestamp with time zone) IS 'internal: how many jobs of p_function started in the window of length p_period that ends at p_at';

@@ -13,3 +13,15 @@
  * claim of the workers visit each of those keys.
  */
 -- @function async._keyed_jobs(
+
+/*
+ * The functions of the rate windows are in PL/pgSQL, so that their plans
+ * are kept for the session; as SQL functions they were parsed and planned
+ * at each call, by every claim of the workers while any function had a
+ * rate limit.  A consumer's wait reads the rate window only of a function
+ * with a rate limit.  Same arguments, same results.
+ */
+-- @function async._rate_note(
+-- @function async._rate_room_at(
+-- @function async._rate_used(
+-- @function async._next_external_run(

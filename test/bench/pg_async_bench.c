@@ -38,6 +38,11 @@
  *			 registered for this scenario only), alternating in five pairs
  *			 -> the median ratio.
  *
+ * With --rate-limited=N, N more functions (bench_rate_1 to N, bench_noop
+ * with rate_limit 1000) are registered before any scenario, and get no job:
+ * while any function has a limit, every claim of the workers counts the
+ * limits (the full claim), which is what the option measures.
+ *
  * The program creates the handlers and tables it needs (bench_noop,
  * bench_latency, bench_fail, bench_latency_log, bench_plain, bench_plain_idx
  * in schema public), truncates async.jobs before each run, and must connect
@@ -136,6 +141,7 @@ typedef struct Options
 	bool		soak_hold;		/* --soak-hold: a snapshot held for half the soak */
 	int			key_tenants;	/* --key-tenants: the keys scenario's tenants */
 	int			key_concurrency;	/* --key-concurrency: its limit per tenant */
+	int			rate_limited;	/* --rate-limited: idle functions with a rate limit */
 	double		timeout;
 } Options;
 
@@ -855,6 +861,15 @@ setup_objects(PGconn *conn)
 	exec_command(conn,
 				 "SELECT async.register('public.bench_fail(jsonb)', max_attempts => 3,"
 				 " retry_delays => '{1 hour}')");
+	if (opts.rate_limited > 0)
+	{
+		char		sql[256];
+
+		snprintf(sql, sizeof(sql),
+				 "SELECT async.register('public.bench_noop(jsonb)', name => 'bench_rate_' || i,"
+				 " rate_limit => 1000) FROM generate_series(1, %d) i", opts.rate_limited);
+		exec_command(conn, sql);
+	}
 }
 
 /*
@@ -892,6 +907,9 @@ read_settings(PGconn *conn)
 		query_text(conn, sql, setting_values[nsettings], sizeof(setting_values[0]));
 		nsettings++;
 	}
+	snprintf(setting_names[nsettings], sizeof(setting_names[0]), "rate_limited_functions");
+	snprintf(setting_values[nsettings], sizeof(setting_values[0]), "%d", opts.rate_limited);
+	nsettings++;
 	snprintf(setting_names[nsettings], sizeof(setting_names[0]), "client_cpus");
 	snprintf(setting_values[nsettings], sizeof(setting_values[0]), "%ld",
 			 sysconf(_SC_NPROCESSORS_ONLN));
@@ -2742,6 +2760,8 @@ usage(void)
 		   "      --held-xmin-priorities  held-xmin drains jobs of priorities -2 to 2, not 0\n"
 		   "      --key-tenants=N       tenants of the keys scenario's jobs (1000)\n"
 		   "      --key-concurrency=N   its key_concurrency (5)\n"
+		   "      --rate-limited=N      N idle functions with a rate limit registered first,\n"
+		   "                            so that every claim counts the limits (0)\n"
 		   "      --enqueue-duration=S, --mixed-duration=S, --soak-duration=S\n"
 		   "      --latency-rate=R, --mixed-rate=R, --soak-rate=R\n"
 		   "                            the same, for one scenario\n"
@@ -2859,6 +2879,7 @@ parse_options(int argc, char **argv)
 		{"held-xmin-priorities", no_argument, NULL, 22},
 		{"key-tenants", required_argument, NULL, 23},
 		{"key-concurrency", required_argument, NULL, 24},
+		{"rate-limited", required_argument, NULL, 25},
 		{NULL, 0, NULL, 0}
 	};
 	double		n = -1;
@@ -2867,6 +2888,7 @@ parse_options(int argc, char **argv)
 	double		drain_jobs = -1;
 	double		key_tenants = -1;
 	double		key_concurrency = -1;
+	double		rate_limited = 0;
 	double		latency_events = -1;
 	double		backlog_jobs = -1;
 	double		held_jobs = -1;
@@ -2972,6 +2994,9 @@ parse_options(int argc, char **argv)
 			case 24:
 				key_concurrency = parse_number("--key-concurrency", optarg);
 				break;
+			case 25:
+				rate_limited = parse_number("--rate-limited", optarg);
+				break;
 			case 20:
 				held_xmin_drains = parse_number("--held-xmin-drains", optarg);
 				break;
@@ -3015,6 +3040,9 @@ parse_options(int argc, char **argv)
 	opts.timeout = pick(timeout, -1, 1800, 1800);
 	opts.key_tenants = (int) pick(key_tenants, -1, 100, 1000);
 	opts.key_concurrency = (int) pick(key_concurrency, -1, 5, 5);
+	if (rate_limited > 1000)
+		die("--rate-limited takes at most 1000 functions");
+	opts.rate_limited = (int) rate_limited;
 	opts.n = (int64_t) n;
 	opts.duration = duration;
 	opts.rate = rate;

@@ -21,6 +21,10 @@
 #                      on: they commit as synchronous_commit = on says)
 #   --no-install       do not build and install pg_async: use the one
 #                      installed already (the program is still built)
+#   --extension-version V
+#                      CREATE EXTENSION pg_async VERSION 'V' (default: the
+#                      installed default_version): the same library with
+#                      an older schema, to compare a change of SQL alone
 #   --pg-bin DIR       run the cluster with the PostgreSQL binaries in DIR
 #                      (default: those of the PostgreSQL test/lib.sh picks,
 #                      PG_CONFIG's, else Debian's of PG_MAJOR, else this
@@ -72,6 +76,7 @@ worker_sync=on
 install=1
 pg_bin=
 bench_args=()
+ext_version=
 scenarios=()
 json=0
 quick=0
@@ -99,6 +104,8 @@ while [ $# -gt 0 ]; do
 		--synchronous-commit) worker_sync=$2; shift 2 ;;
 		--synchronous-commit=*) worker_sync=${1#*=}; shift ;;
 		--no-install) install=0; shift ;;
+		--extension-version) ext_version=$2; shift 2 ;;
+		--extension-version=*) ext_version=${1#*=}; shift ;;
 		--pg-bin) pg_bin=$2; shift 2 ;;
 		--pg-bin=*) pg_bin=${1#*=}; shift ;;
 		-h|--help) sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
@@ -237,7 +244,7 @@ create_idle_databases() {
 	progress "creating ${idle_dbs[*]}"
 	for d in "${idle_dbs[@]}"; do
 		sql postgres "CREATE DATABASE $d"
-		sql "$d" "SET client_min_messages = warning" "CREATE EXTENSION pg_async" \
+		sql "$d" "SET client_min_messages = warning" "CREATE EXTENSION pg_async${ext_version:+ VERSION '$ext_version'}" \
 			"CREATE TABLE public.bench_cold_log (seq bigint NOT NULL, started_at timestamptz NOT NULL)" \
 			"CREATE FUNCTION public.bench_cold(e jsonb) RETURNS void LANGUAGE sql
 			     AS \$\$INSERT INTO public.bench_cold_log VALUES ((e->>'seq')::bigint, clock_timestamp())\$\$" \
@@ -548,7 +555,11 @@ EOF
 echo "$conf" | as_user tee -a "$data/postgresql.conf" >/dev/null
 echo "== settings added to postgresql.conf:$conf" | sed '/^$/d' >&2
 as_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w start >/dev/null
-sql postgres "CREATE EXTENSION pg_async" >&2
+case "$ext_version" in
+	*[!0-9.]*) echo "run.sh: --extension-version takes a version such as 0.21" >&2; exit 2 ;;
+esac
+sql postgres "CREATE EXTENSION pg_async${ext_version:+ VERSION '$ext_version'}" >&2
+echo "== pg_async $(sql postgres "SELECT extversion FROM pg_extension WHERE extname = 'pg_async'")" >&2
 echo "== PostgreSQL: $("$PG_BIN/postgres" --version); machine: $(nproc) CPUs," \
 	"$(awk '/MemTotal/ {printf "%.1f GB", $2 / 1048576}' /proc/meminfo) RAM" >&2
 
