@@ -922,7 +922,7 @@ BEGIN
 	 * job, and a role that queued jobs for later under 100,000 keys of a
 	 * function of its own made every claim of the workers, whoever's jobs
 	 * it claimed, take 100,000 descents (a drain of other jobs ran at a
-	 * fortieth of its speed).  Passing such jobs' entries still costs a
+	 * fortieth to a fiftieth of its speed).  Passing such jobs' entries still costs a
 	 * claim a little for each (docs/security.md).
 	 */
 	RETURN QUERY

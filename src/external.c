@@ -532,9 +532,19 @@ claim_lock(const char *function, bool lock)
  * claim_once claims up to max_jobs jobs of function into the result of
  * async.claim(), after failing the expired leases of that function if a
  * lease of the database may have expired.  Returns how many it handed out.
+ * *f is the registration as the caller last read it, for whether the
+ * function is limited; with recheck (the claim has waited since), it is
+ * read again first.  The rights are checked again, as a new call would,
+ * whenever the claim may have waited since: after a wait on the latch, and
+ * after the claim lock, which another consumer's transaction can hold for
+ * as long as it lasts.  Meanwhile the function may have been unregistered
+ * and its name registered by a role whose jobs the caller may not take, or
+ * given a limit (up to 0.21 a claim went on with what it had checked at
+ * its start).
  */
 static int
-claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limited)
+claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs,
+		   ExternalFunction *f, bool recheck)
 {
 	AsyncOwnerScope scope;
 	Oid			argtypes[3] = {TEXTOID, INT4OID, INT4OID};
@@ -543,9 +553,16 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	int			n = 0;
 	int			reason_col;
 	bool		left;
+	bool		locked = false;
 
-	if (limited)
+	if (recheck)
+		*f = lookup_external(function, "claim");
+	if (f->limited)
+	{
 		claim_lock(function, true);
+		locked = true;
+		*f = lookup_external(function, "claim");
+	}
 
 	args[0] = CStringGetTextDatum(function);
 	args[1] = Int32GetDatum(max_jobs);
@@ -599,7 +616,7 @@ claim_once(ReturnSetInfo *rsinfo, const char *function, int max_jobs, bool limit
 	pg_async_owner_end(&scope);
 
 	/* nothing reserved: let the other consumers of the function claim meanwhile */
-	if (limited && n == 0)
+	if (locked && n == 0)
 		claim_lock(function, false);
 	return n;
 }
@@ -699,7 +716,7 @@ pg_async_claim(PG_FUNCTION_ARGS)
 
 	if (wait_us == 0)
 	{
-		(void) claim_once(rsinfo, function, max_jobs, f.limited);
+		(void) claim_once(rsinfo, function, max_jobs, &f, false);
 		claim_writes_end(function, f.limited);
 		return (Datum) 0;
 	}
@@ -716,17 +733,7 @@ pg_async_claim(PG_FUNCTION_ARGS)
 			TimestampTz due;
 			long		ms;
 
-			/*
-			 * After each wait, the registration and the caller's rights are
-			 * read again, as a new call would: while the claim waited, the
-			 * function may have been unregistered and its name registered
-			 * by a role whose jobs the caller may not take (until 0.22 the
-			 * claim went on with what it had checked at its start, for up
-			 * to an hour), or given a limit.
-			 */
-			if (waited)
-				f = lookup_external(function, "claim");
-			if (claim_once(rsinfo, function, max_jobs, f.limited) > 0)
+			if (claim_once(rsinfo, function, max_jobs, &f, waited) > 0)
 				break;
 			now = GetCurrentTimestamp();
 			if (now >= until)

@@ -94,7 +94,8 @@ bench() {
 	as_user env NODE_PATH="$tmp/node/node_modules" node "$src/test/bench/consumers.js" "$@"
 }
 rate() { sed -n 's/.*"jobs_per_s":\([0-9.]*\).*/\1/p' | cut -d. -f1; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# the middle value, or the mean of the two middle ones for an even count
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "== PostgreSQL: $("$PG_BIN/postgres" --version); machine: $(nproc) CPUs; synchronous_commit on" >&2
 echo "== drains of $jobs no-op jobs: pg_async ($consumers Node consumers claiming $batch at a time), Graphile Worker (2 processes x 8) and pg_async's workers (2)" >&2

@@ -24,7 +24,11 @@
 #   --extension-version V
 #                      CREATE EXTENSION pg_async VERSION 'V' (default: the
 #                      installed default_version): the same library with
-#                      an older schema, to compare a change of SQL alone
+#                      an older schema, to compare a change of SQL alone.
+#                      V's own install script, pg_async--V.sql, must be
+#                      installed (a make install of V leaves it): without
+#                      it PostgreSQL walks the updates from 0.1, which the
+#                      build assembles from the current functions
 #   --pg-bin DIR       run the cluster with the PostgreSQL binaries in DIR
 #                      (default: those of the PostgreSQL test/lib.sh picks,
 #                      PG_CONFIG's, else Debian's of PG_MAJOR, else this

@@ -58,6 +58,7 @@ sub session
 			chomp $r;
 			return $r;
 		},
+		error => sub { return $err; },
 		finish => sub { $in .= "\\q\n"; $h->finish; },
 	};
 	return $self;
@@ -174,6 +175,8 @@ SET ROLE regress_alice;
 SELECT async.register_external('invoices');
 SELECT async.invoke('invoices', '{"card": "alice"}', 'alice-invoice');});
 is($mallory->{result}(30), '', 'the waiting claim of a role that lost the name gets nothing');
+like($mallory->{error}(), qr/permission denied to claim jobs of function "invoices"/,
+	'it fails, as a new call would');
 is($node->safe_psql('postgres', q{
 SELECT state || ' ' || attempts || ' '
        || (SELECT count(*) FROM async.running r WHERE r.job_id = j.id)
