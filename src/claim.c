@@ -500,14 +500,17 @@ note_key_turns(AsyncJob *jobs, int n)
 	}
 }
 
+/* claims in a row that may key jobs and take none before the worker rests */
+#define ASYNC_KEYING_CLAIMS		4
+
 /*
- * pg_async_claim_jobs marks up to pg_async_batch_limit() ready jobs 'running'
- * and counts their attempt, in the caller's transaction, with SPI connected.
- * The jobs are copied into cxt.  With no job ready it reports when the next
- * one is due (0 if none).
+ * claim_once is one claim of pg_async_claim_jobs.  *keyed tells whether it
+ * keyed jobs that its walks of the ready jobs found due (jobs scheduled for
+ * later of a function with a concurrency_key, which wait unkeyed until
+ * then: enqueue.c, unkey_scheduled), which it does not take itself.
  */
-int
-pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
+static int
+claim_once(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at, bool *keyed)
 {
 	Datum		args[8];
 	Datum		next_run_args[3];
@@ -531,6 +534,7 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 
 	*jobs_out = NULL;
 	*next_run_at = 0;
+	*keyed = false;
 
 	/* no claim until the markers of a crash have been acted on */
 	if (pg_atomic_read_u32(&pg_async_my_db()->inflight_state) != 2)
@@ -570,7 +574,9 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	args[5] = TimestampTzGetDatum(prio_floor_run_at);
 	args[6] = Int32GetDatum(pg_async_max_depth);
 	args[7] = TimestampTzGetDatum(claim_start);
+	pg_async_jobs_keyed = 0;
 	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
+	*keyed = pg_async_jobs_keyed > 0;
 	/* the full claim's update is a CTE, which its reservations read */
 	if (rc != (limited ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
 		elog(ERROR, "pg_async: claiming jobs failed: %s",
@@ -638,18 +644,21 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 	 * pg_async_functions_changed.)  That costs a statement, which an idle
 	 * worker's claims spend only when they walked from the start (a
 	 * sweep): between sweeps, the floors stay at the last jobs claimed.  A
-	 * claim that did not walk jobs_ready_idx at all tells nothing of it.
+	 * claim that did not walk jobs_ready_idx at all tells nothing of it;
+	 * nor does one that claimed nothing but keyed jobs: its walks may have
+	 * stopped at the batch before more such jobs.
 	 */
 	if (AsyncReadyFloor)
 	{
-		informed = n > 0 || limited || (floor == DT_NOBEGIN && !read_limits(false));
+		informed = n > 0 ||
+			(!*keyed && (limited || (floor == DT_NOBEGIN && !read_limits(false))));
 		if (informed)
 			raise_priority_floor(prio_floor, prio_floor_run_at, prio_found, prio_first,
 								 prio_first_run_at, prio_walked_all, claim_now);
 		pg_async_floor_claim_end(MyAsyncSlot, walked && informed, first_run_at, claim_now);
 	}
 
-	if (n == 0)
+	if (n == 0 && !*keyed)
 	{
 		/* in a new snapshot, for the same reasons as list_saturated's */
 		/* from the floors as they are now, if a commit lowered them meanwhile */
@@ -674,6 +683,36 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 		list_saturated(epoch);
 	pg_async_pop_planner_settings(save_nestlevel);
 	return n;
+}
+
+/*
+ * pg_async_claim_jobs marks up to pg_async_batch_limit() ready jobs 'running'
+ * and counts their attempt, in the caller's transaction, with SPI connected.
+ * The jobs are copied into cxt.  With no job ready it reports when the next
+ * one is due (0 if none).  A claim that keyed jobs it found due and took
+ * none is followed at once by another, which takes them by key (the
+ * transaction sees its own keys); past ASYNC_KEYING_CLAIMS such claims in a
+ * row (a function whose limits hold the jobs it keys), the worker looks
+ * again shortly.
+ */
+int
+pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
+{
+	int			i;
+
+	for (i = 0;; i++)
+	{
+		bool		keyed;
+		int			n = claim_once(cxt, jobs_out, next_run_at, &keyed);
+
+		if (n > 0 || !keyed)
+			return n;
+		if (i + 1 >= ASYNC_KEYING_CLAIMS)
+		{
+			*next_run_at = GetCurrentTimestamp();
+			return 0;
+		}
+	}
 }
 
 /*

@@ -192,10 +192,17 @@
 "                      THEN async._rate_room_at(f.name, " at ") END AS room_at" \
 "            FROM" LIMITED_FUNCTIONS " OFFSET 0) l)"
 
-/* the jobs of paused or saturated functions, which the full claim leaves */
+/*
+ * the jobs of paused or saturated functions, which the full claim leaves;
+ * but not those of a function with a concurrency_key: in these indexes
+ * they are jobs scheduled for later (enqueue.c, unkey_scheduled), which
+ * the claim that finds them due keys (rekeyed) whatever the limits, so
+ * that none lies in the walks' way
+ */
 #define NOT_HELD \
 "j.function OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT l.name FROM limits l" \
-"   WHERE l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0))"
+"   WHERE (l.paused OR l.allowance OPERATOR(pg_catalog.<=) 0)" \
+"     AND l.key_concurrency IS NULL))"
 
 /* a queued job in the lane of limited function l, in jobs_limited_idx */
 #define LANE_JOB \
@@ -251,7 +258,9 @@
  * job of a limited function may still be found in jobs_ready_idx (enqueued
  * by a session that had not yet seen the limit): the allowance counts it
  * too, but one of a function with a concurrency_key is not taken: it has
- * no key yet, and the claim marks it and gives it its key (rekeyed).
+ * no key yet, and the claim marks it and gives it its key (rekeyed).  So
+ * are the jobs of such a function that were scheduled for later, which
+ * wait unkeyed until they are due (enqueue.c, unkey_scheduled).
  * Claimed jobs of functions with a concurrency or key limit are recorded
  * in async.running, which the next claim counts: those the update claimed,
  * not all that were picked.  The walk of the keys is a PL/pgSQL function

@@ -38,6 +38,12 @@ PG_FUNCTION_INFO_V1(pg_async_functions_changed);
 PG_FUNCTION_INFO_V1(pg_async_new_event_id);
 PG_FUNCTION_INFO_V1(pg_async_jobs_touched);
 
+/*
+ * Jobs that UPDATEs of this backend keyed once they were due (schedule_keyed):
+ * the claims' rekeyed, which claim.c counts.
+ */
+int			pg_async_jobs_keyed = 0;
+
 /* jobs this transaction enqueued so far; workers are woken at commit */
 static int	pending_wakeups = 0;
 
@@ -381,12 +387,11 @@ set_mark(HeapTuple tuple, TupleDesc desc, JobColumn column, bool value)
 }
 
 /*
- * set_key gives a new job the key of its payload under its function's
- * concurrency_key, or none when the function has none, whatever the INSERT
- * said.
+ * set_key sets the key of a job row to the key of its payload under the
+ * payload key key_name, or to none when key_name is NULL or empty.
  */
 static HeapTuple
-set_key(HeapTuple tuple, TupleDesc desc, const AsyncRegistration *entry)
+set_key(HeapTuple tuple, TupleDesc desc, const char *key_name)
 {
 	AttrNumber	attnum = job_attnum(desc, JOB_KEY);
 	bool		isnull;
@@ -396,12 +401,11 @@ set_key(HeapTuple tuple, TupleDesc desc, const AsyncRegistration *entry)
 
 	if (attnum == InvalidAttrNumber)
 		return tuple;
-	if (entry->concurrency_key[0] != '\0')
+	if (key_name != NULL && key_name[0] != '\0')
 	{
 		Datum		payload = column_value(tuple, desc, JOB_PAYLOAD, &isnull);
 
-		value = PointerGetDatum(pg_async_job_key(payload,
-												 cstring_to_text(entry->concurrency_key)));
+		value = PointerGetDatum(pg_async_job_key(payload, cstring_to_text(key_name)));
 		null = false;
 	}
 	else
@@ -412,6 +416,127 @@ set_key(HeapTuple tuple, TupleDesc desc, const AsyncRegistration *entry)
 	}
 	cols[0] = attnum;
 	return heap_modify_tuple_by_cols(tuple, desc, 1, cols, &value, &null);
+}
+
+/*
+ * is_scheduled tells whether a job row is due only after now, by the clock
+ * (a job enqueued with the default run_at, clock_timestamp(), is not).
+ */
+static bool
+is_scheduled(HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d = column_value(tuple, desc, JOB_RUN_AT, &isnull);
+
+	return !isnull && DatumGetTimestampTz(d) > GetCurrentTimestamp();
+}
+
+/*
+ * A queued job of a function with a concurrency_key is keyed (marked
+ * limited, with its key) only once it is due.  Until then it waits
+ * unmarked and without a key, in jobs_ready_idx or jobs_priority_idx by
+ * its run_at, where no claim passes it before it is due; the claim that
+ * finds it due gives it its key and marks it (claim_sql.c, rekeyed), and
+ * the next claims take it key by key.  Keyed, a job scheduled for later
+ * would lie in jobs_keyed_idx, among the due jobs, and every claim's walk
+ * of the keys would pass it: until 0.22, a role that queued 100,000 jobs
+ * for later under keys of a function of its own made each claim of the
+ * workers, whoever's jobs it took, cost about 5 ms instead of 0.05 ms
+ * (docs/security.md).  An external function's jobs stay keyed: only its
+ * own consumers walk its keys.
+ */
+static HeapTuple
+unkey_scheduled(HeapTuple tuple, TupleDesc desc)
+{
+	tuple = set_mark(tuple, desc, JOB_LIMITED, false);
+	return set_key(tuple, desc, NULL);
+}
+
+/*
+ * keys_when_due tells whether the schema keeps a job scheduled for later
+ * unkeyed until it is due: from 0.23, whose trigger jobs_schedule keys it
+ * then, with the claims that do.  Before ALTER EXTENSION UPDATE, new jobs
+ * are keyed as they were.
+ */
+static bool
+keys_when_due(Relation rel)
+{
+	int			i;
+
+	if (rel->trigdesc == NULL)
+		return false;
+	for (i = 0; i < rel->trigdesc->numtriggers; i++)
+		if (strcmp(rel->trigdesc->triggers[i].tgname, "jobs_schedule") == 0)
+			return true;
+	return false;
+}
+
+/*
+ * schedule_keyed applies that rule to a job row that an UPDATE leaves
+ * queued and unpaused, and marked limited or keyed (the trigger
+ * jobs_schedule names those): a retry, a job given back, the keys given
+ * anew by a changed registration.  A due job that is marked but has no key
+ * gets its key, so that no claim leaves it behind.  The function's
+ * registration is read afresh: the row may be updated by the trigger that
+ * follows a change of it.
+ */
+static HeapTuple
+schedule_keyed(HeapTuple old, HeapTuple tuple, TupleDesc desc)
+{
+	static SPIPlanPtr plan = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+	bool		scheduled = is_scheduled(tuple, desc);
+	bool		keyed;
+	bool		isnull;
+	Datum		function;
+	char	   *key_name = NULL;
+	int			rc;
+
+	(void) column_value(tuple, desc, JOB_KEY, &keyed);
+	keyed = !keyed;
+	if (!scheduled && keyed)
+	{
+		(void) column_value(old, desc, JOB_KEY, &isnull);
+		if (isnull)
+			pg_async_jobs_keyed++;
+		return tuple;
+	}
+
+	function = column_value(tuple, desc, JOB_FUNCTION, &isnull);
+	if (isnull)
+		return tuple;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pg_async: SPI_connect failed");
+	if (plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		plan = SPI_prepare("SELECT f.concurrency_key FROM async.functions f"
+						   " WHERE f.name OPERATOR(pg_catalog.=) $1"
+						   "   AND f.handler IS NOT NULL AND f.key_concurrency IS NOT NULL",
+						   1, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "pg_async: could not prepare the look-up of a concurrency_key: %s",
+				 SPI_result_code_string(SPI_result));
+	}
+	rc = SPI_execute_plan(plan, &function, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_async: concurrency_key look-up failed: %s",
+			 SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			key_name = MemoryContextStrdup(caller, TextDatumGetCString(d));
+	}
+	SPI_finish();
+
+	if (key_name == NULL)
+		return tuple;
+	if (scheduled)
+		return unkey_scheduled(tuple, desc);
+	return set_key(tuple, desc, key_name);
 }
 
 /*
@@ -511,8 +636,9 @@ due_soon(HeapTuple tuple, TupleDesc desc, bool held)
 
 /*
  * pg_async_jobs_trigger is the row trigger on async.jobs.  Before INSERT it
- * checks a new job; after an UPDATE of run_at or state it notes that a job
- * may have become ready.  Either way the committing transaction wakes
+ * checks a new job; before an UPDATE that leaves a job queued and marked
+ * limited, it keys the job or unkeys it (schedule_keyed); after an UPDATE
+ * of run_at or state it notes that a job may have become ready.  Either way the committing transaction wakes
  * workers.
  */
 Datum
@@ -537,6 +663,10 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	/* a completion raising the depth of this transaction's own new jobs */
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && pg_async_consumer_raising())
 		return PointerGetDatum(trigdata->tg_newtuple);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
+		TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		return PointerGetDatum(schedule_keyed(trigdata->tg_trigtuple, trigdata->tg_newtuple,
+											  RelationGetDescr(trigdata->tg_relation)));
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		note_if_ready(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation));
@@ -548,7 +678,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	}
 	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
-		elog(ERROR, "pg_async_jobs_trigger: must fire before INSERT or after UPDATE");
+		elog(ERROR, "pg_async_jobs_trigger: must fire before INSERT or on UPDATE");
 
 	tuple = trigdata->tg_trigtuple;
 	desc = RelationGetDescr(trigdata->tg_relation);
@@ -638,7 +768,10 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	 */
 	tuple = set_mark(tuple, desc, JOB_PAUSED, entry->paused);
 	tuple = set_mark(tuple, desc, JOB_LIMITED, entry->limited || entry->external);
-	tuple = set_key(tuple, desc, entry);
+	tuple = set_key(tuple, desc, entry->concurrency_key);
+	if (!entry->external && entry->concurrency_key[0] != '\0' &&
+		is_scheduled(tuple, desc) && keys_when_due(trigdata->tg_relation))
+		tuple = unkey_scheduled(tuple, desc);
 	check_priority(tuple, desc);
 	tuple = fill_priority(tuple, desc, entry->priority);
 	tuple = set_depth(tuple, desc);

@@ -43,6 +43,12 @@
  * while any function has a limit, every claim of the workers counts the
  * limits (the full claim), which is what the option measures.
  *
+ * With --keyed-later=N, a function with a concurrency_key (bench_later,
+ * bench_noop with key_concurrency 1) gets N jobs due in 30 days, each under
+ * its own key, queued again after each reset of the queue: what a role's
+ * jobs queued for later cost every claim of the workers, whoever's jobs it
+ * takes (docs/security.md).
+ *
  * The program creates the handlers and tables it needs (bench_noop,
  * bench_latency, bench_fail, bench_latency_log, bench_plain, bench_plain_idx
  * in schema public), truncates async.jobs before each run, and must connect
@@ -142,6 +148,7 @@ typedef struct Options
 	int			key_tenants;	/* --key-tenants: the keys scenario's tenants */
 	int			key_concurrency;	/* --key-concurrency: its limit per tenant */
 	int			rate_limited;	/* --rate-limited: idle functions with a rate limit */
+	int			keyed_later;	/* --keyed-later: keyed jobs queued for later */
 	double		timeout;
 } Options;
 
@@ -870,16 +877,32 @@ setup_objects(PGconn *conn)
 				 " rate_limit => 1000) FROM generate_series(1, %d) i", opts.rate_limited);
 		exec_command(conn, sql);
 	}
+	if (opts.keyed_later > 0)
+		exec_command(conn,
+					 "SELECT async.register('public.bench_noop(jsonb)', name => 'bench_later',"
+					 " concurrency_key => 'k', key_concurrency => 1)");
 }
 
 /*
  * reset_queue empties the queue, the dead letters and the latency log, and
- * checkpoints, so that each run starts from the same state.
+ * checkpoints, so that each run starts from the same state: with
+ * --keyed-later, that of the jobs queued for later too.
  */
 static void
 reset_queue(PGconn *conn)
 {
 	exec_command(conn, "TRUNCATE async.jobs, async.dead_letters, public.bench_latency_log");
+	if (opts.keyed_later > 0)
+	{
+		char		sql[256];
+
+		snprintf(sql, sizeof(sql),
+				 "INSERT INTO async.jobs (function, payload, run_at)"
+				 " SELECT 'bench_later', jsonb_build_object('k', i), now() + interval '30 days'"
+				 " FROM generate_series(1, %d) i", opts.keyed_later);
+		exec_command(conn, sql);
+		exec_command(conn, "VACUUM ANALYZE async.jobs");
+	}
 	exec_command(conn, "CHECKPOINT");
 }
 
@@ -909,6 +932,9 @@ read_settings(PGconn *conn)
 	}
 	snprintf(setting_names[nsettings], sizeof(setting_names[0]), "rate_limited_functions");
 	snprintf(setting_values[nsettings], sizeof(setting_values[0]), "%d", opts.rate_limited);
+	nsettings++;
+	snprintf(setting_names[nsettings], sizeof(setting_names[0]), "keyed_later_jobs");
+	snprintf(setting_values[nsettings], sizeof(setting_values[0]), "%d", opts.keyed_later);
 	nsettings++;
 	snprintf(setting_names[nsettings], sizeof(setting_names[0]), "client_cpus");
 	snprintf(setting_values[nsettings], sizeof(setting_values[0]), "%ld",
@@ -2762,6 +2788,8 @@ usage(void)
 		   "      --key-concurrency=N   its key_concurrency (5)\n"
 		   "      --rate-limited=N      N idle functions with a rate limit registered first,\n"
 		   "                            so that every claim counts the limits (0)\n"
+		   "      --keyed-later=N       N jobs due in 30 days, each under its own key, of a\n"
+		   "                            function with a concurrency_key, queued first (0)\n"
 		   "      --enqueue-duration=S, --mixed-duration=S, --soak-duration=S\n"
 		   "      --latency-rate=R, --mixed-rate=R, --soak-rate=R\n"
 		   "                            the same, for one scenario\n"
@@ -2880,6 +2908,7 @@ parse_options(int argc, char **argv)
 		{"key-tenants", required_argument, NULL, 23},
 		{"key-concurrency", required_argument, NULL, 24},
 		{"rate-limited", required_argument, NULL, 25},
+		{"keyed-later", required_argument, NULL, 26},
 		{NULL, 0, NULL, 0}
 	};
 	double		n = -1;
@@ -2889,6 +2918,7 @@ parse_options(int argc, char **argv)
 	double		key_tenants = -1;
 	double		key_concurrency = -1;
 	double		rate_limited = 0;
+	double		keyed_later = 0;
 	double		latency_events = -1;
 	double		backlog_jobs = -1;
 	double		held_jobs = -1;
@@ -2997,6 +3027,9 @@ parse_options(int argc, char **argv)
 			case 25:
 				rate_limited = parse_number("--rate-limited", optarg);
 				break;
+			case 26:
+				keyed_later = parse_number("--keyed-later", optarg);
+				break;
 			case 20:
 				held_xmin_drains = parse_number("--held-xmin-drains", optarg);
 				break;
@@ -3043,6 +3076,9 @@ parse_options(int argc, char **argv)
 	if (rate_limited > 1000)
 		die("--rate-limited takes at most 1000 functions");
 	opts.rate_limited = (int) rate_limited;
+	if (keyed_later > 10000000)
+		die("--keyed-later takes at most 10000000 jobs");
+	opts.keyed_later = (int) keyed_later;
 	opts.n = (int64_t) n;
 	opts.duration = duration;
 	opts.rate = rate;
