@@ -373,14 +373,18 @@ const char *const pg_async_limits_sql =
  * waiting has room again.  A due job of a function with a concurrency_key
  * waits for its key to have room, which only the finish of a job of that
  * key gives, and the worker that finishes it claims again: so for those
- * functions only the jobs due later count.
+ * functions only the jobs due later count.  The first of jobs_ready_idx is
+ * the first entry that passes the filters, in the index's order: as min()
+ * the planner read the whole range, and 100,000 jobs scheduled for later
+ * made each idle worker's look cost 25 ms (0.22).
  */
 const char *const pg_async_next_run_sql =
 "WITH" LIMITS_CTE("pg_catalog.clock_timestamp()")
 " SELECT LEAST("
-"  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
+"  (SELECT j.run_at FROM async.jobs j"
 "    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.=) 0"
-"      AND j.run_at OPERATOR(pg_catalog.>=) $1),"
+"      AND j.run_at OPERATOR(pg_catalog.>=) $1"
+"    ORDER BY j.run_at LIMIT 1),"
 "  (SELECT pg_catalog.min(j.run_at) FROM async.jobs j"
 "    WHERE" WAITING_JOB " AND j.priority OPERATOR(pg_catalog.<>) 0"
 "      AND (j.priority, j.run_at) OPERATOR(pg_catalog.>=) ($2, $3)),"
