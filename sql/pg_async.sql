@@ -2917,7 +2917,7 @@ CREATE TRIGGER jobs_release_deleted AFTER DELETE ON async.jobs FOR EACH ROW WHEN
 
 CREATE TRIGGER jobs_touched BEFORE DELETE OR UPDATE ON async.jobs FOR EACH STATEMENT EXECUTE FUNCTION async._jobs_touched();
 
-CREATE TRIGGER jobs_schedule BEFORE UPDATE ON async.jobs FOR EACH ROW WHEN (((new.state = 'queued'::text) AND (NOT new.paused) AND (new.limited OR (new.key IS NOT NULL)))) EXECUTE FUNCTION async._jobs_trigger();
+CREATE TRIGGER jobs_schedule AFTER UPDATE ON async.jobs FOR EACH ROW WHEN (((new.state = 'queued'::text) AND (NOT new.paused) AND (new.limited OR (new.key IS NOT NULL)) AND ((new.run_at > now()) OR ((new.key IS NOT NULL) AND (NOT new.limited))))) EXECUTE FUNCTION async._jobs_trigger();
 
 CREATE TRIGGER jobs_reschedule AFTER UPDATE ON async.jobs FOR EACH ROW WHEN (((new.state = 'queued'::text) AND (NOT new.paused) AND (NOT new.limited))) EXECUTE FUNCTION async._jobs_trigger();
 

@@ -504,13 +504,15 @@ note_key_turns(AsyncJob *jobs, int n)
 #define ASYNC_KEYING_CLAIMS		4
 
 /*
- * claim_once is one claim of pg_async_claim_jobs.  *keyed tells whether it
- * keyed jobs that its walks of the ready jobs found due (jobs scheduled for
- * later of a function with a concurrency_key, which wait unkeyed until
- * then: enqueue.c, unkey_scheduled), which it does not take itself.
+ * claim_once is one claim of pg_async_claim_jobs, of up to limit jobs.
+ * *keyed tells whether it claimed none but keyed jobs that its walks of
+ * the ready jobs found due (jobs scheduled for later of a function with a
+ * concurrency_key, which wait unkeyed until then: enqueue.c,
+ * unkey_scheduled), which it does not take itself.
  */
 static int
-claim_once(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at, bool *keyed)
+claim_once(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at, bool *keyed,
+		   int limit)
 {
 	Datum		args[8];
 	Datum		next_run_args[3];
@@ -566,7 +568,7 @@ claim_once(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at, boo
 	epoch = pg_async_limits_epoch();
 	floor = AsyncReadyFloor ?
 		pg_async_floor_claim_begin(MyAsyncSlot, &prio_floor, &prio_floor_run_at) : DT_NOBEGIN;
-	args[0] = Int32GetDatum(pg_async_batch_limit());
+	args[0] = Int32GetDatum(limit);
 	args[1] = Int32GetDatum(MyProcPid);
 	args[2] = Int64GetDatum((int64) pg_async_batch_max_bytes * 1024);
 	args[3] = TimestampTzGetDatum(floor);
@@ -574,15 +576,26 @@ claim_once(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at, boo
 	args[5] = TimestampTzGetDatum(prio_floor_run_at);
 	args[6] = Int32GetDatum(pg_async_max_depth);
 	args[7] = TimestampTzGetDatum(claim_start);
-	pg_async_jobs_keyed = 0;
 	rc = SPI_execute_plan(limited ? claim_plan : claim_fast_plan, args, NULL, false, 0);
-	*keyed = pg_async_jobs_keyed > 0;
 	/* the full claim's update is a CTE, which its reservations read */
 	if (rc != (limited ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
 		elog(ERROR, "pg_async: claiming jobs failed: %s",
 			 SPI_result_code_string(rc));
 
 	n = (int) SPI_processed;
+
+	/* the full claim's row that is no job: it keyed jobs and claimed none */
+	if (limited && n == 1)
+	{
+		bool		isnull;
+
+		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+		{
+			*keyed = true;
+			n = 0;
+		}
+	}
 
 	/* perhaps a limit the cache has not heard of yet (see pg_async_claim_fast_sql) */
 	if (n == 0 && !limited)
@@ -691,19 +704,24 @@ claim_once(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at, boo
  * The jobs are copied into cxt.  With no job ready it reports when the next
  * one is due (0 if none).  A claim that keyed jobs it found due and took
  * none is followed at once by another, which takes them by key (the
- * transaction sees its own keys); past ASYNC_KEYING_CLAIMS such claims in a
- * row (a function whose limits hold the jobs it keys), the worker looks
- * again shortly.
+ * transaction sees its own keys).  Those claims may take up to
+ * pg_async.batch_size jobs even while slow handlers make the batches
+ * smaller: the jobs they key count against the walks' batch, and many such
+ * jobs due at once must not hold the jobs behind them for long (a batch
+ * that overruns gives back what it has not run).  Past ASYNC_KEYING_CLAIMS
+ * of them in a row (a function whose limits hold the jobs it keys), the
+ * worker looks again shortly.
  */
 int
 pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
 {
+	int			limit = pg_async_batch_limit();
 	int			i;
 
 	for (i = 0;; i++)
 	{
 		bool		keyed;
-		int			n = claim_once(cxt, jobs_out, next_run_at, &keyed);
+		int			n = claim_once(cxt, jobs_out, next_run_at, &keyed, limit);
 
 		if (n > 0 || !keyed)
 			return n;
@@ -712,6 +730,7 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 			*next_run_at = GetCurrentTimestamp();
 			return 0;
 		}
+		limit = Max(limit, pg_async_batch_size);
 	}
 }
 

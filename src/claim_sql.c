@@ -248,6 +248,16 @@
 "   WHERE t.function OPERATOR(pg_catalog.=) l.name)"
 
 /*
+ * A row of the full claim that is no job (its id is NULL), as many columns
+ * as CLAIM_UPDATE returns: the claim keyed jobs it found due and claimed
+ * none (claim.c claims again at once).
+ */
+#define CLAIM_NO_JOB \
+"NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL," \
+" NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL," \
+" NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+
+/*
  * The claim.  Functions that are paused, or whose concurrency limit is
  * reached, are left out of the scan itself, so that their jobs wait without
  * spending attempts and without blocking other functions' jobs behind them.
@@ -260,7 +270,9 @@
  * too, but one of a function with a concurrency_key is not taken: it has
  * no key yet, and the claim marks it and gives it its key (rekeyed).  So
  * are the jobs of such a function that were scheduled for later, which
- * wait unkeyed until they are due (enqueue.c, unkey_scheduled).
+ * wait unkeyed until they are due (enqueue.c, unkey_scheduled).  No job of
+ * such a function is taken from those walks, whatever key it has: only
+ * the walk of its keys counts their room.
  * Claimed jobs of functions with a concurrency or key limit are recorded
  * in async.running, which the next claim counts: those the update claimed,
  * not all that were picked.  The walk of the keys is a PL/pgSQL function
@@ -284,7 +296,8 @@ LANE_KEYED
 "  UPDATE async.jobs j SET limited = true,"
 "         key = async._key_value(j.payload, l.concurrency_key)"
 "    FROM (" READY_UNION ") c JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
-"   WHERE j.id OPERATOR(pg_catalog.=) c.id AND l.concurrency_key IS NOT NULL),"
+"   WHERE j.id OPERATOR(pg_catalog.=) c.id AND l.concurrency_key IS NOT NULL"
+"  RETURNING j.id),"
 " allowed AS ("
 "  SELECT c.id, c.function, c.suspect, c.run_at, c.priority, c.key, c.bytes, c.ready, c.prio,"
 "         l.concurrency, l.key_concurrency FROM ("
@@ -297,7 +310,7 @@ LANE_KEYED
 "                 UNION ALL SELECT *, false, false FROM lane_keyed) c) c"
 "    LEFT JOIN limits l ON l.name OPERATOR(pg_catalog.=) c.function"
 "   WHERE (l.allowance IS NULL OR c.nth OPERATOR(pg_catalog.<=) l.allowance)"
-"     AND (l.key_concurrency IS NULL OR c.key IS NOT NULL)"
+"     AND (l.key_concurrency IS NULL OR NOT (c.ready OR c.prio))"
 "   ORDER BY c.priority, c.run_at, c.id LIMIT $1),"
 CLAIM_WITHIN_BYTES("allowed")
 " picked AS ("
@@ -311,7 +324,10 @@ CLAIM_WITHIN_BYTES("allowed")
 " reserved AS ("
 "  INSERT INTO async.running (job_id, function, key)"
 "  SELECT c.id, c.function, c.key FROM claimed c WHERE c.reserves)"
-" SELECT * FROM claimed";
+" SELECT * FROM claimed"
+" UNION ALL"
+" SELECT " CLAIM_NO_JOB
+"  WHERE NOT EXISTS (SELECT FROM claimed) AND EXISTS (SELECT FROM rekeyed)";
 
 /*
  * The claim while no function is paused or limited (the common case): the

@@ -11,6 +11,7 @@
 #include "pg_async.h"
 #include "shmem.h"
 #include "stats.h"
+#include "worker_internal.h"
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
@@ -37,12 +38,6 @@ PG_FUNCTION_INFO_V1(pg_async_jobs_trigger);
 PG_FUNCTION_INFO_V1(pg_async_functions_changed);
 PG_FUNCTION_INFO_V1(pg_async_new_event_id);
 PG_FUNCTION_INFO_V1(pg_async_jobs_touched);
-
-/*
- * Jobs that UPDATEs of this backend keyed once they were due (schedule_keyed):
- * the claims' rekeyed, which claim.c counts.
- */
-int			pg_async_jobs_keyed = 0;
 
 /* jobs this transaction enqueued so far; workers are woken at commit */
 static int	pending_wakeups = 0;
@@ -472,71 +467,79 @@ keys_when_due(Relation rel)
 }
 
 /*
- * schedule_keyed applies that rule to a job row that an UPDATE leaves
- * queued and unpaused, and marked limited or keyed (the trigger
- * jobs_schedule names those): a retry, a job given back, the keys given
- * anew by a changed registration.  A due job that is marked but has no key
- * gets its key, so that no claim leaves it behind.  The function's
- * registration is read afresh: the row may be updated by the trigger that
+ * schedule_keyed applies that rule to a job row that an UPDATE left queued
+ * and unpaused, marked limited or keyed, and either scheduled for later by
+ * the statement's clock or keyed but unmarked (the trigger jobs_schedule,
+ * after the UPDATE, names those): a retry, a job given back, the keys given
+ * anew by a changed registration, a job resumed.  Scheduled for later by
+ * the clock, a job of a function with a concurrency_key (and a handler) is
+ * unkeyed; due, keyed but unmarked (keys given to paused jobs), it is
+ * marked, so that the claims take it by key.  An AFTER trigger, which
+ * writes such a row again: a BEFORE ROW trigger on UPDATE makes the
+ * executor lock every row any UPDATE of async.jobs writes before it
+ * writes it, the finish of every job included.  The function's
+ * registration is read afresh: the row may be written by the trigger that
  * follows a change of it.
  */
-static HeapTuple
-schedule_keyed(HeapTuple old, HeapTuple tuple, TupleDesc desc)
+static void
+schedule_keyed(HeapTuple tuple, TupleDesc desc)
 {
-	static SPIPlanPtr plan = NULL;
-	MemoryContext caller = CurrentMemoryContext;
-	bool		scheduled = is_scheduled(tuple, desc);
-	bool		keyed;
+	static SPIPlanPtr lookup = NULL;
+	static SPIPlanPtr update = NULL;
+	Datum		args[2];
 	bool		isnull;
-	Datum		function;
-	char	   *key_name = NULL;
+	bool		keyed;
 	int			rc;
 
-	(void) column_value(tuple, desc, JOB_KEY, &keyed);
-	keyed = !keyed;
-	if (!scheduled && keyed)
-	{
-		(void) column_value(old, desc, JOB_KEY, &isnull);
-		if (isnull)
-			pg_async_jobs_keyed++;
-		return tuple;
-	}
-
-	function = column_value(tuple, desc, JOB_FUNCTION, &isnull);
+	args[0] = column_value(tuple, desc, JOB_ID, &isnull);
 	if (isnull)
-		return tuple;
+		return;
+	args[1] = column_value(tuple, desc, JOB_FUNCTION, &isnull);
+	if (isnull)
+		return;
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pg_async: SPI_connect failed");
-	if (plan == NULL)
+	if (lookup == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		plan = SPI_prepare("SELECT f.concurrency_key FROM async.functions f"
-						   " WHERE f.name OPERATOR(pg_catalog.=) $1"
-						   "   AND f.handler IS NOT NULL AND f.key_concurrency IS NOT NULL",
-						   1, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "pg_async: could not prepare the look-up of a concurrency_key: %s",
-				 SPI_result_code_string(SPI_result));
+		lookup = pg_async_prepare_plan("SELECT FROM async.functions f"
+									   " WHERE f.name OPERATOR(pg_catalog.=) $1"
+									   "   AND f.handler IS NOT NULL"
+									   "   AND f.key_concurrency IS NOT NULL",
+									   1, argtypes);
 	}
-	rc = SPI_execute_plan(plan, &function, NULL, true, 1);
+	rc = SPI_execute_plan(lookup, &args[1], NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_async: concurrency_key look-up failed: %s",
 			 SPI_result_code_string(rc));
-	if (SPI_processed == 1)
-	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	keyed = SPI_processed == 1;
 
-		if (!isnull)
-			key_name = MemoryContextStrdup(caller, TextDatumGetCString(d));
+	if (keyed)
+	{
+		if (update == NULL)
+		{
+			Oid			argtypes[2] = {INT8OID, BOOLOID};
+
+			update = pg_async_prepare_plan("UPDATE async.jobs j"
+										   "   SET limited = NOT $2,"
+										   "       key = CASE WHEN NOT $2 THEN j.key END"
+										   " WHERE j.id OPERATOR(pg_catalog.=) $1"
+										   "   AND j.state OPERATOR(pg_catalog.=) 'queued'"
+										   "   AND NOT j.paused AND j.finished_at IS NULL"
+										   "   AND (j.limited IS DISTINCT FROM NOT $2"
+										   "        OR $2 AND j.key IS NOT NULL)",
+										   2, argtypes);
+		}
+		/* scheduled: unkey it; due: mark it, with the key it has */
+		args[1] = BoolGetDatum(is_scheduled(tuple, desc));
+		rc = SPI_execute_plan(update, args, NULL, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "pg_async: keying a job failed: %s",
+				 SPI_result_code_string(rc));
 	}
 	SPI_finish();
-
-	if (key_name == NULL)
-		return tuple;
-	if (scheduled)
-		return unkey_scheduled(tuple, desc);
-	return set_key(tuple, desc, key_name);
 }
 
 /*
@@ -636,9 +639,9 @@ due_soon(HeapTuple tuple, TupleDesc desc, bool held)
 
 /*
  * pg_async_jobs_trigger is the row trigger on async.jobs.  Before INSERT it
- * checks a new job; before an UPDATE that leaves a job queued and marked
- * limited, it keys the job or unkeys it (schedule_keyed); after an UPDATE
- * of run_at or state it notes that a job may have become ready.  Either way the committing transaction wakes
+ * checks a new job; after an UPDATE it notes that a job may have become
+ * ready, or, as jobs_schedule, keys or unkeys a job of a function with a
+ * concurrency_key (schedule_keyed).  Either way the committing transaction wakes
  * workers.
  */
 Datum
@@ -664,9 +667,11 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && pg_async_consumer_raising())
 		return PointerGetDatum(trigdata->tg_newtuple);
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-		TRIGGER_FIRED_BEFORE(trigdata->tg_event))
-		return PointerGetDatum(schedule_keyed(trigdata->tg_trigtuple, trigdata->tg_newtuple,
-											  RelationGetDescr(trigdata->tg_relation)));
+		strcmp(trigdata->tg_trigger->tgname, "jobs_schedule") == 0)
+	{
+		schedule_keyed(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation));
+		return PointerGetDatum(NULL);
+	}
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		note_if_ready(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation));
@@ -678,7 +683,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	}
 	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
-		elog(ERROR, "pg_async_jobs_trigger: must fire before INSERT or on UPDATE");
+		elog(ERROR, "pg_async_jobs_trigger: must fire before INSERT or after UPDATE");
 
 	tuple = trigdata->tg_trigtuple;
 	desc = RelationGetDescr(trigdata->tg_relation);

@@ -138,7 +138,6 @@ extern void pg_async_subxact_callback(SubXactEvent event, SubTransactionId mySub
 									  SubTransactionId parentSubid, void *arg);
 extern void pg_async_note_enqueued(int njobs);
 extern bool pg_async_in_worker;
-extern int	pg_async_jobs_keyed;
 extern int32 pg_async_current_depth;
 extern Datum pg_async_make_event_id(void);
 

@@ -467,7 +467,8 @@ sleep_time(TimestampTz next_run_at)
 
 		/*
 		 * A job that is due but was not claimed is locked by a colleague
-		 * claiming it right now: look again shortly, without spinning.
+		 * claiming it right now, or was keyed by claims that could not take
+		 * it yet (claim.c): look again shortly, without spinning.
 		 */
 		if (next_run_at <= now)
 			return 50;

@@ -11,11 +11,15 @@
  * unkey_scheduled; src/claim_sql.c, rekeyed).  Keyed, such jobs lay in
  * jobs_keyed_idx among the due ones, and every claim's walk of the keys
  * passed them.  The library keys or unkeys a new job itself; this trigger
- * does the same for a job an UPDATE puts back in the queue (a retry, a
- * job given back, a registration changed).
+ * does the same, after the UPDATE, for a job that an UPDATE puts back in
+ * the queue for later (a retry, a job given back, keys given anew by a
+ * changed registration), and marks a due job that has a key but no mark.
+ * Not a BEFORE trigger: with one, every UPDATE of async.jobs locks each
+ * row before writing it, the finish of every job included.
  */
-CREATE TRIGGER jobs_schedule BEFORE UPDATE ON async.jobs FOR EACH ROW
-	WHEN (NEW.state = 'queued' AND NOT NEW.paused AND (NEW.limited OR NEW.key IS NOT NULL))
+CREATE TRIGGER jobs_schedule AFTER UPDATE ON async.jobs FOR EACH ROW
+	WHEN (NEW.state = 'queued' AND NOT NEW.paused AND (NEW.limited OR NEW.key IS NOT NULL)
+		  AND (NEW.run_at > now() OR (NEW.key IS NOT NULL AND NOT NEW.limited)))
 	EXECUTE FUNCTION async._jobs_trigger();
 
 -- the comment in the walk's body says what the keys' scans now pass

@@ -287,6 +287,28 @@ SELECT count(*) AS runs, max(running) AS most_running FROM public.key_runs WHERE
 SELECT state, key, count(*) FROM async.jobs
  WHERE function = 'key_note' AND payload->>'tenant' = 'soon' GROUP BY 1, 2;
 
+-- a paused job queued for later that a changed concurrency_key keys while
+-- it waits, and that is resumed once due, is marked again: unmarked, with
+-- a key, the walks of the ready jobs would have found it, and claims
+-- would have run it whatever its key's room (in one transaction, which the
+-- workers do not see)
+BEGIN;
+SELECT async.pause('key_note');
+INSERT INTO async.jobs (function, event_id, payload, run_at)
+VALUES ('key_note', 'k-resume', '{"tenant": "resumed"}', clock_timestamp() + interval '0.2 seconds');
+SELECT async.configure('key_note', concurrency_key => 'other');
+SELECT async.configure('key_note', concurrency_key => 'tenant');
+SELECT paused, limited, key FROM async.jobs WHERE event_id = 'k-resume';
+DO $$
+BEGIN
+	WHILE clock_timestamp() <= (SELECT run_at FROM async.jobs WHERE event_id = 'k-resume') LOOP
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT async.resume('key_note');
+SELECT paused, limited, key FROM async.jobs WHERE event_id = 'k-resume';
+ROLLBACK;
+
 DROP OWNED BY regress_key_mallory;
 DROP ROLE regress_key_mallory;
 SELECT async.unregister('key_note');
