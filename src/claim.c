@@ -704,13 +704,13 @@ claim_once(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at, boo
  * The jobs are copied into cxt.  With no job ready it reports when the next
  * one is due (0 if none).  A claim that keyed jobs it found due and took
  * none is followed at once by another, which takes them by key (the
- * transaction sees its own keys).  Those claims may take up to
- * pg_async.batch_size jobs even while slow handlers make the batches
- * smaller: the jobs they key count against the walks' batch, and many such
- * jobs due at once must not hold the jobs behind them for long (a batch
- * that overruns gives back what it has not run).  Past ASYNC_KEYING_CLAIMS
- * of them in a row (a function whose limits hold the jobs it keys), the
- * worker looks again shortly.
+ * transaction sees its own keys).  The jobs a claim keys count against
+ * its batch, so while slow handlers make the batches small, many such
+ * jobs due at once are keyed a batch at a time, and the jobs behind them
+ * wait meanwhile (a larger batch for these claims would hold the jobs it
+ * took from the lanes too).  Past ASYNC_KEYING_CLAIMS of them in a row (a
+ * function whose limits hold the jobs it keys), the worker looks again
+ * shortly.
  */
 int
 pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_run_at)
@@ -730,7 +730,6 @@ pg_async_claim_jobs(MemoryContext cxt, AsyncJob **jobs_out, TimestampTz *next_ru
 			*next_run_at = GetCurrentTimestamp();
 			return 0;
 		}
-		limit = Max(limit, pg_async_batch_size);
 	}
 }
 

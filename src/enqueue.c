@@ -449,9 +449,10 @@ unkey_scheduled(HeapTuple tuple, TupleDesc desc)
 
 /*
  * keys_when_due tells whether the schema keeps a job scheduled for later
- * unkeyed until it is due: from 0.23, whose trigger jobs_schedule keys it
- * then, with the claims that do.  Before ALTER EXTENSION UPDATE, new jobs
- * are keyed as they were.
+ * unkeyed until it is due: from 0.23, whose trigger jobs_schedule keeps a
+ * job an UPDATE puts back in the queue for later unkeyed too (the claims
+ * key it once due).  Before ALTER EXTENSION UPDATE, new jobs are keyed as
+ * they were.
  */
 static bool
 keys_when_due(Relation rel)
@@ -468,10 +469,10 @@ keys_when_due(Relation rel)
 
 /*
  * schedule_keyed applies that rule to a job row that an UPDATE left queued
- * and unpaused, marked limited or keyed, and either scheduled for later by
- * the statement's clock or keyed but unmarked (the trigger jobs_schedule,
- * after the UPDATE, names those): a retry, a job given back, the keys given
- * anew by a changed registration, a job resumed.  Scheduled for later by
+ * and unpaused, marked limited or keyed, and either due after the
+ * transaction's start or keyed but unmarked (the trigger jobs_schedule,
+ * after the UPDATE, names those): a retry, the keys given anew by a
+ * changed registration, a job resumed.  Scheduled for later by
  * the clock, a job of a function with a concurrency_key (and a handler) is
  * unkeyed; due, keyed but unmarked (keys given to paused jobs), it is
  * marked, so that the claims take it by key.  An AFTER trigger, which
@@ -667,6 +668,7 @@ pg_async_jobs_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && pg_async_consumer_raising())
 		return PointerGetDatum(trigdata->tg_newtuple);
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
+		TRIGGER_FIRED_AFTER(trigdata->tg_event) &&
 		strcmp(trigdata->tg_trigger->tgname, "jobs_schedule") == 0)
 	{
 		schedule_keyed(trigdata->tg_newtuple, RelationGetDescr(trigdata->tg_relation));

@@ -12,8 +12,8 @@
  * jobs_keyed_idx among the due ones, and every claim's walk of the keys
  * passed them.  The library keys or unkeys a new job itself; this trigger
  * does the same, after the UPDATE, for a job that an UPDATE puts back in
- * the queue for later (a retry, a job given back, keys given anew by a
- * changed registration), and marks a due job that has a key but no mark.
+ * the queue for later (a retry, keys given anew by a changed
+ * registration), and marks a due job that has a key but no mark.
  * Not a BEFORE trigger: with one, every UPDATE of async.jobs locks each
  * row before writing it, the finish of every job included.
  */
