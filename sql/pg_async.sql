@@ -1237,18 +1237,10 @@ BEGIN
 		WITH orphans AS (
 			SELECT j.id, j.worker_pid, j.started_at
 			  FROM async.jobs j
-			 /*
-			  * a worker's running job is never marked paused, nor limited but
-			  * a keyed one (found below), and was due when it was claimed:
-			  * this walks the due range of jobs_ready_idx and of
-			  * jobs_priority_idx, by priority (until 0.22, without the
-			  * priority and run_at, it read the whole table, finished jobs
-			  * and jobs scheduled for later included)
-			  */
+			 /* a worker's running job is never marked paused, nor limited but a keyed
+			    one (found below): this walks jobs_ready_idx */
 			 WHERE j.finished_at IS NULL AND NOT j.paused AND NOT j.limited
 			   AND j.state OPERATOR(pg_catalog.=) 'running'
-			   AND j.run_at OPERATOR(pg_catalog.<=) pg_catalog.now()
-			   AND (j.priority OPERATOR(pg_catalog.=) 0 OR j.priority OPERATOR(pg_catalog.<>) 0)
 			   AND (j.worker_pid IS NULL OR
 					NOT j.worker_pid OPERATOR(pg_catalog.=) ANY (async._live_worker_pids())
 					/* the pid was reused by a worker that started after the claim */

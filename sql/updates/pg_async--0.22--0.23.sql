@@ -32,12 +32,6 @@ CREATE TRIGGER jobs_schedule AFTER UPDATE ON async.jobs FOR EACH ROW
  */
 -- @function async._functions_limit_changed(
 
-/*
- * The look for the jobs of workers that died walks the due ranges of
- * jobs_ready_idx and jobs_priority_idx, where it read the whole table.
- */
--- @function async._recover(
-
 /* the keyed jobs already scheduled for later wait as new ones do */
 UPDATE async.jobs j SET limited = false, key = NULL
  WHERE j.limited AND NOT j.paused AND j.finished_at IS NULL
